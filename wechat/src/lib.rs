@@ -1,0 +1,20 @@
+//! The WeChat protocol as a library: official-account message server (signatures, safe-mode
+//! crypto, XML messages and replies), the HTTP API client with a shared access token, the
+//! mini-program APIs and WeChat Pay v3. It knows nothing of databases; `fake` (feature) is an
+//! in-process fake of the WeChat HTTP APIs for tests, benchmarks and dev mode.
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub use error::{Error, Result};
+
+pub mod xml;
+pub mod signature;
+pub mod crypto;
+pub mod message;
+pub mod reply;
+
+pub mod token;
+pub mod client;
+
+#[cfg(feature = "fake")]
+pub mod fake;
