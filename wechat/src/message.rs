@@ -439,3 +439,487 @@ impl InboundMessage {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The documented sample packets (接收普通消息 / 接收事件推送 / 自定义菜单事件推送 / 模板消息 /
+    /// 群发 / 订阅通知), verbatim, in wechat/testdata/messages.
+    macro_rules! sample {
+        ($name:literal) => {
+            include_str!(concat!("../testdata/messages/", $name, ".xml"))
+        };
+    }
+
+    fn parse(xml: &str) -> InboundMessage {
+        InboundMessage::from_xml(xml).unwrap_or_else(|e| panic!("{e}: {xml}"))
+    }
+
+    fn event(xml: &str) -> Event {
+        match parse(xml).body {
+            MessageBody::Event(e) => e,
+            other => panic!("not an event: {other:?}"),
+        }
+    }
+
+    fn decode_err(xml: &str) -> String {
+        match InboundMessage::from_xml(xml) {
+            Err(Error::Decode(m)) => m,
+            other => panic!("expected Error::Decode, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn text_sample() {
+        let m = parse(sample!("text"));
+        assert_eq!(m.to_user, "toUser");
+        assert_eq!(m.from_user, "fromUser");
+        assert_eq!(m.create_time, 1348831860);
+        assert_eq!(
+            m.body,
+            MessageBody::Text { msg_id: 1234567890123456, content: "this is a test".into(), biz_msg_menu_id: None }
+        );
+        assert_eq!((m.msg_type(), m.event_name()), ("text", None));
+    }
+
+    #[test]
+    fn text_from_customer_service_menu_carries_bizmsgmenuid() {
+        let m = parse(sample!("text_bizmsgmenuid"));
+        assert_eq!(
+            m.body,
+            MessageBody::Text { msg_id: 1234567890123456, content: "满意".into(), biz_msg_menu_id: Some("101".into()) }
+        );
+    }
+
+    #[test]
+    fn image_sample() {
+        assert_eq!(
+            parse(sample!("image")).body,
+            MessageBody::Image { msg_id: 1234567890123456, pic_url: "this is a url".into(), media_id: "media_id".into() }
+        );
+    }
+
+    #[test]
+    fn voice_samples_with_and_without_recognition() {
+        assert_eq!(
+            parse(sample!("voice")).body,
+            MessageBody::Voice { msg_id: 1234567890123456, media_id: "media_id".into(), format: "Format".into(), recognition: None }
+        );
+        let m = parse(sample!("voice_recognition"));
+        assert_eq!(m.create_time, 1357290913);
+        assert_eq!(
+            m.body,
+            MessageBody::Voice {
+                msg_id: 1234567890123456,
+                media_id: "media_id".into(),
+                format: "Format".into(),
+                recognition: Some("腾讯微信团队".into())
+            }
+        );
+    }
+
+    #[test]
+    fn video_and_shortvideo_samples() {
+        let v = parse(sample!("video"));
+        assert_eq!(
+            v.body,
+            MessageBody::Video { msg_id: 1234567890123456, media_id: "media_id".into(), thumb_media_id: "thumb_media_id".into() }
+        );
+        let s = parse(sample!("shortvideo"));
+        assert_eq!(
+            s.body,
+            MessageBody::ShortVideo { msg_id: 1234567890123456, media_id: "media_id".into(), thumb_media_id: "thumb_media_id".into() }
+        );
+        assert_eq!((v.msg_type(), s.msg_type()), ("video", "shortvideo"));
+    }
+
+    #[test]
+    fn location_sample() {
+        let m = parse(sample!("location"));
+        assert_eq!(
+            m.body,
+            MessageBody::Location { msg_id: 1234567890123456, latitude: 23.134521, longitude: 113.358803, scale: 20, label: "位置信息".into() }
+        );
+        assert_eq!(m.msg_type(), "location");
+    }
+
+    #[test]
+    fn link_sample() {
+        assert_eq!(
+            parse(sample!("link")).body,
+            MessageBody::Link {
+                msg_id: 1234567890123456,
+                title: "公众平台官网链接".into(),
+                description: "公众平台官网链接".into(),
+                url: "url".into()
+            }
+        );
+    }
+
+    #[test]
+    fn file_sample() {
+        let m = parse(sample!("file"));
+        assert_eq!(
+            m.body,
+            MessageBody::File {
+                msg_id: 24345678901234567,
+                title: "支部学习材料.pdf".into(),
+                description: "2.1MB".into(),
+                file_key: "d7f1a0c9e1a44b2f9c0e".into(),
+                file_md5: "5a75aaca956d97be686719218f275c6b".into(),
+                file_total_len: 2201600
+            }
+        );
+        assert_eq!(m.msg_type(), "file");
+    }
+
+    #[test]
+    fn subscribe_and_unsubscribe_samples() {
+        let m = parse(sample!("event_subscribe"));
+        assert_eq!((m.to_user.as_str(), m.from_user.as_str(), m.create_time), ("toUser", "FromUser", 123456789));
+        assert_eq!(m.body, MessageBody::Event(Event::Subscribe { scene: None, ticket: None }));
+        assert_eq!((m.msg_type(), m.event_name()), ("event", Some("subscribe")));
+        let m = parse(sample!("event_unsubscribe"));
+        assert_eq!(m.body, MessageBody::Event(Event::Unsubscribe));
+        assert_eq!(m.event_name(), Some("unsubscribe"));
+    }
+
+    #[test]
+    fn subscribe_from_qr_code_strips_qrscene_prefix() {
+        assert_eq!(
+            event(sample!("event_subscribe_qrscene")),
+            Event::Subscribe { scene: Some("123123".into()), ticket: Some("TICKET".into()) }
+        );
+        // An empty EventKey (plain follow, as some clients send it) is no scene.
+        let xml = sample!("event_subscribe").replace("</Event>", "</Event><EventKey><![CDATA[]]></EventKey>");
+        assert_eq!(event(&xml), Event::Subscribe { scene: None, ticket: None });
+    }
+
+    #[test]
+    fn scan_sample() {
+        let m = parse(sample!("event_scan"));
+        assert_eq!(m.body, MessageBody::Event(Event::Scan { scene: "SCENE_VALUE".into(), ticket: Some("TICKET".into()) }));
+        assert_eq!(m.event_name(), Some("SCAN"));
+    }
+
+    #[test]
+    fn location_event_sample() {
+        assert_eq!(
+            event(sample!("event_location")),
+            Event::Location { latitude: 23.137466, longitude: 113.352425, precision: 119.385040 }
+        );
+    }
+
+    #[test]
+    fn click_and_view_samples() {
+        let m = parse(sample!("event_click"));
+        assert_eq!(m.body, MessageBody::Event(Event::Click { key: "EVENTKEY".into() }));
+        assert_eq!(m.event_name(), Some("CLICK"));
+        let m = parse(sample!("event_view"));
+        assert_eq!(m.body, MessageBody::Event(Event::View { url: "www.qq.com".into(), menu_id: Some("MENUID".into()) }));
+        assert_eq!(m.event_name(), Some("VIEW"));
+    }
+
+    #[test]
+    fn scancode_samples() {
+        assert_eq!(
+            event(sample!("event_scancode_push")),
+            Event::ScancodePush { key: "6".into(), scan_type: "qrcode".into(), scan_result: "1".into() }
+        );
+        assert_eq!(
+            event(sample!("event_scancode_waitmsg")),
+            Event::ScancodeWaitmsg { key: "6".into(), scan_type: "qrcode".into(), scan_result: "2".into() }
+        );
+    }
+
+    #[test]
+    fn pic_samples() {
+        assert_eq!(
+            event(sample!("event_pic_sysphoto")),
+            Event::PicSysphoto { key: "6".into(), count: 1, pic_md5s: vec!["1b5f7c23b5bf75682a53e7b6d163e185".into()] }
+        );
+        assert_eq!(
+            event(sample!("event_pic_photo_or_album")),
+            Event::PicPhotoOrAlbum { key: "6".into(), count: 1, pic_md5s: vec!["5a75aaca956d97be686719218f275c6b".into()] }
+        );
+        let m = parse(sample!("event_pic_weixin"));
+        assert_eq!(
+            m.body,
+            MessageBody::Event(Event::PicWeixin { key: "6".into(), count: 1, pic_md5s: vec!["5a75aaca956d97be686719218f275c6b".into()] })
+        );
+        assert_eq!(m.event_name(), Some("pic_weixin"));
+    }
+
+    #[test]
+    fn pic_event_keeps_every_picture_in_order() {
+        let xml = sample!("event_pic_sysphoto").replace("<Count>1</Count>", "<Count>3</Count>").replace(
+            "</item>\n</PicList>",
+            "</item><item><PicMd5Sum><![CDATA[b]]></PicMd5Sum></item><item><PicMd5Sum><![CDATA[c]]></PicMd5Sum></item></PicList>",
+        );
+        assert_eq!(
+            event(&xml),
+            Event::PicSysphoto { key: "6".into(), count: 3, pic_md5s: vec!["1b5f7c23b5bf75682a53e7b6d163e185".into(), "b".into(), "c".into()] }
+        );
+    }
+
+    #[test]
+    fn location_select_sample() {
+        assert_eq!(
+            event(sample!("event_location_select")),
+            Event::LocationSelect {
+                key: "6".into(),
+                location_x: 23.0,
+                location_y: 113.0,
+                scale: 15,
+                label: " 广州市海珠区客村艺苑路 106号".into(),
+                poiname: None
+            }
+        );
+    }
+
+    #[test]
+    fn view_miniprogram_sample() {
+        let m = parse(sample!("event_view_miniprogram"));
+        assert_eq!(
+            m.body,
+            MessageBody::Event(Event::ViewMiniprogram { path: "pages/index/index".into(), menu_id: Some("MENUID".into()) })
+        );
+        assert_eq!(m.event_name(), Some("view_miniprogram"));
+    }
+
+    #[test]
+    fn template_send_job_finish_samples() {
+        let m = parse(sample!("event_templatesendjobfinish"));
+        assert_eq!(m.body, MessageBody::Event(Event::TemplateSendJobFinish { msg_id: 200163836, status: "success".into() }));
+        assert_eq!((m.event_name(), m.msg_id()), (Some("TEMPLATESENDJOBFINISH"), Some(200163836)));
+        assert_eq!(
+            event(sample!("event_templatesendjobfinish_block")),
+            Event::TemplateSendJobFinish { msg_id: 200163840, status: "failed:user block".into() }
+        );
+    }
+
+    #[test]
+    fn mass_send_job_finish_samples() {
+        // The current sample with copyright-check details (nested groups are ignored, not errors).
+        assert_eq!(
+            event(sample!("event_masssendjobfinish")),
+            Event::MassSendJobFinish {
+                msg_id: 1000001625,
+                status: "err(30003)".into(),
+                total_count: 0,
+                filter_count: 0,
+                sent_count: 0,
+                error_count: 0
+            }
+        );
+        let m = parse(sample!("event_masssendjobfinish_success"));
+        assert_eq!(
+            m.body,
+            MessageBody::Event(Event::MassSendJobFinish {
+                msg_id: 1988,
+                status: "sendsuccess".into(),
+                total_count: 100,
+                filter_count: 80,
+                sent_count: 75,
+                error_count: 5
+            })
+        );
+        assert_eq!(m.event_name(), Some("MASSSENDJOBFINISH"));
+    }
+
+    #[test]
+    fn subscribe_msg_popup_keeps_every_list() {
+        let m = parse(sample!("event_subscribe_msg_popup"));
+        assert_eq!(
+            m.body,
+            MessageBody::Event(Event::SubscribeMsgPopup {
+                items: vec![
+                    SubscribeMsgItem {
+                        template_id: "VRR0UEO9VJOLs0MHlU0OilqX6MVFDwH3_3gz3Oc0NIc".into(),
+                        status: "accept".into(),
+                        scene: Some("2".into())
+                    },
+                    SubscribeMsgItem {
+                        template_id: "9nLIlbOQZC5Y89AZteFEux3WCXRRRG5Wfzkpssu4bLI".into(),
+                        status: "reject".into(),
+                        scene: Some("2".into())
+                    },
+                ]
+            })
+        );
+        assert_eq!(m.event_name(), Some("subscribe_msg_popup_event"));
+    }
+
+    #[test]
+    fn subscribe_msg_change_and_sent_samples() {
+        assert_eq!(
+            event(sample!("event_subscribe_msg_change")),
+            Event::SubscribeMsgChange {
+                items: vec![SubscribeMsgItem {
+                    template_id: "VRR0UEO9VJOLs0MHlU0OilqX6MVFDwH3_3gz3Oc0NIc".into(),
+                    status: "reject".into(),
+                    scene: None
+                }]
+            }
+        );
+        assert_eq!(
+            event(sample!("event_subscribe_msg_sent")),
+            Event::SubscribeMsgSent {
+                items: vec![SubscribeMsgSentItem {
+                    template_id: "VRR0UEO9VJOLs0MHlU0OilqX6MVFDwH3_3gz3Oc0NIc".into(),
+                    msg_id: "1700827132819554304".into(),
+                    error_code: 0,
+                    error_status: "success".into()
+                }]
+            }
+        );
+    }
+
+    #[test]
+    fn subscribe_msg_lists_with_a_missing_optional_child_do_not_shift() {
+        let xml = "<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName><CreateTime>1</CreateTime>\
+            <MsgType>event</MsgType><Event>subscribe_msg_popup_event</Event><SubscribeMsgPopupEvent>\
+            <List><TemplateId>t1</TemplateId><SubscribeStatusString>accept</SubscribeStatusString></List>\
+            <List><TemplateId>t2</TemplateId><SubscribeStatusString>reject</SubscribeStatusString><PopupScene>1</PopupScene></List>\
+            </SubscribeMsgPopupEvent></xml>";
+        let Event::SubscribeMsgPopup { items } = event(xml) else { panic!() };
+        assert_eq!(items[0].scene, None);
+        assert_eq!(items[1].scene.as_deref(), Some("1"));
+        // A List without its TemplateId is an error naming the field.
+        let bad = xml.replace("<TemplateId>t2</TemplateId>", "");
+        assert_eq!(decode_err(&bad), "missing field SubscribeMsgPopupEvent.List.TemplateId");
+        let none = xml.replace("<List>", "<Other>").replace("</List>", "</Other>");
+        assert_eq!(decode_err(&none), "missing field SubscribeMsgPopupEvent.List");
+    }
+
+    #[test]
+    fn event_names_are_case_insensitive() {
+        for (xml, canonical, other) in [
+            (sample!("event_click"), "CLICK", "click"),
+            (sample!("event_subscribe"), "subscribe", "SUBSCRIBE"),
+            (sample!("event_scancode_push"), "scancode_push", "ScanCode_Push"),
+            (sample!("event_templatesendjobfinish"), "TEMPLATESENDJOBFINISH", "templatesendjobfinish"),
+        ] {
+            let original = parse(xml);
+            let respelled = parse(&xml.replace(&format!("[{canonical}]"), &format!("[{other}]")));
+            assert_eq!(original, respelled, "{canonical} vs {other}");
+            // event_name reports WeChat's canonical spelling.
+            assert_eq!(respelled.event_name(), Some(canonical));
+        }
+        assert_eq!(parse(&sample!("text").replace("[text]", "[TEXT]")).msg_type(), "text");
+    }
+
+    #[test]
+    fn unknown_message_type_keeps_raw_xml() {
+        let xml = "<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[o1]]></FromUserName>\
+                   <CreateTime>1700000000</CreateTime><MsgType><![CDATA[miniprogrampage]]></MsgType>\
+                   <Title><![CDATA[t]]></Title><MsgId>99</MsgId></xml>";
+        let m = parse(xml);
+        assert_eq!(m.body, MessageBody::Unknown { msg_type: "miniprogrampage".into(), raw: xml.into() });
+        assert_eq!((m.msg_type(), m.event_name()), ("miniprogrampage", None));
+    }
+
+    #[test]
+    fn unknown_event_keeps_raw_xml() {
+        let xml = "<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[o1]]></FromUserName>\
+                   <CreateTime>1700000000</CreateTime><MsgType><![CDATA[event]]></MsgType>\
+                   <Event><![CDATA[user_enter_tempsession]]></Event><SessionFrom>x</SessionFrom></xml>";
+        let m = parse(xml);
+        assert_eq!(
+            m.body,
+            MessageBody::Event(Event::Unknown { event: "user_enter_tempsession".into(), raw: xml.into() })
+        );
+        assert_eq!((m.msg_type(), m.event_name()), ("event", Some("user_enter_tempsession")));
+    }
+
+    #[test]
+    fn missing_required_fields_are_named() {
+        let cases = [
+            (sample!("text"), "<MsgId>1234567890123456</MsgId>", "missing field MsgId"),
+            (sample!("text"), "<Content><![CDATA[this is a test]]></Content>", "missing field Content"),
+            (sample!("text"), "<FromUserName><![CDATA[fromUser]]></FromUserName>", "missing field FromUserName"),
+            (sample!("text"), "<ToUserName><![CDATA[toUser]]></ToUserName>", "missing field ToUserName"),
+            (sample!("text"), "<CreateTime>1348831860</CreateTime>", "missing field CreateTime"),
+            (sample!("text"), "<MsgType><![CDATA[text]]></MsgType>", "missing field MsgType"),
+            (sample!("image"), "<PicUrl><![CDATA[this is a url]]></PicUrl>", "missing field PicUrl"),
+            (sample!("voice"), "<Format><![CDATA[Format]]></Format>", "missing field Format"),
+            (sample!("video"), "<ThumbMediaId><![CDATA[thumb_media_id]]></ThumbMediaId>", "missing field ThumbMediaId"),
+            (sample!("location"), "<Scale>20</Scale>", "missing field Scale"),
+            (sample!("link"), "<Url><![CDATA[url]]></Url>", "missing field Url"),
+            (sample!("file"), "<FileKey><![CDATA[d7f1a0c9e1a44b2f9c0e]]></FileKey>", "missing field FileKey"),
+            (sample!("event_click"), "<Event><![CDATA[CLICK]]></Event>", "missing field Event"),
+            (sample!("event_click"), "<EventKey><![CDATA[EVENTKEY]]></EventKey>", "missing field EventKey"),
+            (sample!("event_scan"), "<EventKey><![CDATA[SCENE_VALUE]]></EventKey>", "missing field EventKey"),
+            (sample!("event_location"), "<Precision>119.385040</Precision>", "missing field Precision"),
+            (sample!("event_scancode_push"), "<ScanResult><![CDATA[1]]></ScanResult>", "missing field ScanCodeInfo.ScanResult"),
+            (sample!("event_pic_sysphoto"), "<Count>1</Count>", "missing field SendPicsInfo.Count"),
+            (sample!("event_location_select"), "<Scale><![CDATA[15]]></Scale>", "missing field SendLocationInfo.Scale"),
+            (sample!("event_templatesendjobfinish"), "<MsgID>200163836</MsgID>", "missing field MsgId"),
+            (sample!("event_templatesendjobfinish"), "<Status><![CDATA[success]]></Status>", "missing field Status"),
+            (sample!("event_masssendjobfinish_success"), "<SentCount>75</SentCount>", "missing field SentCount"),
+            (sample!("event_subscribe_msg_sent"), "<ErrorCode>0</ErrorCode>", "missing field SubscribeMsgSentEvent.List.ErrorCode"),
+        ];
+        for (xml, remove, expected) in cases {
+            let cut = xml.replace(remove, "");
+            assert_ne!(cut, xml, "{remove} not in sample");
+            assert_eq!(decode_err(&cut), expected, "removing {remove}");
+        }
+    }
+
+    #[test]
+    fn malformed_numbers_are_decode_errors() {
+        assert_eq!(decode_err(&sample!("text").replace("1348831860", "yesterday")), "field CreateTime is not an integer");
+        assert_eq!(decode_err(&sample!("text").replace(">1234567890123456<", "><")), "field MsgId is not an integer");
+        assert_eq!(decode_err(&sample!("location").replace("23.134521", "north")), "field Location_X is not a number");
+        assert_eq!(decode_err(&sample!("event_location").replace("23.137466", "NaN")), "field Latitude is not a number");
+        assert_eq!(
+            decode_err(&sample!("event_masssendjobfinish_success").replace(">100<", ">99999999999999999999<")),
+            "field TotalCount is not an integer"
+        );
+    }
+
+    #[test]
+    fn unsafe_xml_is_rejected_before_any_field_is_read() {
+        let doctype = format!("<!DOCTYPE xml [<!ENTITY x \"y\">]>{}", sample!("text"));
+        assert_eq!(decode_err(&doctype), "DOCTYPE/entity not allowed");
+        let text = "<Content><![CDATA[this is a test]]></Content>";
+        assert!(decode_err(&sample!("text").replace(text, "<Content>&x;</Content>")).starts_with("malformed xml"));
+        // Inside CDATA an entity reference is just text.
+        let m = parse(&sample!("text").replace("this is a test", "&x;"));
+        assert!(matches!(m.body, MessageBody::Text { ref content, .. } if content == "&x;"));
+        assert!(decode_err(&sample!("text").replace("</xml>", "")).starts_with("malformed xml"));
+    }
+
+    #[test]
+    fn dedup_key_for_messages_is_sender_and_msg_id() {
+        let a = parse(sample!("text"));
+        assert_eq!(a.dedup_key(), "fromUser:1234567890123456");
+        // Same MsgId from another follower is another message.
+        let b = parse(&sample!("text").replace("[fromUser]", "[otherUser]"));
+        assert_ne!(a.dedup_key(), b.dedup_key());
+        // WeChat's retry (same packet, maybe a later CreateTime) is the same key.
+        let retry = parse(&sample!("text").replace("1348831860", "1348831865"));
+        assert_eq!(a.dedup_key(), retry.dedup_key());
+        assert_eq!(parse(sample!("image")).dedup_key(), "fromUser:1234567890123456");
+    }
+
+    #[test]
+    fn dedup_key_for_events_is_sender_time_and_event() {
+        let sub = parse(sample!("event_subscribe"));
+        assert_eq!(sub.dedup_key(), "FromUser:123456789:subscribe");
+        let click = parse(sample!("event_click"));
+        assert_eq!(click.dedup_key(), "FromUser:123456789:CLICK");
+        assert_ne!(sub.dedup_key(), click.dedup_key());
+        // Case of the event name on the wire does not change the key.
+        assert_eq!(parse(&sample!("event_click").replace("[CLICK]", "[click]")).dedup_key(), click.dedup_key());
+        // Job reports for two sends in the same second stay distinct.
+        let t1 = parse(sample!("event_templatesendjobfinish"));
+        let t2 = parse(&sample!("event_templatesendjobfinish").replace("200163836", "200163837"));
+        assert_eq!(t1.dedup_key(), "oia2TjuEGTNoeX76QEjQNrcURxG8:1395658920:TEMPLATESENDJOBFINISH:200163836");
+        assert_ne!(t1.dedup_key(), t2.dedup_key());
+        // Unknown message types fall back to time and type.
+        let unknown = parse(&sample!("text").replace("[text]", "[miniprogrampage]"));
+        assert_eq!(unknown.dedup_key(), "fromUser:1348831860:miniprogrampage");
+    }
+}
