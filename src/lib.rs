@@ -1,1 +1,22 @@
+//! dangjian: the Party-building platform behind a WeChat official account, a mini-program and
+//! an editors' web console. `main.rs` is thin; everything is built here.
+#![forbid(unsafe_code)]
 
+pub mod cache;
+pub mod clock;
+pub mod config;
+pub mod content;
+pub mod db;
+pub mod dedup;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod interactions;
+pub mod jobs;
+pub mod markdown;
+pub mod metrics;
+pub mod outbound;
+pub mod startup;
+pub mod telemetry;
+
+pub use startup::{AppState, Application};

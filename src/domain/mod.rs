@@ -1,0 +1,2 @@
+//! Rules with no I/O.
+pub mod routing;

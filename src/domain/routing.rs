@@ -1,0 +1,53 @@
+//! What the official account does with an inbound message: pure, so every rule is testable.
+
+use wechat::message::{Event, InboundMessage, MessageBody};
+
+use crate::content::{Answer, ContentSet};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Reply with text or an article card.
+    Answer(Answer),
+    /// A new (or returning) follower: record them and send the welcome.
+    Welcome { scene: Option<String> },
+    /// Mark the follower unsubscribed; WeChat shows nothing.
+    Unsubscribed,
+    /// A delivery report for a push (template or mass send).
+    DeliveryReport,
+    /// Nothing to say: answer `success`.
+    Silent,
+}
+
+pub fn decide(content: &ContentSet, msg: &InboundMessage) -> Decision {
+    match &msg.body {
+        MessageBody::Text { content: text, .. } => Decision::Answer(content.replies.answer_text(text)),
+        // Voice with speech recognition on is as good as text.
+        MessageBody::Voice { recognition: Some(text), .. } if !text.trim().is_empty() => {
+            Decision::Answer(content.replies.answer_text(text))
+        }
+        MessageBody::Image { .. }
+        | MessageBody::Voice { .. }
+        | MessageBody::Video { .. }
+        | MessageBody::ShortVideo { .. }
+        | MessageBody::Location { .. }
+        | MessageBody::Link { .. }
+        | MessageBody::File { .. } => Decision::Answer(Answer::Text(content.replies.default_text.clone())),
+        MessageBody::Event(event) => decide_event(content, event),
+        MessageBody::Unknown { .. } => Decision::Silent,
+    }
+}
+
+fn decide_event(content: &ContentSet, event: &Event) -> Decision {
+    match event {
+        Event::Subscribe { scene, .. } => Decision::Welcome { scene: scene.clone() },
+        Event::Unsubscribe => Decision::Unsubscribed,
+        Event::Click { key } => match content.menu.click_answer(key) {
+            Some(answer) => Decision::Answer(answer),
+            None => Decision::Answer(Answer::Text(content.replies.default_text.clone())),
+        },
+        Event::TemplateSendJobFinish { .. } | Event::MassSendJobFinish { .. } | Event::SubscribeMsgSent { .. } => {
+            Decision::DeliveryReport
+        }
+        _ => Decision::Silent,
+    }
+}

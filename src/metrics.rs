@@ -1,0 +1,116 @@
+//! Prometheus metrics: HTTP requests by route and status, latency, WeChat messages by type.
+
+use std::time::Instant;
+
+use axum::{
+    extract::{MatchedPath, Request, State},
+    middleware::Next,
+    response::Response,
+};
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    registry::Registry,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MessageLabels {
+    pub msg_type: String,
+    pub event: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_latency: Family<RouteLabels, Histogram>,
+    pub wechat_messages: Family<MessageLabels, Counter>,
+    /// How webhook deliveries ended: replied, retry_replayed, deferred (answered `success`,
+    /// followed up by customer-service message), rejected.
+    pub webhook_outcomes: Family<OutcomeLabels, Counter>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms .. ~8 s
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.00025, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("dangjian");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        let http_latency =
+            Family::<RouteLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let wechat_messages = Family::<MessageLabels, Counter>::default();
+        let webhook_outcomes = Family::<OutcomeLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests by route and status", http_requests.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            http_latency.clone(),
+        );
+        registry.register("wechat_messages", "WeChat messages received, by type and event", wechat_messages.clone());
+        registry.register("webhook_outcomes", "How webhook deliveries were answered", webhook_outcomes.clone());
+        Metrics { registry, http_requests, http_latency, wechat_messages, webhook_outcomes }
+    }
+}
+
+impl Metrics {
+    pub fn register<M: prometheus_client::registry::Metric>(&mut self, name: &str, help: &str, metric: M) {
+        self.registry.register(name, help, metric);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");
+        out
+    }
+
+    pub fn message(&self, msg_type: &str, event: Option<&str>) {
+        self.wechat_messages
+            .get_or_create(&MessageLabels { msg_type: msg_type.to_owned(), event: event.unwrap_or("").to_owned() })
+            .inc();
+    }
+
+    pub fn outcome(&self, outcome: &str) {
+        self.webhook_outcomes.get_or_create(&OutcomeLabels { outcome: outcome.to_owned() }).inc();
+    }
+}
+
+/// Middleware: count and time every request by its route template (never the raw path).
+pub async fn track(
+    State(metrics): State<std::sync::Arc<Metrics>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().as_str().to_owned();
+    let start = Instant::now();
+    let response = next.run(req).await;
+    metrics.http_latency.get_or_create(&RouteLabels { route: route.clone() }).observe(start.elapsed().as_secs_f64());
+    metrics
+        .http_requests
+        .get_or_create(&HttpLabels { method, route, status: response.status().as_u16() })
+        .inc();
+    response
+}

@@ -1,0 +1,250 @@
+//! Builds the whole application from `Settings`: storage, cache, content, router, workers.
+//! `main` and the tests build the same `Application` (tests on port 0).
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    cache::{Cache, MemoryCache, RedisCache},
+    clock::{Clock, SystemClock},
+    config::Settings,
+    content::ContentStore,
+    db::{self, Db},
+    dedup::Dedup,
+    interactions::Interactions,
+    metrics::Metrics,
+    outbound::Outbound,
+};
+
+/// Webhook secrets, prepared once.
+pub struct WebhookKeys {
+    pub token: SecretString,
+    pub crypto: wechat::crypto::MessageCrypto,
+}
+
+/// Everything a handler or worker may need; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub db: Db,
+    pub cache: Arc<dyn Cache>,
+    pub dedup: Arc<Dedup>,
+    pub content: Arc<ContentStore>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    pub webhook: Arc<WebhookKeys>,
+    pub interactions: Arc<Interactions>,
+    pub outbound: Arc<dyn Outbound>,
+    /// Work spawned by requests (late replies, follow-ups), drained on shutdown.
+    pub tasks: TaskTracker,
+    pub shutdown: CancellationToken,
+}
+
+/// Seams that tests (and the dev mode) replace.
+#[derive(Default)]
+pub struct Overrides {
+    pub clock: Option<Arc<dyn Clock>>,
+    pub outbound: Option<Arc<dyn Outbound>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// HTTP server and background workers (the default: one binary is the whole product).
+    All,
+    /// HTTP only (`serve --no-workers`).
+    HttpOnly,
+}
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    role: Role,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        Self::build_with(settings, Overrides::default(), Role::All, true).await
+    }
+
+    pub async fn build_with(
+        settings: Settings,
+        overrides: Overrides,
+        role: Role,
+        migrate: bool,
+    ) -> anyhow::Result<Application> {
+        let state = build_state(settings, overrides, migrate).await?;
+        let listener = TcpListener::bind(state.settings.bind)
+            .await
+            .with_context(|| format!("DANGJIAN_BIND: cannot listen on {}", state.settings.bind))?;
+        Ok(Application { listener, state, role })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener")
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serve until SIGINT/SIGTERM, then drain.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let stop = self.state.shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown signal received; draining");
+            stop.cancel();
+        });
+        self.run().await
+    }
+
+    /// Serve until `state().shutdown` is cancelled, then drain requests, tasks and workers.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let Application { listener, state, role } = self;
+        let workers = TaskTracker::new();
+        spawn_housekeeping(&state, &workers);
+        if role == Role::All {
+            crate::jobs::spawn_workers(&state, &workers);
+        }
+        let router = crate::http::router(state.clone());
+        let stop = state.shutdown.clone();
+        tracing::info!(addr = %listener.local_addr()?, "listening");
+        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await?;
+        state.shutdown.cancel();
+        let grace = Duration::from_secs(state.settings.shutdown_grace_secs);
+        state.tasks.close();
+        workers.close();
+        let drained = tokio::time::timeout(grace, async {
+            state.tasks.wait().await;
+            workers.wait().await;
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("shutdown grace period over; some background work was abandoned");
+        }
+        state.db.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Housekeeping every instance runs: interaction batches and content reloads.
+fn spawn_housekeeping(state: &AppState, workers: &TaskTracker) {
+    let st = state.clone();
+    workers.spawn(async move {
+        st.interactions.run(st.db.clone(), Duration::from_secs(1), st.shutdown.clone()).await;
+    });
+    let st = state.clone();
+    workers.spawn(async move { reload_content_loop(st).await });
+}
+
+async fn reload_content_loop(st: AppState) {
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        let hup_fired = async {
+            match hup.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hup_fired = std::future::pending::<()>();
+        let forced = tokio::select! {
+            _ = st.shutdown.cancelled() => return,
+            _ = hup_fired => true,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => false,
+        };
+        let result = if forced { st.content.reload().map(|_| true) } else { st.content.reload_if_changed() };
+        if let Err(e) = result {
+            tracing::error!(error = %format!("{e:#}"), "content files invalid; keeping the previous version");
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+pub async fn build_state(settings: Settings, overrides: Overrides, migrate: bool) -> anyhow::Result<AppState> {
+    let settings = Arc::new(settings);
+    if settings.dev_mode() {
+        tracing::warn!(
+            "DEV MODE: demo WeChat credentials and the built-in fake WeChat API are in use; \
+             set DANGJIAN_ENV=production with real credentials for a deployment"
+        );
+    }
+    let db = Db::connect(&settings.database_url).await.context("DANGJIAN_DATABASE_URL: cannot connect")?;
+    if migrate {
+        db.migrate().await.context("applying migrations")?;
+    }
+    let cache: Arc<dyn Cache> = match &settings.redis_url {
+        Some(url) => Arc::new(
+            RedisCache::connect(url.expose_secret(), &settings.redis_prefix)
+                .await
+                .context("DANGJIAN_REDIS_URL: cannot connect")?,
+        ),
+        None => {
+            if settings.env == crate::config::Environment::Production {
+                tracing::warn!("no DANGJIAN_REDIS_URL: in-process cache; run a single instance only");
+            }
+            Arc::new(MemoryCache::default())
+        }
+    };
+    if db.backend() == db::Backend::Sqlite && settings.env == crate::config::Environment::Production {
+        tracing::warn!("SQLite backend: a valid single-instance deployment; use PostgreSQL to scale out");
+    }
+    let content = Arc::new(
+        ContentStore::load(&settings.content_dir)
+            .with_context(|| format!("DANGJIAN_CONTENT_DIR: content in {} is invalid", settings.content_dir.display()))?,
+    );
+    let clock: Arc<dyn Clock> = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
+    let webhook = Arc::new(WebhookKeys {
+        token: settings.wechat_token.clone(),
+        crypto: wechat::crypto::MessageCrypto::new(settings.wechat_aes_key.expose_secret(), &settings.wechat_app_id)
+            .context("DANGJIAN_WECHAT_AES_KEY")?,
+    });
+    let outbound = match overrides.outbound {
+        Some(o) => o,
+        None => crate::jobs::default_outbound(&settings, &cache).await?,
+    };
+    db::articles::seed_categories(&db, &content.get().menu.categories, clock.unix_ms()).await?;
+    let state = AppState {
+        dedup: Arc::new(Dedup::new(cache.clone(), Duration::from_secs(settings.dedup_ttl_secs))),
+        settings,
+        db,
+        cache,
+        content,
+        metrics: Arc::new(Metrics::default()),
+        clock,
+        webhook,
+        interactions: Arc::new(Interactions::default()),
+        outbound,
+        tasks: TaskTracker::new(),
+        shutdown: CancellationToken::new(),
+    };
+    if state.settings.dev_mode() {
+        crate::jobs::load_demo_articles(&state).await?;
+    }
+    Ok(state)
+}

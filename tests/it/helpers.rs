@@ -1,0 +1,173 @@
+//! `TestApp`: the same `Application` as production, on port 0, with a fresh database per test.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use dangjian::{
+    config::Settings,
+    jobs::RecordingOutbound,
+    startup::{AppState, Application, Overrides, Role},
+};
+use sqlx::Connection;
+
+pub const TOKEN: &str = "dangjiandemotoken";
+pub const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+pub const APP_ID: &str = "wxdemo0000000000";
+pub const ACCOUNT: &str = "gh_demo_account";
+
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Sqlite,
+    Postgres { admin_url: String, redis_url: Option<String> },
+}
+
+impl Backend {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite+memory-cache",
+            Backend::Postgres { .. } => "postgres+redis",
+        }
+    }
+}
+
+/// The embedded backend always; PostgreSQL (+ Redis) as well when the CI variables are set.
+pub fn backends() -> Vec<Backend> {
+    let mut v = vec![Backend::Sqlite];
+    if let Ok(url) = std::env::var("DANGJIAN_TEST_DATABASE_URL") {
+        let redis_url = std::env::var("DANGJIAN_TEST_REDIS_URL").ok();
+        v.push(Backend::Postgres { admin_url: url, redis_url });
+    }
+    v
+}
+
+pub fn random_suffix() -> String {
+    use rand::Rng;
+    let n: u64 = rand::thread_rng().gen();
+    format!("{n:016x}")
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub state: AppState,
+    pub http: reqwest::Client,
+    pub outbound: Arc<RecordingOutbound>,
+    pub backend: Backend,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pg_database: Option<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Spawn {
+    pub overrides: Vec<(&'static str, String)>,
+    pub write_content: Vec<(&'static str, String)>,
+}
+
+impl Default for Spawn {
+    fn default() -> Self {
+        Spawn { overrides: vec![], write_content: vec![] }
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(backend: &Backend) -> TestApp {
+        Self::spawn_with(backend, Spawn::default()).await
+    }
+
+    pub async fn spawn_with(backend: &Backend, spawn: Spawn) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let content_dir = dir.path().join("content");
+        std::fs::create_dir_all(&content_dir).unwrap();
+        for (name, text) in &spawn.write_content {
+            std::fs::write(content_dir.join(name), text).unwrap();
+        }
+        let mut pg_database = None;
+        let mut overrides: Vec<(&str, String)> = vec![
+            ("bind", "127.0.0.1:0".into()),
+            ("content_dir", content_dir.display().to_string()),
+            ("data_dir", dir.path().join("data").display().to_string()),
+            // Tests talk to the fake WeChat explicitly; never the dev-mode extras.
+            ("wechat_api_base", "http://127.0.0.1:9".into()),
+        ];
+        match backend {
+            Backend::Sqlite => {
+                overrides.push(("database_url", format!("sqlite://{}/t.db?mode=rwc", dir.path().display())));
+            }
+            Backend::Postgres { admin_url, redis_url } => {
+                let name = format!("dj_test_{}", random_suffix());
+                let mut admin = sqlx::PgConnection::connect(admin_url).await.expect("DANGJIAN_TEST_DATABASE_URL reachable");
+                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+                admin.close().await.ok();
+                let (prefix, _) = admin_url.rsplit_once('/').expect("postgres URL with a database");
+                overrides.push(("database_url", format!("{prefix}/{name}")));
+                pg_database = Some((admin_url.clone(), name));
+                if let Some(r) = redis_url {
+                    overrides.push(("redis_url", r.clone()));
+                    overrides.push(("redis_prefix", format!("dj_test:{}:", random_suffix())));
+                }
+            }
+        }
+        overrides.extend(spawn.overrides);
+        let settings = Settings::with_overrides(overrides).expect("test settings");
+        let outbound = Arc::new(RecordingOutbound::default());
+        let app = Application::build_with(
+            settings,
+            Overrides { outbound: Some(outbound.clone()), ..Default::default() },
+            Role::All,
+            true,
+        )
+        .await
+        .expect("application builds");
+        let addr = app.local_addr();
+        let state = app.state();
+        let server = tokio::spawn(app.run());
+        TestApp {
+            addr,
+            base: format!("http://{addr}"),
+            state,
+            http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap(),
+            outbound,
+            backend: backend.clone(),
+            server: Some(server),
+            pg_database,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Stop the server (graceful) and drop the per-test PostgreSQL database.
+    pub async fn stop(mut self) {
+        self.state.shutdown.cancel();
+        if let Some(h) = self.server.take() {
+            h.await.expect("server task").expect("server ran cleanly");
+        }
+        if let Some((admin_url, name)) = self.pg_database.take() {
+            if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await;
+            }
+        }
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        use sqlx::Row;
+        sqlx::query(sql).fetch_one(self.state.db.pool()).await.unwrap().get::<i64, _>(0)
+    }
+}
+
+/// Run `body` once per available backend, each on a fresh app.
+#[macro_export]
+macro_rules! each_backend {
+    (|$app:ident| $body:block) => {
+        $crate::each_backend!(spawn = $crate::helpers::Spawn::default(), |$app| $body)
+    };
+    (spawn = $spawn:expr, |$app:ident| $body:block) => {
+        for backend in $crate::helpers::backends() {
+            eprintln!("backend: {}", backend.name());
+            let $app = $crate::helpers::TestApp::spawn_with(&backend, $spawn).await;
+            $body
+            $app.stop().await;
+        }
+    };
+}
