@@ -128,7 +128,9 @@ impl MessageCrypto {
         // Constant-time over the pad bytes so their content does not change the timing.
         let pad_ok = plain[body_len..]
             .iter()
-            .fold(subtle::Choice::from(1), |acc, b| acc & b.ct_eq(&(pad as u8)));
+            .fold(subtle::Choice::from(1), |acc, b| {
+                acc & b.ct_eq(&(pad as u8))
+            });
         if !bool::from(pad_ok) {
             return Err(crypto_err("bad padding"));
         }
@@ -163,23 +165,46 @@ mod tests {
     #[test]
     fn decodes_keys_with_nonzero_trailing_bits() {
         // 'G' (index 6) and 'Z' (25) and 'z' (51) leave non-zero unused bits; a strict decoder fails.
-        for key in [KEY, "q8Vv3tKx0JmR7pLw2Hn5Ys9Dc4Fb6Ge1Ua8Ti0Ok3MZ", "Zx0cV9bN8mA7sD6fG5hJ4kL3qW2eR1tY0uI9oP8aS7z"] {
-            assert!(STANDARD.decode(format!("{key}=")).is_err(), "strict decoder accepted {key}");
+        for key in [
+            KEY,
+            "q8Vv3tKx0JmR7pLw2Hn5Ys9Dc4Fb6Ge1Ua8Ti0Ok3MZ",
+            "Zx0cV9bN8mA7sD6fG5hJ4kL3qW2eR1tY0uI9oP8aS7z",
+        ] {
+            assert!(
+                STANDARD.decode(format!("{key}=")).is_err(),
+                "strict decoder accepted {key}"
+            );
             let k = decode_aes_key(key).unwrap();
             // Re-encoding gives the canonical form: same first 42 characters.
             assert_eq!(STANDARD.encode(k)[..42], key[..42]);
         }
         // A canonical key ('A': zero unused bits) decodes too.
         let k = decode_aes_key("Hk2Lm4Np6Qr8St0Uv2Wx4Yz6Ab8Cd0Ef2Gh4Ij6KlmA").unwrap();
-        assert_eq!(STANDARD.encode(k), "Hk2Lm4Np6Qr8St0Uv2Wx4Yz6Ab8Cd0Ef2Gh4Ij6KlmA=");
+        assert_eq!(
+            STANDARD.encode(k),
+            "Hk2Lm4Np6Qr8St0Uv2Wx4Yz6Ab8Cd0Ef2Gh4Ij6KlmA="
+        );
     }
 
     #[test]
     fn rejects_bad_keys_as_config_errors() {
-        for bad in ["", "short", &KEY[..42], &format!("{KEY}="), &format!("{KEY}A"), "abcdefghijklmnopqrstuvwxyz0123456789ABCDE!G"] {
-            assert!(matches!(decode_aes_key(bad), Err(Error::Config(_))), "accepted {bad:?}");
+        for bad in [
+            "",
+            "short",
+            &KEY[..42],
+            &format!("{KEY}="),
+            &format!("{KEY}A"),
+            "abcdefghijklmnopqrstuvwxyz0123456789ABCDE!G",
+        ] {
+            assert!(
+                matches!(decode_aes_key(bad), Err(Error::Config(_))),
+                "accepted {bad:?}"
+            );
         }
-        assert!(matches!(MessageCrypto::new("nope", "wx1"), Err(Error::Config(_))));
+        assert!(matches!(
+            MessageCrypto::new("nope", "wx1"),
+            Err(Error::Config(_))
+        ));
     }
 
     #[test]
@@ -200,7 +225,10 @@ mod tests {
     fn random_prefix_makes_ciphertexts_differ() {
         let c = MessageCrypto::new(KEY, "wx1").unwrap();
         assert_ne!(c.encrypt(b"same"), c.encrypt(b"same"));
-        assert_eq!(c.encrypt_with_random(b"same", [9; 16]), c.encrypt_with_random(b"same", [9; 16]));
+        assert_eq!(
+            c.encrypt_with_random(b"same", [9; 16]),
+            c.encrypt_with_random(b"same", [9; 16])
+        );
     }
 
     #[test]
@@ -211,15 +239,26 @@ mod tests {
         let ct = a.encrypt(b"<xml/>");
         assert!(matches!(b.decrypt(&ct), Err(Error::Crypto(m)) if m == "AppId mismatch"));
         assert!(matches!(prefix.decrypt(&ct), Err(Error::Crypto(_))));
-        let other_key = MessageCrypto::new("q8Vv3tKx0JmR7pLw2Hn5Ys9Dc4Fb6Ge1Ua8Ti0Ok3MZ", "wxAAAA").unwrap();
+        let other_key =
+            MessageCrypto::new("q8Vv3tKx0JmR7pLw2Hn5Ys9Dc4Fb6Ge1Ua8Ti0Ok3MZ", "wxAAAA").unwrap();
         assert!(matches!(other_key.decrypt(&ct), Err(Error::Crypto(_))));
     }
 
     #[test]
     fn garbage_input_is_a_crypto_error_not_a_panic() {
         let c = MessageCrypto::new(KEY, "wx1").unwrap();
-        for bad in ["", "!!!!", "AAAA", "AAAAAAAAAAAAAAAAAAAAAA==", &STANDARD.encode([0u8; 17]), &STANDARD.encode([0u8; 32])] {
-            assert!(matches!(c.decrypt(bad), Err(Error::Crypto(_))), "accepted {bad:?}");
+        for bad in [
+            "",
+            "!!!!",
+            "AAAA",
+            "AAAAAAAAAAAAAAAAAAAAAA==",
+            &STANDARD.encode([0u8; 17]),
+            &STANDARD.encode([0u8; 32]),
+        ] {
+            assert!(
+                matches!(c.decrypt(bad), Err(Error::Crypto(_))),
+                "accepted {bad:?}"
+            );
         }
     }
 
@@ -228,7 +267,9 @@ mod tests {
         // CBC has no MAC (msg_signature is the integrity check); still, a flipped bit must never
         // panic, and flips in the last block break the padding/AppId checks.
         let c = MessageCrypto::new(KEY, "wxb11529c136998cb6").unwrap();
-        let ct = STANDARD.decode(c.encrypt_with_random(b"<xml><A>1</A></xml>", [1; 16])).unwrap();
+        let ct = STANDARD
+            .decode(c.encrypt_with_random(b"<xml><A>1</A></xml>", [1; 16]))
+            .unwrap();
         let last_block = ct.len() - 16;
         for i in 0..ct.len() * 8 {
             let mut t = ct.clone();
@@ -246,6 +287,10 @@ mod tests {
         let dbg = format!("{c:?}");
         assert!(dbg.contains("wx1") && dbg.contains("redacted"));
         let key = decode_aes_key(KEY).unwrap();
-        assert!(!dbg.contains(KEY) && !dbg.contains(&hex::encode(key)) && !dbg.contains(&format!("{:?}", key[0..4])));
+        assert!(
+            !dbg.contains(KEY)
+                && !dbg.contains(&hex::encode(key))
+                && !dbg.contains(&format!("{:?}", key[0..4]))
+        );
     }
 }

@@ -20,21 +20,60 @@ pub struct InboundMessage {
 #[derive(Debug, Clone, PartialEq)]
 pub enum MessageBody {
     /// 文本消息. `biz_msg_menu_id` is set when the text is a tapped customer-service menu item.
-    Text { msg_id: i64, content: String, biz_msg_menu_id: Option<String> },
+    Text {
+        msg_id: i64,
+        content: String,
+        biz_msg_menu_id: Option<String>,
+    },
     /// 图片消息
-    Image { msg_id: i64, pic_url: String, media_id: String },
+    Image {
+        msg_id: i64,
+        pic_url: String,
+        media_id: String,
+    },
     /// 语音消息; `recognition` when speech recognition is on.
-    Voice { msg_id: i64, media_id: String, format: String, recognition: Option<String> },
+    Voice {
+        msg_id: i64,
+        media_id: String,
+        format: String,
+        recognition: Option<String>,
+    },
     /// 视频消息
-    Video { msg_id: i64, media_id: String, thumb_media_id: String },
+    Video {
+        msg_id: i64,
+        media_id: String,
+        thumb_media_id: String,
+    },
     /// 小视频消息
-    ShortVideo { msg_id: i64, media_id: String, thumb_media_id: String },
+    ShortVideo {
+        msg_id: i64,
+        media_id: String,
+        thumb_media_id: String,
+    },
     /// 地理位置消息 (`Location_X` is the latitude, `Location_Y` the longitude).
-    Location { msg_id: i64, latitude: f64, longitude: f64, scale: i64, label: String },
+    Location {
+        msg_id: i64,
+        latitude: f64,
+        longitude: f64,
+        scale: i64,
+        label: String,
+    },
     /// 链接消息
-    Link { msg_id: i64, title: String, description: String, url: String },
+    Link {
+        msg_id: i64,
+        title: String,
+        description: String,
+        url: String,
+    },
     /// 文件消息 (`Description` may be absent; it is then empty).
-    File { msg_id: i64, title: String, description: String, file_key: String, file_md5: String, file_total_len: i64 },
+    File {
+        msg_id: i64,
+        title: String,
+        description: String,
+        file_key: String,
+        file_md5: String,
+        file_total_len: i64,
+    },
     /// 事件推送 (`MsgType` event).
     Event(Event),
     /// A `MsgType` this crate does not know; `raw` is the original XML, kept for later handling.
@@ -45,35 +84,85 @@ pub enum MessageBody {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// 关注. From a parametric QR code `EventKey` is `qrscene_<scene>`; `scene` is `<scene>`.
-    Subscribe { scene: Option<String>, ticket: Option<String> },
+    Subscribe {
+        scene: Option<String>,
+        ticket: Option<String>,
+    },
     /// 取消关注
     Unsubscribe,
     /// 扫描带参数二维码 (already following): `scene` is the `EventKey`.
-    Scan { scene: String, ticket: Option<String> },
+    Scan {
+        scene: String,
+        ticket: Option<String>,
+    },
     /// 上报地理位置
-    Location { latitude: f64, longitude: f64, precision: f64 },
+    Location {
+        latitude: f64,
+        longitude: f64,
+        precision: f64,
+    },
     /// 点击菜单拉取消息
     Click { key: String },
     /// 点击菜单跳转链接
-    View { url: String, menu_id: Option<String> },
+    View {
+        url: String,
+        menu_id: Option<String>,
+    },
     /// scancode_push: 扫码推事件
-    ScancodePush { key: String, scan_type: String, scan_result: String },
+    ScancodePush {
+        key: String,
+        scan_type: String,
+        scan_result: String,
+    },
     /// scancode_waitmsg: 扫码推事件且弹出“消息接收中”提示框
-    ScancodeWaitmsg { key: String, scan_type: String, scan_result: String },
+    ScancodeWaitmsg {
+        key: String,
+        scan_type: String,
+        scan_result: String,
+    },
     /// pic_sysphoto: 弹出系统拍照发图
-    PicSysphoto { key: String, count: i64, pic_md5s: Vec<String> },
+    PicSysphoto {
+        key: String,
+        count: i64,
+        pic_md5s: Vec<String>,
+    },
     /// pic_photo_or_album: 弹出拍照或者相册发图
-    PicPhotoOrAlbum { key: String, count: i64, pic_md5s: Vec<String> },
+    PicPhotoOrAlbum {
+        key: String,
+        count: i64,
+        pic_md5s: Vec<String>,
+    },
     /// pic_weixin: 弹出微信相册发图器
-    PicWeixin { key: String, count: i64, pic_md5s: Vec<String> },
+    PicWeixin {
+        key: String,
+        count: i64,
+        pic_md5s: Vec<String>,
+    },
     /// location_select: 弹出地理位置选择器 (an empty `Poiname` is `None`).
-    LocationSelect { key: String, location_x: f64, location_y: f64, scale: i64, label: String, poiname: Option<String> },
+    LocationSelect {
+        key: String,
+        location_x: f64,
+        location_y: f64,
+        scale: i64,
+        label: String,
+        poiname: Option<String>,
+    },
     /// view_miniprogram: 点击菜单跳转小程序; `path` is the `EventKey`.
-    ViewMiniprogram { path: String, menu_id: Option<String> },
+    ViewMiniprogram {
+        path: String,
+        menu_id: Option<String>,
+    },
     /// TEMPLATESENDJOBFINISH: 模板消息发送结果 (`status`: success, failed:user block, failed: system failed).
     TemplateSendJobFinish { msg_id: i64, status: String },
     /// MASSSENDJOBFINISH: 群发结果
-    MassSendJobFinish { msg_id: i64, status: String, total_count: i64, filter_count: i64, sent_count: i64, error_count: i64 },
+    MassSendJobFinish {
+        msg_id: i64,
+        status: String,
+        total_count: i64,
+        filter_count: i64,
+        sent_count: i64,
+        error_count: i64,
+    },
     /// subscribe_msg_popup_event: 用户操作订阅通知弹窗
     SubscribeMsgPopup { items: Vec<SubscribeMsgItem> },
     /// subscribe_msg_change_event: 用户管理订阅通知
@@ -147,12 +236,15 @@ impl<'a> Fields<'a> {
     }
 
     fn menu_id(&self) -> Option<String> {
-        self.opt_nonempty("MenuId").or_else(|| self.opt_nonempty("MenuID"))
+        self.opt_nonempty("MenuId")
+            .or_else(|| self.opt_nonempty("MenuID"))
     }
 }
 
 fn parse_i64(field: &str, v: &str) -> Result<i64> {
-    v.trim().parse().map_err(|_| Error::Decode(format!("field {field} is not an integer")))
+    v.trim()
+        .parse()
+        .map_err(|_| Error::Decode(format!("field {field} is not an integer")))
 }
 
 fn parse_f64(field: &str, v: &str) -> Result<f64> {
@@ -164,7 +256,8 @@ fn parse_f64(field: &str, v: &str) -> Result<f64> {
 }
 
 fn group_str<'a>(g: &XmlGroup<'a>, path: &str, name: &str) -> Result<&'a str> {
-    g.get(name).ok_or_else(|| missing(&format!("{path}.{name}")))
+    g.get(name)
+        .ok_or_else(|| missing(&format!("{path}.{name}")))
 }
 
 /// The `<List>` groups under `root`; at least one is required.
@@ -199,7 +292,10 @@ fn subscribe_sent_items(f: &XmlFields) -> Result<Vec<SubscribeMsgSentItem>> {
             Ok(SubscribeMsgSentItem {
                 template_id: group_str(g, &path, "TemplateId")?.to_owned(),
                 msg_id: group_str(g, &path, "MsgID")?.to_owned(),
-                error_code: parse_i64(&format!("{path}.ErrorCode"), group_str(g, &path, "ErrorCode")?)?,
+                error_code: parse_i64(
+                    &format!("{path}.ErrorCode"),
+                    group_str(g, &path, "ErrorCode")?,
+                )?,
                 error_status: group_str(g, &path, "ErrorStatus")?.to_owned(),
             })
         })
@@ -211,41 +307,84 @@ fn parse_event(f: &Fields<'_>, raw: &str) -> Result<Event> {
     let is = |s: &str| name.eq_ignore_ascii_case(s);
     let key = || f.string("EventKey");
     let scan = || -> Result<(String, String, String)> {
-        Ok((key()?, f.string("ScanCodeInfo.ScanType")?, f.string("ScanCodeInfo.ScanResult")?))
+        Ok((
+            key()?,
+            f.string("ScanCodeInfo.ScanType")?,
+            f.string("ScanCodeInfo.ScanResult")?,
+        ))
     };
     let pics = || -> Result<(String, i64, Vec<String>)> {
-        let md5s = f.0.get_all("SendPicsInfo.PicList.item.PicMd5Sum").map(str::to_owned).collect();
+        let md5s =
+            f.0.get_all("SendPicsInfo.PicList.item.PicMd5Sum")
+                .map(str::to_owned)
+                .collect();
         Ok((key()?, f.i64("SendPicsInfo.Count")?, md5s))
     };
 
     let event = if is("subscribe") {
-        let scene = f.opt("EventKey").filter(|k| !k.is_empty()).map(|k| k.strip_prefix("qrscene_").unwrap_or(k).to_owned());
-        Event::Subscribe { scene, ticket: f.opt_nonempty("Ticket") }
+        let scene = f
+            .opt("EventKey")
+            .filter(|k| !k.is_empty())
+            .map(|k| k.strip_prefix("qrscene_").unwrap_or(k).to_owned());
+        Event::Subscribe {
+            scene,
+            ticket: f.opt_nonempty("Ticket"),
+        }
     } else if is("unsubscribe") {
         Event::Unsubscribe
     } else if is("SCAN") {
-        Event::Scan { scene: key()?, ticket: f.opt_nonempty("Ticket") }
+        Event::Scan {
+            scene: key()?,
+            ticket: f.opt_nonempty("Ticket"),
+        }
     } else if is("LOCATION") {
-        Event::Location { latitude: f.f64("Latitude")?, longitude: f.f64("Longitude")?, precision: f.f64("Precision")? }
+        Event::Location {
+            latitude: f.f64("Latitude")?,
+            longitude: f.f64("Longitude")?,
+            precision: f.f64("Precision")?,
+        }
     } else if is("CLICK") {
         Event::Click { key: key()? }
     } else if is("VIEW") {
-        Event::View { url: key()?, menu_id: f.menu_id() }
+        Event::View {
+            url: key()?,
+            menu_id: f.menu_id(),
+        }
     } else if is("scancode_push") {
         let (key, scan_type, scan_result) = scan()?;
-        Event::ScancodePush { key, scan_type, scan_result }
+        Event::ScancodePush {
+            key,
+            scan_type,
+            scan_result,
+        }
     } else if is("scancode_waitmsg") {
         let (key, scan_type, scan_result) = scan()?;
-        Event::ScancodeWaitmsg { key, scan_type, scan_result }
+        Event::ScancodeWaitmsg {
+            key,
+            scan_type,
+            scan_result,
+        }
     } else if is("pic_sysphoto") {
         let (key, count, pic_md5s) = pics()?;
-        Event::PicSysphoto { key, count, pic_md5s }
+        Event::PicSysphoto {
+            key,
+            count,
+            pic_md5s,
+        }
     } else if is("pic_photo_or_album") {
         let (key, count, pic_md5s) = pics()?;
-        Event::PicPhotoOrAlbum { key, count, pic_md5s }
+        Event::PicPhotoOrAlbum {
+            key,
+            count,
+            pic_md5s,
+        }
     } else if is("pic_weixin") {
         let (key, count, pic_md5s) = pics()?;
-        Event::PicWeixin { key, count, pic_md5s }
+        Event::PicWeixin {
+            key,
+            count,
+            pic_md5s,
+        }
     } else if is("location_select") {
         Event::LocationSelect {
             key: key()?,
@@ -256,9 +395,15 @@ fn parse_event(f: &Fields<'_>, raw: &str) -> Result<Event> {
             poiname: f.opt_nonempty("SendLocationInfo.Poiname"),
         }
     } else if is("view_miniprogram") {
-        Event::ViewMiniprogram { path: key()?, menu_id: f.menu_id() }
+        Event::ViewMiniprogram {
+            path: key()?,
+            menu_id: f.menu_id(),
+        }
     } else if is("TEMPLATESENDJOBFINISH") {
-        Event::TemplateSendJobFinish { msg_id: f.msg_id()?, status: f.string("Status")? }
+        Event::TemplateSendJobFinish {
+            msg_id: f.msg_id()?,
+            status: f.string("Status")?,
+        }
     } else if is("MASSSENDJOBFINISH") {
         Event::MassSendJobFinish {
             msg_id: f.msg_id()?,
@@ -269,13 +414,22 @@ fn parse_event(f: &Fields<'_>, raw: &str) -> Result<Event> {
             error_count: f.i64("ErrorCount")?,
         }
     } else if is("subscribe_msg_popup_event") {
-        Event::SubscribeMsgPopup { items: subscribe_items(f.0, "SubscribeMsgPopupEvent")? }
+        Event::SubscribeMsgPopup {
+            items: subscribe_items(f.0, "SubscribeMsgPopupEvent")?,
+        }
     } else if is("subscribe_msg_change_event") {
-        Event::SubscribeMsgChange { items: subscribe_items(f.0, "SubscribeMsgChangeEvent")? }
+        Event::SubscribeMsgChange {
+            items: subscribe_items(f.0, "SubscribeMsgChangeEvent")?,
+        }
     } else if is("subscribe_msg_sent_event") {
-        Event::SubscribeMsgSent { items: subscribe_sent_items(f.0)? }
+        Event::SubscribeMsgSent {
+            items: subscribe_sent_items(f.0)?,
+        }
     } else {
-        Event::Unknown { event: name.to_owned(), raw: raw.to_owned() }
+        Event::Unknown {
+            event: name.to_owned(),
+            raw: raw.to_owned(),
+        }
     };
     Ok(event)
 }
@@ -292,7 +446,11 @@ fn parse_body(f: &Fields<'_>, raw: &str) -> Result<MessageBody> {
             biz_msg_menu_id: f.opt_nonempty("bizmsgmenuid"),
         }
     } else if is("image") {
-        MessageBody::Image { msg_id: f.msg_id()?, pic_url: f.string("PicUrl")?, media_id: f.string("MediaId")? }
+        MessageBody::Image {
+            msg_id: f.msg_id()?,
+            pic_url: f.string("PicUrl")?,
+            media_id: f.string("MediaId")?,
+        }
     } else if is("voice") {
         MessageBody::Voice {
             msg_id: f.msg_id()?,
@@ -301,9 +459,17 @@ fn parse_body(f: &Fields<'_>, raw: &str) -> Result<MessageBody> {
             recognition: f.opt_nonempty("Recognition"),
         }
     } else if is("video") {
-        MessageBody::Video { msg_id: f.msg_id()?, media_id: f.string("MediaId")?, thumb_media_id: f.string("ThumbMediaId")? }
+        MessageBody::Video {
+            msg_id: f.msg_id()?,
+            media_id: f.string("MediaId")?,
+            thumb_media_id: f.string("ThumbMediaId")?,
+        }
     } else if is("shortvideo") {
-        MessageBody::ShortVideo { msg_id: f.msg_id()?, media_id: f.string("MediaId")?, thumb_media_id: f.string("ThumbMediaId")? }
+        MessageBody::ShortVideo {
+            msg_id: f.msg_id()?,
+            media_id: f.string("MediaId")?,
+            thumb_media_id: f.string("ThumbMediaId")?,
+        }
     } else if is("location") {
         MessageBody::Location {
             msg_id: f.msg_id()?,
@@ -329,7 +495,10 @@ fn parse_body(f: &Fields<'_>, raw: &str) -> Result<MessageBody> {
             file_total_len: f.i64("FileTotalLen")?,
         }
     } else {
-        MessageBody::Unknown { msg_type: msg_type.to_owned(), raw: raw.to_owned() }
+        MessageBody::Unknown {
+            msg_type: msg_type.to_owned(),
+            raw: raw.to_owned(),
+        }
     };
     Ok(body)
 }
@@ -373,7 +542,9 @@ impl InboundMessage {
     /// The `Event` name as WeChat spells it ("subscribe", "CLICK", "TEMPLATESENDJOBFINISH", ...,
     /// or the unknown name as received); `None` for messages.
     pub fn event_name(&self) -> Option<&str> {
-        let MessageBody::Event(e) = &self.body else { return None };
+        let MessageBody::Event(e) = &self.body else {
+            return None;
+        };
         Some(match e {
             Event::Subscribe { .. } => "subscribe",
             Event::Unsubscribe => "unsubscribe",
@@ -478,7 +649,11 @@ mod tests {
         assert_eq!(m.create_time, 1348831860);
         assert_eq!(
             m.body,
-            MessageBody::Text { msg_id: 1234567890123456, content: "this is a test".into(), biz_msg_menu_id: None }
+            MessageBody::Text {
+                msg_id: 1234567890123456,
+                content: "this is a test".into(),
+                biz_msg_menu_id: None
+            }
         );
         assert_eq!((m.msg_type(), m.event_name()), ("text", None));
     }
@@ -488,7 +663,11 @@ mod tests {
         let m = parse(sample!("text_bizmsgmenuid"));
         assert_eq!(
             m.body,
-            MessageBody::Text { msg_id: 1234567890123456, content: "满意".into(), biz_msg_menu_id: Some("101".into()) }
+            MessageBody::Text {
+                msg_id: 1234567890123456,
+                content: "满意".into(),
+                biz_msg_menu_id: Some("101".into())
+            }
         );
     }
 
@@ -496,7 +675,11 @@ mod tests {
     fn image_sample() {
         assert_eq!(
             parse(sample!("image")).body,
-            MessageBody::Image { msg_id: 1234567890123456, pic_url: "this is a url".into(), media_id: "media_id".into() }
+            MessageBody::Image {
+                msg_id: 1234567890123456,
+                pic_url: "this is a url".into(),
+                media_id: "media_id".into()
+            }
         );
     }
 
@@ -504,7 +687,12 @@ mod tests {
     fn voice_samples_with_and_without_recognition() {
         assert_eq!(
             parse(sample!("voice")).body,
-            MessageBody::Voice { msg_id: 1234567890123456, media_id: "media_id".into(), format: "Format".into(), recognition: None }
+            MessageBody::Voice {
+                msg_id: 1234567890123456,
+                media_id: "media_id".into(),
+                format: "Format".into(),
+                recognition: None
+            }
         );
         let m = parse(sample!("voice_recognition"));
         assert_eq!(m.create_time, 1357290913);
@@ -524,12 +712,20 @@ mod tests {
         let v = parse(sample!("video"));
         assert_eq!(
             v.body,
-            MessageBody::Video { msg_id: 1234567890123456, media_id: "media_id".into(), thumb_media_id: "thumb_media_id".into() }
+            MessageBody::Video {
+                msg_id: 1234567890123456,
+                media_id: "media_id".into(),
+                thumb_media_id: "thumb_media_id".into()
+            }
         );
         let s = parse(sample!("shortvideo"));
         assert_eq!(
             s.body,
-            MessageBody::ShortVideo { msg_id: 1234567890123456, media_id: "media_id".into(), thumb_media_id: "thumb_media_id".into() }
+            MessageBody::ShortVideo {
+                msg_id: 1234567890123456,
+                media_id: "media_id".into(),
+                thumb_media_id: "thumb_media_id".into()
+            }
         );
         assert_eq!((v.msg_type(), s.msg_type()), ("video", "shortvideo"));
     }
@@ -539,7 +735,13 @@ mod tests {
         let m = parse(sample!("location"));
         assert_eq!(
             m.body,
-            MessageBody::Location { msg_id: 1234567890123456, latitude: 23.134521, longitude: 113.358803, scale: 20, label: "位置信息".into() }
+            MessageBody::Location {
+                msg_id: 1234567890123456,
+                latitude: 23.134521,
+                longitude: 113.358803,
+                scale: 20,
+                label: "位置信息".into()
+            }
         );
         assert_eq!(m.msg_type(), "location");
     }
@@ -577,8 +779,17 @@ mod tests {
     #[test]
     fn subscribe_and_unsubscribe_samples() {
         let m = parse(sample!("event_subscribe"));
-        assert_eq!((m.to_user.as_str(), m.from_user.as_str(), m.create_time), ("toUser", "FromUser", 123456789));
-        assert_eq!(m.body, MessageBody::Event(Event::Subscribe { scene: None, ticket: None }));
+        assert_eq!(
+            (m.to_user.as_str(), m.from_user.as_str(), m.create_time),
+            ("toUser", "FromUser", 123456789)
+        );
+        assert_eq!(
+            m.body,
+            MessageBody::Event(Event::Subscribe {
+                scene: None,
+                ticket: None
+            })
+        );
         assert_eq!((m.msg_type(), m.event_name()), ("event", Some("subscribe")));
         let m = parse(sample!("event_unsubscribe"));
         assert_eq!(m.body, MessageBody::Event(Event::Unsubscribe));
@@ -589,17 +800,33 @@ mod tests {
     fn subscribe_from_qr_code_strips_qrscene_prefix() {
         assert_eq!(
             event(sample!("event_subscribe_qrscene")),
-            Event::Subscribe { scene: Some("123123".into()), ticket: Some("TICKET".into()) }
+            Event::Subscribe {
+                scene: Some("123123".into()),
+                ticket: Some("TICKET".into())
+            }
         );
         // An empty EventKey (plain follow, as some clients send it) is no scene.
-        let xml = sample!("event_subscribe").replace("</Event>", "</Event><EventKey><![CDATA[]]></EventKey>");
-        assert_eq!(event(&xml), Event::Subscribe { scene: None, ticket: None });
+        let xml = sample!("event_subscribe")
+            .replace("</Event>", "</Event><EventKey><![CDATA[]]></EventKey>");
+        assert_eq!(
+            event(&xml),
+            Event::Subscribe {
+                scene: None,
+                ticket: None
+            }
+        );
     }
 
     #[test]
     fn scan_sample() {
         let m = parse(sample!("event_scan"));
-        assert_eq!(m.body, MessageBody::Event(Event::Scan { scene: "SCENE_VALUE".into(), ticket: Some("TICKET".into()) }));
+        assert_eq!(
+            m.body,
+            MessageBody::Event(Event::Scan {
+                scene: "SCENE_VALUE".into(),
+                ticket: Some("TICKET".into())
+            })
+        );
         assert_eq!(m.event_name(), Some("SCAN"));
     }
 
@@ -607,17 +834,32 @@ mod tests {
     fn location_event_sample() {
         assert_eq!(
             event(sample!("event_location")),
-            Event::Location { latitude: 23.137466, longitude: 113.352425, precision: 119.385040 }
+            Event::Location {
+                latitude: 23.137466,
+                longitude: 113.352425,
+                precision: 119.385040
+            }
         );
     }
 
     #[test]
     fn click_and_view_samples() {
         let m = parse(sample!("event_click"));
-        assert_eq!(m.body, MessageBody::Event(Event::Click { key: "EVENTKEY".into() }));
+        assert_eq!(
+            m.body,
+            MessageBody::Event(Event::Click {
+                key: "EVENTKEY".into()
+            })
+        );
         assert_eq!(m.event_name(), Some("CLICK"));
         let m = parse(sample!("event_view"));
-        assert_eq!(m.body, MessageBody::Event(Event::View { url: "www.qq.com".into(), menu_id: Some("MENUID".into()) }));
+        assert_eq!(
+            m.body,
+            MessageBody::Event(Event::View {
+                url: "www.qq.com".into(),
+                menu_id: Some("MENUID".into())
+            })
+        );
         assert_eq!(m.event_name(), Some("VIEW"));
     }
 
@@ -625,11 +867,19 @@ mod tests {
     fn scancode_samples() {
         assert_eq!(
             event(sample!("event_scancode_push")),
-            Event::ScancodePush { key: "6".into(), scan_type: "qrcode".into(), scan_result: "1".into() }
+            Event::ScancodePush {
+                key: "6".into(),
+                scan_type: "qrcode".into(),
+                scan_result: "1".into()
+            }
         );
         assert_eq!(
             event(sample!("event_scancode_waitmsg")),
-            Event::ScancodeWaitmsg { key: "6".into(), scan_type: "qrcode".into(), scan_result: "2".into() }
+            Event::ScancodeWaitmsg {
+                key: "6".into(),
+                scan_type: "qrcode".into(),
+                scan_result: "2".into()
+            }
         );
     }
 
@@ -637,16 +887,28 @@ mod tests {
     fn pic_samples() {
         assert_eq!(
             event(sample!("event_pic_sysphoto")),
-            Event::PicSysphoto { key: "6".into(), count: 1, pic_md5s: vec!["1b5f7c23b5bf75682a53e7b6d163e185".into()] }
+            Event::PicSysphoto {
+                key: "6".into(),
+                count: 1,
+                pic_md5s: vec!["1b5f7c23b5bf75682a53e7b6d163e185".into()]
+            }
         );
         assert_eq!(
             event(sample!("event_pic_photo_or_album")),
-            Event::PicPhotoOrAlbum { key: "6".into(), count: 1, pic_md5s: vec!["5a75aaca956d97be686719218f275c6b".into()] }
+            Event::PicPhotoOrAlbum {
+                key: "6".into(),
+                count: 1,
+                pic_md5s: vec!["5a75aaca956d97be686719218f275c6b".into()]
+            }
         );
         let m = parse(sample!("event_pic_weixin"));
         assert_eq!(
             m.body,
-            MessageBody::Event(Event::PicWeixin { key: "6".into(), count: 1, pic_md5s: vec!["5a75aaca956d97be686719218f275c6b".into()] })
+            MessageBody::Event(Event::PicWeixin {
+                key: "6".into(),
+                count: 1,
+                pic_md5s: vec!["5a75aaca956d97be686719218f275c6b".into()]
+            })
         );
         assert_eq!(m.event_name(), Some("pic_weixin"));
     }
@@ -659,7 +921,15 @@ mod tests {
         );
         assert_eq!(
             event(&xml),
-            Event::PicSysphoto { key: "6".into(), count: 3, pic_md5s: vec!["1b5f7c23b5bf75682a53e7b6d163e185".into(), "b".into(), "c".into()] }
+            Event::PicSysphoto {
+                key: "6".into(),
+                count: 3,
+                pic_md5s: vec![
+                    "1b5f7c23b5bf75682a53e7b6d163e185".into(),
+                    "b".into(),
+                    "c".into()
+                ]
+            }
         );
     }
 
@@ -683,7 +953,10 @@ mod tests {
         let m = parse(sample!("event_view_miniprogram"));
         assert_eq!(
             m.body,
-            MessageBody::Event(Event::ViewMiniprogram { path: "pages/index/index".into(), menu_id: Some("MENUID".into()) })
+            MessageBody::Event(Event::ViewMiniprogram {
+                path: "pages/index/index".into(),
+                menu_id: Some("MENUID".into())
+            })
         );
         assert_eq!(m.event_name(), Some("view_miniprogram"));
     }
@@ -691,11 +964,23 @@ mod tests {
     #[test]
     fn template_send_job_finish_samples() {
         let m = parse(sample!("event_templatesendjobfinish"));
-        assert_eq!(m.body, MessageBody::Event(Event::TemplateSendJobFinish { msg_id: 200163836, status: "success".into() }));
-        assert_eq!((m.event_name(), m.msg_id()), (Some("TEMPLATESENDJOBFINISH"), Some(200163836)));
+        assert_eq!(
+            m.body,
+            MessageBody::Event(Event::TemplateSendJobFinish {
+                msg_id: 200163836,
+                status: "success".into()
+            })
+        );
+        assert_eq!(
+            (m.event_name(), m.msg_id()),
+            (Some("TEMPLATESENDJOBFINISH"), Some(200163836))
+        );
         assert_eq!(
             event(sample!("event_templatesendjobfinish_block")),
-            Event::TemplateSendJobFinish { msg_id: 200163840, status: "failed:user block".into() }
+            Event::TemplateSendJobFinish {
+                msg_id: 200163840,
+                status: "failed:user block".into()
+            }
         );
     }
 
@@ -783,14 +1068,24 @@ mod tests {
             <List><TemplateId>t1</TemplateId><SubscribeStatusString>accept</SubscribeStatusString></List>\
             <List><TemplateId>t2</TemplateId><SubscribeStatusString>reject</SubscribeStatusString><PopupScene>1</PopupScene></List>\
             </SubscribeMsgPopupEvent></xml>";
-        let Event::SubscribeMsgPopup { items } = event(xml) else { panic!() };
+        let Event::SubscribeMsgPopup { items } = event(xml) else {
+            panic!()
+        };
         assert_eq!(items[0].scene, None);
         assert_eq!(items[1].scene.as_deref(), Some("1"));
         // A List without its TemplateId is an error naming the field.
         let bad = xml.replace("<TemplateId>t2</TemplateId>", "");
-        assert_eq!(decode_err(&bad), "missing field SubscribeMsgPopupEvent.List.TemplateId");
-        let none = xml.replace("<List>", "<Other>").replace("</List>", "</Other>");
-        assert_eq!(decode_err(&none), "missing field SubscribeMsgPopupEvent.List");
+        assert_eq!(
+            decode_err(&bad),
+            "missing field SubscribeMsgPopupEvent.List.TemplateId"
+        );
+        let none = xml
+            .replace("<List>", "<Other>")
+            .replace("</List>", "</Other>");
+        assert_eq!(
+            decode_err(&none),
+            "missing field SubscribeMsgPopupEvent.List"
+        );
     }
 
     #[test]
@@ -798,8 +1093,16 @@ mod tests {
         for (xml, canonical, other) in [
             (sample!("event_click"), "CLICK", "click"),
             (sample!("event_subscribe"), "subscribe", "SUBSCRIBE"),
-            (sample!("event_scancode_push"), "scancode_push", "ScanCode_Push"),
-            (sample!("event_templatesendjobfinish"), "TEMPLATESENDJOBFINISH", "templatesendjobfinish"),
+            (
+                sample!("event_scancode_push"),
+                "scancode_push",
+                "ScanCode_Push",
+            ),
+            (
+                sample!("event_templatesendjobfinish"),
+                "TEMPLATESENDJOBFINISH",
+                "templatesendjobfinish",
+            ),
         ] {
             let original = parse(xml);
             let respelled = parse(&xml.replace(&format!("[{canonical}]"), &format!("[{other}]")));
@@ -807,7 +1110,10 @@ mod tests {
             // event_name reports WeChat's canonical spelling.
             assert_eq!(respelled.event_name(), Some(canonical));
         }
-        assert_eq!(parse(&sample!("text").replace("[text]", "[TEXT]")).msg_type(), "text");
+        assert_eq!(
+            parse(&sample!("text").replace("[text]", "[TEXT]")).msg_type(),
+            "text"
+        );
     }
 
     #[test]
@@ -816,7 +1122,13 @@ mod tests {
                    <CreateTime>1700000000</CreateTime><MsgType><![CDATA[miniprogrampage]]></MsgType>\
                    <Title><![CDATA[t]]></Title><MsgId>99</MsgId></xml>";
         let m = parse(xml);
-        assert_eq!(m.body, MessageBody::Unknown { msg_type: "miniprogrampage".into(), raw: xml.into() });
+        assert_eq!(
+            m.body,
+            MessageBody::Unknown {
+                msg_type: "miniprogrampage".into(),
+                raw: xml.into()
+            }
+        );
         assert_eq!((m.msg_type(), m.event_name()), ("miniprogrampage", None));
     }
 
@@ -828,37 +1140,135 @@ mod tests {
         let m = parse(xml);
         assert_eq!(
             m.body,
-            MessageBody::Event(Event::Unknown { event: "user_enter_tempsession".into(), raw: xml.into() })
+            MessageBody::Event(Event::Unknown {
+                event: "user_enter_tempsession".into(),
+                raw: xml.into()
+            })
         );
-        assert_eq!((m.msg_type(), m.event_name()), ("event", Some("user_enter_tempsession")));
+        assert_eq!(
+            (m.msg_type(), m.event_name()),
+            ("event", Some("user_enter_tempsession"))
+        );
     }
 
     #[test]
     fn missing_required_fields_are_named() {
         let cases = [
-            (sample!("text"), "<MsgId>1234567890123456</MsgId>", "missing field MsgId"),
-            (sample!("text"), "<Content><![CDATA[this is a test]]></Content>", "missing field Content"),
-            (sample!("text"), "<FromUserName><![CDATA[fromUser]]></FromUserName>", "missing field FromUserName"),
-            (sample!("text"), "<ToUserName><![CDATA[toUser]]></ToUserName>", "missing field ToUserName"),
-            (sample!("text"), "<CreateTime>1348831860</CreateTime>", "missing field CreateTime"),
-            (sample!("text"), "<MsgType><![CDATA[text]]></MsgType>", "missing field MsgType"),
-            (sample!("image"), "<PicUrl><![CDATA[this is a url]]></PicUrl>", "missing field PicUrl"),
-            (sample!("voice"), "<Format><![CDATA[Format]]></Format>", "missing field Format"),
-            (sample!("video"), "<ThumbMediaId><![CDATA[thumb_media_id]]></ThumbMediaId>", "missing field ThumbMediaId"),
-            (sample!("location"), "<Scale>20</Scale>", "missing field Scale"),
-            (sample!("link"), "<Url><![CDATA[url]]></Url>", "missing field Url"),
-            (sample!("file"), "<FileKey><![CDATA[d7f1a0c9e1a44b2f9c0e]]></FileKey>", "missing field FileKey"),
-            (sample!("event_click"), "<Event><![CDATA[CLICK]]></Event>", "missing field Event"),
-            (sample!("event_click"), "<EventKey><![CDATA[EVENTKEY]]></EventKey>", "missing field EventKey"),
-            (sample!("event_scan"), "<EventKey><![CDATA[SCENE_VALUE]]></EventKey>", "missing field EventKey"),
-            (sample!("event_location"), "<Precision>119.385040</Precision>", "missing field Precision"),
-            (sample!("event_scancode_push"), "<ScanResult><![CDATA[1]]></ScanResult>", "missing field ScanCodeInfo.ScanResult"),
-            (sample!("event_pic_sysphoto"), "<Count>1</Count>", "missing field SendPicsInfo.Count"),
-            (sample!("event_location_select"), "<Scale><![CDATA[15]]></Scale>", "missing field SendLocationInfo.Scale"),
-            (sample!("event_templatesendjobfinish"), "<MsgID>200163836</MsgID>", "missing field MsgId"),
-            (sample!("event_templatesendjobfinish"), "<Status><![CDATA[success]]></Status>", "missing field Status"),
-            (sample!("event_masssendjobfinish_success"), "<SentCount>75</SentCount>", "missing field SentCount"),
-            (sample!("event_subscribe_msg_sent"), "<ErrorCode>0</ErrorCode>", "missing field SubscribeMsgSentEvent.List.ErrorCode"),
+            (
+                sample!("text"),
+                "<MsgId>1234567890123456</MsgId>",
+                "missing field MsgId",
+            ),
+            (
+                sample!("text"),
+                "<Content><![CDATA[this is a test]]></Content>",
+                "missing field Content",
+            ),
+            (
+                sample!("text"),
+                "<FromUserName><![CDATA[fromUser]]></FromUserName>",
+                "missing field FromUserName",
+            ),
+            (
+                sample!("text"),
+                "<ToUserName><![CDATA[toUser]]></ToUserName>",
+                "missing field ToUserName",
+            ),
+            (
+                sample!("text"),
+                "<CreateTime>1348831860</CreateTime>",
+                "missing field CreateTime",
+            ),
+            (
+                sample!("text"),
+                "<MsgType><![CDATA[text]]></MsgType>",
+                "missing field MsgType",
+            ),
+            (
+                sample!("image"),
+                "<PicUrl><![CDATA[this is a url]]></PicUrl>",
+                "missing field PicUrl",
+            ),
+            (
+                sample!("voice"),
+                "<Format><![CDATA[Format]]></Format>",
+                "missing field Format",
+            ),
+            (
+                sample!("video"),
+                "<ThumbMediaId><![CDATA[thumb_media_id]]></ThumbMediaId>",
+                "missing field ThumbMediaId",
+            ),
+            (
+                sample!("location"),
+                "<Scale>20</Scale>",
+                "missing field Scale",
+            ),
+            (
+                sample!("link"),
+                "<Url><![CDATA[url]]></Url>",
+                "missing field Url",
+            ),
+            (
+                sample!("file"),
+                "<FileKey><![CDATA[d7f1a0c9e1a44b2f9c0e]]></FileKey>",
+                "missing field FileKey",
+            ),
+            (
+                sample!("event_click"),
+                "<Event><![CDATA[CLICK]]></Event>",
+                "missing field Event",
+            ),
+            (
+                sample!("event_click"),
+                "<EventKey><![CDATA[EVENTKEY]]></EventKey>",
+                "missing field EventKey",
+            ),
+            (
+                sample!("event_scan"),
+                "<EventKey><![CDATA[SCENE_VALUE]]></EventKey>",
+                "missing field EventKey",
+            ),
+            (
+                sample!("event_location"),
+                "<Precision>119.385040</Precision>",
+                "missing field Precision",
+            ),
+            (
+                sample!("event_scancode_push"),
+                "<ScanResult><![CDATA[1]]></ScanResult>",
+                "missing field ScanCodeInfo.ScanResult",
+            ),
+            (
+                sample!("event_pic_sysphoto"),
+                "<Count>1</Count>",
+                "missing field SendPicsInfo.Count",
+            ),
+            (
+                sample!("event_location_select"),
+                "<Scale><![CDATA[15]]></Scale>",
+                "missing field SendLocationInfo.Scale",
+            ),
+            (
+                sample!("event_templatesendjobfinish"),
+                "<MsgID>200163836</MsgID>",
+                "missing field MsgId",
+            ),
+            (
+                sample!("event_templatesendjobfinish"),
+                "<Status><![CDATA[success]]></Status>",
+                "missing field Status",
+            ),
+            (
+                sample!("event_masssendjobfinish_success"),
+                "<SentCount>75</SentCount>",
+                "missing field SentCount",
+            ),
+            (
+                sample!("event_subscribe_msg_sent"),
+                "<ErrorCode>0</ErrorCode>",
+                "missing field SubscribeMsgSentEvent.List.ErrorCode",
+            ),
         ];
         for (xml, remove, expected) in cases {
             let cut = xml.replace(remove, "");
@@ -869,12 +1279,27 @@ mod tests {
 
     #[test]
     fn malformed_numbers_are_decode_errors() {
-        assert_eq!(decode_err(&sample!("text").replace("1348831860", "yesterday")), "field CreateTime is not an integer");
-        assert_eq!(decode_err(&sample!("text").replace(">1234567890123456<", "><")), "field MsgId is not an integer");
-        assert_eq!(decode_err(&sample!("location").replace("23.134521", "north")), "field Location_X is not a number");
-        assert_eq!(decode_err(&sample!("event_location").replace("23.137466", "NaN")), "field Latitude is not a number");
         assert_eq!(
-            decode_err(&sample!("event_masssendjobfinish_success").replace(">100<", ">99999999999999999999<")),
+            decode_err(&sample!("text").replace("1348831860", "yesterday")),
+            "field CreateTime is not an integer"
+        );
+        assert_eq!(
+            decode_err(&sample!("text").replace(">1234567890123456<", "><")),
+            "field MsgId is not an integer"
+        );
+        assert_eq!(
+            decode_err(&sample!("location").replace("23.134521", "north")),
+            "field Location_X is not a number"
+        );
+        assert_eq!(
+            decode_err(&sample!("event_location").replace("23.137466", "NaN")),
+            "field Latitude is not a number"
+        );
+        assert_eq!(
+            decode_err(
+                &sample!("event_masssendjobfinish_success")
+                    .replace(">100<", ">99999999999999999999<")
+            ),
             "field TotalCount is not an integer"
         );
     }
@@ -884,7 +1309,10 @@ mod tests {
         let doctype = format!("<!DOCTYPE xml [<!ENTITY x \"y\">]>{}", sample!("text"));
         assert_eq!(decode_err(&doctype), "DOCTYPE/entity not allowed");
         let text = "<Content><![CDATA[this is a test]]></Content>";
-        assert!(decode_err(&sample!("text").replace(text, "<Content>&x;</Content>")).starts_with("malformed xml"));
+        assert!(
+            decode_err(&sample!("text").replace(text, "<Content>&x;</Content>"))
+                .starts_with("malformed xml")
+        );
         // Inside CDATA an entity reference is just text.
         let m = parse(&sample!("text").replace("this is a test", "&x;"));
         assert!(matches!(m.body, MessageBody::Text { ref content, .. } if content == "&x;"));
@@ -901,7 +1329,10 @@ mod tests {
         // WeChat's retry (same packet, maybe a later CreateTime) is the same key.
         let retry = parse(&sample!("text").replace("1348831860", "1348831865"));
         assert_eq!(a.dedup_key(), retry.dedup_key());
-        assert_eq!(parse(sample!("image")).dedup_key(), "fromUser:1234567890123456");
+        assert_eq!(
+            parse(sample!("image")).dedup_key(),
+            "fromUser:1234567890123456"
+        );
     }
 
     #[test]
@@ -912,11 +1343,17 @@ mod tests {
         assert_eq!(click.dedup_key(), "FromUser:123456789:CLICK");
         assert_ne!(sub.dedup_key(), click.dedup_key());
         // Case of the event name on the wire does not change the key.
-        assert_eq!(parse(&sample!("event_click").replace("[CLICK]", "[click]")).dedup_key(), click.dedup_key());
+        assert_eq!(
+            parse(&sample!("event_click").replace("[CLICK]", "[click]")).dedup_key(),
+            click.dedup_key()
+        );
         // Job reports for two sends in the same second stay distinct.
         let t1 = parse(sample!("event_templatesendjobfinish"));
         let t2 = parse(&sample!("event_templatesendjobfinish").replace("200163836", "200163837"));
-        assert_eq!(t1.dedup_key(), "oia2TjuEGTNoeX76QEjQNrcURxG8:1395658920:TEMPLATESENDJOBFINISH:200163836");
+        assert_eq!(
+            t1.dedup_key(),
+            "oia2TjuEGTNoeX76QEjQNrcURxG8:1395658920:TEMPLATESENDJOBFINISH:200163836"
+        );
         assert_ne!(t1.dedup_key(), t2.dedup_key());
         // Unknown message types fall back to time and type.
         let unknown = parse(&sample!("text").replace("[text]", "[miniprogrampage]"));

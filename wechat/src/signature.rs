@@ -45,7 +45,10 @@ pub fn verify_msg_signature(
     encrypt: &str,
     msg_signature: &str,
 ) -> bool {
-    ct_eq_str(&self::msg_signature(token, timestamp, nonce, encrypt), msg_signature)
+    ct_eq_str(
+        &self::msg_signature(token, timestamp, nonce, encrypt),
+        msg_signature,
+    )
 }
 
 #[cfg(test)]
@@ -60,14 +63,21 @@ mod tests {
         // Order of the arguments does not matter, only their sorted order.
         assert_eq!(signature("xxxxxx", "pamtest", "1409304348"), expected);
         assert_eq!(expected.len(), 40);
-        assert!(expected.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert!(expected
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
     }
 
     #[test]
     fn verify_accepts_only_the_exact_lowercase_signature() {
         let sig = signature("tok", "1700000000", "42");
         assert!(verify_signature("tok", "1700000000", "42", &sig));
-        assert!(!verify_signature("tok", "1700000000", "42", &sig.to_uppercase()));
+        assert!(!verify_signature(
+            "tok",
+            "1700000000",
+            "42",
+            &sig.to_uppercase()
+        ));
         assert!(!verify_signature("tok", "1700000001", "42", &sig));
         assert!(!verify_signature("tok", "1700000000", "42", &sig[..39]));
         assert!(!verify_signature("tok", "1700000000", "42", ""));
@@ -79,9 +89,27 @@ mod tests {
         let sig = msg_signature("tok", "1700000000", "42", "ENCRYPTED");
         // sorted: "1700000000" < "42" < "ENCRYPTED" < "tok"
         assert_eq!(sig, hex::encode(Sha1::digest(b"170000000042ENCRYPTEDtok")));
-        assert!(verify_msg_signature("tok", "1700000000", "42", "ENCRYPTED", &sig));
-        assert!(!verify_msg_signature("tok", "1700000000", "42", "ENCRYPTEd", &sig));
-        assert!(!verify_msg_signature("tok", "1700000000", "42", "ENCRYPTED", &sig.to_uppercase()));
+        assert!(verify_msg_signature(
+            "tok",
+            "1700000000",
+            "42",
+            "ENCRYPTED",
+            &sig
+        ));
+        assert!(!verify_msg_signature(
+            "tok",
+            "1700000000",
+            "42",
+            "ENCRYPTEd",
+            &sig
+        ));
+        assert!(!verify_msg_signature(
+            "tok",
+            "1700000000",
+            "42",
+            "ENCRYPTED",
+            &sig.to_uppercase()
+        ));
         assert_ne!(sig, signature("tok", "1700000000", "42"));
     }
 }

@@ -51,7 +51,10 @@ pub struct XmlGroup<'a> {
 impl<'a> XmlGroup<'a> {
     /// The first value of the direct child element `name`.
     pub fn get(&self, name: &str) -> Option<&'a str> {
-        self.children.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+        self.children
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
     }
 
     /// Every `(name, value)` of the group's direct leaf children in document order.
@@ -128,7 +131,12 @@ impl XmlFields {
         let key_end = to_u32(self.buf.len())?;
         self.buf.push_str(value);
         let value_end = to_u32(self.buf.len())?;
-        self.entries.push(Entry { key_start, key_end, value_end, parent });
+        self.entries.push(Entry {
+            key_start,
+            key_end,
+            value_end,
+            parent,
+        });
         Ok(())
     }
 }
@@ -197,7 +205,9 @@ pub fn parse_flat(xml: &str) -> Result<XmlFields> {
                 match state {
                     0 => {
                         if name != "xml" {
-                            return Err(Error::Decode(format!("root element is <{name}>, expected <xml>")));
+                            return Err(Error::Decode(format!(
+                                "root element is <{name}>, expected <xml>"
+                            )));
                         }
                         state = if is_empty { 2 } else { 1 };
                     }
@@ -450,21 +460,40 @@ mod tests {
         .unwrap();
         let groups = f.groups("E.List");
         assert_eq!(groups.len(), 3);
-        assert_eq!((groups[0].get("T"), groups[0].get("S"), groups[0].get("P")), (Some("a"), Some("accept"), Some("0")));
-        assert_eq!((groups[1].get("T"), groups[1].get("S"), groups[1].get("P")), (Some("b"), Some("reject"), None));
-        assert_eq!((groups[2].get("T"), groups[2].get("S"), groups[2].get("P")), (Some("c"), None, Some("1")));
-        assert_eq!(groups[2].iter().count(), 2, "grandchildren are not direct children");
+        assert_eq!(
+            (groups[0].get("T"), groups[0].get("S"), groups[0].get("P")),
+            (Some("a"), Some("accept"), Some("0"))
+        );
+        assert_eq!(
+            (groups[1].get("T"), groups[1].get("S"), groups[1].get("P")),
+            (Some("b"), Some("reject"), None)
+        );
+        assert_eq!(
+            (groups[2].get("T"), groups[2].get("S"), groups[2].get("P")),
+            (Some("c"), None, Some("1"))
+        );
+        assert_eq!(
+            groups[2].iter().count(),
+            2,
+            "grandchildren are not direct children"
+        );
         assert!(f.groups("Nope").is_empty());
         // Adjacent groups written with empty elements are still told apart.
         let f = parse_flat("<xml><L><T>a</T><U/></L><L><T>b</T><U/></L></xml>").unwrap();
         let g = f.groups("L");
         assert_eq!(g.len(), 2);
-        assert_eq!((g[0].get("T"), g[0].get("U"), g[1].get("T")), (Some("a"), Some(""), Some("b")));
+        assert_eq!(
+            (g[0].get("T"), g[0].get("U"), g[1].get("T")),
+            (Some("a"), Some(""), Some("b"))
+        );
     }
 
     #[test]
     fn accepts_xml_declaration_and_comments() {
-        let f = parse_flat("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<xml><!-- c --><A>1</A></xml>\n").unwrap();
+        let f = parse_flat(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<xml><!-- c --><A>1</A></xml>\n",
+        )
+        .unwrap();
         assert_eq!(f.get("A"), Some("1"));
     }
 
@@ -476,7 +505,8 @@ mod tests {
 
     #[test]
     fn rejects_external_entity_xxe() {
-        let xml = "<?xml version=\"1.0\"?><!DOCTYPE xml [<!ENTITY xxe SYSTEM \"file:///etc/passwd\">]>\
+        let xml =
+            "<?xml version=\"1.0\"?><!DOCTYPE xml [<!ENTITY xxe SYSTEM \"file:///etc/passwd\">]>\
                    <xml><Content>&xxe;</Content></xml>";
         assert_eq!(decode_msg(parse_flat(xml)), DOCTYPE_NOT_ALLOWED);
     }
@@ -496,14 +526,19 @@ mod tests {
 
     #[test]
     fn rejects_entity_declaration_without_doctype() {
-        assert!(matches!(parse_flat("<!ENTITY a \"b\"><xml><A>&a;</A></xml>"), Err(Error::Decode(_))));
+        assert!(matches!(
+            parse_flat("<!ENTITY a \"b\"><xml><A>&a;</A></xml>"),
+            Err(Error::Decode(_))
+        ));
     }
 
     #[test]
     fn rejects_processing_instructions() {
         let m = decode_msg(parse_flat("<xml><?php evil() ?><A>1</A></xml>"));
         assert_eq!(m, DOCTYPE_NOT_ALLOWED);
-        let m = decode_msg(parse_flat("<?xml-stylesheet href=\"x\"?><xml><A>1</A></xml>"));
+        let m = decode_msg(parse_flat(
+            "<?xml-stylesheet href=\"x\"?><xml><A>1</A></xml>",
+        ));
         assert_eq!(m, DOCTYPE_NOT_ALLOWED);
         // A declaration anywhere but first is a processing instruction in disguise.
         let m = decode_msg(parse_flat("<!-- c --><?xml version=\"1.0\"?><xml/>"));
@@ -536,16 +571,27 @@ mod tests {
             "<xml><A attr=></A></xml>",
             "</xml>",
         ] {
-            assert!(matches!(parse_flat(bad), Err(Error::Decode(_))), "accepted {bad:?}");
+            assert!(
+                matches!(parse_flat(bad), Err(Error::Decode(_))),
+                "accepted {bad:?}"
+            );
         }
     }
 
     #[test]
     fn rejects_deep_nesting() {
         let depth = 100;
-        let xml = format!("<xml>{}x{}</xml>", "<a>".repeat(depth), "</a>".repeat(depth));
+        let xml = format!(
+            "<xml>{}x{}</xml>",
+            "<a>".repeat(depth),
+            "</a>".repeat(depth)
+        );
         assert_eq!(decode_msg(parse_flat(&xml)), "xml nested too deeply");
-        let ok = format!("<xml>{}x{}</xml>", "<a>".repeat(MAX_DEPTH), "</a>".repeat(MAX_DEPTH));
+        let ok = format!(
+            "<xml>{}x{}</xml>",
+            "<a>".repeat(MAX_DEPTH),
+            "</a>".repeat(MAX_DEPTH)
+        );
         let f = parse_flat(&ok).unwrap();
         assert_eq!(f.get(&vec!["a"; MAX_DEPTH].join(".")), Some("x"));
     }
@@ -559,7 +605,16 @@ mod tests {
 
     #[test]
     fn writer_output_round_trips_hostile_text() {
-        for s in ["]]>", "a]]>b", "]]]]>>", "</Content><MsgType>news</MsgType>", "<![CDATA[x]]>", "&amp;", "]", ""] {
+        for s in [
+            "]]>",
+            "a]]>b",
+            "]]]]>>",
+            "</Content><MsgType>news</MsgType>",
+            "<![CDATA[x]]>",
+            "&amp;",
+            "]",
+            "",
+        ] {
             let mut w = XmlWriter::new();
             w.cdata("Content", s).text("TimeStamp", s).number("N", -5);
             let xml = w.finish();
