@@ -290,7 +290,7 @@ mod tests {
         assert!(
             !dbg.contains(KEY)
                 && !dbg.contains(&hex::encode(key))
-                && !dbg.contains(&format!("{:?}", key[0..4]))
+                && !dbg.contains(&format!("{:?}", &key[0..4]))
         );
     }
 }
