@@ -1,1 +1,180 @@
-fn main(){}
+//! Load generator for `POST /wechat` in safe mode.
+//!
+//! Pre-builds N distinct, correctly signed and AES-encrypted text messages (keyword replies), then
+//! drives them through C keep-alive connections and reports throughput and latency percentiles.
+//!
+//!   cargo bench --bench webhook -- [--messages N] [--concurrency C] [--url http://host:port]
+//!
+//! Without `--url` it starts the whole application in-process on the embedded backend (SQLite,
+//! in-process cache), on its own runtime, so server and load generator share this machine's cores.
+
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Instant,
+};
+
+use dangjian::{config::Settings, startup::{Application, Overrides, Role}};
+use wechat::{crypto::MessageCrypto, signature};
+
+const TOKEN: &str = "dangjiandemotoken";
+const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+const APP_ID: &str = "wxdemo0000000000";
+
+struct Args {
+    messages: usize,
+    concurrency: usize,
+    url: Option<String>,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args { messages: 200_000, concurrency: 64, url: None };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--messages" => args.messages = it.next().and_then(|v| v.parse().ok()).expect("--messages N"),
+            "--concurrency" => args.concurrency = it.next().and_then(|v| v.parse().ok()).expect("--concurrency C"),
+            "--url" => args.url = it.next(),
+            "--bench" => {} // passed by `cargo bench`
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    args
+}
+
+struct Prepared {
+    path: String,
+    body: String,
+}
+
+fn prepare(n: usize) -> Vec<Prepared> {
+    let crypto = MessageCrypto::new(AES_KEY, APP_ID).unwrap();
+    let ts = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
+    let keywords = ["帮助", "党费", "联系方式", "hello world"];
+    (0..n)
+        .map(|i| {
+            let xml = format!(
+                "<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[o_bench_{}]]></FromUserName>\
+                 <CreateTime>{ts}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{}]]></Content>\
+                 <MsgId>{}</MsgId></xml>",
+                i % 5000,
+                keywords[i % keywords.len()],
+                10_000_000 + i
+            );
+            let encrypt = crypto.encrypt(xml.as_bytes());
+            let nonce = format!("{i}");
+            let sig = signature::signature(TOKEN, &ts, &nonce);
+            let msg_sig = signature::msg_signature(TOKEN, &ts, &nonce, &encrypt);
+            Prepared {
+                path: format!(
+                    "/wechat?signature={sig}&timestamp={ts}&nonce={nonce}&openid=o_bench&encrypt_type=aes&msg_signature={msg_sig}"
+                ),
+                body: format!("<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"),
+            }
+        })
+        .collect()
+}
+
+fn start_server() -> (String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings::with_overrides([
+        ("bind", "127.0.0.1:0".to_owned()),
+        ("database_url", format!("sqlite://{}/bench.db?mode=rwc", dir.path().display())),
+        ("content_dir", dir.path().join("content").display().to_string()),
+        ("data_dir", dir.path().join("data").display().to_string()),
+        ("wechat_message_mode", "safe".to_owned()),
+        ("wechat_api_base", "http://127.0.0.1:9".to_owned()),
+    ])
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let app = Application::build_with(settings, Overrides::default(), Role::HttpOnly, true).await.unwrap();
+            tx.send(format!("http://{}", app.local_addr())).unwrap();
+            app.run().await.unwrap();
+        });
+    });
+    (rx.recv().unwrap(), dir)
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx] as f64 / 1000.0
+}
+
+fn main() {
+    let args = parse_args();
+    let t = Instant::now();
+    let prepared = Arc::new(prepare(args.messages));
+    eprintln!("prepared {} encrypted messages in {:.2?}", prepared.len(), t.elapsed());
+    let (base, _dir) = match &args.url {
+        Some(u) => (u.clone(), tempfile::tempdir().unwrap()),
+        None => start_server(),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let (lat, errors, elapsed) = rt.block_on(async {
+        let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build().unwrap();
+        let next = Arc::new(AtomicUsize::new(0));
+        let started = Instant::now();
+        let mut handles = Vec::new();
+        for _ in 0..args.concurrency {
+            let client = client.clone();
+            let prepared = prepared.clone();
+            let next = next.clone();
+            let base = base.clone();
+            handles.push(tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(prepared.len() / args.concurrency + 1);
+                let mut errors = 0usize;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(p) = prepared.get(i) else { break };
+                    let t = Instant::now();
+                    let ok = match client.post(format!("{base}{}", p.path)).body(p.body.clone()).send().await {
+                        Ok(r) => r.status().is_success() && r.bytes().await.map(|b| b.starts_with(b"<xml>")).unwrap_or(false),
+                        Err(_) => false,
+                    };
+                    lat.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                    if !ok {
+                        errors += 1;
+                    }
+                }
+                (lat, errors)
+            }));
+        }
+        let mut all = Vec::with_capacity(prepared.len());
+        let mut errors = 0;
+        for h in handles {
+            let (l, e) = h.await.unwrap();
+            all.extend(l);
+            errors += e;
+        }
+        (all, errors, started.elapsed())
+    });
+    let mut lat = lat;
+    lat.sort_unstable();
+    let n = lat.len();
+    let rps = n as f64 / elapsed.as_secs_f64();
+    println!("requests: {n}, errors: {errors}, elapsed: {:.2?}, concurrency: {}", elapsed, args.concurrency);
+    println!(
+        "throughput: {rps:.0} msg/s; latency ms: p50 {:.2}, p90 {:.2}, p99 {:.2}, max {:.2}",
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.90),
+        percentile(&lat, 0.99),
+        percentile(&lat, 1.0)
+    );
+    println!(
+        "| POST /wechat safe mode, keyword reply, embedded backend | {} | {rps:.0} msg/s | {:.2} ms | {:.2} ms | {errors} |",
+        args.concurrency,
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99)
+    );
+    if errors > 0 {
+        std::process::exit(1);
+    }
+}

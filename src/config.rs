@@ -104,7 +104,9 @@ impl Settings {
     ) -> Result<Settings, ConfigError> {
         let mut fig = Self::figment(None);
         for (k, v) in overrides {
-            fig = fig.merge((k, v));
+            // Parsed like environment values: "0" is a number, "true" a boolean.
+            let value: figment::value::Value = v.parse().unwrap_or_else(|_| v.clone().into());
+            fig = fig.merge((k, value));
         }
         Self::from_figment(fig)
     }

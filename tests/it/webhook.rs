@@ -227,7 +227,8 @@ async fn menu_click_answers_with_the_newest_article_card() {
         assert!(body.contains("新文章") && !body.contains("旧文章"), "{body}");
         // The card links to the public article page, which serves the article.
         let url = wechat::xml::parse_flat(&body).unwrap().get("Articles.item.Url").unwrap().to_owned();
-        let page = app.http.get(&url).send().await.unwrap();
+        let path = url.split_once("/articles/").map(|(_, id)| format!("/articles/{id}")).unwrap();
+        let page = app.http.get(app.url(&path)).send().await.unwrap();
         assert_eq!(page.status(), StatusCode::OK);
         assert!(page.text().await.unwrap().contains("新文章"));
     });
