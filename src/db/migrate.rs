@@ -23,7 +23,11 @@ macro_rules! migration {
     };
 }
 
-pub const MIGRATIONS: &[Migration] = &[migration!(1, "0001_foundation")];
+/// In version order. Numbers are reserved per area: 2 admin/PII, 3 content, 4 pushes, 5 WeChat sync.
+pub const MIGRATIONS: &[Migration] = &[
+    migration!(1, "0001_foundation"),
+    migration!(5, "0005_wechat_sync"),
+];
 
 /// An arbitrary constant: the PostgreSQL advisory-lock id for migrations.
 const MIGRATION_LOCK: i64 = 0x00da_691a_0001;
