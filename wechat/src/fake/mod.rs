@@ -104,7 +104,8 @@ pub enum Fault {
     Status(u16),
     /// Answer 200 with `{"errcode": n, "errmsg": ...}`.
     Errcode(i64),
-    /// Wait, then answer normally.
+    /// Handle the call (recorded, sent) and answer after this delay: a client timing out in
+    /// between cannot know that the call succeeded.
     Latency(Duration),
 }
 
@@ -483,9 +484,6 @@ async fn dispatch(
         shared.token_fetches.fetch_add(1, Ordering::AcqRel);
     }
     let fault = take_fault(&shared, route.api);
-    if let Some(Fault::Latency(d)) = &fault {
-        tokio::time::sleep(*d).await;
-    }
 
     let mut body = handlers::parse_body(route, &headers, &raw);
     let mut sent = None;
@@ -525,6 +523,11 @@ async fn dispatch(
             });
         }
         log.calls.push(CallRec { api: route.api, query, body, at });
+    }
+    // The call is handled and recorded before the delay: a client that times out meanwhile sees
+    // what WeChat's slow answers look like, a call whose outcome it cannot know.
+    if let Some(Fault::Latency(d)) = fault {
+        tokio::time::sleep(d).await;
     }
     reply.into_response()
 }
