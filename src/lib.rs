@@ -18,5 +18,6 @@ pub mod metrics;
 pub mod outbound;
 pub mod startup;
 pub mod telemetry;
+pub mod wechat_api;
 
 pub use startup::{AppState, Application};

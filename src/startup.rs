@@ -39,6 +39,14 @@ pub struct AppState {
     pub webhook: Arc<WebhookKeys>,
     pub interactions: Arc<Interactions>,
     pub outbound: Arc<dyn Outbound>,
+    /// Official-account API client (shared access token).
+    pub wechat: wechat::client::Client,
+    /// Mini-program API client.
+    pub mp: wechat::client::Client,
+    /// Dev mode only: the built-in fake WeChat (its outbox is shown at /dev/wechat/outbox).
+    pub dev_fake: Option<wechat::fake::FakeWechat>,
+    /// Keeps the dev-mode fake server running as long as the state lives.
+    pub dev_fake_server: Option<Arc<wechat::fake::FakeServer>>,
     /// Work spawned by requests (late replies, follow-ups), drained on shutdown.
     pub tasks: TaskTracker,
     pub shutdown: CancellationToken,
@@ -198,12 +206,17 @@ pub async fn build_state(settings: Settings, overrides: Overrides, migrate: bool
     if migrate {
         db.migrate().await.context("applying migrations")?;
     }
-    let cache: Arc<dyn Cache> = match &settings.redis_url {
-        Some(url) => Arc::new(
+    let redis = match &settings.redis_url {
+        Some(url) => Some(
             RedisCache::connect(url.expose_secret(), &settings.redis_prefix)
                 .await
                 .context("DANGJIAN_REDIS_URL: cannot connect")?,
         ),
+        None => None,
+    };
+    let clients = crate::wechat_api::build_clients(&settings, redis.as_ref()).await?;
+    let cache: Arc<dyn Cache> = match redis {
+        Some(r) => Arc::new(r),
         None => {
             if settings.env == crate::config::Environment::Production {
                 tracing::warn!("no DANGJIAN_REDIS_URL: in-process cache; run a single instance only");
@@ -224,9 +237,13 @@ pub async fn build_state(settings: Settings, overrides: Overrides, migrate: bool
         crypto: wechat::crypto::MessageCrypto::new(settings.wechat_aes_key.expose_secret(), &settings.wechat_app_id)
             .context("DANGJIAN_WECHAT_AES_KEY")?,
     });
-    let outbound = match overrides.outbound {
+    let outbound: Arc<dyn Outbound> = match overrides.outbound {
         Some(o) => o,
-        None => crate::jobs::default_outbound(&settings, &cache).await?,
+        None => Arc::new(crate::wechat_api::ClientOutbound(clients.wechat.clone())),
+    };
+    let (dev_fake, dev_fake_server) = match clients.dev_fake {
+        Some((fake, server)) => (Some(fake), Some(server)),
+        None => (None, None),
     };
     db::articles::seed_categories(&db, &content.get().menu.categories, clock.unix_ms()).await?;
     let state = AppState {
@@ -240,6 +257,10 @@ pub async fn build_state(settings: Settings, overrides: Overrides, migrate: bool
         webhook,
         interactions: Arc::new(Interactions::default()),
         outbound,
+        wechat: clients.wechat,
+        mp: clients.mp,
+        dev_fake,
+        dev_fake_server,
         tasks: TaskTracker::new(),
         shutdown: CancellationToken::new(),
     };

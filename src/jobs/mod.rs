@@ -1,37 +1,10 @@
 //! Background work: workers, and the outbound channel to WeChat.
 
-use std::sync::{Arc, Mutex};
-
-use async_trait::async_trait;
 use tokio_util::task::TaskTracker;
 
-use crate::{
-    cache::Cache,
-    config::Settings,
-    db::articles,
-    outbound::{CustomMessage, Outbound},
-    startup::AppState,
-};
+use crate::{db::articles, startup::AppState};
 
 pub fn spawn_workers(_state: &AppState, _workers: &TaskTracker) {}
-
-/// Records what would be sent (tests).
-#[derive(Default)]
-pub struct RecordingOutbound {
-    pub sent: Mutex<Vec<(String, CustomMessage)>>,
-}
-
-#[async_trait]
-impl Outbound for RecordingOutbound {
-    async fn send_custom(&self, openid: &str, message: CustomMessage) -> Result<(), wechat::Error> {
-        self.sent.lock().unwrap_or_else(|e| e.into_inner()).push((openid.to_owned(), message));
-        Ok(())
-    }
-}
-
-pub async fn default_outbound(_settings: &Settings, _cache: &Arc<dyn Cache>) -> anyhow::Result<Arc<dyn Outbound>> {
-    Ok(Arc::new(RecordingOutbound::default()))
-}
 
 /// Dev mode: publish the demo articles when there are none yet.
 pub async fn load_demo_articles(st: &AppState) -> anyhow::Result<()> {

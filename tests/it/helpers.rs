@@ -1,10 +1,9 @@
 //! `TestApp`: the same `Application` as production, on port 0, with a fresh database per test.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::time::Duration;
 
 use dangjian::{
     config::Settings,
-    jobs::RecordingOutbound,
     startup::{AppState, Application, Overrides, Role},
 };
 use sqlx::Connection;
@@ -46,11 +45,12 @@ pub fn random_suffix() -> String {
 }
 
 pub struct TestApp {
-    pub addr: SocketAddr,
     pub base: String,
     pub state: AppState,
     pub http: reqwest::Client,
-    pub outbound: Arc<RecordingOutbound>,
+    /// The fake WeChat this app talks to over real HTTP.
+    pub fake: wechat::fake::FakeWechat,
+    _fake_server: wechat::fake::FakeServer,
     pub backend: Backend,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     pg_database: Option<(String, String)>,
@@ -69,10 +69,6 @@ impl Default for Spawn {
 }
 
 impl TestApp {
-    pub async fn spawn(backend: &Backend) -> TestApp {
-        Self::spawn_with(backend, Spawn::default()).await
-    }
-
     pub async fn spawn_with(backend: &Backend, spawn: Spawn) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let content_dir = dir.path().join("content");
@@ -80,13 +76,19 @@ impl TestApp {
         for (name, text) in &spawn.write_content {
             std::fs::write(content_dir.join(name), text).unwrap();
         }
+        let fake = wechat::fake::FakeWechat::new(wechat::fake::FakeConfig {
+            app_id: APP_ID.into(),
+            app_secret: "demo-app-secret-not-for-production".into(),
+            mp_app_id: "wxdemomp000000000".into(),
+            mp_app_secret: "demo-mp-secret-not-for-production".into(),
+        });
+        let fake_server = fake.spawn().await;
         let mut pg_database = None;
         let mut overrides: Vec<(&str, String)> = vec![
             ("bind", "127.0.0.1:0".into()),
             ("content_dir", content_dir.display().to_string()),
             ("data_dir", dir.path().join("data").display().to_string()),
-            // Tests talk to the fake WeChat explicitly; never the dev-mode extras.
-            ("wechat_api_base", "http://127.0.0.1:9".into()),
+            ("wechat_api_base", fake_server.base_url.clone()),
         ];
         match backend {
             Backend::Sqlite => {
@@ -108,24 +110,18 @@ impl TestApp {
         }
         overrides.extend(spawn.overrides);
         let settings = Settings::with_overrides(overrides).expect("test settings");
-        let outbound = Arc::new(RecordingOutbound::default());
-        let app = Application::build_with(
-            settings,
-            Overrides { outbound: Some(outbound.clone()), ..Default::default() },
-            Role::All,
-            true,
-        )
+        let app = Application::build_with(settings, Overrides::default(), Role::All, true)
         .await
         .expect("application builds");
         let addr = app.local_addr();
         let state = app.state();
         let server = tokio::spawn(app.run());
         TestApp {
-            addr,
             base: format!("http://{addr}"),
             state,
             http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap(),
-            outbound,
+            fake,
+            _fake_server: fake_server,
             backend: backend.clone(),
             server: Some(server),
             pg_database,

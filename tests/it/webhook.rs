@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use dangjian::outbound::CustomMessage;
 use reqwest::StatusCode;
 use wechat::{crypto::MessageCrypto, signature};
 
@@ -60,6 +59,17 @@ impl TestApp {
     async fn reply_of(&self, resp: reqwest::Response) -> String {
         assert_eq!(resp.status(), StatusCode::OK, "backend {}", self.backend.name());
         resp.text().await.unwrap()
+    }
+
+    /// Wait (bounded) until the fake's outbox holds `n` messages; returns them.
+    async fn wait_outbox(&self, n: usize) -> Vec<wechat::fake::OutboxMessage> {
+        for _ in 0..200 {
+            if self.fake.outbox_len() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.fake.outbox()
     }
 
     async fn flush(&self) {
@@ -164,7 +174,7 @@ async fn bad_input_is_rejected_with_4xx_and_changes_nothing() {
 
         app.flush().await;
         assert_eq!(app.count("SELECT COUNT(*) FROM followers").await, 0, "no side effect from rejected input");
-        assert!(app.outbound.sent.lock().unwrap().is_empty());
+        assert_eq!(app.fake.outbox_len(), 0);
         // Still serving.
         let r = app.post_encrypted(&text_xml("o_ok", "帮助", 3001)).await;
         assert_eq!(r.status(), StatusCode::OK);
@@ -184,6 +194,9 @@ async fn retried_subscribe_gets_the_same_reply_and_one_side_effect() {
         assert_eq!(app.reply_of(b).await, first);
         assert_eq!(third, first);
         assert_eq!(app.count("SELECT COUNT(*) FROM followers WHERE openid = 'o_new' AND status = 'subscribed' AND scene = '42'").await, 1);
+        // No published article yet: no welcome card; nothing was sent at all.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(app.fake.outbox_len(), 0);
     });
 }
 
@@ -236,24 +249,28 @@ async fn menu_click_answers_with_the_newest_article_card() {
 
 #[tokio::test]
 async fn slow_reply_answers_success_then_follows_up_by_customer_service() {
-    // A zero budget: every reply that needs the database misses it.
-    each_backend!(spawn = Spawn { overrides: vec![("reply_budget_ms", "0".into())], ..Default::default() }, |app| {
-        let xml = text_xml("o_slow", "理论研究", 4242);
-        let first = app.reply_of(app.post_plain(&xml).await).await;
-        assert_eq!(first, "success");
-        let mut sent = vec![];
-        for _ in 0..100 {
-            sent = app.outbound.sent.lock().unwrap().clone();
-            if !sent.is_empty() { break; }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    each_backend!(spawn = Spawn { overrides: vec![("reply_budget_ms", "300".into())], ..Default::default() }, |app| {
+        // Hold the followers table so the subscribe handler's write waits past the budget.
+        let mut lock = app.state.db.begin_write().await.unwrap();
+        if app.state.db.backend() == dangjian::db::Backend::Postgres {
+            sqlx::query("LOCK TABLE followers IN EXCLUSIVE MODE").execute(&mut *lock).await.unwrap();
         }
+        let xml = event_xml("o_slow", "subscribe", "", now());
+        let first = app.reply_of(app.post_plain(&xml).await).await;
+        assert_eq!(first, "success", "budget exceeded: answer success at once");
+        assert_eq!(app.fake.outbox_len(), 0);
+        lock.commit().await.unwrap();
+        let sent = app.wait_outbox(1).await;
         assert_eq!(sent.len(), 1, "exactly one follow-up");
-        assert_eq!(sent[0].0, "o_slow");
-        assert!(matches!(&sent[0].1, CustomMessage::Text(t) if t.contains("理论研究")));
-        // The retry gets what the follower got, and nothing is sent twice.
+        assert_eq!(sent[0].channel, "custom");
+        assert_eq!(sent[0].to_user.as_deref(), Some("o_slow"));
+        assert_eq!(sent[0].body["msgtype"], "text");
+        assert!(sent[0].body["text"]["content"].as_str().unwrap().contains("欢迎关注"));
+        // The retry gets what the follower got, and nothing is sent or stored twice.
         assert_eq!(app.reply_of(app.post_plain(&xml).await).await, "success");
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(app.outbound.sent.lock().unwrap().len(), 1);
+        assert_eq!(app.fake.outbox_len(), 1);
+        assert_eq!(app.count("SELECT COUNT(*) FROM followers WHERE openid = 'o_slow'").await, 1);
     });
 }
 
@@ -285,5 +302,24 @@ async fn operators_endpoints_report_health_and_metrics() {
         assert!(metrics.contains("dangjian_http_request_duration_seconds_bucket"));
         let missing = app.http.get(app.url("/nope")).send().await.unwrap();
         assert_eq!(error_code(missing).await, (StatusCode::NOT_FOUND, "not_found".into()));
+    });
+}
+
+#[tokio::test]
+async fn welcome_is_followed_by_the_newest_article_card_once() {
+    each_backend!(|app| {
+        let a = dangjian::db::articles::NewArticle {
+            category: "党建动态", title: "最新动态", summary: "摘要", body_md: "", body_html: "", cover_url: None, author: None,
+        };
+        dangjian::db::articles::insert_published(&app.state.db, &a, 5_000).await.unwrap();
+        let xml = event_xml("o_welcome", "subscribe", "", now());
+        let first = app.reply_of(app.post_plain(&xml).await).await;
+        assert_eq!(app.reply_of(app.post_plain(&xml).await).await, first);
+        let sent = app.wait_outbox(1).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(app.fake.outbox_len(), 1, "the card is sent once, retries included");
+        assert_eq!(sent[0].to_user.as_deref(), Some("o_welcome"));
+        assert_eq!(sent[0].body["msgtype"], "news");
+        assert_eq!(sent[0].body["news"]["articles"][0]["title"], "最新动态");
     });
 }
