@@ -65,6 +65,7 @@ struct MemoryInner {
 }
 
 impl MemoryTokenStore {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }
@@ -134,20 +135,43 @@ mod tests {
     #[tokio::test]
     async fn lock_is_exclusive_until_unlocked_or_expired() {
         let s = MemoryTokenStore::new();
-        let id = s.try_lock("k", Duration::from_secs(60)).await.unwrap().unwrap();
-        assert!(s.try_lock("k", Duration::from_secs(60)).await.unwrap().is_none());
+        let id = s
+            .try_lock("k", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(s
+            .try_lock("k", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_none());
         s.unlock("k", "not-mine").await.unwrap();
-        assert!(s.try_lock("k", Duration::from_secs(60)).await.unwrap().is_none());
+        assert!(s
+            .try_lock("k", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_none());
         s.unlock("k", &id).await.unwrap();
-        let _ = s.try_lock("k", Duration::from_millis(1)).await.unwrap().unwrap();
+        let _ = s
+            .try_lock("k", Duration::from_millis(1))
+            .await
+            .unwrap()
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
-        assert!(s.try_lock("k", Duration::from_secs(1)).await.unwrap().is_some());
+        assert!(s
+            .try_lock("k", Duration::from_secs(1))
+            .await
+            .unwrap()
+            .is_some());
     }
 
     #[tokio::test]
     async fn invalidate_only_deletes_the_same_token() {
         let s = MemoryTokenStore::new();
-        let t = AccessToken { token: "new".into(), expires_at: 1 };
+        let t = AccessToken {
+            token: "new".into(),
+            expires_at: 1,
+        };
         s.save("k", &t).await.unwrap();
         s.invalidate("k", "old").await.unwrap();
         assert_eq!(s.load("k").await.unwrap(), Some(t));
@@ -157,7 +181,10 @@ mod tests {
 
     #[test]
     fn debug_redacts_the_token() {
-        let t = AccessToken { token: "SECRET-TOKEN".into(), expires_at: 1 };
+        let t = AccessToken {
+            token: "SECRET-TOKEN".into(),
+            expires_at: 1,
+        };
         assert!(!format!("{t:?}").contains("SECRET"));
     }
 }

@@ -13,7 +13,7 @@ use wechat::client::{
     RetryPolicy, SubscribeMessage, Suggest, TemplateInfo, TemplateMessage, TokenPolicy,
     WxaCodeUnlimit,
 };
-use wechat::fake::{Fault, FakeConfig, FakeServer, FakeWechat};
+use wechat::fake::{FakeConfig, FakeServer, FakeWechat, Fault};
 use wechat::token::{MemoryTokenStore, TokenStore};
 use wechat::Error;
 
@@ -43,12 +43,20 @@ fn fast(mut c: ClientConfig) -> ClientConfig {
 
 fn oa_config(fake: &FakeWechat, base: &str) -> ClientConfig {
     let c = fake.config();
-    fast(ClientConfig::new(base, c.app_id.clone(), c.app_secret.clone()))
+    fast(ClientConfig::new(
+        base,
+        c.app_id.clone(),
+        c.app_secret.clone(),
+    ))
 }
 
 fn mp_config(fake: &FakeWechat, base: &str) -> ClientConfig {
     let c = fake.config();
-    fast(ClientConfig::new(base, c.mp_app_id.clone(), c.mp_app_secret.clone()))
+    fast(ClientConfig::new(
+        base,
+        c.mp_app_id.clone(),
+        c.mp_app_secret.clone(),
+    ))
 }
 
 async fn env() -> Env {
@@ -57,7 +65,13 @@ async fn env() -> Env {
     let store = Arc::new(MemoryTokenStore::new());
     let oa = Client::new(oa_config(&fake, &server.base_url), store.clone()).unwrap();
     let mp = Client::new(mp_config(&fake, &server.base_url), store.clone()).unwrap();
-    Env { fake, server, store, oa, mp }
+    Env {
+        fake,
+        server,
+        store,
+        oa,
+        mp,
+    }
 }
 
 fn errcode<T: std::fmt::Debug>(r: Result<T, Error>) -> i64 {
@@ -72,7 +86,10 @@ fn openids(prefix: &str, n: usize) -> Vec<String> {
 }
 
 fn data(pairs: &[(&str, &str)]) -> BTreeMap<String, wechat::client::TemplateValue> {
-    pairs.iter().map(|(k, v)| (k.to_string(), (*v).into())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), (*v).into()))
+        .collect()
 }
 
 // ---- token endpoints ----
@@ -86,15 +103,25 @@ async fn token_endpoints_issue_tokens_and_reject_bad_credentials() {
 
     let s1 = e.oa.get_stable_token(false).await.unwrap();
     let s2 = e.oa.get_stable_token(false).await.unwrap();
-    assert_eq!(s1.access_token, s2.access_token, "stable_token returns the current token");
+    assert_eq!(
+        s1.access_token, s2.access_token,
+        "stable_token returns the current token"
+    );
     let s3 = e.oa.get_stable_token(true).await.unwrap();
-    assert_ne!(s1.access_token, s3.access_token, "force_refresh issues a new one");
+    assert_ne!(
+        s1.access_token, s3.access_token,
+        "force_refresh issues a new one"
+    );
 
     let mut bad_secret = oa_config(&e.fake, &e.server.base_url);
     bad_secret.app_secret = "wrong".into();
     let c = Client::new(bad_secret, e.store.clone()).unwrap();
     assert_eq!(errcode(c.get_token().await), 40125);
-    assert_eq!(errcode(c.menu_get().await), 40125, "managed token surfaces the error");
+    assert_eq!(
+        errcode(c.menu_get().await),
+        40125,
+        "managed token surfaces the error"
+    );
 
     let mut bad_appid = oa_config(&e.fake, &e.server.base_url);
     bad_appid.app_id = "wxnotanapp".into();
@@ -102,7 +129,10 @@ async fn token_endpoints_issue_tokens_and_reject_bad_credentials() {
     assert_eq!(errcode(c.get_stable_token(false).await), 40013);
 
     let recorded = e.fake.calls_to(api::TOKEN);
-    assert_eq!(recorded[0].query.get("secret").map(String::as_str), Some("***"));
+    assert_eq!(
+        recorded[0].query.get("secret").map(String::as_str),
+        Some("***")
+    );
     assert_eq!(e.fake.calls_to(api::STABLE_TOKEN)[0].body["secret"], "***");
 }
 
@@ -126,14 +156,24 @@ async fn fake_checks_the_access_token_and_the_json() {
     let get = |q: &'static str| {
         let http = http.clone();
         let url = format!("{base}/cgi-bin/menu/get{q}");
-        async move { http.get(url).send().await.unwrap().json::<serde_json::Value>().await.unwrap() }
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
     };
     assert_eq!(get("").await["errcode"], 41001);
     assert_eq!(get("?access_token=forged").await["errcode"], 40001);
 
     let token = e.oa.access_token().await.unwrap();
     let resp: serde_json::Value = http
-        .post(format!("{base}/cgi-bin/message/custom/send?access_token={token}"))
+        .post(format!(
+            "{base}/cgi-bin/message/custom/send?access_token={token}"
+        ))
         .body("{not json")
         .send()
         .await
@@ -157,7 +197,11 @@ async fn fake_checks_the_access_token_and_the_json() {
 
     e.fake.expire_tokens();
     assert_eq!(get_with(&http, base, &token).await["errcode"], 42001);
-    assert!(e.fake.calls_to(api::MENU_GET).iter().all(|c| c.query.get("access_token").is_none_or(|t| t == "***")));
+    assert!(e
+        .fake
+        .calls_to(api::MENU_GET)
+        .iter()
+        .all(|c| c.query.get("access_token").is_none_or(|t| t == "***")));
 }
 
 async fn get_with(http: &reqwest::Client, base: &str, token: &str) -> serde_json::Value {
@@ -182,7 +226,12 @@ async fn menu_create_get_delete_round_trip() {
                 "学习园地",
                 vec![
                     Button::view("理论学习", "https://example.org/study"),
-                    Button::miniprogram("小程序", "https://example.org", "wxmp", "pages/index/index"),
+                    Button::miniprogram(
+                        "小程序",
+                        "https://example.org",
+                        "wxmp",
+                        "pages/index/index",
+                    ),
                 ],
             ),
         ],
@@ -192,7 +241,11 @@ async fn menu_create_get_delete_round_trip() {
     e.oa.menu_delete().await.unwrap();
     assert_eq!(errcode(e.oa.menu_get().await), 46003);
 
-    let too_many = Menu { button: (0..4).map(|i| Button::click(format!("b{i}"), "k")).collect() };
+    let too_many = Menu {
+        button: (0..4)
+            .map(|i| Button::click(format!("b{i}"), "k"))
+            .collect(),
+    };
     assert_eq!(errcode(e.oa.menu_create(&too_many).await), 40016);
 }
 
@@ -217,14 +270,23 @@ async fn followers_page_with_next_openid_and_batchget() {
     assert_eq!(seen, all);
 
     e.fake.remove_follower(&all[1]);
-    let infos = e.oa.user_info_batchget(&all[..3], Lang::ZhCn).await.unwrap();
+    let infos =
+        e.oa.user_info_batchget(&all[..3], Lang::ZhCn)
+            .await
+            .unwrap();
     assert_eq!(infos.len(), 3);
     assert!(infos[0].is_subscribed() && infos[0].subscribe_time.is_some());
     assert!(!infos[1].is_subscribed());
     assert_eq!(infos[1].openid, all[1]);
     assert_eq!(e.oa.user_get(None).await.unwrap().total, 24);
 
-    assert_eq!(errcode(e.oa.user_info_batchget(&["bad openid!".into()], Lang::ZhCn).await), 40003);
+    assert_eq!(
+        errcode(
+            e.oa.user_info_batchget(&["bad openid!".into()], Lang::ZhCn)
+                .await
+        ),
+        40003
+    );
 }
 
 #[tokio::test]
@@ -236,17 +298,25 @@ async fn tags_create_list_tag_members() {
     assert_eq!(tag.name, "第一支部");
     assert_eq!(errcode(e.oa.tags_create("第一支部").await), 45157);
 
-    e.oa.tags_members_batchtagging(tag.id, &members[..3]).await.unwrap();
+    e.oa.tags_members_batchtagging(tag.id, &members[..3])
+        .await
+        .unwrap();
     let tags = e.oa.tags_get().await.unwrap();
     assert_eq!(tags.len(), 1);
     assert_eq!((tags[0].id, tags[0].count), (tag.id, 3));
 
     let page = e.oa.user_tag_get(tag.id, None).await.unwrap();
     assert_eq!(page.openids(), &members[..3]);
-    let rest = e.oa.user_tag_get(tag.id, Some(&page.next_openid)).await.unwrap();
+    let rest =
+        e.oa.user_tag_get(tag.id, Some(&page.next_openid))
+            .await
+            .unwrap();
     assert_eq!(rest.count, 0);
 
-    let infos = e.oa.user_info_batchget(&members[..1], Lang::ZhCn).await.unwrap();
+    let infos =
+        e.oa.user_info_batchget(&members[..1], Lang::ZhCn)
+            .await
+            .unwrap();
     assert_eq!(infos[0].tagid_list, vec![tag.id]);
     assert_eq!(errcode(e.oa.user_tag_get(9999, None).await), 45159);
 }
@@ -254,7 +324,9 @@ async fn tags_create_list_tag_members() {
 #[tokio::test]
 async fn custom_messages_arrive_in_the_outbox() {
     let e = env().await;
-    e.oa.custom_send(&CustomMessage::text("oUser1", "你好")).await.unwrap();
+    e.oa.custom_send(&CustomMessage::text("oUser1", "你好"))
+        .await
+        .unwrap();
     e.oa.custom_send(&CustomMessage::news(
         "oUser1",
         NewsArticle {
@@ -287,11 +359,20 @@ async fn custom_messages_arrive_in_the_outbox() {
     assert_eq!(out[2].body["msgtype"], "miniprogrampage");
     assert!(out[0].msgid < out[1].msgid && out[1].msgid < out[2].msgid);
 
-    assert_eq!(errcode(e.oa.custom_send(&CustomMessage::text("", "x")).await), 40003);
-    assert_eq!(errcode(e.oa.custom_send(&CustomMessage::text("oUser1", "")).await), 47001);
+    assert_eq!(
+        errcode(e.oa.custom_send(&CustomMessage::text("", "x")).await),
+        40003
+    );
+    assert_eq!(
+        errcode(e.oa.custom_send(&CustomMessage::text("oUser1", "")).await),
+        47001
+    );
     e.fake.add_followers(&["oGone".into()]);
     e.fake.remove_follower("oGone");
-    assert_eq!(errcode(e.oa.custom_send(&CustomMessage::text("oGone", "x")).await), 43004);
+    assert_eq!(
+        errcode(e.oa.custom_send(&CustomMessage::text("oGone", "x")).await),
+        43004
+    );
     assert_eq!(e.fake.outbox_len(), 3);
 }
 
@@ -312,7 +393,10 @@ async fn template_messages_send_and_list() {
         touser: "oUser1".into(),
         template_id: "TPL_NEWS".into(),
         url: Some("https://example.org/a/1".into()),
-        miniprogram: Some(MiniProgram { appid: "wxmp".into(), pagepath: Some("pages/a".into()) }),
+        miniprogram: Some(MiniProgram {
+            appid: "wxmp".into(),
+            pagepath: Some("pages/a".into()),
+        }),
         client_msg_id: None,
         data: data(&[("thing1", "新文章"), ("time2", "2026-11-01 10:00")]),
     };
@@ -337,11 +421,13 @@ async fn template_messages_send_and_list() {
 #[tokio::test]
 async fn mass_send_by_tag_and_to_all_and_preview() {
     let e = env().await;
-    let img = e.oa.material_add_image("cover.png", "image/png", b"\x89PNG fake").await.unwrap();
+    let img =
+        e.oa.material_add_image("cover.png", "image/png", b"\x89PNG fake")
+            .await
+            .unwrap();
     assert!(!img.media_id.is_empty() && !img.url.is_empty());
-    let media_id = e
-        .oa
-        .draft_add(&[DraftArticle {
+    let media_id =
+        e.oa.draft_add(&[DraftArticle {
             title: "十月主题党日".into(),
             content: "<p>正文</p>".into(),
             thumb_media_id: img.media_id.clone(),
@@ -352,9 +438,8 @@ async fn mass_send_by_tag_and_to_all_and_preview() {
         .unwrap();
     let tag = e.oa.tags_create("在职党员").await.unwrap();
 
-    let by_tag = e
-        .oa
-        .mass_send_all(&MassMessage {
+    let by_tag =
+        e.oa.mass_send_all(&MassMessage {
             filter: MassFilter::tag(tag.id),
             content: MassContent::mpnews(&media_id),
             send_ignore_reprint: 0,
@@ -364,9 +449,8 @@ async fn mass_send_by_tag_and_to_all_and_preview() {
         .unwrap();
     assert!(by_tag.msg_data_id.is_some());
 
-    let to_all = e
-        .oa
-        .mass_send_all(&MassMessage {
+    let to_all =
+        e.oa.mass_send_all(&MassMessage {
             filter: MassFilter::all(),
             content: MassContent::text("通知：周五学习"),
             send_ignore_reprint: 0,
@@ -377,10 +461,15 @@ async fn mass_send_by_tag_and_to_all_and_preview() {
     assert!(to_all.msg_id > by_tag.msg_id);
     assert_eq!(to_all.msg_data_id, None);
 
-    e.oa.mass_preview("oEditor", &MassContent::mpnews(&media_id)).await.unwrap();
+    e.oa.mass_preview("oEditor", &MassContent::mpnews(&media_id))
+        .await
+        .unwrap();
 
     let out = e.fake.outbox();
-    assert_eq!(out.iter().map(|m| m.channel).collect::<Vec<_>>(), ["mass", "mass", "preview"]);
+    assert_eq!(
+        out.iter().map(|m| m.channel).collect::<Vec<_>>(),
+        ["mass", "mass", "preview"]
+    );
     assert_eq!(out[0].to_user, None);
     assert_eq!(out[0].body["filter"]["tag_id"], tag.id);
     assert_eq!(out[2].to_user.as_deref(), Some("oEditor"));
@@ -392,7 +481,11 @@ async fn mass_send_by_tag_and_to_all_and_preview() {
         clientmsgid: Some("push-1".into()),
     };
     assert_eq!(errcode(e.oa.mass_send_all(&dup).await), 45065);
-    let unknown = MassMessage { content: MassContent::mpnews("nope"), clientmsgid: None, ..dup };
+    let unknown = MassMessage {
+        content: MassContent::mpnews("nope"),
+        clientmsgid: None,
+        ..dup
+    };
     assert_eq!(errcode(e.oa.mass_send_all(&unknown).await), 40007);
     let bad_draft = DraftArticle {
         title: "t".into(),
@@ -406,13 +499,27 @@ async fn mass_send_by_tag_and_to_all_and_preview() {
 #[tokio::test]
 async fn media_upload_is_multipart() {
     let e = env().await;
-    let up = e.oa.media_upload(MediaUploadKind::Image, "a.jpg", "image/jpeg", &[0xFF, 0xD8, 1, 2, 3]).await.unwrap();
+    let up =
+        e.oa.media_upload(
+            MediaUploadKind::Image,
+            "a.jpg",
+            "image/jpeg",
+            &[0xFF, 0xD8, 1, 2, 3],
+        )
+        .await
+        .unwrap();
     assert_eq!(up.kind, "image");
     assert!(!up.media_id.is_empty());
-    let thumb = e.oa.media_upload(MediaUploadKind::Thumb, "t.jpg", "image/jpeg", b"x").await.unwrap();
+    let thumb =
+        e.oa.media_upload(MediaUploadKind::Thumb, "t.jpg", "image/jpeg", b"x")
+            .await
+            .unwrap();
     assert_eq!(thumb.kind, "thumb");
     let calls = e.fake.calls_to(api::MEDIA_UPLOAD);
-    assert_eq!(calls[0].query.get("type").map(String::as_str), Some("image"));
+    assert_eq!(
+        calls[0].query.get("type").map(String::as_str),
+        Some("image")
+    );
     assert!(calls[0].body["multipart_bytes"].as_u64().unwrap() > 5);
 }
 
@@ -425,11 +532,22 @@ async fn jscode2session_maps_codes_and_rejects_invalid() {
     assert_eq!(s.openid, "mp_abc123");
     assert!(!s.session_key.is_empty());
     assert!(!format!("{s:?}").contains(&s.session_key));
-    assert_eq!(e.mp.jscode2session("abc123").await.unwrap().openid, s.openid, "deterministic");
+    assert_eq!(
+        e.mp.jscode2session("abc123").await.unwrap().openid,
+        s.openid,
+        "deterministic"
+    );
     assert_eq!(errcode(e.mp.jscode2session("invalid").await), 40029);
-    assert_eq!(errcode(e.oa.jscode2session("abc").await), 40013, "official-account appid");
+    assert_eq!(
+        errcode(e.oa.jscode2session("abc").await),
+        40013,
+        "official-account appid"
+    );
     assert_eq!(e.fake.token_fetches(), 0, "no access token needed");
-    assert_eq!(e.fake.calls_to(api::JSCODE2SESSION)[0].query["secret"], "***");
+    assert_eq!(
+        e.fake.calls_to(api::JSCODE2SESSION)[0].query["secret"],
+        "***"
+    );
 }
 
 #[tokio::test]
@@ -442,15 +560,26 @@ async fn phone_number_sec_check_subscribe_and_wxacode() {
     assert!(!format!("{p:?}").contains("13800138000"));
     assert_eq!(errcode(e.mp.get_user_phone_number("other").await), 40029);
 
-    e.fake.set_sec_words(vec!["待审".into()], vec!["违禁".into()]);
+    e.fake
+        .set_sec_words(vec!["待审".into()], vec!["违禁".into()]);
     let check = |c: &str| MsgSecCheck::new("mp_abc", 2, c);
     let r = e.mp.msg_sec_check(&check("今天学习了")).await.unwrap();
     assert_eq!((r.result.suggest, r.result.label), (Suggest::Pass, 100));
-    assert_eq!(e.mp.msg_sec_check(&check("这句待审")).await.unwrap().result.suggest, Suggest::Review);
+    assert_eq!(
+        e.mp.msg_sec_check(&check("这句待审"))
+            .await
+            .unwrap()
+            .result
+            .suggest,
+        Suggest::Review
+    );
     let risky = e.mp.msg_sec_check(&check("含违禁词")).await.unwrap();
     assert_eq!(risky.result.suggest, Suggest::Risky);
     assert_eq!(risky.detail[0].keyword.as_deref(), Some("违禁"));
-    assert_eq!(errcode(e.mp.msg_sec_check(&MsgSecCheck::new("", 2, "x")).await), 40003);
+    assert_eq!(
+        errcode(e.mp.msg_sec_check(&MsgSecCheck::new("", 2, "x")).await),
+        40003
+    );
 
     let sub = SubscribeMessage {
         touser: "mp_abc".into(),
@@ -461,14 +590,19 @@ async fn phone_number_sec_check_subscribe_and_wxacode() {
     };
     e.mp.subscribe_send(&sub).await.unwrap();
     let out = e.fake.outbox();
-    assert_eq!((out[0].channel, out[0].to_user.as_deref()), ("subscribe", Some("mp_abc")));
+    assert_eq!(
+        (out[0].channel, out[0].to_user.as_deref()),
+        ("subscribe", Some("mp_abc"))
+    );
     e.fake.fail_openid("mp_refused", 43101);
-    let refused = SubscribeMessage { touser: "mp_refused".into(), ..sub };
+    let refused = SubscribeMessage {
+        touser: "mp_refused".into(),
+        ..sub
+    };
     assert_eq!(errcode(e.mp.subscribe_send(&refused).await), 43101);
 
-    let code = e
-        .mp
-        .get_wxacode_unlimit(&WxaCodeUnlimit {
+    let code =
+        e.mp.get_wxacode_unlimit(&WxaCodeUnlimit {
             scene: "a=12&t=abcdef".into(),
             page: Some("pages/checkin/index".into()),
             width: Some(430),
@@ -478,7 +612,10 @@ async fn phone_number_sec_check_subscribe_and_wxacode() {
         .unwrap();
     assert_eq!(code.content_type, "image/png");
     assert!(code.bytes.starts_with(b"\x89PNG"));
-    let too_long = WxaCodeUnlimit { scene: "x".repeat(33), ..WxaCodeUnlimit::default() };
+    let too_long = WxaCodeUnlimit {
+        scene: "x".repeat(33),
+        ..WxaCodeUnlimit::default()
+    };
     assert_eq!(errcode(e.mp.get_wxacode_unlimit(&too_long).await), 40169);
 
     // An official-account token is refused by mini-program APIs.
@@ -497,7 +634,8 @@ async fn two_replicas_times_100_concurrent_calls_fetch_the_token_once() {
         for c in [&replica_a, &replica_b] {
             let c = c.clone();
             tasks.push(tokio::spawn(async move {
-                c.custom_send(&CustomMessage::text(format!("oUser{i}"), "hi")).await
+                c.custom_send(&CustomMessage::text(format!("oUser{i}"), "hi"))
+                    .await
             }));
         }
     }
@@ -509,7 +647,10 @@ async fn two_replicas_times_100_concurrent_calls_fetch_the_token_once() {
 
     // WeChat rejects the token once: exactly one more fetch, and the call still succeeds.
     e.fake.inject(api::CUSTOM_SEND, Fault::Errcode(40001), 1);
-    replica_b.custom_send(&CustomMessage::text("oUser1", "again")).await.unwrap();
+    replica_b
+        .custom_send(&CustomMessage::text("oUser1", "again"))
+        .await
+        .unwrap();
     assert_eq!(e.fake.token_fetches(), 2);
     assert_eq!(e.fake.count_calls(api::CUSTOM_SEND), 202);
 
@@ -520,7 +661,8 @@ async fn two_replicas_times_100_concurrent_calls_fetch_the_token_once() {
         for c in [&replica_a, &replica_b] {
             let c = c.clone();
             tasks.push(tokio::spawn(async move {
-                c.custom_send(&CustomMessage::text(format!("oUser{i}"), "hi")).await
+                c.custom_send(&CustomMessage::text(format!("oUser{i}"), "hi"))
+                    .await
             }));
         }
     }
@@ -557,7 +699,11 @@ async fn an_expired_token_is_refreshed_and_the_call_retried() {
     e.fake.expire_tokens();
     e.oa.menu_delete().await.unwrap();
     assert_eq!(e.fake.token_fetches(), 2);
-    assert_eq!(e.fake.count_calls(api::MENU_DELETE), 3, "first, rejected (42001), retried");
+    assert_eq!(
+        e.fake.count_calls(api::MENU_DELETE),
+        3,
+        "first, rejected (42001), retried"
+    );
 }
 
 #[tokio::test]
@@ -580,15 +726,29 @@ async fn the_token_is_refreshed_ahead_of_expiry() {
     assert_eq!(e.fake.token_fetches(), 1);
     e.oa.menu_delete().await.unwrap();
     assert_eq!(e.fake.token_fetches(), 2);
-    let old = e.store.load(&e.fake.config().app_id).await.unwrap().unwrap();
+    let old = e
+        .store
+        .load(&e.fake.config().app_id)
+        .await
+        .unwrap()
+        .unwrap();
 
     // While another process holds the refresh lock, callers keep using the still-valid token.
-    let lock = e.store.try_lock(&e.fake.config().app_id, Duration::from_secs(60)).await.unwrap().unwrap();
-    let fresh_client = Client::new(oa_config(&e.fake, &e.server.base_url), e.store.clone()).unwrap();
+    let lock = e
+        .store
+        .try_lock(&e.fake.config().app_id, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    let fresh_client =
+        Client::new(oa_config(&e.fake, &e.server.base_url), e.store.clone()).unwrap();
     assert_eq!(fresh_client.access_token().await.unwrap(), old.token);
     fresh_client.menu_delete().await.unwrap();
     assert_eq!(e.fake.token_fetches(), 2);
-    e.store.unlock(&e.fake.config().app_id, &lock).await.unwrap();
+    e.store
+        .unlock(&e.fake.config().app_id, &lock)
+        .await
+        .unwrap();
 
     // With 7200 s, nothing more is fetched.
     e.fake.set_token_expires_in(7200);
@@ -602,18 +762,29 @@ async fn the_token_is_refreshed_ahead_of_expiry() {
 async fn a_replica_without_a_token_waits_for_the_lock_holder() {
     let e = env().await;
     let key = e.fake.config().app_id.clone();
-    let lock = e.store.try_lock(&key, Duration::from_secs(60)).await.unwrap().unwrap();
+    let lock = e
+        .store
+        .try_lock(&key, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
     let waiter = {
         let c = e.oa.clone();
         tokio::spawn(async move { c.access_token().await })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(!waiter.is_finished(), "no token and the lock is taken: wait");
+    assert!(
+        !waiter.is_finished(),
+        "no token and the lock is taken: wait"
+    );
     assert_eq!(e.fake.token_fetches(), 0);
 
     // The "other process" fetches and saves.
     let t = e.mp.get_token().await.unwrap(); // any valid token string will do for this check
-    let token = wechat::token::AccessToken { token: t.access_token.clone(), expires_at: i64::MAX / 2 };
+    let token = wechat::token::AccessToken {
+        token: t.access_token.clone(),
+        expires_at: i64::MAX / 2,
+    };
     e.store.save(&key, &token).await.unwrap();
     e.store.unlock(&key, &lock).await.unwrap();
     assert_eq!(waiter.await.unwrap().unwrap(), t.access_token);
@@ -632,7 +803,9 @@ async fn system_busy_and_5xx_are_retried_with_backoff() {
 
     e.fake.inject(api::CUSTOM_SEND, Fault::Status(500), 1);
     e.fake.inject(api::CUSTOM_SEND, Fault::Status(503), 1);
-    e.oa.custom_send(&CustomMessage::text("oUser1", "hi")).await.unwrap();
+    e.oa.custom_send(&CustomMessage::text("oUser1", "hi"))
+        .await
+        .unwrap();
     assert_eq!(e.fake.count_calls(api::CUSTOM_SEND), 3);
     assert_eq!(e.fake.outbox_len(), 1);
 
@@ -660,12 +833,19 @@ async fn quota_errors_are_not_retried() {
     let e = env().await;
     e.oa.menu_delete().await.unwrap();
     e.fake.inject(api::TEMPLATE_SEND, Fault::Errcode(45009), 1);
-    let msg = TemplateMessage { touser: "oUser1".into(), template_id: "T".into(), ..TemplateMessage::default() };
+    let msg = TemplateMessage {
+        touser: "oUser1".into(),
+        template_id: "T".into(),
+        ..TemplateMessage::default()
+    };
     assert_eq!(errcode(e.oa.template_send(&msg).await), 45009);
     assert_eq!(e.fake.count_calls(api::TEMPLATE_SEND), 1);
 
     e.fake.inject(api::CUSTOM_SEND, Fault::Errcode(45047), 1);
-    assert_eq!(errcode(e.oa.custom_send(&CustomMessage::text("oUser1", "x")).await), 45047);
+    assert_eq!(
+        errcode(e.oa.custom_send(&CustomMessage::text("oUser1", "x")).await),
+        45047
+    );
     assert_eq!(e.fake.count_calls(api::CUSTOM_SEND), 1);
     assert_eq!(e.fake.outbox_len(), 0);
 }
@@ -674,12 +854,18 @@ async fn quota_errors_are_not_retried() {
 async fn a_failing_recipient_gets_its_errcode() {
     let e = env().await;
     e.fake.fail_openid("oUnsubscribed", 43004);
-    let r = e.oa.custom_send(&CustomMessage::text("oUnsubscribed", "hi")).await;
+    let r =
+        e.oa.custom_send(&CustomMessage::text("oUnsubscribed", "hi"))
+            .await;
     assert!(matches!(r, Err(Error::Api { errcode: 43004, .. })));
     assert_eq!(e.fake.count_calls(api::CUSTOM_SEND), 1, "not retried");
-    e.oa.custom_send(&CustomMessage::text("oOther", "hi")).await.unwrap();
+    e.oa.custom_send(&CustomMessage::text("oOther", "hi"))
+        .await
+        .unwrap();
     e.fake.unfail_openid("oUnsubscribed");
-    e.oa.custom_send(&CustomMessage::text("oUnsubscribed", "hi")).await.unwrap();
+    e.oa.custom_send(&CustomMessage::text("oUnsubscribed", "hi"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -690,13 +876,25 @@ async fn a_timed_out_send_is_not_resent_but_a_timed_out_read_is() {
     let c = Client::new(cfg, e.store.clone()).unwrap();
     c.menu_delete().await.unwrap();
 
-    e.fake.inject(api::CUSTOM_SEND, Fault::Latency(Duration::from_millis(400)), 1);
+    e.fake.inject(
+        api::CUSTOM_SEND,
+        Fault::Latency(Duration::from_millis(400)),
+        1,
+    );
     let r = c.custom_send(&CustomMessage::text("oUser1", "hi")).await;
     assert!(matches!(r, Err(Error::Http(_))), "{r:?}");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(e.fake.count_calls(api::CUSTOM_SEND), 1, "outcome unknown: not resent");
+    assert_eq!(
+        e.fake.count_calls(api::CUSTOM_SEND),
+        1,
+        "outcome unknown: not resent"
+    );
 
-    e.fake.inject(api::TEMPLATE_LIST, Fault::Latency(Duration::from_millis(400)), 1);
+    e.fake.inject(
+        api::TEMPLATE_LIST,
+        Fault::Latency(Duration::from_millis(400)),
+        1,
+    );
     let started = Instant::now();
     assert!(c.template_list().await.unwrap().is_empty());
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -707,7 +905,11 @@ async fn connection_refused_is_an_http_error_after_retries() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    let cfg = fast(ClientConfig::new(format!("http://{addr}"), "wxapp", "secret"));
+    let cfg = fast(ClientConfig::new(
+        format!("http://{addr}"),
+        "wxapp",
+        "secret",
+    ));
     let c = Client::new(cfg, Arc::new(MemoryTokenStore::new())).unwrap();
     let r = c.get_token().await;
     match r {
@@ -730,5 +932,45 @@ async fn recording_can_be_cleared_and_counts_everything() {
 #[test]
 fn client_config_rejects_a_bad_base_url() {
     let c = ClientConfig::new("api.weixin.qq.com", "wx", "s");
-    assert!(matches!(Client::new(c, Arc::new(MemoryTokenStore::new())), Err(Error::Config(_))));
+    assert!(matches!(
+        Client::new(c, Arc::new(MemoryTokenStore::new())),
+        Err(Error::Config(_))
+    ));
+}
+
+/// Throughput of client + fake on two worker threads; run with
+/// `cargo test -p wechat --features fake --release -- --ignored --nocapture fake_throughput`.
+#[test]
+#[ignore]
+fn fake_throughput() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let e = env().await;
+        e.oa.menu_delete().await.unwrap();
+        let n = 20_000usize;
+        let started = Instant::now();
+        let sem = Arc::new(tokio::sync::Semaphore::new(64));
+        let mut tasks = Vec::with_capacity(n);
+        for i in 0..n {
+            let c = e.oa.clone();
+            let permit = sem.clone().acquire_owned().await.unwrap();
+            tasks.push(tokio::spawn(async move {
+                let r = c
+                    .custom_send(&CustomMessage::text(format!("oUser{i}"), "推送"))
+                    .await;
+                drop(permit);
+                r
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let rate = n as f64 / started.elapsed().as_secs_f64();
+        println!("{n} sends in {:?}: {rate:.0}/s", started.elapsed());
+        assert_eq!(e.fake.outbox_len(), n);
+    });
 }

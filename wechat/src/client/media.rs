@@ -109,8 +109,9 @@ impl Client {
 
     /// 新建草稿 (`POST cgi-bin/draft/add`) → `media_id`, usable as [`super::MassContent::mpnews`].
     pub async fn draft_add(&self, articles: &[DraftArticle]) -> Result<String> {
-        let resp: DraftAddResponse =
-            self.call_json(Call::post(api::DRAFT_ADD, &DraftAddRequest { articles })?).await?;
+        let resp: DraftAddResponse = self
+            .call_json(Call::post(api::DRAFT_ADD, &DraftAddRequest { articles })?)
+            .await?;
         Ok(resp.media_id)
     }
 }

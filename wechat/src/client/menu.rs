@@ -38,12 +38,22 @@ pub struct Button {
 impl Button {
     /// 点击推事件: WeChat sends a CLICK event with `key`.
     pub fn click(name: impl Into<String>, key: impl Into<String>) -> Self {
-        Self { name: name.into(), kind: Some("click".into()), key: Some(key.into()), ..Self::default() }
+        Self {
+            name: name.into(),
+            kind: Some("click".into()),
+            key: Some(key.into()),
+            ..Self::default()
+        }
     }
 
     /// 跳转URL.
     pub fn view(name: impl Into<String>, url: impl Into<String>) -> Self {
-        Self { name: name.into(), kind: Some("view".into()), url: Some(url.into()), ..Self::default() }
+        Self {
+            name: name.into(),
+            kind: Some("view".into()),
+            url: Some(url.into()),
+            ..Self::default()
+        }
     }
 
     /// 跳转小程序 (`url` opens on clients without mini-program support).
@@ -65,7 +75,11 @@ impl Button {
 
     /// A top-level button that opens a sub-menu.
     pub fn parent(name: impl Into<String>, sub_button: Vec<Button>) -> Self {
-        Self { name: name.into(), sub_button, ..Self::default() }
+        Self {
+            name: name.into(),
+            sub_button,
+            ..Self::default()
+        }
     }
 }
 
@@ -81,7 +95,8 @@ pub struct MenuInfo {
 impl Client {
     /// 创建自定义菜单 (`POST cgi-bin/menu/create`); replaces the current menu.
     pub async fn menu_create(&self, menu: &Menu) -> Result<()> {
-        self.call_ok(Call::post(api::MENU_CREATE, menu)?.idempotent()).await
+        self.call_ok(Call::post(api::MENU_CREATE, menu)?.idempotent())
+            .await
     }
 
     /// 查询自定义菜单 (`GET cgi-bin/menu/get`). No menu → `Error::Api { errcode: 46003 }`.

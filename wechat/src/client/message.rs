@@ -69,7 +69,11 @@ impl CustomMessage {
     pub fn text(touser: impl Into<String>, content: impl Into<String>) -> Self {
         Self {
             touser: touser.into(),
-            body: CustomBody::Text { text: TextContent { content: content.into() } },
+            body: CustomBody::Text {
+                text: TextContent {
+                    content: content.into(),
+                },
+            },
         }
     }
 
@@ -77,13 +81,22 @@ impl CustomMessage {
     pub fn news(touser: impl Into<String>, article: NewsArticle) -> Self {
         Self {
             touser: touser.into(),
-            body: CustomBody::News { news: News { articles: vec![article] } },
+            body: CustomBody::News {
+                news: News {
+                    articles: vec![article],
+                },
+            },
         }
     }
 
     /// A mini-program card.
     pub fn mini_program_page(touser: impl Into<String>, page: MiniProgramPage) -> Self {
-        Self { touser: touser.into(), body: CustomBody::Miniprogrampage { miniprogrampage: page } }
+        Self {
+            touser: touser.into(),
+            body: CustomBody::Miniprogrampage {
+                miniprogrampage: page,
+            },
+        }
     }
 }
 
@@ -151,12 +164,18 @@ pub struct MassFilter {
 impl MassFilter {
     /// All followers (enters the account's history list).
     pub fn all() -> Self {
-        Self { is_to_all: true, tag_id: None }
+        Self {
+            is_to_all: true,
+            tag_id: None,
+        }
     }
 
     /// Followers with tag `tag_id`.
     pub fn tag(tag_id: i64) -> Self {
-        Self { is_to_all: false, tag_id: Some(tag_id) }
+        Self {
+            is_to_all: false,
+            tag_id: Some(tag_id),
+        }
     }
 }
 
@@ -165,17 +184,31 @@ impl MassFilter {
 #[serde(tag = "msgtype", rename_all = "lowercase")]
 pub enum MassContent {
     /// 图文: the `media_id` of a draft (新建草稿, [`Client::draft_add`]).
-    Mpnews { mpnews: MediaId },
-    Text { text: TextContent },
+    Mpnews {
+        mpnews: MediaId,
+    },
+    Text {
+        text: TextContent,
+    },
 }
 
 impl MassContent {
+    /// 图文 from a draft's `media_id`.
     pub fn mpnews(media_id: impl Into<String>) -> Self {
-        Self::Mpnews { mpnews: MediaId { media_id: media_id.into() } }
+        Self::Mpnews {
+            mpnews: MediaId {
+                media_id: media_id.into(),
+            },
+        }
     }
 
+    /// 文本.
     pub fn text(content: impl Into<String>) -> Self {
-        Self::Text { text: TextContent { content: content.into() } }
+        Self::Text {
+            text: TextContent {
+                content: content.into(),
+            },
+        }
     }
 }
 
@@ -247,6 +280,10 @@ impl Client {
 
     /// 预览接口 (`POST cgi-bin/message/mass/preview`): send `content` to one follower to check it.
     pub async fn mass_preview(&self, touser: &str, content: &MassContent) -> Result<()> {
-        self.call_ok(Call::post(api::MASS_PREVIEW, &PreviewRequest { touser, content })?).await
+        self.call_ok(Call::post(
+            api::MASS_PREVIEW,
+            &PreviewRequest { touser, content },
+        )?)
+        .await
     }
 }

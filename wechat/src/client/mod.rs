@@ -36,8 +36,8 @@ pub use message::{
     TextContent,
 };
 pub use mp::{
-    MsgSecCheck, MsgSecCheckResult, PhoneInfo, SecCheckDetail, SecResult, Session, SubscribeMessage,
-    Suggest, WxaCode, WxaCodeUnlimit,
+    MsgSecCheck, MsgSecCheckResult, PhoneInfo, SecCheckDetail, SecResult, Session,
+    SubscribeMessage, Suggest, WxaCode, WxaCodeUnlimit,
 };
 pub use user::{Lang, Tag, TagInfo, UserInfo, UserList, UserListData};
 
@@ -134,12 +134,18 @@ pub mod errcode {
 
     /// The token was rejected: refresh once and retry once.
     pub fn is_token_error(code: i64) -> bool {
-        matches!(code, INVALID_CREDENTIAL | ACCESS_TOKEN_EXPIRED | INVALID_ACCESS_TOKEN)
+        matches!(
+            code,
+            INVALID_CREDENTIAL | ACCESS_TOKEN_EXPIRED | INVALID_ACCESS_TOKEN
+        )
     }
 
     /// A frequency or quota limit (45xxx 频率/条数限制): never retried by the client.
     pub fn is_quota(code: i64) -> bool {
-        matches!(code, 45009 | 45011 | 45047 | 45028 | 45065 | 45066 | 45067 | 45083 | 45084)
+        matches!(
+            code,
+            45009 | 45011 | 45047 | 45028 | 45065 | 45066 | 45067 | 45083 | 45084
+        )
     }
 }
 
@@ -167,14 +173,19 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Never retry.
     pub fn none() -> Self {
-        Self { max_attempts: 1, ..Self::default() }
+        Self {
+            max_attempts: 1,
+            ..Self::default()
+        }
     }
 
     /// Delay before retry number `retry` (1-based): exponential, capped, with "equal jitter"
     /// (half fixed, half random) so that replicas that failed together do not retry together.
     pub fn delay(&self, retry: u32) -> Duration {
         use rand::Rng;
-        let exp = self.base_delay.saturating_mul(1u32 << retry.saturating_sub(1).min(16));
+        let exp = self
+            .base_delay
+            .saturating_mul(1u32 << retry.saturating_sub(1).min(16));
         let capped = exp.min(self.max_delay);
         let half = capped / 2;
         let jitter_ms = half.as_millis() as u64;
@@ -274,7 +285,9 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("config", &self.inner.config).finish()
+        f.debug_struct("Client")
+            .field("config", &self.inner.config)
+            .finish()
     }
 }
 
@@ -304,7 +317,10 @@ pub(crate) fn unix_now() -> i64 {
 /// A copy of an error for callers that share one failure (`Error` is not `Clone`).
 fn replay(e: &Error) -> Error {
     match e {
-        Error::Api { errcode, errmsg } => Error::Api { errcode: *errcode, errmsg: errmsg.clone() },
+        Error::Api { errcode, errmsg } => Error::Api {
+            errcode: *errcode,
+            errmsg: errmsg.clone(),
+        },
         Error::Http(m) => Error::Http(m.clone()),
         Error::Decode(m) => Error::Decode(m.clone()),
         other => Error::Http(other.to_string()),
@@ -316,13 +332,19 @@ impl Client {
     pub fn new(config: ClientConfig, store: Arc<dyn TokenStore>) -> Result<Self> {
         let base = config.base_url.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(Error::Config(format!("wechat base URL must be http(s): {base:?}")));
+            return Err(Error::Config(format!(
+                "wechat base URL must be http(s): {base:?}"
+            )));
         }
         if config.app_id.is_empty() || config.app_secret.is_empty() {
-            return Err(Error::Config("wechat app_id and app_secret must be set".into()));
+            return Err(Error::Config(
+                "wechat app_id and app_secret must be set".into(),
+            ));
         }
         if config.retry.max_attempts == 0 {
-            return Err(Error::Config("retry.max_attempts must be at least 1".into()));
+            return Err(Error::Config(
+                "retry.max_attempts must be at least 1".into(),
+            ));
         }
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
@@ -366,7 +388,11 @@ impl Client {
     }
 
     fn cached(&self) -> Option<AccessToken> {
-        self.inner.cached.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.inner
+            .cached
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn set_cached(&self, t: &AccessToken) {
@@ -400,7 +426,12 @@ impl Client {
             }
         }
         let cooldown = self.inner.config.token.failure_cooldown;
-        if let Some((at, e)) = &*self.inner.last_failure.lock().unwrap_or_else(|p| p.into_inner()) {
+        if let Some((at, e)) = &*self
+            .inner
+            .last_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+        {
             if at.elapsed() < cooldown {
                 return Err(replay(e));
             }
@@ -411,8 +442,11 @@ impl Client {
                 Ok(t.token)
             }
             Err(e) => {
-                *self.inner.last_failure.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some((Instant::now(), replay(&e)));
+                *self
+                    .inner
+                    .last_failure
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), replay(&e)));
                 Err(e)
             }
         }
@@ -474,7 +508,10 @@ impl Client {
         } else {
             self.get_token().await?
         };
-        let t = AccessToken { token: resp.access_token, expires_at: before + resp.expires_in };
+        let t = AccessToken {
+            token: resp.access_token,
+            expires_at: before + resp.expires_in,
+        };
         store.save(key, &t).await?;
         tracing::info!(app_id = %self.inner.config.app_id, expires_in = resp.expires_in, "refreshed the access token");
         Ok(t)
@@ -520,7 +557,11 @@ impl Client {
             if let (Some(token), Some(code)) = (&token, code) {
                 if errcode::is_token_error(code) && !token_retried {
                     token_retried = true;
-                    tracing::warn!(api = call.api, errcode = code, "access token rejected; refreshing it and retrying once");
+                    tracing::warn!(
+                        api = call.api,
+                        errcode = code,
+                        "access token rejected; refreshing it and retrying once"
+                    );
                     self.invalidate_token(token).await?;
                     continue;
                 }
@@ -534,7 +575,11 @@ impl Client {
             }
             match code {
                 Some(c) if errcode::is_quota(c) => {
-                    tracing::warn!(api = call.api, errcode = c, "WeChat quota or frequency limit reached; not retried")
+                    tracing::warn!(
+                        api = call.api,
+                        errcode = c,
+                        "WeChat quota or frequency limit reached; not retried"
+                    )
                 }
                 _ => tracing::debug!(api = call.api, error = %failure.error, "WeChat call failed"),
             }
@@ -562,7 +607,10 @@ impl Client {
         };
         let resp = req.send().await.map_err(|e| {
             let transient = e.is_connect() || (e.is_timeout() && call.idempotent);
-            Failure { transient, error: Error::from(e) }
+            Failure {
+                transient,
+                error: Error::from(e),
+            }
         })?;
         let status = resp.status();
         let content_type = resp
@@ -572,7 +620,12 @@ impl Client {
             .map(str::to_owned);
         let body: Vec<u8> = match resp.bytes().await {
             Ok(b) => b.into(),
-            Err(e) => return Err(Failure { transient: call.idempotent, error: Error::from(e) }),
+            Err(e) => {
+                return Err(Failure {
+                    transient: call.idempotent,
+                    error: Error::from(e),
+                })
+            }
         };
         if status.is_server_error() {
             return Err(Failure {
@@ -586,7 +639,10 @@ impl Client {
                 if probe.errcode != 0 {
                     return Err(Failure {
                         transient: probe.errcode == errcode::SYSTEM_BUSY,
-                        error: Error::Api { errcode: probe.errcode, errmsg: probe.errmsg },
+                        error: Error::Api {
+                            errcode: probe.errcode,
+                            errmsg: probe.errmsg,
+                        },
                     });
                 }
             }
@@ -671,8 +727,10 @@ impl Call {
         let boundary = format!("----dangjian{}", crate::token::random_id());
         let mut body = Vec::with_capacity(data.len() + 256);
         // Quotes and line breaks in a file name would break the part header.
-        let filename: String =
-            filename.chars().filter(|c| !matches!(c, '"' | '\r' | '\n' | '\\')).collect();
+        let filename: String = filename
+            .chars()
+            .filter(|c| !matches!(c, '"' | '\r' | '\n' | '\\'))
+            .collect();
         body.extend_from_slice(
             format!(
                 "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\nContent-Type: {mime}\r\n\r\n"

@@ -47,7 +47,10 @@ impl std::fmt::Debug for PhoneInfo {
         let masked: String = {
             let n = &self.pure_phone_number;
             let keep = n.chars().count().saturating_sub(4);
-            n.chars().enumerate().map(|(i, c)| if i < keep { '*' } else { c }).collect()
+            n.chars()
+                .enumerate()
+                .map(|(i, c)| if i < keep { '*' } else { c })
+                .collect()
         };
         f.debug_struct("PhoneInfo")
             .field("pure_phone_number", &masked)
@@ -235,14 +238,19 @@ impl Client {
     /// 获取手机号 (`POST wxa/business/getuserphonenumber`): the `code` from the
     /// getPhoneNumber button → the user's phone.
     pub async fn get_user_phone_number(&self, code: &str) -> Result<PhoneInfo> {
-        let resp: PhoneResponse =
-            self.call_json(Call::post(api::GET_USER_PHONE_NUMBER, &CodeRequest { code })?).await?;
+        let resp: PhoneResponse = self
+            .call_json(Call::post(
+                api::GET_USER_PHONE_NUMBER,
+                &CodeRequest { code },
+            )?)
+            .await?;
         Ok(resp.phone_info)
     }
 
     /// 文本内容安全识别 (`POST wxa/msg_sec_check`, version 2).
     pub async fn msg_sec_check(&self, req: &MsgSecCheck) -> Result<MsgSecCheckResult> {
-        self.call_json(Call::post(api::MSG_SEC_CHECK, req)?.idempotent()).await
+        self.call_json(Call::post(api::MSG_SEC_CHECK, req)?.idempotent())
+            .await
     }
 
     /// 发送订阅消息 (`POST cgi-bin/message/subscribe/send`). 43101: the user has not accepted
@@ -254,7 +262,9 @@ impl Client {
     /// 获取不限制的小程序码 (`POST wxa/getwxacodeunlimit`) → image bytes. WeChat answers errors
     /// with JSON, which become `Error::Api`.
     pub async fn get_wxacode_unlimit(&self, req: &WxaCodeUnlimit) -> Result<WxaCode> {
-        let raw = self.execute(&Call::post(api::WXACODE_UNLIMIT, req)?.idempotent()).await?;
+        let raw = self
+            .execute(&Call::post(api::WXACODE_UNLIMIT, req)?.idempotent())
+            .await?;
         let content_type = raw.content_type.unwrap_or_else(|| "image/jpeg".into());
         if !content_type.starts_with("image/") {
             return Err(Error::Decode(format!(
@@ -262,6 +272,9 @@ impl Client {
                 api::WXACODE_UNLIMIT
             )));
         }
-        Ok(WxaCode { content_type, bytes: raw.body })
+        Ok(WxaCode {
+            content_type,
+            bytes: raw.body,
+        })
     }
 }

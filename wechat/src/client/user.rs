@@ -32,7 +32,10 @@ pub struct UserListData {
 impl UserList {
     /// The OpenIDs of this page.
     pub fn openids(&self) -> &[String] {
-        self.data.as_ref().map(|d| d.openid.as_slice()).unwrap_or(&[])
+        self.data
+            .as_ref()
+            .map(|d| d.openid.as_slice())
+            .unwrap_or(&[])
     }
 
     /// Whether there is no page after this one.
@@ -82,6 +85,7 @@ pub struct UserInfo {
 }
 
 impl UserInfo {
+    /// Whether the user follows the account (`subscribe == 1`).
     pub fn is_subscribed(&self) -> bool {
         self.subscribe == 1
     }
@@ -168,7 +172,11 @@ impl Client {
     }
 
     /// 批量获取用户基本信息 (`POST cgi-bin/user/info/batchget`), at most 100 OpenIDs.
-    pub async fn user_info_batchget(&self, openids: &[String], lang: Lang) -> Result<Vec<UserInfo>> {
+    pub async fn user_info_batchget(
+        &self,
+        openids: &[String],
+        lang: Lang,
+    ) -> Result<Vec<UserInfo>> {
         if openids.len() > BATCHGET_MAX {
             return Err(crate::Error::Config(format!(
                 "user/info/batchget takes at most {BATCHGET_MAX} openids, got {}",
@@ -176,16 +184,22 @@ impl Client {
             )));
         }
         let body = BatchGetRequest {
-            user_list: openids.iter().map(|o| BatchGetItem { openid: o, lang }).collect(),
+            user_list: openids
+                .iter()
+                .map(|o| BatchGetItem { openid: o, lang })
+                .collect(),
         };
-        let resp: BatchGetResponse =
-            self.call_json(Call::post(api::USER_INFO_BATCHGET, &body)?.idempotent()).await?;
+        let resp: BatchGetResponse = self
+            .call_json(Call::post(api::USER_INFO_BATCHGET, &body)?.idempotent())
+            .await?;
         Ok(resp.user_info_list)
     }
 
     /// 创建标签 (`POST cgi-bin/tags/create`). A duplicate name is `Error::Api { errcode: 45157 }`.
     pub async fn tags_create(&self, name: &str) -> Result<Tag> {
-        let body = CreateTagRequest { tag: TagName { name } };
+        let body = CreateTagRequest {
+            tag: TagName { name },
+        };
         let resp: CreateTagResponse = self.call_json(Call::post(api::TAGS_CREATE, &body)?).await?;
         Ok(resp.tag)
     }
@@ -198,15 +212,23 @@ impl Client {
 
     /// 获取标签下粉丝列表 (`POST cgi-bin/user/tag/get`): up to 10,000 OpenIDs after `next_openid`.
     pub async fn user_tag_get(&self, tagid: i64, next_openid: Option<&str>) -> Result<UserList> {
-        let body = TagUsersRequest { tagid, next_openid: next_openid.unwrap_or("") };
-        self.call_json(Call::post(api::USER_TAG_GET, &body)?.idempotent()).await
+        let body = TagUsersRequest {
+            tagid,
+            next_openid: next_openid.unwrap_or(""),
+        };
+        self.call_json(Call::post(api::USER_TAG_GET, &body)?.idempotent())
+            .await
     }
 
     /// 批量为用户打标签 (`POST cgi-bin/tags/members/batchtagging`), at most 50 OpenIDs.
     pub async fn tags_members_batchtagging(&self, tagid: i64, openids: &[String]) -> Result<()> {
-        let body = BatchTaggingRequest { openid_list: openids, tagid };
-        let _: Ignored =
-            self.call_json(Call::post(api::TAGS_MEMBERS_BATCHTAGGING, &body)?.idempotent()).await?;
+        let body = BatchTaggingRequest {
+            openid_list: openids,
+            tagid,
+        };
+        let _: Ignored = self
+            .call_json(Call::post(api::TAGS_MEMBERS_BATCHTAGGING, &body)?.idempotent())
+            .await?;
         Ok(())
     }
 }

@@ -47,8 +47,21 @@ pub(crate) struct Route {
     handler: Handler,
 }
 
-const fn route(api: &'static str, post: bool, auth: Auth, body: BodyKind, handler: Handler) -> Route {
-    Route { api, post, auth, body, token_endpoint: false, handler }
+const fn route(
+    api: &'static str,
+    post: bool,
+    auth: Auth,
+    body: BodyKind,
+    handler: Handler,
+) -> Route {
+    Route {
+        api,
+        post,
+        auth,
+        body,
+        token_endpoint: false,
+        handler,
+    }
 }
 
 pub(crate) static ROUTES: &[Route] = &[
@@ -68,28 +81,136 @@ pub(crate) static ROUTES: &[Route] = &[
         token_endpoint: true,
         handler: stable_token,
     },
-    route(api::MENU_CREATE, true, Auth::Oa, BodyKind::Json, menu_create),
+    route(
+        api::MENU_CREATE,
+        true,
+        Auth::Oa,
+        BodyKind::Json,
+        menu_create,
+    ),
     route(api::MENU_GET, false, Auth::Oa, BodyKind::None, menu_get),
-    route(api::MENU_DELETE, false, Auth::Oa, BodyKind::None, menu_delete),
+    route(
+        api::MENU_DELETE,
+        false,
+        Auth::Oa,
+        BodyKind::None,
+        menu_delete,
+    ),
     route(api::USER_GET, false, Auth::Oa, BodyKind::None, user_get),
-    route(api::USER_INFO_BATCHGET, true, Auth::Oa, BodyKind::Json, user_info_batchget),
-    route(api::TAGS_CREATE, true, Auth::Oa, BodyKind::Json, tags_create),
+    route(
+        api::USER_INFO_BATCHGET,
+        true,
+        Auth::Oa,
+        BodyKind::Json,
+        user_info_batchget,
+    ),
+    route(
+        api::TAGS_CREATE,
+        true,
+        Auth::Oa,
+        BodyKind::Json,
+        tags_create,
+    ),
     route(api::TAGS_GET, false, Auth::Oa, BodyKind::None, tags_get),
-    route(api::USER_TAG_GET, true, Auth::Oa, BodyKind::Json, user_tag_get),
-    route(api::TAGS_MEMBERS_BATCHTAGGING, true, Auth::Oa, BodyKind::Json, batchtagging),
-    route(api::CUSTOM_SEND, true, Auth::Oa, BodyKind::Json, custom_send),
-    route(api::TEMPLATE_SEND, true, Auth::Oa, BodyKind::Json, template_send),
-    route(api::TEMPLATE_LIST, false, Auth::Oa, BodyKind::None, template_list),
-    route(api::MASS_SENDALL, true, Auth::Oa, BodyKind::Json, mass_sendall),
-    route(api::MASS_PREVIEW, true, Auth::Oa, BodyKind::Json, mass_preview),
-    route(api::MEDIA_UPLOAD, true, Auth::Oa, BodyKind::Multipart, media_upload),
-    route(api::MATERIAL_ADD, true, Auth::Oa, BodyKind::Multipart, material_add),
+    route(
+        api::USER_TAG_GET,
+        true,
+        Auth::Oa,
+        BodyKind::Json,
+        user_tag_get,
+    ),
+    route(
+        api::TAGS_MEMBERS_BATCHTAGGING,
+        true,
+        Auth::Oa,
+        BodyKind::Json,
+        batchtagging,
+    ),
+    route(
+        api::CUSTOM_SEND,
+        true,
+        Auth::Oa,
+        BodyKind::Json,
+        custom_send,
+    ),
+    route(
+        api::TEMPLATE_SEND,
+        true,
+        Auth::Oa,
+        BodyKind::Json,
+        template_send,
+    ),
+    route(
+        api::TEMPLATE_LIST,
+        false,
+        Auth::Oa,
+        BodyKind::None,
+        template_list,
+    ),
+    route(
+        api::MASS_SENDALL,
+        true,
+        Auth::Oa,
+        BodyKind::Json,
+        mass_sendall,
+    ),
+    route(
+        api::MASS_PREVIEW,
+        true,
+        Auth::Oa,
+        BodyKind::Json,
+        mass_preview,
+    ),
+    route(
+        api::MEDIA_UPLOAD,
+        true,
+        Auth::Oa,
+        BodyKind::Multipart,
+        media_upload,
+    ),
+    route(
+        api::MATERIAL_ADD,
+        true,
+        Auth::Oa,
+        BodyKind::Multipart,
+        material_add,
+    ),
     route(api::DRAFT_ADD, true, Auth::Oa, BodyKind::Json, draft_add),
-    route(api::JSCODE2SESSION, false, Auth::None, BodyKind::None, jscode2session),
-    route(api::GET_USER_PHONE_NUMBER, true, Auth::Mp, BodyKind::Json, get_user_phone_number),
-    route(api::MSG_SEC_CHECK, true, Auth::Mp, BodyKind::Json, msg_sec_check),
-    route(api::SUBSCRIBE_SEND, true, Auth::Mp, BodyKind::Json, subscribe_send),
-    route(api::WXACODE_UNLIMIT, true, Auth::Mp, BodyKind::Json, wxacode_unlimit),
+    route(
+        api::JSCODE2SESSION,
+        false,
+        Auth::None,
+        BodyKind::None,
+        jscode2session,
+    ),
+    route(
+        api::GET_USER_PHONE_NUMBER,
+        true,
+        Auth::Mp,
+        BodyKind::Json,
+        get_user_phone_number,
+    ),
+    route(
+        api::MSG_SEC_CHECK,
+        true,
+        Auth::Mp,
+        BodyKind::Json,
+        msg_sec_check,
+    ),
+    route(
+        api::SUBSCRIBE_SEND,
+        true,
+        Auth::Mp,
+        BodyKind::Json,
+        subscribe_send,
+    ),
+    route(
+        api::WXACODE_UNLIMIT,
+        true,
+        Auth::Mp,
+        BodyKind::Json,
+        wxacode_unlimit,
+    ),
 ];
 
 /// The errmsg WeChat uses for a code (全局返回码), or a generic one.
@@ -217,7 +338,8 @@ impl State {
         if self.follower_pos.contains_key(openid) {
             return;
         }
-        self.follower_pos.insert(openid.to_owned(), self.followers.len());
+        self.follower_pos
+            .insert(openid.to_owned(), self.followers.len());
         self.followers.push(openid.to_owned());
         let now = unix_now();
         self.follower_info
@@ -226,7 +348,11 @@ impl State {
                 f.subscribed = true;
                 f.subscribe_time = now;
             })
-            .or_insert(Follower { subscribed: true, subscribe_time: now, tags: Vec::new() });
+            .or_insert(Follower {
+                subscribed: true,
+                subscribe_time: now,
+                tags: Vec::new(),
+            });
     }
 
     pub fn remove_follower(&mut self, openid: &str) {
@@ -234,8 +360,12 @@ impl State {
             return;
         }
         self.followers.retain(|o| o != openid);
-        self.follower_pos =
-            self.followers.iter().enumerate().map(|(i, o)| (o.clone(), i)).collect();
+        self.follower_pos = self
+            .followers
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o.clone(), i))
+            .collect();
         if let Some(f) = self.follower_info.get_mut(openid) {
             f.subscribed = false;
         }
@@ -253,7 +383,10 @@ impl State {
         let secs = self.token_expires_in.max(0) as u64;
         self.tokens.insert(
             token.clone(),
-            IssuedToken { app_id: app_id.to_owned(), expires_at: Instant::now() + Duration::from_secs(secs) },
+            IssuedToken {
+                app_id: app_id.to_owned(),
+                expires_at: Instant::now() + Duration::from_secs(secs),
+            },
         );
         token
     }
@@ -264,7 +397,11 @@ impl State {
         if let Some(code) = self.failing_openids.get(openid) {
             return Err(*code);
         }
-        if self.follower_info.get(openid).is_some_and(|f| !f.subscribed) {
+        if self
+            .follower_info
+            .get(openid)
+            .is_some_and(|f| !f.subscribed)
+        {
             return Err(43004);
         }
         Ok(())
@@ -279,14 +416,26 @@ pub(crate) struct ParsedBody {
 
 pub(crate) fn parse_body(route: &Route, headers: &HeaderMap, raw: &[u8]) -> ParsedBody {
     match route.body {
-        BodyKind::None => ParsedBody { json: Value::Null, error: None },
+        BodyKind::None => ParsedBody {
+            json: Value::Null,
+            error: None,
+        },
         BodyKind::Json => {
             if raw.iter().all(u8::is_ascii_whitespace) {
-                return ParsedBody { json: Value::Null, error: Some(44002) };
+                return ParsedBody {
+                    json: Value::Null,
+                    error: Some(44002),
+                };
             }
             match serde_json::from_slice::<Value>(raw) {
-                Ok(v @ Value::Object(_)) => ParsedBody { json: v, error: None },
-                Ok(v) => ParsedBody { json: v, error: Some(47001) },
+                Ok(v @ Value::Object(_)) => ParsedBody {
+                    json: v,
+                    error: None,
+                },
+                Ok(v) => ParsedBody {
+                    json: v,
+                    error: Some(47001),
+                },
                 Err(_) => ParsedBody {
                     json: Value::String(String::from_utf8_lossy(raw).into_owned()),
                     error: Some(47001),
@@ -298,10 +447,17 @@ pub(crate) fn parse_body(route: &Route, headers: &HeaderMap, raw: &[u8]) -> Pars
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|ct| ct.starts_with("multipart/form-data"));
-            let has_media = raw.windows(14).any(|w| w == b"name=\"media\"; ") ||
-                raw.windows(13).any(|w| w == b"name=\"media\"\r");
-            let error = if is_multipart && has_media { None } else { Some(41005) };
-            ParsedBody { json: json!({ "multipart_bytes": raw.len() }), error }
+            let has_media = raw.windows(14).any(|w| w == b"name=\"media\"; ")
+                || raw.windows(13).any(|w| w == b"name=\"media\"\r");
+            let error = if is_multipart && has_media {
+                None
+            } else {
+                Some(41005)
+            };
+            ParsedBody {
+                json: json!({ "multipart_bytes": raw.len() }),
+                error,
+            }
         }
     }
 }
@@ -327,7 +483,15 @@ pub(crate) fn handle(
     if let Some(code) = body.error {
         return Reply::Err(code);
     }
-    (route.handler)(shared, st, &Ctx { query, body: &body.json }, sent)
+    (route.handler)(
+        shared,
+        st,
+        &Ctx {
+            query,
+            body: &body.json,
+        },
+        sent,
+    )
 }
 
 fn check_token(
@@ -336,7 +500,10 @@ fn check_token(
     query: &BTreeMap<String, String>,
     auth: Auth,
 ) -> Result<(), i64> {
-    let token = query.get("access_token").filter(|t| !t.is_empty()).ok_or(41001)?;
+    let token = query
+        .get("access_token")
+        .filter(|t| !t.is_empty())
+        .ok_or(41001)?;
     let issued = st.tokens.get(token.as_str()).ok_or(40001)?;
     if Instant::now() >= issued.expires_at {
         return Err(42001);
@@ -357,7 +524,10 @@ fn ok() -> Reply {
 }
 
 fn valid_openid(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn nonempty_str<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -422,7 +592,10 @@ fn stable_token(shared: &Shared, st: &mut State, cx: &Ctx<'_>, _: &mut Option<Se
         Ok(a) => a,
         Err(code) => return Reply::Err(code),
     };
-    let force = b.get("force_refresh").and_then(Value::as_bool).unwrap_or(false);
+    let force = b
+        .get("force_refresh")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let now = Instant::now();
     if !force {
         if let Some(current) = st.stable.get(&appid) {
@@ -444,7 +617,10 @@ fn validate_button(b: &Value, top: bool) -> Result<(), i64> {
     if name.len() > if top { 16 } else { 60 } {
         return Err(40018);
     }
-    let subs = b.get("sub_button").and_then(Value::as_array).filter(|s| !s.is_empty());
+    let subs = b
+        .get("sub_button")
+        .and_then(Value::as_array)
+        .filter(|s| !s.is_empty());
     if let Some(subs) = subs {
         if !top || subs.len() > 5 {
             return Err(40023);
@@ -458,7 +634,10 @@ fn validate_button(b: &Value, top: bool) -> Result<(), i64> {
         },
         Some("view") => nonempty_str(b, "url").map(|_| ()).ok_or(40054),
         Some("miniprogram") => {
-            if ["url", "appid", "pagepath"].iter().all(|k| nonempty_str(b, k).is_some()) {
+            if ["url", "appid", "pagepath"]
+                .iter()
+                .all(|k| nonempty_str(b, k).is_some())
+            {
                 Ok(())
             } else {
                 Err(47001)
@@ -538,27 +717,32 @@ fn user_info_batchget(_: &Shared, st: &mut State, cx: &Ctx<'_>, _: &mut Option<S
     }
     let mut out = Vec::with_capacity(list.len());
     for item in list {
-        let Some(openid) = item.get("openid").and_then(Value::as_str).filter(|o| valid_openid(o))
+        let Some(openid) = item
+            .get("openid")
+            .and_then(Value::as_str)
+            .filter(|o| valid_openid(o))
         else {
             return Reply::Err(40003);
         };
         let lang = item.get("lang").and_then(Value::as_str).unwrap_or("zh_CN");
-        out.push(match st.follower_info.get(openid).filter(|f| f.subscribed) {
-            Some(f) => json!({
-                "subscribe": 1,
-                "openid": openid,
-                "language": lang,
-                "subscribe_time": f.subscribe_time,
-                "unionid": format!("union_{openid}"),
-                "remark": "",
-                "groupid": 0,
-                "tagid_list": f.tags,
-                "subscribe_scene": "ADD_SCENE_QR_CODE",
-                "qr_scene": 0,
-                "qr_scene_str": "",
-            }),
-            None => json!({ "subscribe": 0, "openid": openid }),
-        });
+        out.push(
+            match st.follower_info.get(openid).filter(|f| f.subscribed) {
+                Some(f) => json!({
+                    "subscribe": 1,
+                    "openid": openid,
+                    "language": lang,
+                    "subscribe_time": f.subscribe_time,
+                    "unionid": format!("union_{openid}"),
+                    "remark": "",
+                    "groupid": 0,
+                    "tagid_list": f.tags,
+                    "subscribe_scene": "ADD_SCENE_QR_CODE",
+                    "qr_scene": 0,
+                    "qr_scene_str": "",
+                }),
+                None => json!({ "subscribe": 0, "openid": openid }),
+            },
+        );
     }
     Reply::Json(json!({ "user_info_list": out }))
 }
@@ -578,7 +762,13 @@ fn tags_create(_: &Shared, st: &mut State, cx: &Ctx<'_>, _: &mut Option<Sent>) -
     }
     let id = st.next_tag_id;
     st.next_tag_id += 1;
-    st.tags.insert(id, FakeTag { name: name.to_owned(), members: BTreeSet::new() });
+    st.tags.insert(
+        id,
+        FakeTag {
+            name: name.to_owned(),
+            members: BTreeSet::new(),
+        },
+    );
     Reply::Json(json!({ "tag": { "id": id, "name": name } }))
 }
 
@@ -656,18 +846,30 @@ fn custom_send(shared: &Shared, st: &mut State, cx: &Ctx<'_>, sent: &mut Option<
         return Reply::Err(code);
     }
     let valid = match b.get("msgtype").and_then(Value::as_str) {
-        Some("text") => b.get("text").and_then(|t| nonempty_str(t, "content")).is_some(),
-        Some("news") => match b.get("news").and_then(|n| n.get("articles")).and_then(Value::as_array) {
-            Some(a) if a.len() == 1 => nonempty_str(&a[0], "title").is_some() && nonempty_str(&a[0], "url").is_some(),
+        Some("text") => b
+            .get("text")
+            .and_then(|t| nonempty_str(t, "content"))
+            .is_some(),
+        Some("news") => match b
+            .get("news")
+            .and_then(|n| n.get("articles"))
+            .and_then(Value::as_array)
+        {
+            Some(a) if a.len() == 1 => {
+                nonempty_str(&a[0], "title").is_some() && nonempty_str(&a[0], "url").is_some()
+            }
             Some(a) if a.len() > 1 => return Reply::Err(45008),
             _ => false,
         },
         Some("miniprogrampage") => b.get("miniprogrampage").is_some_and(|p| {
-            ["title", "appid", "pagepath", "thumb_media_id"].iter().all(|k| nonempty_str(p, k).is_some())
+            ["title", "appid", "pagepath", "thumb_media_id"]
+                .iter()
+                .all(|k| nonempty_str(p, k).is_some())
         }),
-        Some("image" | "voice") => {
-            b.pointer("/image/media_id").or_else(|| b.pointer("/voice/media_id")).is_some()
-        }
+        Some("image" | "voice") => b
+            .pointer("/image/media_id")
+            .or_else(|| b.pointer("/voice/media_id"))
+            .is_some(),
         Some(_) => return Reply::Err(40008),
         None => false,
     };
@@ -709,7 +911,11 @@ fn template_send(shared: &Shared, st: &mut State, cx: &Ctx<'_>, sent: &mut Optio
     if let Some(key) = dedupe_key {
         st.template_dedupe.insert(key, msgid);
     }
-    *sent = Some(Sent { channel: "template", to_user: Some(touser.to_owned()), msgid });
+    *sent = Some(Sent {
+        channel: "template",
+        to_user: Some(touser.to_owned()),
+        msgid,
+    });
     Reply::Json(json!({"errcode": 0, "errmsg": "ok", "msgid": msgid}))
 }
 
@@ -721,14 +927,21 @@ fn template_list(_: &Shared, st: &mut State, _: &Ctx<'_>, _: &mut Option<Sent>) 
 fn check_mass_content(st: &State, b: &Value) -> Result<bool, i64> {
     match b.get("msgtype").and_then(Value::as_str) {
         Some("mpnews") => {
-            let id = b.pointer("/mpnews/media_id").and_then(Value::as_str).ok_or(47001)?;
+            let id = b
+                .pointer("/mpnews/media_id")
+                .and_then(Value::as_str)
+                .ok_or(47001)?;
             if st.drafts.contains(id) {
                 Ok(true)
             } else {
                 Err(40007)
             }
         }
-        Some("text") => b.get("text").and_then(|t| nonempty_str(t, "content")).map(|_| false).ok_or(47001),
+        Some("text") => b
+            .get("text")
+            .and_then(|t| nonempty_str(t, "content"))
+            .map(|_| false)
+            .ok_or(47001),
         Some(_) => Err(40008),
         None => Err(47001),
     }
@@ -758,7 +971,11 @@ fn mass_sendall(shared: &Shared, st: &mut State, cx: &Ctx<'_>, sent: &mut Option
         }
     }
     let msg_id = next_msgid(shared);
-    *sent = Some(Sent { channel: "mass", to_user: None, msgid: msg_id });
+    *sent = Some(Sent {
+        channel: "mass",
+        to_user: None,
+        msgid: msg_id,
+    });
     let mut v = json!({"errcode": 0, "errmsg": "send job submission success", "msg_id": msg_id});
     if is_news {
         v["msg_data_id"] = json!(2_000_000_000 + st.next_seq() as i64);
@@ -796,7 +1013,11 @@ fn media_upload(_: &Shared, st: &mut State, cx: &Ctx<'_>, _: &mut Option<Sent>) 
     }
     let id = format!("fake_media_{}", st.next_seq());
     st.media.insert(id.clone());
-    let key = if kind == "thumb" { "thumb_media_id" } else { "media_id" };
+    let key = if kind == "thumb" {
+        "thumb_media_id"
+    } else {
+        "media_id"
+    };
     Reply::Json(json!({ "type": kind, key: id, "created_at": unix_now() }))
 }
 
@@ -807,7 +1028,11 @@ fn material_add(_: &Shared, st: &mut State, cx: &Ctx<'_>, _: &mut Option<Sent>) 
     }
     let id = format!("fake_material_{}", st.next_seq());
     st.materials.insert(id.clone());
-    let url = if kind == "image" { format!("http://mmbiz.qpic.cn/fake/{id}/0") } else { String::new() };
+    let url = if kind == "image" {
+        format!("http://mmbiz.qpic.cn/fake/{id}/0")
+    } else {
+        String::new()
+    };
     Reply::Json(json!({ "media_id": id, "url": url }))
 }
 
@@ -835,20 +1060,31 @@ fn draft_add(_: &Shared, st: &mut State, cx: &Ctx<'_>, _: &mut Option<Sent>) -> 
 // ---- 小程序 ----
 
 fn jscode2session(shared: &Shared, _: &mut State, cx: &Ctx<'_>, _: &mut Option<Sent>) -> Reply {
-    let q = |k: &str| cx.query.get(k).map(String::as_str).filter(|s| !s.is_empty());
+    let q = |k: &str| {
+        cx.query
+            .get(k)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+    };
     let c = &shared.config;
-    let Some(appid) = q("appid") else { return Reply::Err(41002) };
+    let Some(appid) = q("appid") else {
+        return Reply::Err(41002);
+    };
     if appid != c.mp_app_id {
         return Reply::Err(40013);
     }
-    let Some(secret) = q("secret") else { return Reply::Err(41004) };
+    let Some(secret) = q("secret") else {
+        return Reply::Err(41004);
+    };
     if secret != c.mp_app_secret {
         return Reply::Err(40125);
     }
     if q("grant_type") != Some("authorization_code") {
         return Reply::Err(40002);
     }
-    let Some(code) = q("js_code") else { return Reply::Err(41008) };
+    let Some(code) = q("js_code") else {
+        return Reply::Err(41008);
+    };
     if code == "invalid" {
         return Reply::Err(40029);
     }
@@ -863,7 +1099,12 @@ fn jscode2session(shared: &Shared, _: &mut State, cx: &Ctx<'_>, _: &mut Option<S
     }))
 }
 
-fn get_user_phone_number(shared: &Shared, st: &mut State, cx: &Ctx<'_>, _: &mut Option<Sent>) -> Reply {
+fn get_user_phone_number(
+    shared: &Shared,
+    st: &mut State,
+    cx: &Ctx<'_>,
+    _: &mut Option<Sent>,
+) -> Reply {
     let Some(code) = nonempty_str(cx.body, "code") else {
         return Reply::Err(47001);
     };
@@ -893,10 +1134,19 @@ fn msg_sec_check(_: &Shared, st: &mut State, cx: &Ctx<'_>, _: &mut Option<Sent>)
     if !matches!(b.get("scene").and_then(Value::as_i64), Some(1..=4)) {
         return Reply::Err(47001);
     }
-    if !b.get("openid").and_then(Value::as_str).is_some_and(valid_openid) {
+    if !b
+        .get("openid")
+        .and_then(Value::as_str)
+        .is_some_and(valid_openid)
+    {
         return Reply::Err(40003);
     }
-    let hit = |words: &[String]| words.iter().find(|w| !w.is_empty() && content.contains(w.as_str())).cloned();
+    let hit = |words: &[String]| {
+        words
+            .iter()
+            .find(|w| !w.is_empty() && content.contains(w.as_str()))
+            .cloned()
+    };
     let (suggest, label, keyword) = if let Some(w) = hit(&st.sec_risky) {
         ("risky", 20006, Some(w))
     } else if let Some(w) = hit(&st.sec_review) {
@@ -904,7 +1154,8 @@ fn msg_sec_check(_: &Shared, st: &mut State, cx: &Ctx<'_>, _: &mut Option<Sent>)
     } else {
         ("pass", 100, None)
     };
-    let mut detail = json!({"strategy": "keyword", "errcode": 0, "suggest": suggest, "label": label});
+    let mut detail =
+        json!({"strategy": "keyword", "errcode": 0, "suggest": suggest, "label": label});
     if let Some(k) = keyword {
         detail["keyword"] = json!(k);
         detail["level"] = json!(90);

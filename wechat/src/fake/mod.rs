@@ -159,7 +159,9 @@ pub struct FakeWechat {
 
 impl std::fmt::Debug for FakeWechat {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FakeWechat").field("config", &self.shared.config).finish()
+        f.debug_struct("FakeWechat")
+            .field("config", &self.shared.config)
+            .finish()
     }
 }
 
@@ -167,6 +169,7 @@ impl std::fmt::Debug for FakeWechat {
 pub struct FakeServer {
     /// `http://127.0.0.1:PORT`: the `base_url` of a [`ClientConfig`](crate::client::ClientConfig).
     pub base_url: String,
+    /// The bound address.
     pub addr: SocketAddr,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -200,6 +203,7 @@ fn normalize_api(api: &str) -> &str {
 }
 
 impl FakeWechat {
+    /// A fake with no followers, tags, templates or tokens yet.
     pub fn new(config: FakeConfig) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -214,6 +218,7 @@ impl FakeWechat {
         }
     }
 
+    /// The credentials it accepts.
     pub fn config(&self) -> &FakeConfig {
         &self.shared.config
     }
@@ -235,7 +240,9 @@ impl FakeWechat {
                 router.route(&path, get(handler))
             };
         }
-        router.layer(axum::extract::DefaultBodyLimit::max(16 << 20)).with_state(())
+        router
+            .layer(axum::extract::DefaultBodyLimit::max(16 << 20))
+            .with_state(())
     }
 
     /// Serve on `127.0.0.1:0` in a tokio task. Panics if no local port can be bound.
@@ -243,7 +250,9 @@ impl FakeWechat {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
             .expect("bind the fake WeChat on 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local address of the fake WeChat");
+        let addr = listener
+            .local_addr()
+            .expect("local address of the fake WeChat");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let router = self.router();
         let task = tokio::spawn(async move {
@@ -298,7 +307,9 @@ impl FakeWechat {
 
     /// `getuserphonenumber` with `code` answers `phone` (country code 86).
     pub fn set_phone(&self, code: &str, phone: &str) {
-        self.state().phones.insert(code.to_owned(), phone.to_owned());
+        self.state()
+            .phones
+            .insert(code.to_owned(), phone.to_owned());
     }
 
     /// `msg_sec_check`: content containing a `risky` word → risky (label 20006), else a `review`
@@ -327,7 +338,9 @@ impl FakeWechat {
     /// Sends to `openid` (custom, template, subscribe, preview, batchtagging) fail with `errcode`
     /// (43004 unsubscribed, 40003 invalid OpenID, 43101 subscription refused, ...).
     pub fn fail_openid(&self, openid: &str, errcode: i64) {
-        self.state().failing_openids.insert(openid.to_owned(), errcode);
+        self.state()
+            .failing_openids
+            .insert(openid.to_owned(), errcode);
     }
 
     /// Undo [`fail_openid`](Self::fail_openid).
@@ -358,7 +371,11 @@ impl FakeWechat {
             return;
         }
         let mut faults = lock(&self.shared.faults);
-        faults.push(FaultRule { api: normalize_api(api).to_owned(), fault, remaining: times });
+        faults.push(FaultRule {
+            api: normalize_api(api).to_owned(),
+            fault,
+            remaining: times,
+        });
         self.shared.has_faults.store(true, Ordering::Release);
     }
 
@@ -372,7 +389,11 @@ impl FakeWechat {
 
     /// Every call so far, oldest first.
     pub fn calls(&self) -> Vec<RecordedCall> {
-        lock(&self.shared.log).calls.iter().map(CallRec::to_public).collect()
+        lock(&self.shared.log)
+            .calls
+            .iter()
+            .map(CallRec::to_public)
+            .collect()
     }
 
     /// The calls of one API (`"cgi-bin/message/custom/send"`; a leading slash is ignored).
@@ -389,7 +410,11 @@ impl FakeWechat {
     /// How many calls of one API, without copying them.
     pub fn count_calls(&self, api: &str) -> usize {
         let api = normalize_api(api);
-        lock(&self.shared.log).calls.iter().filter(|c| c.api == api).count()
+        lock(&self.shared.log)
+            .calls
+            .iter()
+            .filter(|c| c.api == api)
+            .count()
     }
 
     /// Requests to `cgi-bin/token` and `cgi-bin/stable_token`, failed ones included.
@@ -405,20 +430,29 @@ impl FakeWechat {
 
     /// Everything sent, oldest first.
     pub fn outbox(&self) -> Vec<OutboxMessage> {
-        lock(&self.shared.log).outbox.iter().map(OutboxRec::to_public).collect()
+        lock(&self.shared.log)
+            .outbox
+            .iter()
+            .map(OutboxRec::to_public)
+            .collect()
     }
 
     /// The last `n` messages sent, oldest first (for a dev page).
     pub fn outbox_recent(&self, n: usize) -> Vec<OutboxMessage> {
         let log = lock(&self.shared.log);
         let start = log.outbox.len().saturating_sub(n);
-        log.outbox[start..].iter().map(OutboxRec::to_public).collect()
+        log.outbox[start..]
+            .iter()
+            .map(OutboxRec::to_public)
+            .collect()
     }
 
+    /// How many messages were sent.
     pub fn outbox_len(&self) -> usize {
         lock(&self.shared.log).outbox.len()
     }
 
+    /// Forget sent messages.
     pub fn clear_outbox(&self) {
         lock(&self.shared.log).outbox.clear();
     }
@@ -522,7 +556,12 @@ async fn dispatch(
                 at,
             });
         }
-        log.calls.push(CallRec { api: route.api, query, body, at });
+        log.calls.push(CallRec {
+            api: route.api,
+            query,
+            body,
+            at,
+        });
     }
     // The call is handled and recorded before the delay: a client that times out meanwhile sees
     // what WeChat's slow answers look like, a call whose outcome it cannot know.
