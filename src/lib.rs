@@ -19,5 +19,6 @@ pub mod outbound;
 pub mod startup;
 pub mod telemetry;
 pub mod wechat_api;
+pub mod wechat_sync;
 
 pub use startup::{AppState, Application};

@@ -129,6 +129,10 @@ impl TestApp {
         }
     }
 
+    pub fn fake_base(&self) -> String {
+        self._fake_server.base_url.clone()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -3,3 +3,4 @@
 
 mod helpers;
 mod webhook;
+mod wechat_sync;
