@@ -78,8 +78,22 @@ pub struct Settings {
     pub webhook_timestamp_skew_secs: i64,
     pub reply_budget_ms: u64,
     pub dedup_ttl_secs: u64,
+    pub follower_sync_interval_hours: u64,
     pub request_timeout_secs: u64,
     pub shutdown_grace_secs: u64,
+
+    /// Older data keys (comma-separated base64) still accepted for decryption during a rotation.
+    pub data_keys_old: Option<SecretString>,
+    pub admin_token_ttl_secs: u64,
+    pub console_session_ttl_secs: u64,
+    pub login_lockout_threshold: i64,
+    pub login_lockout_base_secs: u64,
+    pub rate_limit_login_per_minute: i64,
+    pub rate_limit_mp_per_minute: i64,
+    pub audit_retention_days: u64,
+    pub admin_max_body_bytes: usize,
+    pub import_max_body_bytes: usize,
+    pub cors_allowed_origins: String,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -8,6 +8,7 @@ pub mod config;
 pub mod content;
 pub mod db;
 pub mod dedup;
+pub mod devtools;
 pub mod domain;
 pub mod error;
 pub mod http;

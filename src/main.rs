@@ -29,6 +29,32 @@ enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// WeChat housekeeping.
+    #[command(subcommand)]
+    Wechat(WechatCommand),
+    /// Developer tools (work against a running server).
+    #[command(subcommand)]
+    Dev(DevCommand),
+}
+
+#[derive(Subcommand)]
+enum WechatCommand {
+    /// Push content/menu.toml to WeChat (menu/create), after checking WeChat's limits.
+    SyncMenu,
+    /// Page through the follower list, upsert followers and tags, mark the gone (resumable).
+    SyncFollowers,
+}
+
+#[derive(Subcommand)]
+enum DevCommand {
+    /// Send a correctly signed (and, unless plaintext mode, encrypted) text message to the
+    /// running server at DANGJIAN_PUBLIC_URL, as a follower would; prints the reply.
+    SendMessage {
+        /// The text, e.g. 帮助
+        text: String,
+        #[arg(long, default_value = "o_dev_follower")]
+        from: String,
+    },
 }
 
 #[tokio::main]
@@ -40,6 +66,24 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve { no_workers, no_migrate } => {
             let role = if no_workers { Role::HttpOnly } else { Role::All };
             Application::build_with(settings, Overrides::default(), role, !no_migrate).await?.run_until_stopped().await
+        }
+        Command::Wechat(cmd) => {
+            let state = dangjian::startup::build_state(settings, Overrides::default(), true).await?;
+            match cmd {
+                WechatCommand::SyncMenu => {
+                    let n = dangjian::wechat_sync::sync_menu(&state).await?;
+                    println!("menu synced: {n} buttons");
+                }
+                WechatCommand::SyncFollowers => {
+                    let report = dangjian::wechat_sync::sync_followers(&state, None).await?;
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                }
+            }
+            Ok(())
+        }
+        Command::Dev(DevCommand::SendMessage { text, from }) => {
+            println!("{}", dangjian::devtools::send_text(&settings, &from, &text).await?);
+            Ok(())
         }
         Command::Migrate => {
             let db = dangjian::db::Db::connect(&settings.database_url).await?;

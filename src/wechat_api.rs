@@ -146,6 +146,13 @@ pub async fn build_clients(settings: &Settings, redis: Option<&RedisCache>) -> a
                 mp_app_id: settings.mp_app_id.clone(),
                 mp_app_secret: settings.mp_app_secret.expose_secret().to_owned(),
             });
+            // The fake refuses unknown template ids (40037) like WeChat: register the demo one.
+            fake.add_template(wechat::client::TemplateInfo {
+                template_id: settings.wechat_news_template_id.clone(),
+                title: "新闻资讯推送".into(),
+                content: "{{first.DATA}}\n标题：{{keyword1.DATA}}\n时间：{{keyword2.DATA}}\n{{remark.DATA}}".into(),
+                ..Default::default()
+            });
             let server = fake.spawn().await;
             tracing::warn!(base_url = %server.base_url, "DEV MODE: WeChat API calls go to the built-in fake; see /dev/wechat/outbox");
             let base = server.base_url.clone();

@@ -4,7 +4,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::{db::articles, startup::AppState};
 
-pub fn spawn_workers(_state: &AppState, _workers: &TaskTracker) {}
+pub fn spawn_workers(state: &AppState, workers: &TaskTracker) {
+    workers.spawn(crate::wechat_sync::follower_sync_loop(state.clone()));
+}
 
 /// Dev mode: publish the demo articles when there are none yet.
 pub async fn load_demo_articles(st: &AppState) -> anyhow::Result<()> {
