@@ -235,6 +235,33 @@ async fn sync_tags(st: &AppState) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Background: sync followers every `follower_sync_interval_hours` (0 = never). One replica runs
+/// each round (a cache lock); an interrupted round resumes from its cursor in the next one.
+pub async fn follower_sync_loop(st: AppState) {
+    let hours = st.settings.follower_sync_interval_hours;
+    if hours == 0 {
+        return;
+    }
+    let every = std::time::Duration::from_secs(hours * 3600);
+    loop {
+        tokio::select! {
+            _ = st.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let lock_value = hex::encode(rand::random::<[u8; 8]>());
+        match st.cache.set_nx("lock:follower_sync", &lock_value, every / 2).await {
+            Ok(true) => {
+                if let Err(e) = sync_followers(&st, None).await {
+                    tracing::warn!(error = %format!("{e:#}"), "follower sync failed; it resumes next round");
+                }
+                let _ = st.cache.del_if_eq("lock:follower_sync", &lock_value).await;
+            }
+            Ok(false) => tracing::debug!("follower sync runs on another replica"),
+            Err(e) => tracing::warn!(error = %e, "follower sync lock unavailable"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,32 +293,5 @@ mod tests {
         assert!(build_menu(&menu(bad_url)).unwrap_err().0.contains("http"));
         let dup = "[[button]]\nname = \"a\"\ntype = \"click\"\nkey = \"k\"\ntext = \"t\"\n[[button]]\nname = \"b\"\ntype = \"click\"\nkey = \"k\"\ntext = \"t\"\n";
         assert!(build_menu(&menu(dup)).unwrap_err().0.contains("unique"));
-    }
-}
-
-/// Background: sync followers every `follower_sync_interval_hours` (0 = never). One replica runs
-/// each round (a cache lock); an interrupted round resumes from its cursor in the next one.
-pub async fn follower_sync_loop(st: AppState) {
-    let hours = st.settings.follower_sync_interval_hours;
-    if hours == 0 {
-        return;
-    }
-    let every = std::time::Duration::from_secs(hours * 3600);
-    loop {
-        tokio::select! {
-            _ = st.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-        let lock_value = hex::encode(rand::random::<[u8; 8]>());
-        match st.cache.set_nx("lock:follower_sync", &lock_value, every / 2).await {
-            Ok(true) => {
-                if let Err(e) = sync_followers(&st, None).await {
-                    tracing::warn!(error = %format!("{e:#}"), "follower sync failed; it resumes next round");
-                }
-                let _ = st.cache.del_if_eq("lock:follower_sync", &lock_value).await;
-            }
-            Ok(false) => tracing::debug!("follower sync runs on another replica"),
-            Err(e) => tracing::warn!(error = %e, "follower sync lock unavailable"),
-        }
     }
 }

@@ -57,15 +57,10 @@ pub struct TestApp {
     _dir: tempfile::TempDir,
 }
 
+#[derive(Default)]
 pub struct Spawn {
     pub overrides: Vec<(&'static str, String)>,
     pub write_content: Vec<(&'static str, String)>,
-}
-
-impl Default for Spawn {
-    fn default() -> Self {
-        Spawn { overrides: vec![], write_content: vec![] }
-    }
 }
 
 impl TestApp {
