@@ -2,6 +2,8 @@
 //! an editors' web console. `main.rs` is thin; everything is built here.
 #![forbid(unsafe_code)]
 
+pub mod audit;
+pub mod auth;
 pub mod cache;
 pub mod clock;
 pub mod config;
@@ -17,6 +19,7 @@ pub mod jobs;
 pub mod markdown;
 pub mod metrics;
 pub mod outbound;
+pub mod pii;
 pub mod startup;
 pub mod telemetry;
 pub mod wechat_api;

@@ -35,6 +35,9 @@ enum Command {
     /// Developer tools (work against a running server).
     #[command(subcommand)]
     Dev(DevCommand),
+    /// Admin accounts and the personal-data key: create | reset-password | disable | rotate-key.
+    #[command(subcommand)]
+    Admin(dangjian::auth::cli::AdminCommand),
 }
 
 #[derive(Subcommand)]
@@ -85,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", dangjian::devtools::send_text(&settings, &from, &text).await?);
             Ok(())
         }
+        Command::Admin(cmd) => dangjian::auth::cli::run(&settings, cmd).await,
         Command::Migrate => {
             let db = dangjian::db::Db::connect(&settings.database_url).await?;
             let n = db.migrate().await?;

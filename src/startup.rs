@@ -30,6 +30,10 @@ pub struct WebhookKeys {
 #[derive(Clone)]
 pub struct AppState {
     pub settings: Arc<Settings>,
+    /// Personal data at rest: AES-256-GCM + blind index (`crate::pii`).
+    pub cipher: Arc<crate::pii::DataCipher>,
+    /// `DANGJIAN_TRUSTED_PROXIES`, parsed once (client IP resolution).
+    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
     pub db: Db,
     pub cache: Arc<dyn Cache>,
     pub dedup: Arc<Dedup>,
@@ -150,6 +154,8 @@ fn spawn_housekeeping(state: &AppState, workers: &TaskTracker) {
     });
     let st = state.clone();
     workers.spawn(async move { reload_content_loop(st).await });
+    let st = state.clone();
+    workers.spawn(crate::audit::retention_loop(st));
 }
 
 async fn reload_content_loop(st: AppState) {
@@ -246,7 +252,12 @@ pub async fn build_state(settings: Settings, overrides: Overrides, migrate: bool
         None => (None, None),
     };
     db::articles::seed_categories(&db, &content.get().menu.categories, clock.unix_ms()).await?;
+    let cipher = Arc::new(crate::pii::DataCipher::from_settings(&settings)?);
+    let trusted_proxies = Arc::new(settings.trusted_proxy_list()?);
+    crate::auth::users::ensure_first_admin(&db, &settings, clock.unix_ms()).await.context("creating the first administrator")?;
     let state = AppState {
+        cipher,
+        trusted_proxies,
         dedup: Arc::new(Dedup::new(cache.clone(), Duration::from_secs(settings.dedup_ttl_secs))),
         settings,
         db,

@@ -26,6 +26,7 @@ macro_rules! migration {
 /// In version order. Numbers are reserved per area: 2 admin/PII, 3 content, 4 pushes, 5 WeChat sync.
 pub const MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_foundation"),
+    migration!(2, "0002_admin"),
     migration!(5, "0005_wechat_sync"),
 ];
 

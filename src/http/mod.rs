@@ -1,5 +1,7 @@
 //! The HTTP surface: one router, tower-http layers, one error shape.
 
+pub mod admin;
+pub mod console;
 mod health;
 mod pages;
 pub mod wechat;
@@ -21,6 +23,8 @@ use tower_http::{
     trace::TraceLayer,
 };
 
+pub use admin::{AppJson, AppQuery};
+
 use crate::{error::error_response, startup::AppState};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -34,7 +38,12 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/dev/wechat/outbox", get(crate::devtools::outbox))
+        .merge(admin::router(state.clone()))
+        .merge(console::router(state.clone()))
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        // Per-IP limit on /api/mp (rate_limit_mp_per_minute); CORS only when configured.
+        .layer(middleware::from_fn_with_state(state.clone(), crate::auth::ratelimit::mp_limit))
+        .layer(admin::cors_layer(&state.settings))
         .layer(middleware::from_fn_with_state(state.metrics.clone(), crate::metrics::track))
         .layer(
             ServiceBuilder::new()

@@ -1,0 +1,44 @@
+//! Fixed one-minute windows in the shared cache (Redis across replicas, in-process otherwise).
+
+use std::time::Duration;
+
+use axum::{
+    extract::{Request, State},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+
+use crate::{
+    auth::ClientIp,
+    error::{AppError, AppResult},
+    startup::AppState,
+};
+
+const WINDOW: Duration = Duration::from_secs(60);
+
+/// Count one hit on `key`; `Err(429)` once the window holds more than `limit`. A cache outage
+/// fails open (logged): availability of the API beats rate limiting for a minute.
+pub async fn hit(st: &AppState, key: &str, limit: i64) -> AppResult<()> {
+    match st.cache.incr(&format!("rl:{key}"), WINDOW).await {
+        Ok(n) if n > limit => Err(AppError::TooManyRequests("too many requests; try again in a minute".into())),
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::warn!(error = %e, "rate limit cache unavailable; not limiting");
+            Ok(())
+        }
+    }
+}
+
+/// Per-IP limit for the mini-program API (`rate_limit_mp_per_minute`), applied on the whole
+/// router so that every `/api/mp` route is covered whoever adds it.
+pub async fn mp_limit(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    if req.uri().path().starts_with("/api/mp") {
+        let (parts, body) = req.into_parts();
+        let ip = ClientIp::resolve(&parts, &st.trusted_proxies).label();
+        if let Err(e) = hit(&st, &format!("mp:{ip}"), st.settings.rate_limit_mp_per_minute).await {
+            return e.into_response();
+        }
+        return next.run(Request::from_parts(parts, body)).await;
+    }
+    next.run(req).await
+}
