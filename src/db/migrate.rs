@@ -27,6 +27,7 @@ macro_rules! migration {
 pub const MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_foundation"),
     migration!(2, "0002_admin"),
+    migration!(3, "0003_content"),
     migration!(5, "0005_wechat_sync"),
 ];
 

@@ -122,4 +122,5 @@ pub fn unix_ms(t: time::OffsetDateTime) -> i64 {
 }
 
 pub mod articles;
+pub mod banners;
 pub mod followers;

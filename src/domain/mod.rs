@@ -1,2 +1,3 @@
 //! Rules with no I/O.
+pub mod articles;
 pub mod routing;

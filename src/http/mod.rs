@@ -2,7 +2,9 @@
 
 pub mod admin;
 pub mod console;
+pub mod content_admin;
 mod health;
+pub mod mp;
 mod pages;
 pub mod wechat;
 
@@ -34,6 +36,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/wechat", get(wechat::verify_url).post(wechat::receive))
         .route("/articles/{id}", get(pages::article))
+        .merge(mp::router())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
