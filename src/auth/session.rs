@@ -213,6 +213,15 @@ pub fn ct_eq(a: &str, b: &str) -> bool {
 impl AdminSession {
     /// Resolve without the extension shortcut (used by the route table's permission layer).
     pub async fn resolve(parts: &Parts, st: &AppState) -> AppResult<AdminSession> {
+        Self::resolve_inner(parts, st, true).await
+    }
+
+    /// For the console's CSRF layer, which checks the form field itself.
+    pub(crate) async fn resolve_without_csrf(parts: &Parts, st: &AppState) -> AppResult<AdminSession> {
+        Self::resolve_inner(parts, st, false).await
+    }
+
+    async fn resolve_inner(parts: &Parts, st: &AppState, check_csrf: bool) -> AppResult<AdminSession> {
         let now = st.clock.unix_ms();
         let (token, kind) = match (bearer(&parts.headers), cookie(&parts.headers, SESSION_COOKIE)) {
             (Some(t), _) => (t, SessionKind::Bearer),
@@ -227,7 +236,7 @@ impl AdminSession {
             // A browser sends the cookie on cross-site requests too: unsafe methods must prove
             // they come from our own pages (form field, checked by the console layer, or header).
             let unsafe_method = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-            if unsafe_method && parts.extensions.get::<CsrfVerified>().is_none() {
+            if check_csrf && unsafe_method && parts.extensions.get::<CsrfVerified>().is_none() {
                 let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
                 let expected = r.csrf.as_deref().unwrap_or("");
                 if expected.is_empty() || !ct_eq(sent, expected) {

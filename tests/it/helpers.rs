@@ -81,6 +81,11 @@ impl TestApp {
         let mut pg_database = None;
         let mut overrides: Vec<(&str, String)> = vec![
             ("bind", "127.0.0.1:0".into()),
+            // A known first administrator (see `admin_token`); logins are not rate limited here
+            // unless a test sets the limit itself.
+            ("admin_user", ADMIN_USER.into()),
+            ("admin_password", ADMIN_PASSWORD.into()),
+            ("rate_limit_login_per_minute", "10000".into()),
             ("content_dir", content_dir.display().to_string()),
             ("data_dir", dir.path().join("data").display().to_string()),
             ("wechat_api_base", fake_server.base_url.clone()),
@@ -148,6 +153,60 @@ impl TestApp {
     pub async fn count(&self, sql: &str) -> i64 {
         use sqlx::Row;
         sqlx::query(sql).fetch_one(self.state.db.pool()).await.unwrap().get::<i64, _>(0)
+    }
+}
+
+pub const ADMIN_USER: &str = "admin";
+pub const ADMIN_PASSWORD: &str = "test-admin-password-0";
+
+impl TestApp {
+    /// `POST /api/admin/login`; panics unless it succeeds. Returns the bearer token.
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let resp = self
+            .http
+            .post(self.url("/api/admin/login"))
+            .json(&serde_json::json!({"username": username, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), reqwest::StatusCode::OK, "login of {username}");
+        let v: serde_json::Value = resp.json().await.unwrap();
+        v["token"].as_str().expect("token").to_owned()
+    }
+
+    /// A bearer token of the first administrator.
+    pub async fn admin_token(&self) -> String {
+        self.login(ADMIN_USER, ADMIN_PASSWORD).await
+    }
+
+    /// Create an account through the API (as the first admin) and return its bearer token.
+    /// `org_unit` (secretaries) must exist: see `create_org_unit`.
+    pub async fn user_token(&self, username: &str, role: &str, org_unit: Option<&str>) -> String {
+        let password = format!("{username}-password-1");
+        let resp = self
+            .http
+            .post(self.url("/api/admin/users"))
+            .bearer_auth(self.admin_token().await)
+            .json(&serde_json::json!({"username": username, "role": role, "org_unit": org_unit, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), reqwest::StatusCode::CREATED, "create {username}");
+        self.login(username, &password).await
+    }
+
+    /// Create an org unit (as the first admin), optionally under `parent` (by name).
+    pub async fn create_org_unit(&self, name: &str, parent: Option<&str>) -> i64 {
+        let resp = self
+            .http
+            .post(self.url("/api/admin/org-units"))
+            .bearer_auth(self.admin_token().await)
+            .json(&serde_json::json!({"name": name, "parent": parent}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), reqwest::StatusCode::CREATED, "create org unit {name}");
+        resp.json::<serde_json::Value>().await.unwrap()["id"].as_i64().unwrap()
     }
 }
 

@@ -2,6 +2,8 @@
 //! `DANGJIAN_TEST_DATABASE_URL` / `DANGJIAN_TEST_REDIS_URL` are set — on PostgreSQL and Redis too.
 
 mod content;
+mod admin;
+mod admin_console;
 mod helpers;
 mod webhook;
 mod wechat_sync;

@@ -139,9 +139,8 @@ pub async fn csrf_layer(State(st): State<AppState>, req: Request, next: Next) ->
     let expected = if parts.uri.path() == "/admin/login" {
         cookie(&parts.headers, LOGIN_CSRF_COOKIE).map(str::to_owned)
     } else {
-        match AdminSession::resolve(&parts, &st).await {
-            // Cookie sessions only: a console page is never driven by a bearer token.
-            Ok(s) if s.kind == crate::auth::SessionKind::Cookie || s.csrf.is_some() => {
+        match AdminSession::resolve_without_csrf(&parts, &st).await {
+            Ok(s) if s.csrf.is_some() => {
                 let expected = s.csrf.clone();
                 parts.extensions.insert(s);
                 expected
