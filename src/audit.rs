@@ -120,7 +120,12 @@ pub struct StoredEntry {
 pub const PAGE_SIZE: i64 = 50;
 
 /// Newest first. Returns the page and the total number of matching entries.
-pub async fn search(db: &Db, f: &AuditFilter, since: Option<i64>, until: Option<i64>) -> sqlx::Result<(Vec<StoredEntry>, i64)> {
+pub async fn search(
+    db: &Db,
+    f: &AuditFilter,
+    since: Option<i64>,
+    until: Option<i64>,
+) -> sqlx::Result<(Vec<StoredEntry>, i64)> {
     let mut cond = vec!["1=1".to_owned()];
     let mut args: Vec<String> = Vec::new();
     let mut push = |sql: &str, v: String| {

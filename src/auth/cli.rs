@@ -116,8 +116,9 @@ async fn reset_password(db: &Db, username: &str) -> anyhow::Result<()> {
     let mut tx = db.begin_write().await?;
     users::set_password(&mut *tx, creds.user.id, &hash, now).await?;
     let revoked = tokens::revoke_all_for_user(&mut *tx, creds.user.id, None, now).await?;
-    let entry = AuditEntry::system(now, "cli", "admin_user.reset_password", "admin_user", Some(creds.user.id.to_string()))
-        .details(serde_json::json!({"sessions_revoked": revoked}));
+    let entry =
+        AuditEntry::system(now, "cli", "admin_user.reset_password", "admin_user", Some(creds.user.id.to_string()))
+            .details(serde_json::json!({"sessions_revoked": revoked}));
     audit::record(&mut *tx, &entry).await?;
     tx.commit().await?;
     println!("password of {username} reset; {revoked} session(s) ended");
@@ -185,8 +186,9 @@ pub async fn rotate_key(db: &Db, cipher: &DataCipher) -> anyhow::Result<u64> {
         }
         tx.commit().await?;
     }
-    let entry = AuditEntry::system(now(), "cli", "pii.rotate_key", "data_key", Some(cipher.current_key_id().to_owned()))
-        .details(serde_json::json!({"members_rewritten": total}));
+    let entry =
+        AuditEntry::system(now(), "cli", "pii.rotate_key", "data_key", Some(cipher.current_key_id().to_owned()))
+            .details(serde_json::json!({"members_rewritten": total}));
     audit::record(db.pool(), &entry).await?;
     Ok(total)
 }

@@ -28,7 +28,11 @@ fn bad_credentials() -> AppError {
 }
 
 fn locked() -> AppError {
-    AppError::rejected(StatusCode::TOO_MANY_REQUESTS, "account_locked", "too many failed logins; the account is locked for a while")
+    AppError::rejected(
+        StatusCode::TOO_MANY_REQUESTS,
+        "account_locked",
+        "too many failed logins; the account is locked for a while",
+    )
 }
 
 /// Lock duration after `failures` consecutive failures (none below the threshold).
@@ -40,7 +44,13 @@ pub fn lock_ms(failures: i64, threshold: i64, base_secs: u64) -> Option<i64> {
     Some(((base_secs as i64) * 1000).saturating_mul(1 << doublings).min(MAX_LOCK_MS))
 }
 
-pub async fn login(st: &AppState, username: &str, password: &str, ip: ClientIp, kind: TokenKind) -> AppResult<LoggedIn> {
+pub async fn login(
+    st: &AppState,
+    username: &str,
+    password: &str,
+    ip: ClientIp,
+    kind: TokenKind,
+) -> AppResult<LoggedIn> {
     let s = &st.settings;
     let ip_label = ip.label();
     ratelimit::hit(st, &format!("login:ip:{ip_label}"), s.rate_limit_login_per_minute).await?;
@@ -54,8 +64,11 @@ pub async fn login(st: &AppState, username: &str, password: &str, ip: ClientIp, 
         // Same work as a real check, so timing does not reveal which usernames exist. The
         // attempted name is not recorded: it is sometimes a password typed in the wrong field.
         password::verify_blocking(password.to_owned(), password::dummy_hash().to_owned()).await;
-        let entry = AuditEntry { ip: ip.0.map(|i| i.to_string()), ..AuditEntry::system(now, "anonymous", "auth.login_failed", "admin_user", None) }
-            .details(serde_json::json!({"reason": "unknown_user"}));
+        let entry = AuditEntry {
+            ip: ip.0.map(|i| i.to_string()),
+            ..AuditEntry::system(now, "anonymous", "auth.login_failed", "admin_user", None)
+        }
+        .details(serde_json::json!({"reason": "unknown_user"}));
         audit::record(st.db.pool(), &entry).await?;
         return Err(bad_credentials());
     };
@@ -82,11 +95,20 @@ pub async fn login(st: &AppState, username: &str, password: &str, ip: ClientIp, 
         .get(0);
         audit::record(st.db.pool(), &audit_entry("auth.login_failed", "bad_password")).await?;
         if let Some(ms) = lock_ms(failures, s.login_lockout_threshold, s.login_lockout_base_secs) {
-            sqlx::query("UPDATE admin_users SET locked_until = $1 WHERE id = $2").bind(now + ms).bind(user.id).execute(st.db.pool()).await?;
+            sqlx::query("UPDATE admin_users SET locked_until = $1 WHERE id = $2")
+                .bind(now + ms)
+                .bind(user.id)
+                .execute(st.db.pool())
+                .await?;
             let entry = audit_entry("auth.lockout", "too_many_failures")
                 .details(serde_json::json!({"failures": failures, "locked_for_secs": ms / 1000}));
             audit::record(st.db.pool(), &entry).await?;
-            tracing::warn!(user_id = user.id, failures, locked_for_secs = ms / 1000, "admin account locked after failed logins");
+            tracing::warn!(
+                user_id = user.id,
+                failures,
+                locked_for_secs = ms / 1000,
+                "admin account locked after failed logins"
+            );
             return Err(locked());
         }
         return Err(bad_credentials());

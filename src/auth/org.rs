@@ -38,7 +38,12 @@ pub async fn get(db: &Db, id: i64) -> sqlx::Result<Option<OrgUnit>> {
 }
 
 pub async fn list(db: &Db) -> sqlx::Result<Vec<OrgUnit>> {
-    Ok(sqlx::query("SELECT id, name, parent_id FROM org_units ORDER BY id").fetch_all(db.pool()).await?.iter().map(from_row).collect())
+    Ok(sqlx::query("SELECT id, name, parent_id FROM org_units ORDER BY id")
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(from_row)
+        .collect())
 }
 
 pub async fn create<'c, E>(exec: E, name: &str, parent_id: Option<i64>, now: i64) -> sqlx::Result<i64>

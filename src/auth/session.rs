@@ -240,7 +240,11 @@ impl AdminSession {
                 let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
                 let expected = r.csrf.as_deref().unwrap_or("");
                 if expected.is_empty() || !ct_eq(sent, expected) {
-                    return Err(AppError::rejected(axum::http::StatusCode::FORBIDDEN, "csrf_failed", "missing or wrong CSRF token"));
+                    return Err(AppError::rejected(
+                        axum::http::StatusCode::FORBIDDEN,
+                        "csrf_failed",
+                        "missing or wrong CSRF token",
+                    ));
                 }
             }
         }
@@ -289,7 +293,10 @@ mod tests {
         // Untrusted peer: header ignored.
         assert_eq!(from_forwarded(ip("203.0.113.9"), &headers("1.2.3.4"), &trusted), ip("203.0.113.9"));
         // Trusted peer: the nearest untrusted hop, not a spoofed leftmost value.
-        assert_eq!(from_forwarded(ip("10.0.0.2"), &headers("6.6.6.6, 198.51.100.7, 10.0.0.5"), &trusted), ip("198.51.100.7"));
+        assert_eq!(
+            from_forwarded(ip("10.0.0.2"), &headers("6.6.6.6, 198.51.100.7, 10.0.0.5"), &trusted),
+            ip("198.51.100.7")
+        );
         // Garbage stops the walk at the proxy.
         assert_eq!(from_forwarded(ip("10.0.0.2"), &headers("nonsense"), &trusted), ip("10.0.0.2"));
     }

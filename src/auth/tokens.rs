@@ -40,7 +40,14 @@ pub struct Issued {
     pub expires_at: i64,
 }
 
-pub async fn issue(db: &Db, user_id: i64, kind: TokenKind, now: i64, ttl_secs: u64, ip: Option<&str>) -> sqlx::Result<Issued> {
+pub async fn issue(
+    db: &Db,
+    user_id: i64,
+    kind: TokenKind,
+    now: i64,
+    ttl_secs: u64,
+    ip: Option<&str>,
+) -> sqlx::Result<Issued> {
     let token = random_token();
     let csrf = (kind == TokenKind::Console).then(random_token);
     let expires_at = now + (ttl_secs as i64) * 1000;

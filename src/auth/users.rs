@@ -71,7 +71,8 @@ pub async fn list(db: &Db) -> sqlx::Result<Vec<AdminUser>> {
 
 /// Usernames: 3–64 of letters, digits, `.`, `_`, `-` (they appear in logs and the audit log).
 pub fn check_username(u: &str) -> Result<(), String> {
-    let ok = (3..=64).contains(&u.len()) && u.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    let ok =
+        (3..=64).contains(&u.len()) && u.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok {
         Ok(())
     } else {
@@ -79,7 +80,14 @@ pub fn check_username(u: &str) -> Result<(), String> {
     }
 }
 
-pub async fn insert<'c, E>(exec: E, username: &str, role: Role, org_unit_id: Option<i64>, hash: &str, now: i64) -> sqlx::Result<Option<i64>>
+pub async fn insert<'c, E>(
+    exec: E,
+    username: &str,
+    role: Role,
+    org_unit_id: Option<i64>,
+    hash: &str,
+    now: i64,
+) -> sqlx::Result<Option<i64>>
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {

@@ -71,7 +71,13 @@ fn roster() -> Value {
 #[tokio::test]
 async fn login_issues_a_token_that_me_accepts_and_logout_revokes() {
     each_backend!(|app| {
-        let resp = app.http.post(app.url("/api/admin/login")).json(&json!({"username": ADMIN_USER, "password": ADMIN_PASSWORD})).send().await.unwrap();
+        let resp = app
+            .http
+            .post(app.url("/api/admin/login"))
+            .json(&json!({"username": ADMIN_USER, "password": ADMIN_PASSWORD}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
         let v: Value = resp.json().await.unwrap();
         let token = v["token"].as_str().unwrap().to_owned();
@@ -111,14 +117,26 @@ async fn repeated_failed_logins_lock_the_account_even_for_the_right_password() {
         let (_, code, _) = error_of(try_login(ADMIN_PASSWORD).await.unwrap()).await;
         assert_eq!(code, "account_locked", "a locked account refuses even the right password");
         // Unknown users look like wrong passwords.
-        let r = app.http.post(app.url("/api/admin/login")).json(&json!({"username": "nobody", "password": "x"})).send().await.unwrap();
+        let r = app
+            .http
+            .post(app.url("/api/admin/login"))
+            .json(&json!({"username": "nobody", "password": "x"}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(error_of(r).await.1, "invalid_credentials");
         assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'auth.lockout'").await, 1);
-        assert_eq!(app.count("SELECT COUNT(*) FROM admin_users WHERE failed_logins = 5 AND locked_until IS NOT NULL").await, 1);
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM admin_users WHERE failed_logins = 5 AND locked_until IS NOT NULL").await,
+            1
+        );
         // After the lock expires, the right password works and resets the counter.
         sqlx::query("UPDATE admin_users SET locked_until = 1").execute(app.state.db.pool()).await.unwrap();
         app.admin_token().await;
-        assert_eq!(app.count("SELECT COUNT(*) FROM admin_users WHERE failed_logins = 0 AND locked_until IS NULL").await, 1);
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM admin_users WHERE failed_logins = 0 AND locked_until IS NULL").await,
+            1
+        );
     });
 }
 
@@ -127,10 +145,22 @@ async fn login_is_rate_limited_per_ip() {
     let spawn = || Spawn { overrides: vec![("rate_limit_login_per_minute", "3".into())], ..Default::default() };
     each_backend!(spawn = spawn(), |app| {
         for i in 0..3 {
-            let r = app.http.post(app.url("/api/admin/login")).json(&json!({"username": format!("u{i}"), "password": "x"})).send().await.unwrap();
+            let r = app
+                .http
+                .post(app.url("/api/admin/login"))
+                .json(&json!({"username": format!("u{i}"), "password": "x"}))
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         }
-        let r = app.http.post(app.url("/api/admin/login")).json(&json!({"username": ADMIN_USER, "password": ADMIN_PASSWORD})).send().await.unwrap();
+        let r = app
+            .http
+            .post(app.url("/api/admin/login"))
+            .json(&json!({"username": ADMIN_USER, "password": ADMIN_PASSWORD}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(error_of(r).await.1, "rate_limited");
     });
 }
@@ -152,16 +182,37 @@ async fn password_change_checks_the_old_password_and_revokes_other_tokens() {
     each_backend!(|app| {
         let a = app.admin_token().await;
         let b = app.admin_token().await;
-        let bad = app.adm_req(Method::POST, "/api/admin/password", &a).json(&json!({"old_password": "nope", "new_password": "a-new-password-1"})).send().await.unwrap();
+        let bad = app
+            .adm_req(Method::POST, "/api/admin/password", &a)
+            .json(&json!({"old_password": "nope", "new_password": "a-new-password-1"}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(error_of(bad).await.0, StatusCode::FORBIDDEN);
-        let weak = app.adm_req(Method::POST, "/api/admin/password", &a).json(&json!({"old_password": ADMIN_PASSWORD, "new_password": "short"})).send().await.unwrap();
+        let weak = app
+            .adm_req(Method::POST, "/api/admin/password", &a)
+            .json(&json!({"old_password": ADMIN_PASSWORD, "new_password": "short"}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(error_of(weak).await.1, "validation_failed");
-        let ok = app.adm_req(Method::POST, "/api/admin/password", &a).json(&json!({"old_password": ADMIN_PASSWORD, "new_password": "a-new-password-1"})).send().await.unwrap();
+        let ok = app
+            .adm_req(Method::POST, "/api/admin/password", &a)
+            .json(&json!({"old_password": ADMIN_PASSWORD, "new_password": "a-new-password-1"}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(ok.status(), StatusCode::OK);
         app.adm_get("/api/admin/me", &a).await;
         let r = app.adm_req(Method::GET, "/api/admin/me", &b).send().await.unwrap();
         assert_eq!(error_of(r).await.0, StatusCode::UNAUTHORIZED);
-        let old = app.http.post(app.url("/api/admin/login")).json(&json!({"username": ADMIN_USER, "password": ADMIN_PASSWORD})).send().await.unwrap();
+        let old = app
+            .http
+            .post(app.url("/api/admin/login"))
+            .json(&json!({"username": ADMIN_USER, "password": ADMIN_PASSWORD}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(old.status(), StatusCode::UNAUTHORIZED);
         app.login(ADMIN_USER, "a-new-password-1").await;
     });
@@ -171,9 +222,20 @@ async fn password_change_checks_the_old_password_and_revokes_other_tokens() {
 async fn bad_json_bodies_get_the_one_error_shape() {
     each_backend!(|app| {
         let t = app.admin_token().await;
-        let r = app.adm_req(Method::POST, "/api/admin/org-units", &t).header("content-type", "application/json").body("{nope").send().await.unwrap();
+        let r = app
+            .adm_req(Method::POST, "/api/admin/org-units", &t)
+            .header("content-type", "application/json")
+            .body("{nope")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(error_of(r).await.1, "bad_json");
-        let r = app.adm_req(Method::POST, "/api/admin/org-units", &t).json(&json!({"name": 13912340009_i64})).send().await.unwrap();
+        let r = app
+            .adm_req(Method::POST, "/api/admin/org-units", &t)
+            .json(&json!({"name": 13912340009_i64}))
+            .send()
+            .await
+            .unwrap();
         let (status, code, body) = error_of(r).await;
         assert_eq!((status, code.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"));
         assert!(!body.to_string().contains("13912340009"), "values are not echoed: {body}");
@@ -204,22 +266,36 @@ async fn every_admin_route_refuses_callers_without_its_permission() {
             }
             let r = app.http.request(method.clone(), app.url(&path)).json(&json!({})).send().await.unwrap();
             let (status, code, _) = error_of(r).await;
-            assert_eq!((status, code.as_str()), (StatusCode::UNAUTHORIZED, "unauthorized"), "{} {}", route.method, route.path);
+            assert_eq!(
+                (status, code.as_str()),
+                (StatusCode::UNAUTHORIZED, "unauthorized"),
+                "{} {}",
+                route.method,
+                route.path
+            );
             for (role, token) in &tokens {
                 if role.allows(route.permission) {
                     continue;
                 }
                 let r = app.adm_req(method.clone(), &path, token).json(&json!({})).send().await.unwrap();
                 let (status, code, _) = error_of(r).await;
-                assert_eq!((status, code.as_str()), (StatusCode::FORBIDDEN, "forbidden"), "{role:?} {} {}", route.method, route.path);
+                assert_eq!(
+                    (status, code.as_str()),
+                    (StatusCode::FORBIDDEN, "forbidden"),
+                    "{role:?} {} {}",
+                    route.method,
+                    route.path
+                );
                 checked_403 += 1;
             }
         }
         assert!(checked_403 >= 10, "{checked_403}");
         // Disabled accounts lose their sessions at once.
         let users = app.adm_get("/api/admin/users", &tokens[0].1).await;
-        let ed_id = users["users"].as_array().unwrap().iter().find(|u| u["username"] == "ed1").unwrap()["id"].as_i64().unwrap();
-        let r = app.adm_req(Method::POST, &format!("/api/admin/users/{ed_id}/disable"), &tokens[0].1).send().await.unwrap();
+        let ed_id =
+            users["users"].as_array().unwrap().iter().find(|u| u["username"] == "ed1").unwrap()["id"].as_i64().unwrap();
+        let r =
+            app.adm_req(Method::POST, &format!("/api/admin/users/{ed_id}/disable"), &tokens[0].1).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         let r = app.adm_req(Method::GET, "/api/admin/me", &tokens[2].1).send().await.unwrap();
         assert_eq!(error_of(r).await.0, StatusCode::UNAUTHORIZED);
@@ -237,7 +313,9 @@ async fn admin_writes_and_reveals_are_in_the_audit_log_which_is_append_only() {
         let id = members["members"][0]["id"].as_i64().unwrap();
         app.adm_get(&format!("/api/admin/members/{id}?reveal=true"), &t).await;
         let users = app.adm_get("/api/admin/users", &t).await;
-        let sec_id = users["users"].as_array().unwrap().iter().find(|u| u["username"] == "sec2").unwrap()["id"].as_i64().unwrap();
+        let sec_id = users["users"].as_array().unwrap().iter().find(|u| u["username"] == "sec2").unwrap()["id"]
+            .as_i64()
+            .unwrap();
         app.adm_req(Method::POST, &format!("/api/admin/users/{sec_id}/reset-password"), &t).send().await.unwrap();
         app.adm_req(Method::POST, &format!("/api/admin/users/{sec_id}/disable"), &t).send().await.unwrap();
         app.adm_req(Method::POST, &format!("/api/admin/users/{sec_id}/enable"), &t).send().await.unwrap();
@@ -249,7 +327,10 @@ async fn admin_writes_and_reveals_are_in_the_audit_log_which_is_append_only() {
         // The secretary's session ended with the reset.
         let r = app.adm_req(Method::GET, "/api/admin/me", &sec).send().await.unwrap();
         assert_eq!(error_of(r).await.0, StatusCode::UNAUTHORIZED);
-        assert_eq!(app.adm_req(Method::POST, "/api/admin/logout", &t).send().await.unwrap().status(), StatusCode::NO_CONTENT);
+        assert_eq!(
+            app.adm_req(Method::POST, "/api/admin/logout", &t).send().await.unwrap().status(),
+            StatusCode::NO_CONTENT
+        );
         let t = app.login(ADMIN_USER, "another-password-2").await;
 
         let actions = app.adm_audit_actions(&t, "").await;
@@ -334,10 +415,13 @@ async fn import_json_and_csv_then_reimport_updates_by_phone() {
 
         let by_name = app.adm_get("/api/admin/members?q=%E8%B5%B5", &t).await; // 赵
         assert_eq!(by_name["total"], 1);
-        let by_unit = app.adm_get("/api/admin/members?org_unit=%E7%AC%AC%E4%B8%80%E5%85%9A%E6%94%AF%E9%83%A8", &t).await; // 第一党支部
+        let by_unit =
+            app.adm_get("/api/admin/members?org_unit=%E7%AC%AC%E4%B8%80%E5%85%9A%E6%94%AF%E9%83%A8", &t).await; // 第一党支部
         assert_eq!(by_unit["total"], 2);
         // The mini-program binding's lookup.
-        let found = dangjian::http::admin::members::find_by_phone(&app.state.db, &app.state.cipher, "13912340004").await.unwrap();
+        let found = dangjian::http::admin::members::find_by_phone(&app.state.db, &app.state.cipher, "13912340004")
+            .await
+            .unwrap();
         assert_eq!(found.unwrap().name, "赵, 六");
     });
 }
@@ -357,7 +441,8 @@ async fn bad_rows_are_listed_with_422_and_nothing_is_written() {
         let r = app.adm_import_json(&t, rows).await;
         let (status, code, body) = error_of(r).await;
         assert_eq!((status, code.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"));
-        let bad: Vec<i64> = body["error"]["rows"].as_array().unwrap().iter().map(|e| e["row"].as_i64().unwrap()).collect();
+        let bad: Vec<i64> =
+            body["error"]["rows"].as_array().unwrap().iter().map(|e| e["row"].as_i64().unwrap()).collect();
         assert_eq!(bad, vec![2, 3, 4, 5, 6], "{body}");
         let text = body.to_string();
         for secret in ["12345678901", "13912340011", "110105194912310021", "500000"] {
@@ -366,14 +451,22 @@ async fn bad_rows_are_listed_with_422_and_nothing_is_written() {
         assert_eq!(app.count("SELECT COUNT(*) FROM members").await, 0);
         assert_eq!(app.count("SELECT COUNT(*) FROM org_units").await, 0);
 
-        let r = app.adm_import_csv(&t, "name,phone,category,org_unit\n甲,13912340021,student,新支部\n乙,139,student,新支部\n").await;
+        let r = app
+            .adm_import_csv(&t, "name,phone,category,org_unit\n甲,13912340021,student,新支部\n乙,139,student,新支部\n")
+            .await;
         let (_, code, body) = error_of(r).await;
         assert_eq!(code, "validation_failed");
         assert_eq!(body["error"]["rows"][0]["row"], 2);
         assert_eq!(body["error"]["rows"][0]["field"], "phone");
         assert_eq!(app.count("SELECT COUNT(*) FROM members").await, 0);
 
-        let r = app.adm_req(Method::POST, "/api/admin/members", &t).header("content-type", "text/plain").body("x").send().await.unwrap();
+        let r = app
+            .adm_req(Method::POST, "/api/admin/members", &t)
+            .header("content-type", "text/plain")
+            .body("x")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(error_of(r).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
         // CSV may be larger than the 1 MiB JSON limit (5 MiB).
         let mut big = String::from("name,phone,category,org_unit\n");
@@ -405,27 +498,51 @@ async fn secretaries_see_and_change_only_their_subtree() {
         let sec = app.user_token("sec_one", "secretary", Some("一支部")).await;
 
         let list = app.adm_get("/api/admin/members", &sec).await;
-        let names: Vec<&str> = list["members"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> =
+            list["members"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
         assert_eq!(names, ["甲", "乙"]);
         let units = app.adm_get("/api/admin/org-units", &sec).await;
         assert_eq!(units["org_units"].as_array().unwrap().len(), 2);
 
         let all = app.adm_get("/api/admin/members", &t).await;
-        let other = all["members"].as_array().unwrap().iter().find(|m| m["name"] == "丙").unwrap()["id"].as_i64().unwrap();
-        let own = all["members"].as_array().unwrap().iter().find(|m| m["name"] == "乙").unwrap()["id"].as_i64().unwrap();
-        let r = app.adm_req(Method::GET, &format!("/api/admin/members/{other}?reveal=true"), &sec).send().await.unwrap();
+        let other =
+            all["members"].as_array().unwrap().iter().find(|m| m["name"] == "丙").unwrap()["id"].as_i64().unwrap();
+        let own =
+            all["members"].as_array().unwrap().iter().find(|m| m["name"] == "乙").unwrap()["id"].as_i64().unwrap();
+        let r =
+            app.adm_req(Method::GET, &format!("/api/admin/members/{other}?reveal=true"), &sec).send().await.unwrap();
         assert_eq!(error_of(r).await.0, StatusCode::NOT_FOUND);
         let clear = app.adm_get(&format!("/api/admin/members/{own}?reveal=true"), &sec).await;
         assert_eq!(clear["member"]["phone"], "13912340032");
 
         // Writes outside the subtree, to unknown units, or over an outside member: refused, nothing written.
-        let r = app.adm_import_json(&sec, json!([{"name": "丁", "phone": "13912340034", "category": "student", "org_unit": "二支部"}])).await;
+        let r = app
+            .adm_import_json(
+                &sec,
+                json!([{"name": "丁", "phone": "13912340034", "category": "student", "org_unit": "二支部"}]),
+            )
+            .await;
         assert_eq!(error_of(r).await.2["error"]["rows"][0]["field"], "org_unit");
-        let r = app.adm_import_json(&sec, json!([{"name": "丁", "phone": "13912340034", "category": "student", "org_unit": "不存在"}])).await;
+        let r = app
+            .adm_import_json(
+                &sec,
+                json!([{"name": "丁", "phone": "13912340034", "category": "student", "org_unit": "不存在"}]),
+            )
+            .await;
         assert_eq!(error_of(r).await.1, "validation_failed");
-        let r = app.adm_import_json(&sec, json!([{"name": "丙", "phone": "13912340033", "category": "student", "org_unit": "一支部"}])).await;
+        let r = app
+            .adm_import_json(
+                &sec,
+                json!([{"name": "丙", "phone": "13912340033", "category": "student", "org_unit": "一支部"}]),
+            )
+            .await;
         assert_eq!(error_of(r).await.2["error"]["rows"][0]["field"], "phone");
-        let r = app.adm_import_json(&sec, json!([{"name": "戊", "phone": "13912340035", "category": "student", "org_unit": "一支部学生组"}])).await;
+        let r = app
+            .adm_import_json(
+                &sec,
+                json!([{"name": "戊", "phone": "13912340035", "category": "student", "org_unit": "一支部学生组"}]),
+            )
+            .await;
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(app.count("SELECT COUNT(*) FROM members").await, 4);
         assert_eq!(app.count("SELECT COUNT(*) FROM org_units").await, 4);
@@ -459,11 +576,17 @@ async fn raw_tables_hold_no_clear_personal_data() {
                         assert!(!cell.contains(p), "{table}: clear phone");
                     }
                     assert!(!cell.contains(&id), "{table}: clear ID number");
-                    assert!(cell != "812345" && cell != "456789" && !cell.contains("\"812345\""), "{table}: clear income");
+                    assert!(
+                        cell != "812345" && cell != "456789" && !cell.contains("\"812345\""),
+                        "{table}: clear income"
+                    );
                 }
             }
         }
-        let rows = sqlx::query("SELECT phone_enc, id_number_enc, monthly_income_enc FROM members").fetch_all(app.state.db.pool()).await.unwrap();
+        let rows = sqlx::query("SELECT phone_enc, id_number_enc, monthly_income_enc FROM members")
+            .fetch_all(app.state.db.pool())
+            .await
+            .unwrap();
         for r in &rows {
             let enc: String = r.get(0);
             assert!(enc.starts_with(&format!("v1:{}:", app.state.cipher.current_key_id())));
@@ -471,7 +594,12 @@ async fn raw_tables_hold_no_clear_personal_data() {
         if matches!(app.backend, crate::helpers::Backend::Sqlite) {
             // The SQLite file and its WAL, byte for byte.
             let dir = app.state.settings.database_url.clone();
-            let path = secrecy::ExposeSecret::expose_secret(&dir).trim_start_matches("sqlite://").split('?').next().unwrap().to_owned();
+            let path = secrecy::ExposeSecret::expose_secret(&dir)
+                .trim_start_matches("sqlite://")
+                .split('?')
+                .next()
+                .unwrap()
+                .to_owned();
             let mut bytes = std::fs::read(&path).unwrap();
             bytes.extend(std::fs::read(format!("{path}-wal")).unwrap_or_default());
             let text = String::from_utf8_lossy(&bytes);
@@ -495,11 +623,17 @@ async fn rotate_key_reencrypts_every_value_under_the_new_key() {
         let new = DataCipher::new(&[9u8; 32], &[[7u8; 32]]);
         assert_ne!(new.current_key_id(), app.state.cipher.current_key_id());
         // During the rotation window lookups still match through the old index.
-        assert!(dangjian::http::admin::members::find_by_phone(&app.state.db, &new, "13912340002").await.unwrap().is_some());
+        assert!(dangjian::http::admin::members::find_by_phone(&app.state.db, &new, "13912340002")
+            .await
+            .unwrap()
+            .is_some());
         assert_eq!(dangjian::auth::cli::rotate_key(&app.state.db, &new).await.unwrap(), 3);
         assert_eq!(dangjian::auth::cli::rotate_key(&app.state.db, &new).await.unwrap(), 0, "idempotent");
         let only_new = DataCipher::new(&[9u8; 32], &[]);
-        let rows = sqlx::query("SELECT phone_enc, id_number_enc, monthly_income_enc FROM members").fetch_all(app.state.db.pool()).await.unwrap();
+        let rows = sqlx::query("SELECT phone_enc, id_number_enc, monthly_income_enc FROM members")
+            .fetch_all(app.state.db.pool())
+            .await
+            .unwrap();
         for r in &rows {
             for i in 0..3 {
                 if let Some(v) = r.get::<Option<String>, _>(i) {
@@ -508,7 +642,10 @@ async fn rotate_key_reencrypts_every_value_under_the_new_key() {
                 }
             }
         }
-        let m = dangjian::http::admin::members::find_by_phone(&app.state.db, &only_new, "13912340002").await.unwrap().unwrap();
+        let m = dangjian::http::admin::members::find_by_phone(&app.state.db, &only_new, "13912340002")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(m.name, "李四");
         assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'pii.rotate_key'").await, 2);
     });
@@ -527,7 +664,10 @@ async fn cors_is_closed_unless_configured() {
             .unwrap();
         assert!(r.headers().get("access-control-allow-origin").is_none());
     });
-    let spawn = || Spawn { overrides: vec![("cors_allowed_origins", "https://console.example.edu".into())], ..Default::default() };
+    let spawn = || Spawn {
+        overrides: vec![("cors_allowed_origins", "https://console.example.edu".into())],
+        ..Default::default()
+    };
     each_backend!(spawn = spawn(), |app| {
         let r = app
             .http
@@ -551,7 +691,13 @@ async fn mp_api_is_rate_limited_per_client_ip_behind_trusted_proxies_only() {
     each_backend!(spawn = spawn(""), |app| {
         let mut statuses = Vec::new();
         for i in 0..4 {
-            let r = app.http.get(app.url("/api/mp/banners")).header("x-forwarded-for", format!("198.51.100.{i}")).send().await.unwrap();
+            let r = app
+                .http
+                .get(app.url("/api/mp/banners"))
+                .header("x-forwarded-for", format!("198.51.100.{i}"))
+                .send()
+                .await
+                .unwrap();
             statuses.push(r.status());
         }
         assert_eq!(statuses[3], StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
@@ -560,7 +706,13 @@ async fn mp_api_is_rate_limited_per_client_ip_behind_trusted_proxies_only() {
     // Trusted proxy: each forwarded client has its own window.
     each_backend!(spawn = spawn("127.0.0.1/32"), |app| {
         for i in 0..4 {
-            let r = app.http.get(app.url("/api/mp/banners")).header("x-forwarded-for", format!("198.51.100.{i}")).send().await.unwrap();
+            let r = app
+                .http
+                .get(app.url("/api/mp/banners"))
+                .header("x-forwarded-for", format!("198.51.100.{i}"))
+                .send()
+                .await
+                .unwrap();
             assert_ne!(r.status(), StatusCode::TOO_MANY_REQUESTS);
         }
         for _ in 0..3 {
@@ -569,4 +721,39 @@ async fn mp_api_is_rate_limited_per_client_ip_behind_trusted_proxies_only() {
         let r = app.http.get(app.url("/api/mp/banners")).header("x-forwarded-for", "203.0.113.5").send().await.unwrap();
         assert_eq!(error_of(r).await.1, "rate_limited");
     });
+}
+
+#[tokio::test]
+async fn first_admin_is_created_once_and_the_dev_data_key_is_generated_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dangjian::config::Settings::with_overrides([
+        ("database_url", format!("sqlite://{}/f.db?mode=rwc", dir.path().display())),
+        ("data_dir", dir.path().join("data").display().to_string()),
+    ])
+    .unwrap();
+    assert!(settings.admin_password.is_none() && settings.data_key.is_none());
+    let db = dangjian::db::Db::connect(&settings.database_url).await.unwrap();
+    db.migrate().await.unwrap();
+    dangjian::auth::users::ensure_first_admin(&db, &settings, 1).await.unwrap();
+    dangjian::auth::users::ensure_first_admin(&db, &settings, 2).await.unwrap();
+    let n: i64 = sqlx::query("SELECT COUNT(*) FROM admin_users WHERE username = 'admin' AND role = 'admin'")
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    let hash: String = sqlx::query("SELECT password_hash FROM admin_users").fetch_one(db.pool()).await.unwrap().get(0);
+    assert!(hash.starts_with("$argon2id$"));
+
+    let a = DataCipher::from_settings(&settings).unwrap();
+    let b = DataCipher::from_settings(&settings).unwrap();
+    assert_eq!(a.current_key_id(), b.current_key_id(), "the generated key is reused");
+    assert_eq!(b.decrypt(&a.encrypt("x")).unwrap(), "x");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("data/data.key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    db.close().await;
 }

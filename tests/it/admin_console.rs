@@ -20,7 +20,9 @@ fn set_cookies(resp: &reqwest::Response) -> Vec<String> {
 }
 
 fn cookie_value(cookies: &[String], name: &str) -> Option<String> {
-    cookies.iter().find_map(|c| c.strip_prefix(&format!("{name}=")).map(|rest| rest.split(';').next().unwrap().to_owned()))
+    cookies
+        .iter()
+        .find_map(|c| c.strip_prefix(&format!("{name}=")).map(|rest| rest.split(';').next().unwrap().to_owned()))
 }
 
 fn hidden_csrf(html: &str) -> String {
@@ -78,7 +80,13 @@ async fn console_login_uses_a_hardened_cookie_and_csrf_protects_every_post() {
         // The cookie also drives /api/admin, but unsafe methods need the CSRF header.
         let r = http.get(app.url("/api/admin/me")).header(header::COOKIE, &session).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK);
-        let r = http.post(app.url("/api/admin/org-units")).header(header::COOKIE, &session).json(&json!({"name": "控制台支部"})).send().await.unwrap();
+        let r = http
+            .post(app.url("/api/admin/org-units"))
+            .header(header::COOKIE, &session)
+            .json(&json!({"name": "控制台支部"}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
         assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "csrf_failed");
         let r = http
@@ -91,9 +99,21 @@ async fn console_login_uses_a_hardened_cookie_and_csrf_protects_every_post() {
             .unwrap();
         assert_eq!(r.status(), StatusCode::CREATED);
 
-        let r = http.post(app.url("/admin/logout")).header(header::COOKIE, &session).form(&[("csrf", "forged")]).send().await.unwrap();
+        let r = http
+            .post(app.url("/admin/logout"))
+            .header(header::COOKIE, &session)
+            .form(&[("csrf", "forged")])
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
-        let r = http.post(app.url("/admin/logout")).header(header::COOKIE, &session).form(&[("csrf", csrf.as_str())]).send().await.unwrap();
+        let r = http
+            .post(app.url("/admin/logout"))
+            .header(header::COOKIE, &session)
+            .form(&[("csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::SEE_OTHER);
         assert!(set_cookies(&r).iter().any(|c| c.starts_with("dj_session=;") && c.contains("Max-Age=0")));
         let r = http.get(app.url("/admin/")).header(header::COOKIE, &session).send().await.unwrap();
@@ -103,7 +123,8 @@ async fn console_login_uses_a_hardened_cookie_and_csrf_protects_every_post() {
 
 #[tokio::test]
 async fn session_cookies_are_secure_when_the_public_url_is_https() {
-    let spawn = || Spawn { overrides: vec![("public_url", "https://dangjian.example.edu".into())], ..Default::default() };
+    let spawn =
+        || Spawn { overrides: vec![("public_url", "https://dangjian.example.edu".into())], ..Default::default() };
     each_backend!(spawn = spawn(), |app| {
         let http = no_redirects();
         let r = http.get(app.url("/admin/login")).send().await.unwrap();
@@ -138,7 +159,9 @@ fn captured() -> Arc<Mutex<Vec<u8>>> {
         }
         let sink = buf.clone();
         let subscriber = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("trace,hyper=debug,h2=debug,reqwest=debug,rustls=debug"))
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "trace,hyper=debug,h2=debug,reqwest=debug,rustls=debug",
+            ))
             .with_writer(move || W(sink.clone()))
             .with_ansi(false)
             .finish();
@@ -161,27 +184,76 @@ async fn a_full_scenario_logs_no_personal_data_and_no_passwords() {
         let r = app.http.post(app.url("/api/admin/members")).bearer_auth(&t).json(&rows).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         let csv = "name,phone,category,monthly_income_fen,org_unit\n日志丙,13587650003,employed,777123,日志支部\n坏,13587,employed,xyz,日志支部\n";
-        let r = app.http.post(app.url("/api/admin/members")).bearer_auth(&t).header("content-type", "text/csv").body(csv).send().await.unwrap();
+        let r = app
+            .http
+            .post(app.url("/api/admin/members"))
+            .bearer_auth(&t)
+            .header("content-type", "text/csv")
+            .body(csv)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
         let bad = json!({"name": 13587650004_i64});
         app.http.post(app.url("/api/admin/org-units")).bearer_auth(&t).json(&bad).send().await.unwrap();
-        let list: Value = app.http.get(app.url("/api/admin/members?q=13587650001")).bearer_auth(&t).send().await.unwrap().json().await.unwrap();
+        let list: Value = app
+            .http
+            .get(app.url("/api/admin/members?q=13587650001"))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let id = list["members"][0]["id"].as_i64().unwrap();
-        let r = app.http.get(app.url(&format!("/api/admin/members/{id}?reveal=true"))).bearer_auth(&t).send().await.unwrap();
+        let r = app
+            .http
+            .get(app.url(&format!("/api/admin/members/{id}?reveal=true")))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.json::<Value>().await.unwrap()["member"]["phone"], "13587650001");
         for _ in 0..6 {
-            app.http.post(app.url("/api/admin/login")).json(&json!({"username": ADMIN_USER, "password": "Wr0ng-Secret-Guess"})).send().await.unwrap();
+            app.http
+                .post(app.url("/api/admin/login"))
+                .json(&json!({"username": ADMIN_USER, "password": "Wr0ng-Secret-Guess"}))
+                .send()
+                .await
+                .unwrap();
         }
-        app.http.post(app.url("/api/admin/login")).json(&json!({"username": "Typed-Password-Here", "password": "x"})).send().await.unwrap();
-        let pw = app.http.request(Method::POST, app.url("/api/admin/password")).bearer_auth(&t)
-            .json(&json!({"old_password": ADMIN_PASSWORD, "new_password": "Brand-New-Secret-9"})).send().await.unwrap();
+        app.http
+            .post(app.url("/api/admin/login"))
+            .json(&json!({"username": "Typed-Password-Here", "password": "x"}))
+            .send()
+            .await
+            .unwrap();
+        let pw = app
+            .http
+            .request(Method::POST, app.url("/api/admin/password"))
+            .bearer_auth(&t)
+            .json(&json!({"old_password": ADMIN_PASSWORD, "new_password": "Brand-New-Secret-9"}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(pw.status(), StatusCode::OK);
 
         let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
         assert!(text.contains("members imported"), "sanity: logs were captured");
         let forbidden = [
-            "13587650001", "13587650002", "13587650003", "13587650004", "934517", "612483", "777123",
-            idn.as_str(), ADMIN_PASSWORD, "Wr0ng-Secret-Guess", "Typed-Password-Here", "Brand-New-Secret-9",
+            "13587650001",
+            "13587650002",
+            "13587650003",
+            "13587650004",
+            "934517",
+            "612483",
+            "777123",
+            idn.as_str(),
+            ADMIN_PASSWORD,
+            "Wr0ng-Secret-Guess",
+            "Typed-Password-Here",
+            "Brand-New-Secret-9",
         ];
         for secret in forbidden.iter().filter(|s| s.len() > 4) {
             assert!(!text.contains(secret), "`{secret}` appears in the logs");

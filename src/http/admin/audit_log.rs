@@ -19,7 +19,9 @@ async fn search(State(st): State<AppState>, AppQuery(f): AppQuery<AuditFilter>) 
     let time = |v: &Option<String>, name: &str| -> AppResult<Option<i64>> {
         match v.as_deref().filter(|s| !s.is_empty()) {
             None => Ok(None),
-            Some(s) => parse_time(s).map(Some).ok_or_else(|| AppError::BadRequest(format!("{name} must be RFC 3339 or unix milliseconds"))),
+            Some(s) => parse_time(s)
+                .map(Some)
+                .ok_or_else(|| AppError::BadRequest(format!("{name} must be RFC 3339 or unix milliseconds"))),
         }
     };
     let since = time(&f.since, "since")?;

@@ -42,7 +42,11 @@ pub(super) fn public_user(u: &users::AdminUser) -> Value {
     user_json(u)
 }
 
-async fn login(State(st): State<AppState>, ip: ClientIp, AppJson(body): AppJson<LoginBody>) -> AppResult<AppJson<Value>> {
+async fn login(
+    State(st): State<AppState>,
+    ip: ClientIp,
+    AppJson(body): AppJson<LoginBody>,
+) -> AppResult<AppJson<Value>> {
     let done = login::login(&st, &body.username, &body.password, ip, tokens::TokenKind::Api).await?;
     Ok(AppJson(json!({
         "token": done.issued.token,
@@ -73,18 +77,26 @@ struct PasswordBody {
     new_password: String,
 }
 
-async fn change_password(State(st): State<AppState>, session: AdminSession, AppJson(body): AppJson<PasswordBody>) -> AppResult<AppJson<Value>> {
+async fn change_password(
+    State(st): State<AppState>,
+    session: AdminSession,
+    AppJson(body): AppJson<PasswordBody>,
+) -> AppResult<AppJson<Value>> {
     let creds = users::by_id(&st.db, session.user_id).await?.ok_or(AppError::Unauthorized)?;
     if !password::verify_blocking(body.old_password, creds.password_hash).await {
-        audit::record(st.db.pool(), &session.audit("auth.password_change_failed", "admin_user", session.user_id)).await?;
+        audit::record(st.db.pool(), &session.audit("auth.password_change_failed", "admin_user", session.user_id))
+            .await?;
         return Err(AppError::rejected(StatusCode::FORBIDDEN, "invalid_credentials", "the old password is wrong"));
     }
     password::check_policy(&session.username, &body.new_password).map_err(AppError::Validation)?;
     let hash = password::hash_blocking(body.new_password).await?;
     let mut tx = st.db.begin_write().await?;
     users::set_password(&mut *tx, session.user_id, &hash, session.now).await?;
-    let revoked = tokens::revoke_all_for_user(&mut *tx, session.user_id, Some(session.token_hash()), session.now).await?;
-    let entry = session.audit("admin_user.password_change", "admin_user", session.user_id).details(json!({"sessions_revoked": revoked}));
+    let revoked =
+        tokens::revoke_all_for_user(&mut *tx, session.user_id, Some(session.token_hash()), session.now).await?;
+    let entry = session
+        .audit("admin_user.password_change", "admin_user", session.user_id)
+        .details(json!({"sessions_revoked": revoked}));
     audit::record(&mut *tx, &entry).await?;
     tx.commit().await?;
     Ok(AppJson(json!({"sessions_revoked": revoked})))

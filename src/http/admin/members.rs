@@ -28,9 +28,15 @@ use crate::{
 
 pub fn routes(r: AdminRoutes) -> AdminRoutes {
     let import_limit = r.state.settings.import_max_body_bytes;
-    r.route_with_limit(axum::http::Method::POST, "/api/admin/members", Permission::WriteMembers, Some(import_limit), import)
-        .get("/api/admin/members", Permission::ReadMembers, list)
-        .get("/api/admin/members/{id}", Permission::ReadMembers, show)
+    r.route_with_limit(
+        axum::http::Method::POST,
+        "/api/admin/members",
+        Permission::WriteMembers,
+        Some(import_limit),
+        import,
+    )
+    .get("/api/admin/members", Permission::ReadMembers, list)
+    .get("/api/admin/members/{id}", Permission::ReadMembers, show)
 }
 
 pub const CATEGORIES: [&str; 5] = ["employed", "retired", "student", "unemployed", "other"];
@@ -130,7 +136,11 @@ struct ListQuery {
     page: Option<i64>,
 }
 
-async fn list(State(st): State<AppState>, session: AdminSession, AppQuery(q): AppQuery<ListQuery>) -> AppResult<AppJson<Value>> {
+async fn list(
+    State(st): State<AppState>,
+    session: AdminSession,
+    AppQuery(q): AppQuery<ListQuery>,
+) -> AppResult<AppJson<Value>> {
     let scope = session.org_scope(&st.db).await?;
     let mut cond = vec![scope.sql_condition("m.org_unit_id")];
     let mut args: Vec<String> = Vec::new();
@@ -179,7 +189,12 @@ struct ShowQuery {
 
 /// `?reveal=true` returns phone, ID number and income in clear: needs `RevealPersonalData` within
 /// the caller's org units, and is written to the audit log before the data leaves.
-async fn show(State(st): State<AppState>, session: AdminSession, Path(id): Path<i64>, AppQuery(q): AppQuery<ShowQuery>) -> AppResult<AppJson<Value>> {
+async fn show(
+    State(st): State<AppState>,
+    session: AdminSession,
+    Path(id): Path<i64>,
+    AppQuery(q): AppQuery<ShowQuery>,
+) -> AppResult<AppJson<Value>> {
     let m = by_id(&st.db, id).await?.ok_or_else(|| AppError::NotFound("member".into()))?;
     // Out-of-scope members are "not found": their existence is itself personal data.
     if !session.org_scope(&st.db).await?.contains(m.org_unit_id) {
@@ -220,7 +235,8 @@ struct ImportRow {
     joined_at: Option<i64>,
 }
 
-const COLUMNS: [&str; 8] = ["name", "phone", "category", "monthly_income_fen", "org_unit", "id_number", "party_status", "joined_at"];
+const COLUMNS: [&str; 8] =
+    ["name", "phone", "category", "monthly_income_fen", "org_unit", "id_number", "party_status", "joined_at"];
 
 /// Raw cells of one row (JSON values stringified; CSV cells as-is).
 type RawRow = HashMap<String, String>;
@@ -248,7 +264,7 @@ fn validate_row(n: usize, raw: &RawRow, errors: &mut Vec<RowError>) -> Option<Im
     let income_fen = match get("monthly_income_fen") {
         None => None,
         Some(s) => match s.parse::<i64>() {
-            Ok(v) if (0..=100_000_000_00).contains(&v) => Some(v),
+            Ok(v) if (0..=10_000_000_000).contains(&v) => Some(v),
             _ => {
                 err("monthly_income_fen", "monthly_income_fen must be a whole number of fen, 0 or more");
                 None
@@ -350,11 +366,17 @@ fn csv_rows(body: &[u8]) -> AppResult<Vec<RawRow>> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let records = parse_csv(text).map_err(AppError::Validation)?;
     let mut it = records.into_iter();
-    let header: Vec<String> = it.next().ok_or_else(|| AppError::Validation("empty CSV".into()))?.into_iter().map(|h| h.trim().to_lowercase()).collect();
+    let header: Vec<String> = it
+        .next()
+        .ok_or_else(|| AppError::Validation("empty CSV".into()))?
+        .into_iter()
+        .map(|h| h.trim().to_lowercase())
+        .collect();
     Ok(it
         .filter(|r| !(r.len() == 1 && r[0].trim().is_empty()))
         .map(|r| {
-            let mut row: RawRow = header.iter().cloned().zip(r.iter().cloned()).filter(|(_, v)| !v.trim().is_empty()).collect();
+            let mut row: RawRow =
+                header.iter().cloned().zip(r.iter().cloned()).filter(|(_, v)| !v.trim().is_empty()).collect();
             if r.len() > header.len() {
                 row.insert("\u{0}extra".into(), String::new());
             }
@@ -479,12 +501,16 @@ async fn import(
             units.insert(row.org_unit.clone(), found);
         }
         match units[&row.org_unit] {
-            Some(id) if !scope.contains(id) => {
-                errors.push(RowError { row: *n, field: "org_unit", message: "org_unit is outside your org units".into() })
-            }
-            None if !may_create_units => {
-                errors.push(RowError { row: *n, field: "org_unit", message: "unknown org_unit (only administrators create them)".into() })
-            }
+            Some(id) if !scope.contains(id) => errors.push(RowError {
+                row: *n,
+                field: "org_unit",
+                message: "org_unit is outside your org units".into(),
+            }),
+            None if !may_create_units => errors.push(RowError {
+                row: *n,
+                field: "org_unit",
+                message: "unknown org_unit (only administrators create them)".into(),
+            }),
             _ => {}
         }
     }
@@ -515,7 +541,11 @@ async fn import(
     for (n, row) in &rows {
         if let Some((_, unit)) = existing.get(&row.phone) {
             if !scope.contains(*unit) {
-                errors.push(RowError { row: *n, field: "phone", message: "this phone belongs to a member outside your org units".into() });
+                errors.push(RowError {
+                    row: *n,
+                    field: "phone",
+                    message: "this phone belongs to a member outside your org units".into(),
+                });
             }
         }
     }
@@ -536,7 +566,9 @@ async fn import(
             };
             *id = Some(new_id);
             units_created.push(json!({"id": new_id, "name": name}));
-            let entry = session.audit("org_unit.create", "org_unit", new_id).details(json!({"after": {"name": name}, "via": "member.import"}));
+            let entry = session
+                .audit("org_unit.create", "org_unit", new_id)
+                .details(json!({"after": {"name": name}, "via": "member.import"}));
             audit::record(&mut *tx, &entry).await?;
         }
     }
@@ -623,10 +655,16 @@ mod tests {
     #[test]
     fn row_validation_reports_fields_without_values() {
         let mut errors = Vec::new();
-        let raw: RawRow = [("name", ""), ("phone", "12345"), ("category", "boss"), ("org_unit", "一支部"), ("monthly_income_fen", "-5")]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
+        let raw: RawRow = [
+            ("name", ""),
+            ("phone", "12345"),
+            ("category", "boss"),
+            ("org_unit", "一支部"),
+            ("monthly_income_fen", "-5"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
         assert!(validate_row(7, &raw, &mut errors).is_none());
         let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
         assert_eq!(fields, ["name", "phone", "category", "monthly_income_fen"]);

@@ -39,7 +39,11 @@ struct NewUser {
     password: Option<String>,
 }
 
-async fn create(State(st): State<AppState>, session: AdminSession, AppJson(body): AppJson<NewUser>) -> AppResult<(StatusCode, AppJson<Value>)> {
+async fn create(
+    State(st): State<AppState>,
+    session: AdminSession,
+    AppJson(body): AppJson<NewUser>,
+) -> AppResult<(StatusCode, AppJson<Value>)> {
     users::check_username(&body.username).map_err(AppError::Validation)?;
     if body.role == Role::Secretary && body.org_unit.is_none() {
         return Err(AppError::Validation("a secretary needs an org_unit".into()));
@@ -55,7 +59,9 @@ async fn create(State(st): State<AppState>, session: AdminSession, AppJson(body)
     let mut tx = st.db.begin_write().await?;
     let unit_id = match &body.org_unit {
         None => None,
-        Some(name) => Some(org::find_by_name(&mut *tx, name).await?.ok_or_else(|| AppError::Validation("unknown org_unit".into()))?.id),
+        Some(name) => Some(
+            org::find_by_name(&mut *tx, name).await?.ok_or_else(|| AppError::Validation("unknown org_unit".into()))?.id,
+        ),
     };
     let id = users::insert(&mut *tx, &body.username, body.role, unit_id, &hash, session.now)
         .await?
@@ -80,10 +86,13 @@ async fn set_status(st: &AppState, session: &AdminSession, id: i64, status: &str
     let before = users::by_id(&st.db, id).await?.ok_or_else(|| AppError::NotFound("user".into()))?.user;
     let mut tx = st.db.begin_write().await?;
     users::set_status(&mut *tx, id, status, session.now).await?;
-    let revoked = if status == "disabled" { tokens::revoke_all_for_user(&mut *tx, id, None, session.now).await? } else { 0 };
-    let entry = session.audit(&format!("admin_user.{}", if status == "disabled" { "disable" } else { "enable" }), "admin_user", id).details(
-        json!({"before": {"status": before.status}, "after": {"status": status}, "sessions_revoked": revoked}),
-    );
+    let revoked =
+        if status == "disabled" { tokens::revoke_all_for_user(&mut *tx, id, None, session.now).await? } else { 0 };
+    let entry = session
+        .audit(&format!("admin_user.{}", if status == "disabled" { "disable" } else { "enable" }), "admin_user", id)
+        .details(
+            json!({"before": {"status": before.status}, "after": {"status": status}, "sessions_revoked": revoked}),
+        );
     audit::record(&mut *tx, &entry).await?;
     tx.commit().await?;
     let user = users::by_id(&st.db, id).await?.ok_or_else(|| AppError::NotFound("user".into()))?.user;
@@ -99,14 +108,19 @@ async fn enable(State(st): State<AppState>, session: AdminSession, Path(id): Pat
 }
 
 /// A new random password (returned once), unlock, end all sessions of that account.
-async fn reset_password(State(st): State<AppState>, session: AdminSession, Path(id): Path<i64>) -> AppResult<AppJson<Value>> {
+async fn reset_password(
+    State(st): State<AppState>,
+    session: AdminSession,
+    Path(id): Path<i64>,
+) -> AppResult<AppJson<Value>> {
     users::by_id(&st.db, id).await?.ok_or_else(|| AppError::NotFound("user".into()))?;
     let pw = password::generate();
     let hash = password::hash_blocking(pw.clone()).await?;
     let mut tx = st.db.begin_write().await?;
     users::set_password(&mut *tx, id, &hash, session.now).await?;
     let revoked = tokens::revoke_all_for_user(&mut *tx, id, None, session.now).await?;
-    let entry = session.audit("admin_user.reset_password", "admin_user", id).details(json!({"sessions_revoked": revoked}));
+    let entry =
+        session.audit("admin_user.reset_password", "admin_user", id).details(json!({"sessions_revoked": revoked}));
     audit::record(&mut *tx, &entry).await?;
     tx.commit().await?;
     Ok(AppJson(json!({"password": pw, "sessions_revoked": revoked})))

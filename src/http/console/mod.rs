@@ -34,7 +34,8 @@ use crate::{
 const LOGIN_CSRF_COOKIE: &str = "dj_login_csrf";
 const FORM_LIMIT: usize = 64 * 1024;
 
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: https:; \
+const CSP: &str =
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: https:; \
                    object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 pub fn router(state: AppState) -> Router<AppState> {
@@ -115,7 +116,8 @@ fn parse_form(body: &[u8]) -> HashMap<String, String> {
 }
 
 fn csrf_failed() -> Response {
-    AppError::rejected(StatusCode::FORBIDDEN, "csrf_failed", "missing or wrong CSRF token; reload the page").into_response()
+    AppError::rejected(StatusCode::FORBIDDEN, "csrf_failed", "missing or wrong CSRF token; reload the page")
+        .into_response()
 }
 
 /// Checks the CSRF token of every unsafe console request before any handler runs: the login form
@@ -184,7 +186,9 @@ fn login_csrf_cookie(st: &AppState, value: &str) -> HeaderValue {
 
 async fn login_page(State(st): State<AppState>, headers: HeaderMap) -> Response {
     let csrf = match cookie(&headers, LOGIN_CSRF_COOKIE) {
-        Some(c) if c.len() == 43 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => c.to_owned(),
+        Some(c) if c.len() == 43 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => {
+            c.to_owned()
+        }
         _ => tokens::random_token(),
     };
     ([(header::SET_COOKIE, login_csrf_cookie(&st, &csrf))], Html(login_form(&csrf, None))).into_response()
@@ -204,8 +208,13 @@ async fn login_submit(State(st): State<AppState>, ip: ClientIp, Form(form): Form
     match login::login(&st, &form.username, &form.password, ip, TokenKind::Console).await {
         Ok(done) => {
             let ttl = st.settings.console_session_ttl_secs;
-            let cookie = format!("{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={ttl}{}", done.issued.token, secure(&st));
-            let clear = format!("{LOGIN_CSRF_COOKIE}=; Path=/admin/login; HttpOnly; SameSite=Strict; Max-Age=0{}", secure(&st));
+            let cookie = format!(
+                "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={ttl}{}",
+                done.issued.token,
+                secure(&st)
+            );
+            let clear =
+                format!("{LOGIN_CSRF_COOKIE}=; Path=/admin/login; HttpOnly; SameSite=Strict; Max-Age=0{}", secure(&st));
             let mut resp = Redirect::to("/admin/").into_response();
             let h = resp.headers_mut();
             h.append(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("cookie"));
