@@ -94,6 +94,23 @@ pub struct Settings {
     pub admin_max_body_bytes: usize,
     pub import_max_body_bytes: usize,
     pub cors_allowed_origins: String,
+
+    /// Push senders per process (`dangjian serve` and `dangjian worker`).
+    pub push_workers: usize,
+    /// Delivery rows one sender claims (marks in flight) at a time.
+    pub push_batch_size: i64,
+    /// Concurrent WeChat calls per sender.
+    pub push_concurrency: usize,
+    /// Sends per second across all replicas (shared through Redis when configured); 0 = no limit.
+    pub push_rate_per_second: u64,
+    /// Lease of a claimed row; a row still in flight after it becomes `unknown`.
+    pub push_lease_secs: u64,
+    /// How often idle senders and the push scheduler look for work.
+    pub push_poll_ms: u64,
+    /// First retry delay after a transient error (-1, HTTP 5xx); doubles per attempt.
+    pub push_retry_base_ms: u64,
+    /// Attempts per recipient before a transient error becomes `failed`.
+    pub push_max_attempts: i64,
 }
 
 #[derive(Debug, thiserror::Error)]

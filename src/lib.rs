@@ -20,6 +20,7 @@ pub mod markdown;
 pub mod metrics;
 pub mod outbound;
 pub mod pii;
+pub mod push;
 pub mod startup;
 pub mod telemetry;
 pub mod wechat_api;

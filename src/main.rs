@@ -27,6 +27,12 @@ enum Command {
         #[arg(long)]
         no_migrate: bool,
     },
+    /// Run only the background workers (push senders, scheduler, syncs): scale them apart from HTTP.
+    Worker {
+        /// Don't apply migrations at start-up.
+        #[arg(long)]
+        no_migrate: bool,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// WeChat housekeeping.
@@ -89,6 +95,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin(cmd) => dangjian::auth::cli::run(&settings, cmd).await,
+        Command::Worker { no_migrate } => dangjian::startup::run_workers_until_stopped(settings, !no_migrate).await,
         Command::Migrate => {
             let db = dangjian::db::Db::connect(&settings.database_url).await?;
             let n = db.migrate().await?;

@@ -44,6 +44,24 @@ pub struct Metrics {
     /// How webhook deliveries ended: replied, retry_replayed, deferred (answered `success`,
     /// followed up by customer-service message), rejected.
     pub webhook_outcomes: Family<OutcomeLabels, Counter>,
+    /// Push sends by channel and outcome (sent, retry, failed, skipped, quota, unknown).
+    pub push_sends: Family<PushLabels, Counter>,
+    /// Push send errors by channel and code (WeChat errcode, `http_5xx`, `transport`).
+    pub push_errors: Family<PushErrorLabels, Counter>,
+    /// Rows found in flight after their worker's lease expired (crash or hang): marked `unknown`.
+    pub push_unknown: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PushLabels {
+    pub channel: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PushErrorLabels {
+    pub channel: String,
+    pub code: String,
 }
 
 fn latency_histogram() -> Histogram {
@@ -67,7 +85,22 @@ impl Default for Metrics {
         );
         registry.register("wechat_messages", "WeChat messages received, by type and event", wechat_messages.clone());
         registry.register("webhook_outcomes", "How webhook deliveries were answered", webhook_outcomes.clone());
-        Metrics { registry, http_requests, http_latency, wechat_messages, webhook_outcomes }
+        let push_sends = Family::<PushLabels, Counter>::default();
+        let push_errors = Family::<PushErrorLabels, Counter>::default();
+        let push_unknown = Counter::default();
+        registry.register("push_sends", "Push sends by channel and outcome", push_sends.clone());
+        registry.register("push_errors", "Push send errors by channel and WeChat errcode", push_errors.clone());
+        registry.register("push_unknown", "Push sends found in flight after a worker stopped", push_unknown.clone());
+        Metrics {
+            registry,
+            http_requests,
+            http_latency,
+            wechat_messages,
+            webhook_outcomes,
+            push_sends,
+            push_errors,
+            push_unknown,
+        }
     }
 }
 
@@ -86,6 +119,23 @@ impl Metrics {
         self.wechat_messages
             .get_or_create(&MessageLabels { msg_type: msg_type.to_owned(), event: event.unwrap_or("").to_owned() })
             .inc();
+    }
+
+    /// Count one push send.
+    pub fn push_outcome(&self, channel: &str, outcome: &crate::push::Outcome) {
+        use crate::push::Outcome::*;
+        let (name, code) = match outcome {
+            Sent { .. } => ("sent", None),
+            Retry { code, .. } => ("retry", Some(code)),
+            Skipped { code, .. } => ("skipped", Some(code)),
+            Failed { code, .. } => ("failed", Some(code)),
+            Quota { code, .. } => ("quota", Some(code)),
+            Unknown { code, .. } => ("unknown", Some(code)),
+        };
+        self.push_sends.get_or_create(&PushLabels { channel: channel.to_owned(), outcome: name.to_owned() }).inc();
+        if let Some(code) = code {
+            self.push_errors.get_or_create(&PushErrorLabels { channel: channel.to_owned(), code: code.clone() }).inc();
+        }
     }
 
     pub fn outcome(&self, outcome: &str) {

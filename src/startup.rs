@@ -147,6 +147,35 @@ impl Application {
 }
 
 /// Housekeeping every instance runs: interaction batches and content reloads.
+/// `dangjian worker`: the background workers (pushes, syncs, housekeeping) without the HTTP
+/// server, until SIGINT/SIGTERM; then drain like `run`.
+pub async fn run_workers_until_stopped(settings: Settings, migrate: bool) -> anyhow::Result<()> {
+    let state = build_state(settings, Overrides::default(), migrate).await?;
+    let workers = TaskTracker::new();
+    spawn_housekeeping(&state, &workers);
+    crate::jobs::spawn_workers(&state, &workers);
+    tracing::info!("workers running (no HTTP server)");
+    tokio::select! {
+        _ = wait_for_signal() => tracing::info!("shutdown signal received; draining"),
+        _ = state.shutdown.cancelled() => {}
+    }
+    state.shutdown.cancel();
+    state.tasks.close();
+    workers.close();
+    let grace = Duration::from_secs(state.settings.shutdown_grace_secs);
+    if tokio::time::timeout(grace, async {
+        state.tasks.wait().await;
+        workers.wait().await;
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!("shutdown grace period over; some background work was abandoned");
+    }
+    state.db.close().await;
+    Ok(())
+}
+
 fn spawn_housekeeping(state: &AppState, workers: &TaskTracker) {
     let st = state.clone();
     workers.spawn(async move {

@@ -28,6 +28,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_foundation"),
     migration!(2, "0002_admin"),
     migration!(3, "0003_content"),
+    migration!(4, "0004_push"),
     migration!(5, "0005_wechat_sync"),
 ];
 

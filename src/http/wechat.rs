@@ -266,8 +266,7 @@ async fn handle(st: &AppState, msg: &InboundMessage) -> AppResult<Outgoing> {
             None
         }
         Decision::DeliveryReport => {
-            // Push delivery reports update delivery rows once pushes exist (issue 6).
-            tracing::info!(msg_type = msg.msg_type(), event = msg.event_name(), "delivery report received");
+            crate::push::reports::handle(st, msg).await?;
             None
         }
         Decision::Silent => None,

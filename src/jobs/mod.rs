@@ -7,6 +7,7 @@ use crate::{db::articles, startup::AppState};
 pub fn spawn_workers(state: &AppState, workers: &TaskTracker) {
     workers.spawn(crate::wechat_sync::follower_sync_loop(state.clone()));
     workers.spawn(scheduled_publishing_loop(state.clone()));
+    crate::push::worker::spawn(state, workers);
 }
 
 /// Publish scheduled articles when their time (by `state.clock`) has come. Idempotent, so every

@@ -61,6 +61,8 @@ pub struct TestApp {
 pub struct Spawn {
     pub overrides: Vec<(&'static str, String)>,
     pub write_content: Vec<(&'static str, String)>,
+    /// The app's clock (e.g. a `ManualClock` for scheduled work); the system clock when None.
+    pub clock: Option<std::sync::Arc<dyn dangjian::clock::Clock>>,
 }
 
 impl TestApp {
@@ -110,7 +112,7 @@ impl TestApp {
         }
         overrides.extend(spawn.overrides);
         let settings = Settings::with_overrides(overrides).expect("test settings");
-        let app = Application::build_with(settings, Overrides::default(), Role::All, true)
+        let app = Application::build_with(settings, Overrides { clock: spawn.clock, ..Default::default() }, Role::All, true)
         .await
         .expect("application builds");
         let addr = app.local_addr();

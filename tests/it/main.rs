@@ -5,5 +5,6 @@ mod content;
 mod admin;
 mod admin_console;
 mod helpers;
+mod push;
 mod webhook;
 mod wechat_sync;

@@ -169,6 +169,7 @@ pub fn routes(state: AppState) -> AdminRoutes {
     let r = org_units::routes(r);
     let r = members::routes(r);
     let r = crate::http::content_admin::routes(r);
+    let r = crate::push::http::routes(r);
     audit_log::routes(r)
 }
 

@@ -1,0 +1,312 @@
+//! Pushes: an editor's articles sent to an audience over one channel, now or at a time.
+//!
+//! A push (`pushes` row) moves through
+//!
+//! ```text
+//! scheduled ──start (audience materialised)──▶ running ──no pending/in-flight rows──▶ completed
+//!     │                                         │  ▲ │
+//!     │                                   pause │  │ resume          quota error ──▶ failed ──resume──▶ running
+//!     │                                         ▼  │ │
+//!     └──────────────cancel──────────────▶ cancelled ◀─ paused
+//! ```
+//!
+//! Each recipient is one durable `push_deliveries` row (UNIQUE(push_id, openid)), created in one
+//! transaction when the push starts:
+//!
+//! ```text
+//! pending ──claim (lease)──▶ in_flight ──ok──▶ sent
+//!    ▲                          │ ├── -1 / HTTP 5xx ──▶ pending (next_attempt_at = backoff)
+//!    └──────────────────────────┘ ├── 43004 / outside 48 h / no consent ──▶ skipped
+//!                                 ├── other errcode, retries exhausted ──▶ failed
+//!                                 └── timeout, crash (lease expired) ──▶ unknown (never resent)
+//! ```
+//!
+//! A row is `in_flight`, with the worker's id and a lease, *before* WeChat is called, so a crash
+//! can only leave rows whose outcome is unknown; those become `unknown` and are reported, never sent
+//! again automatically. Mass sends (群发) are one API call per push, not rows: the push records the
+//! call's state (`mass_state`) and WeChat's `msg_id`, and MASSSENDJOBFINISH fills in the counts.
+
+pub mod audience;
+pub mod http;
+pub mod limits;
+pub mod rate;
+pub mod reports;
+pub mod service;
+pub mod store;
+pub mod templates;
+pub mod worker;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    /// 模板消息 (service accounts), one call per recipient.
+    Template,
+    /// 群发 by tag or to all: one call per push, quota 1/day (subscription) or 4/month (service).
+    Mass,
+    /// 客服消息: only to followers who interacted in the last 48 hours.
+    Custom,
+    /// 小程序订阅消息: only to users who accepted the template.
+    Subscribe,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 4] = [Channel::Template, Channel::Mass, Channel::Custom, Channel::Subscribe];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Template => "template",
+            Channel::Mass => "mass",
+            Channel::Custom => "custom",
+            Channel::Subscribe => "subscribe",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Channel> {
+        Channel::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PushStatus {
+    Scheduled,
+    Running,
+    Paused,
+    Completed,
+    Cancelled,
+    Failed,
+}
+
+impl PushStatus {
+    pub const ALL: [PushStatus; 6] = [
+        PushStatus::Scheduled,
+        PushStatus::Running,
+        PushStatus::Paused,
+        PushStatus::Completed,
+        PushStatus::Cancelled,
+        PushStatus::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PushStatus::Scheduled => "scheduled",
+            PushStatus::Running => "running",
+            PushStatus::Paused => "paused",
+            PushStatus::Completed => "completed",
+            PushStatus::Cancelled => "cancelled",
+            PushStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PushStatus> {
+        PushStatus::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+/// What an editor may do to a push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Cancel,
+    Pause,
+    Resume,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Cancel => "cancel",
+            Action::Pause => "pause",
+            Action::Resume => "resume",
+        }
+    }
+
+    /// The states an action applies to, and where it leads. Cancel is allowed before the start and
+    /// while running or paused (what is still pending is skipped; sends in flight finish). A push
+    /// stopped by a quota error may be resumed once the quota is back.
+    pub fn transition(self, from: PushStatus) -> Option<PushStatus> {
+        use PushStatus::*;
+        match (self, from) {
+            (Action::Cancel, Scheduled | Running | Paused) => Some(Cancelled),
+            (Action::Pause, Running) => Some(Paused),
+            (Action::Resume, Paused | Failed) => Some(Running),
+            _ => None,
+        }
+    }
+
+    /// The source states of [`transition`](Self::transition), for the guarded UPDATE.
+    pub fn sources(self) -> Vec<PushStatus> {
+        PushStatus::ALL.into_iter().filter(|s| self.transition(*s).is_some()).collect()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Pending,
+    InFlight,
+    Sent,
+    Failed,
+    Unknown,
+    Skipped,
+}
+
+impl DeliveryStatus {
+    pub const ALL: [DeliveryStatus; 6] = [
+        DeliveryStatus::Pending,
+        DeliveryStatus::InFlight,
+        DeliveryStatus::Sent,
+        DeliveryStatus::Failed,
+        DeliveryStatus::Unknown,
+        DeliveryStatus::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::InFlight => "in_flight",
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Unknown => "unknown",
+            DeliveryStatus::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DeliveryStatus> {
+        DeliveryStatus::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AudienceKind {
+    /// Every subscribed follower.
+    All,
+    /// Followers with one of the WeChat tags `ids`.
+    Tag,
+    /// Members of the org units `ids` and their sub-units.
+    OrgUnit,
+    /// The members `ids`.
+    Members,
+}
+
+impl AudienceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AudienceKind::All => "all",
+            AudienceKind::Tag => "tag",
+            AudienceKind::OrgUnit => "org_unit",
+            AudienceKind::Members => "members",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AudienceKind> {
+        [AudienceKind::All, AudienceKind::Tag, AudienceKind::OrgUnit, AudienceKind::Members]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Audience {
+    pub kind: AudienceKind,
+    #[serde(default)]
+    pub ids: Vec<i64>,
+}
+
+/// How one send ended, decided from WeChat's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Sent { msgid: Option<i64> },
+    /// Not sent and worth another try later (-1 busy, HTTP 5xx, token trouble).
+    Retry { code: String, error: String },
+    /// Not sent and never will be (unsubscribed, consent withdrawn).
+    Skipped { code: String, error: String },
+    /// Refused for good (bad OpenID, bad data).
+    Failed { code: String, error: String },
+    /// A quota or frequency limit: this row was not sent; the push stops.
+    Quota { code: String, error: String },
+    /// The request may have reached WeChat (timeout, reset, unreadable answer): never resent.
+    Unknown { code: String, error: String },
+}
+
+/// Errcodes that mean "this recipient will not get it" rather than "the send failed".
+pub const UNSUBSCRIBED: i64 = 43004;
+/// 用户拒绝接受消息 (subscribe message consent withdrawn).
+pub const SUBSCRIBE_REFUSED: i64 = 43101;
+
+/// Classify the result of a send. The client has already retried -1/5xx/connect failures a few
+/// times; what comes back here is the final word for this attempt.
+pub fn classify(result: Result<Option<i64>, &wechat::Error>) -> Outcome {
+    use wechat::client::errcode;
+    let err = match result {
+        Ok(msgid) => return Outcome::Sent { msgid },
+        Err(e) => e,
+    };
+    match err {
+        wechat::Error::Api { errcode: code, errmsg } => {
+            let (code, c) = (code.to_string(), *code);
+            let error = errmsg.clone();
+            if c == UNSUBSCRIBED || c == SUBSCRIBE_REFUSED {
+                Outcome::Skipped { code, error }
+            } else if errcode::is_quota(c) {
+                Outcome::Quota { code, error }
+            } else if c == errcode::SYSTEM_BUSY || errcode::is_token_error(c) {
+                Outcome::Retry { code, error }
+            } else {
+                Outcome::Failed { code, error }
+            }
+        }
+        // A gateway answered with a 5xx: the request was refused before WeChat handled it. The
+        // client words these `<api>: HTTP <status>`; anything else from the transport (timeout,
+        // reset after sending) may have been delivered.
+        wechat::Error::Http(m) => match http_status(m) {
+            Some(s) if s >= 500 => Outcome::Retry { code: "http_5xx".into(), error: m.clone() },
+            Some(s) => Outcome::Failed { code: format!("http_{s}"), error: m.clone() },
+            None => Outcome::Unknown { code: "transport".into(), error: m.clone() },
+        },
+        wechat::Error::Decode(m) => Outcome::Unknown { code: "decode".into(), error: m.clone() },
+        other => Outcome::Failed { code: "local".into(), error: other.to_string() },
+    }
+}
+
+/// The status of a non-2xx answer without a WeChat error body (the client's `<api>: HTTP <status>`).
+fn http_status(m: &str) -> Option<u16> {
+    let (_, rest) = m.rsplit_once(": HTTP ")?;
+    rest.get(..3)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_follow_the_state_machine() {
+        use PushStatus::*;
+        assert_eq!(Action::Cancel.transition(Scheduled), Some(Cancelled));
+        assert_eq!(Action::Cancel.transition(Completed), None);
+        assert_eq!(Action::Pause.transition(Scheduled), None);
+        assert_eq!(Action::Pause.transition(Running), Some(Paused));
+        assert_eq!(Action::Resume.transition(Paused), Some(Running));
+        assert_eq!(Action::Resume.transition(Cancelled), None);
+        assert_eq!(Action::Pause.sources(), vec![Running]);
+    }
+
+    #[test]
+    fn outcomes_never_resend_what_may_have_arrived() {
+        let api = |c: i64| wechat::Error::Api { errcode: c, errmsg: "x".into() };
+        assert_eq!(classify(Ok(Some(7))), Outcome::Sent { msgid: Some(7) });
+        assert!(matches!(classify(Err(&api(-1))), Outcome::Retry { .. }));
+        assert!(matches!(classify(Err(&api(43004))), Outcome::Skipped { .. }));
+        assert!(matches!(classify(Err(&api(45009))), Outcome::Quota { .. }));
+        assert!(matches!(classify(Err(&api(45047))), Outcome::Quota { .. }));
+        assert!(matches!(classify(Err(&api(40003))), Outcome::Failed { .. }));
+        let gw = wechat::Error::Http("cgi-bin/message/template/send: HTTP 502 Bad Gateway".into());
+        assert!(matches!(classify(Err(&gw)), Outcome::Retry { .. }));
+        let timeout = wechat::Error::Http("error sending request".into());
+        assert!(matches!(classify(Err(&timeout)), Outcome::Unknown { .. }));
+        let not_found = wechat::Error::Http("cgi-bin/message/template/send: HTTP 404 Not Found".into());
+        assert!(matches!(classify(Err(&not_found)), Outcome::Failed { .. }));
+    }
+}

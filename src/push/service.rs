@@ -1,0 +1,351 @@
+//! Push use cases shared by the admin API, the workers and the CLI: create (with every channel
+//! rule checked up front), start, act (cancel/pause/resume), report, preview, mass send.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use wechat::client::{DraftArticle, MassContent, MassFilter, MassMessage};
+
+use super::{
+    store::{self, Counts, PushRow, Reservation},
+    templates::{self, ArticleView, MassPlan, PushContext, Rendered, Templates},
+    Action, Audience, AudienceKind, Channel, Outcome, PushStatus,
+};
+use crate::{config::AccountType, error::AppError, startup::AppState};
+
+/// The customer-service window: 48 hours after the follower's last message or event.
+pub const CUSTOM_WINDOW_MS: i64 = 48 * 3600 * 1000;
+/// At most this many articles per push (WeChat's news limit for a draft is 8).
+pub const MAX_ARTICLES: usize = 8;
+
+pub fn random_id() -> String {
+    hex::encode(rand::random::<[u8; 4]>())
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CreatePush {
+    pub article_ids: Vec<i64>,
+    pub audience: Audience,
+    pub channel: Channel,
+    #[serde(default)]
+    pub scheduled_at: Option<String>,
+}
+
+fn invalid(msg: impl Into<String>) -> AppError {
+    AppError::Validation(msg.into())
+}
+
+/// Mass-send quota by account type: (sends, window start for `now`, wording).
+pub fn mass_quota(account: AccountType, now_ms: i64) -> (i64, i64, &'static str) {
+    let t = templates::to_shanghai(now_ms);
+    let day = t.replace_time(time::Time::MIDNIGHT);
+    match account {
+        AccountType::Subscription => (1, crate::db::unix_ms(day), "1 per day"),
+        AccountType::Service => {
+            let month = day.replace_day(1).unwrap_or(day);
+            (4, crate::db::unix_ms(month), "4 per calendar month")
+        }
+    }
+}
+
+/// Check a request against the channel rules; the scheduled time in unix ms.
+fn validate(st: &AppState, req: &CreatePush, now: i64) -> Result<i64, AppError> {
+    if req.article_ids.is_empty() || req.article_ids.len() > MAX_ARTICLES {
+        return Err(invalid(format!("article_ids: 1 to {MAX_ARTICLES} articles")));
+    }
+    let kind = req.audience.kind;
+    match (kind, req.audience.ids.is_empty()) {
+        (AudienceKind::All, false) => return Err(invalid("audience.ids: must be empty for kind \"all\"")),
+        (AudienceKind::Tag | AudienceKind::OrgUnit | AudienceKind::Members, true) => {
+            return Err(invalid(format!("audience.ids: at least one id for kind \"{}\"", kind.as_str())))
+        }
+        _ => {}
+    }
+    if req.audience.ids.len() > 10_000 {
+        return Err(invalid("audience.ids: at most 10000 ids"));
+    }
+    match req.channel {
+        Channel::Template if st.settings.wechat_account_type != AccountType::Service => {
+            return Err(invalid("channel \"template\": template messages need a service account (DANGJIAN_WECHAT_ACCOUNT_TYPE=service)"))
+        }
+        Channel::Mass => match kind {
+            AudienceKind::All => {}
+            AudienceKind::Tag if req.audience.ids.len() == 1 => {}
+            _ => return Err(invalid("channel \"mass\": audience must be \"all\" or exactly one tag")),
+        },
+        Channel::Subscribe if kind == AudienceKind::Tag => {
+            return Err(invalid("channel \"subscribe\": WeChat tags are official-account followers; use all, org_unit or members"))
+        }
+        _ => {}
+    }
+    let at = match req.scheduled_at.as_deref() {
+        None | Some("") => now,
+        Some(s) => {
+            let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| invalid("scheduled_at: an RFC 3339 time such as 2026-11-01T08:00:00+08:00"))?;
+            crate::db::unix_ms(t).max(now)
+        }
+    };
+    Ok(at)
+}
+
+/// Articles of a push as templates see them; every one must exist and be published.
+pub async fn article_views(st: &AppState, ids: &[i64]) -> Result<Vec<ArticleView>, AppError> {
+    let rows = store::articles(&st.db, ids).await?;
+    for id in ids {
+        match rows.iter().find(|a| a.id == *id) {
+            None => return Err(invalid(format!("article_ids: article {id} does not exist"))),
+            Some(a) if a.status != "published" => {
+                return Err(invalid(format!("article_ids: article {id} is not published")))
+            }
+            _ => {}
+        }
+    }
+    let base = st.settings.public_url.trim_end_matches('/');
+    Ok(rows
+        .into_iter()
+        .map(|a| {
+            let at = a.published_at.unwrap_or(0);
+            ArticleView {
+                url: format!("{base}/articles/{}", a.id),
+                cover_url: a.cover_url.unwrap_or_else(|| format!("{base}/static/cover.png")),
+                id: a.id,
+                title: a.title,
+                summary: a.summary,
+                category: a.category,
+                author: a.author.unwrap_or_default(),
+                published_at: templates::shanghai_datetime(at),
+                published_date: templates::shanghai_date(at),
+                body_html: a.body_html,
+            }
+        })
+        .collect())
+}
+
+/// The templates (read now from the content folder) and the render context of a push.
+pub async fn render_inputs(st: &AppState, push_id: i64, article_ids: &[i64]) -> Result<(Templates, PushContext), AppError> {
+    let templates = Templates::load(&st.settings.content_dir).map_err(|e| invalid(format!("{e:#}")))?;
+    let articles = article_views(st, article_ids).await?;
+    let now = templates::shanghai_datetime(st.clock.unix_ms());
+    Ok((templates, PushContext { push_id, articles, now }))
+}
+
+fn render_error(e: super::templates::RenderError) -> AppError {
+    invalid(format!("the push cannot be rendered: {e}"))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Created {
+    pub id: i64,
+    pub status: PushStatus,
+}
+
+/// Create a push: everything that can be checked before sending is checked here (channel rules,
+/// articles, layouts and WeChat's value limits, the mass quota); a push due now starts at once.
+pub async fn create(st: &AppState, req: &CreatePush, actor: Option<&str>) -> Result<Created, AppError> {
+    let now = st.clock.unix_ms();
+    let at = validate(st, req, now)?;
+    let (templates, context) = render_inputs(st, 0, &req.article_ids).await?;
+    let sample = if req.channel == Channel::Mass { "" } else { "o_preview" };
+    templates.render(req.channel, &context, sample, &st.settings.wechat_news_template_id).map_err(render_error)?;
+    if req.channel == Channel::Mass {
+        let (quota, window, wording) = mass_quota(st.settings.wechat_account_type, at);
+        if store::mass_used_since(&st.db, window).await? >= quota {
+            return Err(AppError::rejected(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "quota_exhausted",
+                format!("the mass-send quota ({wording}, Asia/Shanghai) is used up for that date"),
+            ));
+        }
+    }
+    let template_id = match req.channel {
+        Channel::Template => Some(templates.template_id(&st.settings.wechat_news_template_id).to_owned()),
+        Channel::Subscribe => Some(templates.subscribe_template_id().to_owned()),
+        _ => None,
+    };
+    let id = store::insert(
+        &st.db,
+        &store::NewPush {
+            channel: req.channel,
+            audience: &req.audience,
+            article_ids: &req.article_ids,
+            template_id: template_id.as_deref(),
+            scheduled_at: at,
+            created_by: actor,
+        },
+        now,
+    )
+    .await?;
+    let status = if at <= now && start(st, id).await? { PushStatus::Running } else { PushStatus::Scheduled };
+    Ok(Created { id, status })
+}
+
+/// Start a scheduled push (materialise its audience). False if it was not scheduled any more.
+pub async fn start(st: &AppState, id: i64) -> Result<bool, AppError> {
+    let now = st.clock.unix_ms();
+    Ok(store::start(&st.db, id, now, now - CUSTOM_WINDOW_MS).await?)
+}
+
+/// Cancel, pause or resume; 409 when the push is not in a state that allows it.
+pub async fn act(st: &AppState, id: i64, action: Action) -> Result<PushStatus, AppError> {
+    let Some(push) = store::get(&st.db, id).await? else {
+        return Err(AppError::NotFound(format!("push {id}")));
+    };
+    match store::apply(&st.db, id, action, st.clock.unix_ms()).await? {
+        Some(s) => Ok(s),
+        None => Err(AppError::Conflict(format!(
+            "cannot {} a push that is {}",
+            action.as_str(),
+            store::get(&st.db, id).await?.map_or(push.status, |p| p.status).as_str()
+        ))),
+    }
+}
+
+/// `GET /api/admin/pushes/{id}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PushView {
+    #[serde(flatten)]
+    pub push: PushRow,
+    pub scheduled_at_rfc3339: String,
+    pub counts: Counts,
+    /// Rows finished per second over the last 10 seconds.
+    pub rate: f64,
+    /// Seconds until nothing is pending at the current rate; null when unknown or not running.
+    pub eta_seconds: Option<i64>,
+    pub errors_by_code: BTreeMap<String, i64>,
+}
+
+const RATE_WINDOW_MS: i64 = 10_000;
+
+pub async fn view(st: &AppState, push: PushRow) -> Result<PushView, AppError> {
+    let counts = store::counts(&st.db, push.id).await?;
+    let errors_by_code = store::errors_by_code(&st.db, push.id).await?;
+    let now = st.clock.unix_ms();
+    let rate = if push.status == PushStatus::Running {
+        store::finished_since(&st.db, push.id, now - RATE_WINDOW_MS).await? as f64 / (RATE_WINDOW_MS as f64 / 1000.0)
+    } else {
+        0.0
+    };
+    let remaining = counts.pending + counts.in_flight;
+    let eta_seconds = match push.status {
+        PushStatus::Running if remaining == 0 => Some(0),
+        PushStatus::Running if rate > 0.0 => Some((remaining as f64 / rate).ceil() as i64),
+        _ => None,
+    };
+    let scheduled_at_rfc3339 = templates::to_shanghai(push.scheduled_at)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    Ok(PushView { push, scheduled_at_rfc3339, counts, rate, eta_seconds, errors_by_code })
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PreviewPush {
+    pub article_ids: Vec<i64>,
+    pub channel: Channel,
+    /// The recipient to render for (default: a placeholder).
+    #[serde(default)]
+    pub openid: Option<String>,
+}
+
+/// Render a push for one recipient without sending anything.
+pub async fn preview(st: &AppState, req: &PreviewPush) -> Result<Rendered, AppError> {
+    if req.article_ids.is_empty() || req.article_ids.len() > MAX_ARTICLES {
+        return Err(invalid(format!("article_ids: 1 to {MAX_ARTICLES} articles")));
+    }
+    let (templates, context) = render_inputs(st, 0, &req.article_ids).await?;
+    let openid = if req.channel == Channel::Mass { String::new() } else { req.openid.clone().unwrap_or_else(|| "o_preview".into()) };
+    templates.render(req.channel, &context, &openid, &st.settings.wechat_news_template_id).map_err(render_error)
+}
+
+/// The one call of a mass push: reserve the quota, (for mpnews) create the draft, send, record.
+pub async fn run_mass(st: &AppState, id: i64) -> anyhow::Result<()> {
+    let now = st.clock.unix_ms();
+    let Some(push) = store::get(&st.db, id).await? else { return Ok(()) };
+    let (quota, window, wording) = mass_quota(st.settings.wechat_account_type, now);
+    let lease_until = now + st.settings.push_lease_secs as i64 * 1000;
+    match store::reserve_mass(&st.db, id, window, quota, now, lease_until).await? {
+        Reservation::NotReady => return Ok(()),
+        Reservation::QuotaUsed(used) => {
+            let reason = format!("mass-send quota used up ({used} of {wording}, Asia/Shanghai); resume when it is back");
+            store::fail(&st.db, id, &reason, now).await?;
+            return Ok(());
+        }
+        Reservation::Reserved => {}
+    }
+    let finish = |state: &'static str, msg: Option<(i64, Option<i64>)>, reason: Option<String>, retry_at: Option<i64>| {
+        let db = st.db.clone();
+        let now = st.clock.unix_ms();
+        async move { store::mass_result(&db, id, state, msg, reason.as_deref(), retry_at, now).await }
+    };
+    let content = match render_inputs(st, id, &push.article_ids).await.and_then(|(t, cx)| {
+        t.render(Channel::Mass, &cx, "", &st.settings.wechat_news_template_id).map(|r| (r, cx)).map_err(render_error)
+    }) {
+        Ok((Rendered::Mass { plan: MassPlan::Text { text } }, _)) => MassContent::text(text),
+        Ok((Rendered::Mass { plan: MassPlan::Mpnews { thumb_media_id } }, cx)) => {
+            let articles: Vec<DraftArticle> = cx
+                .articles
+                .iter()
+                .map(|a| DraftArticle {
+                    title: a.title.clone(),
+                    author: Some(a.author.clone()).filter(|s| !s.is_empty()),
+                    digest: Some(a.summary.clone()),
+                    content: a.body_html.clone(),
+                    content_source_url: Some(a.url.clone()),
+                    thumb_media_id: thumb_media_id.clone(),
+                    need_open_comment: 0,
+                    only_fans_can_comment: 0,
+                })
+                .collect();
+            // Creating a draft sends nothing: a failure here is safe to report as failed.
+            match st.wechat.draft_add(&articles).await {
+                Ok(media_id) => MassContent::mpnews(media_id),
+                Err(e) => {
+                    finish("failed", None, Some(format!("creating the WeChat draft failed: {e}")), None).await?;
+                    return Ok(());
+                }
+            }
+        }
+        Ok(_) => unreachable!("the mass channel renders a mass plan"),
+        Err(e) => {
+            finish("failed", None, Some(e.to_string()), None).await?;
+            return Ok(());
+        }
+    };
+    let filter = match (push.audience.kind, push.audience.ids.first()) {
+        (AudienceKind::Tag, Some(tag)) => MassFilter::tag(*tag),
+        _ => MassFilter::all(),
+    };
+    let msg = MassMessage {
+        filter,
+        content,
+        send_ignore_reprint: 0,
+        // WeChat refuses a second sendall with this id within 24 h (45065).
+        clientmsgid: Some(format!("dj-push-{id}")),
+    };
+    let result = st.wechat.mass_send_all(&msg).await;
+    let outcome = super::classify(result.as_ref().map(|r| Some(r.msg_id)));
+    st.metrics.push_outcome(Channel::Mass.as_str(), &outcome);
+    match (outcome, result) {
+        (Outcome::Sent { .. }, Ok(r)) => {
+            tracing::info!(push_id = id, msg_id = r.msg_id, "mass send submitted");
+            finish("sent", Some((r.msg_id, r.msg_data_id)), None, None).await?;
+        }
+        (Outcome::Retry { code, error }, _) => {
+            let retry_at = st.clock.unix_ms() + st.settings.push_retry_base_ms as i64;
+            tracing::warn!(push_id = id, %code, %error, "mass send refused for now; will retry");
+            finish("retry", None, None, Some(retry_at)).await?;
+        }
+        (Outcome::Quota { code, error }, _) => {
+            finish("failed", None, Some(format!("WeChat mass-send quota reached (errcode {code}: {error})")), None).await?;
+        }
+        (Outcome::Unknown { code, error }, _) => {
+            let reason = format!("the mass send's outcome is unknown ({code}: {error}); check the WeChat console, it is not resent");
+            finish("unknown", None, Some(reason), None).await?;
+        }
+        (Outcome::Failed { code, error } | Outcome::Skipped { code, error }, _) => {
+            finish("failed", None, Some(format!("WeChat refused the mass send (errcode {code}: {error})")), None).await?;
+        }
+        (Outcome::Sent { .. }, Err(_)) => unreachable!("classify maps errors to failures"),
+    }
+    Ok(())
+}

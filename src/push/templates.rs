@@ -1,0 +1,356 @@
+//! Push layouts: `content/templates/{template_message,custom_news,subscribe,mass}.toml`, each value
+//! a minijinja template. Files in `DANGJIAN_CONTENT_DIR/templates/` override the built-in copies;
+//! they are read when a push starts (and for each preview), so wording changes need no deploy.
+
+use std::{collections::BTreeMap, path::Path};
+
+use anyhow::Context;
+use minijinja::Environment;
+use serde::{Deserialize, Serialize};
+use wechat::client::{CustomMessage, NewsArticle, SubscribeMessage, TemplateMessage, TemplateValue};
+
+use super::{limits, Channel};
+
+const BUILTIN_TEMPLATE_MESSAGE: &str = include_str!("../../content/templates/template_message.toml");
+const BUILTIN_CUSTOM_NEWS: &str = include_str!("../../content/templates/custom_news.toml");
+const BUILTIN_SUBSCRIBE: &str = include_str!("../../content/templates/subscribe.toml");
+const BUILTIN_MASS: &str = include_str!("../../content/templates/mass.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+struct TemplateMessageFile {
+    template_id: Option<String>,
+    url: Option<String>,
+    data: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct CustomNewsFile {
+    title: String,
+    #[serde(default)]
+    description: String,
+    url: String,
+    #[serde(default)]
+    picurl: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct SubscribeFile {
+    template_id: String,
+    page: Option<String>,
+    data: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MassFormat {
+    Text,
+    Mpnews,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct MassFile {
+    format: MassFormat,
+    #[serde(default)]
+    thumb_media_id: String,
+    #[serde(default)]
+    text: String,
+}
+
+/// One article as templates see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArticleView {
+    pub id: i64,
+    pub title: String,
+    pub summary: String,
+    pub url: String,
+    pub cover_url: String,
+    pub category: String,
+    pub author: String,
+    pub published_at: String,
+    pub published_date: String,
+    /// For mpnews drafts only (not in the template context).
+    #[serde(skip)]
+    pub body_html: String,
+}
+
+/// What a push renders from: its articles and id.
+#[derive(Debug, Clone)]
+pub struct PushContext {
+    pub push_id: i64,
+    pub articles: Vec<ArticleView>,
+    pub now: String,
+}
+
+/// What the mass channel sends (one call per push).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "format", rename_all = "lowercase")]
+pub enum MassPlan {
+    Text { text: String },
+    Mpnews { thumb_media_id: String },
+}
+
+/// The rendered message of one channel for one recipient, as it would be sent.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "channel", rename_all = "lowercase")]
+pub enum Rendered {
+    Template { message: TemplateMessage },
+    Custom { message: CustomMessage },
+    Subscribe { message: SubscribeMessage },
+    Mass { plan: MassPlan },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("template {name}: {source}")]
+    Template { name: String, source: minijinja::Error },
+    #[error(transparent)]
+    Invalid(#[from] limits::InvalidValue),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// All push layouts, compiled.
+pub struct Templates {
+    env: Environment<'static>,
+    template_id: Option<String>,
+    template_data: Vec<String>,
+    template_has_url: bool,
+    subscribe_template_id: String,
+    subscribe_data: Vec<String>,
+    subscribe_has_page: bool,
+    mass_format: MassFormat,
+    mass_thumb: String,
+}
+
+fn read(dir: &Path, name: &str, builtin: &str) -> anyhow::Result<String> {
+    let path = dir.join("templates").join(name);
+    match std::fs::read_to_string(&path) {
+        Ok(s) => Ok(s),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(builtin.to_owned()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+impl Templates {
+    /// The layouts in `content_dir/templates/`, built-in copies for files it lacks.
+    pub fn load(content_dir: &Path) -> anyhow::Result<Templates> {
+        let parse = |name: &str, builtin: &str| -> anyhow::Result<toml::Value> {
+            toml::from_str(&read(content_dir, name, builtin)?).with_context(|| format!("templates/{name}"))
+        };
+        let tm: TemplateMessageFile =
+            parse("template_message.toml", BUILTIN_TEMPLATE_MESSAGE)?.try_into().context("templates/template_message.toml")?;
+        let cn: CustomNewsFile = parse("custom_news.toml", BUILTIN_CUSTOM_NEWS)?.try_into().context("templates/custom_news.toml")?;
+        let sb: SubscribeFile = parse("subscribe.toml", BUILTIN_SUBSCRIBE)?.try_into().context("templates/subscribe.toml")?;
+        let ms: MassFile = parse("mass.toml", BUILTIN_MASS)?.try_into().context("templates/mass.toml")?;
+
+        let mut env = Environment::new();
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        let mut add = |name: String, src: String| -> anyhow::Result<()> {
+            env.add_template_owned(name.clone(), src).with_context(|| format!("template {name}"))
+        };
+        if let Some(url) = &tm.url {
+            add("template.url".into(), url.clone())?;
+        }
+        for (k, v) in &tm.data {
+            add(format!("template.data.{k}"), v.clone())?;
+        }
+        add("custom.title".into(), cn.title)?;
+        add("custom.description".into(), cn.description)?;
+        add("custom.url".into(), cn.url)?;
+        add("custom.picurl".into(), cn.picurl)?;
+        if let Some(page) = &sb.page {
+            add("subscribe.page".into(), page.clone())?;
+        }
+        for (k, v) in &sb.data {
+            add(format!("subscribe.data.{k}"), v.clone())?;
+        }
+        add("mass.text".into(), ms.text.clone())?;
+        anyhow::ensure!(
+            ms.format != MassFormat::Mpnews || !ms.thumb_media_id.is_empty(),
+            "templates/mass.toml: format \"mpnews\" needs thumb_media_id"
+        );
+        Ok(Templates {
+            env,
+            template_id: tm.template_id.filter(|t| !t.is_empty()),
+            template_data: tm.data.keys().cloned().collect(),
+            template_has_url: tm.url.is_some(),
+            subscribe_template_id: sb.template_id,
+            subscribe_data: sb.data.keys().cloned().collect(),
+            subscribe_has_page: sb.page.is_some(),
+            mass_format: ms.format,
+            mass_thumb: ms.thumb_media_id,
+        })
+    }
+
+    /// The subscribe-message template recipients must have accepted.
+    pub fn subscribe_template_id(&self) -> &str {
+        &self.subscribe_template_id
+    }
+
+    /// The template-message template id: the file's, else `default` (the setting).
+    pub fn template_id<'a>(&'a self, default: &'a str) -> &'a str {
+        self.template_id.as_deref().unwrap_or(default)
+    }
+
+    fn render_one(&self, name: &str, cx: &minijinja::Value) -> Result<String, RenderError> {
+        let t = self.env.get_template(name).map_err(|source| RenderError::Template { name: name.into(), source })?;
+        t.render(cx).map_err(|source| RenderError::Template { name: name.into(), source })
+    }
+
+    fn data(&self, prefix: &str, keys: &[String], cx: &minijinja::Value) -> Result<BTreeMap<String, TemplateValue>, RenderError> {
+        let mut data = BTreeMap::new();
+        for k in keys {
+            let raw = self.render_one(&format!("{prefix}.data.{k}"), cx)?;
+            data.insert(k.clone(), TemplateValue { value: limits::enforce(k, &raw)? });
+        }
+        Ok(data)
+    }
+
+    /// Render `channel` for `openid` (empty for a mass send), limits enforced.
+    pub fn render(
+        &self,
+        channel: Channel,
+        push: &PushContext,
+        openid: &str,
+        news_template_id: &str,
+    ) -> Result<Rendered, RenderError> {
+        let first = push.articles.first().ok_or_else(|| RenderError::Config("a push needs at least one article".into()))?;
+        let cx = minijinja::context! {
+            article => first,
+            articles => &push.articles,
+            recipient => minijinja::context! { openid => openid },
+            push => minijinja::context! { id => push.push_id },
+            now => &push.now,
+        };
+        Ok(match channel {
+            Channel::Template => {
+                let url = if self.template_has_url { Some(self.render_one("template.url", &cx)?) } else { None };
+                Rendered::Template {
+                    message: TemplateMessage {
+                        touser: openid.to_owned(),
+                        template_id: self.template_id(news_template_id).to_owned(),
+                        url: url.filter(|u| !u.is_empty()),
+                        miniprogram: None,
+                        client_msg_id: None,
+                        data: self.data("template", &self.template_data, &cx)?,
+                    },
+                }
+            }
+            Channel::Custom => Rendered::Custom {
+                message: CustomMessage::news(
+                    openid,
+                    NewsArticle {
+                        title: limits::truncate(&self.render_one("custom.title", &cx)?, 64),
+                        description: limits::truncate(&self.render_one("custom.description", &cx)?, 120),
+                        url: self.render_one("custom.url", &cx)?,
+                        picurl: self.render_one("custom.picurl", &cx)?,
+                    },
+                ),
+            },
+            Channel::Subscribe => {
+                let page = if self.subscribe_has_page { Some(self.render_one("subscribe.page", &cx)?) } else { None };
+                Rendered::Subscribe {
+                    message: SubscribeMessage {
+                        touser: openid.to_owned(),
+                        template_id: self.subscribe_template_id.clone(),
+                        page: page.filter(|p| !p.is_empty()),
+                        data: self.data("subscribe", &self.subscribe_data, &cx)?,
+                        miniprogram_state: None,
+                        lang: None,
+                    },
+                }
+            }
+            Channel::Mass => Rendered::Mass {
+                plan: match self.mass_format {
+                    MassFormat::Text => {
+                        let text = self.render_one("mass.text", &cx)?;
+                        if text.trim().is_empty() {
+                            return Err(RenderError::Config("templates/mass.toml: the text is empty".into()));
+                        }
+                        MassPlan::Text { text: text.trim().to_owned() }
+                    }
+                    MassFormat::Mpnews => MassPlan::Mpnews { thumb_media_id: self.mass_thumb.clone() },
+                },
+            },
+        })
+    }
+}
+
+/// `2024年10月1日 15:01` in Asia/Shanghai.
+pub fn shanghai_datetime(unix_ms: i64) -> String {
+    let t = to_shanghai(unix_ms);
+    format!("{}年{}月{}日 {:02}:{:02}", t.year(), t.month() as u8, t.day(), t.hour(), t.minute())
+}
+
+/// `2024年10月1日` in Asia/Shanghai.
+pub fn shanghai_date(unix_ms: i64) -> String {
+    let t = to_shanghai(unix_ms);
+    format!("{}年{}月{}日", t.year(), t.month() as u8, t.day())
+}
+
+/// China has one time zone and no daylight saving: Asia/Shanghai is UTC+8 all year.
+pub const SHANGHAI: time::UtcOffset = match time::UtcOffset::from_hms(8, 0, 0) {
+    Ok(o) => o,
+    Err(_) => panic!("UTC+8 is a valid offset"),
+};
+
+pub fn to_shanghai(unix_ms: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp_nanos(unix_ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .to_offset(SHANGHAI)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> PushContext {
+        PushContext {
+            push_id: 7,
+            now: shanghai_datetime(1_727_766_060_000),
+            articles: vec![ArticleView {
+                id: 3,
+                title: "学习贯彻党的二十届三中全会精神专题党课通知全文".into(),
+                summary: "摘要".into(),
+                url: "http://x/articles/3".into(),
+                cover_url: "http://x/c.png".into(),
+                category: "党建动态".into(),
+                author: "宣传部".into(),
+                published_at: shanghai_datetime(1_727_766_060_000),
+                published_date: shanghai_date(1_727_766_060_000),
+                body_html: "<p>x</p>".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn builtin_layouts_render_within_wechat_limits() {
+        let t = Templates::load(Path::new("/nonexistent")).unwrap();
+        let Rendered::Template { message } = t.render(Channel::Template, &ctx(), "o1", "tpl").unwrap() else { panic!() };
+        assert_eq!(message.template_id, "tpl");
+        assert_eq!(message.url.as_deref(), Some("http://x/articles/3"));
+        assert_eq!(message.data["thing1"].value.chars().count(), 20);
+        assert_eq!(message.data["time3"].value, "2024年10月1日 15:01");
+        let Rendered::Custom { message } = t.render(Channel::Custom, &ctx(), "o1", "tpl").unwrap() else { panic!() };
+        assert_eq!(message.touser, "o1");
+        let Rendered::Subscribe { message } = t.render(Channel::Subscribe, &ctx(), "o1", "tpl").unwrap() else { panic!() };
+        assert_eq!(message.page.as_deref(), Some("pages/article/index?id=3"));
+        let Rendered::Mass { plan: MassPlan::Text { text } } = t.render(Channel::Mass, &ctx(), "", "tpl").unwrap() else { panic!() };
+        assert!(text.contains("【党建动态】"));
+    }
+
+    #[test]
+    fn a_file_in_the_content_dir_overrides_and_bad_values_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("templates")).unwrap();
+        std::fs::write(
+            dir.path().join("templates/template_message.toml"),
+            "template_id = \"own\"\n[data]\nfirst = \"{{ article.title }}\"\ntime2 = \"{{ article.summary }}\"\n",
+        )
+        .unwrap();
+        let t = Templates::load(dir.path()).unwrap();
+        let err = t.render(Channel::Template, &ctx(), "o1", "tpl").unwrap_err();
+        assert!(err.to_string().contains("time2"), "{err}");
+    }
+}

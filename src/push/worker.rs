@@ -1,0 +1,237 @@
+//! The push workers of one process: `push_workers` senders, and one scheduler that starts due
+//! pushes, makes mass calls, expires leases and completes finished pushes.
+//!
+//! A sender claims a batch of rows (`in_flight` + lease, committed), sends them at the shared rate
+//! with `push_concurrency` calls at a time, then records every outcome in one transaction. A crash
+//! between claim and record leaves at most `push_batch_size × push_workers` rows in flight per
+//! process; their leases expire and they become `unknown`.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use futures_util::StreamExt;
+use tokio_util::task::TaskTracker;
+
+use super::{
+    classify,
+    rate::RateLimiter,
+    service,
+    store::{self, Backoff, Claimed},
+    templates::{PushContext, Rendered, Templates},
+    Channel, Outcome,
+};
+use crate::startup::AppState;
+
+/// Everything a sender needs to send one push.
+struct Prepared {
+    templates: Templates,
+    context: PushContext,
+    template_id: Option<String>,
+}
+
+pub fn spawn(st: &AppState, workers: &TaskTracker) {
+    let limiter = Arc::new(RateLimiter::new(st.cache.clone(), st.settings.push_rate_per_second));
+    let process = format!("{}-{}", std::process::id(), crate::push::service::random_id());
+    if let Some(fake) = &st.dev_fake {
+        // Dev mode: the built-in fake knows the demo template, so a push from the console goes out.
+        fake.add_template(wechat::client::TemplateInfo {
+            template_id: st.settings.wechat_news_template_id.clone(),
+            title: "新闻发布提醒".into(),
+            ..Default::default()
+        });
+    }
+    for n in 0..st.settings.push_workers {
+        let st = st.clone();
+        let limiter = limiter.clone();
+        let id = format!("{process}-{n}");
+        workers.spawn(async move { sender_loop(st, id, limiter).await });
+    }
+    let st = st.clone();
+    workers.spawn(async move { scheduler_loop(st).await });
+}
+
+async fn sleep_or_stop(st: &AppState, d: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        _ = st.shutdown.cancelled() => false,
+    }
+}
+
+async fn scheduler_loop(st: AppState) {
+    let poll = Duration::from_millis(st.settings.push_poll_ms.max(10));
+    loop {
+        if let Err(e) = scheduler_tick(&st).await {
+            tracing::error!(error = %format!("{e:#}"), "push scheduler");
+        }
+        if !sleep_or_stop(&st, poll).await {
+            return;
+        }
+    }
+}
+
+async fn scheduler_tick(st: &AppState) -> anyhow::Result<()> {
+    let now = st.clock.unix_ms();
+    let reaped = store::reap_expired(&st.db, now).await?;
+    if reaped > 0 {
+        tracing::warn!(rows = reaped, "push sends whose worker stopped in flight are now `unknown` (not resent)");
+        st.metrics.push_unknown.inc_by(reaped);
+    }
+    for id in store::due(&st.db, now).await? {
+        if service::start(st, id).await? {
+            tracing::info!(push_id = id, "push started");
+        }
+    }
+    for id in store::mass_ready(&st.db, now).await? {
+        service::run_mass(st, id).await?;
+    }
+    let done = store::complete_finished(&st.db, st.clock.unix_ms()).await?;
+    if done > 0 {
+        tracing::info!(pushes = done, "push completed");
+    }
+    Ok(())
+}
+
+async fn sender_loop(st: AppState, worker: String, limiter: Arc<RateLimiter>) {
+    let poll = Duration::from_millis(st.settings.push_poll_ms.max(10));
+    let mut prepared: HashMap<i64, Arc<Prepared>> = HashMap::new();
+    loop {
+        if st.shutdown.is_cancelled() {
+            return;
+        }
+        let sent = match sender_round(&st, &worker, &limiter, &mut prepared).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), worker = %worker, "push sender");
+                0
+            }
+        };
+        if sent == 0 && !sleep_or_stop(&st, poll).await {
+            return;
+        }
+    }
+}
+
+/// One pass over the running pushes: a batch of each. Returns how many rows were handled.
+async fn sender_round(
+    st: &AppState,
+    worker: &str,
+    limiter: &RateLimiter,
+    prepared: &mut HashMap<i64, Arc<Prepared>>,
+) -> anyhow::Result<usize> {
+    let running = store::running_row_pushes(&st.db).await?;
+    prepared.retain(|id, _| running.iter().any(|(r, _)| r == id));
+    let mut handled = 0;
+    for (push_id, channel) in running {
+        if st.shutdown.is_cancelled() {
+            break;
+        }
+        handled += send_batch(st, worker, limiter, prepared, push_id, channel).await?;
+    }
+    Ok(handled)
+}
+
+fn batch_size(st: &AppState, limiter: &RateLimiter) -> i64 {
+    let s = &st.settings;
+    let mut n = s.push_batch_size.max(1);
+    if limiter.per_second() > 0 {
+        // A batch must go out well within its lease even when every worker shares the rate.
+        let budget = limiter.per_second() as i64 * s.push_lease_secs as i64 / (2 * s.push_workers.max(1) as i64);
+        n = n.min(budget.max(1));
+    }
+    n
+}
+
+async fn send_batch(
+    st: &AppState,
+    worker: &str,
+    limiter: &RateLimiter,
+    prepared: &mut HashMap<i64, Arc<Prepared>>,
+    push_id: i64,
+    channel: Channel,
+) -> anyhow::Result<usize> {
+    let now = st.clock.unix_ms();
+    let lease_until = now + st.settings.push_lease_secs as i64 * 1000;
+    let rows = store::claim(&st.db, push_id, worker, batch_size(st, limiter), now, lease_until).await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let prep = match prepared.get(&push_id) {
+        Some(p) => p.clone(),
+        None => match prepare(st, push_id).await {
+            Ok(p) => {
+                let p = Arc::new(p);
+                prepared.insert(push_id, p.clone());
+                p
+            }
+            Err(e) => {
+                let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+                store::release(&st.db, worker, &ids, st.clock.unix_ms()).await?;
+                store::fail(&st.db, push_id, &format!("cannot render the push: {e}"), st.clock.unix_ms()).await?;
+                return Ok(0);
+            }
+        },
+    };
+    let concurrency = st.settings.push_concurrency.max(1);
+    // Owned items: a stream of closures over borrowed rows trips the `Send` check of the task.
+    let outcomes: Vec<(usize, Outcome)> = futures_util::stream::iter(rows.clone().into_iter().enumerate())
+        .map(|(i, row)| {
+            let prep = prep.clone();
+            async move {
+                if !limiter.acquire(&st.shutdown).await {
+                    // Shutting down before the call: nothing was sent.
+                    return (i, None);
+                }
+                (i, Some(send_one(st, &prep, channel, push_id, &row).await))
+            }
+        })
+        .buffer_unordered(concurrency)
+        .filter_map(|(i, o)| std::future::ready(o.map(|o| (i, o))))
+        .collect()
+        .await;
+    let not_sent: Vec<i64> =
+        rows.iter().enumerate().filter(|(i, _)| !outcomes.iter().any(|(j, _)| j == i)).map(|(_, r)| r.id).collect();
+    let results: Vec<store::Result_<'_>> =
+        outcomes.iter().map(|(i, o)| store::Result_ { row: &rows[*i], outcome: o }).collect();
+    let backoff = Backoff {
+        base_ms: st.settings.push_retry_base_ms as i64,
+        max_attempts: st.settings.push_max_attempts,
+    };
+    let now = st.clock.unix_ms();
+    store::record(&st.db, worker, channel, prep.template_id.as_deref(), &results, backoff, now).await?;
+    if !not_sent.is_empty() {
+        store::release(&st.db, worker, &not_sent, now).await?;
+    }
+    for (_, o) in &outcomes {
+        st.metrics.push_outcome(channel.as_str(), o);
+    }
+    if let Some((_, Outcome::Quota { code, error })) = outcomes.iter().find(|(_, o)| matches!(o, Outcome::Quota { .. })) {
+        let reason = format!("WeChat quota reached (errcode {code}: {error}); resume when the quota is back");
+        if store::fail(&st.db, push_id, &reason, now).await? {
+            tracing::warn!(push_id, errcode = %code, "push stopped: WeChat quota reached");
+        }
+    }
+    Ok(rows.len())
+}
+
+async fn prepare(st: &AppState, push_id: i64) -> anyhow::Result<Prepared> {
+    let push = store::get(&st.db, push_id).await?.ok_or_else(|| anyhow::anyhow!("push {push_id} is gone"))?;
+    let (templates, context) = service::render_inputs(st, push_id, &push.article_ids).await?;
+    Ok(Prepared { templates, context, template_id: push.template_id })
+}
+
+async fn send_one(st: &AppState, prep: &Prepared, channel: Channel, push_id: i64, row: &Claimed) -> Outcome {
+    let rendered = match prep.templates.render(channel, &prep.context, &row.openid, &st.settings.wechat_news_template_id) {
+        Ok(r) => r,
+        Err(e) => return Outcome::Failed { code: "render".into(), error: e.to_string() },
+    };
+    let result = match rendered {
+        Rendered::Template { mut message } => {
+            // WeChat's 防重入 id: belt and braces, since a row is never sent twice by us anyway.
+            message.client_msg_id = Some(format!("dj{push_id}-{}", row.id));
+            st.wechat.template_send(&message).await.map(Some)
+        }
+        Rendered::Custom { message } => st.wechat.custom_send(&message).await.map(|_| None),
+        Rendered::Subscribe { message } => st.mp.subscribe_send(&message).await.map(|_| None),
+        Rendered::Mass { .. } => return Outcome::Failed { code: "local".into(), error: "mass sends have no rows".into() },
+    };
+    classify(result.as_ref().map(|m| *m))
+}
