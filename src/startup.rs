@@ -232,7 +232,12 @@ async fn wait_for_signal() {
 pub async fn build_state(settings: Settings, overrides: Overrides, migrate: bool) -> anyhow::Result<AppState> {
     let settings = Arc::new(settings);
     if settings.dev_mode() {
+        // Demo values only (production refuses them), printed so a newcomer can sign requests.
         tracing::warn!(
+            app_id = %settings.wechat_app_id,
+            token = %settings.wechat_token.expose_secret(),
+            aes_key = %settings.wechat_aes_key.expose_secret(),
+            mode = ?settings.wechat_message_mode,
             "DEV MODE: demo WeChat credentials and the built-in fake WeChat API are in use; \
              set DANGJIAN_ENV=production with real credentials for a deployment"
         );

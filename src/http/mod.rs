@@ -5,6 +5,7 @@ pub mod console;
 pub mod content_admin;
 mod health;
 pub mod mp;
+pub mod openapi;
 mod pages;
 pub mod wechat;
 
@@ -40,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route("/api/openapi.json", get(openapi::openapi))
         .route("/dev/wechat/outbox", get(crate::devtools::outbox))
         .merge(admin::router(state.clone()))
         .merge(console::router(state.clone()))

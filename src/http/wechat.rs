@@ -326,7 +326,8 @@ impl AppState {
         NewsArticle {
             title: card.title.clone(),
             description: card.summary.clone(),
-            pic_url: card.cover_url.clone().unwrap_or_else(|| format!("{base}/static/cover.png")),
+            // No cover: WeChat shows the card without a picture.
+            pic_url: card.cover_url.clone().unwrap_or_default(),
             url: format!("{base}/articles/{}", card.id),
         }
     }

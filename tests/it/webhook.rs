@@ -323,3 +323,20 @@ async fn welcome_is_followed_by_the_newest_article_card_once() {
         assert_eq!(sent[0].body["news"]["articles"][0]["title"], "最新动态");
     });
 }
+
+#[tokio::test]
+async fn openapi_lists_every_admin_route_with_its_permission() {
+    each_backend!(|app| {
+        let doc: serde_json::Value = app.http.get(app.url("/api/openapi.json")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(doc["openapi"], "3.0.3");
+        let table = dangjian::http::admin::routes(app.state.clone());
+        assert!(table.table().len() > 10);
+        for spec in table.table() {
+            let op = &doc["paths"][spec.path][spec.method.as_str().to_ascii_lowercase()];
+            assert!(op.is_object(), "{} {} missing from the OpenAPI document", spec.method, spec.path);
+            assert_eq!(op["x-permission"], serde_json::to_value(spec.permission).unwrap());
+        }
+        assert!(doc["paths"]["/api/mp/articles"]["get"].is_object());
+        assert_eq!(doc["paths"]["/api/admin/pushes"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/PushInput");
+    });
+}

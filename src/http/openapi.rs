@@ -1,0 +1,151 @@
+//! `GET /api/openapi.json`: OpenAPI 3 of `/api/mp` and `/api/admin`.
+//!
+//! The admin paths come from the one admin route table (so a route can't be added without
+//! appearing here, with the permission it requires); the contract's main request bodies are
+//! described as schemas.
+
+use axum::{extract::State, Json};
+use serde_json::{json, Map, Value};
+
+use crate::startup::AppState;
+
+/// Mini-program routes: (method, path, summary).
+const MP_ROUTES: &[(&str, &str, &str)] = &[
+    ("get", "/api/mp/articles", "Published articles, newest first (?category=&page=)"),
+    ("get", "/api/mp/articles/{id}", "One published article with body_html"),
+    ("get", "/api/mp/categories", "Article categories in menu order"),
+    ("get", "/api/mp/banners", "Focus banners valid now, in order"),
+];
+
+fn error_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+            "code": {"type": "string", "example": "validation_failed"},
+            "message": {"type": "string"}
+        }}}
+    })
+}
+
+fn schemas() -> Value {
+    json!({
+        "Error": error_schema(),
+        "LoginRequest": {"type": "object", "required": ["username", "password"], "properties": {
+            "username": {"type": "string"}, "password": {"type": "string", "format": "password"}}},
+        "LoginResponse": {"type": "object", "properties": {
+            "token": {"type": "string"}, "expires_at": {"type": "string", "format": "date-time"}, "user": {"type": "object"}}},
+        "MemberImportRow": {"type": "object", "required": ["name", "phone", "category", "org_unit"], "properties": {
+            "name": {"type": "string"}, "phone": {"type": "string"},
+            "category": {"type": "string", "enum": ["employed", "retired", "student", "unemployed", "other"]},
+            "monthly_income_fen": {"type": "integer", "format": "int64"}, "org_unit": {"type": "string"},
+            "id_number": {"type": "string"}, "party_status": {"type": "string", "enum": ["full", "probationary"]}}},
+        "ArticleInput": {"type": "object", "required": ["title", "summary", "body_md", "category"], "properties": {
+            "title": {"type": "string"}, "summary": {"type": "string"}, "body_md": {"type": "string"},
+            "category": {"type": "string"}, "cover_url": {"type": "string"}, "author": {"type": "string"},
+            "source": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}}},
+        "PushInput": {"type": "object", "required": ["article_ids", "audience", "channel"], "properties": {
+            "article_ids": {"type": "array", "items": {"type": "integer", "format": "int64"}},
+            "audience": {"type": "object", "required": ["kind"], "properties": {
+                "kind": {"type": "string", "enum": ["all", "tag", "org_unit", "members"]},
+                "ids": {"type": "array", "items": {"type": "integer", "format": "int64"}}}},
+            "channel": {"type": "string", "enum": ["template", "mass", "custom", "subscribe"]},
+            "scheduled_at": {"type": "string", "format": "date-time", "nullable": true}}},
+        "PushStatus": {"type": "object", "properties": {
+            "id": {"type": "integer"},
+            "status": {"type": "string", "enum": ["scheduled", "running", "paused", "completed", "cancelled", "failed"]},
+            "counts": {"type": "object", "properties": {
+                "pending": {"type": "integer"}, "in_flight": {"type": "integer"}, "sent": {"type": "integer"},
+                "failed": {"type": "integer"}, "unknown": {"type": "integer"}, "skipped": {"type": "integer"}}}}}
+    })
+}
+
+/// Request body schema for the routes whose body the contract names.
+fn body_for(method: &str, path: &str) -> Option<&'static str> {
+    match (method, path) {
+        ("post", "/api/admin/login") => Some("LoginRequest"),
+        ("post", "/api/admin/articles") | ("put", "/api/admin/articles/{id}") => Some("ArticleInput"),
+        ("post", "/api/admin/pushes") => Some("PushInput"),
+        _ => None,
+    }
+}
+
+fn operation(method: &str, path: &str, summary: &str, secured: bool) -> Value {
+    let mut op = Map::new();
+    op.insert("summary".into(), json!(summary));
+    let params: Vec<Value> = path
+        .split('/')
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .collect();
+    if !params.is_empty() {
+        op.insert("parameters".into(), Value::Array(params));
+    }
+    if let Some(schema) = body_for(method, path) {
+        op.insert(
+            "requestBody".into(),
+            json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}}),
+        );
+    } else if path == "/api/admin/members" && method == "post" {
+        op.insert(
+            "requestBody".into(),
+            json!({"required": true, "content": {
+                "application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/MemberImportRow"}}},
+                "text/csv": {"schema": {"type": "string"}}}}),
+        );
+    }
+    let mut responses = json!({
+        "200": {"description": "OK"},
+        "4XX": {"description": "Rejected", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    });
+    if path == "/api/admin/pushes/{id}" && method == "get" {
+        responses["200"] = json!({"description": "OK", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PushStatus"}}}});
+    }
+    if path == "/api/admin/login" {
+        responses["200"] = json!({"description": "OK", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LoginResponse"}}}});
+    }
+    op.insert("responses".into(), responses);
+    if secured {
+        op.insert("security".into(), json!([{"bearer": []}]));
+    }
+    Value::Object(op)
+}
+
+pub fn build(state: &AppState) -> Value {
+    let mut paths: Map<String, Value> = Map::new();
+    let mut add = |path: &str, method: &str, op: Value| {
+        let entry = paths.entry(path.to_owned()).or_insert_with(|| json!({}));
+        entry[method] = op;
+    };
+    for (method, path, summary) in MP_ROUTES {
+        add(path, method, operation(method, path, summary, false));
+    }
+    let admin = crate::http::admin::routes(state.clone());
+    for spec in admin.table() {
+        let method = spec.method.as_str().to_ascii_lowercase();
+        let permission = serde_json::to_value(spec.permission).unwrap_or(Value::Null);
+        let summary = format!("requires permission {}", permission.as_str().unwrap_or("?"));
+        let secured = spec.permission != crate::auth::Permission::Public;
+        let mut op = operation(&method, spec.path, &summary, secured);
+        op["x-permission"] = permission;
+        add(spec.path, &method, op);
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "dangjian API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Mini-program (/api/mp) and admin (/api/admin) JSON APIs. Errors always have the shape {\"error\":{\"code\",\"message\"}}. Admin routes take `Authorization: Bearer <token>` from POST /api/admin/login; x-permission names the permission each route requires."
+        },
+        "servers": [{"url": state.settings.public_url}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}
+        }
+    })
+}
+
+pub async fn openapi(State(st): State<AppState>) -> Json<Value> {
+    Json(build(&st))
+}
