@@ -25,10 +25,20 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let mut a = Args { recipients: 50_000, workers: 4, batch: 200, concurrency: 32, database_url: None };
+    let mut a = Args {
+        recipients: 50_000,
+        workers: 4,
+        batch: 200,
+        concurrency: 32,
+        database_url: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
-        let mut num = |name: &str| it.next().and_then(|v| v.parse::<usize>().ok()).unwrap_or_else(|| panic!("{name} N"));
+        let mut num = |name: &str| {
+            it.next()
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or_else(|| panic!("{name} N"))
+        };
         match arg.as_str() {
             "--recipients" => a.recipients = num("--recipients"),
             "--workers" => a.workers = num("--workers"),
@@ -44,7 +54,9 @@ fn parse_args() -> Args {
 
 fn main() -> anyhow::Result<()> {
     let args = parse_args();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(run(args))
 }
 
@@ -57,14 +69,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
         mp_app_secret: "demo-mp-secret-not-for-production".into(),
     });
     let server = fake.spawn().await;
-    fake.add_template(TemplateInfo { template_id: "demo-news-template".into(), ..Default::default() });
-    let backend = if args.database_url.is_some() { "postgres" } else { "sqlite" };
-    let db_url = args.database_url.clone().unwrap_or_else(|| format!("sqlite://{}/bench.db?mode=rwc", dir.path().display()));
+    fake.add_template(TemplateInfo {
+        template_id: "demo-news-template".into(),
+        ..Default::default()
+    });
+    let backend = if args.database_url.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    let db_url = args
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}/bench.db?mode=rwc", dir.path().display()));
     let settings = Settings::with_overrides([
         ("bind", "127.0.0.1:0".to_owned()),
         ("database_url", db_url),
         ("data_dir", dir.path().join("data").display().to_string()),
-        ("content_dir", dir.path().join("content").display().to_string()),
+        (
+            "content_dir",
+            dir.path().join("content").display().to_string(),
+        ),
         ("wechat_api_base", server.base_url.clone()),
         ("follower_sync_interval_hours", "0".to_owned()),
         ("push_rate_per_second", "0".to_owned()),
@@ -79,11 +104,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let server_task = tokio::spawn(app.run());
 
     // Followers in the database and the fake.
-    let openids: Vec<String> = (0..args.recipients).map(|i| format!("obench{i:08}")).collect();
+    let openids: Vec<String> = (0..args.recipients)
+        .map(|i| format!("obench{i:08}"))
+        .collect();
     let now = st.clock.unix_ms();
     let mut tx = st.db.begin_write().await?;
     for chunk in openids.chunks(500) {
-        let values: Vec<String> = (0..chunk.len()).map(|i| format!("(${}, 'subscribed', $1, $1, $1)", i + 2)).collect();
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, 'subscribed', $1, $1, $1)", i + 2))
+            .collect();
         let sql = format!(
             "INSERT INTO followers (openid, status, subscribed_at, created_at, updated_at) VALUES {}",
             values.join(", ")
@@ -114,26 +143,39 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let start = Instant::now();
     let req = service::CreatePush {
         article_ids: vec![article],
-        audience: Audience { kind: AudienceKind::All, ids: vec![] },
+        audience: Audience {
+            kind: AudienceKind::All,
+            ids: vec![],
+        },
         channel: Channel::Template,
         scheduled_at: None,
     };
-    let created = service::create(&st, &req, Some("bench")).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let created = service::create(&st, &req, Some("bench"))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let materialised = start.elapsed();
     loop {
         let p = store::get(&st.db, created.id).await?.expect("push");
         if p.status == PushStatus::Completed {
             break;
         }
-        anyhow::ensure!(start.elapsed() < Duration::from_secs(600), "push not completed after 10 minutes");
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(600),
+            "push not completed after 10 minutes"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let elapsed = start.elapsed();
     let counts = store::counts(&st.db, created.id).await?;
     let outbox = fake.outbox_len();
-    anyhow::ensure!(counts.sent as usize == args.recipients && outbox == args.recipients, "sent {counts:?}, outbox {outbox}");
+    anyhow::ensure!(
+        counts.sent as usize == args.recipients && outbox == args.recipients,
+        "sent {counts:?}, outbox {outbox}"
+    );
     let rate = args.recipients as f64 / elapsed.as_secs_f64();
-    println!("| backend | recipients | workers × batch × concurrency | materialise | total | sends/s |");
+    println!(
+        "| backend | recipients | workers × batch × concurrency | materialise | total | sends/s |"
+    );
     println!("|---|---:|---|---:|---:|---:|");
     println!(
         "| {backend} | {} | {} × {} × {} | {:.0} ms | {:.2} s | {:.0} |",

@@ -28,7 +28,10 @@ impl Sql {
     }
 
     pub fn list(&mut self, ids: &[i64]) -> String {
-        ids.iter().map(|i| self.bind(Bind::I64(*i))).collect::<Vec<_>>().join(", ")
+        ids.iter()
+            .map(|i| self.bind(Bind::I64(*i)))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     pub fn query(&self) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
@@ -121,7 +124,11 @@ pub fn materialise_sql(m: &Materialise<'_>) -> Sql {
         }
     };
     ctes.push(format!("audience AS ({audience})"));
-    let recursive = if m.kind == AudienceKind::OrgUnit { "RECURSIVE " } else { "" };
+    let recursive = if m.kind == AudienceKind::OrgUnit {
+        "RECURSIVE "
+    } else {
+        ""
+    };
     sql.text = format!(
         "WITH {recursive}{} \
          INSERT INTO push_deliveries (push_id, openid, status, error_code, attempts, next_attempt_at, updated_at) \
@@ -149,7 +156,16 @@ mod tests {
             custom_cutoff_ms: 3,
             subscribe_template_id: "t",
         });
-        assert_eq!(sql.binds, vec![Bind::I64(1), Bind::I64(2), Bind::I64(3), Bind::I64(4), Bind::I64(5)]);
+        assert_eq!(
+            sql.binds,
+            vec![
+                Bind::I64(1),
+                Bind::I64(2),
+                Bind::I64(3),
+                Bind::I64(4),
+                Bind::I64(5)
+            ]
+        );
         assert!(sql.text.contains("t.tag_id IN ($4, $5)"), "{}", sql.text);
         assert!(sql.text.contains(">= $3"));
     }

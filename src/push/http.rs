@@ -23,11 +23,27 @@ use crate::{
 pub fn routes(r: AdminRoutes) -> AdminRoutes {
     r.post("/api/admin/pushes", Permission::ManagePushes, create)
         .get("/api/admin/pushes", Permission::ManagePushes, list)
-        .post("/api/admin/pushes/preview", Permission::ManagePushes, preview)
+        .post(
+            "/api/admin/pushes/preview",
+            Permission::ManagePushes,
+            preview,
+        )
         .get("/api/admin/pushes/{id}", Permission::ManagePushes, get)
-        .post("/api/admin/pushes/{id}/cancel", Permission::ManagePushes, cancel)
-        .post("/api/admin/pushes/{id}/pause", Permission::ManagePushes, pause)
-        .post("/api/admin/pushes/{id}/resume", Permission::ManagePushes, resume)
+        .post(
+            "/api/admin/pushes/{id}/cancel",
+            Permission::ManagePushes,
+            cancel,
+        )
+        .post(
+            "/api/admin/pushes/{id}/pause",
+            Permission::ManagePushes,
+            pause,
+        )
+        .post(
+            "/api/admin/pushes/{id}/resume",
+            Permission::ManagePushes,
+            resume,
+        )
 }
 
 async fn create(
@@ -36,15 +52,17 @@ async fn create(
     AppJson(body): AppJson<CreatePush>,
 ) -> AppResult<(StatusCode, AppJson<service::Created>)> {
     let created = service::create(&st, &body, Some(&session.username)).await?;
-    let entry = session.audit("push.create", "push", created.id).details(json!({
-        "after": {
-            "channel": body.channel,
-            "audience": body.audience,
-            "article_ids": body.article_ids,
-            "scheduled_at": body.scheduled_at,
-            "status": created.status,
-        }
-    }));
+    let entry = session
+        .audit("push.create", "push", created.id)
+        .details(json!({
+            "after": {
+                "channel": body.channel,
+                "audience": body.audience,
+                "article_ids": body.article_ids,
+                "scheduled_at": body.scheduled_at,
+                "status": created.status,
+            }
+        }));
     audit::record(st.db.pool(), &entry).await?;
     Ok((StatusCode::CREATED, AppJson(created)))
 }
@@ -56,10 +74,16 @@ struct ListQuery {
     per_page: Option<i64>,
 }
 
-async fn list(State(st): State<AppState>, AppQuery(q): AppQuery<ListQuery>) -> AppResult<AppJson<Value>> {
+async fn list(
+    State(st): State<AppState>,
+    AppQuery(q): AppQuery<ListQuery>,
+) -> AppResult<AppJson<Value>> {
     let status = match q.status.as_deref() {
         None | Some("") => None,
-        Some(s) => Some(PushStatus::parse(s).ok_or_else(|| AppError::Validation(format!("status: unknown state {s:?}")))?),
+        Some(s) => Some(
+            PushStatus::parse(s)
+                .ok_or_else(|| AppError::Validation(format!("status: unknown state {s:?}")))?,
+        ),
     };
     let per_page = q.per_page.unwrap_or(20).clamp(1, 100);
     let page = q.page.unwrap_or(1).max(1);
@@ -68,15 +92,27 @@ async fn list(State(st): State<AppState>, AppQuery(q): AppQuery<ListQuery>) -> A
     for row in rows {
         pushes.push(service::view(&st, row).await?);
     }
-    Ok(AppJson(json!({"pushes": pushes, "page": page, "per_page": per_page})))
+    Ok(AppJson(
+        json!({"pushes": pushes, "page": page, "per_page": per_page}),
+    ))
 }
 
-async fn get(State(st): State<AppState>, Path(id): Path<i64>) -> AppResult<AppJson<service::PushView>> {
-    let push = store::get(&st.db, id).await?.ok_or_else(|| AppError::NotFound(format!("push {id}")))?;
+async fn get(
+    State(st): State<AppState>,
+    Path(id): Path<i64>,
+) -> AppResult<AppJson<service::PushView>> {
+    let push = store::get(&st.db, id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("push {id}")))?;
     Ok(AppJson(service::view(&st, push).await?))
 }
 
-async fn act(st: AppState, session: AdminSession, id: i64, action: Action) -> AppResult<AppJson<Value>> {
+async fn act(
+    st: AppState,
+    session: AdminSession,
+    id: i64,
+    action: Action,
+) -> AppResult<AppJson<Value>> {
     let status = service::act(&st, id, action).await?;
     let entry = session
         .audit(&format!("push.{}", action.as_str()), "push", id)
@@ -85,20 +121,35 @@ async fn act(st: AppState, session: AdminSession, id: i64, action: Action) -> Ap
     Ok(AppJson(json!({"id": id, "status": status})))
 }
 
-async fn cancel(State(st): State<AppState>, session: AdminSession, Path(id): Path<i64>) -> AppResult<AppJson<Value>> {
+async fn cancel(
+    State(st): State<AppState>,
+    session: AdminSession,
+    Path(id): Path<i64>,
+) -> AppResult<AppJson<Value>> {
     act(st, session, id, Action::Cancel).await
 }
 
-async fn pause(State(st): State<AppState>, session: AdminSession, Path(id): Path<i64>) -> AppResult<AppJson<Value>> {
+async fn pause(
+    State(st): State<AppState>,
+    session: AdminSession,
+    Path(id): Path<i64>,
+) -> AppResult<AppJson<Value>> {
     act(st, session, id, Action::Pause).await
 }
 
-async fn resume(State(st): State<AppState>, session: AdminSession, Path(id): Path<i64>) -> AppResult<AppJson<Value>> {
+async fn resume(
+    State(st): State<AppState>,
+    session: AdminSession,
+    Path(id): Path<i64>,
+) -> AppResult<AppJson<Value>> {
     act(st, session, id, Action::Resume).await
 }
 
 /// Render what one recipient would get, without sending.
-async fn preview(State(st): State<AppState>, AppJson(body): AppJson<PreviewPush>) -> AppResult<AppJson<Value>> {
+async fn preview(
+    State(st): State<AppState>,
+    AppJson(body): AppJson<PreviewPush>,
+) -> AppResult<AppJson<Value>> {
     let rendered = service::preview(&st, &body).await?;
     Ok(AppJson(json!({"preview": rendered})))
 }

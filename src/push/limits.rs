@@ -25,11 +25,14 @@ static NUMBER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^-?\d+(\.\d+)?$")
 static LETTER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z]+$").unwrap());
 static SYMBOL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[[:punct:]]+$").unwrap());
 static CHARACTER_STRING: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[[:graph:]]+$").unwrap());
-static AMOUNT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[¥￥$€£]?\d{1,10}(\.\d{1,2})?元?$").unwrap());
+static AMOUNT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[¥￥$€£]?\d{1,10}(\.\d{1,2})?元?$").unwrap());
 static PHONE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[0-9+\-() ]{1,17}$").unwrap());
-static CAR: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[\p{Han}A-Z0-9]?[A-Z0-9]{1,6}[\p{Han}A-Z0-9]?$").unwrap());
+static CAR: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[\p{Han}A-Z0-9]?[A-Z0-9]{1,6}[\p{Han}A-Z0-9]?$").unwrap());
 static HAN: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\p{Han}+$").unwrap());
-static NAME_LATIN: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z][A-Za-z .·-]*$").unwrap());
+static NAME_LATIN: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z][A-Za-z .·-]*$").unwrap());
 /// One point in time: `15:01`, `2019年10月1日`, `2019-10-01 15:01`, `2019/10/01 15:01:30`.
 const DATE: &str = r"\d{4}(年\d{1,2}月\d{1,2}日|-\d{1,2}-\d{1,2}|/\d{1,2}/\d{1,2})";
 const CLOCK: &str = r"([01]?\d|2[0-3]):[0-5]\d(:[0-5]\d)?";
@@ -60,7 +63,10 @@ pub fn truncate(s: &str, max: usize) -> String {
 
 /// Check (and where allowed, truncate) one value.
 pub fn enforce(key: &str, value: &str) -> Result<String, InvalidValue> {
-    let bad = |why: &str| InvalidValue { key: key.to_owned(), why: why.to_owned() };
+    let bad = |why: &str| InvalidValue {
+        key: key.to_owned(),
+        why: why.to_owned(),
+    };
     let value = value.trim();
     let chars = value.chars().count();
     let check = |ok: bool, max: usize, why: &str| -> Result<String, InvalidValue> {
@@ -83,13 +89,33 @@ pub fn enforce(key: &str, value: &str) -> Result<String, InvalidValue> {
             Ok(truncate(value, 20))
         }
         "first" | "keyword" | "remark" => Ok(truncate(value, CLASSIC_MAX)),
-        "number" => check(NUMBER.is_match(value), 32, "digits only (a decimal point allowed)"),
+        "number" => check(
+            NUMBER.is_match(value),
+            32,
+            "digits only (a decimal point allowed)",
+        ),
         "letter" => check(LETTER.is_match(value), 32, "letters only"),
         "symbol" => check(SYMBOL.is_match(value), 5, "symbols only"),
-        "character_string" => check(CHARACTER_STRING.is_match(value), 32, "letters, digits and symbols only"),
-        "time" => check(TIME.is_match(value), 64, "a 24-hour time such as 15:01 or 2019年10月1日 15:01"),
-        "date" => check(DATE_RE.is_match(value), 64, "a date such as 2019年10月1日 or 2019-10-01 15:01"),
-        "amount" => check(AMOUNT.is_match(value), 14, "an amount such as ¥12.50 or 100元"),
+        "character_string" => check(
+            CHARACTER_STRING.is_match(value),
+            32,
+            "letters, digits and symbols only",
+        ),
+        "time" => check(
+            TIME.is_match(value),
+            64,
+            "a 24-hour time such as 15:01 or 2019年10月1日 15:01",
+        ),
+        "date" => check(
+            DATE_RE.is_match(value),
+            64,
+            "a date such as 2019年10月1日 or 2019-10-01 15:01",
+        ),
+        "amount" => check(
+            AMOUNT.is_match(value),
+            14,
+            "an amount such as ¥12.50 or 100元",
+        ),
         "phone_number" => check(PHONE.is_match(value), 17, "digits and + - ( ) only"),
         "car_number" => check(CAR.is_match(value), 8, "a licence plate"),
         "phrase" => check(HAN.is_match(value), 5, "Chinese characters only"),
@@ -97,7 +123,11 @@ pub fn enforce(key: &str, value: &str) -> Result<String, InvalidValue> {
             if HAN.is_match(value) {
                 check(true, 10, "")
             } else {
-                check(NAME_LATIN.is_match(value), 20, "a name in Chinese (≤10) or letters (≤20)")
+                check(
+                    NAME_LATIN.is_match(value),
+                    20,
+                    "a name in Chinese (≤10) or letters (≤20)",
+                )
             }
         }
         "const" => Err(bad("const values are fixed by WeChat and cannot be sent")),
@@ -121,7 +151,10 @@ mod tests {
 
     #[test]
     fn typed_values_are_refused_not_cut() {
-        assert_eq!(enforce("time2", "2024年10月1日 15:01").unwrap(), "2024年10月1日 15:01");
+        assert_eq!(
+            enforce("time2", "2024年10月1日 15:01").unwrap(),
+            "2024年10月1日 15:01"
+        );
         assert!(enforce("time2", "15:01").is_ok());
         assert!(enforce("time2", "2024-10-01 09:30 ~ 2024-10-01 11:00").is_ok());
         assert!(enforce("time2", "tomorrow").is_err());
@@ -148,6 +181,12 @@ mod tests {
         assert_eq!(key_type("character_string12"), "character_string");
         assert_eq!(key_type("keyword1.DATA"), "keyword");
         assert_eq!(enforce("keyword1", "a").unwrap(), "a");
-        assert_eq!(enforce("remark", &"长".repeat(300)).unwrap().chars().count(), 200);
+        assert_eq!(
+            enforce("remark", &"长".repeat(300))
+                .unwrap()
+                .chars()
+                .count(),
+            200
+        );
     }
 }

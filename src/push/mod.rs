@@ -52,7 +52,12 @@ pub enum Channel {
 }
 
 impl Channel {
-    pub const ALL: [Channel; 4] = [Channel::Template, Channel::Mass, Channel::Custom, Channel::Subscribe];
+    pub const ALL: [Channel; 4] = [
+        Channel::Template,
+        Channel::Mass,
+        Channel::Custom,
+        Channel::Subscribe,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -137,7 +142,10 @@ impl Action {
 
     /// The source states of [`transition`](Self::transition), for the guarded UPDATE.
     pub fn sources(self) -> Vec<PushStatus> {
-        PushStatus::ALL.into_iter().filter(|s| self.transition(*s).is_some()).collect()
+        PushStatus::ALL
+            .into_iter()
+            .filter(|s| self.transition(*s).is_some())
+            .collect()
     }
 }
 
@@ -202,9 +210,14 @@ impl AudienceKind {
     }
 
     pub fn parse(s: &str) -> Option<AudienceKind> {
-        [AudienceKind::All, AudienceKind::Tag, AudienceKind::OrgUnit, AudienceKind::Members]
-            .into_iter()
-            .find(|c| c.as_str() == s)
+        [
+            AudienceKind::All,
+            AudienceKind::Tag,
+            AudienceKind::OrgUnit,
+            AudienceKind::Members,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
     }
 }
 
@@ -218,17 +231,34 @@ pub struct Audience {
 /// How one send ended, decided from WeChat's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Sent { msgid: Option<i64> },
+    Sent {
+        msgid: Option<i64>,
+    },
     /// Not sent and worth another try later (-1 busy, HTTP 5xx, token trouble).
-    Retry { code: String, error: String },
+    Retry {
+        code: String,
+        error: String,
+    },
     /// Not sent and never will be (unsubscribed, consent withdrawn).
-    Skipped { code: String, error: String },
+    Skipped {
+        code: String,
+        error: String,
+    },
     /// Refused for good (bad OpenID, bad data).
-    Failed { code: String, error: String },
+    Failed {
+        code: String,
+        error: String,
+    },
     /// A quota or frequency limit: this row was not sent; the push stops.
-    Quota { code: String, error: String },
+    Quota {
+        code: String,
+        error: String,
+    },
     /// The request may have reached WeChat (timeout, reset, unreadable answer): never resent.
-    Unknown { code: String, error: String },
+    Unknown {
+        code: String,
+        error: String,
+    },
 }
 
 /// Errcodes that mean "this recipient will not get it" rather than "the send failed".
@@ -245,7 +275,10 @@ pub fn classify(result: Result<Option<i64>, &wechat::Error>) -> Outcome {
         Err(e) => e,
     };
     match err {
-        wechat::Error::Api { errcode: code, errmsg } => {
+        wechat::Error::Api {
+            errcode: code,
+            errmsg,
+        } => {
             let (code, c) = (code.to_string(), *code);
             let error = errmsg.clone();
             if c == UNSUBSCRIBED || c == SUBSCRIBE_REFUSED {
@@ -262,12 +295,27 @@ pub fn classify(result: Result<Option<i64>, &wechat::Error>) -> Outcome {
         // client words these `<api>: HTTP <status>`; anything else from the transport (timeout,
         // reset after sending) may have been delivered.
         wechat::Error::Http(m) => match http_status(m) {
-            Some(s) if s >= 500 => Outcome::Retry { code: "http_5xx".into(), error: m.clone() },
-            Some(s) => Outcome::Failed { code: format!("http_{s}"), error: m.clone() },
-            None => Outcome::Unknown { code: "transport".into(), error: m.clone() },
+            Some(s) if s >= 500 => Outcome::Retry {
+                code: "http_5xx".into(),
+                error: m.clone(),
+            },
+            Some(s) => Outcome::Failed {
+                code: format!("http_{s}"),
+                error: m.clone(),
+            },
+            None => Outcome::Unknown {
+                code: "transport".into(),
+                error: m.clone(),
+            },
         },
-        wechat::Error::Decode(m) => Outcome::Unknown { code: "decode".into(), error: m.clone() },
-        other => Outcome::Failed { code: "local".into(), error: other.to_string() },
+        wechat::Error::Decode(m) => Outcome::Unknown {
+            code: "decode".into(),
+            error: m.clone(),
+        },
+        other => Outcome::Failed {
+            code: "local".into(),
+            error: other.to_string(),
+        },
     }
 }
 
@@ -295,10 +343,16 @@ mod tests {
 
     #[test]
     fn outcomes_never_resend_what_may_have_arrived() {
-        let api = |c: i64| wechat::Error::Api { errcode: c, errmsg: "x".into() };
+        let api = |c: i64| wechat::Error::Api {
+            errcode: c,
+            errmsg: "x".into(),
+        };
         assert_eq!(classify(Ok(Some(7))), Outcome::Sent { msgid: Some(7) });
         assert!(matches!(classify(Err(&api(-1))), Outcome::Retry { .. }));
-        assert!(matches!(classify(Err(&api(43004))), Outcome::Skipped { .. }));
+        assert!(matches!(
+            classify(Err(&api(43004))),
+            Outcome::Skipped { .. }
+        ));
         assert!(matches!(classify(Err(&api(45009))), Outcome::Quota { .. }));
         assert!(matches!(classify(Err(&api(45047))), Outcome::Quota { .. }));
         assert!(matches!(classify(Err(&api(40003))), Outcome::Failed { .. }));
@@ -306,7 +360,8 @@ mod tests {
         assert!(matches!(classify(Err(&gw)), Outcome::Retry { .. }));
         let timeout = wechat::Error::Http("error sending request".into());
         assert!(matches!(classify(Err(&timeout)), Outcome::Unknown { .. }));
-        let not_found = wechat::Error::Http("cgi-bin/message/template/send: HTTP 404 Not Found".into());
+        let not_found =
+            wechat::Error::Http("cgi-bin/message/template/send: HTTP 404 Not Found".into());
         assert!(matches!(classify(Err(&not_found)), Outcome::Failed { .. }));
     }
 }

@@ -35,9 +35,15 @@ impl RateLimiter {
             return true;
         }
         loop {
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
             let second = now.as_secs();
-            match self.cache.incr(&format!("push:rate:{second}"), Duration::from_secs(2)).await {
+            match self
+                .cache
+                .incr(&format!("push:rate:{second}"), Duration::from_secs(2))
+                .await
+            {
                 Ok(n) if n as u64 <= self.per_second => return true,
                 Ok(_) => {}
                 Err(e) => {
@@ -50,7 +56,8 @@ impl RateLimiter {
                     };
                 }
             }
-            let next = Duration::from_secs(second + 1).saturating_sub(now) + Duration::from_millis(1);
+            let next =
+                Duration::from_secs(second + 1).saturating_sub(now) + Duration::from_millis(1);
             tokio::select! {
                 _ = tokio::time::sleep(next) => {}
                 _ = shutdown.cancelled() => return false,
@@ -72,6 +79,10 @@ mod tests {
         for _ in 0..41 {
             assert!(limiter.acquire(&stop).await);
         }
-        assert!(start.elapsed() > Duration::from_secs(1), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() > Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
     }
 }

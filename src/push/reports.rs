@@ -12,32 +12,22 @@ use crate::startup::AppState;
 /// Handle one report or consent event. A template report can arrive before the worker has recorded
 /// the msgid (it records a batch at a time): then it is tried again a few times in the background.
 pub async fn handle(st: &AppState, msg: &InboundMessage) -> anyhow::Result<()> {
-    let MessageBody::Event(event) = &msg.body else { return Ok(()) };
+    let MessageBody::Event(event) = &msg.body else {
+        return Ok(());
+    };
     let now = st.clock.unix_ms();
     match event {
         Event::TemplateSendJobFinish { msg_id, status } => {
-            if store::template_report(&st.db, *msg_id, status, now).await? == 0 {
-                let (st2, msg_id, status) = (st.clone(), *msg_id, status.clone());
-                st.tasks.spawn(async move {
-                    for _ in 0..5 {
-                        tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                            _ = st2.shutdown.cancelled() => return,
-                        }
-                        match store::template_report(&st2.db, msg_id, &status, st2.clock.unix_ms()).await {
-                            Ok(0) => continue,
-                            Ok(_) => return,
-                            Err(e) => {
-                                tracing::warn!(error = %e, msg_id, "template report not recorded");
-                                return;
-                            }
-                        }
-                    }
-                    tracing::info!(msg_id, "template report for no known push delivery");
-                });
-            }
+            template_report(st, *msg_id, status, now).await?
         }
-        Event::MassSendJobFinish { msg_id, status, total_count, filter_count, sent_count, error_count } => {
+        Event::MassSendJobFinish {
+            msg_id,
+            status,
+            total_count,
+            filter_count,
+            sent_count,
+            error_count,
+        } => {
             let report = serde_json::json!({
                 "status": status,
                 "total_count": total_count,
@@ -60,6 +50,32 @@ pub async fn handle(st: &AppState, msg: &InboundMessage) -> anyhow::Result<()> {
             }
         }
         _ => {}
+    }
+    Ok(())
+}
+
+/// TEMPLATESENDJOBFINISH → the delivery row with that msgid; retried in the background when the
+/// row isn't recorded yet.
+async fn template_report(st: &AppState, msg_id: i64, status: &str, now: i64) -> anyhow::Result<()> {
+    if store::template_report(&st.db, msg_id, status, now).await? == 0 {
+        let (st2, msg_id, status) = (st.clone(), msg_id, status.to_owned());
+        st.tasks.spawn(async move {
+            for _ in 0..5 {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    _ = st2.shutdown.cancelled() => return,
+                }
+                match store::template_report(&st2.db, msg_id, &status, st2.clock.unix_ms()).await {
+                    Ok(0) => continue,
+                    Ok(_) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, msg_id, "template report not recorded");
+                        return;
+                    }
+                }
+            }
+            tracing::info!(msg_id, "template report for no known push delivery");
+        });
     }
     Ok(())
 }

@@ -51,13 +51,20 @@ pub fn mass_quota(account: AccountType, now_ms: i64) -> (i64, i64, &'static str)
 /// Check a request against the channel rules; the scheduled time in unix ms.
 fn validate(st: &AppState, req: &CreatePush, now: i64) -> Result<i64, AppError> {
     if req.article_ids.is_empty() || req.article_ids.len() > MAX_ARTICLES {
-        return Err(invalid(format!("article_ids: 1 to {MAX_ARTICLES} articles")));
+        return Err(invalid(format!(
+            "article_ids: 1 to {MAX_ARTICLES} articles"
+        )));
     }
     let kind = req.audience.kind;
     match (kind, req.audience.ids.is_empty()) {
-        (AudienceKind::All, false) => return Err(invalid("audience.ids: must be empty for kind \"all\"")),
+        (AudienceKind::All, false) => {
+            return Err(invalid("audience.ids: must be empty for kind \"all\""))
+        }
         (AudienceKind::Tag | AudienceKind::OrgUnit | AudienceKind::Members, true) => {
-            return Err(invalid(format!("audience.ids: at least one id for kind \"{}\"", kind.as_str())))
+            return Err(invalid(format!(
+                "audience.ids: at least one id for kind \"{}\"",
+                kind.as_str()
+            )))
         }
         _ => {}
     }
@@ -82,7 +89,9 @@ fn validate(st: &AppState, req: &CreatePush, now: i64) -> Result<i64, AppError> 
         None | Some("") => now,
         Some(s) => {
             let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-                .map_err(|_| invalid("scheduled_at: an RFC 3339 time such as 2026-11-01T08:00:00+08:00"))?;
+                .map_err(|_| {
+                    invalid("scheduled_at: an RFC 3339 time such as 2026-11-01T08:00:00+08:00")
+                })?;
             crate::db::unix_ms(t).max(now)
         }
     };
@@ -96,7 +105,9 @@ pub async fn article_views(st: &AppState, ids: &[i64]) -> Result<Vec<ArticleView
         match rows.iter().find(|a| a.id == *id) {
             None => return Err(invalid(format!("article_ids: article {id} does not exist"))),
             Some(a) if a.status != "published" => {
-                return Err(invalid(format!("article_ids: article {id} is not published")))
+                return Err(invalid(format!(
+                    "article_ids: article {id} is not published"
+                )))
             }
             _ => {}
         }
@@ -108,7 +119,9 @@ pub async fn article_views(st: &AppState, ids: &[i64]) -> Result<Vec<ArticleView
             let at = a.published_at.unwrap_or(0);
             ArticleView {
                 url: format!("{base}/articles/{}", a.id),
-                cover_url: a.cover_url.unwrap_or_else(|| format!("{base}/static/cover.png")),
+                cover_url: a
+                    .cover_url
+                    .unwrap_or_else(|| format!("{base}/static/cover.png")),
                 id: a.id,
                 title: a.title,
                 summary: a.summary,
@@ -123,11 +136,23 @@ pub async fn article_views(st: &AppState, ids: &[i64]) -> Result<Vec<ArticleView
 }
 
 /// The templates (read now from the content folder) and the render context of a push.
-pub async fn render_inputs(st: &AppState, push_id: i64, article_ids: &[i64]) -> Result<(Templates, PushContext), AppError> {
-    let templates = Templates::load(&st.settings.content_dir).map_err(|e| invalid(format!("{e:#}")))?;
+pub async fn render_inputs(
+    st: &AppState,
+    push_id: i64,
+    article_ids: &[i64],
+) -> Result<(Templates, PushContext), AppError> {
+    let templates =
+        Templates::load(&st.settings.content_dir).map_err(|e| invalid(format!("{e:#}")))?;
     let articles = article_views(st, article_ids).await?;
     let now = templates::shanghai_datetime(st.clock.unix_ms());
-    Ok((templates, PushContext { push_id, articles, now }))
+    Ok((
+        templates,
+        PushContext {
+            push_id,
+            articles,
+            now,
+        },
+    ))
 }
 
 fn render_error(e: super::templates::RenderError) -> AppError {
@@ -142,12 +167,27 @@ pub struct Created {
 
 /// Create a push: everything that can be checked before sending is checked here (channel rules,
 /// articles, layouts and WeChat's value limits, the mass quota); a push due now starts at once.
-pub async fn create(st: &AppState, req: &CreatePush, actor: Option<&str>) -> Result<Created, AppError> {
+pub async fn create(
+    st: &AppState,
+    req: &CreatePush,
+    actor: Option<&str>,
+) -> Result<Created, AppError> {
     let now = st.clock.unix_ms();
     let at = validate(st, req, now)?;
     let (templates, context) = render_inputs(st, 0, &req.article_ids).await?;
-    let sample = if req.channel == Channel::Mass { "" } else { "o_preview" };
-    templates.render(req.channel, &context, sample, &st.settings.wechat_news_template_id).map_err(render_error)?;
+    let sample = if req.channel == Channel::Mass {
+        ""
+    } else {
+        "o_preview"
+    };
+    templates
+        .render(
+            req.channel,
+            &context,
+            sample,
+            &st.settings.wechat_news_template_id,
+        )
+        .map_err(render_error)?;
     if req.channel == Channel::Mass {
         let (quota, window, wording) = mass_quota(st.settings.wechat_account_type, at);
         if store::mass_used_since(&st.db, window).await? >= quota {
@@ -159,7 +199,11 @@ pub async fn create(st: &AppState, req: &CreatePush, actor: Option<&str>) -> Res
         }
     }
     let template_id = match req.channel {
-        Channel::Template => Some(templates.template_id(&st.settings.wechat_news_template_id).to_owned()),
+        Channel::Template => Some(
+            templates
+                .template_id(&st.settings.wechat_news_template_id)
+                .to_owned(),
+        ),
         Channel::Subscribe => Some(templates.subscribe_template_id().to_owned()),
         _ => None,
     };
@@ -176,7 +220,11 @@ pub async fn create(st: &AppState, req: &CreatePush, actor: Option<&str>) -> Res
         now,
     )
     .await?;
-    let status = if at <= now && start(st, id).await? { PushStatus::Running } else { PushStatus::Scheduled };
+    let status = if at <= now && start(st, id).await? {
+        PushStatus::Running
+    } else {
+        PushStatus::Scheduled
+    };
     Ok(Created { id, status })
 }
 
@@ -196,7 +244,10 @@ pub async fn act(st: &AppState, id: i64, action: Action) -> Result<PushStatus, A
         None => Err(AppError::Conflict(format!(
             "cannot {} a push that is {}",
             action.as_str(),
-            store::get(&st.db, id).await?.map_or(push.status, |p| p.status).as_str()
+            store::get(&st.db, id)
+                .await?
+                .map_or(push.status, |p| p.status)
+                .as_str()
         ))),
     }
 }
@@ -222,7 +273,8 @@ pub async fn view(st: &AppState, push: PushRow) -> Result<PushView, AppError> {
     let errors_by_code = store::errors_by_code(&st.db, push.id).await?;
     let now = st.clock.unix_ms();
     let rate = if push.status == PushStatus::Running {
-        store::finished_since(&st.db, push.id, now - RATE_WINDOW_MS).await? as f64 / (RATE_WINDOW_MS as f64 / 1000.0)
+        store::finished_since(&st.db, push.id, now - RATE_WINDOW_MS).await? as f64
+            / (RATE_WINDOW_MS as f64 / 1000.0)
     } else {
         0.0
     };
@@ -235,7 +287,14 @@ pub async fn view(st: &AppState, push: PushRow) -> Result<PushView, AppError> {
     let scheduled_at_rfc3339 = templates::to_shanghai(push.scheduled_at)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    Ok(PushView { push, scheduled_at_rfc3339, counts, rate, eta_seconds, errors_by_code })
+    Ok(PushView {
+        push,
+        scheduled_at_rfc3339,
+        counts,
+        rate,
+        eta_seconds,
+        errors_by_code,
+    })
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -250,17 +309,32 @@ pub struct PreviewPush {
 /// Render a push for one recipient without sending anything.
 pub async fn preview(st: &AppState, req: &PreviewPush) -> Result<Rendered, AppError> {
     if req.article_ids.is_empty() || req.article_ids.len() > MAX_ARTICLES {
-        return Err(invalid(format!("article_ids: 1 to {MAX_ARTICLES} articles")));
+        return Err(invalid(format!(
+            "article_ids: 1 to {MAX_ARTICLES} articles"
+        )));
     }
     let (templates, context) = render_inputs(st, 0, &req.article_ids).await?;
-    let openid = if req.channel == Channel::Mass { String::new() } else { req.openid.clone().unwrap_or_else(|| "o_preview".into()) };
-    templates.render(req.channel, &context, &openid, &st.settings.wechat_news_template_id).map_err(render_error)
+    let openid = if req.channel == Channel::Mass {
+        String::new()
+    } else {
+        req.openid.clone().unwrap_or_else(|| "o_preview".into())
+    };
+    templates
+        .render(
+            req.channel,
+            &context,
+            &openid,
+            &st.settings.wechat_news_template_id,
+        )
+        .map_err(render_error)
 }
 
 /// The one call of a mass push: reserve the quota, (for mpnews) create the draft, send, record.
 pub async fn run_mass(st: &AppState, id: i64) -> anyhow::Result<()> {
     let now = st.clock.unix_ms();
-    let Some(push) = store::get(&st.db, id).await? else { return Ok(()) };
+    let Some(push) = store::get(&st.db, id).await? else {
+        return Ok(());
+    };
     let (quota, window, wording) = mass_quota(st.settings.wechat_account_type, now);
     let lease_until = now + st.settings.push_lease_secs as i64 * 1000;
     match store::reserve_mass(&st.db, id, window, quota, now, lease_until).await? {
@@ -272,16 +346,33 @@ pub async fn run_mass(st: &AppState, id: i64) -> anyhow::Result<()> {
         }
         Reservation::Reserved => {}
     }
-    let finish = |state: &'static str, msg: Option<(i64, Option<i64>)>, reason: Option<String>, retry_at: Option<i64>| {
+    let finish = |state: &'static str,
+                  msg: Option<(i64, Option<i64>)>,
+                  reason: Option<String>,
+                  retry_at: Option<i64>| {
         let db = st.db.clone();
         let now = st.clock.unix_ms();
         async move { store::mass_result(&db, id, state, msg, reason.as_deref(), retry_at, now).await }
     };
-    let content = match render_inputs(st, id, &push.article_ids).await.and_then(|(t, cx)| {
-        t.render(Channel::Mass, &cx, "", &st.settings.wechat_news_template_id).map(|r| (r, cx)).map_err(render_error)
-    }) {
-        Ok((Rendered::Mass { plan: MassPlan::Text { text } }, _)) => MassContent::text(text),
-        Ok((Rendered::Mass { plan: MassPlan::Mpnews { thumb_media_id } }, cx)) => {
+    let content = match render_inputs(st, id, &push.article_ids)
+        .await
+        .and_then(|(t, cx)| {
+            t.render(Channel::Mass, &cx, "", &st.settings.wechat_news_template_id)
+                .map(|r| (r, cx))
+                .map_err(render_error)
+        }) {
+        Ok((
+            Rendered::Mass {
+                plan: MassPlan::Text { text },
+            },
+            _,
+        )) => MassContent::text(text),
+        Ok((
+            Rendered::Mass {
+                plan: MassPlan::Mpnews { thumb_media_id },
+            },
+            cx,
+        )) => {
             let articles: Vec<DraftArticle> = cx
                 .articles
                 .iter()
@@ -300,7 +391,13 @@ pub async fn run_mass(st: &AppState, id: i64) -> anyhow::Result<()> {
             match st.wechat.draft_add(&articles).await {
                 Ok(media_id) => MassContent::mpnews(media_id),
                 Err(e) => {
-                    finish("failed", None, Some(format!("creating the WeChat draft failed: {e}")), None).await?;
+                    finish(
+                        "failed",
+                        None,
+                        Some(format!("creating the WeChat draft failed: {e}")),
+                        None,
+                    )
+                    .await?;
                     return Ok(());
                 }
             }
@@ -336,14 +433,30 @@ pub async fn run_mass(st: &AppState, id: i64) -> anyhow::Result<()> {
             finish("retry", None, None, Some(retry_at)).await?;
         }
         (Outcome::Quota { code, error }, _) => {
-            finish("failed", None, Some(format!("WeChat mass-send quota reached (errcode {code}: {error})")), None).await?;
+            finish(
+                "failed",
+                None,
+                Some(format!(
+                    "WeChat mass-send quota reached (errcode {code}: {error})"
+                )),
+                None,
+            )
+            .await?;
         }
         (Outcome::Unknown { code, error }, _) => {
             let reason = format!("the mass send's outcome is unknown ({code}: {error}); check the WeChat console, it is not resent");
             finish("unknown", None, Some(reason), None).await?;
         }
         (Outcome::Failed { code, error } | Outcome::Skipped { code, error }, _) => {
-            finish("failed", None, Some(format!("WeChat refused the mass send (errcode {code}: {error})")), None).await?;
+            finish(
+                "failed",
+                None,
+                Some(format!(
+                    "WeChat refused the mass send (errcode {code}: {error})"
+                )),
+                None,
+            )
+            .await?;
         }
         (Outcome::Sent { .. }, Err(_)) => unreachable!("classify maps errors to failures"),
     }

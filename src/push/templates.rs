@@ -7,11 +7,14 @@ use std::{collections::BTreeMap, path::Path};
 use anyhow::Context;
 use minijinja::Environment;
 use serde::{Deserialize, Serialize};
-use wechat::client::{CustomMessage, NewsArticle, SubscribeMessage, TemplateMessage, TemplateValue};
+use wechat::client::{
+    CustomMessage, NewsArticle, SubscribeMessage, TemplateMessage, TemplateValue,
+};
 
 use super::{limits, Channel};
 
-const BUILTIN_TEMPLATE_MESSAGE: &str = include_str!("../../content/templates/template_message.toml");
+const BUILTIN_TEMPLATE_MESSAGE: &str =
+    include_str!("../../content/templates/template_message.toml");
 const BUILTIN_CUSTOM_NEWS: &str = include_str!("../../content/templates/custom_news.toml");
 const BUILTIN_SUBSCRIBE: &str = include_str!("../../content/templates/subscribe.toml");
 const BUILTIN_MASS: &str = include_str!("../../content/templates/mass.toml");
@@ -102,7 +105,10 @@ pub enum Rendered {
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
     #[error("template {name}: {source}")]
-    Template { name: String, source: minijinja::Error },
+    Template {
+        name: String,
+        source: minijinja::Error,
+    },
     #[error(transparent)]
     Invalid(#[from] limits::InvalidValue),
     #[error("{0}")]
@@ -120,6 +126,8 @@ pub struct Templates {
     subscribe_has_page: bool,
     mass_format: MassFormat,
     mass_thumb: String,
+    /// Some layout mentions `recipient`: render per recipient, not once per push.
+    personal: bool,
 }
 
 fn read(dir: &Path, name: &str, builtin: &str) -> anyhow::Result<String> {
@@ -135,19 +143,43 @@ impl Templates {
     /// The layouts in `content_dir/templates/`, built-in copies for files it lacks.
     pub fn load(content_dir: &Path) -> anyhow::Result<Templates> {
         let parse = |name: &str, builtin: &str| -> anyhow::Result<toml::Value> {
-            toml::from_str(&read(content_dir, name, builtin)?).with_context(|| format!("templates/{name}"))
+            toml::from_str(&read(content_dir, name, builtin)?)
+                .with_context(|| format!("templates/{name}"))
         };
-        let tm: TemplateMessageFile =
-            parse("template_message.toml", BUILTIN_TEMPLATE_MESSAGE)?.try_into().context("templates/template_message.toml")?;
-        let cn: CustomNewsFile = parse("custom_news.toml", BUILTIN_CUSTOM_NEWS)?.try_into().context("templates/custom_news.toml")?;
-        let sb: SubscribeFile = parse("subscribe.toml", BUILTIN_SUBSCRIBE)?.try_into().context("templates/subscribe.toml")?;
-        let ms: MassFile = parse("mass.toml", BUILTIN_MASS)?.try_into().context("templates/mass.toml")?;
+        let tm: TemplateMessageFile = parse("template_message.toml", BUILTIN_TEMPLATE_MESSAGE)?
+            .try_into()
+            .context("templates/template_message.toml")?;
+        let cn: CustomNewsFile = parse("custom_news.toml", BUILTIN_CUSTOM_NEWS)?
+            .try_into()
+            .context("templates/custom_news.toml")?;
+        let sb: SubscribeFile = parse("subscribe.toml", BUILTIN_SUBSCRIBE)?
+            .try_into()
+            .context("templates/subscribe.toml")?;
+        let ms: MassFile = parse("mass.toml", BUILTIN_MASS)?
+            .try_into()
+            .context("templates/mass.toml")?;
 
+        let personal = [
+            &read(
+                content_dir,
+                "template_message.toml",
+                BUILTIN_TEMPLATE_MESSAGE,
+            )?,
+            &read(content_dir, "custom_news.toml", BUILTIN_CUSTOM_NEWS)?,
+            &read(content_dir, "subscribe.toml", BUILTIN_SUBSCRIBE)?,
+        ]
+        .iter()
+        .any(|src| {
+            src.lines()
+                .filter(|l| !l.trim_start().starts_with('#'))
+                .any(|l| l.contains("recipient"))
+        });
         let mut env = Environment::new();
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         let mut add = |name: String, src: String| -> anyhow::Result<()> {
-            env.add_template_owned(name.clone(), src).with_context(|| format!("template {name}"))
+            env.add_template_owned(name.clone(), src)
+                .with_context(|| format!("template {name}"))
         };
         if let Some(url) = &tm.url {
             add("template.url".into(), url.clone())?;
@@ -180,7 +212,14 @@ impl Templates {
             subscribe_has_page: sb.page.is_some(),
             mass_format: ms.format,
             mass_thumb: ms.thumb_media_id,
+            personal,
         })
+    }
+
+    /// Whether a layout depends on the recipient; if not, a push renders once and only `touser`
+    /// changes (rendering is most of a send's CPU time).
+    pub fn is_personal(&self) -> bool {
+        self.personal
     }
 
     /// The subscribe-message template recipients must have accepted.
@@ -194,15 +233,34 @@ impl Templates {
     }
 
     fn render_one(&self, name: &str, cx: &minijinja::Value) -> Result<String, RenderError> {
-        let t = self.env.get_template(name).map_err(|source| RenderError::Template { name: name.into(), source })?;
-        t.render(cx).map_err(|source| RenderError::Template { name: name.into(), source })
+        let t = self
+            .env
+            .get_template(name)
+            .map_err(|source| RenderError::Template {
+                name: name.into(),
+                source,
+            })?;
+        t.render(cx).map_err(|source| RenderError::Template {
+            name: name.into(),
+            source,
+        })
     }
 
-    fn data(&self, prefix: &str, keys: &[String], cx: &minijinja::Value) -> Result<BTreeMap<String, TemplateValue>, RenderError> {
+    fn data(
+        &self,
+        prefix: &str,
+        keys: &[String],
+        cx: &minijinja::Value,
+    ) -> Result<BTreeMap<String, TemplateValue>, RenderError> {
         let mut data = BTreeMap::new();
         for k in keys {
             let raw = self.render_one(&format!("{prefix}.data.{k}"), cx)?;
-            data.insert(k.clone(), TemplateValue { value: limits::enforce(k, &raw)? });
+            data.insert(
+                k.clone(),
+                TemplateValue {
+                    value: limits::enforce(k, &raw)?,
+                },
+            );
         }
         Ok(data)
     }
@@ -215,7 +273,10 @@ impl Templates {
         openid: &str,
         news_template_id: &str,
     ) -> Result<Rendered, RenderError> {
-        let first = push.articles.first().ok_or_else(|| RenderError::Config("a push needs at least one article".into()))?;
+        let first = push
+            .articles
+            .first()
+            .ok_or_else(|| RenderError::Config("a push needs at least one article".into()))?;
         let cx = minijinja::context! {
             article => first,
             articles => &push.articles,
@@ -225,7 +286,11 @@ impl Templates {
         };
         Ok(match channel {
             Channel::Template => {
-                let url = if self.template_has_url { Some(self.render_one("template.url", &cx)?) } else { None };
+                let url = if self.template_has_url {
+                    Some(self.render_one("template.url", &cx)?)
+                } else {
+                    None
+                };
                 Rendered::Template {
                     message: TemplateMessage {
                         touser: openid.to_owned(),
@@ -242,14 +307,21 @@ impl Templates {
                     openid,
                     NewsArticle {
                         title: limits::truncate(&self.render_one("custom.title", &cx)?, 64),
-                        description: limits::truncate(&self.render_one("custom.description", &cx)?, 120),
+                        description: limits::truncate(
+                            &self.render_one("custom.description", &cx)?,
+                            120,
+                        ),
                         url: self.render_one("custom.url", &cx)?,
                         picurl: self.render_one("custom.picurl", &cx)?,
                     },
                 ),
             },
             Channel::Subscribe => {
-                let page = if self.subscribe_has_page { Some(self.render_one("subscribe.page", &cx)?) } else { None };
+                let page = if self.subscribe_has_page {
+                    Some(self.render_one("subscribe.page", &cx)?)
+                } else {
+                    None
+                };
                 Rendered::Subscribe {
                     message: SubscribeMessage {
                         touser: openid.to_owned(),
@@ -266,11 +338,17 @@ impl Templates {
                     MassFormat::Text => {
                         let text = self.render_one("mass.text", &cx)?;
                         if text.trim().is_empty() {
-                            return Err(RenderError::Config("templates/mass.toml: the text is empty".into()));
+                            return Err(RenderError::Config(
+                                "templates/mass.toml: the text is empty".into(),
+                            ));
                         }
-                        MassPlan::Text { text: text.trim().to_owned() }
+                        MassPlan::Text {
+                            text: text.trim().to_owned(),
+                        }
                     }
-                    MassFormat::Mpnews => MassPlan::Mpnews { thumb_media_id: self.mass_thumb.clone() },
+                    MassFormat::Mpnews => MassPlan::Mpnews {
+                        thumb_media_id: self.mass_thumb.clone(),
+                    },
                 },
             },
         })
@@ -280,7 +358,14 @@ impl Templates {
 /// `2024年10月1日 15:01` in Asia/Shanghai.
 pub fn shanghai_datetime(unix_ms: i64) -> String {
     let t = to_shanghai(unix_ms);
-    format!("{}年{}月{}日 {:02}:{:02}", t.year(), t.month() as u8, t.day(), t.hour(), t.minute())
+    format!(
+        "{}年{}月{}日 {:02}:{:02}",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute()
+    )
 }
 
 /// `2024年10月1日` in Asia/Shanghai.
@@ -327,16 +412,32 @@ mod tests {
     #[test]
     fn builtin_layouts_render_within_wechat_limits() {
         let t = Templates::load(Path::new("/nonexistent")).unwrap();
-        let Rendered::Template { message } = t.render(Channel::Template, &ctx(), "o1", "tpl").unwrap() else { panic!() };
+        let Rendered::Template { message } =
+            t.render(Channel::Template, &ctx(), "o1", "tpl").unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(message.template_id, "tpl");
         assert_eq!(message.url.as_deref(), Some("http://x/articles/3"));
         assert_eq!(message.data["thing1"].value.chars().count(), 20);
         assert_eq!(message.data["time3"].value, "2024年10月1日 15:01");
-        let Rendered::Custom { message } = t.render(Channel::Custom, &ctx(), "o1", "tpl").unwrap() else { panic!() };
+        let Rendered::Custom { message } = t.render(Channel::Custom, &ctx(), "o1", "tpl").unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(message.touser, "o1");
-        let Rendered::Subscribe { message } = t.render(Channel::Subscribe, &ctx(), "o1", "tpl").unwrap() else { panic!() };
+        let Rendered::Subscribe { message } =
+            t.render(Channel::Subscribe, &ctx(), "o1", "tpl").unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(message.page.as_deref(), Some("pages/article/index?id=3"));
-        let Rendered::Mass { plan: MassPlan::Text { text } } = t.render(Channel::Mass, &ctx(), "", "tpl").unwrap() else { panic!() };
+        let Rendered::Mass {
+            plan: MassPlan::Text { text },
+        } = t.render(Channel::Mass, &ctx(), "", "tpl").unwrap()
+        else {
+            panic!()
+        };
         assert!(text.contains("【党建动态】"));
     }
 
@@ -350,7 +451,9 @@ mod tests {
         )
         .unwrap();
         let t = Templates::load(dir.path()).unwrap();
-        let err = t.render(Channel::Template, &ctx(), "o1", "tpl").unwrap_err();
+        let err = t
+            .render(Channel::Template, &ctx(), "o1", "tpl")
+            .unwrap_err();
         assert!(err.to_string().contains("time2"), "{err}");
     }
 }

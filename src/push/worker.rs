@@ -26,11 +26,20 @@ struct Prepared {
     templates: Templates,
     context: PushContext,
     template_id: Option<String>,
+    /// The message rendered once, when no layout mentions the recipient.
+    shared: Option<Rendered>,
 }
 
 pub fn spawn(st: &AppState, workers: &TaskTracker) {
-    let limiter = Arc::new(RateLimiter::new(st.cache.clone(), st.settings.push_rate_per_second));
-    let process = format!("{}-{}", std::process::id(), crate::push::service::random_id());
+    let limiter = Arc::new(RateLimiter::new(
+        st.cache.clone(),
+        st.settings.push_rate_per_second,
+    ));
+    let process = format!(
+        "{}-{}",
+        std::process::id(),
+        crate::push::service::random_id()
+    );
     if let Some(fake) = &st.dev_fake {
         // Dev mode: the built-in fake knows the demo template, so a push from the console goes out.
         fake.add_template(wechat::client::TemplateInfo {
@@ -72,7 +81,10 @@ async fn scheduler_tick(st: &AppState) -> anyhow::Result<()> {
     let now = st.clock.unix_ms();
     let reaped = store::reap_expired(&st.db, now).await?;
     if reaped > 0 {
-        tracing::warn!(rows = reaped, "push sends whose worker stopped in flight are now `unknown` (not resent)");
+        tracing::warn!(
+            rows = reaped,
+            "push sends whose worker stopped in flight are now `unknown` (not resent)"
+        );
         st.metrics.push_unknown.inc_by(reaped);
     }
     for id in store::due(&st.db, now).await? {
@@ -134,7 +146,8 @@ fn batch_size(st: &AppState, limiter: &RateLimiter) -> i64 {
     let mut n = s.push_batch_size.max(1);
     if limiter.per_second() > 0 {
         // A batch must go out well within its lease even when every worker shares the rate.
-        let budget = limiter.per_second() as i64 * s.push_lease_secs as i64 / (2 * s.push_workers.max(1) as i64);
+        let budget = limiter.per_second() as i64 * s.push_lease_secs as i64
+            / (2 * s.push_workers.max(1) as i64);
         n = n.min(budget.max(1));
     }
     n
@@ -150,7 +163,15 @@ async fn send_batch(
 ) -> anyhow::Result<usize> {
     let now = st.clock.unix_ms();
     let lease_until = now + st.settings.push_lease_secs as i64 * 1000;
-    let rows = store::claim(&st.db, push_id, worker, batch_size(st, limiter), now, lease_until).await?;
+    let rows = store::claim(
+        &st.db,
+        push_id,
+        worker,
+        batch_size(st, limiter),
+        now,
+        lease_until,
+    )
+    .await?;
     if rows.is_empty() {
         return Ok(0);
     }
@@ -165,46 +186,76 @@ async fn send_batch(
             Err(e) => {
                 let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
                 store::release(&st.db, worker, &ids, st.clock.unix_ms()).await?;
-                store::fail(&st.db, push_id, &format!("cannot render the push: {e}"), st.clock.unix_ms()).await?;
+                store::fail(
+                    &st.db,
+                    push_id,
+                    &format!("cannot render the push: {e}"),
+                    st.clock.unix_ms(),
+                )
+                .await?;
                 return Ok(0);
             }
         },
     };
     let concurrency = st.settings.push_concurrency.max(1);
     // Owned items: a stream of closures over borrowed rows trips the `Send` check of the task.
-    let outcomes: Vec<(usize, Outcome)> = futures_util::stream::iter(rows.clone().into_iter().enumerate())
-        .map(|(i, row)| {
-            let prep = prep.clone();
-            async move {
-                if !limiter.acquire(&st.shutdown).await {
-                    // Shutting down before the call: nothing was sent.
-                    return (i, None);
+    let outcomes: Vec<(usize, Outcome)> =
+        futures_util::stream::iter(rows.clone().into_iter().enumerate())
+            .map(|(i, row)| {
+                let prep = prep.clone();
+                async move {
+                    if !limiter.acquire(&st.shutdown).await {
+                        // Shutting down before the call: nothing was sent.
+                        return (i, None);
+                    }
+                    (i, Some(send_one(st, &prep, channel, push_id, &row).await))
                 }
-                (i, Some(send_one(st, &prep, channel, push_id, &row).await))
-            }
+            })
+            .buffer_unordered(concurrency)
+            .filter_map(|(i, o)| std::future::ready(o.map(|o| (i, o))))
+            .collect()
+            .await;
+    let not_sent: Vec<i64> = rows
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !outcomes.iter().any(|(j, _)| j == i))
+        .map(|(_, r)| r.id)
+        .collect();
+    let results: Vec<store::Result_<'_>> = outcomes
+        .iter()
+        .map(|(i, o)| store::Result_ {
+            row: &rows[*i],
+            outcome: o,
         })
-        .buffer_unordered(concurrency)
-        .filter_map(|(i, o)| std::future::ready(o.map(|o| (i, o))))
-        .collect()
-        .await;
-    let not_sent: Vec<i64> =
-        rows.iter().enumerate().filter(|(i, _)| !outcomes.iter().any(|(j, _)| j == i)).map(|(_, r)| r.id).collect();
-    let results: Vec<store::Result_<'_>> =
-        outcomes.iter().map(|(i, o)| store::Result_ { row: &rows[*i], outcome: o }).collect();
+        .collect();
     let backoff = Backoff {
         base_ms: st.settings.push_retry_base_ms as i64,
         max_attempts: st.settings.push_max_attempts,
     };
     let now = st.clock.unix_ms();
-    store::record(&st.db, worker, channel, prep.template_id.as_deref(), &results, backoff, now).await?;
+    store::record(
+        &st.db,
+        worker,
+        channel,
+        prep.template_id.as_deref(),
+        &results,
+        backoff,
+        now,
+    )
+    .await?;
     if !not_sent.is_empty() {
         store::release(&st.db, worker, &not_sent, now).await?;
     }
     for (_, o) in &outcomes {
         st.metrics.push_outcome(channel.as_str(), o);
     }
-    if let Some((_, Outcome::Quota { code, error })) = outcomes.iter().find(|(_, o)| matches!(o, Outcome::Quota { .. })) {
-        let reason = format!("WeChat quota reached (errcode {code}: {error}); resume when the quota is back");
+    if let Some((_, Outcome::Quota { code, error })) = outcomes
+        .iter()
+        .find(|(_, o)| matches!(o, Outcome::Quota { .. }))
+    {
+        let reason = format!(
+            "WeChat quota reached (errcode {code}: {error}); resume when the quota is back"
+        );
         if store::fail(&st.db, push_id, &reason, now).await? {
             tracing::warn!(push_id, errcode = %code, "push stopped: WeChat quota reached");
         }
@@ -213,15 +264,51 @@ async fn send_batch(
 }
 
 async fn prepare(st: &AppState, push_id: i64) -> anyhow::Result<Prepared> {
-    let push = store::get(&st.db, push_id).await?.ok_or_else(|| anyhow::anyhow!("push {push_id} is gone"))?;
+    let push = store::get(&st.db, push_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("push {push_id} is gone"))?;
     let (templates, context) = service::render_inputs(st, push_id, &push.article_ids).await?;
-    Ok(Prepared { templates, context, template_id: push.template_id })
+    let shared = if templates.is_personal() {
+        None
+    } else {
+        Some(templates.render(
+            push.channel,
+            &context,
+            "",
+            &st.settings.wechat_news_template_id,
+        )?)
+    };
+    Ok(Prepared {
+        templates,
+        context,
+        template_id: push.template_id,
+        shared,
+    })
 }
 
-async fn send_one(st: &AppState, prep: &Prepared, channel: Channel, push_id: i64, row: &Claimed) -> Outcome {
-    let rendered = match prep.templates.render(channel, &prep.context, &row.openid, &st.settings.wechat_news_template_id) {
-        Ok(r) => r,
-        Err(e) => return Outcome::Failed { code: "render".into(), error: e.to_string() },
+async fn send_one(
+    st: &AppState,
+    prep: &Prepared,
+    channel: Channel,
+    push_id: i64,
+    row: &Claimed,
+) -> Outcome {
+    let rendered = match &prep.shared {
+        Some(shared) => with_recipient(shared.clone(), &row.openid),
+        None => match prep.templates.render(
+            channel,
+            &prep.context,
+            &row.openid,
+            &st.settings.wechat_news_template_id,
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                return Outcome::Failed {
+                    code: "render".into(),
+                    error: e.to_string(),
+                }
+            }
+        },
     };
     let result = match rendered {
         Rendered::Template { mut message } => {
@@ -231,7 +318,22 @@ async fn send_one(st: &AppState, prep: &Prepared, channel: Channel, push_id: i64
         }
         Rendered::Custom { message } => st.wechat.custom_send(&message).await.map(|_| None),
         Rendered::Subscribe { message } => st.mp.subscribe_send(&message).await.map(|_| None),
-        Rendered::Mass { .. } => return Outcome::Failed { code: "local".into(), error: "mass sends have no rows".into() },
+        Rendered::Mass { .. } => {
+            return Outcome::Failed {
+                code: "local".into(),
+                error: "mass sends have no rows".into(),
+            }
+        }
     };
     classify(result.as_ref().map(|m| *m))
+}
+
+fn with_recipient(mut r: Rendered, openid: &str) -> Rendered {
+    match &mut r {
+        Rendered::Template { message } => message.touser = openid.to_owned(),
+        Rendered::Custom { message } => message.touser = openid.to_owned(),
+        Rendered::Subscribe { message } => message.touser = openid.to_owned(),
+        Rendered::Mass { .. } => {}
+    }
+    r
 }

@@ -40,11 +40,20 @@ fn push_settings(extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> 
 }
 
 fn spawn(extra: &[(&'static str, &str)]) -> Spawn {
-    Spawn { overrides: push_settings(extra), ..Default::default() }
+    Spawn {
+        overrides: push_settings(extra),
+        ..Default::default()
+    }
 }
 
 impl TestApp {
-    async fn admin(&self, token: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    async fn admin(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self.http.request(method, self.url(path)).bearer_auth(token);
         if let Some(b) = body {
             req = req.json(&b);
@@ -55,7 +64,12 @@ impl TestApp {
     }
 
     /// `n` subscribed followers in the database and the fake; `interacted_at` for the 48-hour rule.
-    async fn seed_followers(&self, prefix: &str, n: usize, interacted_at: Option<i64>) -> Vec<String> {
+    async fn seed_followers(
+        &self,
+        prefix: &str,
+        n: usize,
+        interacted_at: Option<i64>,
+    ) -> Vec<String> {
         let openids: Vec<String> = (0..n).map(|i| format!("o{prefix}{i:07}")).collect();
         let now = self.state.clock.unix_ms();
         let mut tx = self.state.db.begin_write().await.unwrap();
@@ -88,7 +102,9 @@ impl TestApp {
             cover_url: None,
             author: Some("党委宣传部"),
         };
-        dangjian::db::articles::insert_published(&self.state.db, &a, self.state.clock.unix_ms()).await.unwrap()
+        dangjian::db::articles::insert_published(&self.state.db, &a, self.state.clock.unix_ms())
+            .await
+            .unwrap()
     }
 
     fn register_template(&self) {
@@ -100,13 +116,27 @@ impl TestApp {
     }
 
     async fn create_push(&self, token: &str, body: Value) -> i64 {
-        let (status, v) = self.admin(token, reqwest::Method::POST, "/api/admin/pushes", Some(body)).await;
+        let (status, v) = self
+            .admin(
+                token,
+                reqwest::Method::POST,
+                "/api/admin/pushes",
+                Some(body),
+            )
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{v}");
         v["id"].as_i64().unwrap()
     }
 
     async fn push(&self, token: &str, id: i64) -> Value {
-        let (status, v) = self.admin(token, reqwest::Method::GET, &format!("/api/admin/pushes/{id}"), None).await;
+        let (status, v) = self
+            .admin(
+                token,
+                reqwest::Method::GET,
+                &format!("/api/admin/pushes/{id}"),
+                None,
+            )
+            .await;
         assert_eq!(status, StatusCode::OK, "{v}");
         v
     }
@@ -118,7 +148,10 @@ impl TestApp {
             if v["status"] == want {
                 return v;
             }
-            assert!(start.elapsed() < within, "push {id} not {want} after {within:?}: {v}");
+            assert!(
+                start.elapsed() < within,
+                "push {id} not {want} after {within:?}: {v}"
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -126,14 +159,28 @@ impl TestApp {
     /// Post an event to the webhook as WeChat would (plaintext mode is accepted in compatible mode).
     async fn post_event(&self, xml: &str) {
         let ts = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
-        let q = format!("signature={}&timestamp={ts}&nonce=n1&openid=o", signature::signature(TOKEN, &ts, "n1"));
-        let r = self.http.post(self.url(&format!("/wechat?{q}"))).body(xml.to_owned()).send().await.unwrap();
+        let q = format!(
+            "signature={}&timestamp={ts}&nonce=n1&openid=o",
+            signature::signature(TOKEN, &ts, "n1")
+        );
+        let r = self
+            .http
+            .post(self.url(&format!("/wechat?{q}")))
+            .body(xml.to_owned())
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::OK);
     }
 }
 
 fn template_recipients(app: &TestApp) -> Vec<String> {
-    app.fake.outbox().into_iter().filter(|m| m.channel == "template").filter_map(|m| m.to_user).collect()
+    app.fake
+        .outbox()
+        .into_iter()
+        .filter(|m| m.channel == "template")
+        .filter_map(|m| m.to_user)
+        .collect()
 }
 
 fn assert_no_duplicates(openids: &[String]) {
@@ -153,22 +200,61 @@ async fn template_push_to_10k_followers_delivers_each_exactly_once() {
         let id = app
             .create_push(&token, json!({"article_ids": [article], "audience": {"kind": "all"}, "channel": "template", "scheduled_at": null}))
             .await;
-        let v = app.wait_status(&token, id, "completed", Duration::from_secs(60)).await;
-        assert_eq!(v["counts"], json!({"pending": 0, "in_flight": 0, "sent": 10_000, "failed": 0, "unknown": 0, "skipped": 0}));
+        let v = app
+            .wait_status(&token, id, "completed", Duration::from_secs(60))
+            .await;
+        assert_eq!(
+            v["counts"],
+            json!({"pending": 0, "in_flight": 0, "sent": 10_000, "failed": 0, "unknown": 0, "skipped": 0})
+        );
         let sent = template_recipients(&app);
         assert_eq!(sent.len(), 10_000);
         assert_no_duplicates(&sent);
-        assert_eq!(sent.iter().collect::<HashSet<_>>(), followers.iter().collect::<HashSet<_>>());
+        assert_eq!(
+            sent.iter().collect::<HashSet<_>>(),
+            followers.iter().collect::<HashSet<_>>()
+        );
         // The message as WeChat got it: the configured template, WeChat's limits applied.
-        let msg = app.fake.outbox().into_iter().find(|m| m.channel == "template").unwrap();
+        let msg = app
+            .fake
+            .outbox()
+            .into_iter()
+            .find(|m| m.channel == "template")
+            .unwrap();
         assert_eq!(msg.body["template_id"], "demo-news-template");
-        assert_eq!(msg.body["data"]["thing1"]["value"], "学习贯彻党的二十届三中全会精神");
-        assert!(msg.body["url"].as_str().unwrap().ends_with(&format!("/articles/{article}")));
+        assert_eq!(
+            msg.body["data"]["thing1"]["value"],
+            "学习贯彻党的二十届三中全会精神"
+        );
+        assert!(msg.body["url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/articles/{article}")));
         // WeChat's msgid is recorded on every row.
-        assert_eq!(app.count(&format!("SELECT COUNT(*) FROM push_deliveries WHERE push_id = {id} AND msgid IS NOT NULL")).await, 10_000);
-        let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-        assert!(metrics.contains("dangjian_push_sends_total{channel=\"template\",outcome=\"sent\"} 10000"), "{metrics}");
-        let (status, list) = app.admin(&token, reqwest::Method::GET, "/api/admin/pushes", None).await;
+        assert_eq!(
+            app.count(&format!(
+                "SELECT COUNT(*) FROM push_deliveries WHERE push_id = {id} AND msgid IS NOT NULL"
+            ))
+            .await,
+            10_000
+        );
+        let metrics = app
+            .http
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics
+                .contains("dangjian_push_sends_total{channel=\"template\",outcome=\"sent\"} 10000"),
+            "{metrics}"
+        );
+        let (status, list) = app
+            .admin(&token, reqwest::Method::GET, "/api/admin/pushes", None)
+            .await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(list["pushes"][0]["id"], id);
     });
@@ -186,7 +272,9 @@ async fn transient_errors_are_retried_until_the_push_completes() {
         app.fake.inject(api::TEMPLATE_SEND, Fault::Status(502), 40);
         app.fake.inject(api::TEMPLATE_SEND, Fault::Errcode(-1), 40);
         let id = app.create_push(&token, json!({"article_ids": [article], "audience": {"kind": "all"}, "channel": "template"})).await;
-        let v = app.wait_status(&token, id, "completed", Duration::from_secs(60)).await;
+        let v = app
+            .wait_status(&token, id, "completed", Duration::from_secs(60))
+            .await;
         assert_eq!(v["counts"]["sent"], 2_000, "{v}");
         let sent = template_recipients(&app);
         assert_no_duplicates(&sent);
@@ -205,11 +293,17 @@ async fn unsubscribed_followers_are_marked_and_skipped() {
         }
         let article = app.article("主题党日活动").await;
         let id = app.create_push(&token, json!({"article_ids": [article], "audience": {"kind": "all"}, "channel": "template"})).await;
-        let v = app.wait_status(&token, id, "completed", Duration::from_secs(30)).await;
+        let v = app
+            .wait_status(&token, id, "completed", Duration::from_secs(30))
+            .await;
         assert_eq!(v["counts"]["skipped"], 10, "{v}");
         assert_eq!(v["counts"]["sent"], 490, "{v}");
         assert_eq!(v["errors_by_code"]["43004"], 10, "{v}");
-        assert_eq!(app.count("SELECT COUNT(*) FROM followers WHERE status = 'unsubscribed'").await, 10);
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM followers WHERE status = 'unsubscribed'")
+                .await,
+            10
+        );
         assert_eq!(template_recipients(&app).len(), 490);
     });
 }
@@ -217,55 +311,108 @@ async fn unsubscribed_followers_are_marked_and_skipped() {
 #[tokio::test]
 async fn pause_stops_sending_resume_finishes_and_cancel_skips_the_rest() {
     // A slow rate so that the push is still running when it is paused.
-    each_backend!(spawn = spawn(&[("push_rate_per_second", "400"), ("push_batch_size", "20")]), |app| {
-        app.register_template();
-        let token = app.admin_token().await;
-        app.seed_followers("p", 1_500, None).await;
-        let article = app.article("党费收缴通知").await;
-        let id = app.create_push(&token, json!({"article_ids": [article], "audience": {"kind": "all"}, "channel": "template"})).await;
-        while app.fake.outbox_len() < 100 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+    each_backend!(
+        spawn = spawn(&[("push_rate_per_second", "400"), ("push_batch_size", "20")]),
+        |app| {
+            app.register_template();
+            let token = app.admin_token().await;
+            app.seed_followers("p", 1_500, None).await;
+            let article = app.article("党费收缴通知").await;
+            let id = app.create_push(&token, json!({"article_ids": [article], "audience": {"kind": "all"}, "channel": "template"})).await;
+            while app.fake.outbox_len() < 100 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let (s, v) = app
+                .admin(
+                    &token,
+                    reqwest::Method::POST,
+                    &format!("/api/admin/pushes/{id}/pause"),
+                    None,
+                )
+                .await;
+            assert_eq!((s, v["status"].clone()), (StatusCode::OK, json!("paused")));
+            // Sends in flight finish; then nothing more goes out.
+            let start = Instant::now();
+            while app.push(&token, id).await["counts"]["in_flight"] != 0 {
+                assert!(start.elapsed() < Duration::from_secs(10));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let at_pause = app.fake.outbox_len();
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            assert_eq!(app.fake.outbox_len(), at_pause);
+            assert!(at_pause < 1_500);
+            let (s, _) = app
+                .admin(
+                    &token,
+                    reqwest::Method::POST,
+                    &format!("/api/admin/pushes/{id}/pause"),
+                    None,
+                )
+                .await;
+            assert_eq!(s, StatusCode::CONFLICT);
+            let (s, v) = app
+                .admin(
+                    &token,
+                    reqwest::Method::POST,
+                    &format!("/api/admin/pushes/{id}/resume"),
+                    None,
+                )
+                .await;
+            assert_eq!((s, v["status"].clone()), (StatusCode::OK, json!("running")));
+            let v = app.push(&token, id).await;
+            assert!(
+                v["rate"].as_f64().is_some() && v.get("eta_seconds").is_some(),
+                "{v}"
+            );
+            // Cancel while running: what is pending is skipped, and the push stays cancelled.
+            while app.fake.outbox_len() < at_pause + 100 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let (s, v) = app
+                .admin(
+                    &token,
+                    reqwest::Method::POST,
+                    &format!("/api/admin/pushes/{id}/cancel"),
+                    None,
+                )
+                .await;
+            assert_eq!(
+                (s, v["status"].clone()),
+                (StatusCode::OK, json!("cancelled")),
+                "{v}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let v = app.push(&token, id).await;
+            assert_eq!(v["status"], "cancelled");
+            let c = &v["counts"];
+            assert_eq!(c["pending"], 0);
+            assert_eq!(c["in_flight"], 0);
+            assert!(c["skipped"].as_i64().unwrap() > 0, "{v}");
+            assert_eq!(
+                c["sent"].as_i64().unwrap() + c["skipped"].as_i64().unwrap(),
+                1_500,
+                "{v}"
+            );
+            let sent = template_recipients(&app);
+            assert_no_duplicates(&sent);
+            assert_eq!(sent.len() as i64, c["sent"].as_i64().unwrap());
+            // A finished push can't be resumed; audit trail of every action.
+            let (s, _) = app
+                .admin(
+                    &token,
+                    reqwest::Method::POST,
+                    &format!("/api/admin/pushes/{id}/resume"),
+                    None,
+                )
+                .await;
+            assert_eq!(s, StatusCode::CONFLICT);
+            assert_eq!(
+                app.count("SELECT COUNT(*) FROM audit_log WHERE action LIKE 'push.%'")
+                    .await,
+                4
+            );
         }
-        let (s, v) = app.admin(&token, reqwest::Method::POST, &format!("/api/admin/pushes/{id}/pause"), None).await;
-        assert_eq!((s, v["status"].clone()), (StatusCode::OK, json!("paused")));
-        // Sends in flight finish; then nothing more goes out.
-        let start = Instant::now();
-        while app.push(&token, id).await["counts"]["in_flight"] != 0 {
-            assert!(start.elapsed() < Duration::from_secs(10));
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let at_pause = app.fake.outbox_len();
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        assert_eq!(app.fake.outbox_len(), at_pause);
-        assert!(at_pause < 1_500);
-        let (s, _) = app.admin(&token, reqwest::Method::POST, &format!("/api/admin/pushes/{id}/pause"), None).await;
-        assert_eq!(s, StatusCode::CONFLICT);
-        let (s, v) = app.admin(&token, reqwest::Method::POST, &format!("/api/admin/pushes/{id}/resume"), None).await;
-        assert_eq!((s, v["status"].clone()), (StatusCode::OK, json!("running")));
-        let v = app.push(&token, id).await;
-        assert!(v["rate"].as_f64().is_some() && v.get("eta_seconds").is_some(), "{v}");
-        // Cancel while running: what is pending is skipped, and the push stays cancelled.
-        while app.fake.outbox_len() < at_pause + 100 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let (s, v) = app.admin(&token, reqwest::Method::POST, &format!("/api/admin/pushes/{id}/cancel"), None).await;
-        assert_eq!((s, v["status"].clone()), (StatusCode::OK, json!("cancelled")), "{v}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let v = app.push(&token, id).await;
-        assert_eq!(v["status"], "cancelled");
-        let c = &v["counts"];
-        assert_eq!(c["pending"], 0);
-        assert_eq!(c["in_flight"], 0);
-        assert!(c["skipped"].as_i64().unwrap() > 0, "{v}");
-        assert_eq!(c["sent"].as_i64().unwrap() + c["skipped"].as_i64().unwrap(), 1_500, "{v}");
-        let sent = template_recipients(&app);
-        assert_no_duplicates(&sent);
-        assert_eq!(sent.len() as i64, c["sent"].as_i64().unwrap());
-        // A finished push can't be resumed; audit trail of every action.
-        let (s, _) = app.admin(&token, reqwest::Method::POST, &format!("/api/admin/pushes/{id}/resume"), None).await;
-        assert_eq!(s, StatusCode::CONFLICT);
-        assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action LIKE 'push.%'").await, 4);
-    });
+    );
 }
 
 #[tokio::test]
@@ -287,14 +434,23 @@ async fn a_scheduled_push_starts_on_time_by_the_app_clock_and_can_be_cancelled_b
         let v = app.push(&token, id).await;
         assert_eq!(v["status"], "scheduled");
         assert_eq!(v["scheduled_at"], 1_793_581_200_000i64);
-        let (s, _) = app.admin(&token, reqwest::Method::POST, &format!("/api/admin/pushes/{other}/cancel"), None).await;
+        let (s, _) = app
+            .admin(
+                &token,
+                reqwest::Method::POST,
+                &format!("/api/admin/pushes/{other}/cancel"),
+                None,
+            )
+            .await;
         assert_eq!(s, StatusCode::OK);
         clock.advance(Duration::from_secs(59 * 60));
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(app.push(&token, id).await["status"], "scheduled");
         assert_eq!(app.fake.outbox_len(), 0);
         clock.advance(Duration::from_secs(60));
-        let v = app.wait_status(&token, id, "completed", Duration::from_secs(20)).await;
+        let v = app
+            .wait_status(&token, id, "completed", Duration::from_secs(20))
+            .await;
         assert_eq!(v["counts"]["sent"], 50);
         assert_eq!(v["started_at"], 1_793_581_200_000i64);
         assert_eq!(app.push(&token, other).await["status"], "cancelled");
@@ -305,51 +461,76 @@ async fn a_scheduled_push_starts_on_time_by_the_app_clock_and_can_be_cancelled_b
 
 #[tokio::test]
 async fn channel_rules_are_checked_before_anything_is_sent() {
-    each_backend!(spawn = spawn(&[("wechat_account_type", "subscription")]), |app| {
-        let token = app.admin_token().await;
-        app.seed_followers("r", 3, None).await;
-        let article = app.article("通知").await;
-        let post = |body: Value| {
-            let token = token.clone();
-            let app = &app;
-            async move { app.admin(&token, reqwest::Method::POST, "/api/admin/pushes", Some(body)).await }
-        };
-        // Template messages need a service account.
-        let (s, v) = post(json!({"article_ids": [article], "audience": {"kind": "all"}, "channel": "template"})).await;
-        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
-        assert!(v["error"]["message"].as_str().unwrap().contains("service account"));
-        // Mass sends go to all or one tag.
-        let (s, _) = post(json!({"article_ids": [article], "audience": {"kind": "members", "ids": [1]}, "channel": "mass"})).await;
-        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-        // Unknown and unpublished articles, bad times.
-        let (s, _) = post(json!({"article_ids": [99999], "audience": {"kind": "all"}, "channel": "mass"})).await;
-        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-        let (s, _) = post(json!({"article_ids": [article], "audience": {"kind": "all"}, "channel": "mass", "scheduled_at": "tomorrow"})).await;
-        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-        let (s, _) = post(json!({"article_ids": [article], "audience": {"kind": "galaxy"}, "channel": "mass"})).await;
-        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-        // One mass send per day on a subscription account: one API call, not one per follower.
-        let (s, v) = post(json!({"article_ids": [article], "audience": {"kind": "all"}, "channel": "mass"})).await;
-        assert_eq!(s, StatusCode::CREATED, "{v}");
-        let id = v["id"].as_i64().unwrap();
-        let v = app.wait_status(&token, id, "completed", Duration::from_secs(10)).await;
-        assert_eq!(app.fake.count_calls(api::MASS_SENDALL), 1);
-        let msg_id = v["mass_msg_id"].as_i64().unwrap();
-        let (s, v) = post(json!({"article_ids": [article], "audience": {"kind": "all"}, "channel": "mass"})).await;
-        assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
-        assert_eq!(v["error"]["code"], "quota_exhausted");
-        assert_eq!(app.count("SELECT COUNT(*) FROM push_deliveries").await, 0);
-        // MASSSENDJOBFINISH fills in WeChat's counts.
-        app.post_event(&format!(
+    each_backend!(
+        spawn = spawn(&[("wechat_account_type", "subscription")]),
+        |app| {
+            let token = app.admin_token().await;
+            app.seed_followers("r", 3, None).await;
+            let article = app.article("通知").await;
+            let post = |body: Value| {
+                let token = token.clone();
+                let app = &app;
+                async move {
+                    app.admin(
+                        &token,
+                        reqwest::Method::POST,
+                        "/api/admin/pushes",
+                        Some(body),
+                    )
+                    .await
+                }
+            };
+            // Template messages need a service account.
+            let (s, v) = post(json!({"article_ids": [article], "audience": {"kind": "all"}, "channel": "template"})).await;
+            assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+            assert!(v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("service account"));
+            // Mass sends go to all or one tag.
+            let (s, _) = post(json!({"article_ids": [article], "audience": {"kind": "members", "ids": [1]}, "channel": "mass"})).await;
+            assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+            // Unknown and unpublished articles, bad times.
+            let (s, _) = post(
+                json!({"article_ids": [99999], "audience": {"kind": "all"}, "channel": "mass"}),
+            )
+            .await;
+            assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+            let (s, _) = post(json!({"article_ids": [article], "audience": {"kind": "all"}, "channel": "mass", "scheduled_at": "tomorrow"})).await;
+            assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+            let (s, _) = post(json!({"article_ids": [article], "audience": {"kind": "galaxy"}, "channel": "mass"})).await;
+            assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+            // One mass send per day on a subscription account: one API call, not one per follower.
+            let (s, v) = post(
+                json!({"article_ids": [article], "audience": {"kind": "all"}, "channel": "mass"}),
+            )
+            .await;
+            assert_eq!(s, StatusCode::CREATED, "{v}");
+            let id = v["id"].as_i64().unwrap();
+            let v = app
+                .wait_status(&token, id, "completed", Duration::from_secs(10))
+                .await;
+            assert_eq!(app.fake.count_calls(api::MASS_SENDALL), 1);
+            let msg_id = v["mass_msg_id"].as_i64().unwrap();
+            let (s, v) = post(
+                json!({"article_ids": [article], "audience": {"kind": "all"}, "channel": "mass"}),
+            )
+            .await;
+            assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
+            assert_eq!(v["error"]["code"], "quota_exhausted");
+            assert_eq!(app.count("SELECT COUNT(*) FROM push_deliveries").await, 0);
+            // MASSSENDJOBFINISH fills in WeChat's counts.
+            app.post_event(&format!(
             "<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><FromUserName><![CDATA[oSystem]]></FromUserName>\
              <CreateTime>1</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[MASSSENDJOBFINISH]]></Event>\
              <MsgID>{msg_id}</MsgID><Status><![CDATA[send success]]></Status><TotalCount>3</TotalCount>\
              <FilterCount>3</FilterCount><SentCount>3</SentCount><ErrorCount>0</ErrorCount></xml>"
         ))
         .await;
-        let v = app.push(&token, id).await;
-        assert_eq!(v["mass_report"]["sent_count"], 3, "{v}");
-    });
+            let v = app.push(&token, id).await;
+            assert_eq!(v["mass_report"]["sent_count"], 3, "{v}");
+        }
+    );
 }
 
 #[tokio::test]
@@ -358,16 +539,29 @@ async fn custom_messages_go_only_to_followers_active_in_the_last_48_hours() {
         let token = app.admin_token().await;
         let now = app.state.clock.unix_ms();
         let active = app.seed_followers("a", 30, Some(now - 3_600_000)).await;
-        app.seed_followers("i", 20, Some(now - 49 * 3_600_000)).await;
+        app.seed_followers("i", 20, Some(now - 49 * 3_600_000))
+            .await;
         app.seed_followers("n", 10, None).await;
         let article = app.article("支部书记讲党课").await;
-        let id = app.create_push(&token, json!({"article_ids": [article], "audience": {"kind": "all"}, "channel": "custom"})).await;
-        let v = app.wait_status(&token, id, "completed", Duration::from_secs(20)).await;
+        let id = app
+            .create_push(
+                &token,
+                json!({"article_ids": [article], "audience": {"kind": "all"}, "channel": "custom"}),
+            )
+            .await;
+        let v = app
+            .wait_status(&token, id, "completed", Duration::from_secs(20))
+            .await;
         assert_eq!(v["counts"]["sent"], 30, "{v}");
         assert_eq!(v["counts"]["skipped"], 30, "{v}");
         assert_eq!(v["errors_by_code"]["outside_48h"], 30, "{v}");
-        let to: HashSet<String> =
-            app.fake.outbox().into_iter().filter(|m| m.channel == "custom").filter_map(|m| m.to_user).collect();
+        let to: HashSet<String> = app
+            .fake
+            .outbox()
+            .into_iter()
+            .filter(|m| m.channel == "custom")
+            .filter_map(|m| m.to_user)
+            .collect();
         assert_eq!(to, active.into_iter().collect());
     });
 }
@@ -388,18 +582,33 @@ async fn tag_audiences_template_reports_and_preview() {
         let article = app.article("先锋模范").await;
         // Preview: what one recipient would get, nothing sent.
         let (s, v) = app
-            .admin(&token, reqwest::Method::POST, "/api/admin/pushes/preview", Some(json!({"article_ids": [article], "channel": "template", "openid": "oX"})))
+            .admin(
+                &token,
+                reqwest::Method::POST,
+                "/api/admin/pushes/preview",
+                Some(json!({"article_ids": [article], "channel": "template", "openid": "oX"})),
+            )
             .await;
         assert_eq!(s, StatusCode::OK, "{v}");
         assert_eq!(v["preview"]["message"]["touser"], "oX");
-        assert_eq!(v["preview"]["message"]["data"]["thing1"]["value"], "先锋模范");
+        assert_eq!(
+            v["preview"]["message"]["data"]["thing1"]["value"],
+            "先锋模范"
+        );
         assert_eq!(app.fake.outbox_len(), 0);
         let id = app.create_push(&token, json!({"article_ids": [article], "audience": {"kind": "tag", "ids": [100, 101]}, "channel": "template"})).await;
-        let v = app.wait_status(&token, id, "completed", Duration::from_secs(20)).await;
+        let v = app
+            .wait_status(&token, id, "completed", Duration::from_secs(20))
+            .await;
         assert_eq!(v["counts"]["sent"], 10, "{v}");
         assert_eq!(v["total"], 10);
         // TEMPLATESENDJOBFINISH: a blocked user turns the row into a failure.
-        let msg = app.fake.outbox().into_iter().find(|m| m.channel == "template").unwrap();
+        let msg = app
+            .fake
+            .outbox()
+            .into_iter()
+            .find(|m| m.channel == "template")
+            .unwrap();
         app.post_event(&format!(
             "<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><FromUserName><![CDATA[{}]]></FromUserName>\
              <CreateTime>2</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[TEMPLATESENDJOBFINISH]]></Event>\
@@ -412,7 +621,12 @@ async fn tag_audiences_template_reports_and_preview() {
         assert_eq!(v["counts"]["failed"], 1, "{v}");
         assert_eq!(v["errors_by_code"]["user_block"], 1, "{v}");
         // Without a token nothing is reachable.
-        let r = app.http.get(app.url(&format!("/api/admin/pushes/{id}"))).send().await.unwrap();
+        let r = app
+            .http
+            .get(app.url(&format!("/api/admin/pushes/{id}")))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     });
 }
@@ -443,14 +657,19 @@ fn start_worker(app: &TestApp, log: &std::path::Path) -> std::process::Child {
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(log).unwrap());
     if let Some(r) = &s.redis_url {
-        cmd.env("DANGJIAN_REDIS_URL", r.expose_secret()).env("DANGJIAN_REDIS_PREFIX", &s.redis_prefix);
+        cmd.env("DANGJIAN_REDIS_URL", r.expose_secret())
+            .env("DANGJIAN_REDIS_PREFIX", &s.redis_prefix);
     }
     cmd.spawn().expect("start `dangjian worker`")
 }
 
 /// The test app creates and watches; only child processes send (push_workers = 0 here).
 fn watcher() -> Spawn {
-    spawn(&[("push_workers", "0"), ("push_lease_secs", "2"), ("follower_sync_interval_hours", "0")])
+    spawn(&[
+        ("push_workers", "0"),
+        ("push_lease_secs", "2"),
+        ("follower_sync_interval_hours", "0"),
+    ])
 }
 
 async fn wait_counts(app: &TestApp, token: &str, id: i64, within: Duration) -> Value {
@@ -468,7 +687,8 @@ async fn wait_counts(app: &TestApp, token: &str, id: i64, within: Duration) -> V
 fn template_calls_per_openid(app: &TestApp) -> HashMap<String, usize> {
     let mut m = HashMap::new();
     for c in app.fake.calls_to(api::TEMPLATE_SEND) {
-        *m.entry(c.body["touser"].as_str().unwrap_or_default().to_owned()).or_insert(0) += 1;
+        *m.entry(c.body["touser"].as_str().unwrap_or_default().to_owned())
+            .or_insert(0) += 1;
     }
     m
 }
@@ -485,7 +705,11 @@ async fn a_worker_killed_mid_push_resumes_without_sending_anything_twice() {
         let mut first = start_worker(&app, &dir.path().join("worker1.log"));
         let start = Instant::now();
         while app.fake.outbox_len() < 5_000 {
-            assert!(start.elapsed() < Duration::from_secs(60), "the worker sends nothing: {}", std::fs::read_to_string(dir.path().join("worker1.log")).unwrap_or_default());
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the worker sends nothing: {}",
+                std::fs::read_to_string(dir.path().join("worker1.log")).unwrap_or_default()
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         first.kill().unwrap(); // SIGKILL
@@ -494,7 +718,10 @@ async fn a_worker_killed_mid_push_resumes_without_sending_anything_twice() {
         let sent_at_kill = app.fake.outbox_len();
         eprintln!("killed after {sent_at_kill} sends with {in_flight_at_kill} rows in flight");
         assert!(sent_at_kill < 20_000, "killed too late to test anything");
-        assert!(in_flight_at_kill <= 100 * 4, "at most a batch per sender is in flight");
+        assert!(
+            in_flight_at_kill <= 100 * 4,
+            "at most a batch per sender is in flight"
+        );
         let mut second = start_worker(&app, &dir.path().join("worker2.log"));
         let v = wait_counts(&app, &token, id, Duration::from_secs(120)).await;
         second.kill().unwrap();
@@ -502,13 +729,19 @@ async fn a_worker_killed_mid_push_resumes_without_sending_anything_twice() {
         let c = &v["counts"];
         let (sent, unknown) = (c["sent"].as_i64().unwrap(), c["unknown"].as_i64().unwrap());
         assert_eq!(sent + unknown, 20_000, "every row is sent or unknown: {v}");
-        assert!(unknown <= in_flight_at_kill, "unknown {unknown} > in flight at kill {in_flight_at_kill}");
+        assert!(
+            unknown <= in_flight_at_kill,
+            "unknown {unknown} > in flight at kill {in_flight_at_kill}"
+        );
         // The fake's log: no recipient got two messages, and none was even called twice.
         let delivered = template_recipients(&app);
         assert_no_duplicates(&delivered);
         assert!(template_calls_per_openid(&app).values().all(|n| *n == 1));
         assert!(delivered.len() as i64 >= sent && delivered.len() as i64 <= sent + unknown);
-        assert_eq!(v["errors_by_code"]["lease_expired"].as_i64().unwrap_or(0), unknown);
+        assert_eq!(
+            v["errors_by_code"]["lease_expired"].as_i64().unwrap_or(0),
+            unknown
+        );
     });
 }
 
