@@ -12,7 +12,7 @@ pub enum Decision {
     Welcome { scene: Option<String> },
     /// Mark the follower unsubscribed; WeChat shows nothing.
     Unsubscribed,
-    /// A delivery report for a push (template or mass send).
+    /// A delivery report for a push, or a subscribe-message consent change.
     DeliveryReport,
     /// Nothing to say: answer `success`.
     Silent,
@@ -45,9 +45,12 @@ fn decide_event(content: &ContentSet, event: &Event) -> Decision {
             Some(answer) => Decision::Answer(answer),
             None => Decision::Answer(Answer::Text(content.replies.default_text.clone())),
         },
-        Event::TemplateSendJobFinish { .. } | Event::MassSendJobFinish { .. } | Event::SubscribeMsgSent { .. } => {
-            Decision::DeliveryReport
-        }
+        // Delivery reports, and subscribe-message consent (which decides who a subscribe push may reach).
+        Event::TemplateSendJobFinish { .. }
+        | Event::MassSendJobFinish { .. }
+        | Event::SubscribeMsgSent { .. }
+        | Event::SubscribeMsgPopup { .. }
+        | Event::SubscribeMsgChange { .. } => Decision::DeliveryReport,
         _ => Decision::Silent,
     }
 }
