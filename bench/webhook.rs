@@ -4,6 +4,7 @@
 //! drives them through C keep-alive connections and reports throughput and latency percentiles.
 //!
 //!   cargo bench --bench webhook -- [--messages N] [--concurrency C] [--url http://host:port]
+//!                                  [--database-url postgres://...] [--redis-url redis://...]
 //!
 //! Without `--url` it starts the whole application in-process on the embedded backend (SQLite,
 //! in-process cache), on its own runtime, so server and load generator share this machine's cores.
@@ -27,16 +28,20 @@ struct Args {
     messages: usize,
     concurrency: usize,
     url: Option<String>,
+    database_url: Option<String>,
+    redis_url: Option<String>,
 }
 
 fn parse_args() -> Args {
-    let mut args = Args { messages: 200_000, concurrency: 64, url: None };
+    let mut args = Args { messages: 200_000, concurrency: 32, url: None, database_url: None, redis_url: None };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--messages" => args.messages = it.next().and_then(|v| v.parse().ok()).expect("--messages N"),
             "--concurrency" => args.concurrency = it.next().and_then(|v| v.parse().ok()).expect("--concurrency C"),
             "--url" => args.url = it.next(),
+            "--database-url" => args.database_url = it.next(),
+            "--redis-url" => args.redis_url = it.next(),
             "--bench" => {} // passed by `cargo bench`
             other => panic!("unknown argument {other}"),
         }
@@ -77,17 +82,24 @@ fn prepare(n: usize) -> Vec<Prepared> {
         .collect()
 }
 
-fn start_server() -> (String, tempfile::TempDir) {
+fn start_server(args: &Args) -> (String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let settings = Settings::with_overrides([
+    let mut overrides = vec![
         ("bind", "127.0.0.1:0".to_owned()),
-        ("database_url", format!("sqlite://{}/bench.db?mode=rwc", dir.path().display())),
+        (
+            "database_url",
+            args.database_url.clone().unwrap_or_else(|| format!("sqlite://{}/bench.db?mode=rwc", dir.path().display())),
+        ),
         ("content_dir", dir.path().join("content").display().to_string()),
         ("data_dir", dir.path().join("data").display().to_string()),
         ("wechat_message_mode", "safe".to_owned()),
         ("wechat_api_base", "http://127.0.0.1:9".to_owned()),
-    ])
-    .unwrap();
+    ];
+    if let Some(r) = &args.redis_url {
+        overrides.push(("redis_url", r.clone()));
+        overrides.push(("redis_prefix", format!("bench:{}:", std::process::id())));
+    }
+    let settings = Settings::with_overrides(overrides).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -115,7 +127,7 @@ fn main() {
     eprintln!("prepared {} encrypted messages in {:.2?}", prepared.len(), t.elapsed());
     let (base, _dir) = match &args.url {
         Some(u) => (u.clone(), tempfile::tempdir().unwrap()),
-        None => start_server(),
+        None => start_server(&args),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let (lat, errors, elapsed) = rt.block_on(async {
@@ -168,8 +180,16 @@ fn main() {
         percentile(&lat, 0.99),
         percentile(&lat, 1.0)
     );
+    let backend = match (&args.url, &args.database_url, &args.redis_url) {
+        (Some(u), _, _) => format!("external server {u}"),
+        (None, db, redis) => format!(
+            "{} + {}",
+            if db.is_some() { "PostgreSQL" } else { "SQLite" },
+            if redis.is_some() { "Redis" } else { "in-process cache" }
+        ),
+    };
     println!(
-        "| POST /wechat safe mode, keyword reply, embedded backend | {} | {rps:.0} msg/s | {:.2} ms | {:.2} ms | {errors} |",
+        "| POST /wechat safe mode, keyword reply, {backend} | {} | {rps:.0} msg/s | {:.2} ms | {:.2} ms | {errors} |",
         args.concurrency,
         percentile(&lat, 0.50),
         percentile(&lat, 0.99)
