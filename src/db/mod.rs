@@ -5,7 +5,8 @@
 //! (SQLite accepts them), `RETURNING`, `ON CONFLICT ... DO UPDATE`, integers as BIGINT, times as
 //! BIGINT unix milliseconds, booleans as TEXT states — and the few places where the engines truly
 //! differ (DDL, `FOR UPDATE SKIP LOCKED` claims, advisory locks) branch on [`Backend`].
-//! Migrations are kept per backend under `migrations/{sqlite,postgres}` and embedded.
+//! Migrations are one file per step under `migrations/` (see `migrate.rs` for the two
+//! conventions that cover the engines' DDL differences), embedded in the binary.
 
 mod migrate;
 

@@ -2,7 +2,7 @@
 -- Times are unix milliseconds (UTC); states are TEXT. `*_enc` columns hold
 -- `v1:<key_id>:<base64(nonce || ciphertext)>`; `*_idx` columns hold an HMAC blind index.
 CREATE TABLE org_units (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         {{id}},
     name       TEXT NOT NULL UNIQUE,
     parent_id  BIGINT REFERENCES org_units (id),
     created_at BIGINT NOT NULL
@@ -10,7 +10,7 @@ CREATE TABLE org_units (
 CREATE INDEX org_units_parent ON org_units (parent_id);
 
 CREATE TABLE admin_users (
-    id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+    id                  {{id}},
     username            TEXT NOT NULL UNIQUE,
     password_hash       TEXT NOT NULL,
     role                TEXT NOT NULL CHECK (role IN ('admin', 'secretary', 'editor')),
@@ -40,7 +40,7 @@ CREATE INDEX admin_tokens_expires ON admin_tokens (expires_at);
 
 -- Append-only: the only DELETE is the retention purge; UPDATE is refused by a trigger.
 CREATE TABLE audit_log (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          {{id}},
     at          BIGINT NOT NULL,
     actor_id    BIGINT,
     actor       TEXT NOT NULL,
@@ -53,13 +53,23 @@ CREATE TABLE audit_log (
 CREATE INDEX audit_log_at ON audit_log (at);
 CREATE INDEX audit_log_actor ON audit_log (actor_id, at);
 CREATE INDEX audit_log_action ON audit_log (action, at);
+-- backend: sqlite
 CREATE TRIGGER audit_log_append_only BEFORE UPDATE ON audit_log
 BEGIN
     SELECT RAISE(ABORT, 'audit_log is append-only');
 END;
+-- backend: postgres
+CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'audit_log is append-only';
+END
+$$;
+CREATE TRIGGER audit_log_append_only BEFORE UPDATE ON audit_log
+    FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
+-- backend: all
 
 CREATE TABLE members (
-    id                 INTEGER PRIMARY KEY AUTOINCREMENT,
+    id                 {{id}},
     name               TEXT NOT NULL,
     phone_enc          TEXT NOT NULL,
     phone_idx          TEXT NOT NULL UNIQUE,

@@ -1,7 +1,7 @@
 -- Pushes: one job per editor request, one durable delivery row per recipient.
 -- Times are unix milliseconds (UTC); states are TEXT. See src/push/mod.rs for the state machine.
 CREATE TABLE pushes (
-    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    id               {{id}},
     channel          TEXT NOT NULL CHECK (channel IN ('template', 'mass', 'custom', 'subscribe')),
     audience_kind    TEXT NOT NULL CHECK (audience_kind IN ('all', 'tag', 'org_unit', 'members')),
     audience_ids     TEXT NOT NULL DEFAULT '[]',
@@ -29,7 +29,7 @@ CREATE INDEX pushes_mass_reserved ON pushes (mass_reserved_at);
 CREATE INDEX pushes_mass_msg_id ON pushes (mass_msg_id);
 
 CREATE TABLE push_deliveries (
-    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    id              {{id}},
     push_id         BIGINT NOT NULL REFERENCES pushes (id),
     openid          TEXT NOT NULL,
     status          TEXT NOT NULL CHECK (status IN ('pending', 'in_flight', 'sent', 'failed', 'unknown', 'skipped')),

@@ -15,7 +15,7 @@ CREATE TABLE article_tags (
 CREATE INDEX article_tags_tag ON article_tags (tag, article_id);
 
 CREATE TABLE banners (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          {{id}},
     title       TEXT NOT NULL,
     image_url   TEXT NOT NULL,
     article_id  BIGINT REFERENCES articles (id),
