@@ -412,6 +412,14 @@ async fn import_json_and_csv_then_reimport_updates_by_phone() {
         assert_eq!(clear["member"]["masked"], false);
         let masked = app.adm_get(&format!("/api/admin/members/{id}"), &t).await;
         assert_eq!(masked["member"]["phone"], "139****0001");
+        // Roster reads are audited too, without the search text (a phone number).
+        let reads = app.adm_get("/api/admin/audit?action=member.list", &t).await;
+        assert_eq!(reads["total"], 1);
+        let details = reads["entries"][0]["details"].to_string();
+        assert!(details.contains("\"search\":\"phone\"") && !details.contains("13912340001"), "{details}");
+        assert!(details.contains(&id.to_string()));
+        let one = app.adm_get("/api/admin/audit?action=member.read", &t).await;
+        assert_eq!(one["total"], 1);
 
         let by_name = app.adm_get("/api/admin/members?q=%E8%B5%B5", &t).await; // 赵
         assert_eq!(by_name["total"], 1);

@@ -177,7 +177,18 @@ async fn list(
         lq = lq.bind(a);
     }
     let rows = lq.fetch_all(st.db.pool()).await?;
-    let members = rows.iter().map(|r| member_json(&from_row(r), &st.cipher, false)).collect::<AppResult<Vec<_>>>()?;
+    let rows: Vec<MemberRow> = rows.iter().map(from_row).collect();
+    // Even masked, a roster read is a read of personal data: who looked at whom is audited
+    // (the search text is not repeated: a phone number there would be personal data itself).
+    let search = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(|t| {
+        if pii::normalize_phone(t).is_some() { "phone" } else { "name" }
+    });
+    let entry = session.audit("member.list", "member", "").details(json!({
+        "org_unit": q.org_unit, "search": search, "page": page,
+        "member_ids": rows.iter().map(|m| m.id).collect::<Vec<_>>(),
+    }));
+    audit::record(st.db.pool(), &entry).await?;
+    let members = rows.iter().map(|m| member_json(m, &st.cipher, false)).collect::<AppResult<Vec<_>>>()?;
     Ok(AppJson(json!({"members": members, "page": page, "page_size": PAGE_SIZE, "total": total})))
 }
 
@@ -208,6 +219,8 @@ async fn show(
             .collect();
         let entry = session.audit("member.reveal", "member", m.id).details(json!({"fields": fields}));
         audit::record(st.db.pool(), &entry).await?;
+    } else {
+        audit::record(st.db.pool(), &session.audit("member.read", "member", m.id)).await?;
     }
     Ok(AppJson(json!({"member": member_json(&m, &st.cipher, q.reveal)?})))
 }
