@@ -73,6 +73,8 @@ pub struct Settings {
     pub mp_app_id: String,
     pub mp_app_secret: SecretString,
     pub mp_api_base: Option<String>,
+    /// Lifetime of a mini-program session (`POST /api/mp/login`), in seconds.
+    pub mp_session_ttl_secs: u64,
 
     pub webhook_max_body_bytes: usize,
     pub webhook_timestamp_skew_secs: i64,
@@ -187,6 +189,9 @@ impl Settings {
             return Err(invalid("wechat_token", "must not be empty"));
         }
         self.trusted_proxy_list()?;
+        if self.mp_session_ttl_secs == 0 {
+            return Err(invalid("mp_session_ttl_secs", "must be at least 1 second"));
+        }
         if self.env == Environment::Production {
             let demo = |v: &str| DEMO_MARKERS.iter().any(|m| v.contains(m));
             let checks: [(&str, &str); 6] = [
