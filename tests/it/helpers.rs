@@ -227,3 +227,16 @@ macro_rules! each_backend {
         }
     };
 }
+
+/// In CI (`CI=true`), the production backends are not optional: a missing variable would
+/// silently shrink every integration test to SQLite only.
+#[test]
+fn ci_runs_every_test_on_postgres_and_redis_too() {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        let backends = backends();
+        assert!(
+            backends.iter().any(|b| matches!(b, Backend::Postgres { redis_url: Some(_), .. })),
+            "CI must set DANGJIAN_TEST_DATABASE_URL and DANGJIAN_TEST_REDIS_URL"
+        );
+    }
+}

@@ -3,7 +3,7 @@
 //! proves every route refuses users without the permission.
 //!
 //! Adding routes from another module:
-//! ```ignore
+//! ```text
 //! pub fn routes(r: AdminRoutes) -> AdminRoutes {
 //!     r.post("/api/admin/pushes", Permission::ManagePushes, create_push)
 //!      .get("/api/admin/pushes/{id}", Permission::ManagePushes, get_push)
