@@ -1,4 +1,5 @@
-//! Fixed one-minute windows in the shared cache (Redis across replicas, in-process otherwise).
+//! Fixed windows (one minute unless a caller says otherwise) in the shared cache (Redis across
+//! replicas, in-process otherwise).
 
 use std::time::Duration;
 
@@ -19,8 +20,17 @@ const WINDOW: Duration = Duration::from_secs(60);
 /// Count one hit on `key`; `Err(429)` once the window holds more than `limit`. A cache outage
 /// fails open (logged): availability of the API beats rate limiting for a minute.
 pub async fn hit(st: &AppState, key: &str, limit: i64) -> AppResult<()> {
-    match st.cache.incr(&format!("rl:{key}"), WINDOW).await {
-        Ok(n) if n > limit => Err(AppError::TooManyRequests("too many requests; try again in a minute".into())),
+    hit_in(st, key, limit, WINDOW).await
+}
+
+/// [`hit`] with a longer fixed window (e.g. one hour for mini-program roster binding).
+pub async fn hit_in(st: &AppState, key: &str, limit: i64, window: Duration) -> AppResult<()> {
+    match st.cache.incr(&format!("rl:{key}"), window).await {
+        Ok(n) if n > limit => Err(AppError::TooManyRequests(if window <= WINDOW {
+            "too many requests; try again in a minute".into()
+        } else {
+            format!("too many requests; try again within {} minutes", window.as_secs().div_ceil(60))
+        })),
         Ok(_) => Ok(()),
         Err(e) => {
             tracing::warn!(error = %e, "rate limit cache unavailable; not limiting");

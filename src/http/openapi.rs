@@ -11,6 +11,10 @@ use crate::startup::AppState;
 
 /// Mini-program routes: (method, path, summary).
 const MP_ROUTES: &[(&str, &str, &str)] = &[
+    ("post", "/api/mp/login", "wx.login code → {token, expires_at, member|null} (code2Session)"),
+    ("post", "/api/mp/bind", "Bind to the roster: {name, phone_code} (getPhoneNumber) → {member}"),
+    ("get", "/api/mp/me", "The logged-in user: {openid_bound, member|null}"),
+    ("post", "/api/mp/subscriptions", "Record wx.requestSubscribeMessage results: {template_ids, results}"),
     ("get", "/api/mp/articles", "Published articles, newest first (?category=&page=)"),
     ("get", "/api/mp/articles/{id}", "One published article with body_html"),
     ("get", "/api/mp/categories", "Article categories in menu order"),
@@ -118,7 +122,9 @@ pub fn build(state: &AppState) -> Value {
         entry[method] = op;
     };
     for (method, path, summary) in MP_ROUTES {
-        add(path, method, operation(method, path, summary, false));
+        // Everything but login and the public content reads takes the session's bearer token.
+        let secured = matches!(*path, "/api/mp/bind" | "/api/mp/me" | "/api/mp/subscriptions");
+        add(path, method, operation(method, path, summary, secured));
     }
     let admin = crate::http::admin::routes(state.clone());
     for spec in admin.table() {

@@ -143,7 +143,7 @@ async fn session_cookies_are_secure_when_the_public_url_is_https() {
 }
 
 /// Everything the app logs, from every thread (nextest runs each test in its own process).
-fn captured() -> Arc<Mutex<Vec<u8>>> {
+pub(crate) fn captured() -> Arc<Mutex<Vec<u8>>> {
     static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
     BUF.get_or_init(|| {
         let buf = Arc::new(Mutex::new(Vec::new()));

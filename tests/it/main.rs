@@ -5,6 +5,7 @@ mod content;
 mod admin;
 mod admin_console;
 mod helpers;
+mod mp;
 mod push;
 mod webhook;
 mod wechat_sync;
