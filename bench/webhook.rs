@@ -17,7 +17,10 @@ use std::{
     time::Instant,
 };
 
-use dangjian::{config::Settings, startup::{Application, Overrides, Role}};
+use dangjian::{
+    config::Settings,
+    startup::{Application, Overrides, Role},
+};
 use wechat::{crypto::MessageCrypto, signature};
 
 const TOKEN: &str = "dangjiandemotoken";
@@ -33,12 +36,28 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let mut args = Args { messages: 200_000, concurrency: 32, url: None, database_url: None, redis_url: None };
+    let mut args = Args {
+        messages: 200_000,
+        concurrency: 32,
+        url: None,
+        database_url: None,
+        redis_url: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--messages" => args.messages = it.next().and_then(|v| v.parse().ok()).expect("--messages N"),
-            "--concurrency" => args.concurrency = it.next().and_then(|v| v.parse().ok()).expect("--concurrency C"),
+            "--messages" => {
+                args.messages = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--messages N")
+            }
+            "--concurrency" => {
+                args.concurrency = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--concurrency C")
+            }
             "--url" => args.url = it.next(),
             "--database-url" => args.database_url = it.next(),
             "--redis-url" => args.redis_url = it.next(),
@@ -88,9 +107,14 @@ fn start_server(args: &Args) -> (String, tempfile::TempDir) {
         ("bind", "127.0.0.1:0".to_owned()),
         (
             "database_url",
-            args.database_url.clone().unwrap_or_else(|| format!("sqlite://{}/bench.db?mode=rwc", dir.path().display())),
+            args.database_url
+                .clone()
+                .unwrap_or_else(|| format!("sqlite://{}/bench.db?mode=rwc", dir.path().display())),
         ),
-        ("content_dir", dir.path().join("content").display().to_string()),
+        (
+            "content_dir",
+            dir.path().join("content").display().to_string(),
+        ),
         ("data_dir", dir.path().join("data").display().to_string()),
         ("wechat_message_mode", "safe".to_owned()),
         ("wechat_api_base", "http://127.0.0.1:9".to_owned()),
@@ -102,9 +126,14 @@ fn start_server(args: &Args) -> (String, tempfile::TempDir) {
     let settings = Settings::with_overrides(overrides).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async move {
-            let app = Application::build_with(settings, Overrides::default(), Role::HttpOnly, true).await.unwrap();
+            let app = Application::build_with(settings, Overrides::default(), Role::HttpOnly, true)
+                .await
+                .unwrap();
             tx.send(format!("http://{}", app.local_addr())).unwrap();
             app.run().await.unwrap();
         });
@@ -124,14 +153,24 @@ fn main() {
     let args = parse_args();
     let t = Instant::now();
     let prepared = Arc::new(prepare(args.messages));
-    eprintln!("prepared {} encrypted messages in {:.2?}", prepared.len(), t.elapsed());
+    eprintln!(
+        "prepared {} encrypted messages in {:.2?}",
+        prepared.len(),
+        t.elapsed()
+    );
     let (base, _dir) = match &args.url {
         Some(u) => (u.clone(), tempfile::tempdir().unwrap()),
         None => start_server(&args),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let (lat, errors, elapsed) = rt.block_on(async {
-        let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build().unwrap();
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(args.concurrency)
+            .build()
+            .unwrap();
         let next = Arc::new(AtomicUsize::new(0));
         let started = Instant::now();
         let mut handles = Vec::new();
@@ -147,8 +186,19 @@ fn main() {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(p) = prepared.get(i) else { break };
                     let t = Instant::now();
-                    let ok = match client.post(format!("{base}{}", p.path)).body(p.body.clone()).send().await {
-                        Ok(r) => r.status().is_success() && r.bytes().await.map(|b| b.starts_with(b"<xml>")).unwrap_or(false),
+                    let ok = match client
+                        .post(format!("{base}{}", p.path))
+                        .body(p.body.clone())
+                        .send()
+                        .await
+                    {
+                        Ok(r) => {
+                            r.status().is_success()
+                                && r.bytes()
+                                    .await
+                                    .map(|b| b.starts_with(b"<xml>"))
+                                    .unwrap_or(false)
+                        }
                         Err(_) => false,
                     };
                     lat.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
@@ -172,7 +222,10 @@ fn main() {
     lat.sort_unstable();
     let n = lat.len();
     let rps = n as f64 / elapsed.as_secs_f64();
-    println!("requests: {n}, errors: {errors}, elapsed: {:.2?}, concurrency: {}", elapsed, args.concurrency);
+    println!(
+        "requests: {n}, errors: {errors}, elapsed: {:.2?}, concurrency: {}",
+        elapsed, args.concurrency
+    );
     println!(
         "throughput: {rps:.0} msg/s; latency ms: p50 {:.2}, p90 {:.2}, p99 {:.2}, max {:.2}",
         percentile(&lat, 0.50),
@@ -185,7 +238,11 @@ fn main() {
         (None, db, redis) => format!(
             "{} + {}",
             if db.is_some() { "PostgreSQL" } else { "SQLite" },
-            if redis.is_some() { "Redis" } else { "in-process cache" }
+            if redis.is_some() {
+                "Redis"
+            } else {
+                "in-process cache"
+            }
         ),
     };
     println!(

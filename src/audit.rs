@@ -32,7 +32,13 @@ pub struct AuditEntry {
 
 impl AuditEntry {
     /// An entry for work done outside a request (CLI, start-up, workers).
-    pub fn system(at: i64, actor: &str, action: &str, target_type: &str, target_id: Option<String>) -> AuditEntry {
+    pub fn system(
+        at: i64,
+        actor: &str,
+        action: &str,
+        target_type: &str,
+        target_id: Option<String>,
+    ) -> AuditEntry {
         AuditEntry {
             at,
             actor_id: None,
@@ -52,7 +58,14 @@ impl AuditEntry {
 }
 
 /// Keys whose values never enter the audit log, at any depth.
-const SECRET_KEYS: [&str; 6] = ["password", "old_password", "new_password", "token", "password_hash", "csrf"];
+const SECRET_KEYS: [&str; 6] = [
+    "password",
+    "old_password",
+    "new_password",
+    "token",
+    "password_hash",
+    "csrf",
+];
 
 /// Replace the values of secret-looking keys with `"[redacted]"`.
 pub fn redact(mut v: Value) -> Value {
@@ -196,7 +209,11 @@ pub async fn search(
 
 /// Retention: the one place entries are deleted.
 pub async fn purge_older_than(db: &Db, cutoff_ms: i64) -> sqlx::Result<u64> {
-    Ok(sqlx::query("DELETE FROM audit_log WHERE at < $1").bind(cutoff_ms).execute(db.pool()).await?.rows_affected())
+    Ok(sqlx::query("DELETE FROM audit_log WHERE at < $1")
+        .bind(cutoff_ms)
+        .execute(db.pool())
+        .await?
+        .rows_affected())
 }
 
 /// Background loop: purge audit entries past `audit_retention_days` and expired admin tokens,
@@ -226,7 +243,9 @@ mod tests {
 
     #[test]
     fn redact_hides_secret_keys_at_any_depth() {
-        let v = redact(serde_json::json!({"username":"a","password":"p","nested":[{"token":"t","x":1}]}));
+        let v = redact(
+            serde_json::json!({"username":"a","password":"p","nested":[{"token":"t","x":1}]}),
+        );
         assert_eq!(v["username"], "a");
         assert_eq!(v["password"], "[redacted]");
         assert_eq!(v["nested"][0]["token"], "[redacted]");

@@ -58,7 +58,9 @@ impl Shard {
 
 impl Default for MemoryCache {
     fn default() -> Self {
-        MemoryCache { shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect() }
+        MemoryCache {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+        }
     }
 }
 
@@ -66,19 +68,25 @@ impl MemoryCache {
     fn shard(&self, key: &str) -> std::sync::MutexGuard<'_, Shard> {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         key.hash(&mut h);
-        self.shards[(h.finish() as usize) % SHARDS].lock().unwrap_or_else(|e| e.into_inner())
+        self.shards[(h.finish() as usize) % SHARDS]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 }
 
 #[async_trait]
 impl Cache for MemoryCache {
     async fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
-        Ok(self.shard(key).live(key, Instant::now()).map(|(v, _)| v.clone()))
+        Ok(self
+            .shard(key)
+            .live(key, Instant::now())
+            .map(|(v, _)| v.clone()))
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> anyhow::Result<()> {
         let now = Instant::now();
-        self.shard(key).insert(key, value.to_owned(), now + ttl, now);
+        self.shard(key)
+            .insert(key, value.to_owned(), now + ttl, now);
         Ok(())
     }
 
@@ -99,7 +107,10 @@ impl Cache for MemoryCache {
 
     async fn del_if_eq(&self, key: &str, value: &str) -> anyhow::Result<bool> {
         let mut shard = self.shard(key);
-        if shard.live(key, Instant::now()).is_some_and(|(v, _)| v == value) {
+        if shard
+            .live(key, Instant::now())
+            .is_some_and(|(v, _)| v == value)
+        {
             shard.map.remove(key);
             return Ok(true);
         }
@@ -151,7 +162,10 @@ impl RedisCache {
             .set_response_timeout(Duration::from_secs(5))
             .set_number_of_retries(3);
         let conn = redis::aio::ConnectionManager::new_with_config(client, config).await?;
-        Ok(RedisCache { conn, prefix: prefix.to_owned() })
+        Ok(RedisCache {
+            conn,
+            prefix: prefix.to_owned(),
+        })
     }
 
     fn key(&self, key: &str) -> String {
@@ -176,7 +190,10 @@ fn px(ttl: Duration) -> u64 {
 impl Cache for RedisCache {
     async fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
         let mut c = self.conn.clone();
-        Ok(redis::cmd("GET").arg(self.key(key)).query_async(&mut c).await?)
+        Ok(redis::cmd("GET")
+            .arg(self.key(key))
+            .query_async(&mut c)
+            .await?)
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> anyhow::Result<()> {
@@ -206,14 +223,20 @@ impl Cache for RedisCache {
 
     async fn del(&self, key: &str) -> anyhow::Result<()> {
         let mut c = self.conn.clone();
-        let _: i64 = redis::cmd("DEL").arg(self.key(key)).query_async(&mut c).await?;
+        let _: i64 = redis::cmd("DEL")
+            .arg(self.key(key))
+            .query_async(&mut c)
+            .await?;
         Ok(())
     }
 
     async fn del_if_eq(&self, key: &str, value: &str) -> anyhow::Result<bool> {
         let mut c = self.conn.clone();
-        let n: i64 =
-            redis::Script::new(DEL_IF_EQ).key(self.key(key)).arg(value).invoke_async(&mut c).await?;
+        let n: i64 = redis::Script::new(DEL_IF_EQ)
+            .key(self.key(key))
+            .arg(value)
+            .invoke_async(&mut c)
+            .await?;
         Ok(n == 1)
     }
 

@@ -171,8 +171,14 @@ impl Settings {
             return Err(invalid("public_url", "must start with http:// or https://"));
         }
         let db = self.database_url.expose_secret();
-        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
-            return Err(invalid("database_url", "must be sqlite:... or postgres://..."));
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "database_url",
+                "must be sqlite:... or postgres://...",
+            ));
         }
         if let Some(url) = &self.redis_url {
             let u = url.expose_secret();
@@ -182,7 +188,10 @@ impl Settings {
         }
         let aes = self.wechat_aes_key.expose_secret();
         if aes.len() != 43 {
-            return Err(invalid("wechat_aes_key", "the EncodingAESKey has exactly 43 characters"));
+            return Err(invalid(
+                "wechat_aes_key",
+                "the EncodingAESKey has exactly 43 characters",
+            ));
         }
         wechat::crypto::decode_aes_key(aes).map_err(|e| invalid("wechat_aes_key", e))?;
         if self.wechat_token.expose_secret().is_empty() {
@@ -204,14 +213,20 @@ impl Settings {
             ];
             for (var, value) in checks {
                 if demo(value) {
-                    return Err(invalid(var, "demo credential refused in production (DANGJIAN_ENV=production)"));
+                    return Err(invalid(
+                        var,
+                        "demo credential refused in production (DANGJIAN_ENV=production)",
+                    ));
                 }
             }
             if aes == "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG" {
                 return Err(invalid("wechat_aes_key", "demo key refused in production"));
             }
             if self.data_key.is_none() {
-                return Err(invalid("data_key", "required in production (32 bytes, base64)"));
+                return Err(invalid(
+                    "data_key",
+                    "required in production (32 bytes, base64)",
+                ));
             }
         }
         Ok(())
@@ -265,9 +280,16 @@ mod tests {
         assert!(err.to_string().contains("DANGJIAN_WECHAT_AES_KEY"), "{err}");
         let err = Settings::with_overrides([("bind", "not an address".into())]).unwrap_err();
         assert!(err.to_string().contains("DANGJIAN_BIND"), "{err}");
-        let err = Settings::with_overrides([("trusted_proxies", "10.0.0.0/8, nope".into())]).unwrap_err();
-        assert!(err.to_string().contains("DANGJIAN_TRUSTED_PROXIES"), "{err}");
+        let err =
+            Settings::with_overrides([("trusted_proxies", "10.0.0.0/8, nope".into())]).unwrap_err();
+        assert!(
+            err.to_string().contains("DANGJIAN_TRUSTED_PROXIES"),
+            "{err}"
+        );
         let err = Settings::with_overrides([("wechat_message_mode", "loud".into())]).unwrap_err();
-        assert!(err.to_string().contains("DANGJIAN_WECHAT_MESSAGE_MODE"), "{err}");
+        assert!(
+            err.to_string().contains("DANGJIAN_WECHAT_MESSAGE_MODE"),
+            "{err}"
+        );
     }
 }

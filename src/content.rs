@@ -117,7 +117,13 @@ impl Replies {
                     Regex::new(&r.pattern).with_context(|| format!("{what}: bad regex"))?,
                 ),
             };
-            ranked.push((r.priority, Rule { matcher, answer: answer_of(r.text, r.category, &what)? }));
+            ranked.push((
+                r.priority,
+                Rule {
+                    matcher,
+                    answer: answer_of(r.text, r.category, &what)?,
+                },
+            ));
         }
         ranked.sort_by_key(|(p, _)| std::cmp::Reverse(*p));
         Ok(Replies {
@@ -166,10 +172,20 @@ impl Menu {
         let menu: Menu = toml::from_str(src)?;
         for b in menu.buttons() {
             if b.kind.as_deref() == Some("click") {
-                let key = b.key.as_deref().with_context(|| format!("menu `{}`: click needs `key`", b.name))?;
-                answer_of(b.text.clone(), b.category.clone(), &format!("menu key {key}"))?;
+                let key = b
+                    .key
+                    .as_deref()
+                    .with_context(|| format!("menu `{}`: click needs `key`", b.name))?;
+                answer_of(
+                    b.text.clone(),
+                    b.category.clone(),
+                    &format!("menu key {key}"),
+                )?;
                 if let Some(c) = &b.category {
-                    anyhow::ensure!(menu.categories.contains(c), "menu key {key}: unknown category {c}");
+                    anyhow::ensure!(
+                        menu.categories.contains(c),
+                        "menu key {key}: unknown category {c}"
+                    );
                 }
             }
         }
@@ -179,7 +195,11 @@ impl Menu {
     /// Every leaf button (top-level buttons without sub-buttons, and all sub-buttons).
     pub fn buttons(&self) -> impl Iterator<Item = &MenuButton> {
         self.button.iter().flat_map(|b| {
-            if b.sub_button.is_empty() { std::slice::from_ref(b).iter() } else { b.sub_button.iter() }
+            if b.sub_button.is_empty() {
+                std::slice::from_ref(b).iter()
+            } else {
+                b.sub_button.iter()
+            }
         })
     }
 
@@ -221,11 +241,17 @@ impl ContentSet {
                 Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
             }
         };
-        let replies = Replies::parse(&read("replies.toml", BUILTIN_REPLIES)?).context("replies.toml")?;
+        let replies =
+            Replies::parse(&read("replies.toml", BUILTIN_REPLIES)?).context("replies.toml")?;
         let menu = Menu::parse(&read("menu.toml", BUILTIN_MENU)?).context("menu.toml")?;
         let demo: DemoArticlesFile =
-            toml::from_str(&read("demo_articles.toml", BUILTIN_DEMO_ARTICLES)?).context("demo_articles.toml")?;
-        Ok(ContentSet { replies, menu, demo_articles: demo.article })
+            toml::from_str(&read("demo_articles.toml", BUILTIN_DEMO_ARTICLES)?)
+                .context("demo_articles.toml")?;
+        Ok(ContentSet {
+            replies,
+            menu,
+            demo_articles: demo.article,
+        })
     }
 }
 
@@ -239,11 +265,18 @@ impl ContentStore {
         let dir = dir.into();
         let set = ContentSet::load(&dir)?;
         let stamps = stamps(&dir);
-        Ok(ContentStore { dir, current: RwLock::new((Arc::new(set), stamps)) })
+        Ok(ContentStore {
+            dir,
+            current: RwLock::new((Arc::new(set), stamps)),
+        })
     }
 
     pub fn get(&self) -> Arc<ContentSet> {
-        self.current.read().unwrap_or_else(|e| e.into_inner()).0.clone()
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .clone()
     }
 
     /// Re-read the files; on error keep the current version and return the error.
@@ -268,7 +301,11 @@ impl ContentStore {
 fn stamps(dir: &Path) -> Vec<Option<SystemTime>> {
     FILES
         .iter()
-        .map(|f| std::fs::metadata(dir.join(f)).and_then(|m| m.modified()).ok())
+        .map(|f| {
+            std::fs::metadata(dir.join(f))
+                .and_then(|m| m.modified())
+                .ok()
+        })
         .collect()
 }
 
@@ -280,14 +317,21 @@ mod tests {
     fn builtin_content_parses_and_rules_rank_by_priority() {
         let r = Replies::parse(BUILTIN_REPLIES).unwrap();
         assert!(matches!(r.answer_text(" 帮助 "), Answer::Text(t) if t.contains("可用关键词")));
-        assert_eq!(r.answer_text("党建动态"), Answer::NewestArticle { category: "党建动态".into() });
+        assert_eq!(
+            r.answer_text("党建动态"),
+            Answer::NewestArticle {
+                category: "党建动态".into()
+            }
+        );
         assert!(matches!(r.answer_text("电话多少"), Answer::Text(t) if t.contains("302")));
         assert_eq!(r.answer_text("什么"), Answer::Text(r.default_text.clone()));
         let menu = Menu::parse(BUILTIN_MENU).unwrap();
         assert_eq!(menu.categories.len(), 20);
         assert_eq!(
             menu.click_answer("CAT_LILUN_YANJIU"),
-            Some(Answer::NewestArticle { category: "理论研究".into() })
+            Some(Answer::NewestArticle {
+                category: "理论研究".into()
+            })
         );
         assert_eq!(menu.click_answer("nope"), None);
     }
@@ -319,10 +363,18 @@ mod tests {
     fn broken_file_keeps_previous_version() {
         let dir = tempfile::tempdir().unwrap();
         let store = ContentStore::load(dir.path()).unwrap();
-        std::fs::write(dir.path().join("replies.toml"), "welcome = { text = \"新欢迎\" }\ndefault = { text = \"d\" }\n").unwrap();
+        std::fs::write(
+            dir.path().join("replies.toml"),
+            "welcome = { text = \"新欢迎\" }\ndefault = { text = \"d\" }\n",
+        )
+        .unwrap();
         assert!(store.reload_if_changed().unwrap());
         assert_eq!(store.get().replies.welcome_text, "新欢迎");
-        std::fs::write(dir.path().join("replies.toml"), "[[rules]]\nkind = \"regex\"\npattern = \"(\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("replies.toml"),
+            "[[rules]]\nkind = \"regex\"\npattern = \"(\"\n",
+        )
+        .unwrap();
         assert!(store.reload_if_changed().is_err());
         assert_eq!(store.get().replies.welcome_text, "新欢迎");
     }

@@ -39,7 +39,11 @@ pub struct Ticket {
 
 impl Dedup {
     pub fn new(cache: Arc<dyn Cache>, ttl: Duration) -> Dedup {
-        Dedup { cache, ttl, local: Mutex::new(HashMap::new()) }
+        Dedup {
+            cache,
+            ttl,
+            local: Mutex::new(HashMap::new()),
+        }
     }
 
     fn cache_key(key: &str) -> String {
@@ -50,7 +54,12 @@ impl Dedup {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             // Fast path: the first delivery is running in this process.
-            let local = self.local.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned();
+            let local = self
+                .local
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(key)
+                .cloned();
             if let Some(mut rx) = local {
                 match tokio::time::timeout_at(deadline, rx.wait_for(Option::is_some)).await {
                     Ok(Ok(v)) => return Ok(Claim::Answered(v.clone().unwrap_or_default())),
@@ -61,8 +70,14 @@ impl Dedup {
             let ck = Self::cache_key(key);
             if self.cache.set_nx(&ck, PENDING, self.ttl).await? {
                 let (tx, rx) = watch::channel(None);
-                self.local.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_owned(), rx);
-                return Ok(Claim::First(Ticket { key: key.to_owned(), tx }));
+                self.local
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key.to_owned(), rx);
+                return Ok(Claim::First(Ticket {
+                    key: key.to_owned(),
+                    tx,
+                }));
             }
             // Claimed by another replica (or an earlier run of this one): poll for its answer.
             loop {
@@ -81,16 +96,29 @@ impl Dedup {
 
     /// Record the reply that was (or will be) given to the first delivery.
     pub async fn complete(&self, ticket: Ticket, reply: &str) -> anyhow::Result<()> {
-        let result = self.cache.set(&Self::cache_key(&ticket.key), reply, self.ttl).await;
-        self.local.lock().unwrap_or_else(|e| e.into_inner()).remove(&ticket.key);
+        let result = self
+            .cache
+            .set(&Self::cache_key(&ticket.key), reply, self.ttl)
+            .await;
+        self.local
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ticket.key);
         let _ = ticket.tx.send(Some(reply.to_owned()));
         result
     }
 
     /// The first delivery failed before doing anything: let a retry try again.
     pub async fn abandon(&self, ticket: Ticket) {
-        self.local.lock().unwrap_or_else(|e| e.into_inner()).remove(&ticket.key);
-        if let Err(e) = self.cache.del_if_eq(&Self::cache_key(&ticket.key), PENDING).await {
+        self.local
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ticket.key);
+        if let Err(e) = self
+            .cache
+            .del_if_eq(&Self::cache_key(&ticket.key), PENDING)
+            .await
+        {
             tracing::warn!(error = %e, "could not release a de-duplication claim");
         }
         drop(ticket.tx); // wakes local waiters with "closed"
@@ -104,7 +132,10 @@ mod tests {
 
     #[tokio::test]
     async fn retry_while_running_waits_for_the_first_reply() {
-        let d = Arc::new(Dedup::new(Arc::new(MemoryCache::default()), Duration::from_secs(60)));
+        let d = Arc::new(Dedup::new(
+            Arc::new(MemoryCache::default()),
+            Duration::from_secs(60),
+        ));
         let Claim::First(ticket) = d.claim("u:1", Duration::from_secs(1)).await.unwrap() else {
             panic!("first claim must be First")
         };
@@ -125,15 +156,25 @@ mod tests {
     #[tokio::test]
     async fn abandoned_claim_can_be_taken_again() {
         let d = Dedup::new(Arc::new(MemoryCache::default()), Duration::from_secs(60));
-        let Claim::First(t) = d.claim("k", Duration::from_millis(10)).await.unwrap() else { panic!() };
+        let Claim::First(t) = d.claim("k", Duration::from_millis(10)).await.unwrap() else {
+            panic!()
+        };
         d.abandon(t).await;
-        assert!(matches!(d.claim("k", Duration::from_millis(10)).await.unwrap(), Claim::First(_)));
+        assert!(matches!(
+            d.claim("k", Duration::from_millis(10)).await.unwrap(),
+            Claim::First(_)
+        ));
     }
 
     #[tokio::test]
     async fn still_running_after_the_wait() {
         let d = Dedup::new(Arc::new(MemoryCache::default()), Duration::from_secs(60));
-        let Claim::First(_t) = d.claim("k", Duration::from_millis(10)).await.unwrap() else { panic!() };
-        assert!(matches!(d.claim("k", Duration::from_millis(30)).await.unwrap(), Claim::StillRunning));
+        let Claim::First(_t) = d.claim("k", Duration::from_millis(10)).await.unwrap() else {
+            panic!()
+        };
+        assert!(matches!(
+            d.claim("k", Duration::from_millis(30)).await.unwrap(),
+            Claim::StillRunning
+        ));
     }
 }

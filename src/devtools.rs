@@ -18,7 +18,12 @@ pub async fn send_text(settings: &Settings, from: &str, text: &str) -> anyhow::R
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let msg_id = now * 1000 + i64::from(rand::random::<u16>() % 1000);
     let mut xml = String::from("<xml>");
-    for (name, value) in [("ToUserName", "gh_dev"), ("FromUserName", from), ("MsgType", "text"), ("Content", text)] {
+    for (name, value) in [
+        ("ToUserName", "gh_dev"),
+        ("FromUserName", from),
+        ("MsgType", "text"),
+        ("Content", text),
+    ] {
         xml.push('<');
         xml.push_str(name);
         xml.push('>');
@@ -27,7 +32,9 @@ pub async fn send_text(settings: &Settings, from: &str, text: &str) -> anyhow::R
         xml.push_str(name);
         xml.push('>');
     }
-    xml.push_str(&format!("<CreateTime>{now}</CreateTime><MsgId>{msg_id}</MsgId></xml>"));
+    xml.push_str(&format!(
+        "<CreateTime>{now}</CreateTime><MsgId>{msg_id}</MsgId></xml>"
+    ));
 
     let token = settings.wechat_token.expose_secret();
     let ts = now.to_string();
@@ -37,7 +44,10 @@ pub async fn send_text(settings: &Settings, from: &str, text: &str) -> anyhow::R
         settings.public_url.trim_end_matches('/'),
         signature::signature(token, &ts, &nonce)
     );
-    let crypto = MessageCrypto::new(settings.wechat_aes_key.expose_secret(), &settings.wechat_app_id)?;
+    let crypto = MessageCrypto::new(
+        settings.wechat_aes_key.expose_secret(),
+        &settings.wechat_app_id,
+    )?;
     let body = if settings.wechat_message_mode == MessageMode::Plaintext {
         xml
     } else {
@@ -48,11 +58,19 @@ pub async fn send_text(settings: &Settings, from: &str, text: &str) -> anyhow::R
         ));
         format!("<xml><ToUserName><![CDATA[gh_dev]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>")
     };
-    let resp = reqwest::Client::new().post(&url).body(body).send().await.context("is the server running?")?;
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .body(body)
+        .send()
+        .await
+        .context("is the server running?")?;
     let status = resp.status();
     let text = resp.text().await?;
     anyhow::ensure!(status.is_success(), "server answered {status}: {text}");
-    match wechat::xml::parse_flat(&text).ok().and_then(|f| f.get("Encrypt").map(str::to_owned)) {
+    match wechat::xml::parse_flat(&text)
+        .ok()
+        .and_then(|f| f.get("Encrypt").map(str::to_owned))
+    {
         Some(encrypted) => Ok(String::from_utf8(crypto.decrypt(&encrypted)?)?),
         None => Ok(text),
     }
@@ -60,6 +78,11 @@ pub async fn send_text(settings: &Settings, from: &str, text: &str) -> anyhow::R
 
 /// `GET /dev/wechat/outbox`: what the built-in fake WeChat "delivered" (dev mode only).
 pub async fn outbox(State(st): State<AppState>) -> AppResult<Json<serde_json::Value>> {
-    let fake = st.dev_fake.as_ref().ok_or_else(|| AppError::NotFound("route".into()))?;
-    Ok(Json(serde_json::json!({ "messages": fake.outbox_recent(200) })))
+    let fake = st
+        .dev_fake
+        .as_ref()
+        .ok_or_else(|| AppError::NotFound("route".into()))?;
+    Ok(Json(
+        serde_json::json!({ "messages": fake.outbox_recent(200) }),
+    ))
 }

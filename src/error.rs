@@ -36,14 +36,26 @@ pub enum AppError {
     Internal(#[from] anyhow::Error),
     /// A rejection with a specific machine-readable code (e.g. `bad_signature`).
     #[error("{message}")]
-    Rejected { status: StatusCode, code: &'static str, message: String },
+    Rejected {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
 }
 
 pub type AppResult<T> = Result<T, AppError>;
 
 impl AppError {
-    pub fn rejected(status: StatusCode, code: &'static str, message: impl Into<String>) -> AppError {
-        AppError::Rejected { status, code, message: message.into() }
+    pub fn rejected(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> AppError {
+        AppError::Rejected {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -106,7 +118,11 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 
 /// Build the one error body by hand (used by extractors and fallbacks too).
 pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(json!({"error": {"code": code, "message": message}}))).into_response()
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
 }
 
 impl IntoResponse for AppError {

@@ -7,7 +7,11 @@ use dangjian::{
 };
 
 #[derive(Parser)]
-#[command(name = "dangjian", version, about = "Party-building platform: WeChat official account, mini-program, console")]
+#[command(
+    name = "dangjian",
+    version,
+    about = "Party-building platform: WeChat official account, mini-program, console"
+)]
 struct Cli {
     /// Optional TOML file layered over the embedded defaults (before the DANGJIAN_* environment).
     #[arg(long, env = "DANGJIAN_CONFIG", global = true)]
@@ -71,13 +75,27 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings = Settings::load(cli.config.as_deref())?;
     dangjian::telemetry::init(settings.log_format);
-    match cli.command.unwrap_or(Command::Serve { no_workers: false, no_migrate: false }) {
-        Command::Serve { no_workers, no_migrate } => {
-            let role = if no_workers { Role::HttpOnly } else { Role::All };
-            Application::build_with(settings, Overrides::default(), role, !no_migrate).await?.run_until_stopped().await
+    match cli.command.unwrap_or(Command::Serve {
+        no_workers: false,
+        no_migrate: false,
+    }) {
+        Command::Serve {
+            no_workers,
+            no_migrate,
+        } => {
+            let role = if no_workers {
+                Role::HttpOnly
+            } else {
+                Role::All
+            };
+            Application::build_with(settings, Overrides::default(), role, !no_migrate)
+                .await?
+                .run_until_stopped()
+                .await
         }
         Command::Wechat(cmd) => {
-            let state = dangjian::startup::build_state(settings, Overrides::default(), true).await?;
+            let state =
+                dangjian::startup::build_state(settings, Overrides::default(), true).await?;
             match cmd {
                 WechatCommand::SyncMenu => {
                     let n = dangjian::wechat_sync::sync_menu(&state).await?;
@@ -91,11 +109,16 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Dev(DevCommand::SendMessage { text, from }) => {
-            println!("{}", dangjian::devtools::send_text(&settings, &from, &text).await?);
+            println!(
+                "{}",
+                dangjian::devtools::send_text(&settings, &from, &text).await?
+            );
             Ok(())
         }
         Command::Admin(cmd) => dangjian::auth::cli::run(&settings, cmd).await,
-        Command::Worker { no_migrate } => dangjian::startup::run_workers_until_stopped(settings, !no_migrate).await,
+        Command::Worker { no_migrate } => {
+            dangjian::startup::run_workers_until_stopped(settings, !no_migrate).await
+        }
         Command::Migrate => {
             let db = dangjian::db::Db::connect(&settings.database_url).await?;
             let n = db.migrate().await?;

@@ -11,7 +11,9 @@ pub fn render(md: &str) -> String {
 mod tests {
     #[test]
     fn scripts_are_removed_and_tables_kept() {
-        let html = super::render("# 标题\n\n<script>alert(1)</script>\n\n| a | b |\n|---|---|\n| 1 | 2 |\n");
+        let html = super::render(
+            "# 标题\n\n<script>alert(1)</script>\n\n| a | b |\n|---|---|\n| 1 | 2 |\n",
+        );
         assert!(html.contains("<h1>标题</h1>"));
         assert!(html.contains("<table>"));
         assert!(!html.contains("<script"));

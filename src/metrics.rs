@@ -66,31 +66,58 @@ pub struct PushErrorLabels {
 
 fn latency_histogram() -> Histogram {
     // 0.25 ms .. ~8 s
-    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.00025, 2.0, 16))
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.00025, 2.0, 16,
+    ))
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("dangjian");
         let http_requests = Family::<HttpLabels, Counter>::default();
-        let http_latency =
-            Family::<RouteLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let http_latency = Family::<RouteLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         let wechat_messages = Family::<MessageLabels, Counter>::default();
         let webhook_outcomes = Family::<OutcomeLabels, Counter>::default();
-        registry.register("http_requests", "HTTP requests by route and status", http_requests.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            http_requests.clone(),
+        );
         registry.register(
             "http_request_duration_seconds",
             "HTTP request latency by route",
             http_latency.clone(),
         );
-        registry.register("wechat_messages", "WeChat messages received, by type and event", wechat_messages.clone());
-        registry.register("webhook_outcomes", "How webhook deliveries were answered", webhook_outcomes.clone());
+        registry.register(
+            "wechat_messages",
+            "WeChat messages received, by type and event",
+            wechat_messages.clone(),
+        );
+        registry.register(
+            "webhook_outcomes",
+            "How webhook deliveries were answered",
+            webhook_outcomes.clone(),
+        );
         let push_sends = Family::<PushLabels, Counter>::default();
         let push_errors = Family::<PushErrorLabels, Counter>::default();
         let push_unknown = Counter::default();
-        registry.register("push_sends", "Push sends by channel and outcome", push_sends.clone());
-        registry.register("push_errors", "Push send errors by channel and WeChat errcode", push_errors.clone());
-        registry.register("push_unknown", "Push sends found in flight after a worker stopped", push_unknown.clone());
+        registry.register(
+            "push_sends",
+            "Push sends by channel and outcome",
+            push_sends.clone(),
+        );
+        registry.register(
+            "push_errors",
+            "Push send errors by channel and WeChat errcode",
+            push_errors.clone(),
+        );
+        registry.register(
+            "push_unknown",
+            "Push sends found in flight after a worker stopped",
+            push_unknown.clone(),
+        );
         Metrics {
             registry,
             http_requests,
@@ -105,19 +132,28 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn register<M: prometheus_client::registry::Metric>(&mut self, name: &str, help: &str, metric: M) {
+    pub fn register<M: prometheus_client::registry::Metric>(
+        &mut self,
+        name: &str,
+        help: &str,
+        metric: M,
+    ) {
         self.registry.register(name, help, metric);
     }
 
     pub fn render(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
         out
     }
 
     pub fn message(&self, msg_type: &str, event: Option<&str>) {
         self.wechat_messages
-            .get_or_create(&MessageLabels { msg_type: msg_type.to_owned(), event: event.unwrap_or("").to_owned() })
+            .get_or_create(&MessageLabels {
+                msg_type: msg_type.to_owned(),
+                event: event.unwrap_or("").to_owned(),
+            })
             .inc();
     }
 
@@ -132,14 +168,28 @@ impl Metrics {
             Quota { code, .. } => ("quota", Some(code)),
             Unknown { code, .. } => ("unknown", Some(code)),
         };
-        self.push_sends.get_or_create(&PushLabels { channel: channel.to_owned(), outcome: name.to_owned() }).inc();
+        self.push_sends
+            .get_or_create(&PushLabels {
+                channel: channel.to_owned(),
+                outcome: name.to_owned(),
+            })
+            .inc();
         if let Some(code) = code {
-            self.push_errors.get_or_create(&PushErrorLabels { channel: channel.to_owned(), code: code.clone() }).inc();
+            self.push_errors
+                .get_or_create(&PushErrorLabels {
+                    channel: channel.to_owned(),
+                    code: code.clone(),
+                })
+                .inc();
         }
     }
 
     pub fn outcome(&self, outcome: &str) {
-        self.webhook_outcomes.get_or_create(&OutcomeLabels { outcome: outcome.to_owned() }).inc();
+        self.webhook_outcomes
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
     }
 }
 
@@ -157,10 +207,19 @@ pub async fn track(
     let method = req.method().as_str().to_owned();
     let start = Instant::now();
     let response = next.run(req).await;
-    metrics.http_latency.get_or_create(&RouteLabels { route: route.clone() }).observe(start.elapsed().as_secs_f64());
+    metrics
+        .http_latency
+        .get_or_create(&RouteLabels {
+            route: route.clone(),
+        })
+        .observe(start.elapsed().as_secs_f64());
     metrics
         .http_requests
-        .get_or_create(&HttpLabels { method, route, status: response.status().as_u16() })
+        .get_or_create(&HttpLabels {
+            method,
+            route,
+            status: response.status().as_u16(),
+        })
         .inc();
     response
 }

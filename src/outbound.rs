@@ -7,7 +7,12 @@ use async_trait::async_trait;
 #[derive(Debug, Clone, PartialEq)]
 pub enum CustomMessage {
     Text(String),
-    News { title: String, description: String, url: String, pic_url: String },
+    News {
+        title: String,
+        description: String,
+        url: String,
+        pic_url: String,
+    },
 }
 
 #[async_trait]

@@ -45,7 +45,11 @@ struct Key {
 
 impl Key {
     fn new(raw: &[u8; 32]) -> Key {
-        Key { id: key_id(raw), aead: Aes256Gcm::new(raw.into()), index_key: derive(raw, b"dangjian blind index v1") }
+        Key {
+            id: key_id(raw),
+            aead: Aes256Gcm::new(raw.into()),
+            index_key: derive(raw, b"dangjian blind index v1"),
+        }
     }
 }
 
@@ -57,7 +61,10 @@ pub struct DataCipher {
 
 impl std::fmt::Debug for DataCipher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DataCipher").field("current", &self.current.id).field("old", &self.old.len()).finish()
+        f.debug_struct("DataCipher")
+            .field("current", &self.current.id)
+            .field("old", &self.old.len())
+            .finish()
     }
 }
 
@@ -78,7 +85,8 @@ pub fn parse_key(b64: &str) -> anyhow::Result<[u8; 32]> {
         .decode(b64.trim())
         .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(b64.trim()))
         .context("not base64")?;
-    raw.try_into().map_err(|v: Vec<u8>| anyhow::anyhow!("must decode to 32 bytes, got {}", v.len()))
+    raw.try_into()
+        .map_err(|v: Vec<u8>| anyhow::anyhow!("must decode to 32 bytes, got {}", v.len()))
 }
 
 pub fn generate_key() -> String {
@@ -90,7 +98,12 @@ pub fn generate_key() -> String {
 impl DataCipher {
     pub fn new(current: &[u8; 32], old: &[[u8; 32]]) -> DataCipher {
         let current = Key::new(current);
-        let old = old.iter().map(Key::new).filter(|k| k.id != current.id).map(|k| (k.id.clone(), k)).collect();
+        let old = old
+            .iter()
+            .map(Key::new)
+            .filter(|k| k.id != current.id)
+            .map(|k| (k.id.clone(), k))
+            .collect();
         DataCipher { current, old }
     }
 
@@ -103,7 +116,12 @@ impl DataCipher {
         };
         let mut old = Vec::new();
         if let Some(list) = &settings.data_keys_old {
-            for k in list.expose_secret().split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            for k in list
+                .expose_secret()
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+            {
                 old.push(parse_key(k).context("DANGJIAN_DATA_KEYS_OLD")?);
             }
         }
@@ -117,7 +135,11 @@ impl DataCipher {
     pub fn encrypt(&self, plain: &str) -> String {
         let mut nonce = [0u8; 12];
         rand::thread_rng().fill_bytes(&mut nonce);
-        let ct = self.current.aead.encrypt(Nonce::from_slice(&nonce), plain.as_bytes()).expect("AES-GCM encryption");
+        let ct = self
+            .current
+            .aead
+            .encrypt(Nonce::from_slice(&nonce), plain.as_bytes())
+            .expect("AES-GCM encryption");
         let mut out = Vec::with_capacity(12 + ct.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ct);
@@ -129,14 +151,19 @@ impl DataCipher {
         let key = if id == self.current.id {
             &self.current
         } else {
-            self.old.get(id).ok_or_else(|| PiiError::UnknownKey(id.to_owned()))?
+            self.old
+                .get(id)
+                .ok_or_else(|| PiiError::UnknownKey(id.to_owned()))?
         };
         let raw = B64.decode(payload).map_err(|_| PiiError::Format)?;
         if raw.len() < 12 + 16 {
             return Err(PiiError::Format);
         }
         let (nonce, ct) = raw.split_at(12);
-        let plain = key.aead.decrypt(Nonce::from_slice(nonce), ct).map_err(|_| PiiError::Decrypt)?;
+        let plain = key
+            .aead
+            .decrypt(Nonce::from_slice(nonce), ct)
+            .map_err(|_| PiiError::Decrypt)?;
         String::from_utf8(plain).map_err(|_| PiiError::Decrypt)
     }
 
@@ -150,7 +177,9 @@ impl DataCipher {
 
     /// True when `stored` is not under the current key (rotation still has work to do).
     pub fn needs_rotation(&self, stored: &str) -> bool {
-        split(stored).map(|(id, _)| id != self.current.id).unwrap_or(true)
+        split(stored)
+            .map(|(id, _)| id != self.current.id)
+            .unwrap_or(true)
     }
 
     /// Decrypt with whichever key applies and encrypt under the current key.
@@ -166,16 +195,25 @@ impl DataCipher {
 
     /// Indexes under every configured key, current first: lookups during a rotation still match.
     pub fn blind_index_candidates(&self, kind: &str, value: &str) -> Vec<String> {
-        std::iter::once(&self.current).chain(self.old.values()).map(|k| index_with(k, kind, value)).collect()
+        std::iter::once(&self.current)
+            .chain(self.old.values())
+            .map(|k| index_with(k, kind, value))
+            .collect()
     }
 
     /// The phone's blind index; the phone is normalised first (see [`normalize_phone`]).
     pub fn phone_index(&self, phone: &str) -> String {
-        self.blind_index("phone", &normalize_phone(phone).unwrap_or_else(|| phone.to_owned()))
+        self.blind_index(
+            "phone",
+            &normalize_phone(phone).unwrap_or_else(|| phone.to_owned()),
+        )
     }
 
     pub fn phone_index_candidates(&self, phone: &str) -> Vec<String> {
-        self.blind_index_candidates("phone", &normalize_phone(phone).unwrap_or_else(|| phone.to_owned()))
+        self.blind_index_candidates(
+            "phone",
+            &normalize_phone(phone).unwrap_or_else(|| phone.to_owned()),
+        )
     }
 }
 
@@ -198,7 +236,8 @@ fn split(stored: &str) -> Result<(&str, &str), PiiError> {
 fn dev_key(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
     let path = data_dir.join("data.key");
     if let Ok(text) = std::fs::read_to_string(&path) {
-        return parse_key(&text).with_context(|| format!("{} (dev data key) is invalid", path.display()));
+        return parse_key(&text)
+            .with_context(|| format!("{} (dev data key) is invalid", path.display()));
     }
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("DANGJIAN_DATA_DIR: cannot create {}", data_dir.display()))?;
@@ -223,10 +262,19 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 /// Mainland mobile numbers: strips spaces, dashes and a +86/0086 prefix; `None` unless 11 digits
 /// starting with 1[3-9].
 pub fn normalize_phone(raw: &str) -> Option<String> {
-    let digits: String = raw.chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')')).collect();
-    let digits = digits.strip_prefix("+86").or_else(|| digits.strip_prefix("0086")).unwrap_or(&digits);
+    let digits: String = raw
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')'))
+        .collect();
+    let digits = digits
+        .strip_prefix("+86")
+        .or_else(|| digits.strip_prefix("0086"))
+        .unwrap_or(&digits);
     let b = digits.as_bytes();
-    let ok = b.len() == 11 && b.iter().all(u8::is_ascii_digit) && b[0] == b'1' && (b'3'..=b'9').contains(&b[1]);
+    let ok = b.len() == 11
+        && b.iter().all(u8::is_ascii_digit)
+        && b[0] == b'1'
+        && (b'3'..=b'9').contains(&b[1]);
     ok.then(|| digits.to_owned())
 }
 
@@ -239,7 +287,11 @@ pub fn normalize_id_number(raw: &str) -> Option<String> {
     }
     const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
     const C: &[u8; 11] = b"10X98765432";
-    let sum: u32 = b[..17].iter().zip(W).map(|(d, w)| u32::from(d - b'0') * w).sum();
+    let sum: u32 = b[..17]
+        .iter()
+        .zip(W)
+        .map(|(d, w)| u32::from(d - b'0') * w)
+        .sum();
     (C[(sum % 11) as usize] == b[17]).then_some(s)
 }
 
@@ -290,9 +342,15 @@ mod tests {
         let mut v = c.encrypt("secret").into_bytes();
         let last = v.len() - 2;
         v[last] = if v[last] == b'A' { b'B' } else { b'A' };
-        assert!(matches!(c.decrypt(std::str::from_utf8(&v).unwrap()), Err(PiiError::Decrypt)));
+        assert!(matches!(
+            c.decrypt(std::str::from_utf8(&v).unwrap()),
+            Err(PiiError::Decrypt)
+        ));
         let other = DataCipher::new(&key(2), &[]);
-        assert!(matches!(c.decrypt(&other.encrypt("x")), Err(PiiError::UnknownKey(_))));
+        assert!(matches!(
+            c.decrypt(&other.encrypt("x")),
+            Err(PiiError::UnknownKey(_))
+        ));
         assert!(matches!(c.decrypt("13800000001"), Err(PiiError::Format)));
     }
 
@@ -306,22 +364,34 @@ mod tests {
         assert_eq!(new.decrypt(&stored).unwrap(), "110101199003077578");
         let rotated = new.reencrypt(&stored).unwrap();
         assert!(!new.needs_rotation(&rotated));
-        assert_eq!(DataCipher::new(&key(2), &[]).decrypt(&rotated).unwrap(), "110101199003077578");
-        assert_eq!(new.phone_index_candidates("13800000001")[1], old.phone_index("13800000001"));
+        assert_eq!(
+            DataCipher::new(&key(2), &[]).decrypt(&rotated).unwrap(),
+            "110101199003077578"
+        );
+        assert_eq!(
+            new.phone_index_candidates("13800000001")[1],
+            old.phone_index("13800000001")
+        );
     }
 
     #[test]
     fn blind_index_is_stable_normalised_and_key_dependent() {
         let c = DataCipher::new(&key(1), &[]);
         let i = c.phone_index("13800000001");
-        assert_eq!(i, DataCipher::new(&key(1), &[]).phone_index("+86 138-0000-0001"));
+        assert_eq!(
+            i,
+            DataCipher::new(&key(1), &[]).phone_index("+86 138-0000-0001")
+        );
         assert_eq!(i.len(), 64);
         assert_ne!(i, c.phone_index("13800000002"));
         assert_ne!(i, DataCipher::new(&key(2), &[]).phone_index("13800000001"));
         assert_ne!(c.blind_index("phone", "1"), c.blind_index("other", "1"));
         // Pinned (computed independently with Python's hmac): the index and key id must not change
         // between releases, or lookups of stored rows break.
-        assert_eq!(i, "878c50e980a61687f84f866476511847c7d88e3c8bc38bc58df43b50b99ce589");
+        assert_eq!(
+            i,
+            "878c50e980a61687f84f866476511847c7d88e3c8bc38bc58df43b50b99ce589"
+        );
         assert_eq!(c.current_key_id(), "38a57814");
     }
 
@@ -334,10 +404,16 @@ mod tests {
 
     #[test]
     fn phone_and_id_number_validation() {
-        assert_eq!(normalize_phone("+86 139 1234 5678").as_deref(), Some("13912345678"));
+        assert_eq!(
+            normalize_phone("+86 139 1234 5678").as_deref(),
+            Some("13912345678")
+        );
         assert_eq!(normalize_phone("12912345678"), None);
         assert_eq!(normalize_phone("1391234567"), None);
-        assert_eq!(normalize_id_number("11010519491231002x").as_deref(), Some("11010519491231002X"));
+        assert_eq!(
+            normalize_id_number("11010519491231002x").as_deref(),
+            Some("11010519491231002X")
+        );
         assert_eq!(normalize_id_number("110105194912310021"), None);
         assert_eq!(normalize_id_number("11010519491231002"), None);
     }

@@ -92,7 +92,11 @@ impl Application {
         let listener = TcpListener::bind(state.settings.bind)
             .await
             .with_context(|| format!("DANGJIAN_BIND: cannot listen on {}", state.settings.bind))?;
-        Ok(Application { listener, state, role })
+        Ok(Application {
+            listener,
+            state,
+            role,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -116,7 +120,11 @@ impl Application {
 
     /// Serve until `state().shutdown` is cancelled, then drain requests, tasks and workers.
     pub async fn run(self) -> anyhow::Result<()> {
-        let Application { listener, state, role } = self;
+        let Application {
+            listener,
+            state,
+            role,
+        } = self;
         let workers = TaskTracker::new();
         spawn_housekeeping(&state, &workers);
         if role == Role::All {
@@ -125,9 +133,12 @@ impl Application {
         let router = crate::http::router(state.clone());
         let stop = state.shutdown.clone();
         tracing::info!(addr = %listener.local_addr()?, "listening");
-        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await?;
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await?;
         state.shutdown.cancel();
         let grace = Duration::from_secs(state.settings.shutdown_grace_secs);
         state.tasks.close();
@@ -179,7 +190,9 @@ pub async fn run_workers_until_stopped(settings: Settings, migrate: bool) -> any
 fn spawn_housekeeping(state: &AppState, workers: &TaskTracker) {
     let st = state.clone();
     workers.spawn(async move {
-        st.interactions.run(st.db.clone(), Duration::from_secs(1), st.shutdown.clone()).await;
+        st.interactions
+            .run(st.db.clone(), Duration::from_secs(1), st.shutdown.clone())
+            .await;
     });
     let st = state.clone();
     workers.spawn(async move { reload_content_loop(st).await });
@@ -207,7 +220,11 @@ async fn reload_content_loop(st: AppState) {
             _ = hup_fired => true,
             _ = tokio::time::sleep(Duration::from_secs(2)) => false,
         };
-        let result = if forced { st.content.reload().map(|_| true) } else { st.content.reload_if_changed() };
+        let result = if forced {
+            st.content.reload().map(|_| true)
+        } else {
+            st.content.reload_if_changed()
+        };
         if let Err(e) = result {
             tracing::error!(error = %format!("{e:#}"), "content files invalid; keeping the previous version");
         }
@@ -220,7 +237,8 @@ async fn wait_for_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };
@@ -229,7 +247,11 @@ async fn wait_for_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
-pub async fn build_state(settings: Settings, overrides: Overrides, migrate: bool) -> anyhow::Result<AppState> {
+pub async fn build_state(
+    settings: Settings,
+    overrides: Overrides,
+    migrate: bool,
+) -> anyhow::Result<AppState> {
     let settings = Arc::new(settings);
     if settings.dev_mode() {
         // Demo values only (production refuses them), printed so a newcomer can sign requests.
@@ -242,7 +264,9 @@ pub async fn build_state(settings: Settings, overrides: Overrides, migrate: bool
              set DANGJIAN_ENV=production with real credentials for a deployment"
         );
     }
-    let db = Db::connect(&settings.database_url).await.context("DANGJIAN_DATABASE_URL: cannot connect")?;
+    let db = Db::connect(&settings.database_url)
+        .await
+        .context("DANGJIAN_DATABASE_URL: cannot connect")?;
     if migrate {
         db.migrate().await.context("applying migrations")?;
     }
@@ -259,23 +283,33 @@ pub async fn build_state(settings: Settings, overrides: Overrides, migrate: bool
         Some(r) => Arc::new(r),
         None => {
             if settings.env == crate::config::Environment::Production {
-                tracing::warn!("no DANGJIAN_REDIS_URL: in-process cache; run a single instance only");
+                tracing::warn!(
+                    "no DANGJIAN_REDIS_URL: in-process cache; run a single instance only"
+                );
             }
             Arc::new(MemoryCache::default())
         }
     };
-    if db.backend() == db::Backend::Sqlite && settings.env == crate::config::Environment::Production {
-        tracing::warn!("SQLite backend: a valid single-instance deployment; use PostgreSQL to scale out");
+    if db.backend() == db::Backend::Sqlite && settings.env == crate::config::Environment::Production
+    {
+        tracing::warn!(
+            "SQLite backend: a valid single-instance deployment; use PostgreSQL to scale out"
+        );
     }
-    let content = Arc::new(
-        ContentStore::load(&settings.content_dir)
-            .with_context(|| format!("DANGJIAN_CONTENT_DIR: content in {} is invalid", settings.content_dir.display()))?,
-    );
+    let content = Arc::new(ContentStore::load(&settings.content_dir).with_context(|| {
+        format!(
+            "DANGJIAN_CONTENT_DIR: content in {} is invalid",
+            settings.content_dir.display()
+        )
+    })?);
     let clock: Arc<dyn Clock> = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
     let webhook = Arc::new(WebhookKeys {
         token: settings.wechat_token.clone(),
-        crypto: wechat::crypto::MessageCrypto::new(settings.wechat_aes_key.expose_secret(), &settings.wechat_app_id)
-            .context("DANGJIAN_WECHAT_AES_KEY")?,
+        crypto: wechat::crypto::MessageCrypto::new(
+            settings.wechat_aes_key.expose_secret(),
+            &settings.wechat_app_id,
+        )
+        .context("DANGJIAN_WECHAT_AES_KEY")?,
     });
     let outbound: Arc<dyn Outbound> = match overrides.outbound {
         Some(o) => o,
@@ -288,11 +322,16 @@ pub async fn build_state(settings: Settings, overrides: Overrides, migrate: bool
     db::articles::seed_categories(&db, &content.get().menu.categories, clock.unix_ms()).await?;
     let cipher = Arc::new(crate::pii::DataCipher::from_settings(&settings)?);
     let trusted_proxies = Arc::new(settings.trusted_proxy_list()?);
-    crate::auth::users::ensure_first_admin(&db, &settings, clock.unix_ms()).await.context("creating the first administrator")?;
+    crate::auth::users::ensure_first_admin(&db, &settings, clock.unix_ms())
+        .await
+        .context("creating the first administrator")?;
     let state = AppState {
         cipher,
         trusted_proxies,
-        dedup: Arc::new(Dedup::new(cache.clone(), Duration::from_secs(settings.dedup_ttl_secs))),
+        dedup: Arc::new(Dedup::new(
+            cache.clone(),
+            Duration::from_secs(settings.dedup_ttl_secs),
+        )),
         settings,
         db,
         cache,

@@ -41,7 +41,10 @@ fn redis_err(e: redis::RedisError) -> wechat::Error {
 
 impl RedisTokenStore {
     pub fn new(cache: &RedisCache) -> RedisTokenStore {
-        RedisTokenStore { conn: cache.connection(), prefix: format!("{}wechat_token:", cache.prefix()) }
+        RedisTokenStore {
+            conn: cache.connection(),
+            prefix: format!("{}wechat_token:", cache.prefix()),
+        }
     }
 
     fn token_key(&self, key: &str) -> String {
@@ -63,17 +66,27 @@ struct StoredToken {
 impl TokenStore for RedisTokenStore {
     async fn load(&self, key: &str) -> wechat::Result<Option<AccessToken>> {
         let mut c = self.conn.clone();
-        let v: Option<String> = redis::cmd("GET").arg(self.token_key(key)).query_async(&mut c).await.map_err(redis_err)?;
+        let v: Option<String> = redis::cmd("GET")
+            .arg(self.token_key(key))
+            .query_async(&mut c)
+            .await
+            .map_err(redis_err)?;
         Ok(v.and_then(|s| serde_json::from_str::<StoredToken>(&s).ok())
-            .map(|t| AccessToken { token: t.token, expires_at: t.expires_at }))
+            .map(|t| AccessToken {
+                token: t.token,
+                expires_at: t.expires_at,
+            }))
     }
 
     async fn save(&self, key: &str, token: &AccessToken) -> wechat::Result<()> {
         let mut c = self.conn.clone();
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let ttl = (token.expires_at - now).max(1);
-        let body = serde_json::to_string(&StoredToken { token: token.token.clone(), expires_at: token.expires_at })
-            .map_err(|e| wechat::Error::Decode(e.to_string()))?;
+        let body = serde_json::to_string(&StoredToken {
+            token: token.token.clone(),
+            expires_at: token.expires_at,
+        })
+        .map_err(|e| wechat::Error::Decode(e.to_string()))?;
         let _: () = redis::cmd("SET")
             .arg(self.token_key(key))
             .arg(body)
@@ -131,7 +144,10 @@ pub struct Clients {
     pub dev_fake: Option<(wechat::fake::FakeWechat, Arc<wechat::fake::FakeServer>)>,
 }
 
-pub async fn build_clients(settings: &Settings, redis: Option<&RedisCache>) -> anyhow::Result<Clients> {
+pub async fn build_clients(
+    settings: &Settings,
+    redis: Option<&RedisCache>,
+) -> anyhow::Result<Clients> {
     let store: Arc<dyn TokenStore> = match redis {
         Some(r) => Arc::new(RedisTokenStore::new(r)),
         None => Arc::new(MemoryTokenStore::new()),
@@ -163,11 +179,26 @@ pub async fn build_clients(settings: &Settings, redis: Option<&RedisCache>) -> a
     };
     let mp_base = settings.mp_api_base.clone().unwrap_or_else(|| base.clone());
     let wechat = Client::new(
-        ClientConfig::new(&base, &settings.wechat_app_id, settings.wechat_app_secret.expose_secret()),
+        ClientConfig::new(
+            &base,
+            &settings.wechat_app_id,
+            settings.wechat_app_secret.expose_secret(),
+        ),
         store.clone(),
     )?;
-    let mp = Client::new(ClientConfig::new(&mp_base, &settings.mp_app_id, settings.mp_app_secret.expose_secret()), store)?;
-    Ok(Clients { wechat, mp, dev_fake })
+    let mp = Client::new(
+        ClientConfig::new(
+            &mp_base,
+            &settings.mp_app_id,
+            settings.mp_app_secret.expose_secret(),
+        ),
+        store,
+    )?;
+    Ok(Clients {
+        wechat,
+        mp,
+        dev_fake,
+    })
 }
 
 /// Customer-service messages through the official-account client.
@@ -179,9 +210,20 @@ impl Outbound for ClientOutbound {
         use wechat::client as m;
         let msg = match message {
             CustomMessage::Text(text) => m::CustomMessage::text(openid, text),
-            CustomMessage::News { title, description, url, pic_url } => {
-                m::CustomMessage::news(openid, m::NewsArticle { title, description, url, picurl: pic_url })
-            }
+            CustomMessage::News {
+                title,
+                description,
+                url,
+                pic_url,
+            } => m::CustomMessage::news(
+                openid,
+                m::NewsArticle {
+                    title,
+                    description,
+                    url,
+                    picurl: pic_url,
+                },
+            ),
         };
         self.0.custom_send(&msg).await
     }

@@ -21,29 +21,45 @@ const URL_MAX_BYTES: usize = 1024;
 pub fn build_menu(menu: &content::Menu) -> Result<Menu, MenuError> {
     let err = |m: String| Err(MenuError(m));
     if menu.button.is_empty() || menu.button.len() > 3 {
-        return err(format!("1 to 3 top-level buttons allowed, found {}", menu.button.len()));
+        return err(format!(
+            "1 to 3 top-level buttons allowed, found {}",
+            menu.button.len()
+        ));
     }
     let mut out = Vec::with_capacity(menu.button.len());
     for top in &menu.button {
         if top.name.is_empty() || top.name.len() > TOP_NAME_MAX_BYTES {
-            return err(format!("top-level name `{}` must be 1..={TOP_NAME_MAX_BYTES} bytes", top.name));
+            return err(format!(
+                "top-level name `{}` must be 1..={TOP_NAME_MAX_BYTES} bytes",
+                top.name
+            ));
         }
         if top.sub_button.is_empty() {
             out.push(leaf(top)?);
             continue;
         }
         if top.sub_button.len() > 5 {
-            return err(format!("`{}` has {} sub-buttons; at most 5", top.name, top.sub_button.len()));
+            return err(format!(
+                "`{}` has {} sub-buttons; at most 5",
+                top.name,
+                top.sub_button.len()
+            ));
         }
         let subs = top
             .sub_button
             .iter()
             .map(|b| {
                 if b.name.is_empty() || b.name.len() > SUB_NAME_MAX_BYTES {
-                    return Err(MenuError(format!("sub-button name `{}` must be 1..={SUB_NAME_MAX_BYTES} bytes", b.name)));
+                    return Err(MenuError(format!(
+                        "sub-button name `{}` must be 1..={SUB_NAME_MAX_BYTES} bytes",
+                        b.name
+                    )));
                 }
                 if !b.sub_button.is_empty() {
-                    return Err(MenuError(format!("`{}`: menus nest two levels only", b.name)));
+                    return Err(MenuError(format!(
+                        "`{}`: menus nest two levels only",
+                        b.name
+                    )));
                 }
                 leaf(b)
             })
@@ -64,11 +80,17 @@ fn leaf(b: &content::MenuButton) -> Result<Button, MenuError> {
     let need = |v: &Option<String>, what: &str, max: usize| -> Result<String, MenuError> {
         match v {
             Some(s) if !s.is_empty() && s.len() <= max => Ok(s.clone()),
-            _ => Err(MenuError(format!("`{}` needs `{what}` (1..={max} bytes)", b.name))),
+            _ => Err(MenuError(format!(
+                "`{}` needs `{what}` (1..={max} bytes)",
+                b.name
+            ))),
         }
     };
     match b.kind.as_deref() {
-        Some("click") => Ok(Button::click(b.name.clone(), need(&b.key, "key", KEY_MAX_BYTES)?)),
+        Some("click") => Ok(Button::click(
+            b.name.clone(),
+            need(&b.key, "key", KEY_MAX_BYTES)?,
+        )),
         Some("view") => {
             let url = need(&b.url, "url", URL_MAX_BYTES)?;
             if !url.starts_with("http://") && !url.starts_with("https://") {
@@ -82,8 +104,14 @@ fn leaf(b: &content::MenuButton) -> Result<Button, MenuError> {
             need(&b.appid, "appid", 64)?,
             need(&b.pagepath, "pagepath", 1024)?,
         )),
-        Some(other) => Err(MenuError(format!("`{}`: unsupported button type `{other}`", b.name))),
-        None => Err(MenuError(format!("`{}` needs a `type` or sub-buttons", b.name))),
+        Some(other) => Err(MenuError(format!(
+            "`{}`: unsupported button type `{other}`",
+            b.name
+        ))),
+        None => Err(MenuError(format!(
+            "`{}` needs a `type` or sub-buttons",
+            b.name
+        ))),
     }
 }
 
@@ -127,11 +155,21 @@ async fn load_cursor(db: &Db) -> sqlx::Result<Option<SyncCursor>> {
 /// Page through `user/get` and `user/info/batchget`, upsert every follower with their tags,
 /// then mark those WeChat no longer lists as unsubscribed. Resumable: an interrupted run
 /// continues from its saved cursor. `max_pages` bounds one call (None: to the end).
-pub async fn sync_followers(st: &AppState, max_pages: Option<usize>) -> anyhow::Result<Option<SyncReport>> {
+pub async fn sync_followers(
+    st: &AppState,
+    max_pages: Option<usize>,
+) -> anyhow::Result<Option<SyncReport>> {
     let db = &st.db;
     let (mut cursor, resumed) = match load_cursor(db).await? {
         Some(c) => (c, true),
-        None => (SyncCursor { run: st.clock.unix_ms(), next_openid: None, seen: 0 }, false),
+        None => (
+            SyncCursor {
+                run: st.clock.unix_ms(),
+                next_openid: None,
+                seen: 0,
+            },
+            false,
+        ),
     };
     sync_tags(st).await?;
     let mut pages = 0;
@@ -151,7 +189,11 @@ pub async fn sync_followers(st: &AppState, max_pages: Option<usize>) -> anyhow::
         let mut tx = db.begin_write().await?;
         let now = st.clock.unix_ms();
         for u in &infos {
-            let status = if u.subscribe == 1 { "subscribed" } else { "unsubscribed" };
+            let status = if u.subscribe == 1 {
+                "subscribed"
+            } else {
+                "unsubscribed"
+            };
             sqlx::query(
                 "INSERT INTO followers (openid, status, scene, subscribed_at, unionid, language, seen_by_sync, created_at, updated_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
@@ -171,7 +213,10 @@ pub async fn sync_followers(st: &AppState, max_pages: Option<usize>) -> anyhow::
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            sqlx::query("DELETE FROM follower_tags WHERE openid = $1").bind(&u.openid).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM follower_tags WHERE openid = $1")
+                .bind(&u.openid)
+                .execute(&mut *tx)
+                .await?;
             for tag in &u.tagid_list {
                 sqlx::query("INSERT INTO follower_tags (openid, tag_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                     .bind(&u.openid)
@@ -193,7 +238,10 @@ pub async fn sync_followers(st: &AppState, max_pages: Option<usize>) -> anyhow::
             .execute(&mut *tx)
             .await?
             .rows_affected() as i64;
-            sqlx::query("DELETE FROM job_state WHERE name = $1").bind(SYNC_STATE).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM job_state WHERE name = $1")
+                .bind(SYNC_STATE)
+                .execute(&mut *tx)
+                .await?;
         } else {
             sqlx::query(
                 "INSERT INTO job_state (name, value, updated_at) VALUES ($1, $2, $3)
@@ -209,8 +257,18 @@ pub async fn sync_followers(st: &AppState, max_pages: Option<usize>) -> anyhow::
         pages += 1;
         if last {
             let subscribed = crate::db::followers::count_subscribed(db).await?;
-            tracing::info!(seen = cursor.seen, subscribed, marked_gone, "follower sync finished");
-            return Ok(Some(SyncReport { seen: cursor.seen, subscribed, marked_gone, resumed }));
+            tracing::info!(
+                seen = cursor.seen,
+                subscribed,
+                marked_gone,
+                "follower sync finished"
+            );
+            return Ok(Some(SyncReport {
+                seen: cursor.seen,
+                subscribed,
+                marked_gone,
+                resumed,
+            }));
         }
     }
 }
@@ -249,7 +307,11 @@ pub async fn follower_sync_loop(st: AppState) {
             _ = tokio::time::sleep(every) => {}
         }
         let lock_value = hex::encode(rand::random::<[u8; 8]>());
-        match st.cache.set_nx("lock:follower_sync", &lock_value, every / 2).await {
+        match st
+            .cache
+            .set_nx("lock:follower_sync", &lock_value, every / 2)
+            .await
+        {
             Ok(true) => {
                 if let Err(e) = sync_followers(&st, None).await {
                     tracing::warn!(error = %format!("{e:#}"), "follower sync failed; it resumes next round");
@@ -280,15 +342,25 @@ mod tests {
 
     #[test]
     fn limits_are_checked_before_calling_wechat() {
-        let four = (0..4).map(|i| format!("[[button]]\nname = \"b{i}\"\ntype = \"click\"\nkey = \"k{i}\"\ntext = \"t\"\n")).collect::<String>();
+        let four = (0..4)
+            .map(|i| {
+                format!(
+                    "[[button]]\nname = \"b{i}\"\ntype = \"click\"\nkey = \"k{i}\"\ntext = \"t\"\n"
+                )
+            })
+            .collect::<String>();
         assert!(build_menu(&menu(&four)).unwrap_err().0.contains("1 to 3"));
-        let long = "[[button]]\nname = \"一二三四五六\"\ntype = \"click\"\nkey = \"k\"\ntext = \"t\"\n";
+        let long =
+            "[[button]]\nname = \"一二三四五六\"\ntype = \"click\"\nkey = \"k\"\ntext = \"t\"\n";
         assert!(build_menu(&menu(long)).unwrap_err().0.contains("bytes"));
         let six_subs = format!(
             "[[button]]\nname = \"p\"\n{}",
             (0..6).map(|i| format!("[[button.sub_button]]\nname = \"s{i}\"\ntype = \"click\"\nkey = \"k{i}\"\ntext = \"t\"\n")).collect::<String>()
         );
-        assert!(build_menu(&menu(&six_subs)).unwrap_err().0.contains("at most 5"));
+        assert!(build_menu(&menu(&six_subs))
+            .unwrap_err()
+            .0
+            .contains("at most 5"));
         let bad_url = "[[button]]\nname = \"v\"\ntype = \"view\"\nurl = \"javascript:alert(1)\"\n";
         assert!(build_menu(&menu(bad_url)).unwrap_err().0.contains("http"));
         let dup = "[[button]]\nname = \"a\"\ntype = \"click\"\nkey = \"k\"\ntext = \"t\"\n[[button]]\nname = \"b\"\ntype = \"click\"\nkey = \"k\"\ntext = \"t\"\n";

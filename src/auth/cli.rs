@@ -45,7 +45,8 @@ pub enum AdminCommand {
 fn new_password(username: &str) -> anyhow::Result<(String, bool)> {
     match std::env::var("DANGJIAN_NEW_PASSWORD") {
         Ok(p) if !p.is_empty() => {
-            password::check_policy(username, &p).map_err(|e| anyhow::anyhow!("DANGJIAN_NEW_PASSWORD: {e}"))?;
+            password::check_policy(username, &p)
+                .map_err(|e| anyhow::anyhow!("DANGJIAN_NEW_PASSWORD: {e}"))?;
             Ok((p, false))
         }
         _ => Ok((password::generate(), true)),
@@ -61,16 +62,25 @@ pub async fn run(settings: &Settings, cmd: AdminCommand) -> anyhow::Result<()> {
         println!("{}", crate::pii::generate_key());
         return Ok(());
     }
-    let db = Db::connect(&settings.database_url).await.context("DANGJIAN_DATABASE_URL: cannot connect")?;
+    let db = Db::connect(&settings.database_url)
+        .await
+        .context("DANGJIAN_DATABASE_URL: cannot connect")?;
     db.migrate().await?;
     match cmd {
-        AdminCommand::Create { username, role, org_unit } => create(&db, &username, &role, org_unit.as_deref()).await,
+        AdminCommand::Create {
+            username,
+            role,
+            org_unit,
+        } => create(&db, &username, &role, org_unit.as_deref()).await,
         AdminCommand::ResetPassword { username } => reset_password(&db, &username).await,
         AdminCommand::Disable { username } => disable(&db, &username).await,
         AdminCommand::RotateKey => {
             let cipher = DataCipher::from_settings(settings)?;
             let n = rotate_key(&db, &cipher).await?;
-            println!("{n} member(s) re-encrypted under key {}", cipher.current_key_id());
+            println!(
+                "{n} member(s) re-encrypted under key {}",
+                cipher.current_key_id()
+            );
             Ok(())
         }
         AdminCommand::GenerateKey => unreachable!(),
@@ -97,8 +107,16 @@ async fn create(db: &Db, username: &str, role: &str, org_unit: Option<&str>) -> 
     let Some(id) = users::insert(&mut *tx, username, role, unit_id, &hash, now).await? else {
         bail!("username {username} is taken");
     };
-    let entry = AuditEntry::system(now, "cli", "admin_user.create", "admin_user", Some(id.to_string()))
-        .details(serde_json::json!({"after": {"username": username, "role": role, "org_unit_id": unit_id}}));
+    let entry = AuditEntry::system(
+        now,
+        "cli",
+        "admin_user.create",
+        "admin_user",
+        Some(id.to_string()),
+    )
+    .details(
+        serde_json::json!({"after": {"username": username, "role": role, "org_unit_id": unit_id}}),
+    );
     audit::record(&mut *tx, &entry).await?;
     tx.commit().await?;
     println!("created {role} {username} (id {id})");
@@ -109,16 +127,23 @@ async fn create(db: &Db, username: &str, role: &str, org_unit: Option<&str>) -> 
 }
 
 async fn reset_password(db: &Db, username: &str) -> anyhow::Result<()> {
-    let creds = users::by_username(db, username).await?.with_context(|| format!("no account {username}"))?;
+    let creds = users::by_username(db, username)
+        .await?
+        .with_context(|| format!("no account {username}"))?;
     let (pw, generated) = new_password(username)?;
     let hash = password::hash_blocking(pw.clone()).await?;
     let now = now();
     let mut tx = db.begin_write().await?;
     users::set_password(&mut *tx, creds.user.id, &hash, now).await?;
     let revoked = tokens::revoke_all_for_user(&mut *tx, creds.user.id, None, now).await?;
-    let entry =
-        AuditEntry::system(now, "cli", "admin_user.reset_password", "admin_user", Some(creds.user.id.to_string()))
-            .details(serde_json::json!({"sessions_revoked": revoked}));
+    let entry = AuditEntry::system(
+        now,
+        "cli",
+        "admin_user.reset_password",
+        "admin_user",
+        Some(creds.user.id.to_string()),
+    )
+    .details(serde_json::json!({"sessions_revoked": revoked}));
     audit::record(&mut *tx, &entry).await?;
     tx.commit().await?;
     println!("password of {username} reset; {revoked} session(s) ended");
@@ -129,7 +154,9 @@ async fn reset_password(db: &Db, username: &str) -> anyhow::Result<()> {
 }
 
 async fn disable(db: &Db, username: &str) -> anyhow::Result<()> {
-    let creds = users::by_username(db, username).await?.with_context(|| format!("no account {username}"))?;
+    let creds = users::by_username(db, username)
+        .await?
+        .with_context(|| format!("no account {username}"))?;
     let now = now();
     let mut tx = db.begin_write().await?;
     users::set_status(&mut *tx, creds.user.id, "disabled", now).await?;
@@ -162,17 +189,22 @@ pub async fn rotate_key(db: &Db, cipher: &DataCipher) -> anyhow::Result<u64> {
             let phone_enc: String = r.get(1);
             let id_enc: Option<String> = r.get(2);
             let income_enc: Option<String> = r.get(3);
-            let phone = cipher.decrypt(&phone_enc).with_context(|| format!("member {id}: phone"))?;
+            let phone = cipher
+                .decrypt(&phone_enc)
+                .with_context(|| format!("member {id}: phone"))?;
             let idx = cipher.phone_index(&phone);
             let stale = cipher.needs_rotation(&phone_enc)
                 || id_enc.as_deref().is_some_and(|v| cipher.needs_rotation(v))
-                || income_enc.as_deref().is_some_and(|v| cipher.needs_rotation(v))
+                || income_enc
+                    .as_deref()
+                    .is_some_and(|v| cipher.needs_rotation(v))
                 || r.get::<String, _>(4) != idx;
             if !stale {
                 continue;
             }
             let re = |v: Option<String>| -> anyhow::Result<Option<String>> {
-                v.map(|s| cipher.reencrypt(&s).with_context(|| format!("member {id}"))).transpose()
+                v.map(|s| cipher.reencrypt(&s).with_context(|| format!("member {id}")))
+                    .transpose()
             };
             sqlx::query("UPDATE members SET phone_enc = $1, phone_idx = $2, id_number_enc = $3, monthly_income_enc = $4 WHERE id = $5")
                 .bind(cipher.encrypt(&phone))
@@ -186,9 +218,14 @@ pub async fn rotate_key(db: &Db, cipher: &DataCipher) -> anyhow::Result<u64> {
         }
         tx.commit().await?;
     }
-    let entry =
-        AuditEntry::system(now(), "cli", "pii.rotate_key", "data_key", Some(cipher.current_key_id().to_owned()))
-            .details(serde_json::json!({"members_rewritten": total}));
+    let entry = AuditEntry::system(
+        now(),
+        "cli",
+        "pii.rotate_key",
+        "data_key",
+        Some(cipher.current_key_id().to_owned()),
+    )
+    .details(serde_json::json!({"members_rewritten": total}));
     audit::record(db.pool(), &entry).await?;
     Ok(total)
 }

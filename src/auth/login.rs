@@ -24,7 +24,11 @@ pub struct LoggedIn {
 const MAX_LOCK_MS: i64 = 24 * 3600 * 1000;
 
 fn bad_credentials() -> AppError {
-    AppError::rejected(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong username or password")
+    AppError::rejected(
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+        "wrong username or password",
+    )
 }
 
 fn locked() -> AppError {
@@ -41,7 +45,11 @@ pub fn lock_ms(failures: i64, threshold: i64, base_secs: u64) -> Option<i64> {
         return None;
     }
     let doublings = (failures - threshold).min(20) as u32;
-    Some(((base_secs as i64) * 1000).saturating_mul(1 << doublings).min(MAX_LOCK_MS))
+    Some(
+        ((base_secs as i64) * 1000)
+            .saturating_mul(1 << doublings)
+            .min(MAX_LOCK_MS),
+    )
 }
 
 pub async fn login(
@@ -53,11 +61,21 @@ pub async fn login(
 ) -> AppResult<LoggedIn> {
     let s = &st.settings;
     let ip_label = ip.label();
-    ratelimit::hit(st, &format!("login:ip:{ip_label}"), s.rate_limit_login_per_minute).await?;
+    ratelimit::hit(
+        st,
+        &format!("login:ip:{ip_label}"),
+        s.rate_limit_login_per_minute,
+    )
+    .await?;
     let username = username.trim();
     // Hashed: a mistyped password in the username field must not land in Redis keys.
     let account_key = tokens::hash_token(&username.to_lowercase());
-    ratelimit::hit(st, &format!("login:user:{}", &account_key[..32]), s.rate_limit_login_per_minute).await?;
+    ratelimit::hit(
+        st,
+        &format!("login:user:{}", &account_key[..32]),
+        s.rate_limit_login_per_minute,
+    )
+    .await?;
 
     let now = st.clock.unix_ms();
     let Some(creds) = users::by_username(&st.db, username).await? else {
@@ -77,7 +95,13 @@ pub async fn login(
         AuditEntry {
             actor_id: Some(user.id),
             ip: ip.0.map(|i| i.to_string()),
-            ..AuditEntry::system(now, &user.username, action, "admin_user", Some(user.id.to_string()))
+            ..AuditEntry::system(
+                now,
+                &user.username,
+                action,
+                "admin_user",
+                Some(user.id.to_string()),
+            )
         }
         .details(serde_json::json!({"reason": reason, "kind": kind.as_str()}))
     };
@@ -93,8 +117,16 @@ pub async fn login(
         .fetch_one(st.db.pool())
         .await?
         .get(0);
-        audit::record(st.db.pool(), &audit_entry("auth.login_failed", "bad_password")).await?;
-        if let Some(ms) = lock_ms(failures, s.login_lockout_threshold, s.login_lockout_base_secs) {
+        audit::record(
+            st.db.pool(),
+            &audit_entry("auth.login_failed", "bad_password"),
+        )
+        .await?;
+        if let Some(ms) = lock_ms(
+            failures,
+            s.login_lockout_threshold,
+            s.login_lockout_base_secs,
+        ) {
             sqlx::query("UPDATE admin_users SET locked_until = $1 WHERE id = $2")
                 .bind(now + ms)
                 .bind(user.id)
@@ -115,7 +147,11 @@ pub async fn login(
     }
     if user.status != "active" {
         audit::record(st.db.pool(), &audit_entry("auth.login_failed", "disabled")).await?;
-        return Err(AppError::rejected(StatusCode::FORBIDDEN, "account_disabled", "this account is disabled"));
+        return Err(AppError::rejected(
+            StatusCode::FORBIDDEN,
+            "account_disabled",
+            "this account is disabled",
+        ));
     }
     let ttl = match kind {
         TokenKind::Api => s.admin_token_ttl_secs,
@@ -130,7 +166,14 @@ pub async fn login(
         .await?;
     audit::record(st.db.pool(), &audit_entry("auth.login", "ok")).await?;
     tracing::info!(user_id = user.id, kind = kind.as_str(), "admin login");
-    Ok(LoggedIn { user: AdminUser { last_login_at: Some(now), locked_until: None, ..user }, issued })
+    Ok(LoggedIn {
+        user: AdminUser {
+            last_login_at: Some(now),
+            locked_until: None,
+            ..user
+        },
+        issued,
+    })
 }
 
 #[cfg(test)]

@@ -13,50 +13,67 @@ pub struct OrgUnit {
 }
 
 fn from_row(r: &sqlx::any::AnyRow) -> OrgUnit {
-    OrgUnit { id: r.get(0), name: r.get(1), parent_id: r.get(2) }
+    OrgUnit {
+        id: r.get(0),
+        name: r.get(1),
+        parent_id: r.get(2),
+    }
 }
 
 pub async fn find_by_name<'c, E>(exec: E, name: &str) -> sqlx::Result<Option<OrgUnit>>
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
-    Ok(sqlx::query("SELECT id, name, parent_id FROM org_units WHERE name = $1")
-        .bind(name)
-        .fetch_optional(exec)
-        .await?
-        .as_ref()
-        .map(from_row))
+    Ok(
+        sqlx::query("SELECT id, name, parent_id FROM org_units WHERE name = $1")
+            .bind(name)
+            .fetch_optional(exec)
+            .await?
+            .as_ref()
+            .map(from_row),
+    )
 }
 
 pub async fn get(db: &Db, id: i64) -> sqlx::Result<Option<OrgUnit>> {
-    Ok(sqlx::query("SELECT id, name, parent_id FROM org_units WHERE id = $1")
-        .bind(id)
-        .fetch_optional(db.pool())
-        .await?
-        .as_ref()
-        .map(from_row))
+    Ok(
+        sqlx::query("SELECT id, name, parent_id FROM org_units WHERE id = $1")
+            .bind(id)
+            .fetch_optional(db.pool())
+            .await?
+            .as_ref()
+            .map(from_row),
+    )
 }
 
 pub async fn list(db: &Db) -> sqlx::Result<Vec<OrgUnit>> {
-    Ok(sqlx::query("SELECT id, name, parent_id FROM org_units ORDER BY id")
-        .fetch_all(db.pool())
-        .await?
-        .iter()
-        .map(from_row)
-        .collect())
+    Ok(
+        sqlx::query("SELECT id, name, parent_id FROM org_units ORDER BY id")
+            .fetch_all(db.pool())
+            .await?
+            .iter()
+            .map(from_row)
+            .collect(),
+    )
 }
 
-pub async fn create<'c, E>(exec: E, name: &str, parent_id: Option<i64>, now: i64) -> sqlx::Result<i64>
+pub async fn create<'c, E>(
+    exec: E,
+    name: &str,
+    parent_id: Option<i64>,
+    now: i64,
+) -> sqlx::Result<i64>
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
-    Ok(sqlx::query("INSERT INTO org_units (name, parent_id, created_at) VALUES ($1, $2, $3) RETURNING id")
-        .bind(name)
-        .bind(parent_id)
-        .bind(now)
-        .fetch_one(exec)
-        .await?
-        .get(0))
+    Ok(sqlx::query(
+        "INSERT INTO org_units (name, parent_id, created_at) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(name)
+    .bind(parent_id)
+    .bind(now)
+    .fetch_one(exec)
+    .await?
+    .get(0))
 }
 
 /// `root` and all its descendants. UNION (not UNION ALL) stops even on a corrupted cyclic tree.

@@ -17,7 +17,11 @@ pub fn hash(password: &str) -> anyhow::Result<String> {
 }
 
 pub fn verify(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+    PasswordHash::new(phc).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
 }
 
 /// Hash off the async runtime: argon2 is deliberately slow.
@@ -26,7 +30,9 @@ pub async fn hash_blocking(password: String) -> anyhow::Result<String> {
 }
 
 pub async fn verify_blocking(password: String, phc: String) -> bool {
-    tokio::task::spawn_blocking(move || verify(&password, &phc)).await.unwrap_or(false)
+    tokio::task::spawn_blocking(move || verify(&password, &phc))
+        .await
+        .unwrap_or(false)
 }
 
 /// A hash of a random password, verified against when the username is unknown so that the
@@ -38,13 +44,19 @@ pub fn dummy_hash() -> &'static str {
 
 /// 20 random alphanumerics (~119 bits).
 pub fn generate() -> String {
-    rand::thread_rng().sample_iter(&Alphanumeric).take(20).map(char::from).collect()
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(20)
+        .map(char::from)
+        .collect()
 }
 
 /// The password policy; the message never echoes the password.
 pub fn check_policy(username: &str, password: &str) -> Result<(), String> {
     if password.chars().count() < MIN_LENGTH {
-        return Err(format!("password must have at least {MIN_LENGTH} characters"));
+        return Err(format!(
+            "password must have at least {MIN_LENGTH} characters"
+        ));
     }
     if password.chars().count() > 256 {
         return Err("password must have at most 256 characters".into());

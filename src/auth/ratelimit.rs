@@ -29,7 +29,10 @@ pub async fn hit_in(st: &AppState, key: &str, limit: i64, window: Duration) -> A
         Ok(n) if n > limit => Err(AppError::TooManyRequests(if window <= WINDOW {
             "too many requests; try again in a minute".into()
         } else {
-            format!("too many requests; try again within {} minutes", window.as_secs().div_ceil(60))
+            format!(
+                "too many requests; try again within {} minutes",
+                window.as_secs().div_ceil(60)
+            )
         })),
         Ok(_) => Ok(()),
         Err(e) => {
@@ -45,7 +48,13 @@ pub async fn mp_limit(State(st): State<AppState>, req: Request, next: Next) -> R
     if req.uri().path().starts_with("/api/mp") {
         let (parts, body) = req.into_parts();
         let ip = ClientIp::resolve(&parts, &st.trusted_proxies).label();
-        if let Err(e) = hit(&st, &format!("mp:{ip}"), st.settings.rate_limit_mp_per_minute).await {
+        if let Err(e) = hit(
+            &st,
+            &format!("mp:{ip}"),
+            st.settings.rate_limit_mp_per_minute,
+        )
+        .await
+        {
             return e.into_response();
         }
         return next.run(Request::from_parts(parts, body)).await;

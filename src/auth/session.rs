@@ -29,12 +29,17 @@ pub struct ClientIp(pub Option<IpAddr>);
 
 impl ClientIp {
     pub fn resolve(parts: &Parts, trusted: &[IpNet]) -> ClientIp {
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
         ClientIp(peer.map(|p| from_forwarded(p, &parts.headers, trusted)))
     }
 
     pub fn label(&self) -> String {
-        self.0.map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".into())
+        self.0
+            .map(|ip| ip.to_string())
+            .unwrap_or_else(|| "unknown".into())
     }
 }
 
@@ -55,7 +60,10 @@ fn from_forwarded(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAdd
     // Right to left: each trusted proxy vouches for the hop before it; stop at the first
     // address no trusted proxy added (anything further left is client-controlled).
     for hop in hops.iter().rev() {
-        match hop.parse::<IpAddr>().or_else(|_| hop.parse::<SocketAddr>().map(|s| s.ip())) {
+        match hop
+            .parse::<IpAddr>()
+            .or_else(|_| hop.parse::<SocketAddr>().map(|s| s.ip()))
+        {
             Ok(ip) => {
                 client = ip;
                 if !is_trusted(&ip) {
@@ -117,7 +125,10 @@ impl AdminSession {
         if self.can(p) {
             Ok(())
         } else {
-            Err(AppError::Forbidden(format!("the {} role may not do this", self.role)))
+            Err(AppError::Forbidden(format!(
+                "the {} role may not do this",
+                self.role
+            )))
         }
     }
 
@@ -192,7 +203,10 @@ impl OrgScope {
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -217,27 +231,44 @@ impl AdminSession {
     }
 
     /// For the console's CSRF layer, which checks the form field itself.
-    pub(crate) async fn resolve_without_csrf(parts: &Parts, st: &AppState) -> AppResult<AdminSession> {
+    pub(crate) async fn resolve_without_csrf(
+        parts: &Parts,
+        st: &AppState,
+    ) -> AppResult<AdminSession> {
         Self::resolve_inner(parts, st, false).await
     }
 
-    async fn resolve_inner(parts: &Parts, st: &AppState, check_csrf: bool) -> AppResult<AdminSession> {
+    async fn resolve_inner(
+        parts: &Parts,
+        st: &AppState,
+        check_csrf: bool,
+    ) -> AppResult<AdminSession> {
         let now = st.clock.unix_ms();
-        let (token, kind) = match (bearer(&parts.headers), cookie(&parts.headers, SESSION_COOKIE)) {
+        let (token, kind) = match (
+            bearer(&parts.headers),
+            cookie(&parts.headers, SESSION_COOKIE),
+        ) {
             (Some(t), _) => (t, SessionKind::Bearer),
             (None, Some(c)) => (c, SessionKind::Cookie),
             (None, None) => return Err(AppError::Unauthorized),
         };
-        let r = tokens::resolve(&st.db, token, now).await?.ok_or(AppError::Unauthorized)?;
+        let r = tokens::resolve(&st.db, token, now)
+            .await?
+            .ok_or(AppError::Unauthorized)?;
         if kind == SessionKind::Cookie {
             if r.kind != tokens::TokenKind::Console {
                 return Err(AppError::Unauthorized);
             }
             // A browser sends the cookie on cross-site requests too: unsafe methods must prove
             // they come from our own pages (form field, checked by the console layer, or header).
-            let unsafe_method = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+            let unsafe_method =
+                !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
             if check_csrf && unsafe_method && parts.extensions.get::<CsrfVerified>().is_none() {
-                let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+                let sent = parts
+                    .headers
+                    .get(CSRF_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
                 let expected = r.csrf.as_deref().unwrap_or("");
                 if expected.is_empty() || !ct_eq(sent, expected) {
                     return Err(AppError::rejected(
@@ -291,21 +322,34 @@ mod tests {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         // Untrusted peer: header ignored.
-        assert_eq!(from_forwarded(ip("203.0.113.9"), &headers("1.2.3.4"), &trusted), ip("203.0.113.9"));
+        assert_eq!(
+            from_forwarded(ip("203.0.113.9"), &headers("1.2.3.4"), &trusted),
+            ip("203.0.113.9")
+        );
         // Trusted peer: the nearest untrusted hop, not a spoofed leftmost value.
         assert_eq!(
-            from_forwarded(ip("10.0.0.2"), &headers("6.6.6.6, 198.51.100.7, 10.0.0.5"), &trusted),
+            from_forwarded(
+                ip("10.0.0.2"),
+                &headers("6.6.6.6, 198.51.100.7, 10.0.0.5"),
+                &trusted
+            ),
             ip("198.51.100.7")
         );
         // Garbage stops the walk at the proxy.
-        assert_eq!(from_forwarded(ip("10.0.0.2"), &headers("nonsense"), &trusted), ip("10.0.0.2"));
+        assert_eq!(
+            from_forwarded(ip("10.0.0.2"), &headers("nonsense"), &trusted),
+            ip("10.0.0.2")
+        );
     }
 
     #[test]
     fn scope_conditions() {
         assert_eq!(OrgScope::All.sql_condition("x"), "1=1");
         assert_eq!(OrgScope::Units(vec![]).sql_condition("x"), "1=0");
-        assert_eq!(OrgScope::Units(vec![1, 2]).sql_condition("m.org_unit_id"), "m.org_unit_id IN (1,2)");
+        assert_eq!(
+            OrgScope::Units(vec![1, 2]).sql_condition("m.org_unit_id"),
+            "m.org_unit_id IN (1,2)"
+        );
         assert!(OrgScope::Units(vec![3]).require(4).is_err());
     }
 }

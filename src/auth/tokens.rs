@@ -64,7 +64,11 @@ pub async fn issue(
     .bind(expires_at)
     .execute(db.pool())
     .await?;
-    Ok(Issued { token, csrf, expires_at })
+    Ok(Issued {
+        token,
+        csrf,
+        expires_at,
+    })
 }
 
 /// A live token's owner, joined with the account (disabled accounts resolve to nothing).
@@ -94,7 +98,11 @@ pub async fn resolve(db: &Db, token: &str, now: i64) -> sqlx::Result<Option<Reso
     Ok(row.and_then(|r| {
         Some(Resolved {
             token_hash: hash,
-            kind: if r.get::<String, _>(0) == "console" { TokenKind::Console } else { TokenKind::Api },
+            kind: if r.get::<String, _>(0) == "console" {
+                TokenKind::Console
+            } else {
+                TokenKind::Api
+            },
             csrf: r.get(1),
             expires_at: r.get(2),
             user_id: r.get(3),
@@ -106,16 +114,23 @@ pub async fn resolve(db: &Db, token: &str, now: i64) -> sqlx::Result<Option<Reso
 }
 
 pub async fn revoke(db: &Db, token_hash: &str, now: i64) -> sqlx::Result<()> {
-    sqlx::query("UPDATE admin_tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL")
-        .bind(now)
-        .bind(token_hash)
-        .execute(db.pool())
-        .await
-        .map(|_| ())
+    sqlx::query(
+        "UPDATE admin_tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL",
+    )
+    .bind(now)
+    .bind(token_hash)
+    .execute(db.pool())
+    .await
+    .map(|_| ())
 }
 
 /// Revoke every token of `user_id` except `keep` (the caller's own, on password change).
-pub async fn revoke_all_for_user<'c, E>(exec: E, user_id: i64, keep: Option<&str>, now: i64) -> sqlx::Result<u64>
+pub async fn revoke_all_for_user<'c, E>(
+    exec: E,
+    user_id: i64,
+    keep: Option<&str>,
+    now: i64,
+) -> sqlx::Result<u64>
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
@@ -132,9 +147,11 @@ where
 
 /// Drop rows that can no longer authenticate (a day after expiry, to keep recent ones for forensics).
 pub async fn purge_expired(db: &Db, now: i64) -> sqlx::Result<u64> {
-    Ok(sqlx::query("DELETE FROM admin_tokens WHERE expires_at < $1")
-        .bind(now - 86_400_000)
-        .execute(db.pool())
-        .await?
-        .rows_affected())
+    Ok(
+        sqlx::query("DELETE FROM admin_tokens WHERE expires_at < $1")
+            .bind(now - 86_400_000)
+            .execute(db.pool())
+            .await?
+            .rows_affected(),
+    )
 }

@@ -32,7 +32,8 @@ pub struct Credentials {
     pub failed_logins: i64,
 }
 
-const SELECT: &str = "SELECT u.id, u.username, u.role, u.org_unit_id, o.name, u.status, u.locked_until, \
+const SELECT: &str =
+    "SELECT u.id, u.username, u.role, u.org_unit_id, o.name, u.status, u.locked_until, \
      u.last_login_at, u.created_at, u.password_hash, u.failed_logins \
      FROM admin_users u LEFT JOIN org_units o ON o.id = u.org_unit_id";
 
@@ -56,23 +57,39 @@ fn from_row(r: &sqlx::any::AnyRow) -> Credentials {
 
 pub async fn by_username(db: &Db, username: &str) -> sqlx::Result<Option<Credentials>> {
     let sql = format!("{SELECT} WHERE u.username = $1");
-    Ok(sqlx::query(&sql).bind(username).fetch_optional(db.pool()).await?.as_ref().map(from_row))
+    Ok(sqlx::query(&sql)
+        .bind(username)
+        .fetch_optional(db.pool())
+        .await?
+        .as_ref()
+        .map(from_row))
 }
 
 pub async fn by_id(db: &Db, id: i64) -> sqlx::Result<Option<Credentials>> {
     let sql = format!("{SELECT} WHERE u.id = $1");
-    Ok(sqlx::query(&sql).bind(id).fetch_optional(db.pool()).await?.as_ref().map(from_row))
+    Ok(sqlx::query(&sql)
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?
+        .as_ref()
+        .map(from_row))
 }
 
 pub async fn list(db: &Db) -> sqlx::Result<Vec<AdminUser>> {
     let sql = format!("{SELECT} ORDER BY u.id");
-    Ok(sqlx::query(&sql).fetch_all(db.pool()).await?.iter().map(|r| from_row(r).user).collect())
+    Ok(sqlx::query(&sql)
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(|r| from_row(r).user)
+        .collect())
 }
 
 /// Usernames: 3–64 of letters, digits, `.`, `_`, `-` (they appear in logs and the audit log).
 pub fn check_username(u: &str) -> Result<(), String> {
-    let ok =
-        (3..=64).contains(&u.len()) && u.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    let ok = (3..=64).contains(&u.len())
+        && u.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok {
         Ok(())
     } else {
@@ -126,26 +143,32 @@ pub async fn set_status<'c, E>(exec: E, id: i64, status: &str, now: i64) -> sqlx
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
-    Ok(sqlx::query("UPDATE admin_users SET status = $1, updated_at = $2 WHERE id = $3")
-        .bind(status)
-        .bind(now)
-        .bind(id)
-        .execute(exec)
-        .await?
-        .rows_affected())
+    Ok(
+        sqlx::query("UPDATE admin_users SET status = $1, updated_at = $2 WHERE id = $3")
+            .bind(status)
+            .bind(now)
+            .bind(id)
+            .execute(exec)
+            .await?
+            .rows_affected(),
+    )
 }
 
 /// Create the first administrator when no active admin exists: from `DANGJIAN_ADMIN_USER` /
 /// `DANGJIAN_ADMIN_PASSWORD`, else `admin` with a random password.
 pub async fn ensure_first_admin(db: &Db, settings: &Settings, now: i64) -> anyhow::Result<()> {
-    let admins: i64 = sqlx::query("SELECT COUNT(*) FROM admin_users WHERE role = 'admin' AND status = 'active'")
-        .fetch_one(db.pool())
-        .await?
-        .get(0);
+    let admins: i64 =
+        sqlx::query("SELECT COUNT(*) FROM admin_users WHERE role = 'admin' AND status = 'active'")
+            .fetch_one(db.pool())
+            .await?
+            .get(0);
     if admins > 0 {
         return Ok(());
     }
-    let username = settings.admin_user.clone().unwrap_or_else(|| "admin".to_owned());
+    let username = settings
+        .admin_user
+        .clone()
+        .unwrap_or_else(|| "admin".to_owned());
     check_username(&username).map_err(|e| anyhow::anyhow!("DANGJIAN_ADMIN_USER: {e}"))?;
     let (pw, generated) = match &settings.admin_password {
         Some(p) => (p.expose_secret().to_owned(), false),
@@ -153,7 +176,9 @@ pub async fn ensure_first_admin(db: &Db, settings: &Settings, now: i64) -> anyho
     };
     if !generated {
         if let Err(e) = password::check_policy(&username, &pw) {
-            tracing::warn!("DANGJIAN_ADMIN_PASSWORD is weak ({e}); change it after the first login");
+            tracing::warn!(
+                "DANGJIAN_ADMIN_PASSWORD is weak ({e}); change it after the first login"
+            );
         }
     }
     let hash = password::hash_blocking(pw.clone()).await?;
@@ -163,8 +188,16 @@ pub async fn ensure_first_admin(db: &Db, settings: &Settings, now: i64) -> anyho
         tracing::warn!(username = %username, "no active administrator, and the first-admin username is taken; use `dangjian admin create`");
         return Ok(());
     };
-    let entry = AuditEntry::system(now, "system", "admin_user.create", "admin_user", Some(id.to_string()))
-        .details(serde_json::json!({"username": username, "role": "admin", "reason": "first administrator"}));
+    let entry = AuditEntry::system(
+        now,
+        "system",
+        "admin_user.create",
+        "admin_user",
+        Some(id.to_string()),
+    )
+    .details(
+        serde_json::json!({"username": username, "role": "admin", "reason": "first administrator"}),
+    );
     audit::record(&mut *tx, &entry).await?;
     tx.commit().await?;
     if generated {

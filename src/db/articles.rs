@@ -66,28 +66,46 @@ fn category(r: sqlx::any::AnyRow) -> Category {
 
 /// All categories in display order.
 pub async fn list_categories(db: &Db) -> sqlx::Result<Vec<Category>> {
-    let rows = sqlx::query(&format!("{CATEGORY_SELECT} ORDER BY c.position, c.id")).fetch_all(db.pool()).await?;
+    let rows = sqlx::query(&format!("{CATEGORY_SELECT} ORDER BY c.position, c.id"))
+        .fetch_all(db.pool())
+        .await?;
     Ok(rows.into_iter().map(category).collect())
 }
 
 pub async fn category_by_id(db: &Db, id: i64) -> sqlx::Result<Option<Category>> {
-    let row = sqlx::query(&format!("{CATEGORY_SELECT} WHERE c.id = $1")).bind(id).fetch_optional(db.pool()).await?;
+    let row = sqlx::query(&format!("{CATEGORY_SELECT} WHERE c.id = $1"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
     Ok(row.map(category))
 }
 
 /// A category's id from its name, or from its id written as a number (`?category=3`).
 pub async fn category_id(db: &Db, name_or_id: &str) -> sqlx::Result<Option<i64>> {
     let row = match name_or_id.parse::<i64>() {
-        Ok(id) => sqlx::query("SELECT id FROM categories WHERE id = $1").bind(id).fetch_optional(db.pool()).await?,
+        Ok(id) => {
+            sqlx::query("SELECT id FROM categories WHERE id = $1")
+                .bind(id)
+                .fetch_optional(db.pool())
+                .await?
+        }
         Err(_) => {
-            sqlx::query("SELECT id FROM categories WHERE name = $1").bind(name_or_id).fetch_optional(db.pool()).await?
+            sqlx::query("SELECT id FROM categories WHERE name = $1")
+                .bind(name_or_id)
+                .fetch_optional(db.pool())
+                .await?
         }
     };
     Ok(row.map(|r| r.get(0)))
 }
 
 /// New categories go last unless a position is given.
-pub async fn create_category(tx: &mut Tx, name: &str, position: Option<i64>, now_ms: i64) -> sqlx::Result<i64> {
+pub async fn create_category(
+    tx: &mut Tx,
+    name: &str,
+    position: Option<i64>,
+    now_ms: i64,
+) -> sqlx::Result<i64> {
     let row = sqlx::query(
         "INSERT INTO categories (name, position, created_at)
          SELECT $1, COALESCE($2, (SELECT COALESCE(MAX(position), -1) + 1 FROM categories)), $3
@@ -102,7 +120,12 @@ pub async fn create_category(tx: &mut Tx, name: &str, position: Option<i64>, now
 }
 
 /// Rename and/or move; `false` when there is no such category.
-pub async fn update_category(tx: &mut Tx, id: i64, name: Option<&str>, position: Option<i64>) -> sqlx::Result<bool> {
+pub async fn update_category(
+    tx: &mut Tx,
+    id: i64,
+    name: Option<&str>,
+    position: Option<i64>,
+) -> sqlx::Result<bool> {
     let done =
         sqlx::query("UPDATE categories SET name = COALESCE($2, name), position = COALESCE($3, position) WHERE id = $1")
             .bind(id)
@@ -152,7 +175,12 @@ pub async fn newest(db: &Db) -> sqlx::Result<Option<ArticleCard>> {
 }
 
 fn card(r: sqlx::any::AnyRow) -> ArticleCard {
-    ArticleCard { id: r.get(0), title: r.get(1), summary: r.get(2), cover_url: r.get(3) }
+    ArticleCard {
+        id: r.get(0),
+        title: r.get(1),
+        summary: r.get(2),
+        cover_url: r.get(3),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -194,7 +222,10 @@ pub async fn published_by_id(db: &Db, id: i64) -> sqlx::Result<Option<PublicArti
 }
 
 pub async fn count(db: &Db) -> sqlx::Result<i64> {
-    sqlx::query("SELECT COUNT(*) FROM articles").fetch_one(db.pool()).await.map(|r| r.get(0))
+    sqlx::query("SELECT COUNT(*) FROM articles")
+        .fetch_one(db.pool())
+        .await
+        .map(|r| r.get(0))
 }
 
 /// One page: 1-based `number`, `size` rows.
@@ -226,7 +257,8 @@ pub struct ArticleListItem {
     pub tags: Vec<String>,
 }
 
-const LIST_SELECT: &str = "SELECT a.id, c.name, a.title, a.summary, a.cover_url, a.author, a.status,
+const LIST_SELECT: &str =
+    "SELECT a.id, c.name, a.title, a.summary, a.cover_url, a.author, a.status,
         a.published_at, a.publish_at, a.updated_at
      FROM articles a JOIN categories c ON c.id = a.category_id";
 
@@ -253,7 +285,11 @@ pub async fn list_published(
     category_id: Option<i64>,
     page: Page,
 ) -> sqlx::Result<(Vec<ArticleListItem>, i64)> {
-    let filter = ArticleFilter { status: Some(Status::Published), category_id, ..Default::default() };
+    let filter = ArticleFilter {
+        status: Some(Status::Published),
+        category_id,
+        ..Default::default()
+    };
     list(db, &filter, page, "a.published_at DESC, a.id DESC").await
 }
 
@@ -267,7 +303,11 @@ pub struct ArticleFilter {
 }
 
 /// The console's list: most recently changed first.
-pub async fn list_admin(db: &Db, filter: &ArticleFilter, page: Page) -> sqlx::Result<(Vec<ArticleListItem>, i64)> {
+pub async fn list_admin(
+    db: &Db,
+    filter: &ArticleFilter,
+    page: Page,
+) -> sqlx::Result<(Vec<ArticleListItem>, i64)> {
     list(db, filter, page, "a.updated_at DESC, a.id DESC").await
 }
 
@@ -329,19 +369,34 @@ async fn list(
     if let Some(q) = &filter.q {
         args.push(Arg::Text(like_pattern(q)));
         let n = args.len();
-        clauses.push(format!("(LOWER(a.title) LIKE ${n} ESCAPE '\\' OR LOWER(a.summary) LIKE ${n} ESCAPE '\\')"));
+        clauses.push(format!(
+            "(LOWER(a.title) LIKE ${n} ESCAPE '\\' OR LOWER(a.summary) LIKE ${n} ESCAPE '\\')"
+        ));
     }
-    let wher = if clauses.is_empty() { String::new() } else { format!(" WHERE {}", clauses.join(" AND ")) };
+    let wher = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", clauses.join(" AND "))
+    };
 
     let count_sql = format!("SELECT COUNT(*) FROM articles a{wher}");
-    let total: i64 = bind_all(sqlx::query(&count_sql), &args).fetch_one(db.pool()).await?.get(0);
+    let total: i64 = bind_all(sqlx::query(&count_sql), &args)
+        .fetch_one(db.pool())
+        .await?
+        .get(0);
 
     let n = args.len();
-    let page_sql = format!("{LIST_SELECT}{wher} ORDER BY {order} LIMIT ${} OFFSET ${}", n + 1, n + 2);
+    let page_sql = format!(
+        "{LIST_SELECT}{wher} ORDER BY {order} LIMIT ${} OFFSET ${}",
+        n + 1,
+        n + 2
+    );
     let mut page_args = args;
     page_args.push(Arg::Int(page.size));
     page_args.push(Arg::Int(page.offset()));
-    let rows = bind_all(sqlx::query(&page_sql), &page_args).fetch_all(db.pool()).await?;
+    let rows = bind_all(sqlx::query(&page_sql), &page_args)
+        .fetch_all(db.pool())
+        .await?;
     let mut items: Vec<ArticleListItem> = rows.into_iter().map(list_item).collect();
     attach_tags(db, &mut items).await?;
     Ok((items, total))
@@ -357,7 +412,10 @@ async fn attach_tags(db: &Db, items: &mut [ArticleListItem]) -> sqlx::Result<()>
         placeholders.join(", ")
     );
     let args: Vec<Arg> = items.iter().map(|i| Arg::Int(i.id)).collect();
-    for r in bind_all(sqlx::query(&sql), &args).fetch_all(db.pool()).await? {
+    for r in bind_all(sqlx::query(&sql), &args)
+        .fetch_all(db.pool())
+        .await?
+    {
         let id: i64 = r.get(0);
         if let Some(item) = items.iter_mut().find(|i| i.id == id) {
             item.tags.push(r.get(1));
@@ -432,13 +490,23 @@ pub async fn get(db: &Db, id: i64) -> sqlx::Result<Option<Article>> {
 
 /// The category id for a name, inside a write transaction.
 pub async fn category_id_tx(tx: &mut Tx, name: &str) -> sqlx::Result<Option<i64>> {
-    let row = sqlx::query("SELECT id FROM categories WHERE name = $1").bind(name).fetch_optional(&mut **tx).await?;
+    let row = sqlx::query("SELECT id FROM categories WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await?;
     Ok(row.map(|r| r.get(0)))
 }
 
 /// A new draft with its tags; `None` when the category doesn't exist (nothing written).
-pub async fn create_draft(tx: &mut Tx, a: &ValidArticle, body_html: &str, now_ms: i64) -> sqlx::Result<Option<i64>> {
-    let Some(category_id) = category_id_tx(tx, &a.category).await? else { return Ok(None) };
+pub async fn create_draft(
+    tx: &mut Tx,
+    a: &ValidArticle,
+    body_html: &str,
+    now_ms: i64,
+) -> sqlx::Result<Option<i64>> {
+    let Some(category_id) = category_id_tx(tx, &a.category).await? else {
+        return Ok(None);
+    };
     let row = sqlx::query(
         "INSERT INTO articles (category_id, title, summary, cover_url, body_md, body_html, author, source, status,
                                created_at, updated_at)
@@ -501,7 +569,10 @@ pub async fn update_fields(
 }
 
 async fn replace_tags(tx: &mut Tx, id: i64, tags: &[String]) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM article_tags WHERE article_id = $1").bind(id).execute(&mut **tx).await?;
+    sqlx::query("DELETE FROM article_tags WHERE article_id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
     for t in tags {
         sqlx::query("INSERT INTO article_tags (article_id, tag) VALUES ($1, $2)")
             .bind(id)
@@ -589,9 +660,14 @@ pub async fn banner_links(tx: &mut Tx, id: i64) -> sqlx::Result<i64> {
 
 /// Delete a draft and its tags.
 pub async fn delete_draft(tx: &mut Tx, id: i64) -> sqlx::Result<bool> {
-    sqlx::query("DELETE FROM article_tags WHERE article_id = $1").bind(id).execute(&mut **tx).await?;
-    let done =
-        sqlx::query("DELETE FROM articles WHERE id = $1 AND status = 'draft'").bind(id).execute(&mut **tx).await?;
+    sqlx::query("DELETE FROM article_tags WHERE article_id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    let done = sqlx::query("DELETE FROM articles WHERE id = $1 AND status = 'draft'")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 

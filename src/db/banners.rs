@@ -19,7 +19,8 @@ pub struct Banner {
     pub updated_at: i64,
 }
 
-const SELECT: &str = "SELECT b.id, b.title, b.image_url, b.article_id, b.link_url, b.position, b.valid_from,
+const SELECT: &str =
+    "SELECT b.id, b.title, b.image_url, b.article_id, b.link_url, b.position, b.valid_from,
         b.valid_until, b.created_at, b.updated_at FROM banners b";
 
 fn banner(r: sqlx::any::AnyRow) -> Banner {
@@ -39,7 +40,9 @@ fn banner(r: sqlx::any::AnyRow) -> Banner {
 
 /// Every banner, in display order (the console).
 pub async fn list_all(db: &Db) -> sqlx::Result<Vec<Banner>> {
-    let rows = sqlx::query(&format!("{SELECT} ORDER BY b.position, b.id")).fetch_all(db.pool()).await?;
+    let rows = sqlx::query(&format!("{SELECT} ORDER BY b.position, b.id"))
+        .fetch_all(db.pool())
+        .await?;
     Ok(rows.into_iter().map(banner).collect())
 }
 
@@ -59,13 +62,19 @@ pub async fn list_valid(db: &Db, now_ms: i64) -> sqlx::Result<Vec<Banner>> {
 }
 
 pub async fn get(db: &Db, id: i64) -> sqlx::Result<Option<Banner>> {
-    let row = sqlx::query(&format!("{SELECT} WHERE b.id = $1")).bind(id).fetch_optional(db.pool()).await?;
+    let row = sqlx::query(&format!("{SELECT} WHERE b.id = $1"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
     Ok(row.map(banner))
 }
 
 /// Whether an article exists (a banner may link to a draft that is published later).
 pub async fn article_exists(db: &Db, article_id: i64) -> sqlx::Result<bool> {
-    let row = sqlx::query("SELECT 1 FROM articles WHERE id = $1").bind(article_id).fetch_optional(db.pool()).await?;
+    let row = sqlx::query("SELECT 1 FROM articles WHERE id = $1")
+        .bind(article_id)
+        .fetch_optional(db.pool())
+        .await?;
     Ok(row.is_some())
 }
 
@@ -110,10 +119,16 @@ pub async fn update(tx: &mut Tx, id: i64, b: &ValidBanner, now_ms: i64) -> sqlx:
 }
 
 pub async fn delete(tx: &mut Tx, id: i64) -> sqlx::Result<bool> {
-    let done = sqlx::query("DELETE FROM banners WHERE id = $1").bind(id).execute(&mut **tx).await?;
+    let done = sqlx::query("DELETE FROM banners WHERE id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
 pub async fn count(db: &Db) -> sqlx::Result<i64> {
-    sqlx::query("SELECT COUNT(*) FROM banners").fetch_one(db.pool()).await.map(|r| r.get(0))
+    sqlx::query("SELECT COUNT(*) FROM banners")
+        .fetch_one(db.pool())
+        .await
+        .map(|r| r.get(0))
 }

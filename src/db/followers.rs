@@ -4,7 +4,12 @@ use sqlx::Row;
 
 use super::Db;
 
-pub async fn subscribe(db: &Db, openid: &str, scene: Option<&str>, now_ms: i64) -> sqlx::Result<()> {
+pub async fn subscribe(
+    db: &Db,
+    openid: &str,
+    scene: Option<&str>,
+    now_ms: i64,
+) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO followers (openid, status, scene, subscribed_at, last_interaction_at, created_at, updated_at)
          VALUES ($1, 'subscribed', $2, $3, $3, $3, $3)
@@ -66,10 +71,12 @@ pub struct Follower {
 }
 
 pub async fn get(db: &Db, openid: &str) -> sqlx::Result<Option<Follower>> {
-    let row = sqlx::query("SELECT openid, status, scene, last_interaction_at FROM followers WHERE openid = $1")
-        .bind(openid)
-        .fetch_optional(db.pool())
-        .await?;
+    let row = sqlx::query(
+        "SELECT openid, status, scene, last_interaction_at FROM followers WHERE openid = $1",
+    )
+    .bind(openid)
+    .fetch_optional(db.pool())
+    .await?;
     Ok(row.map(|r| Follower {
         openid: r.get(0),
         status: r.get(1),

@@ -38,7 +38,11 @@ impl Db {
     pub async fn connect(url: &secrecy::SecretString) -> anyhow::Result<Db> {
         sqlx::any::install_default_drivers();
         let url = url.expose_secret();
-        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
         if backend == Backend::Sqlite {
             ensure_sqlite_dir(url)?;
         }
@@ -95,7 +99,10 @@ impl Db {
     }
 
     pub async fn ping(&self) -> sqlx::Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
     }
 
     pub async fn close(&self) {
@@ -104,7 +111,9 @@ impl Db {
 }
 
 fn ensure_sqlite_dir(url: &str) -> anyhow::Result<()> {
-    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
     let path = path.split('?').next().unwrap_or_default();
     if path.is_empty() || path.starts_with(":memory:") {
         return Ok(());

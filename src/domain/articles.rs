@@ -19,7 +19,12 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 4] = [Status::Draft, Status::Review, Status::Published, Status::Archived];
+    pub const ALL: [Status; 4] = [
+        Status::Draft,
+        Status::Review,
+        Status::Published,
+        Status::Archived,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -157,7 +162,10 @@ pub struct FieldError {
 }
 
 fn field_err(field: &'static str, reason: impl Into<String>) -> FieldError {
-    FieldError { field, reason: reason.into() }
+    FieldError {
+        field,
+        reason: reason.into(),
+    }
 }
 
 fn chars(s: &str) -> usize {
@@ -178,7 +186,11 @@ fn required(field: &'static str, value: &str, max: usize) -> Result<String, Fiel
     Ok(v.to_owned())
 }
 
-fn optional(field: &'static str, value: Option<&str>, max: usize) -> Result<Option<String>, FieldError> {
+fn optional(
+    field: &'static str,
+    value: Option<&str>,
+    max: usize,
+) -> Result<Option<String>, FieldError> {
     match value.map(str::trim).filter(|v| !v.is_empty()) {
         None => Ok(None),
         Some(v) => required(field, v, max).map(Some),
@@ -189,7 +201,9 @@ fn optional(field: &'static str, value: Option<&str>, max: usize) -> Result<Opti
 pub fn check_http_url(field: &'static str, value: &str) -> Result<String, FieldError> {
     let v = value.trim();
     let lower = v.to_ascii_lowercase();
-    let rest = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://"));
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"));
     match rest {
         Some(host) if !host.is_empty() && !host.starts_with('/') => {}
         _ => return Err(field_err(field, "must be an http:// or https:// URL")),
@@ -197,8 +211,13 @@ pub fn check_http_url(field: &'static str, value: &str) -> Result<String, FieldE
     if v.len() > URL_MAX {
         return Err(field_err(field, format!("at most {URL_MAX} bytes")));
     }
-    if v.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '<' | '>' | '`')) {
-        return Err(field_err(field, "must not contain spaces, quotes or angle brackets"));
+    if v.chars()
+        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '<' | '>' | '`'))
+    {
+        return Err(field_err(
+            field,
+            "must not contain spaces, quotes or angle brackets",
+        ));
     }
     Ok(v.to_owned())
 }
@@ -233,7 +252,10 @@ impl ArticleInput {
         let title = required("title", &self.title, TITLE_MAX)?;
         let summary = self.summary.trim().to_owned();
         if chars(&summary) > SUMMARY_MAX {
-            return Err(field_err("summary", format!("at most {SUMMARY_MAX} characters")));
+            return Err(field_err(
+                "summary",
+                format!("at most {SUMMARY_MAX} characters"),
+            ));
         }
         if self.body_md.trim().is_empty() {
             return Err(field_err("body_md", "must not be empty"));
@@ -299,11 +321,18 @@ pub struct ValidBanner {
 
 impl BannerInput {
     pub fn validate(&self) -> Result<ValidBanner, FieldError> {
-        let link_url = match self.link_url.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+        let link_url = match self
+            .link_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+        {
             None => None,
             Some(p) if p.starts_with('/') && !p.starts_with("//") => {
                 if p.len() > URL_MAX
-                    || p.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '<' | '>'))
+                    || p.chars().any(|c| {
+                        c.is_whitespace() || c.is_control() || matches!(c, '"' | '<' | '>')
+                    })
                 {
                     return Err(field_err("link_url", "not a valid mini-program page path"));
                 }
@@ -312,7 +341,10 @@ impl BannerInput {
             Some(u) => Some(check_http_url("link_url", u)?),
         };
         if self.article_id.is_some() && link_url.is_some() {
-            return Err(field_err("link_url", "give article_id or link_url, not both"));
+            return Err(field_err(
+                "link_url",
+                "give article_id or link_url, not both",
+            ));
         }
         let valid_from = parse_time_field("valid_from", self.valid_from.as_deref())?;
         let valid_until = parse_time_field("valid_until", self.valid_until.as_deref())?;
@@ -351,15 +383,23 @@ pub fn rfc3339_shanghai(ms: i64) -> String {
 
 /// An RFC 3339 time (any offset) as unix milliseconds.
 pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
-    OffsetDateTime::parse(s.trim(), &Rfc3339).ok().map(crate::db::unix_ms)
+    OffsetDateTime::parse(s.trim(), &Rfc3339)
+        .ok()
+        .map(crate::db::unix_ms)
 }
 
-pub fn parse_time_field(field: &'static str, value: Option<&str>) -> Result<Option<i64>, FieldError> {
+pub fn parse_time_field(
+    field: &'static str,
+    value: Option<&str>,
+) -> Result<Option<i64>, FieldError> {
     match value.map(str::trim).filter(|v| !v.is_empty()) {
         None => Ok(None),
-        Some(v) => parse_rfc3339_ms(v)
-            .map(Some)
-            .ok_or_else(|| field_err(field, "must be an RFC 3339 time, e.g. 2026-07-01T08:00:00+08:00")),
+        Some(v) => parse_rfc3339_ms(v).map(Some).ok_or_else(|| {
+            field_err(
+                field,
+                "must be an RFC 3339 time, e.g. 2026-07-01T08:00:00+08:00",
+            )
+        }),
     }
 }
 
@@ -413,11 +453,24 @@ mod tests {
             (A::Edit, S::Published),
             (A::Delete, S::Draft),
         ];
-        let actions = [A::Submit, A::Reject, A::Publish, A::Schedule, A::Archive, A::Restore, A::Edit, A::Delete];
+        let actions = [
+            A::Submit,
+            A::Reject,
+            A::Publish,
+            A::Schedule,
+            A::Archive,
+            A::Restore,
+            A::Edit,
+            A::Delete,
+        ];
         for a in actions {
             for s in Status::ALL {
                 let result = next(s, a);
-                assert_eq!(result.is_ok(), allowed.contains(&(a, s)), "{a:?} from {s:?}");
+                assert_eq!(
+                    result.is_ok(),
+                    allowed.contains(&(a, s)),
+                    "{a:?} from {s:?}"
+                );
             }
         }
         let e = next(S::Published, A::Delete).unwrap_err();
@@ -450,14 +503,24 @@ mod tests {
         assert_eq!(a.validate().unwrap_err().field, "title");
         let mut a = input();
         a.title = "题".repeat(TITLE_MAX);
-        assert!(a.validate().is_ok(), "the limit counts characters, not bytes");
+        assert!(
+            a.validate().is_ok(),
+            "the limit counts characters, not bytes"
+        );
         let mut a = input();
         a.summary = "字".repeat(SUMMARY_MAX + 1);
         assert_eq!(a.validate().unwrap_err().field, "summary");
         let mut a = input();
         a.body_md = "\n".into();
         assert_eq!(a.validate().unwrap_err().field, "body_md");
-        for bad in ["javascript:alert(1)", "ftp://x/y", "https://", "https://a b", "//evil.example/x", "https:///x"] {
+        for bad in [
+            "javascript:alert(1)",
+            "ftp://x/y",
+            "https://",
+            "https://a b",
+            "//evil.example/x",
+            "https:///x",
+        ] {
             let mut a = input();
             a.cover_url = Some(bad.into());
             assert_eq!(a.validate().unwrap_err().field, "cover_url", "{bad}");

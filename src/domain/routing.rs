@@ -20,18 +20,23 @@ pub enum Decision {
 
 pub fn decide(content: &ContentSet, msg: &InboundMessage) -> Decision {
     match &msg.body {
-        MessageBody::Text { content: text, .. } => Decision::Answer(content.replies.answer_text(text)),
-        // Voice with speech recognition on is as good as text.
-        MessageBody::Voice { recognition: Some(text), .. } if !text.trim().is_empty() => {
+        MessageBody::Text { content: text, .. } => {
             Decision::Answer(content.replies.answer_text(text))
         }
+        // Voice with speech recognition on is as good as text.
+        MessageBody::Voice {
+            recognition: Some(text),
+            ..
+        } if !text.trim().is_empty() => Decision::Answer(content.replies.answer_text(text)),
         MessageBody::Image { .. }
         | MessageBody::Voice { .. }
         | MessageBody::Video { .. }
         | MessageBody::ShortVideo { .. }
         | MessageBody::Location { .. }
         | MessageBody::Link { .. }
-        | MessageBody::File { .. } => Decision::Answer(Answer::Text(content.replies.default_text.clone())),
+        | MessageBody::File { .. } => {
+            Decision::Answer(Answer::Text(content.replies.default_text.clone()))
+        }
         MessageBody::Event(event) => decide_event(content, event),
         MessageBody::Unknown { .. } => Decision::Silent,
     }
@@ -39,7 +44,9 @@ pub fn decide(content: &ContentSet, msg: &InboundMessage) -> Decision {
 
 fn decide_event(content: &ContentSet, event: &Event) -> Decision {
     match event {
-        Event::Subscribe { scene, .. } => Decision::Welcome { scene: scene.clone() },
+        Event::Subscribe { scene, .. } => Decision::Welcome {
+            scene: scene.clone(),
+        },
         Event::Unsubscribe => Decision::Unsubscribed,
         Event::Click { key } => match content.menu.click_answer(key) {
             Some(answer) => Decision::Answer(answer),

@@ -18,7 +18,9 @@ use crate::{
         articles::{self, Article, ArticleFilter, ArticleListItem, Category, Page},
         banners::{self, Banner},
     },
-    domain::articles::{self as rules, Action, ArticleInput, BannerInput, FieldError, Status, TransitionRefused},
+    domain::articles::{
+        self as rules, Action, ArticleInput, BannerInput, FieldError, Status, TransitionRefused,
+    },
     error::{AppError, AppResult},
     http::admin::{json::sanitize, AdminRoutes, AppJson, AppQuery},
     startup::AppState,
@@ -101,7 +103,10 @@ fn time_opt(ms: Option<i64>) -> Option<String> {
 }
 
 pub fn article_url(st: &AppState, id: i64) -> String {
-    format!("{}/articles/{id}", st.settings.public_url.trim_end_matches('/'))
+    format!(
+        "{}/articles/{id}",
+        st.settings.public_url.trim_end_matches('/')
+    )
 }
 
 fn article_out(st: &AppState, a: Article) -> ArticleOut {
@@ -151,10 +156,16 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &Bytes) -> AppResult<Option<T>> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    serde_json::from_slice(bytes).map(Some).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => AppError::Validation(sanitize(&e.to_string())),
-        _ => AppError::rejected(StatusCode::BAD_REQUEST, "bad_json", "the body is not valid JSON"),
-    })
+    serde_json::from_slice(bytes)
+        .map(Some)
+        .map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => AppError::Validation(sanitize(&e.to_string())),
+            _ => AppError::rejected(
+                StatusCode::BAD_REQUEST,
+                "bad_json",
+                "the body is not valid JSON",
+            ),
+        })
 }
 
 fn invalid(e: FieldError) -> AppError {
@@ -176,7 +187,9 @@ fn not_found(what: &str) -> AppError {
 /// A foreign-key violation is a conflict with other data, not a server fault.
 fn fk_conflict(e: sqlx::Error, message: &str) -> AppError {
     match &e {
-        sqlx::Error::Database(d) if d.is_foreign_key_violation() => AppError::Conflict(message.into()),
+        sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+            AppError::Conflict(message.into())
+        }
         _ => AppError::Db(e),
     }
 }
@@ -188,7 +201,10 @@ pub struct Id(pub i64);
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Id {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
         match Path::<i64>::from_request_parts(parts, state).await {
             Ok(Path(id)) => Ok(Id(id)),
             Err(_) => Err(AppError::NotFound("resource".into())),
@@ -211,7 +227,11 @@ fn blank_to_none(v: &Option<String>) -> Option<&str> {
 }
 
 /// `page` is 1-based; `page_size` is 1..=`max_size`.
-pub fn page_of(page: &Option<String>, page_size: &Option<String>, max_size: i64) -> AppResult<Page> {
+pub fn page_of(
+    page: &Option<String>,
+    page_size: &Option<String>,
+    max_size: i64,
+) -> AppResult<Page> {
     let number = match blank_to_none(page) {
         None => 1,
         Some(p) => p
@@ -220,13 +240,18 @@ pub fn page_of(page: &Option<String>, page_size: &Option<String>, max_size: i64)
             .filter(|n| (1..=100_000).contains(n))
             .ok_or_else(|| AppError::Validation("page: must be a whole number from 1".into()))?,
     };
-    let size =
-        match blank_to_none(page_size) {
-            None => 20.min(max_size),
-            Some(p) => p.parse::<i64>().ok().filter(|n| (1..=max_size).contains(n)).ok_or_else(|| {
-                AppError::Validation(format!("page_size: must be a whole number from 1 to {max_size}"))
+    let size = match blank_to_none(page_size) {
+        None => 20.min(max_size),
+        Some(p) => p
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=max_size).contains(n))
+            .ok_or_else(|| {
+                AppError::Validation(format!(
+                    "page_size: must be a whole number from 1 to {max_size}"
+                ))
             })?,
-        };
+    };
     Ok(Page { number, size })
 }
 
@@ -234,7 +259,10 @@ pub fn page_of(page: &Option<String>, page_size: &Option<String>, max_size: i64)
 pub async fn category_filter(st: &AppState, category: &Option<String>) -> AppResult<Option<i64>> {
     match blank_to_none(category) {
         None => Ok(None),
-        Some(c) => articles::category_id(&st.db, c).await?.map(Some).ok_or_else(|| unknown_category(c)),
+        Some(c) => articles::category_id(&st.db, c)
+            .await?
+            .map(Some)
+            .ok_or_else(|| unknown_category(c)),
     }
 }
 
@@ -245,7 +273,9 @@ fn article_audit(a: &rules::ValidArticle) -> serde_json::Value {
 }
 
 async fn article_response(st: &AppState, id: i64) -> AppResult<AppJson<ArticleOut>> {
-    let a = articles::get(&st.db, id).await?.ok_or_else(|| not_found("article"))?;
+    let a = articles::get(&st.db, id)
+        .await?
+        .ok_or_else(|| not_found("article"))?;
     Ok(AppJson(article_out(st, a)))
 }
 
@@ -257,9 +287,12 @@ async fn create_article(
     let a = input.validate().map_err(invalid)?;
     let html = crate::markdown::render(&a.body_md);
     let mut tx = st.db.begin_write().await?;
-    let id =
-        articles::create_draft(&mut tx, &a, &html, session.now).await?.ok_or_else(|| unknown_category(&a.category))?;
-    let entry = session.audit("article.create", "article", id).details(json!({"after": article_audit(&a)}));
+    let id = articles::create_draft(&mut tx, &a, &html, session.now)
+        .await?
+        .ok_or_else(|| unknown_category(&a.category))?;
+    let entry = session
+        .audit("article.create", "article", id)
+        .details(json!({"after": article_audit(&a)}));
     audit::record(&mut *tx, &entry).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, article_response(&st, id).await?))
@@ -279,12 +312,17 @@ async fn update_article(
 ) -> AppResult<AppJson<ArticleOut>> {
     let a = input.validate().map_err(invalid)?;
     let html = crate::markdown::render(&a.body_md);
-    let before = articles::get(&st.db, id).await?.ok_or_else(|| not_found("article"))?;
+    let before = articles::get(&st.db, id)
+        .await?
+        .ok_or_else(|| not_found("article"))?;
     let mut tx = st.db.begin_write().await?;
-    let status = articles::status_for_update(&st.db, &mut tx, id).await?.ok_or_else(|| not_found("article"))?;
+    let status = articles::status_for_update(&st.db, &mut tx, id)
+        .await?
+        .ok_or_else(|| not_found("article"))?;
     rules::next(status, Action::Edit).map_err(refused)?;
-    let category_id =
-        articles::category_id_tx(&mut tx, &a.category).await?.ok_or_else(|| unknown_category(&a.category))?;
+    let category_id = articles::category_id_tx(&mut tx, &a.category)
+        .await?
+        .ok_or_else(|| unknown_category(&a.category))?;
     articles::update_fields(&mut tx, id, category_id, &a, &html, session.now).await?;
     let entry = session.audit("article.update", "article", id).details(json!({
         "before": {"title": before.title, "category": before.category, "tags": before.tags, "cover_url": before.cover_url},
@@ -314,7 +352,9 @@ async fn change_status(
 ) -> AppResult<AppJson<ArticleOut>> {
     let now = session.now;
     let mut tx = st.db.begin_write().await?;
-    let from = articles::status_for_update(&st.db, &mut tx, id).await?.ok_or_else(|| not_found("article"))?;
+    let from = articles::status_for_update(&st.db, &mut tx, id)
+        .await?
+        .ok_or_else(|| not_found("article"))?;
     let to = rules::next(from, action).map_err(refused)?;
     let mut details = json!({"from": from, "to": to});
     if action == Action::Schedule {
@@ -322,9 +362,13 @@ async fn change_status(
         articles::schedule(&mut tx, id, at, now).await?;
         details["publish_at"] = json!(rules::rfc3339_shanghai(at));
     } else if !articles::set_status(&mut tx, id, from, to, now, now).await? {
-        return Err(AppError::Conflict("the article changed meanwhile; reload and retry".into()));
+        return Err(AppError::Conflict(
+            "the article changed meanwhile; reload and retry".into(),
+        ));
     }
-    let entry = session.audit(&format!("article.{}", action.as_str()), "article", id).details(details);
+    let entry = session
+        .audit(&format!("article.{}", action.as_str()), "article", id)
+        .details(details);
     audit::record(&mut *tx, &entry).await?;
     tx.commit().await?;
     tracing::info!(article = id, action = action.as_str(), from = %from, to = %to, "article status");
@@ -373,24 +417,39 @@ async fn publish_article(
     let b: PublishBody = parse_body(&body)?.unwrap_or_default();
     let at = rules::parse_time_field("publish_at", b.publish_at.as_deref()).map_err(invalid)?;
     match at {
-        Some(at) if at > session.now => change_status(&st, &session, id, Action::Schedule, Some(at)).await,
+        Some(at) if at > session.now => {
+            change_status(&st, &session, id, Action::Schedule, Some(at)).await
+        }
         _ => change_status(&st, &session, id, Action::Publish, None).await,
     }
 }
 
 /// Drafts only; refused while a banner links to the draft.
-async fn delete_article(State(st): State<AppState>, session: AdminSession, Id(id): Id) -> AppResult<StatusCode> {
-    let before = articles::get(&st.db, id).await?.ok_or_else(|| not_found("article"))?;
+async fn delete_article(
+    State(st): State<AppState>,
+    session: AdminSession,
+    Id(id): Id,
+) -> AppResult<StatusCode> {
+    let before = articles::get(&st.db, id)
+        .await?
+        .ok_or_else(|| not_found("article"))?;
     let mut tx = st.db.begin_write().await?;
-    let status = articles::status_for_update(&st.db, &mut tx, id).await?.ok_or_else(|| not_found("article"))?;
+    let status = articles::status_for_update(&st.db, &mut tx, id)
+        .await?
+        .ok_or_else(|| not_found("article"))?;
     rules::next(status, Action::Delete).map_err(refused)?;
     if articles::banner_links(&mut tx, id).await? > 0 {
-        return Err(AppError::Conflict("a banner links to this article; change the banner first".into()));
+        return Err(AppError::Conflict(
+            "a banner links to this article; change the banner first".into(),
+        ));
     }
-    let deleted =
-        articles::delete_draft(&mut tx, id).await.map_err(|e| fk_conflict(e, "other records refer to this article"))?;
+    let deleted = articles::delete_draft(&mut tx, id)
+        .await
+        .map_err(|e| fk_conflict(e, "other records refer to this article"))?;
     if !deleted {
-        return Err(AppError::Conflict("the article changed meanwhile; reload and retry".into()));
+        return Err(AppError::Conflict(
+            "the article changed meanwhile; reload and retry".into(),
+        ));
     }
     let entry = session
         .audit("article.delete", "article", id)
@@ -407,10 +466,9 @@ async fn list_articles(
     let page = page_of(&q.page, &q.page_size, 100)?;
     let status = match blank_to_none(&q.status) {
         None => None,
-        Some(s) => Some(
-            Status::parse(s)
-                .ok_or_else(|| AppError::Validation("status: one of draft, review, published, archived".into()))?,
-        ),
+        Some(s) => Some(Status::parse(s).ok_or_else(|| {
+            AppError::Validation("status: one of draft, review, published, archived".into())
+        })?),
     };
     let filter = ArticleFilter {
         status,
@@ -471,7 +529,11 @@ pub struct ItemsOut<T> {
 }
 
 async fn list_categories(State(st): State<AppState>) -> AppResult<AppJson<ItemsOut<CategoryOut>>> {
-    let items = articles::list_categories(&st.db).await?.into_iter().map(|c| category_out(&st, c)).collect();
+    let items = articles::list_categories(&st.db)
+        .await?
+        .into_iter()
+        .map(|c| category_out(&st, c))
+        .collect();
     Ok(AppJson(ItemsOut { items }))
 }
 
@@ -485,7 +547,9 @@ pub struct CategoryBody {
 }
 
 async fn category_response(st: &AppState, id: i64) -> AppResult<AppJson<CategoryOut>> {
-    let c = articles::category_by_id(&st.db, id).await?.ok_or_else(|| not_found("category"))?;
+    let c = articles::category_by_id(&st.db, id)
+        .await?
+        .ok_or_else(|| not_found("category"))?;
     Ok(AppJson(category_out(st, c)))
 }
 
@@ -494,7 +558,8 @@ async fn create_category(
     session: AdminSession,
     AppJson(b): AppJson<CategoryBody>,
 ) -> AppResult<impl IntoResponse> {
-    let name = rules::check_category_name(b.name.as_deref().unwrap_or_default()).map_err(invalid)?;
+    let name =
+        rules::check_category_name(b.name.as_deref().unwrap_or_default()).map_err(invalid)?;
     let mut tx = st.db.begin_write().await?;
     let id = articles::create_category(&mut tx, &name, b.position, session.now).await?;
     let entry = session
@@ -513,8 +578,15 @@ async fn update_category(
     Id(id): Id,
     AppJson(b): AppJson<CategoryBody>,
 ) -> AppResult<AppJson<CategoryOut>> {
-    let name = b.name.as_deref().map(rules::check_category_name).transpose().map_err(invalid)?;
-    let current = articles::category_by_id(&st.db, id).await?.ok_or_else(|| not_found("category"))?;
+    let name = b
+        .name
+        .as_deref()
+        .map(rules::check_category_name)
+        .transpose()
+        .map_err(invalid)?;
+    let current = articles::category_by_id(&st.db, id)
+        .await?
+        .ok_or_else(|| not_found("category"))?;
     if name.as_ref().is_some_and(|n| *n != current.name) && is_menu_category(&st, &current.name) {
         return Err(menu_category("rename"));
     }
@@ -532,16 +604,26 @@ async fn update_category(
 }
 
 /// Only an empty category that content/menu.toml doesn't name.
-async fn delete_category(State(st): State<AppState>, session: AdminSession, Id(id): Id) -> AppResult<StatusCode> {
-    let current = articles::category_by_id(&st.db, id).await?.ok_or_else(|| not_found("category"))?;
+async fn delete_category(
+    State(st): State<AppState>,
+    session: AdminSession,
+    Id(id): Id,
+) -> AppResult<StatusCode> {
+    let current = articles::category_by_id(&st.db, id)
+        .await?
+        .ok_or_else(|| not_found("category"))?;
     if is_menu_category(&st, &current.name) {
         return Err(menu_category("remove"));
     }
     let mut tx = st.db.begin_write().await?;
     if !articles::delete_empty_category(&mut tx, id).await? {
-        return Err(AppError::Conflict("the category has articles; move or delete them first".into()));
+        return Err(AppError::Conflict(
+            "the category has articles; move or delete them first".into(),
+        ));
     }
-    let entry = session.audit("category.delete", "category", id).details(json!({"before": {"name": current.name}}));
+    let entry = session
+        .audit("category.delete", "category", id)
+        .details(json!({"before": {"name": current.name}}));
     audit::record(&mut *tx, &entry).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -589,17 +671,28 @@ fn banner_audit(b: &rules::ValidBanner) -> serde_json::Value {
 }
 
 async fn list_banners(State(st): State<AppState>) -> AppResult<AppJson<ItemsOut<BannerOut>>> {
-    let active: Vec<i64> = banners::list_valid(&st.db, st.clock.unix_ms()).await?.iter().map(|b| b.id).collect();
+    let active: Vec<i64> = banners::list_valid(&st.db, st.clock.unix_ms())
+        .await?
+        .iter()
+        .map(|b| b.id)
+        .collect();
     let items = banners::list_all(&st.db).await?.into_iter().map(|b| {
         let on = active.contains(&b.id);
         banner_out(b, on)
     });
-    Ok(AppJson(ItemsOut { items: items.collect() }))
+    Ok(AppJson(ItemsOut {
+        items: items.collect(),
+    }))
 }
 
 async fn banner_response(st: &AppState, id: i64) -> AppResult<AppJson<BannerOut>> {
-    let b = banners::get(&st.db, id).await?.ok_or_else(|| not_found("banner"))?;
-    let active = banners::list_valid(&st.db, st.clock.unix_ms()).await?.iter().any(|v| v.id == id);
+    let b = banners::get(&st.db, id)
+        .await?
+        .ok_or_else(|| not_found("banner"))?;
+    let active = banners::list_valid(&st.db, st.clock.unix_ms())
+        .await?
+        .iter()
+        .any(|v| v.id == id);
     Ok(AppJson(banner_out(b, active)))
 }
 
@@ -623,7 +716,9 @@ async fn create_banner(
     let id = banners::create(&mut tx, &b, session.now)
         .await
         .map_err(|e| fk_conflict(e, "the linked article was deleted meanwhile"))?;
-    let entry = session.audit("banner.create", "banner", id).details(json!({"after": banner_audit(&b)}));
+    let entry = session
+        .audit("banner.create", "banner", id)
+        .details(json!({"after": banner_audit(&b)}));
     audit::record(&mut *tx, &entry).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, banner_response(&st, id).await?))
@@ -637,7 +732,9 @@ async fn update_banner(
     AppJson(input): AppJson<BannerInput>,
 ) -> AppResult<AppJson<BannerOut>> {
     let b = valid_banner(&st, input).await?;
-    let before = banners::get(&st.db, id).await?.ok_or_else(|| not_found("banner"))?;
+    let before = banners::get(&st.db, id)
+        .await?
+        .ok_or_else(|| not_found("banner"))?;
     let mut tx = st.db.begin_write().await?;
     let found = banners::update(&mut tx, id, &b, session.now)
         .await
@@ -656,13 +753,21 @@ async fn update_banner(
     banner_response(&st, id).await
 }
 
-async fn delete_banner(State(st): State<AppState>, session: AdminSession, Id(id): Id) -> AppResult<StatusCode> {
-    let before = banners::get(&st.db, id).await?.ok_or_else(|| not_found("banner"))?;
+async fn delete_banner(
+    State(st): State<AppState>,
+    session: AdminSession,
+    Id(id): Id,
+) -> AppResult<StatusCode> {
+    let before = banners::get(&st.db, id)
+        .await?
+        .ok_or_else(|| not_found("banner"))?;
     let mut tx = st.db.begin_write().await?;
     if !banners::delete(&mut tx, id).await? {
         return Err(not_found("banner"));
     }
-    let entry = session.audit("banner.delete", "banner", id).details(json!({"before": {"title": before.title}}));
+    let entry = session
+        .audit("banner.delete", "banner", id)
+        .details(json!({"before": {"title": before.title}}));
     audit::record(&mut *tx, &entry).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -678,15 +783,32 @@ mod tests {
         assert_eq!(e.status(), StatusCode::BAD_REQUEST);
         let e = parse_body::<PublishBody>(&Bytes::from_static(b"{\"publish_at\": 5}")).unwrap_err();
         assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
-        assert!(parse_body::<PublishBody>(&Bytes::from_static(b" \n")).unwrap().is_none());
+        assert!(parse_body::<PublishBody>(&Bytes::from_static(b" \n"))
+            .unwrap()
+            .is_none());
     }
 
     #[test]
     fn pages_are_bounded() {
-        assert_eq!(page_of(&None, &None, 50).unwrap(), Page { number: 1, size: 20 });
-        assert_eq!(page_of(&Some("3".into()), &Some("50".into()), 50).unwrap(), Page { number: 3, size: 50 });
+        assert_eq!(
+            page_of(&None, &None, 50).unwrap(),
+            Page {
+                number: 1,
+                size: 20
+            }
+        );
+        assert_eq!(
+            page_of(&Some("3".into()), &Some("50".into()), 50).unwrap(),
+            Page {
+                number: 3,
+                size: 50
+            }
+        );
         for (p, s) in [("0", "1"), ("-1", "1"), ("x", "1"), ("1", "51"), ("1", "0")] {
-            assert!(page_of(&Some(p.into()), &Some(s.into()), 50).is_err(), "{p} {s}");
+            assert!(
+                page_of(&Some(p.into()), &Some(s.into()), 50).is_err(),
+                "{p} {s}"
+            );
         }
     }
 }

@@ -1,6 +1,11 @@
 //! Operators' endpoints: liveness, readiness (database and cache), Prometheus metrics.
 
-use axum::{extract::State, http::{header, StatusCode}, response::IntoResponse, Json};
+use axum::{
+    extract::State,
+    http::{header, StatusCode},
+    response::IntoResponse,
+    Json,
+};
 use serde_json::json;
 
 use crate::startup::AppState;
@@ -12,7 +17,11 @@ pub async fn healthz() -> impl IntoResponse {
 pub async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
     let db = st.db.ping().await.is_ok();
     let cache = st.cache.ping().await.is_ok();
-    let status = if db && cache && !st.shutdown.is_cancelled() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if db && cache && !st.shutdown.is_cancelled() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let word = |ok: bool| if ok { "ok" } else { "unavailable" };
     (
         status,
@@ -26,7 +35,10 @@ pub async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
 
 pub async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         st.metrics.render(),
     )
 }

@@ -11,14 +11,46 @@ use crate::startup::AppState;
 
 /// Mini-program routes: (method, path, summary).
 const MP_ROUTES: &[(&str, &str, &str)] = &[
-    ("post", "/api/mp/login", "wx.login code → {token, expires_at, member|null} (code2Session)"),
-    ("post", "/api/mp/bind", "Bind to the roster: {name, phone_code} (getPhoneNumber) → {member}"),
-    ("get", "/api/mp/me", "The logged-in user: {openid_bound, member|null}"),
-    ("post", "/api/mp/subscriptions", "Record wx.requestSubscribeMessage results: {template_ids, results}"),
-    ("get", "/api/mp/articles", "Published articles, newest first (?category=&page=)"),
-    ("get", "/api/mp/articles/{id}", "One published article with body_html"),
-    ("get", "/api/mp/categories", "Article categories in menu order"),
-    ("get", "/api/mp/banners", "Focus banners valid now, in order"),
+    (
+        "post",
+        "/api/mp/login",
+        "wx.login code → {token, expires_at, member|null} (code2Session)",
+    ),
+    (
+        "post",
+        "/api/mp/bind",
+        "Bind to the roster: {name, phone_code} (getPhoneNumber) → {member}",
+    ),
+    (
+        "get",
+        "/api/mp/me",
+        "The logged-in user: {openid_bound, member|null}",
+    ),
+    (
+        "post",
+        "/api/mp/subscriptions",
+        "Record wx.requestSubscribeMessage results: {template_ids, results}",
+    ),
+    (
+        "get",
+        "/api/mp/articles",
+        "Published articles, newest first (?category=&page=)",
+    ),
+    (
+        "get",
+        "/api/mp/articles/{id}",
+        "One published article with body_html",
+    ),
+    (
+        "get",
+        "/api/mp/categories",
+        "Article categories in menu order",
+    ),
+    (
+        "get",
+        "/api/mp/banners",
+        "Focus banners valid now, in order",
+    ),
 ];
 
 fn error_schema() -> Value {
@@ -68,7 +100,9 @@ fn schemas() -> Value {
 fn body_for(method: &str, path: &str) -> Option<&'static str> {
     match (method, path) {
         ("post", "/api/admin/login") => Some("LoginRequest"),
-        ("post", "/api/admin/articles") | ("put", "/api/admin/articles/{id}") => Some("ArticleInput"),
+        ("post", "/api/admin/articles") | ("put", "/api/admin/articles/{id}") => {
+            Some("ArticleInput")
+        }
         ("post", "/api/admin/pushes") => Some("PushInput"),
         _ => None,
     }
@@ -123,7 +157,10 @@ pub fn build(state: &AppState) -> Value {
     };
     for (method, path, summary) in MP_ROUTES {
         // Everything but login and the public content reads takes the session's bearer token.
-        let secured = matches!(*path, "/api/mp/bind" | "/api/mp/me" | "/api/mp/subscriptions");
+        let secured = matches!(
+            *path,
+            "/api/mp/bind" | "/api/mp/me" | "/api/mp/subscriptions"
+        );
         add(path, method, operation(method, path, summary, secured));
     }
     let admin = crate::http::admin::routes(state.clone());

@@ -38,7 +38,16 @@ fn escape(s: &str) -> String {
 fn shanghai_date(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .map(|t| t.to_offset(time::macros::offset!(+8)))
-        .map(|t| format!("{:04}-{:02}-{:02} {:02}:{:02}", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute()))
+        .map(|t| {
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute()
+            )
+        })
         .unwrap_or_default()
 }
 
@@ -75,12 +84,19 @@ fn render(a: &PublicArticle) -> String {
         .as_deref()
         .map(|u| format!("<img class=\"cover\" src=\"{}\" alt=\"\">", escape(u)))
         .unwrap_or_default();
-    let summary =
-        if a.summary.is_empty() { String::new() } else { format!("<p class=\"summary\">{}</p>", escape(&a.summary)) };
+    let summary = if a.summary.is_empty() {
+        String::new()
+    } else {
+        format!("<p class=\"summary\">{}</p>", escape(&a.summary))
+    };
     let tags = if a.tags.is_empty() {
         String::new()
     } else {
-        let spans: String = a.tags.iter().map(|t| format!("<span>{}</span>", escape(t))).collect();
+        let spans: String = a
+            .tags
+            .iter()
+            .map(|t| format!("<span>{}</span>", escape(t)))
+            .collect();
         format!("<div class=\"tags\">{spans}</div>")
     };
     let source = a
@@ -109,14 +125,28 @@ pub async fn article(
     State(st): State<AppState>,
     crate::http::content_admin::Id(id): crate::http::content_admin::Id,
 ) -> AppResult<Response> {
-    let a = articles::published_by_id(&st.db, id).await?.ok_or_else(|| AppError::NotFound("article".into()))?;
+    let a = articles::published_by_id(&st.db, id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("article".into()))?;
     let mut resp = Html(render(&a)).into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("strict-origin-when-cross-origin"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("strict-origin-when-cross-origin"),
+    );
     // Short: an archived article should disappear from caches soon.
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60"),
+    );
     Ok(resp)
 }
 

@@ -60,19 +60,30 @@ fn bad_request(code: &'static str, msg: impl Into<String>) -> AppError {
     AppError::rejected(StatusCode::BAD_REQUEST, code, msg)
 }
 
-fn verify_query(st: &AppState, q: Result<Query<WechatQuery>, QueryRejection>) -> AppResult<(Verified, WechatQuery)> {
+fn verify_query(
+    st: &AppState,
+    q: Result<Query<WechatQuery>, QueryRejection>,
+) -> AppResult<(Verified, WechatQuery)> {
     let Query(q) = q.map_err(|e| bad_request("bad_query", e.body_text()))?;
     let (Some(sig), Some(ts), Some(nonce)) = (&q.signature, &q.timestamp, &q.nonce) else {
-        return Err(bad_request("bad_query", "signature, timestamp and nonce are required"));
+        return Err(bad_request(
+            "bad_query",
+            "signature, timestamp and nonce are required",
+        ));
     };
     let token = st.webhook.token.expose_secret();
     if !signature::verify_signature(token, ts, nonce, sig) {
         return Err(forbidden("bad_signature", "signature does not match"));
     }
-    let ts_num: i64 = ts.parse().map_err(|_| bad_request("bad_query", "timestamp is not a number"))?;
+    let ts_num: i64 = ts
+        .parse()
+        .map_err(|_| bad_request("bad_query", "timestamp is not a number"))?;
     let now = st.clock.now().unix_timestamp();
     if (now - ts_num).abs() > st.settings.webhook_timestamp_skew_secs {
-        return Err(forbidden("stale_timestamp", "timestamp outside the accepted window"));
+        return Err(forbidden(
+            "stale_timestamp",
+            "timestamp outside the accepted window",
+        ));
     }
     let encrypted = match q.encrypt_type.as_deref() {
         None | Some("raw") => false,
@@ -94,8 +105,14 @@ pub async fn verify_url(
     q: Result<Query<WechatQuery>, QueryRejection>,
 ) -> AppResult<Response> {
     let (_, q) = verify_query(&st, q)?;
-    let echostr = q.echostr.ok_or_else(|| bad_request("bad_query", "echostr is required"))?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], echostr).into_response())
+    let echostr = q
+        .echostr
+        .ok_or_else(|| bad_request("bad_query", "echostr is required"))?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        echostr,
+    )
+        .into_response())
 }
 
 /// Every message and event.
@@ -120,35 +137,56 @@ async fn receive_inner(
     let bytes = axum::body::to_bytes(body, st.settings.webhook_max_body_bytes)
         .await
         .map_err(|_| AppError::PayloadTooLarge)?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| bad_request("bad_body", "body is not UTF-8"))?;
+    let text =
+        std::str::from_utf8(&bytes).map_err(|_| bad_request("bad_body", "body is not UTF-8"))?;
 
     let mode = st.settings.wechat_message_mode;
     let plaintext;
     let xml: &str = match (mode, v.encrypted) {
         (MessageMode::Safe, false) => {
             // A plaintext body in safe mode is an attack or a misconfiguration, never accepted.
-            return Err(bad_request("encryption_required", "safe mode accepts encrypted messages only"));
+            return Err(bad_request(
+                "encryption_required",
+                "safe mode accepts encrypted messages only",
+            ));
         }
         (MessageMode::Plaintext, true) => {
-            return Err(bad_request("encryption_not_enabled", "this server is configured for plaintext messages"));
+            return Err(bad_request(
+                "encryption_not_enabled",
+                "this server is configured for plaintext messages",
+            ));
         }
         (_, false) => text,
         (_, true) => {
-            let envelope = reply::parse_encrypted_envelope(text).map_err(|e| bad_request("bad_xml", e.to_string()))?;
-            let msg_sig = v
-                .msg_signature
-                .as_deref()
-                .ok_or_else(|| bad_request("bad_query", "msg_signature is required for encrypted messages"))?;
+            let envelope = reply::parse_encrypted_envelope(text)
+                .map_err(|e| bad_request("bad_xml", e.to_string()))?;
+            let msg_sig = v.msg_signature.as_deref().ok_or_else(|| {
+                bad_request(
+                    "bad_query",
+                    "msg_signature is required for encrypted messages",
+                )
+            })?;
             let token = st.webhook.token.expose_secret();
-            if !signature::verify_msg_signature(token, &v.timestamp, &v.nonce, &envelope.encrypt, msg_sig) {
-                return Err(forbidden("bad_msg_signature", "msg_signature does not match"));
+            if !signature::verify_msg_signature(
+                token,
+                &v.timestamp,
+                &v.nonce,
+                &envelope.encrypt,
+                msg_sig,
+            ) {
+                return Err(forbidden(
+                    "bad_msg_signature",
+                    "msg_signature does not match",
+                ));
             }
-            let clear = st
-                .webhook
-                .crypto
-                .decrypt(&envelope.encrypt)
-                .map_err(|_| forbidden("decrypt_failed", "message could not be decrypted for this AppId"))?;
-            plaintext = String::from_utf8(clear).map_err(|_| bad_request("bad_body", "decrypted message is not UTF-8"))?;
+            let clear = st.webhook.crypto.decrypt(&envelope.encrypt).map_err(|_| {
+                forbidden(
+                    "decrypt_failed",
+                    "message could not be decrypted for this AppId",
+                )
+            })?;
+            plaintext = String::from_utf8(clear)
+                .map_err(|_| bad_request("bad_body", "decrypted message is not UTF-8"))?;
             &plaintext
         }
     };
@@ -161,17 +199,30 @@ async fn receive_inner(
 
 fn render(st: &AppState, v: &Verified, reply_xml: String) -> Response {
     if reply_xml == SUCCESS {
-        return ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], SUCCESS).into_response();
+        return (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            SUCCESS,
+        )
+            .into_response();
     }
     let body = if v.encrypted {
         let encrypt = st.webhook.crypto.encrypt(reply_xml.as_bytes());
         let timestamp = st.clock.now().unix_timestamp().to_string();
-        let sig = signature::msg_signature(st.webhook.token.expose_secret(), &timestamp, &v.nonce, &encrypt);
+        let sig = signature::msg_signature(
+            st.webhook.token.expose_secret(),
+            &timestamp,
+            &v.nonce,
+            &encrypt,
+        );
         reply::encrypted_reply_xml(&encrypt, &sig, &timestamp, &v.nonce)
     } else {
         reply_xml
     };
-    ([(header::CONTENT_TYPE, "application/xml; charset=utf-8")], body).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 /// The reply to a message, and how to deliver it later if the 5-second budget runs out.
@@ -257,9 +308,12 @@ async fn handle(st: &AppState, msg: &InboundMessage) -> AppResult<Outgoing> {
             if content.replies.welcome_newest_article {
                 let st2 = st.clone();
                 let openid = msg.from_user.clone();
-                st.tasks.spawn(async move { send_welcome_card(&st2, &openid).await });
+                st.tasks
+                    .spawn(async move { send_welcome_card(&st2, &openid).await });
             }
-            Some(Reply::Text { content: content.replies.welcome_text.clone() })
+            Some(Reply::Text {
+                content: content.replies.welcome_text.clone(),
+            })
         }
         Decision::Unsubscribed => {
             followers::unsubscribe(&st.db, &msg.from_user, now_ms).await?;
@@ -272,9 +326,16 @@ async fn handle(st: &AppState, msg: &InboundMessage) -> AppResult<Outgoing> {
         Decision::Silent => None,
     };
     Ok(match reply {
-        None => Outgoing { xml: SUCCESS.to_owned(), follow_up: None },
+        None => Outgoing {
+            xml: SUCCESS.to_owned(),
+            follow_up: None,
+        },
         Some(reply) => Outgoing {
-            xml: reply.to_xml(&msg.from_user, &msg.to_user, st.clock.now().unix_timestamp()),
+            xml: reply.to_xml(
+                &msg.from_user,
+                &msg.to_user,
+                st.clock.now().unix_timestamp(),
+            ),
             follow_up: custom_of(&reply),
         },
     })
@@ -282,11 +343,19 @@ async fn handle(st: &AppState, msg: &InboundMessage) -> AppResult<Outgoing> {
 
 async fn answer_reply(st: &AppState, answer: &Answer) -> AppResult<Reply> {
     Ok(match answer {
-        Answer::Text(text) => Reply::Text { content: text.clone() },
-        Answer::NewestArticle { category } => match articles::newest_in_category(&st.db, category).await? {
-            Some(card) => Reply::News { article: st.news_card(&card) },
-            None => Reply::Text { content: format!("“{category}”栏目暂无文章，敬请期待。") },
+        Answer::Text(text) => Reply::Text {
+            content: text.clone(),
         },
+        Answer::NewestArticle { category } => {
+            match articles::newest_in_category(&st.db, category).await? {
+                Some(card) => Reply::News {
+                    article: st.news_card(&card),
+                },
+                None => Reply::Text {
+                    content: format!("“{category}”栏目暂无文章，敬请期待。"),
+                },
+            }
+        }
     })
 }
 
@@ -294,8 +363,12 @@ async fn send_welcome_card(st: &AppState, openid: &str) {
     match articles::newest(&st.db).await {
         Ok(Some(card)) => {
             let a = st.news_card(&card);
-            let message =
-                CustomMessage::News { title: a.title, description: a.description, url: a.url, pic_url: a.pic_url };
+            let message = CustomMessage::News {
+                title: a.title,
+                description: a.description,
+                url: a.url,
+                pic_url: a.pic_url,
+            };
             if let Err(e) = st.outbound.send_custom(openid, message).await {
                 tracing::warn!(error = %e, "welcome article card not delivered");
             }

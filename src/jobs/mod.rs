@@ -50,7 +50,11 @@ pub async fn load_demo_articles(st: &AppState) -> anyhow::Result<()> {
         if i < 2 && crate::db::banners::count(&st.db).await? < 2 {
             let banner = crate::domain::articles::ValidBanner {
                 title: a.title.clone(),
-                image_url: format!("{}/static/banner-{}.png", st.settings.public_url.trim_end_matches('/'), i + 1),
+                image_url: format!(
+                    "{}/static/banner-{}.png",
+                    st.settings.public_url.trim_end_matches('/'),
+                    i + 1
+                ),
                 article_id: Some(id),
                 link_url: None,
                 position: i as i64,
@@ -62,6 +66,9 @@ pub async fn load_demo_articles(st: &AppState) -> anyhow::Result<()> {
             tx.commit().await?;
         }
     }
-    tracing::info!(count = content.demo_articles.len(), "dev mode: demo articles published");
+    tracing::info!(
+        count = content.demo_articles.len(),
+        "dev mode: demo articles published"
+    );
     Ok(())
 }

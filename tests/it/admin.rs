@@ -17,14 +17,24 @@ use crate::{
 pub fn id_number(first17: &str) -> String {
     const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
     const C: &[u8; 11] = b"10X98765432";
-    let sum: u32 = first17.bytes().zip(W).map(|(d, w)| u32::from(d - b'0') * w).sum();
+    let sum: u32 = first17
+        .bytes()
+        .zip(W)
+        .map(|(d, w)| u32::from(d - b'0') * w)
+        .sum();
     format!("{first17}{}", C[(sum % 11) as usize] as char)
 }
 
 async fn error_of(resp: reqwest::Response) -> (StatusCode, String, Value) {
     let status = resp.status();
-    let v: Value = resp.json().await.expect("error body is the JSON error shape");
-    let code = v["error"]["code"].as_str().unwrap_or_else(|| panic!("error.code in {v}")).to_owned();
+    let v: Value = resp
+        .json()
+        .await
+        .expect("error body is the JSON error shape");
+    let code = v["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("error.code in {v}"))
+        .to_owned();
     assert!(v["error"]["message"].is_string(), "{v}");
     (status, code, v)
 }
@@ -41,7 +51,11 @@ impl TestApp {
     }
 
     async fn adm_import_json(&self, token: &str, rows: Value) -> reqwest::Response {
-        self.adm_req(Method::POST, "/api/admin/members", token).json(&rows).send().await.unwrap()
+        self.adm_req(Method::POST, "/api/admin/members", token)
+            .json(&rows)
+            .send()
+            .await
+            .unwrap()
     }
 
     async fn adm_import_csv(&self, token: &str, csv: &str) -> reqwest::Response {
@@ -54,8 +68,15 @@ impl TestApp {
     }
 
     async fn adm_audit_actions(&self, token: &str, query: &str) -> Vec<String> {
-        let v = self.adm_get(&format!("/api/admin/audit?page_size=500&{query}"), token).await;
-        v["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap().to_owned()).collect()
+        let v = self
+            .adm_get(&format!("/api/admin/audit?page_size=500&{query}"), token)
+            .await;
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap().to_owned())
+            .collect()
     }
 }
 
@@ -86,18 +107,40 @@ async fn login_issues_a_token_that_me_accepts_and_logout_revokes() {
         assert_eq!(v["user"]["username"], ADMIN_USER);
         assert_eq!(v["user"]["role"], "admin");
         // Only the hash is stored.
-        assert_eq!(app.count(&format!("SELECT COUNT(*) FROM admin_tokens WHERE token_hash = '{token}'")).await, 0);
+        assert_eq!(
+            app.count(&format!(
+                "SELECT COUNT(*) FROM admin_tokens WHERE token_hash = '{token}'"
+            ))
+            .await,
+            0
+        );
 
         let me = app.adm_get("/api/admin/me", &token).await;
         assert_eq!(me["user"]["username"], ADMIN_USER);
-        assert!(me["permissions"].as_array().unwrap().iter().any(|p| p == "reveal_personal_data"));
+        assert!(me["permissions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "reveal_personal_data"));
 
-        let out = app.adm_req(Method::POST, "/api/admin/logout", &token).send().await.unwrap();
+        let out = app
+            .adm_req(Method::POST, "/api/admin/logout", &token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(out.status(), StatusCode::NO_CONTENT);
-        let again = app.adm_req(Method::GET, "/api/admin/me", &token).send().await.unwrap();
+        let again = app
+            .adm_req(Method::GET, "/api/admin/me", &token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(error_of(again).await.0, StatusCode::UNAUTHORIZED);
 
-        let garbage = app.adm_req(Method::GET, "/api/admin/me", "not-a-token").send().await.unwrap();
+        let garbage = app
+            .adm_req(Method::GET, "/api/admin/me", "not-a-token")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(error_of(garbage).await.1, "unauthorized");
     });
 }
@@ -106,16 +149,28 @@ async fn login_issues_a_token_that_me_accepts_and_logout_revokes() {
 async fn repeated_failed_logins_lock_the_account_even_for_the_right_password() {
     each_backend!(|app| {
         let try_login = |pw: &'static str| {
-            app.http.post(app.url("/api/admin/login")).json(&json!({"username": ADMIN_USER, "password": pw})).send()
+            app.http
+                .post(app.url("/api/admin/login"))
+                .json(&json!({"username": ADMIN_USER, "password": pw}))
+                .send()
         };
         for _ in 0..4 {
             let (status, code, _) = error_of(try_login("wrong-password").await.unwrap()).await;
-            assert_eq!((status, code.as_str()), (StatusCode::UNAUTHORIZED, "invalid_credentials"));
+            assert_eq!(
+                (status, code.as_str()),
+                (StatusCode::UNAUTHORIZED, "invalid_credentials")
+            );
         }
         let (status, code, _) = error_of(try_login("wrong-password").await.unwrap()).await;
-        assert_eq!((status, code.as_str()), (StatusCode::TOO_MANY_REQUESTS, "account_locked"));
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::TOO_MANY_REQUESTS, "account_locked")
+        );
         let (_, code, _) = error_of(try_login(ADMIN_PASSWORD).await.unwrap()).await;
-        assert_eq!(code, "account_locked", "a locked account refuses even the right password");
+        assert_eq!(
+            code, "account_locked",
+            "a locked account refuses even the right password"
+        );
         // Unknown users look like wrong passwords.
         let r = app
             .http
@@ -125,16 +180,26 @@ async fn repeated_failed_logins_lock_the_account_even_for_the_right_password() {
             .await
             .unwrap();
         assert_eq!(error_of(r).await.1, "invalid_credentials");
-        assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'auth.lockout'").await, 1);
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'auth.lockout'")
+                .await,
+            1
+        );
         assert_eq!(
             app.count("SELECT COUNT(*) FROM admin_users WHERE failed_logins = 5 AND locked_until IS NOT NULL").await,
             1
         );
         // After the lock expires, the right password works and resets the counter.
-        sqlx::query("UPDATE admin_users SET locked_until = 1").execute(app.state.db.pool()).await.unwrap();
+        sqlx::query("UPDATE admin_users SET locked_until = 1")
+            .execute(app.state.db.pool())
+            .await
+            .unwrap();
         app.admin_token().await;
         assert_eq!(
-            app.count("SELECT COUNT(*) FROM admin_users WHERE failed_logins = 0 AND locked_until IS NULL").await,
+            app.count(
+                "SELECT COUNT(*) FROM admin_users WHERE failed_logins = 0 AND locked_until IS NULL"
+            )
+            .await,
             1
         );
     });
@@ -142,7 +207,10 @@ async fn repeated_failed_logins_lock_the_account_even_for_the_right_password() {
 
 #[tokio::test]
 async fn login_is_rate_limited_per_ip() {
-    let spawn = || Spawn { overrides: vec![("rate_limit_login_per_minute", "3".into())], ..Default::default() };
+    let spawn = || Spawn {
+        overrides: vec![("rate_limit_login_per_minute", "3".into())],
+        ..Default::default()
+    };
     each_backend!(spawn = spawn(), |app| {
         for i in 0..3 {
             let r = app
@@ -167,12 +235,19 @@ async fn login_is_rate_limited_per_ip() {
 
 #[tokio::test]
 async fn tokens_expire_after_their_ttl() {
-    let spawn = || Spawn { overrides: vec![("admin_token_ttl_secs", "1".into())], ..Default::default() };
+    let spawn = || Spawn {
+        overrides: vec![("admin_token_ttl_secs", "1".into())],
+        ..Default::default()
+    };
     each_backend!(spawn = spawn(), |app| {
         let token = app.admin_token().await;
         app.adm_get("/api/admin/me", &token).await;
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        let r = app.adm_req(Method::GET, "/api/admin/me", &token).send().await.unwrap();
+        let r = app
+            .adm_req(Method::GET, "/api/admin/me", &token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(error_of(r).await.0, StatusCode::UNAUTHORIZED);
     });
 }
@@ -204,7 +279,11 @@ async fn password_change_checks_the_old_password_and_revokes_other_tokens() {
             .unwrap();
         assert_eq!(ok.status(), StatusCode::OK);
         app.adm_get("/api/admin/me", &a).await;
-        let r = app.adm_req(Method::GET, "/api/admin/me", &b).send().await.unwrap();
+        let r = app
+            .adm_req(Method::GET, "/api/admin/me", &b)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(error_of(r).await.0, StatusCode::UNAUTHORIZED);
         let old = app
             .http
@@ -237,10 +316,21 @@ async fn bad_json_bodies_get_the_one_error_shape() {
             .await
             .unwrap();
         let (status, code, body) = error_of(r).await;
-        assert_eq!((status, code.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"));
-        assert!(!body.to_string().contains("13912340009"), "values are not echoed: {body}");
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+        );
+        assert!(
+            !body.to_string().contains("13912340009"),
+            "values are not echoed: {body}"
+        );
         let big = "x".repeat(1024 * 1024 + 10);
-        let r = app.adm_req(Method::POST, "/api/admin/org-units", &t).json(&json!({"name": big})).send().await.unwrap();
+        let r = app
+            .adm_req(Method::POST, "/api/admin/org-units", &t)
+            .json(&json!({"name": big}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(error_of(r).await.0, StatusCode::PAYLOAD_TOO_LARGE);
     });
 }
@@ -252,10 +342,15 @@ async fn every_admin_route_refuses_callers_without_its_permission() {
         app.create_org_unit("矩阵支部", None).await;
         let tokens = [
             (Role::Admin, app.admin_token().await),
-            (Role::Secretary, app.user_token("sec1", "secretary", Some("矩阵支部")).await),
+            (
+                Role::Secretary,
+                app.user_token("sec1", "secretary", Some("矩阵支部")).await,
+            ),
             (Role::Editor, app.user_token("ed1", "editor", None).await),
         ];
-        let table = dangjian::http::admin::routes(app.state.clone()).table().to_vec();
+        let table = dangjian::http::admin::routes(app.state.clone())
+            .table()
+            .to_vec();
         assert!(table.len() >= 12, "{table:?}");
         let mut checked_403 = 0;
         for route in &table {
@@ -264,7 +359,13 @@ async fn every_admin_route_refuses_callers_without_its_permission() {
             if route.permission == dangjian::auth::Permission::Public {
                 continue;
             }
-            let r = app.http.request(method.clone(), app.url(&path)).json(&json!({})).send().await.unwrap();
+            let r = app
+                .http
+                .request(method.clone(), app.url(&path))
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
             let (status, code, _) = error_of(r).await;
             assert_eq!(
                 (status, code.as_str()),
@@ -277,7 +378,12 @@ async fn every_admin_route_refuses_callers_without_its_permission() {
                 if role.allows(route.permission) {
                     continue;
                 }
-                let r = app.adm_req(method.clone(), &path, token).json(&json!({})).send().await.unwrap();
+                let r = app
+                    .adm_req(method.clone(), &path, token)
+                    .json(&json!({}))
+                    .send()
+                    .await
+                    .unwrap();
                 let (status, code, _) = error_of(r).await;
                 assert_eq!(
                     (status, code.as_str()),
@@ -292,12 +398,29 @@ async fn every_admin_route_refuses_callers_without_its_permission() {
         assert!(checked_403 >= 10, "{checked_403}");
         // Disabled accounts lose their sessions at once.
         let users = app.adm_get("/api/admin/users", &tokens[0].1).await;
-        let ed_id =
-            users["users"].as_array().unwrap().iter().find(|u| u["username"] == "ed1").unwrap()["id"].as_i64().unwrap();
-        let r =
-            app.adm_req(Method::POST, &format!("/api/admin/users/{ed_id}/disable"), &tokens[0].1).send().await.unwrap();
+        let ed_id = users["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["username"] == "ed1")
+            .unwrap()["id"]
+            .as_i64()
+            .unwrap();
+        let r = app
+            .adm_req(
+                Method::POST,
+                &format!("/api/admin/users/{ed_id}/disable"),
+                &tokens[0].1,
+            )
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::OK);
-        let r = app.adm_req(Method::GET, "/api/admin/me", &tokens[2].1).send().await.unwrap();
+        let r = app
+            .adm_req(Method::GET, "/api/admin/me", &tokens[2].1)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(error_of(r).await.0, StatusCode::UNAUTHORIZED);
     });
 }
@@ -308,27 +431,65 @@ async fn admin_writes_and_reveals_are_in_the_audit_log_which_is_append_only() {
         let t = app.admin_token().await;
         app.create_org_unit("审计支部", None).await;
         let sec = app.user_token("sec2", "secretary", Some("审计支部")).await;
-        assert_eq!(app.adm_import_json(&t, roster()).await.status(), StatusCode::OK);
+        assert_eq!(
+            app.adm_import_json(&t, roster()).await.status(),
+            StatusCode::OK
+        );
         let members = app.adm_get("/api/admin/members", &t).await;
         let id = members["members"][0]["id"].as_i64().unwrap();
-        app.adm_get(&format!("/api/admin/members/{id}?reveal=true"), &t).await;
+        app.adm_get(&format!("/api/admin/members/{id}?reveal=true"), &t)
+            .await;
         let users = app.adm_get("/api/admin/users", &t).await;
-        let sec_id = users["users"].as_array().unwrap().iter().find(|u| u["username"] == "sec2").unwrap()["id"]
+        let sec_id = users["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["username"] == "sec2")
+            .unwrap()["id"]
             .as_i64()
             .unwrap();
-        app.adm_req(Method::POST, &format!("/api/admin/users/{sec_id}/reset-password"), &t).send().await.unwrap();
-        app.adm_req(Method::POST, &format!("/api/admin/users/{sec_id}/disable"), &t).send().await.unwrap();
-        app.adm_req(Method::POST, &format!("/api/admin/users/{sec_id}/enable"), &t).send().await.unwrap();
+        app.adm_req(
+            Method::POST,
+            &format!("/api/admin/users/{sec_id}/reset-password"),
+            &t,
+        )
+        .send()
+        .await
+        .unwrap();
+        app.adm_req(
+            Method::POST,
+            &format!("/api/admin/users/{sec_id}/disable"),
+            &t,
+        )
+        .send()
+        .await
+        .unwrap();
+        app.adm_req(
+            Method::POST,
+            &format!("/api/admin/users/{sec_id}/enable"),
+            &t,
+        )
+        .send()
+        .await
+        .unwrap();
         app.adm_req(Method::POST, "/api/admin/password", &t)
             .json(&json!({"old_password": ADMIN_PASSWORD, "new_password": "another-password-2"}))
             .send()
             .await
             .unwrap();
         // The secretary's session ended with the reset.
-        let r = app.adm_req(Method::GET, "/api/admin/me", &sec).send().await.unwrap();
+        let r = app
+            .adm_req(Method::GET, "/api/admin/me", &sec)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(error_of(r).await.0, StatusCode::UNAUTHORIZED);
         assert_eq!(
-            app.adm_req(Method::POST, "/api/admin/logout", &t).send().await.unwrap().status(),
+            app.adm_req(Method::POST, "/api/admin/logout", &t)
+                .send()
+                .await
+                .unwrap()
+                .status(),
             StatusCode::NO_CONTENT
         );
         let t = app.login(ADMIN_USER, "another-password-2").await;
@@ -346,28 +507,52 @@ async fn admin_writes_and_reveals_are_in_the_audit_log_which_is_append_only() {
             "auth.login",
             "auth.logout",
         ] {
-            assert!(actions.iter().any(|a| a == expected), "{expected} missing from {actions:?}");
+            assert!(
+                actions.iter().any(|a| a == expected),
+                "{expected} missing from {actions:?}"
+            );
         }
         // Filters.
-        let reveals = app.adm_get("/api/admin/audit?action=member.reveal", &t).await;
+        let reveals = app
+            .adm_get("/api/admin/audit?action=member.reveal", &t)
+            .await;
         assert_eq!(reveals["total"], 1);
         let e = &reveals["entries"][0];
         assert_eq!(e["actor"], ADMIN_USER);
         assert_eq!(e["target_type"], "member");
         assert_eq!(e["target_id"], id.to_string());
         assert_eq!(e["ip"], "127.0.0.1");
-        assert!(app.adm_audit_actions(&t, "action=admin_user.").await.iter().all(|a| a.starts_with("admin_user.")));
+        assert!(app
+            .adm_audit_actions(&t, "action=admin_user.")
+            .await
+            .iter()
+            .all(|a| a.starts_with("admin_user.")));
         assert!(app.adm_audit_actions(&t, "actor=nobody").await.is_empty());
-        assert!(app.adm_audit_actions(&t, "since=2999-01-01T00:00:00Z").await.is_empty());
-        let r = app.adm_req(Method::GET, "/api/admin/audit?since=yesterday", &t).send().await.unwrap();
+        assert!(app
+            .adm_audit_actions(&t, "since=2999-01-01T00:00:00Z")
+            .await
+            .is_empty());
+        let r = app
+            .adm_req(Method::GET, "/api/admin/audit?since=yesterday", &t)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(error_of(r).await.0, StatusCode::BAD_REQUEST);
         // No secrets in the log: the reset password never appears.
-        let all = app.adm_get("/api/admin/audit?page_size=500", &t).await.to_string();
+        let all = app
+            .adm_get("/api/admin/audit?page_size=500", &t)
+            .await
+            .to_string();
         assert!(!all.contains("another-password-2") && !all.contains("13912340001"));
         // Append-only: the database refuses UPDATE.
-        assert!(sqlx::query("UPDATE audit_log SET actor = 'x'").execute(app.state.db.pool()).await.is_err());
+        assert!(sqlx::query("UPDATE audit_log SET actor = 'x'")
+            .execute(app.state.db.pool())
+            .await
+            .is_err());
         // Retention purge is the one delete.
-        let n = dangjian::audit::purge_older_than(&app.state.db, i64::MAX).await.unwrap();
+        let n = dangjian::audit::purge_older_than(&app.state.db, i64::MAX)
+            .await
+            .unwrap();
         assert!(n > 5);
     });
 }
@@ -379,7 +564,10 @@ async fn import_json_and_csv_then_reimport_updates_by_phone() {
         let r = app.adm_import_json(&t, roster()).await;
         assert_eq!(r.status(), StatusCode::OK);
         let v: Value = r.json().await.unwrap();
-        assert_eq!((v["created"].as_i64(), v["updated"].as_i64()), (Some(3), Some(0)));
+        assert_eq!(
+            (v["created"].as_i64(), v["updated"].as_i64()),
+            (Some(3), Some(0))
+        );
         assert_eq!(v["org_units_created"].as_array().unwrap().len(), 2);
 
         let csv = format!(
@@ -391,7 +579,10 @@ async fn import_json_and_csv_then_reimport_updates_by_phone() {
         let r = app.adm_import_csv(&t, &csv).await;
         assert_eq!(r.status(), StatusCode::OK);
         let v: Value = r.json().await.unwrap();
-        assert_eq!((v["created"].as_i64(), v["updated"].as_i64()), (Some(1), Some(1)));
+        assert_eq!(
+            (v["created"].as_i64(), v["updated"].as_i64()),
+            (Some(1), Some(1))
+        );
         assert_eq!(app.count("SELECT COUNT(*) FROM members").await, 4);
 
         let list = app.adm_get("/api/admin/members?q=13912340001", &t).await;
@@ -401,11 +592,16 @@ async fn import_json_and_csv_then_reimport_updates_by_phone() {
         assert_eq!(m["phone"], "139****0001");
         assert_eq!(m["category"], "retired");
         assert_eq!(m["monthly_income_fen"], Value::Null);
-        assert_eq!(m["id_number"], format!("1101**********{}", &id_number("11010519800101123")[14..]));
+        assert_eq!(
+            m["id_number"],
+            format!("1101**********{}", &id_number("11010519800101123")[14..])
+        );
         assert_eq!(m["masked"], true);
         let id = m["id"].as_i64().unwrap();
 
-        let clear = app.adm_get(&format!("/api/admin/members/{id}?reveal=true"), &t).await;
+        let clear = app
+            .adm_get(&format!("/api/admin/members/{id}?reveal=true"), &t)
+            .await;
         assert_eq!(clear["member"]["phone"], "13912340001");
         assert_eq!(clear["member"]["monthly_income_fen"], 300000);
         assert_eq!(clear["member"]["id_number"], id_number("11010519800101123"));
@@ -416,20 +612,31 @@ async fn import_json_and_csv_then_reimport_updates_by_phone() {
         let reads = app.adm_get("/api/admin/audit?action=member.list", &t).await;
         assert_eq!(reads["total"], 1);
         let details = reads["entries"][0]["details"].to_string();
-        assert!(details.contains("\"search\":\"phone\"") && !details.contains("13912340001"), "{details}");
+        assert!(
+            details.contains("\"search\":\"phone\"") && !details.contains("13912340001"),
+            "{details}"
+        );
         assert!(details.contains(&id.to_string()));
         let one = app.adm_get("/api/admin/audit?action=member.read", &t).await;
         assert_eq!(one["total"], 1);
 
         let by_name = app.adm_get("/api/admin/members?q=%E8%B5%B5", &t).await; // 赵
         assert_eq!(by_name["total"], 1);
-        let by_unit =
-            app.adm_get("/api/admin/members?org_unit=%E7%AC%AC%E4%B8%80%E5%85%9A%E6%94%AF%E9%83%A8", &t).await; // 第一党支部
+        let by_unit = app
+            .adm_get(
+                "/api/admin/members?org_unit=%E7%AC%AC%E4%B8%80%E5%85%9A%E6%94%AF%E9%83%A8",
+                &t,
+            )
+            .await; // 第一党支部
         assert_eq!(by_unit["total"], 2);
         // The mini-program binding's lookup.
-        let found = dangjian::http::admin::members::find_by_phone(&app.state.db, &app.state.cipher, "13912340004")
-            .await
-            .unwrap();
+        let found = dangjian::http::admin::members::find_by_phone(
+            &app.state.db,
+            &app.state.cipher,
+            "13912340004",
+        )
+        .await
+        .unwrap();
         assert_eq!(found.unwrap().name, "赵, 六");
     });
 }
@@ -448,9 +655,16 @@ async fn bad_rows_are_listed_with_422_and_nothing_is_written() {
         ]);
         let r = app.adm_import_json(&t, rows).await;
         let (status, code, body) = error_of(r).await;
-        assert_eq!((status, code.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"));
-        let bad: Vec<i64> =
-            body["error"]["rows"].as_array().unwrap().iter().map(|e| e["row"].as_i64().unwrap()).collect();
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+        );
+        let bad: Vec<i64> = body["error"]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["row"].as_i64().unwrap())
+            .collect();
         assert_eq!(bad, vec![2, 3, 4, 5, 6], "{body}");
         let text = body.to_string();
         for secret in ["12345678901", "13912340011", "110105194912310021", "500000"] {
@@ -480,7 +694,11 @@ async fn bad_rows_are_listed_with_422_and_nothing_is_written() {
         let mut big = String::from("name,phone,category,org_unit\n");
         let mut i = 0;
         while big.len() < 1_100_000 {
-            big.push_str(&format!("成员{i}{},139{:08},student,大支部\n", "名".repeat(30), i));
+            big.push_str(&format!(
+                "成员{i}{},139{:08},student,大支部\n",
+                "名".repeat(30),
+                i
+            ));
             i += 1;
         }
         let r = app.adm_import_csv(&t, &big).await;
@@ -506,21 +724,46 @@ async fn secretaries_see_and_change_only_their_subtree() {
         let sec = app.user_token("sec_one", "secretary", Some("一支部")).await;
 
         let list = app.adm_get("/api/admin/members", &sec).await;
-        let names: Vec<&str> =
-            list["members"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = list["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap())
+            .collect();
         assert_eq!(names, ["甲", "乙"]);
         let units = app.adm_get("/api/admin/org-units", &sec).await;
         assert_eq!(units["org_units"].as_array().unwrap().len(), 2);
 
         let all = app.adm_get("/api/admin/members", &t).await;
-        let other =
-            all["members"].as_array().unwrap().iter().find(|m| m["name"] == "丙").unwrap()["id"].as_i64().unwrap();
-        let own =
-            all["members"].as_array().unwrap().iter().find(|m| m["name"] == "乙").unwrap()["id"].as_i64().unwrap();
-        let r =
-            app.adm_req(Method::GET, &format!("/api/admin/members/{other}?reveal=true"), &sec).send().await.unwrap();
+        let other = all["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == "丙")
+            .unwrap()["id"]
+            .as_i64()
+            .unwrap();
+        let own = all["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == "乙")
+            .unwrap()["id"]
+            .as_i64()
+            .unwrap();
+        let r = app
+            .adm_req(
+                Method::GET,
+                &format!("/api/admin/members/{other}?reveal=true"),
+                &sec,
+            )
+            .send()
+            .await
+            .unwrap();
         assert_eq!(error_of(r).await.0, StatusCode::NOT_FOUND);
-        let clear = app.adm_get(&format!("/api/admin/members/{own}?reveal=true"), &sec).await;
+        let clear = app
+            .adm_get(&format!("/api/admin/members/{own}?reveal=true"), &sec)
+            .await;
         assert_eq!(clear["member"]["phone"], "13912340032");
 
         // Writes outside the subtree, to unknown units, or over an outside member: refused, nothing written.
@@ -562,7 +805,10 @@ fn cell_strings(row: &sqlx::any::AnyRow) -> Vec<String> {
         .map(|i| {
             row.try_get::<Option<String>, _>(i)
                 .map(|v| v.unwrap_or_default())
-                .or_else(|_| row.try_get::<Option<i64>, _>(i).map(|v| v.map(|n| n.to_string()).unwrap_or_default()))
+                .or_else(|_| {
+                    row.try_get::<Option<i64>, _>(i)
+                        .map(|v| v.map(|n| n.to_string()).unwrap_or_default())
+                })
                 .unwrap_or_default()
         })
         .collect()
@@ -572,11 +818,17 @@ fn cell_strings(row: &sqlx::any::AnyRow) -> Vec<String> {
 async fn raw_tables_hold_no_clear_personal_data() {
     each_backend!(|app| {
         let t = app.admin_token().await;
-        assert_eq!(app.adm_import_json(&t, roster()).await.status(), StatusCode::OK);
+        assert_eq!(
+            app.adm_import_json(&t, roster()).await.status(),
+            StatusCode::OK
+        );
         let id = id_number("11010519491231002");
         let phones = ["13912340001", "13912340002", "13912340003"];
         for table in ["members", "audit_log"] {
-            let rows = sqlx::query(&format!("SELECT * FROM {table}")).fetch_all(app.state.db.pool()).await.unwrap();
+            let rows = sqlx::query(&format!("SELECT * FROM {table}"))
+                .fetch_all(app.state.db.pool())
+                .await
+                .unwrap();
             assert!(!rows.is_empty());
             for row in &rows {
                 for cell in cell_strings(row) {
@@ -624,19 +876,38 @@ async fn raw_tables_hold_no_clear_personal_data() {
 async fn rotate_key_reencrypts_every_value_under_the_new_key() {
     use base64::Engine;
     let k1 = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
-    let spawn = || Spawn { overrides: vec![("data_key", k1.clone())], ..Default::default() };
+    let spawn = || Spawn {
+        overrides: vec![("data_key", k1.clone())],
+        ..Default::default()
+    };
     each_backend!(spawn = spawn(), |app| {
         let t = app.admin_token().await;
-        assert_eq!(app.adm_import_json(&t, roster()).await.status(), StatusCode::OK);
+        assert_eq!(
+            app.adm_import_json(&t, roster()).await.status(),
+            StatusCode::OK
+        );
         let new = DataCipher::new(&[9u8; 32], &[[7u8; 32]]);
         assert_ne!(new.current_key_id(), app.state.cipher.current_key_id());
         // During the rotation window lookups still match through the old index.
-        assert!(dangjian::http::admin::members::find_by_phone(&app.state.db, &new, "13912340002")
-            .await
-            .unwrap()
-            .is_some());
-        assert_eq!(dangjian::auth::cli::rotate_key(&app.state.db, &new).await.unwrap(), 3);
-        assert_eq!(dangjian::auth::cli::rotate_key(&app.state.db, &new).await.unwrap(), 0, "idempotent");
+        assert!(
+            dangjian::http::admin::members::find_by_phone(&app.state.db, &new, "13912340002")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(
+            dangjian::auth::cli::rotate_key(&app.state.db, &new)
+                .await
+                .unwrap(),
+            3
+        );
+        assert_eq!(
+            dangjian::auth::cli::rotate_key(&app.state.db, &new)
+                .await
+                .unwrap(),
+            0,
+            "idempotent"
+        );
         let only_new = DataCipher::new(&[9u8; 32], &[]);
         let rows = sqlx::query("SELECT phone_enc, id_number_enc, monthly_income_enc FROM members")
             .fetch_all(app.state.db.pool())
@@ -650,12 +921,17 @@ async fn rotate_key_reencrypts_every_value_under_the_new_key() {
                 }
             }
         }
-        let m = dangjian::http::admin::members::find_by_phone(&app.state.db, &only_new, "13912340002")
-            .await
-            .unwrap()
-            .unwrap();
+        let m =
+            dangjian::http::admin::members::find_by_phone(&app.state.db, &only_new, "13912340002")
+                .await
+                .unwrap()
+                .unwrap();
         assert_eq!(m.name, "李四");
-        assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'pii.rotate_key'").await, 2);
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'pii.rotate_key'")
+                .await,
+            2
+        );
     });
 }
 
@@ -685,14 +961,20 @@ async fn cors_is_closed_unless_configured() {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.headers().get("access-control-allow-origin").unwrap(), "https://console.example.edu");
+        assert_eq!(
+            r.headers().get("access-control-allow-origin").unwrap(),
+            "https://console.example.edu"
+        );
     });
 }
 
 #[tokio::test]
 async fn mp_api_is_rate_limited_per_client_ip_behind_trusted_proxies_only() {
     let spawn = |trusted: &str| Spawn {
-        overrides: vec![("rate_limit_mp_per_minute", "3".into()), ("trusted_proxies", trusted.into())],
+        overrides: vec![
+            ("rate_limit_mp_per_minute", "3".into()),
+            ("trusted_proxies", trusted.into()),
+        ],
         ..Default::default()
     };
     // Untrusted peer: X-Forwarded-For is ignored, so rotating it does not escape the limit.
@@ -709,7 +991,9 @@ async fn mp_api_is_rate_limited_per_client_ip_behind_trusted_proxies_only() {
             statuses.push(r.status());
         }
         assert_eq!(statuses[3], StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
-        assert!(statuses[..3].iter().all(|s| *s != StatusCode::TOO_MANY_REQUESTS));
+        assert!(statuses[..3]
+            .iter()
+            .all(|s| *s != StatusCode::TOO_MANY_REQUESTS));
     });
     // Trusted proxy: each forwarded client has its own window.
     each_backend!(spawn = spawn("127.0.0.1/32"), |app| {
@@ -724,9 +1008,20 @@ async fn mp_api_is_rate_limited_per_client_ip_behind_trusted_proxies_only() {
             assert_ne!(r.status(), StatusCode::TOO_MANY_REQUESTS);
         }
         for _ in 0..3 {
-            app.http.get(app.url("/api/mp/banners")).header("x-forwarded-for", "203.0.113.5").send().await.unwrap();
+            app.http
+                .get(app.url("/api/mp/banners"))
+                .header("x-forwarded-for", "203.0.113.5")
+                .send()
+                .await
+                .unwrap();
         }
-        let r = app.http.get(app.url("/api/mp/banners")).header("x-forwarded-for", "203.0.113.5").send().await.unwrap();
+        let r = app
+            .http
+            .get(app.url("/api/mp/banners"))
+            .header("x-forwarded-for", "203.0.113.5")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(error_of(r).await.1, "rate_limited");
     });
 }
@@ -735,32 +1030,53 @@ async fn mp_api_is_rate_limited_per_client_ip_behind_trusted_proxies_only() {
 async fn first_admin_is_created_once_and_the_dev_data_key_is_generated_once() {
     let dir = tempfile::tempdir().unwrap();
     let settings = dangjian::config::Settings::with_overrides([
-        ("database_url", format!("sqlite://{}/f.db?mode=rwc", dir.path().display())),
+        (
+            "database_url",
+            format!("sqlite://{}/f.db?mode=rwc", dir.path().display()),
+        ),
         ("data_dir", dir.path().join("data").display().to_string()),
     ])
     .unwrap();
     assert!(settings.admin_password.is_none() && settings.data_key.is_none());
-    let db = dangjian::db::Db::connect(&settings.database_url).await.unwrap();
+    let db = dangjian::db::Db::connect(&settings.database_url)
+        .await
+        .unwrap();
     db.migrate().await.unwrap();
-    dangjian::auth::users::ensure_first_admin(&db, &settings, 1).await.unwrap();
-    dangjian::auth::users::ensure_first_admin(&db, &settings, 2).await.unwrap();
-    let n: i64 = sqlx::query("SELECT COUNT(*) FROM admin_users WHERE username = 'admin' AND role = 'admin'")
+    dangjian::auth::users::ensure_first_admin(&db, &settings, 1)
+        .await
+        .unwrap();
+    dangjian::auth::users::ensure_first_admin(&db, &settings, 2)
+        .await
+        .unwrap();
+    let n: i64 =
+        sqlx::query("SELECT COUNT(*) FROM admin_users WHERE username = 'admin' AND role = 'admin'")
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(n, 1);
+    let hash: String = sqlx::query("SELECT password_hash FROM admin_users")
         .fetch_one(db.pool())
         .await
         .unwrap()
         .get(0);
-    assert_eq!(n, 1);
-    let hash: String = sqlx::query("SELECT password_hash FROM admin_users").fetch_one(db.pool()).await.unwrap().get(0);
     assert!(hash.starts_with("$argon2id$"));
 
     let a = DataCipher::from_settings(&settings).unwrap();
     let b = DataCipher::from_settings(&settings).unwrap();
-    assert_eq!(a.current_key_id(), b.current_key_id(), "the generated key is reused");
+    assert_eq!(
+        a.current_key_id(),
+        b.current_key_id(),
+        "the generated key is reused"
+    );
     assert_eq!(b.decrypt(&a.encrypt("x")).unwrap(), "x");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("data/data.key")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join("data/data.key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
     db.close().await;

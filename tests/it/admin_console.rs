@@ -12,21 +12,30 @@ use crate::{
 };
 
 fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
 }
 
 fn set_cookies(resp: &reqwest::Response) -> Vec<String> {
-    resp.headers().get_all(header::SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_owned()).collect()
+    resp.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
 }
 
 fn cookie_value(cookies: &[String], name: &str) -> Option<String> {
-    cookies
-        .iter()
-        .find_map(|c| c.strip_prefix(&format!("{name}=")).map(|rest| rest.split(';').next().unwrap().to_owned()))
+    cookies.iter().find_map(|c| {
+        c.strip_prefix(&format!("{name}="))
+            .map(|rest| rest.split(';').next().unwrap().to_owned())
+    })
 }
 
 fn hidden_csrf(html: &str) -> String {
-    let at = html.find("name=\"csrf\" value=\"").expect("csrf field") + "name=\"csrf\" value=\"".len();
+    let at =
+        html.find("name=\"csrf\" value=\"").expect("csrf field") + "name=\"csrf\" value=\"".len();
     html[at..].split('"').next().unwrap().to_owned()
 }
 
@@ -41,11 +50,15 @@ async fn console_login_uses_a_hardened_cookie_and_csrf_protects_every_post() {
         let r = http.get(app.url("/admin/login")).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         let h = r.headers().clone();
-        assert!(h["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+        assert!(h["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'"));
         assert_eq!(h["x-frame-options"], "DENY");
         assert_eq!(h["x-content-type-options"], "nosniff");
         assert!(h.contains_key("referrer-policy"));
-        let login_csrf = cookie_value(&set_cookies(&r), "dj_login_csrf").expect("login csrf cookie");
+        let login_csrf =
+            cookie_value(&set_cookies(&r), "dj_login_csrf").expect("login csrf cookie");
         let html = r.text().await.unwrap();
         assert_eq!(hidden_csrf(&html), login_csrf);
         let login_cookie = format!("dj_login_csrf={login_csrf}");
@@ -65,12 +78,26 @@ async fn console_login_uses_a_hardened_cookie_and_csrf_protects_every_post() {
         assert_eq!(r.status(), StatusCode::SEE_OTHER);
         assert_eq!(r.headers()[header::LOCATION], "/admin/");
         let cookies = set_cookies(&r);
-        let session_line = cookies.iter().find(|c| c.starts_with("dj_session=")).unwrap();
-        assert!(session_line.contains("HttpOnly") && session_line.contains("SameSite=Lax"), "{session_line}");
+        let session_line = cookies
+            .iter()
+            .find(|c| c.starts_with("dj_session="))
+            .unwrap();
+        assert!(
+            session_line.contains("HttpOnly") && session_line.contains("SameSite=Lax"),
+            "{session_line}"
+        );
         assert!(!session_line.contains("Secure"), "plain http public URL");
-        let session = format!("dj_session={}", cookie_value(&cookies, "dj_session").unwrap());
+        let session = format!(
+            "dj_session={}",
+            cookie_value(&cookies, "dj_session").unwrap()
+        );
 
-        let r = http.get(app.url("/admin/")).header(header::COOKIE, &session).send().await.unwrap();
+        let r = http
+            .get(app.url("/admin/"))
+            .header(header::COOKIE, &session)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()["x-frame-options"], "DENY");
         let html = r.text().await.unwrap();
@@ -78,7 +105,12 @@ async fn console_login_uses_a_hardened_cookie_and_csrf_protects_every_post() {
         let csrf = hidden_csrf(&html);
 
         // The cookie also drives /api/admin, but unsafe methods need the CSRF header.
-        let r = http.get(app.url("/api/admin/me")).header(header::COOKIE, &session).send().await.unwrap();
+        let r = http
+            .get(app.url("/api/admin/me"))
+            .header(header::COOKIE, &session)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         let r = http
             .post(app.url("/api/admin/org-units"))
@@ -88,7 +120,10 @@ async fn console_login_uses_a_hardened_cookie_and_csrf_protects_every_post() {
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
-        assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "csrf_failed");
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["error"]["code"],
+            "csrf_failed"
+        );
         let r = http
             .post(app.url("/api/admin/org-units"))
             .header(header::COOKIE, &session)
@@ -115,16 +150,29 @@ async fn console_login_uses_a_hardened_cookie_and_csrf_protects_every_post() {
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::SEE_OTHER);
-        assert!(set_cookies(&r).iter().any(|c| c.starts_with("dj_session=;") && c.contains("Max-Age=0")));
-        let r = http.get(app.url("/admin/")).header(header::COOKIE, &session).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::SEE_OTHER, "the session is revoked server-side");
+        assert!(set_cookies(&r)
+            .iter()
+            .any(|c| c.starts_with("dj_session=;") && c.contains("Max-Age=0")));
+        let r = http
+            .get(app.url("/admin/"))
+            .header(header::COOKIE, &session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::SEE_OTHER,
+            "the session is revoked server-side"
+        );
     });
 }
 
 #[tokio::test]
 async fn session_cookies_are_secure_when_the_public_url_is_https() {
-    let spawn =
-        || Spawn { overrides: vec![("public_url", "https://dangjian.example.edu".into())], ..Default::default() };
+    let spawn = || Spawn {
+        overrides: vec![("public_url", "https://dangjian.example.edu".into())],
+        ..Default::default()
+    };
     each_backend!(spawn = spawn(), |app| {
         let http = no_redirects();
         let r = http.get(app.url("/admin/login")).send().await.unwrap();
@@ -133,12 +181,18 @@ async fn session_cookies_are_secure_when_the_public_url_is_https() {
         let r = http
             .post(app.url("/admin/login"))
             .header(header::COOKIE, format!("dj_login_csrf={csrf}"))
-            .form(&[("username", ADMIN_USER), ("password", ADMIN_PASSWORD), ("csrf", csrf.as_str())])
+            .form(&[
+                ("username", ADMIN_USER),
+                ("password", ADMIN_PASSWORD),
+                ("csrf", csrf.as_str()),
+            ])
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::SEE_OTHER);
-        assert!(set_cookies(&r).iter().any(|c| c.starts_with("dj_session=") && c.contains("; Secure")));
+        assert!(set_cookies(&r)
+            .iter()
+            .any(|c| c.starts_with("dj_session=") && c.contains("; Secure")));
     });
 }
 
@@ -165,7 +219,8 @@ pub(crate) fn captured() -> Arc<Mutex<Vec<u8>>> {
             .with_writer(move || W(sink.clone()))
             .with_ansi(false)
             .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber in this process");
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other global subscriber in this process");
         buf
     })
     .clone()
@@ -181,7 +236,14 @@ async fn a_full_scenario_logs_no_personal_data_and_no_passwords() {
             {"name": "日志甲", "phone": "13587650001", "category": "employed", "monthly_income_fen": 934_517, "org_unit": "日志支部", "id_number": idn},
             {"name": "日志乙", "phone": "13587650002", "category": "retired", "monthly_income_fen": 612_483, "org_unit": "日志支部"},
         ]);
-        let r = app.http.post(app.url("/api/admin/members")).bearer_auth(&t).json(&rows).send().await.unwrap();
+        let r = app
+            .http
+            .post(app.url("/api/admin/members"))
+            .bearer_auth(&t)
+            .json(&rows)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         let csv = "name,phone,category,monthly_income_fen,org_unit\n日志丙,13587650003,employed,777123,日志支部\n坏,13587,employed,xyz,日志支部\n";
         let r = app
@@ -195,7 +257,13 @@ async fn a_full_scenario_logs_no_personal_data_and_no_passwords() {
             .unwrap();
         assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
         let bad = json!({"name": 13587650004_i64});
-        app.http.post(app.url("/api/admin/org-units")).bearer_auth(&t).json(&bad).send().await.unwrap();
+        app.http
+            .post(app.url("/api/admin/org-units"))
+            .bearer_auth(&t)
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
         let list: Value = app
             .http
             .get(app.url("/api/admin/members?q=13587650001"))
@@ -214,7 +282,10 @@ async fn a_full_scenario_logs_no_personal_data_and_no_passwords() {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.json::<Value>().await.unwrap()["member"]["phone"], "13587650001");
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["member"]["phone"],
+            "13587650001"
+        );
         for _ in 0..6 {
             app.http
                 .post(app.url("/api/admin/login"))
@@ -240,7 +311,10 @@ async fn a_full_scenario_logs_no_personal_data_and_no_passwords() {
         assert_eq!(pw.status(), StatusCode::OK);
 
         let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
-        assert!(text.contains("members imported"), "sanity: logs were captured");
+        assert!(
+            text.contains("members imported"),
+            "sanity: logs were captured"
+        );
         let forbidden = [
             "13587650001",
             "13587650002",

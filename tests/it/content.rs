@@ -21,7 +21,10 @@ const EDITOR_PASSWORD: &str = "content-editor-pw-1";
 
 fn spawn() -> Spawn {
     Spawn {
-        overrides: vec![("admin_user", "admin".into()), ("admin_password", ADMIN_PASSWORD.into())],
+        overrides: vec![
+            ("admin_user", "admin".into()),
+            ("admin_password", ADMIN_PASSWORD.into()),
+        ],
         ..Default::default()
     }
 }
@@ -40,7 +43,10 @@ impl std::ops::Deref for Editor<'_> {
 }
 
 async fn login(app: &TestApp, username: &str, password: &str) -> String {
-    let r = app.http.post(app.url("/api/admin/login")).json(&json!({"username": username, "password": password}));
+    let r = app
+        .http
+        .post(app.url("/api/admin/login"))
+        .json(&json!({"username": username, "password": password}));
     let r = into_resp(r.send().await.unwrap()).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     r.body["token"].as_str().unwrap().to_owned()
@@ -58,8 +64,16 @@ impl<'a> Editor<'a> {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
-        Editor { app, token: login(app, "editor1", EDITOR_PASSWORD).await }
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "{}",
+            r.text().await.unwrap()
+        );
+        Editor {
+            app,
+            token: login(app, "editor1", EDITOR_PASSWORD).await,
+        }
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Resp {
@@ -105,7 +119,9 @@ impl<'a> Editor<'a> {
 
     async fn published(&self, title: &str, category: &str) -> i64 {
         let id = self.draft(title, category).await;
-        let r = self.post_json(&format!("/api/admin/articles/{id}/publish"), json!({})).await;
+        let r = self
+            .post_json(&format!("/api/admin/articles/{id}/publish"), json!({}))
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         id
     }
@@ -122,27 +138,53 @@ impl<'a> Editor<'a> {
 
 async fn into_resp(r: reqwest::Response) -> Resp {
     let status = r.status();
-    let content_type = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let content_type = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     let text = r.text().await.unwrap();
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Resp { status, body, text, content_type }
+    Resp {
+        status,
+        body,
+        text,
+        content_type,
+    }
 }
 
 /// `{"error":{"code","message"}}` and nothing else.
 fn assert_error(r: &Resp, status: StatusCode, code: &str) {
     assert_eq!(r.status, status, "{}", r.text);
-    assert!(r.content_type.starts_with("application/json"), "{}", r.content_type);
+    assert!(
+        r.content_type.starts_with("application/json"),
+        "{}",
+        r.content_type
+    );
     assert_eq!(r.body["error"]["code"], code, "{}", r.text);
-    assert!(r.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", r.text);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{}",
+        r.text
+    );
     assert_eq!(r.body.as_object().unwrap().len(), 1, "{}", r.text);
 }
 
 fn ids(list: &Value) -> Vec<i64> {
-    list["items"].as_array().unwrap().iter().map(|i| i["id"].as_i64().unwrap()).collect()
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_i64().unwrap())
+        .collect()
 }
 
 fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).unwrap()
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
 }
 
 #[tokio::test]
@@ -161,31 +203,75 @@ async fn status_machine_allows_only_editorial_transitions() {
         };
         // Refused from draft: archive, reject, restore.
         for action in ["archive", "reject", "restore"] {
-            assert_error(&app.post_json(&path(action), json!({})).await, StatusCode::CONFLICT, "invalid_transition");
+            assert_error(
+                &app.post_json(&path(action), json!({})).await,
+                StatusCode::CONFLICT,
+                "invalid_transition",
+            );
         }
         expect(&app.post_json(&path("submit"), json!({})).await, "review");
-        assert_error(&app.post_json(&path("submit"), json!({})).await, StatusCode::CONFLICT, "invalid_transition");
+        assert_error(
+            &app.post_json(&path("submit"), json!({})).await,
+            StatusCode::CONFLICT,
+            "invalid_transition",
+        );
         expect(&app.post_json(&path("reject"), json!({})).await, "draft");
         expect(&app.post_json(&path("submit"), json!({})).await, "review");
         let published = app.post_json(&path("publish"), json!({})).await;
         expect(&published, "published");
-        assert!(published.body["published_at"].as_str().unwrap().ends_with("+08:00"), "{}", published.text);
+        assert!(
+            published.body["published_at"]
+                .as_str()
+                .unwrap()
+                .ends_with("+08:00"),
+            "{}",
+            published.text
+        );
         for action in ["submit", "publish", "reject", "restore"] {
-            assert_error(&app.post_json(&path(action), json!({})).await, StatusCode::CONFLICT, "invalid_transition");
+            assert_error(
+                &app.post_json(&path(action), json!({})).await,
+                StatusCode::CONFLICT,
+                "invalid_transition",
+            );
         }
-        let r = app.call(Method::DELETE, &format!("/api/admin/articles/{id}"), None).await;
+        let r = app
+            .call(Method::DELETE, &format!("/api/admin/articles/{id}"), None)
+            .await;
         assert_error(&r, StatusCode::CONFLICT, "invalid_transition");
-        expect(&app.post_json(&path("archive"), json!({})).await, "archived");
+        expect(
+            &app.post_json(&path("archive"), json!({})).await,
+            "archived",
+        );
         // Archived: read-only until restored.
         let edit = json!({"title": "改", "body_md": "x", "category": "党建动态"});
-        let r = app.call(Method::PUT, &format!("/api/admin/articles/{id}"), Some(edit)).await;
+        let r = app
+            .call(
+                Method::PUT,
+                &format!("/api/admin/articles/{id}"),
+                Some(edit),
+            )
+            .await;
         assert_error(&r, StatusCode::CONFLICT, "invalid_transition");
-        assert_error(&app.post_json(&path("publish"), json!({})).await, StatusCode::CONFLICT, "invalid_transition");
+        assert_error(
+            &app.post_json(&path("publish"), json!({})).await,
+            StatusCode::CONFLICT,
+            "invalid_transition",
+        );
         expect(&app.post_json(&path("restore"), json!({})).await, "draft");
-        let r = app.call(Method::DELETE, &format!("/api/admin/articles/{id}"), None).await;
+        let r = app
+            .call(Method::DELETE, &format!("/api/admin/articles/{id}"), None)
+            .await;
         assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
-        assert_error(&app.get_json(&format!("/api/admin/articles/{id}")).await, StatusCode::NOT_FOUND, "not_found");
-        assert_error(&app.post_json(&path("publish"), json!({})).await, StatusCode::NOT_FOUND, "not_found");
+        assert_error(
+            &app.get_json(&format!("/api/admin/articles/{id}")).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        );
+        assert_error(
+            &app.post_json(&path("publish"), json!({})).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        );
     });
 }
 
@@ -198,13 +284,30 @@ async fn publishing_shows_the_article_to_readers_and_archiving_hides_it() {
         let id = app.draft("干部培训班开班", "干部之窗").await;
         let visible = |list: &Value| ids(list).contains(&id);
 
-        assert!(!visible(&app.get_json("/api/mp/articles?category=干部之窗").await.body));
-        assert_error(&app.get_json(&format!("/api/mp/articles/{id}")).await, StatusCode::NOT_FOUND, "not_found");
-        assert_error(&app.get_json(&format!("/articles/{id}")).await, StatusCode::NOT_FOUND, "not_found");
-        let card = dangjian::db::articles::newest_in_category(db, "干部之窗").await.unwrap().unwrap();
+        assert!(!visible(
+            &app.get_json("/api/mp/articles?category=干部之窗")
+                .await
+                .body
+        ));
+        assert_error(
+            &app.get_json(&format!("/api/mp/articles/{id}")).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        );
+        assert_error(
+            &app.get_json(&format!("/articles/{id}")).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        );
+        let card = dangjian::db::articles::newest_in_category(db, "干部之窗")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(card.id, older);
 
-        let published = app.post_json(&format!("/api/admin/articles/{id}/publish"), json!({})).await;
+        let published = app
+            .post_json(&format!("/api/admin/articles/{id}/publish"), json!({}))
+            .await;
         assert_eq!(published.status, StatusCode::OK, "{}", published.text);
         let published_at = published.body["published_at"].as_str().unwrap().to_owned();
 
@@ -223,26 +326,58 @@ async fn publishing_shows_the_article_to_readers_and_archiving_hides_it() {
         assert_eq!(page.status, StatusCode::OK);
         assert!(page.content_type.starts_with("text/html"));
         assert!(page.text.contains("干部培训班开班") && page.text.contains("name=\"viewport\""));
-        let card = dangjian::db::articles::newest_in_category(db, "干部之窗").await.unwrap().unwrap();
-        assert_eq!(card.id, id, "the menu click now answers with the new article");
+        let card = dangjian::db::articles::newest_in_category(db, "干部之窗")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            card.id, id,
+            "the menu click now answers with the new article"
+        );
 
         // Editing a published article keeps its publish time.
         let edit = json!({"title": "干部培训班开班（更新）", "summary": "新摘要", "body_md": "新正文",
                           "category": "干部之窗", "tags": ["培训"]});
-        let r = app.call(Method::PUT, &format!("/api/admin/articles/{id}"), Some(edit)).await;
+        let r = app
+            .call(
+                Method::PUT,
+                &format!("/api/admin/articles/{id}"),
+                Some(edit),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         assert_eq!(r.body["status"], "published");
         assert_eq!(r.body["published_at"], published_at.as_str());
         assert_eq!(r.body["tags"], json!(["培训"]));
-        assert_eq!(app.get_json(&format!("/api/mp/articles/{id}")).await.body["body_html"], "<p>新正文</p>\n");
+        assert_eq!(
+            app.get_json(&format!("/api/mp/articles/{id}")).await.body["body_html"],
+            "<p>新正文</p>\n"
+        );
 
-        let r = app.post_json(&format!("/api/admin/articles/{id}/archive"), json!({})).await;
+        let r = app
+            .post_json(&format!("/api/admin/articles/{id}/archive"), json!({}))
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-        assert!(!visible(&app.get_json("/api/mp/articles?category=干部之窗").await.body));
+        assert!(!visible(
+            &app.get_json("/api/mp/articles?category=干部之窗")
+                .await
+                .body
+        ));
         assert!(!visible(&app.get_json("/api/mp/articles").await.body));
-        assert_error(&app.get_json(&format!("/api/mp/articles/{id}")).await, StatusCode::NOT_FOUND, "not_found");
-        assert_error(&app.get_json(&format!("/articles/{id}")).await, StatusCode::NOT_FOUND, "not_found");
-        let card = dangjian::db::articles::newest_in_category(db, "干部之窗").await.unwrap().unwrap();
+        assert_error(
+            &app.get_json(&format!("/api/mp/articles/{id}")).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        );
+        assert_error(
+            &app.get_json(&format!("/articles/{id}")).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        );
+        let card = dangjian::db::articles::newest_in_category(db, "干部之窗")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(card.id, older);
     });
 }
@@ -261,28 +396,49 @@ async fn reader_list_pages_and_filters_by_category() {
         let p1 = app.get_json("/api/mp/articles?category=人才天地").await;
         assert_eq!(p1.status, StatusCode::OK, "{}", p1.text);
         assert_eq!(
-            (p1.body["page"].as_i64(), p1.body["page_size"].as_i64(), p1.body["total"].as_i64()),
+            (
+                p1.body["page"].as_i64(),
+                p1.body["page_size"].as_i64(),
+                p1.body["total"].as_i64()
+            ),
             (Some(1), Some(20), Some(23))
         );
         assert_eq!(ids(&p1.body), created[..20]);
-        let p2 = app.get_json("/api/mp/articles?category=人才天地&page=2").await;
+        let p2 = app
+            .get_json("/api/mp/articles?category=人才天地&page=2")
+            .await;
         assert_eq!(ids(&p2.body), created[20..]);
-        let p3 = app.get_json("/api/mp/articles?category=人才天地&page=3").await;
+        let p3 = app
+            .get_json("/api/mp/articles?category=人才天地&page=3")
+            .await;
         assert_eq!(ids(&p3.body), Vec::<i64>::new());
         assert_eq!(p3.body["total"], 23);
-        let small = app.get_json("/api/mp/articles?category=人才天地&page=2&page_size=10").await;
+        let small = app
+            .get_json("/api/mp/articles?category=人才天地&page=2&page_size=10")
+            .await;
         assert_eq!(ids(&small.body), created[10..20]);
 
         // By id as well as by name; no filter mixes categories.
         let cats = app.get_json("/api/mp/categories").await;
-        let cat_id =
-            cats.body["items"].as_array().unwrap().iter().find(|c| c["name"] == "人才天地").unwrap()["id"].clone();
+        let cat_id = cats.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "人才天地")
+            .unwrap()["id"]
+            .clone();
         assert_eq!(cats.body["items"][0]["name"], "党建动态", "menu order");
-        let by_id = app.get_json(&format!("/api/mp/articles?category={cat_id}&page_size=50")).await;
+        let by_id = app
+            .get_json(&format!("/api/mp/articles?category={cat_id}&page_size=50"))
+            .await;
         assert_eq!(ids(&by_id.body), created);
         let all = app.get_json("/api/mp/articles?page_size=50").await;
         assert!(ids(&all.body).contains(&other) && ids(&all.body).contains(&created[0]));
-        assert!(!ids(&app.get_json("/api/mp/articles?category=人才天地&page_size=50").await.body).contains(&other));
+        assert!(!ids(&app
+            .get_json("/api/mp/articles?category=人才天地&page_size=50")
+            .await
+            .body)
+        .contains(&other));
 
         assert_error(
             &app.get_json("/api/mp/articles?category=没有这个栏目").await,
@@ -304,16 +460,31 @@ async fn admin_list_filters_by_status_tag_and_text() {
     each_backend!(spawn = spawn(), |app| {
         let app = Editor::login(&app).await;
         let mk = |title: &'static str, tags: Value| json!({"title": title, "summary": "s", "body_md": "b", "category": "理论研究", "tags": tags});
-        let a = app.post_json("/api/admin/articles", mk("百分之50%的进步", json!(["学习", "党课"]))).await.body["id"]
+        let a = app
+            .post_json(
+                "/api/admin/articles",
+                mk("百分之50%的进步", json!(["学习", "党课"])),
+            )
+            .await
+            .body["id"]
             .as_i64()
             .unwrap();
-        let b = app.post_json("/api/admin/articles", mk("Theory Notes", json!(["学习"]))).await.body["id"]
+        let b = app
+            .post_json("/api/admin/articles", mk("Theory Notes", json!(["学习"])))
+            .await
+            .body["id"]
             .as_i64()
             .unwrap();
-        let c = app.post_json("/api/admin/articles", mk("其他", json!([]))).await.body["id"].as_i64().unwrap();
+        let c = app
+            .post_json("/api/admin/articles", mk("其他", json!([])))
+            .await
+            .body["id"]
+            .as_i64()
+            .unwrap();
         // Distinct update times, so "most recently changed" is well defined.
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        app.post_json(&format!("/api/admin/articles/{b}/publish"), json!({})).await;
+        app.post_json(&format!("/api/admin/articles/{b}/publish"), json!({}))
+            .await;
 
         let app = &app;
         let q = |qs: &str| {
@@ -324,16 +495,29 @@ async fn admin_list_filters_by_status_tag_and_text() {
         tagged.sort();
         assert_eq!(tagged, vec![a, b]);
         assert_eq!(ids(&q("tag=党课").await.body), vec![a]);
-        assert_eq!(ids(&q("status=published&category=理论研究").await.body), vec![b]);
-        assert_eq!(ids(&q("status=draft&category=理论研究").await.body).len(), 2);
+        assert_eq!(
+            ids(&q("status=published&category=理论研究").await.body),
+            vec![b]
+        );
+        assert_eq!(
+            ids(&q("status=draft&category=理论研究").await.body).len(),
+            2
+        );
         assert_eq!(ids(&q("q=50%25").await.body), vec![a], "% is a literal");
         assert_eq!(ids(&q("q=%25").await.body), vec![a]);
         assert_eq!(ids(&q("q=theory").await.body), vec![b], "case-insensitive");
         assert_eq!(ids(&q("q=其他").await.body), vec![c]);
         let first = q("category=理论研究").await;
-        assert_eq!(first.body["items"][0]["id"], b, "most recently changed first");
+        assert_eq!(
+            first.body["items"][0]["id"], b,
+            "most recently changed first"
+        );
         assert_eq!(first.body["total"], 3);
-        assert_error(&q("status=deleted").await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        assert_error(
+            &q("status=deleted").await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        );
     });
 }
 
@@ -365,7 +549,10 @@ async fn banners_are_shown_inside_their_window_in_order() {
         let shown = || async {
             let r = app.get_json("/api/mp/banners").await;
             assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-            ids(&r.body).into_iter().filter(|i| mk.contains(i)).collect::<Vec<_>>()
+            ids(&r.body)
+                .into_iter()
+                .filter(|i| mk.contains(i))
+                .collect::<Vec<_>>()
         };
         assert_eq!(shown().await, vec![current, always]);
         let listed = app.get_json("/api/admin/banners").await;
@@ -384,30 +571,63 @@ async fn banners_are_shown_inside_their_window_in_order() {
         );
 
         // A banner linking an article appears once the article is published.
-        app.post_json(&format!("/api/admin/articles/{draft}/publish"), json!({})).await;
+        app.post_json(&format!("/api/admin/articles/{draft}/publish"), json!({}))
+            .await;
         assert_eq!(shown().await, vec![linked, current, always]);
         let r = app.get_json("/api/mp/banners").await;
-        let b = r.body["items"].as_array().unwrap().iter().find(|b| b["id"] == linked).unwrap().clone();
+        let b = r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["id"] == linked)
+            .unwrap()
+            .clone();
         assert_eq!(b["article_id"], draft);
         assert_eq!(b["link_url"], Value::Null);
         // …and a banner keeps its article from being deleted.
-        app.post_json(&format!("/api/admin/articles/{draft}/archive"), json!({})).await;
-        app.post_json(&format!("/api/admin/articles/{draft}/restore"), json!({})).await;
+        app.post_json(&format!("/api/admin/articles/{draft}/archive"), json!({}))
+            .await;
+        app.post_json(&format!("/api/admin/articles/{draft}/restore"), json!({}))
+            .await;
         assert_eq!(shown().await, vec![current, always]);
-        let r = app.call(Method::DELETE, &format!("/api/admin/articles/{draft}"), None).await;
+        let r = app
+            .call(
+                Method::DELETE,
+                &format!("/api/admin/articles/{draft}"),
+                None,
+            )
+            .await;
         assert_error(&r, StatusCode::CONFLICT, "conflict");
 
         // Move the future one into the present, then delete one.
         let body = json!({"title": "将来", "image_url": "https://img.example.com/f.jpg", "position": 3,
                           "valid_from": rfc3339(now - h), "valid_until": null});
-        let r = app.call(Method::PUT, &format!("/api/admin/banners/{future}"), Some(body)).await;
+        let r = app
+            .call(
+                Method::PUT,
+                &format!("/api/admin/banners/{future}"),
+                Some(body),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         assert_eq!(r.body["active"], true);
         assert_eq!(shown().await, vec![current, always, future]);
-        let r = app.call(Method::DELETE, &format!("/api/admin/banners/{always}"), None).await;
+        let r = app
+            .call(
+                Method::DELETE,
+                &format!("/api/admin/banners/{always}"),
+                None,
+            )
+            .await;
         assert_eq!(r.status, StatusCode::NO_CONTENT);
         assert_eq!(shown().await, vec![current, future]);
-        let r = app.call(Method::DELETE, &format!("/api/admin/banners/{always}"), None).await;
+        let r = app
+            .call(
+                Method::DELETE,
+                &format!("/api/admin/banners/{always}"),
+                None,
+            )
+            .await;
         assert_error(&r, StatusCode::NOT_FOUND, "not_found");
     });
 }
@@ -428,22 +648,49 @@ async fn raw_html_and_scripts_never_reach_readers() {
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
         let id = r.body["id"].as_i64().unwrap();
-        app.post_json(&format!("/api/admin/articles/{id}/publish"), json!({})).await;
+        app.post_json(&format!("/api/admin/articles/{id}/publish"), json!({}))
+            .await;
 
         let detail = app.get_json(&format!("/api/mp/articles/{id}")).await;
         let page = app.get_json(&format!("/articles/{id}")).await;
         assert_eq!(page.status, StatusCode::OK);
-        for html in [detail.body["body_html"].as_str().unwrap(), page.text.as_str()] {
+        for html in [
+            detail.body["body_html"].as_str().unwrap(),
+            page.text.as_str(),
+        ] {
             let lower = html.to_lowercase();
-            for bad in ["<script", "onerror", "onclick", "javascript:", "<iframe", "<style>body"] {
+            for bad in [
+                "<script",
+                "onerror",
+                "onclick",
+                "javascript:",
+                "<iframe",
+                "<style>body",
+            ] {
                 assert!(!lower.contains(bad), "{bad} in {html}");
             }
             assert!(html.contains("<h1>标题</h1>"), "{html}");
-            assert!(html.contains("https://img.example.com/a.png"), "safe images stay: {html}");
+            assert!(
+                html.contains("https://img.example.com/a.png"),
+                "safe images stay: {html}"
+            );
         }
-        assert!(page.text.contains("&lt;script&gt;alert(2)&lt;/script&gt;标题"));
-        let csp = app.http.get(app.url(&format!("/articles/{id}"))).send().await.unwrap();
-        let csp = csp.headers().get("content-security-policy").unwrap().to_str().unwrap().to_owned();
+        assert!(page
+            .text
+            .contains("&lt;script&gt;alert(2)&lt;/script&gt;标题"));
+        let csp = app
+            .http
+            .get(app.url(&format!("/articles/{id}")))
+            .send()
+            .await
+            .unwrap();
+        let csp = csp
+            .headers()
+            .get("content-security-policy")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
         assert!(csp.contains("default-src 'none'"), "{csp}");
     });
 }
@@ -459,11 +706,16 @@ async fn bad_requests_get_the_one_error_shape() {
             "/api/mp/articles/abc",
             "/articles/1x",
         ] {
-            assert_error(&app.get_json(path).await, StatusCode::NOT_FOUND, "not_found");
+            assert_error(
+                &app.get_json(path).await,
+                StatusCode::NOT_FOUND,
+                "not_found",
+            );
         }
         let put = json!({"title": "t", "body_md": "b", "category": "党建动态"});
         assert_error(
-            &app.call(Method::PUT, "/api/admin/articles/999999", Some(put)).await,
+            &app.call(Method::PUT, "/api/admin/articles/999999", Some(put))
+                .await,
             StatusCode::NOT_FOUND,
             "not_found",
         );
@@ -478,15 +730,29 @@ async fn bad_requests_get_the_one_error_shape() {
             "not_found",
         );
         assert_error(
-            &app.call(Method::PUT, "/api/admin/categories/999999", Some(json!({"position": 1}))).await,
+            &app.call(
+                Method::PUT,
+                "/api/admin/categories/999999",
+                Some(json!({"position": 1})),
+            )
+            .await,
             StatusCode::NOT_FOUND,
             "not_found",
         );
 
-        assert_error(&app.post_raw("/api/admin/articles", "{\"title\": ").await, StatusCode::BAD_REQUEST, "bad_json");
-        assert_error(&app.post_raw("/api/admin/articles", "").await, StatusCode::BAD_REQUEST, "bad_json");
         assert_error(
-            &app.post_raw("/api/admin/articles/1/publish", "{\"publish_at\": ").await,
+            &app.post_raw("/api/admin/articles", "{\"title\": ").await,
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+        );
+        assert_error(
+            &app.post_raw("/api/admin/articles", "").await,
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+        );
+        assert_error(
+            &app.post_raw("/api/admin/articles/1/publish", "{\"publish_at\": ")
+                .await,
             StatusCode::BAD_REQUEST,
             "bad_json",
         );
@@ -511,7 +777,12 @@ async fn bad_requests_get_the_one_error_shape() {
             let r = app.post_json("/api/admin/articles", bad.clone()).await;
             assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
         }
-        let r = app.post_json("/api/admin/articles/1/publish", json!({"publish_at": "tomorrow"})).await;
+        let r = app
+            .post_json(
+                "/api/admin/articles/1/publish",
+                json!({"publish_at": "tomorrow"}),
+            )
+            .await;
         assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
         assert_error(
             &app.get_json("/api/admin/articles?page=x").await,
@@ -535,7 +806,10 @@ async fn refused_requests_write_nothing() {
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         let before = app.content_counts().await;
-        let article_before = app.get_json(&format!("/api/admin/articles/{id}")).await.body;
+        let article_before = app
+            .get_json(&format!("/api/admin/articles/{id}"))
+            .await
+            .body;
 
         let tags: Vec<String> = (0..11).map(|i| format!("t{i}")).collect();
         let bad_articles = [
@@ -543,8 +817,17 @@ async fn refused_requests_write_nothing() {
             json!({"title": "t", "body_md": "b", "category": "党建动态", "tags": tags}),
         ];
         for b in &bad_articles {
-            assert_eq!(app.post_json("/api/admin/articles", b.clone()).await.status, StatusCode::UNPROCESSABLE_ENTITY);
-            let r = app.call(Method::PUT, &format!("/api/admin/articles/{id}"), Some(b.clone())).await;
+            assert_eq!(
+                app.post_json("/api/admin/articles", b.clone()).await.status,
+                StatusCode::UNPROCESSABLE_ENTITY
+            );
+            let r = app
+                .call(
+                    Method::PUT,
+                    &format!("/api/admin/articles/{id}"),
+                    Some(b.clone()),
+                )
+                .await;
             assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
         }
         for b in [
@@ -560,23 +843,31 @@ async fn refused_requests_write_nothing() {
             );
         }
         assert_error(
-            &app.post_json("/api/admin/categories", json!({"name": "党建动态"})).await,
+            &app.post_json("/api/admin/categories", json!({"name": "党建动态"}))
+                .await,
             StatusCode::CONFLICT,
             "conflict",
         );
         assert_error(
-            &app.post_json("/api/admin/categories", json!({"name": " "})).await,
+            &app.post_json("/api/admin/categories", json!({"name": " "}))
+                .await,
             StatusCode::UNPROCESSABLE_ENTITY,
             "validation_failed",
         );
         assert_error(
-            &app.post_json(&format!("/api/admin/articles/{id}/archive"), json!({})).await,
+            &app.post_json(&format!("/api/admin/articles/{id}/archive"), json!({}))
+                .await,
             StatusCode::CONFLICT,
             "invalid_transition",
         );
 
         assert_eq!(app.content_counts().await, before);
-        assert_eq!(app.get_json(&format!("/api/admin/articles/{id}")).await.body, article_before);
+        assert_eq!(
+            app.get_json(&format!("/api/admin/articles/{id}"))
+                .await
+                .body,
+            article_before
+        );
     });
 }
 
@@ -590,7 +881,9 @@ async fn categories_can_be_added_renamed_and_reordered_but_menu_names_stay() {
         assert!(items.iter().all(|c| c["from_menu"] == true));
         let menu_id = items[0]["id"].as_i64().unwrap();
 
-        let r = app.post_json("/api/admin/categories", json!({"name": "党务公开"})).await;
+        let r = app
+            .post_json("/api/admin/categories", json!({"name": "党务公开"}))
+            .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
         assert_eq!(r.body["position"], 20, "last by default");
         assert_eq!(r.body["from_menu"], false);
@@ -604,35 +897,76 @@ async fn categories_can_be_added_renamed_and_reordered_but_menu_names_stay() {
             )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-        assert_eq!(app.get_json("/api/mp/categories").await.body["items"][0]["name"], "党务公开栏");
-        let r = app.call(Method::PUT, &format!("/api/admin/categories/{menu_id}"), Some(json!({"name": "改名"}))).await;
+        assert_eq!(
+            app.get_json("/api/mp/categories").await.body["items"][0]["name"],
+            "党务公开栏"
+        );
+        let r = app
+            .call(
+                Method::PUT,
+                &format!("/api/admin/categories/{menu_id}"),
+                Some(json!({"name": "改名"})),
+            )
+            .await;
         assert_error(&r, StatusCode::CONFLICT, "menu_category");
-        let r = app.call(Method::PUT, &format!("/api/admin/categories/{menu_id}"), Some(json!({"position": 30}))).await;
-        assert_eq!(r.status, StatusCode::OK, "menu categories may move: {}", r.text);
-        let r = app.call(Method::PUT, &format!("/api/admin/categories/{id}"), Some(json!({"name": "时代先锋"}))).await;
+        let r = app
+            .call(
+                Method::PUT,
+                &format!("/api/admin/categories/{menu_id}"),
+                Some(json!({"position": 30})),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "menu categories may move: {}",
+            r.text
+        );
+        let r = app
+            .call(
+                Method::PUT,
+                &format!("/api/admin/categories/{id}"),
+                Some(json!({"name": "时代先锋"})),
+            )
+            .await;
         assert_error(&r, StatusCode::CONFLICT, "conflict");
 
         let article = app.draft("公开事项", "党务公开栏").await;
         assert_error(
-            &app.call(Method::DELETE, &format!("/api/admin/categories/{id}"), None).await,
+            &app.call(Method::DELETE, &format!("/api/admin/categories/{id}"), None)
+                .await,
             StatusCode::CONFLICT,
             "conflict",
         );
         assert_error(
-            &app.call(Method::DELETE, &format!("/api/admin/categories/{menu_id}"), None).await,
+            &app.call(
+                Method::DELETE,
+                &format!("/api/admin/categories/{menu_id}"),
+                None,
+            )
+            .await,
             StatusCode::CONFLICT,
             "menu_category",
         );
         assert_eq!(
-            app.call(Method::DELETE, &format!("/api/admin/articles/{article}"), None).await.status,
+            app.call(
+                Method::DELETE,
+                &format!("/api/admin/articles/{article}"),
+                None
+            )
+            .await
+            .status,
             StatusCode::NO_CONTENT
         );
         assert_eq!(
-            app.call(Method::DELETE, &format!("/api/admin/categories/{id}"), None).await.status,
+            app.call(Method::DELETE, &format!("/api/admin/categories/{id}"), None)
+                .await
+                .status,
             StatusCode::NO_CONTENT
         );
         assert_error(
-            &app.call(Method::DELETE, &format!("/api/admin/categories/{id}"), None).await,
+            &app.call(Method::DELETE, &format!("/api/admin/categories/{id}"), None)
+                .await,
             StatusCode::NOT_FOUND,
             "not_found",
         );
@@ -645,33 +979,79 @@ async fn scheduled_publication_happens_at_its_time() {
         let app = Editor::login(&app).await;
         let id = app.draft("七一献礼", "党建动态").await;
         let at = app.state.clock.now() + time::Duration::hours(2);
-        let r = app.post_json(&format!("/api/admin/articles/{id}/publish"), json!({"publish_at": rfc3339(at)})).await;
+        let r = app
+            .post_json(
+                &format!("/api/admin/articles/{id}/publish"),
+                json!({"publish_at": rfc3339(at)}),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         assert_eq!(r.body["status"], "draft");
         let at_ms = dangjian::db::unix_ms(at);
-        assert_eq!(r.body["publish_at"], dangjian::domain::articles::rfc3339_shanghai(at_ms));
-        assert_error(&app.get_json(&format!("/api/mp/articles/{id}")).await, StatusCode::NOT_FOUND, "not_found");
+        assert_eq!(
+            r.body["publish_at"],
+            dangjian::domain::articles::rfc3339_shanghai(at_ms)
+        );
+        assert_error(
+            &app.get_json(&format!("/api/mp/articles/{id}")).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        );
 
         let db = &app.state.db;
-        assert_eq!(dangjian::db::articles::publish_due(db, at_ms - 1).await.unwrap(), 0);
-        assert_eq!(dangjian::db::articles::publish_due(db, at_ms).await.unwrap(), 1);
+        assert_eq!(
+            dangjian::db::articles::publish_due(db, at_ms - 1)
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            dangjian::db::articles::publish_due(db, at_ms)
+                .await
+                .unwrap(),
+            1
+        );
         let r = app.get_json(&format!("/api/mp/articles/{id}")).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-        assert_eq!(r.body["published_at"], dangjian::domain::articles::rfc3339_shanghai(at_ms));
+        assert_eq!(
+            r.body["published_at"],
+            dangjian::domain::articles::rfc3339_shanghai(at_ms)
+        );
         let a = app.get_json(&format!("/api/admin/articles/{id}")).await;
-        assert_eq!((a.body["status"].as_str(), a.body["publish_at"].clone()), (Some("published"), Value::Null));
-        assert_eq!(dangjian::db::articles::publish_due(db, at_ms + 1).await.unwrap(), 0, "once");
+        assert_eq!(
+            (a.body["status"].as_str(), a.body["publish_at"].clone()),
+            (Some("published"), Value::Null)
+        );
+        assert_eq!(
+            dangjian::db::articles::publish_due(db, at_ms + 1)
+                .await
+                .unwrap(),
+            0,
+            "once"
+        );
     });
 }
 
 #[tokio::test]
 async fn content_admin_needs_an_editor_and_every_write_is_audited() {
     each_backend!(spawn = spawn(), |app| {
-        let anonymous =
-            app.http.post(app.url("/api/admin/articles")).json(&json!({"title": "t"})).send().await.unwrap();
+        let anonymous = app
+            .http
+            .post(app.url("/api/admin/articles"))
+            .json(&json!({"title": "t"}))
+            .send()
+            .await
+            .unwrap();
         let anonymous = into_resp(anonymous).await;
         assert_error(&anonymous, StatusCode::UNAUTHORIZED, "unauthorized");
-        let listed = into_resp(app.http.get(app.url("/api/admin/banners")).send().await.unwrap()).await;
+        let listed = into_resp(
+            app.http
+                .get(app.url("/api/admin/banners"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         assert_error(&listed, StatusCode::UNAUTHORIZED, "unauthorized");
         assert_eq!(app.count("SELECT COUNT(*) FROM articles").await, 0);
 
@@ -685,7 +1065,8 @@ async fn content_admin_needs_an_editor_and_every_write_is_audited() {
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
         // A refused write leaves no entry either.
-        app.post_json(&format!("/api/admin/articles/{id}/submit"), json!({})).await;
+        app.post_json(&format!("/api/admin/articles/{id}/submit"), json!({}))
+            .await;
         let actions = |sql: &'static str| async move {
             use sqlx::Row;
             sqlx::query(sql)
@@ -700,6 +1081,9 @@ async fn content_admin_needs_an_editor_and_every_write_is_audited() {
             "SELECT action FROM audit_log WHERE actor = 'editor1' AND target_type IN ('article', 'banner') ORDER BY id",
         )
         .await;
-        assert_eq!(logged, vec!["article.create", "article.publish", "banner.create"]);
+        assert_eq!(
+            logged,
+            vec!["article.create", "article.publish", "banner.create"]
+        );
     });
 }

@@ -16,7 +16,10 @@ pub const ACCOUNT: &str = "gh_demo_account";
 #[derive(Debug, Clone)]
 pub enum Backend {
     Sqlite,
-    Postgres { admin_url: String, redis_url: Option<String> },
+    Postgres {
+        admin_url: String,
+        redis_url: Option<String>,
+    },
 }
 
 impl Backend {
@@ -33,7 +36,10 @@ pub fn backends() -> Vec<Backend> {
     let mut v = vec![Backend::Sqlite];
     if let Ok(url) = std::env::var("DANGJIAN_TEST_DATABASE_URL") {
         let redis_url = std::env::var("DANGJIAN_TEST_REDIS_URL").ok();
-        v.push(Backend::Postgres { admin_url: url, redis_url });
+        v.push(Backend::Postgres {
+            admin_url: url,
+            redis_url,
+        });
     }
     v
 }
@@ -94,14 +100,27 @@ impl TestApp {
         ];
         match backend {
             Backend::Sqlite => {
-                overrides.push(("database_url", format!("sqlite://{}/t.db?mode=rwc", dir.path().display())));
+                overrides.push((
+                    "database_url",
+                    format!("sqlite://{}/t.db?mode=rwc", dir.path().display()),
+                ));
             }
-            Backend::Postgres { admin_url, redis_url } => {
+            Backend::Postgres {
+                admin_url,
+                redis_url,
+            } => {
                 let name = format!("dj_test_{}", random_suffix());
-                let mut admin = sqlx::PgConnection::connect(admin_url).await.expect("DANGJIAN_TEST_DATABASE_URL reachable");
-                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+                let mut admin = sqlx::PgConnection::connect(admin_url)
+                    .await
+                    .expect("DANGJIAN_TEST_DATABASE_URL reachable");
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
                 admin.close().await.ok();
-                let (prefix, _) = admin_url.rsplit_once('/').expect("postgres URL with a database");
+                let (prefix, _) = admin_url
+                    .rsplit_once('/')
+                    .expect("postgres URL with a database");
                 overrides.push(("database_url", format!("{prefix}/{name}")));
                 pg_database = Some((admin_url.clone(), name));
                 if let Some(r) = redis_url {
@@ -112,7 +131,15 @@ impl TestApp {
         }
         overrides.extend(spawn.overrides);
         let settings = Settings::with_overrides(overrides).expect("test settings");
-        let app = Application::build_with(settings, Overrides { clock: spawn.clock, ..Default::default() }, Role::All, true)
+        let app = Application::build_with(
+            settings,
+            Overrides {
+                clock: spawn.clock,
+                ..Default::default()
+            },
+            Role::All,
+            true,
+        )
         .await
         .expect("application builds");
         let addr = app.local_addr();
@@ -121,7 +148,10 @@ impl TestApp {
         TestApp {
             base: format!("http://{addr}"),
             state,
-            http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap(),
             fake,
             _fake_server: fake_server,
             backend: backend.clone(),
@@ -147,14 +177,20 @@ impl TestApp {
         }
         if let Some((admin_url, name)) = self.pg_database.take() {
             if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await;
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await;
             }
         }
     }
 
     pub async fn count(&self, sql: &str) -> i64 {
         use sqlx::Row;
-        sqlx::query(sql).fetch_one(self.state.db.pool()).await.unwrap().get::<i64, _>(0)
+        sqlx::query(sql)
+            .fetch_one(self.state.db.pool())
+            .await
+            .unwrap()
+            .get::<i64, _>(0)
     }
 }
 
@@ -171,7 +207,11 @@ impl TestApp {
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status(), reqwest::StatusCode::OK, "login of {username}");
+        assert_eq!(
+            resp.status(),
+            reqwest::StatusCode::OK,
+            "login of {username}"
+        );
         let v: serde_json::Value = resp.json().await.unwrap();
         v["token"].as_str().expect("token").to_owned()
     }
@@ -193,7 +233,11 @@ impl TestApp {
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status(), reqwest::StatusCode::CREATED, "create {username}");
+        assert_eq!(
+            resp.status(),
+            reqwest::StatusCode::CREATED,
+            "create {username}"
+        );
         self.login(username, &password).await
     }
 
@@ -207,8 +251,14 @@ impl TestApp {
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status(), reqwest::StatusCode::CREATED, "create org unit {name}");
-        resp.json::<serde_json::Value>().await.unwrap()["id"].as_i64().unwrap()
+        assert_eq!(
+            resp.status(),
+            reqwest::StatusCode::CREATED,
+            "create org unit {name}"
+        );
+        resp.json::<serde_json::Value>().await.unwrap()["id"]
+            .as_i64()
+            .unwrap()
     }
 }
 
@@ -235,7 +285,13 @@ fn ci_runs_every_test_on_postgres_and_redis_too() {
     if std::env::var("CI").as_deref() == Ok("true") {
         let backends = backends();
         assert!(
-            backends.iter().any(|b| matches!(b, Backend::Postgres { redis_url: Some(_), .. })),
+            backends.iter().any(|b| matches!(
+                b,
+                Backend::Postgres {
+                    redis_url: Some(_),
+                    ..
+                }
+            )),
             "CI must set DANGJIAN_TEST_DATABASE_URL and DANGJIAN_TEST_REDIS_URL"
         );
     }

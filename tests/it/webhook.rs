@@ -33,31 +33,58 @@ fn event_xml(from: &str, event: &str, key: &str, create_time: i64) -> String {
 
 fn signed_query(ts: i64, nonce: &str) -> String {
     let ts = ts.to_string();
-    format!("signature={}&timestamp={ts}&nonce={nonce}&openid=o_test", signature::signature(TOKEN, &ts, nonce))
+    format!(
+        "signature={}&timestamp={ts}&nonce={nonce}&openid=o_test",
+        signature::signature(TOKEN, &ts, nonce)
+    )
 }
 
 impl TestApp {
     async fn post_plain(&self, xml: &str) -> reqwest::Response {
-        self.http.post(self.url(&format!("/wechat?{}", signed_query(now(), "n1")))).body(xml.to_owned()).send().await.unwrap()
+        self.http
+            .post(self.url(&format!("/wechat?{}", signed_query(now(), "n1"))))
+            .body(xml.to_owned())
+            .send()
+            .await
+            .unwrap()
     }
 
-    async fn post_encrypted_with(&self, crypto: &MessageCrypto, xml: &str, ts: i64) -> reqwest::Response {
+    async fn post_encrypted_with(
+        &self,
+        crypto: &MessageCrypto,
+        xml: &str,
+        ts: i64,
+    ) -> reqwest::Response {
         let encrypt = crypto.encrypt(xml.as_bytes());
         let tss = ts.to_string();
         let nonce = "98765";
         let msg_sig = signature::msg_signature(TOKEN, &tss, nonce, &encrypt);
         let body = format!("<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>");
-        let url = format!("/wechat?{}&encrypt_type=aes&msg_signature={msg_sig}", signed_query(ts, nonce));
-        self.http.post(self.url(&url)).body(body).send().await.unwrap()
+        let url = format!(
+            "/wechat?{}&encrypt_type=aes&msg_signature={msg_sig}",
+            signed_query(ts, nonce)
+        );
+        self.http
+            .post(self.url(&url))
+            .body(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     async fn post_encrypted(&self, xml: &str) -> reqwest::Response {
-        self.post_encrypted_with(&MessageCrypto::new(AES_KEY, APP_ID).unwrap(), xml, now()).await
+        self.post_encrypted_with(&MessageCrypto::new(AES_KEY, APP_ID).unwrap(), xml, now())
+            .await
     }
 
     /// Reply text of a plaintext reply body, or "success".
     async fn reply_of(&self, resp: reqwest::Response) -> String {
-        assert_eq!(resp.status(), StatusCode::OK, "backend {}", self.backend.name());
+        assert_eq!(
+            resp.status(),
+            StatusCode::OK,
+            "backend {}",
+            self.backend.name()
+        );
         resp.text().await.unwrap()
     }
 
@@ -78,107 +105,213 @@ impl TestApp {
 }
 
 fn field(xml: &str, name: &str) -> Option<String> {
-    wechat::xml::parse_flat(xml).ok()?.get(name).map(str::to_owned)
+    wechat::xml::parse_flat(xml)
+        .ok()?
+        .get(name)
+        .map(str::to_owned)
 }
 
 async fn error_code(resp: reqwest::Response) -> (StatusCode, String) {
     let status = resp.status();
-    let v: serde_json::Value = resp.json().await.expect("error body is the JSON error shape");
-    (status, v["error"]["code"].as_str().expect("error.code").to_owned())
+    let v: serde_json::Value = resp
+        .json()
+        .await
+        .expect("error body is the JSON error shape");
+    (
+        status,
+        v["error"]["code"].as_str().expect("error.code").to_owned(),
+    )
 }
 
 #[tokio::test]
 async fn url_verification_echoes_echostr_only_with_a_valid_signature() {
     each_backend!(|app| {
-        let ok = app.http.get(app.url(&format!("/wechat?{}&echostr=hello123", signed_query(now(), "abc")))).send().await.unwrap();
+        let ok = app
+            .http
+            .get(app.url(&format!(
+                "/wechat?{}&echostr=hello123",
+                signed_query(now(), "abc")
+            )))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(ok.status(), StatusCode::OK);
         assert_eq!(ok.text().await.unwrap(), "hello123");
 
         let ts = now().to_string();
         let bad = app
             .http
-            .get(app.url(&format!("/wechat?signature=deadbeef&timestamp={ts}&nonce=abc&echostr=hello123")))
+            .get(app.url(&format!(
+                "/wechat?signature=deadbeef&timestamp={ts}&nonce=abc&echostr=hello123"
+            )))
             .send()
             .await
             .unwrap();
-        assert_eq!(error_code(bad).await, (StatusCode::FORBIDDEN, "bad_signature".into()));
+        assert_eq!(
+            error_code(bad).await,
+            (StatusCode::FORBIDDEN, "bad_signature".into())
+        );
     });
 }
 
 #[tokio::test]
 async fn keyword_text_gets_the_configured_reply_in_plaintext() {
     each_backend!(|app| {
-        let body = app.reply_of(app.post_plain(&text_xml("o_user1", "帮助", 1001)).await).await;
+        let body = app
+            .reply_of(app.post_plain(&text_xml("o_user1", "帮助", 1001)).await)
+            .await;
         assert_eq!(field(&body, "MsgType").as_deref(), Some("text"));
         assert_eq!(field(&body, "ToUserName").as_deref(), Some("o_user1"));
         assert_eq!(field(&body, "FromUserName").as_deref(), Some(ACCOUNT));
         assert!(field(&body, "Content").unwrap().contains("可用关键词"));
 
-        let other = app.reply_of(app.post_plain(&text_xml("o_user1", "随便说说", 1002)).await).await;
+        let other = app
+            .reply_of(app.post_plain(&text_xml("o_user1", "随便说说", 1002)).await)
+            .await;
         assert!(field(&other, "Content").unwrap().contains("回复“帮助”"));
     });
 }
 
 #[tokio::test]
 async fn encrypted_message_gets_an_encrypted_reply_with_a_valid_msg_signature() {
-    each_backend!(spawn = Spawn { overrides: vec![("wechat_message_mode", "safe".into())], ..Default::default() }, |app| {
-        let resp = app.post_encrypted(&text_xml("o_enc", "党费", 2001)).await;
-        let body = app.reply_of(resp).await;
-        let encrypt = field(&body, "Encrypt").expect("encrypted reply");
-        let ts = field(&body, "TimeStamp").unwrap();
-        let nonce = field(&body, "Nonce").unwrap();
-        assert_eq!(nonce, "98765");
-        assert!(signature::verify_msg_signature(TOKEN, &ts, &nonce, &encrypt, &field(&body, "MsgSignature").unwrap()));
-        let clear = MessageCrypto::new(AES_KEY, APP_ID).unwrap().decrypt(&encrypt).unwrap();
-        let clear = String::from_utf8(clear).unwrap();
-        assert!(field(&clear, "Content").unwrap().contains("中组发〔2008〕3号"), "{clear}");
-    });
+    each_backend!(
+        spawn = Spawn {
+            overrides: vec![("wechat_message_mode", "safe".into())],
+            ..Default::default()
+        },
+        |app| {
+            let resp = app.post_encrypted(&text_xml("o_enc", "党费", 2001)).await;
+            let body = app.reply_of(resp).await;
+            let encrypt = field(&body, "Encrypt").expect("encrypted reply");
+            let ts = field(&body, "TimeStamp").unwrap();
+            let nonce = field(&body, "Nonce").unwrap();
+            assert_eq!(nonce, "98765");
+            assert!(signature::verify_msg_signature(
+                TOKEN,
+                &ts,
+                &nonce,
+                &encrypt,
+                &field(&body, "MsgSignature").unwrap()
+            ));
+            let clear = MessageCrypto::new(AES_KEY, APP_ID)
+                .unwrap()
+                .decrypt(&encrypt)
+                .unwrap();
+            let clear = String::from_utf8(clear).unwrap();
+            assert!(
+                field(&clear, "Content")
+                    .unwrap()
+                    .contains("中组发〔2008〕3号"),
+                "{clear}"
+            );
+        }
+    );
 }
 
 #[tokio::test]
 async fn bad_input_is_rejected_with_4xx_and_changes_nothing() {
-    each_backend!(spawn = Spawn { overrides: vec![("wechat_message_mode", "safe".into())], ..Default::default() }, |app| {
-        let subscribe = event_xml("o_evil", "subscribe", "", now());
-        // Safe mode never accepts a plaintext body, even correctly signed.
-        assert_eq!(error_code(app.post_plain(&subscribe).await).await, (StatusCode::BAD_REQUEST, "encryption_required".into()));
-        // Wrong signature.
-        let url = format!("/wechat?signature=0000&timestamp={}&nonce=1&encrypt_type=aes&msg_signature=00", now());
-        let r = app.http.post(app.url(&url)).body("<xml/>").send().await.unwrap();
-        assert_eq!(error_code(r).await, (StatusCode::FORBIDDEN, "bad_signature".into()));
-        // Stale timestamp (10 minutes old), otherwise perfect.
-        let crypto = MessageCrypto::new(AES_KEY, APP_ID).unwrap();
-        let r = app.post_encrypted_with(&crypto, &subscribe, now() - 600).await;
-        assert_eq!(error_code(r).await, (StatusCode::FORBIDDEN, "stale_timestamp".into()));
-        // Encrypted for another AppId.
-        let other = MessageCrypto::new(AES_KEY, "wxsomeoneelse000").unwrap();
-        let r = app.post_encrypted_with(&other, &subscribe, now()).await;
-        assert_eq!(error_code(r).await, (StatusCode::FORBIDDEN, "decrypt_failed".into()));
-        // Bad msg_signature.
-        let encrypt = crypto.encrypt(subscribe.as_bytes());
-        let ts = now();
-        let url = format!("/wechat?{}&encrypt_type=aes&msg_signature=ffff", signed_query(ts, "n"));
-        let r = app.http.post(app.url(&url)).body(format!("<xml><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>")).send().await.unwrap();
-        assert_eq!(error_code(r).await, (StatusCode::FORBIDDEN, "bad_msg_signature".into()));
-        // A DOCTYPE with an entity, inside a correctly encrypted and signed message.
-        let doctype = format!("<?xml version=\"1.0\"?><!DOCTYPE xml [<!ENTITY x \"boom\">]>{subscribe}");
-        let r = app.post_encrypted(&doctype).await;
-        assert_eq!(error_code(r).await, (StatusCode::BAD_REQUEST, "bad_xml".into()));
-        // Malformed XML.
-        let r = app.post_encrypted("<xml><ToUserName>").await;
-        assert_eq!(error_code(r).await, (StatusCode::BAD_REQUEST, "bad_xml".into()));
-        // Oversize body (limit 64 KiB).
-        let big = format!("<xml><Encrypt>{}</Encrypt></xml>", "A".repeat(70 * 1024));
-        let url = format!("/wechat?{}&encrypt_type=aes&msg_signature=00", signed_query(now(), "n"));
-        let r = app.http.post(app.url(&url)).body(big).send().await.unwrap();
-        assert_eq!(error_code(r).await, (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large".into()));
+    each_backend!(
+        spawn = Spawn {
+            overrides: vec![("wechat_message_mode", "safe".into())],
+            ..Default::default()
+        },
+        |app| {
+            let subscribe = event_xml("o_evil", "subscribe", "", now());
+            // Safe mode never accepts a plaintext body, even correctly signed.
+            assert_eq!(
+                error_code(app.post_plain(&subscribe).await).await,
+                (StatusCode::BAD_REQUEST, "encryption_required".into())
+            );
+            // Wrong signature.
+            let url = format!(
+                "/wechat?signature=0000&timestamp={}&nonce=1&encrypt_type=aes&msg_signature=00",
+                now()
+            );
+            let r = app
+                .http
+                .post(app.url(&url))
+                .body("<xml/>")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                error_code(r).await,
+                (StatusCode::FORBIDDEN, "bad_signature".into())
+            );
+            // Stale timestamp (10 minutes old), otherwise perfect.
+            let crypto = MessageCrypto::new(AES_KEY, APP_ID).unwrap();
+            let r = app
+                .post_encrypted_with(&crypto, &subscribe, now() - 600)
+                .await;
+            assert_eq!(
+                error_code(r).await,
+                (StatusCode::FORBIDDEN, "stale_timestamp".into())
+            );
+            // Encrypted for another AppId.
+            let other = MessageCrypto::new(AES_KEY, "wxsomeoneelse000").unwrap();
+            let r = app.post_encrypted_with(&other, &subscribe, now()).await;
+            assert_eq!(
+                error_code(r).await,
+                (StatusCode::FORBIDDEN, "decrypt_failed".into())
+            );
+            // Bad msg_signature.
+            let encrypt = crypto.encrypt(subscribe.as_bytes());
+            let ts = now();
+            let url = format!(
+                "/wechat?{}&encrypt_type=aes&msg_signature=ffff",
+                signed_query(ts, "n")
+            );
+            let r = app
+                .http
+                .post(app.url(&url))
+                .body(format!(
+                    "<xml><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
+                ))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                error_code(r).await,
+                (StatusCode::FORBIDDEN, "bad_msg_signature".into())
+            );
+            // A DOCTYPE with an entity, inside a correctly encrypted and signed message.
+            let doctype =
+                format!("<?xml version=\"1.0\"?><!DOCTYPE xml [<!ENTITY x \"boom\">]>{subscribe}");
+            let r = app.post_encrypted(&doctype).await;
+            assert_eq!(
+                error_code(r).await,
+                (StatusCode::BAD_REQUEST, "bad_xml".into())
+            );
+            // Malformed XML.
+            let r = app.post_encrypted("<xml><ToUserName>").await;
+            assert_eq!(
+                error_code(r).await,
+                (StatusCode::BAD_REQUEST, "bad_xml".into())
+            );
+            // Oversize body (limit 64 KiB).
+            let big = format!("<xml><Encrypt>{}</Encrypt></xml>", "A".repeat(70 * 1024));
+            let url = format!(
+                "/wechat?{}&encrypt_type=aes&msg_signature=00",
+                signed_query(now(), "n")
+            );
+            let r = app.http.post(app.url(&url)).body(big).send().await.unwrap();
+            assert_eq!(
+                error_code(r).await,
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large".into())
+            );
 
-        app.flush().await;
-        assert_eq!(app.count("SELECT COUNT(*) FROM followers").await, 0, "no side effect from rejected input");
-        assert_eq!(app.fake.outbox_len(), 0);
-        // Still serving.
-        let r = app.post_encrypted(&text_xml("o_ok", "帮助", 3001)).await;
-        assert_eq!(r.status(), StatusCode::OK);
-    });
+            app.flush().await;
+            assert_eq!(
+                app.count("SELECT COUNT(*) FROM followers").await,
+                0,
+                "no side effect from rejected input"
+            );
+            assert_eq!(app.fake.outbox_len(), 0);
+            // Still serving.
+            let r = app.post_encrypted(&text_xml("o_ok", "帮助", 3001)).await;
+            assert_eq!(r.status(), StatusCode::OK);
+        }
+    );
 }
 
 #[tokio::test]
@@ -203,20 +336,37 @@ async fn retried_subscribe_gets_the_same_reply_and_one_side_effect() {
 #[tokio::test]
 async fn same_msgid_from_two_users_is_two_messages() {
     each_backend!(|app| {
-        let a = app.reply_of(app.post_plain(&text_xml("o_a", "帮助", 777)).await).await;
-        let b = app.reply_of(app.post_plain(&text_xml("o_b", "帮助", 777)).await).await;
+        let a = app
+            .reply_of(app.post_plain(&text_xml("o_a", "帮助", 777)).await)
+            .await;
+        let b = app
+            .reply_of(app.post_plain(&text_xml("o_b", "帮助", 777)).await)
+            .await;
         assert_eq!(field(&a, "ToUserName").as_deref(), Some("o_a"));
         assert_eq!(field(&b, "ToUserName").as_deref(), Some("o_b"));
         app.flush().await;
-        assert_eq!(app.count("SELECT COUNT(*) FROM followers WHERE openid IN ('o_a', 'o_b')").await, 2);
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM followers WHERE openid IN ('o_a', 'o_b')")
+                .await,
+            2
+        );
     });
 }
 
 #[tokio::test]
 async fn unsubscribe_marks_the_follower() {
     each_backend!(|app| {
-        app.reply_of(app.post_plain(&event_xml("o_leave", "subscribe", "", now())).await).await;
-        let r = app.reply_of(app.post_plain(&event_xml("o_leave", "unsubscribe", "", now() + 1)).await).await;
+        app.reply_of(
+            app.post_plain(&event_xml("o_leave", "subscribe", "", now()))
+                .await,
+        )
+        .await;
+        let r = app
+            .reply_of(
+                app.post_plain(&event_xml("o_leave", "unsubscribe", "", now() + 1))
+                    .await,
+            )
+            .await;
         assert_eq!(r, "success");
         assert_eq!(app.count("SELECT COUNT(*) FROM followers WHERE openid = 'o_leave' AND status = 'unsubscribed'").await, 1);
     });
@@ -225,22 +375,50 @@ async fn unsubscribe_marks_the_follower() {
 #[tokio::test]
 async fn menu_click_answers_with_the_newest_article_card() {
     each_backend!(|app| {
-        let empty = app.reply_of(app.post_plain(&event_xml("o_c", "CLICK", "CAT_LILUN_YANJIU", now())).await).await;
+        let empty = app
+            .reply_of(
+                app.post_plain(&event_xml("o_c", "CLICK", "CAT_LILUN_YANJIU", now()))
+                    .await,
+            )
+            .await;
         assert!(field(&empty, "Content").unwrap().contains("暂无文章"));
         let st = &app.state;
         for (title, at) in [("旧文章", 1_000), ("新文章", 2_000)] {
             let a = dangjian::db::articles::NewArticle {
-                category: "理论研究", title, summary: "摘要", body_md: "正文", body_html: "<p>正文</p>", cover_url: None, author: None,
+                category: "理论研究",
+                title,
+                summary: "摘要",
+                body_md: "正文",
+                body_html: "<p>正文</p>",
+                cover_url: None,
+                author: None,
             };
-            dangjian::db::articles::insert_published(&st.db, &a, at).await.unwrap();
+            dangjian::db::articles::insert_published(&st.db, &a, at)
+                .await
+                .unwrap();
         }
-        let body = app.reply_of(app.post_plain(&event_xml("o_c", "CLICK", "CAT_LILUN_YANJIU", now() + 1)).await).await;
+        let body = app
+            .reply_of(
+                app.post_plain(&event_xml("o_c", "CLICK", "CAT_LILUN_YANJIU", now() + 1))
+                    .await,
+            )
+            .await;
         assert_eq!(field(&body, "MsgType").as_deref(), Some("news"));
         assert_eq!(field(&body, "ArticleCount").as_deref(), Some("1"));
-        assert!(body.contains("新文章") && !body.contains("旧文章"), "{body}");
+        assert!(
+            body.contains("新文章") && !body.contains("旧文章"),
+            "{body}"
+        );
         // The card links to the public article page, which serves the article.
-        let url = wechat::xml::parse_flat(&body).unwrap().get("Articles.item.Url").unwrap().to_owned();
-        let path = url.split_once("/articles/").map(|(_, id)| format!("/articles/{id}")).unwrap();
+        let url = wechat::xml::parse_flat(&body)
+            .unwrap()
+            .get("Articles.item.Url")
+            .unwrap()
+            .to_owned();
+        let path = url
+            .split_once("/articles/")
+            .map(|(_, id)| format!("/articles/{id}"))
+            .unwrap();
         let page = app.http.get(app.url(&path)).send().await.unwrap();
         assert_eq!(page.status(), StatusCode::OK);
         assert!(page.text().await.unwrap().contains("新文章"));
@@ -249,29 +427,45 @@ async fn menu_click_answers_with_the_newest_article_card() {
 
 #[tokio::test]
 async fn slow_reply_answers_success_then_follows_up_by_customer_service() {
-    each_backend!(spawn = Spawn { overrides: vec![("reply_budget_ms", "300".into())], ..Default::default() }, |app| {
-        // Hold the followers table so the subscribe handler's write waits past the budget.
-        let mut lock = app.state.db.begin_write().await.unwrap();
-        if app.state.db.backend() == dangjian::db::Backend::Postgres {
-            sqlx::query("LOCK TABLE followers IN EXCLUSIVE MODE").execute(&mut *lock).await.unwrap();
+    each_backend!(
+        spawn = Spawn {
+            overrides: vec![("reply_budget_ms", "300".into())],
+            ..Default::default()
+        },
+        |app| {
+            // Hold the followers table so the subscribe handler's write waits past the budget.
+            let mut lock = app.state.db.begin_write().await.unwrap();
+            if app.state.db.backend() == dangjian::db::Backend::Postgres {
+                sqlx::query("LOCK TABLE followers IN EXCLUSIVE MODE")
+                    .execute(&mut *lock)
+                    .await
+                    .unwrap();
+            }
+            let xml = event_xml("o_slow", "subscribe", "", now());
+            let first = app.reply_of(app.post_plain(&xml).await).await;
+            assert_eq!(first, "success", "budget exceeded: answer success at once");
+            assert_eq!(app.fake.outbox_len(), 0);
+            lock.commit().await.unwrap();
+            let sent = app.wait_outbox(1).await;
+            assert_eq!(sent.len(), 1, "exactly one follow-up");
+            assert_eq!(sent[0].channel, "custom");
+            assert_eq!(sent[0].to_user.as_deref(), Some("o_slow"));
+            assert_eq!(sent[0].body["msgtype"], "text");
+            assert!(sent[0].body["text"]["content"]
+                .as_str()
+                .unwrap()
+                .contains("欢迎关注"));
+            // The retry gets what the follower got, and nothing is sent or stored twice.
+            assert_eq!(app.reply_of(app.post_plain(&xml).await).await, "success");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert_eq!(app.fake.outbox_len(), 1);
+            assert_eq!(
+                app.count("SELECT COUNT(*) FROM followers WHERE openid = 'o_slow'")
+                    .await,
+                1
+            );
         }
-        let xml = event_xml("o_slow", "subscribe", "", now());
-        let first = app.reply_of(app.post_plain(&xml).await).await;
-        assert_eq!(first, "success", "budget exceeded: answer success at once");
-        assert_eq!(app.fake.outbox_len(), 0);
-        lock.commit().await.unwrap();
-        let sent = app.wait_outbox(1).await;
-        assert_eq!(sent.len(), 1, "exactly one follow-up");
-        assert_eq!(sent[0].channel, "custom");
-        assert_eq!(sent[0].to_user.as_deref(), Some("o_slow"));
-        assert_eq!(sent[0].body["msgtype"], "text");
-        assert!(sent[0].body["text"]["content"].as_str().unwrap().contains("欢迎关注"));
-        // The retry gets what the follower got, and nothing is sent or stored twice.
-        assert_eq!(app.reply_of(app.post_plain(&xml).await).await, "success");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(app.fake.outbox_len(), 1);
-        assert_eq!(app.count("SELECT COUNT(*) FROM followers WHERE openid = 'o_slow'").await, 1);
-    });
+    );
 }
 
 #[tokio::test]
@@ -284,7 +478,9 @@ async fn content_changes_apply_without_a_restart() {
         )
         .unwrap();
         app.state.content.reload().unwrap();
-        let body = app.reply_of(app.post_plain(&text_xml("o_r", "测试", 5001)).await).await;
+        let body = app
+            .reply_of(app.post_plain(&text_xml("o_r", "测试", 5001)).await)
+            .await;
         assert_eq!(field(&body, "Content").as_deref(), Some("已更新"));
     });
 }
@@ -292,16 +488,52 @@ async fn content_changes_apply_without_a_restart() {
 #[tokio::test]
 async fn operators_endpoints_report_health_and_metrics() {
     each_backend!(|app| {
-        app.reply_of(app.post_plain(&text_xml("o_m", "帮助", 6001)).await).await;
-        let ready: serde_json::Value = app.http.get(app.url("/readyz")).send().await.unwrap().json().await.unwrap();
+        app.reply_of(app.post_plain(&text_xml("o_m", "帮助", 6001)).await)
+            .await;
+        let ready: serde_json::Value = app
+            .http
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(ready["status"], "ok");
-        assert_eq!(app.http.get(app.url("/healthz")).send().await.unwrap().status(), StatusCode::OK);
-        let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-        assert!(metrics.contains("dangjian_wechat_messages_total{msg_type=\"text\",event=\"\"} 1"), "{metrics}");
-        assert!(metrics.contains("dangjian_http_requests_total{method=\"POST\",route=\"/wechat\",status=\"200\"}"), "{metrics}");
+        assert_eq!(
+            app.http
+                .get(app.url("/healthz"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK
+        );
+        let metrics = app
+            .http
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains("dangjian_wechat_messages_total{msg_type=\"text\",event=\"\"} 1"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains(
+                "dangjian_http_requests_total{method=\"POST\",route=\"/wechat\",status=\"200\"}"
+            ),
+            "{metrics}"
+        );
         assert!(metrics.contains("dangjian_http_request_duration_seconds_bucket"));
         let missing = app.http.get(app.url("/nope")).send().await.unwrap();
-        assert_eq!(error_code(missing).await, (StatusCode::NOT_FOUND, "not_found".into()));
+        assert_eq!(
+            error_code(missing).await,
+            (StatusCode::NOT_FOUND, "not_found".into())
+        );
     });
 }
 
@@ -309,15 +541,27 @@ async fn operators_endpoints_report_health_and_metrics() {
 async fn welcome_is_followed_by_the_newest_article_card_once() {
     each_backend!(|app| {
         let a = dangjian::db::articles::NewArticle {
-            category: "党建动态", title: "最新动态", summary: "摘要", body_md: "", body_html: "", cover_url: None, author: None,
+            category: "党建动态",
+            title: "最新动态",
+            summary: "摘要",
+            body_md: "",
+            body_html: "",
+            cover_url: None,
+            author: None,
         };
-        dangjian::db::articles::insert_published(&app.state.db, &a, 5_000).await.unwrap();
+        dangjian::db::articles::insert_published(&app.state.db, &a, 5_000)
+            .await
+            .unwrap();
         let xml = event_xml("o_welcome", "subscribe", "", now());
         let first = app.reply_of(app.post_plain(&xml).await).await;
         assert_eq!(app.reply_of(app.post_plain(&xml).await).await, first);
         let sent = app.wait_outbox(1).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(app.fake.outbox_len(), 1, "the card is sent once, retries included");
+        assert_eq!(
+            app.fake.outbox_len(),
+            1,
+            "the card is sent once, retries included"
+        );
         assert_eq!(sent[0].to_user.as_deref(), Some("o_welcome"));
         assert_eq!(sent[0].body["msgtype"], "news");
         assert_eq!(sent[0].body["news"]["articles"][0]["title"], "最新动态");
@@ -327,17 +571,37 @@ async fn welcome_is_followed_by_the_newest_article_card_once() {
 #[tokio::test]
 async fn openapi_lists_every_admin_route_with_its_permission() {
     each_backend!(|app| {
-        let doc: serde_json::Value = app.http.get(app.url("/api/openapi.json")).send().await.unwrap().json().await.unwrap();
+        let doc: serde_json::Value = app
+            .http
+            .get(app.url("/api/openapi.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(doc["openapi"], "3.0.3");
         let table = dangjian::http::admin::routes(app.state.clone());
         assert!(table.table().len() > 10);
         for spec in table.table() {
             let op = &doc["paths"][spec.path][spec.method.as_str().to_ascii_lowercase()];
-            assert!(op.is_object(), "{} {} missing from the OpenAPI document", spec.method, spec.path);
-            assert_eq!(op["x-permission"], serde_json::to_value(spec.permission).unwrap());
+            assert!(
+                op.is_object(),
+                "{} {} missing from the OpenAPI document",
+                spec.method,
+                spec.path
+            );
+            assert_eq!(
+                op["x-permission"],
+                serde_json::to_value(spec.permission).unwrap()
+            );
         }
         assert!(doc["paths"]["/api/mp/articles"]["get"].is_object());
-        assert_eq!(doc["paths"]["/api/admin/pushes"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/PushInput");
+        assert_eq!(
+            doc["paths"]["/api/admin/pushes"]["post"]["requestBody"]["content"]["application/json"]
+                ["schema"]["$ref"],
+            "#/components/schemas/PushInput"
+        );
     });
 }
 
@@ -351,7 +615,9 @@ async fn a_message_encrypted_by_wechatpy_is_accepted_and_answered_encrypted() {
     let req = &vectors["encrypted_request"];
     let s = |v: &serde_json::Value| v.as_str().unwrap().to_owned();
     let ts: i64 = s(&req["query"]["timestamp"]).parse().unwrap();
-    let clock = dangjian::clock::ManualClock::at(time::OffsetDateTime::from_unix_timestamp(ts + 2).unwrap());
+    let clock = dangjian::clock::ManualClock::at(
+        time::OffsetDateTime::from_unix_timestamp(ts + 2).unwrap(),
+    );
     let spawn = || Spawn {
         overrides: vec![
             ("wechat_message_mode", "safe".into()),
@@ -368,12 +634,21 @@ async fn a_message_encrypted_by_wechatpy_is_accepted_and_answered_encrypted() {
             "/wechat?signature={}&timestamp={}&nonce={}&openid={}&encrypt_type=aes&msg_signature={}",
             s(&q["signature"]), s(&q["timestamp"]), s(&q["nonce"]), s(&q["openid"]), s(&q["msg_signature"])
         );
-        let resp = app.http.post(app.url(&url)).body(s(&req["body"])).send().await.unwrap();
+        let resp = app
+            .http
+            .post(app.url(&url))
+            .body(s(&req["body"]))
+            .send()
+            .await
+            .unwrap();
         let body = app.reply_of(resp).await;
         let encrypt = field(&body, "Encrypt").expect("encrypted reply");
         let token = s(&req["token"]);
         assert!(signature::verify_msg_signature(
-            &token, &field(&body, "TimeStamp").unwrap(), &field(&body, "Nonce").unwrap(), &encrypt,
+            &token,
+            &field(&body, "TimeStamp").unwrap(),
+            &field(&body, "Nonce").unwrap(),
+            &encrypt,
             &field(&body, "MsgSignature").unwrap()
         ));
         let crypto = MessageCrypto::new(&s(&req["encoding_aes_key"]), &s(&req["app_id"])).unwrap();
@@ -381,9 +656,16 @@ async fn a_message_encrypted_by_wechatpy_is_accepted_and_answered_encrypted() {
         assert_eq!(field(&clear, "ToUserName"), Some(s(&q["openid"])));
         assert_eq!(field(&clear, "MsgType").as_deref(), Some("text"));
         // Replayed as WeChat retries it (same query string): same reply, no error.
-        let again = app.http.post(app.url(&url)).body(s(&req["body"])).send().await.unwrap();
+        let again = app
+            .http
+            .post(app.url(&url))
+            .body(s(&req["body"]))
+            .send()
+            .await
+            .unwrap();
         let again = app.reply_of(again).await;
-        let clear_again = String::from_utf8(crypto.decrypt(&field(&again, "Encrypt").unwrap()).unwrap()).unwrap();
+        let clear_again =
+            String::from_utf8(crypto.decrypt(&field(&again, "Encrypt").unwrap()).unwrap()).unwrap();
         assert_eq!(clear_again, clear);
     });
 }

@@ -28,24 +28,57 @@ async fn follower_sync_pages_upserts_tags_and_marks_the_gone_resumably() {
         app.fake.add_followers(&openids);
         app.fake.set_user_page_size(100);
         let tag = app.state.wechat.tags_create("支部委员").await.unwrap();
-        app.state.wechat.tags_members_batchtagging(tag.id, &openids[..10]).await.unwrap();
+        app.state
+            .wechat
+            .tags_members_batchtagging(tag.id, &openids[..10])
+            .await
+            .unwrap();
         // Known to us, no longer a follower at WeChat.
-        dangjian::db::followers::subscribe(&app.state.db, "o_gone", None, 1).await.unwrap();
+        dangjian::db::followers::subscribe(&app.state.db, "o_gone", None, 1)
+            .await
+            .unwrap();
 
         // One page, then "crash": the cursor is saved.
-        assert_eq!(wechat_sync::sync_followers(&app.state, Some(1)).await.unwrap(), None);
-        assert_eq!(app.count("SELECT COUNT(*) FROM job_state WHERE name = 'follower_sync'").await, 1);
-        assert_eq!(app.count("SELECT COUNT(*) FROM followers WHERE seen_by_sync IS NOT NULL").await, 100);
+        assert_eq!(
+            wechat_sync::sync_followers(&app.state, Some(1))
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM job_state WHERE name = 'follower_sync'")
+                .await,
+            1
+        );
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM followers WHERE seen_by_sync IS NOT NULL")
+                .await,
+            100
+        );
 
-        let report = wechat_sync::sync_followers(&app.state, None).await.unwrap().expect("finished");
+        let report = wechat_sync::sync_followers(&app.state, None)
+            .await
+            .unwrap()
+            .expect("finished");
         assert!(report.resumed);
         assert_eq!(report.seen, 250);
         assert_eq!(report.marked_gone, 1);
         assert_eq!(report.subscribed, 250);
         assert_eq!(app.count("SELECT COUNT(*) FROM followers WHERE openid = 'o_gone' AND status = 'unsubscribed'").await, 1);
         assert_eq!(app.count("SELECT COUNT(*) FROM job_state").await, 0);
-        assert_eq!(app.count(&format!("SELECT COUNT(*) FROM follower_tags WHERE tag_id = {}", tag.id)).await, 10);
-        assert_eq!(app.count("SELECT COUNT(*) FROM wechat_tags WHERE name = '支部委员'").await, 1);
+        assert_eq!(
+            app.count(&format!(
+                "SELECT COUNT(*) FROM follower_tags WHERE tag_id = {}",
+                tag.id
+            ))
+            .await,
+            10
+        );
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM wechat_tags WHERE name = '支部委员'")
+                .await,
+            1
+        );
         // Pages of 100, 100 and 50, then the empty page that ends the list (WeChat keeps
         // returning the last OpenID as next_openid until a page comes back empty).
         assert_eq!(app.fake.count_calls(wechat::client::api::USER_GET), 4);
@@ -55,7 +88,12 @@ async fn follower_sync_pages_upserts_tags_and_marks_the_gone_resumably() {
 #[tokio::test]
 async fn two_replicas_sharing_redis_fetch_the_token_once() {
     for backend in crate::helpers::backends() {
-        let crate::helpers::Backend::Postgres { redis_url: Some(_), .. } = &backend else { continue };
+        let crate::helpers::Backend::Postgres {
+            redis_url: Some(_), ..
+        } = &backend
+        else {
+            continue;
+        };
         let app = crate::helpers::TestApp::spawn_with(&backend, Default::default()).await;
         let settings = &app.state.settings;
         let redis = dangjian::cache::RedisCache::connect(
@@ -67,19 +105,31 @@ async fn two_replicas_sharing_redis_fetch_the_token_once() {
         // A second replica: its own client, the same Redis token store.
         let store = Arc::new(dangjian::wechat_api::RedisTokenStore::new(&redis));
         let other = wechat::client::Client::new(
-            wechat::client::ClientConfig::new(app.fake_base(), APP_ID, "demo-app-secret-not-for-production"),
+            wechat::client::ClientConfig::new(
+                app.fake_base(),
+                APP_ID,
+                "demo-app-secret-not-for-production",
+            ),
             store,
         )
         .unwrap();
         let mut calls = Vec::new();
         for i in 0..100 {
-            let c = if i % 2 == 0 { app.state.wechat.clone() } else { other.clone() };
+            let c = if i % 2 == 0 {
+                app.state.wechat.clone()
+            } else {
+                other.clone()
+            };
             calls.push(tokio::spawn(async move { c.tags_get().await }));
         }
         for c in calls {
             c.await.unwrap().unwrap();
         }
-        assert_eq!(app.fake.token_fetches(), 1, "one token fetch across both replicas");
+        assert_eq!(
+            app.fake.token_fetches(),
+            1,
+            "one token fetch across both replicas"
+        );
         // WeChat revokes the token: exactly one more fetch, and the calls succeed.
         app.fake.revoke_tokens();
         let (a, b) = tokio::join!(app.state.wechat.tags_get(), other.tags_get());

@@ -7,14 +7,14 @@
 pub mod error;
 pub use error::{Error, Result};
 
-pub mod xml;
-pub mod signature;
 pub mod crypto;
 pub mod message;
 pub mod reply;
+pub mod signature;
+pub mod xml;
 
-pub mod token;
 pub mod client;
+pub mod token;
 
 #[cfg(feature = "fake")]
 pub mod fake;

@@ -15,13 +15,16 @@ pub fn routes(r: AdminRoutes) -> AdminRoutes {
     r.get("/api/admin/audit", Permission::ReadAudit, search)
 }
 
-async fn search(State(st): State<AppState>, AppQuery(f): AppQuery<AuditFilter>) -> AppResult<AppJson<Value>> {
+async fn search(
+    State(st): State<AppState>,
+    AppQuery(f): AppQuery<AuditFilter>,
+) -> AppResult<AppJson<Value>> {
     let time = |v: &Option<String>, name: &str| -> AppResult<Option<i64>> {
         match v.as_deref().filter(|s| !s.is_empty()) {
             None => Ok(None),
-            Some(s) => parse_time(s)
-                .map(Some)
-                .ok_or_else(|| AppError::BadRequest(format!("{name} must be RFC 3339 or unix milliseconds"))),
+            Some(s) => parse_time(s).map(Some).ok_or_else(|| {
+                AppError::BadRequest(format!("{name} must be RFC 3339 or unix milliseconds"))
+            }),
         }
     };
     let since = time(&f.since, "since")?;

@@ -16,7 +16,11 @@ pub fn routes(r: AdminRoutes) -> AdminRoutes {
     r.post("/api/admin/login", Permission::Public, login)
         .post("/api/admin/logout", Permission::Authenticated, logout)
         .get("/api/admin/me", Permission::Authenticated, me)
-        .post("/api/admin/password", Permission::Authenticated, change_password)
+        .post(
+            "/api/admin/password",
+            Permission::Authenticated,
+            change_password,
+        )
 }
 
 #[derive(Deserialize)]
@@ -47,7 +51,14 @@ async fn login(
     ip: ClientIp,
     AppJson(body): AppJson<LoginBody>,
 ) -> AppResult<AppJson<Value>> {
-    let done = login::login(&st, &body.username, &body.password, ip, tokens::TokenKind::Api).await?;
+    let done = login::login(
+        &st,
+        &body.username,
+        &body.password,
+        ip,
+        tokens::TokenKind::Api,
+    )
+    .await?;
     Ok(AppJson(json!({
         "token": done.issued.token,
         "expires_at": rfc3339(done.issued.expires_at),
@@ -57,13 +68,22 @@ async fn login(
 
 async fn logout(State(st): State<AppState>, session: AdminSession) -> AppResult<impl IntoResponse> {
     tokens::revoke(&st.db, session.token_hash(), session.now).await?;
-    audit::record(st.db.pool(), &session.audit("auth.logout", "admin_user", session.user_id)).await?;
+    audit::record(
+        st.db.pool(),
+        &session.audit("auth.logout", "admin_user", session.user_id),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn me(State(st): State<AppState>, session: AdminSession) -> AppResult<AppJson<Value>> {
-    let creds = users::by_id(&st.db, session.user_id).await?.ok_or(AppError::Unauthorized)?;
-    let permissions: Vec<_> = crate::auth::Permission::ALL.into_iter().filter(|p| session.can(*p)).collect();
+    let creds = users::by_id(&st.db, session.user_id)
+        .await?
+        .ok_or(AppError::Unauthorized)?;
+    let permissions: Vec<_> = crate::auth::Permission::ALL
+        .into_iter()
+        .filter(|p| session.can(*p))
+        .collect();
     Ok(AppJson(json!({
         "user": user_json(&creds.user),
         "permissions": permissions,
@@ -82,18 +102,32 @@ async fn change_password(
     session: AdminSession,
     AppJson(body): AppJson<PasswordBody>,
 ) -> AppResult<AppJson<Value>> {
-    let creds = users::by_id(&st.db, session.user_id).await?.ok_or(AppError::Unauthorized)?;
+    let creds = users::by_id(&st.db, session.user_id)
+        .await?
+        .ok_or(AppError::Unauthorized)?;
     if !password::verify_blocking(body.old_password, creds.password_hash).await {
-        audit::record(st.db.pool(), &session.audit("auth.password_change_failed", "admin_user", session.user_id))
-            .await?;
-        return Err(AppError::rejected(StatusCode::FORBIDDEN, "invalid_credentials", "the old password is wrong"));
+        audit::record(
+            st.db.pool(),
+            &session.audit("auth.password_change_failed", "admin_user", session.user_id),
+        )
+        .await?;
+        return Err(AppError::rejected(
+            StatusCode::FORBIDDEN,
+            "invalid_credentials",
+            "the old password is wrong",
+        ));
     }
     password::check_policy(&session.username, &body.new_password).map_err(AppError::Validation)?;
     let hash = password::hash_blocking(body.new_password).await?;
     let mut tx = st.db.begin_write().await?;
     users::set_password(&mut *tx, session.user_id, &hash, session.now).await?;
-    let revoked =
-        tokens::revoke_all_for_user(&mut *tx, session.user_id, Some(session.token_hash()), session.now).await?;
+    let revoked = tokens::revoke_all_for_user(
+        &mut *tx,
+        session.user_id,
+        Some(session.token_hash()),
+        session.now,
+    )
+    .await?;
     let entry = session
         .audit("admin_user.password_change", "admin_user", session.user_id)
         .details(json!({"sessions_revoked": revoked}));

@@ -40,13 +40,19 @@ impl<T: Serialize> IntoResponse for AppJson<T> {
 pub fn json_rejection(r: JsonRejection) -> AppError {
     match r {
         JsonRejection::JsonDataError(e) => AppError::Validation(sanitize(&e.body_text())),
-        JsonRejection::JsonSyntaxError(_) => {
-            AppError::rejected(StatusCode::BAD_REQUEST, "bad_json", "the body is not valid JSON")
+        JsonRejection::JsonSyntaxError(_) => AppError::rejected(
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+            "the body is not valid JSON",
+        ),
+        JsonRejection::MissingJsonContentType(_) => AppError::rejected(
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+            "expected Content-Type: application/json",
+        ),
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            AppError::PayloadTooLarge
         }
-        JsonRejection::MissingJsonContentType(_) => {
-            AppError::rejected(StatusCode::BAD_REQUEST, "bad_json", "expected Content-Type: application/json")
-        }
-        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge,
         other => AppError::BadRequest(format!("could not read the body ({})", other.status())),
     }
 }
@@ -75,9 +81,14 @@ where
 pub fn sanitize(msg: &str) -> String {
     static QUOTED: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     let re = QUOTED.get_or_init(|| {
-        regex::Regex::new(r#""(?:[^"\\]|\\.)*"|(integer|floating point|char) `[^`]*`|\b\d{4,}\b"#).expect("regex")
+        regex::Regex::new(r#""(?:[^"\\]|\\.)*"|(integer|floating point|char) `[^`]*`|\b\d{4,}\b"#)
+            .expect("regex")
     });
-    let msg = msg.split_once(": ").map(|(_, rest)| rest).filter(|_| msg.starts_with("Failed to")).unwrap_or(msg);
+    let msg = msg
+        .split_once(": ")
+        .map(|(_, rest)| rest)
+        .filter(|_| msg.starts_with("Failed to"))
+        .unwrap_or(msg);
     re.replace_all(msg, "…").into_owned()
 }
 

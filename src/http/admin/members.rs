@@ -61,7 +61,8 @@ pub struct MemberRow {
     pub updated_at: i64,
 }
 
-const SELECT: &str = "SELECT m.id, m.name, m.phone_enc, m.id_number_enc, m.category, m.monthly_income_enc, \
+const SELECT: &str =
+    "SELECT m.id, m.name, m.phone_enc, m.id_number_enc, m.category, m.monthly_income_enc, \
      m.org_unit_id, o.name, m.party_status, m.joined_at, m.openid, m.created_at, m.updated_at \
      FROM members m JOIN org_units o ON o.id = m.org_unit_id";
 
@@ -85,15 +86,28 @@ fn from_row(r: &sqlx::any::AnyRow) -> MemberRow {
 
 pub async fn by_id(db: &Db, id: i64) -> sqlx::Result<Option<MemberRow>> {
     let sql = format!("{SELECT} WHERE m.id = $1");
-    Ok(sqlx::query(&sql).bind(id).fetch_optional(db.pool()).await?.as_ref().map(from_row))
+    Ok(sqlx::query(&sql)
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?
+        .as_ref()
+        .map(from_row))
 }
 
 /// Exact lookup by phone through the blind index (for the mini-program binding). Matches rows
 /// indexed under an old key too, until `rotate-key` has run.
-pub async fn find_by_phone(db: &Db, cipher: &DataCipher, phone: &str) -> sqlx::Result<Option<MemberRow>> {
+pub async fn find_by_phone(
+    db: &Db,
+    cipher: &DataCipher,
+    phone: &str,
+) -> sqlx::Result<Option<MemberRow>> {
     for idx in cipher.phone_index_candidates(phone) {
         let sql = format!("{SELECT} WHERE m.phone_idx = $1");
-        if let Some(r) = sqlx::query(&sql).bind(idx).fetch_optional(db.pool()).await? {
+        if let Some(r) = sqlx::query(&sql)
+            .bind(idx)
+            .fetch_optional(db.pool())
+            .await?
+        {
             return Ok(Some(from_row(&r)));
         }
     }
@@ -102,11 +116,19 @@ pub async fn find_by_phone(db: &Db, cipher: &DataCipher, phone: &str) -> sqlx::R
 
 /// The member as the API shows it: masked, or in clear when `reveal` (callers audit that).
 pub fn member_json(m: &MemberRow, cipher: &DataCipher, reveal: bool) -> AppResult<Value> {
-    let dec = |v: &str| cipher.decrypt(v).map_err(|e| AppError::Internal(anyhow::anyhow!("member {}: {e}", m.id)));
+    let dec = |v: &str| {
+        cipher
+            .decrypt(v)
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("member {}: {e}", m.id)))
+    };
     let phone = dec(&m.phone_enc)?;
     let id_number = m.id_number_enc.as_deref().map(dec).transpose()?;
     let income = if reveal {
-        m.monthly_income_enc.as_deref().map(dec).transpose()?.and_then(|s| s.parse::<i64>().ok())
+        m.monthly_income_enc
+            .as_deref()
+            .map(dec)
+            .transpose()?
+            .and_then(|s| s.parse::<i64>().ok())
     } else {
         None
     };
@@ -145,8 +167,13 @@ async fn list(
     let mut cond = vec![scope.sql_condition("m.org_unit_id")];
     let mut args: Vec<String> = Vec::new();
     if let Some(name) = q.org_unit.as_deref().filter(|s| !s.is_empty()) {
-        let unit = org::find_by_name(st.db.pool(), name).await?.ok_or_else(|| AppError::NotFound("org unit".into()))?;
-        cond.push(OrgScope::Units(org::subtree_ids(&st.db, unit.id).await?).sql_condition("m.org_unit_id"));
+        let unit = org::find_by_name(st.db.pool(), name)
+            .await?
+            .ok_or_else(|| AppError::NotFound("org unit".into()))?;
+        cond.push(
+            OrgScope::Units(org::subtree_ids(&st.db, unit.id).await?)
+                .sql_condition("m.org_unit_id"),
+        );
     }
     if let Some(text) = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         if pii::normalize_phone(text).is_some() {
@@ -158,7 +185,10 @@ async fn list(
             }
             cond.push(format!("m.phone_idx IN ({})", ph.join(",")));
         } else {
-            let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            let escaped = text
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
             args.push(format!("%{escaped}%"));
             cond.push(format!("m.name LIKE ${} ESCAPE '\\'", args.len()));
         }
@@ -171,7 +201,10 @@ async fn list(
         cq = cq.bind(a);
     }
     let total: i64 = cq.fetch_one(st.db.pool()).await?.get(0);
-    let sql = format!("{SELECT} WHERE {where_} ORDER BY m.id LIMIT {PAGE_SIZE} OFFSET {}", (page - 1) * PAGE_SIZE);
+    let sql = format!(
+        "{SELECT} WHERE {where_} ORDER BY m.id LIMIT {PAGE_SIZE} OFFSET {}",
+        (page - 1) * PAGE_SIZE
+    );
     let mut lq = sqlx::query(&sql);
     for a in &args {
         lq = lq.bind(a);
@@ -180,16 +213,29 @@ async fn list(
     let rows: Vec<MemberRow> = rows.iter().map(from_row).collect();
     // Even masked, a roster read is a read of personal data: who looked at whom is audited
     // (the search text is not repeated: a phone number there would be personal data itself).
-    let search = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(|t| {
-        if pii::normalize_phone(t).is_some() { "phone" } else { "name" }
-    });
+    let search =
+        q.q.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|t| {
+                if pii::normalize_phone(t).is_some() {
+                    "phone"
+                } else {
+                    "name"
+                }
+            });
     let entry = session.audit("member.list", "member", "").details(json!({
         "org_unit": q.org_unit, "search": search, "page": page,
         "member_ids": rows.iter().map(|m| m.id).collect::<Vec<_>>(),
     }));
     audit::record(st.db.pool(), &entry).await?;
-    let members = rows.iter().map(|m| member_json(m, &st.cipher, false)).collect::<AppResult<Vec<_>>>()?;
-    Ok(AppJson(json!({"members": members, "page": page, "page_size": PAGE_SIZE, "total": total})))
+    let members = rows
+        .iter()
+        .map(|m| member_json(m, &st.cipher, false))
+        .collect::<AppResult<Vec<_>>>()?;
+    Ok(AppJson(
+        json!({"members": members, "page": page, "page_size": PAGE_SIZE, "total": total}),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,7 +252,9 @@ async fn show(
     Path(id): Path<i64>,
     AppQuery(q): AppQuery<ShowQuery>,
 ) -> AppResult<AppJson<Value>> {
-    let m = by_id(&st.db, id).await?.ok_or_else(|| AppError::NotFound("member".into()))?;
+    let m = by_id(&st.db, id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("member".into()))?;
     // Out-of-scope members are "not found": their existence is itself personal data.
     if !session.org_scope(&st.db).await?.contains(m.org_unit_id) {
         return Err(AppError::NotFound("member".into()));
@@ -217,12 +265,16 @@ async fn show(
             .chain(m.id_number_enc.as_ref().map(|_| "id_number"))
             .chain(m.monthly_income_enc.as_ref().map(|_| "monthly_income_fen"))
             .collect();
-        let entry = session.audit("member.reveal", "member", m.id).details(json!({"fields": fields}));
+        let entry = session
+            .audit("member.reveal", "member", m.id)
+            .details(json!({"fields": fields}));
         audit::record(st.db.pool(), &entry).await?;
     } else {
         audit::record(st.db.pool(), &session.audit("member.read", "member", m.id)).await?;
     }
-    Ok(AppJson(json!({"member": member_json(&m, &st.cipher, q.reveal)?})))
+    Ok(AppJson(
+        json!({"member": member_json(&m, &st.cipher, q.reveal)?}),
+    ))
 }
 
 // ---------------------------------------------------------------- import
@@ -248,15 +300,29 @@ struct ImportRow {
     joined_at: Option<i64>,
 }
 
-const COLUMNS: [&str; 8] =
-    ["name", "phone", "category", "monthly_income_fen", "org_unit", "id_number", "party_status", "joined_at"];
+const COLUMNS: [&str; 8] = [
+    "name",
+    "phone",
+    "category",
+    "monthly_income_fen",
+    "org_unit",
+    "id_number",
+    "party_status",
+    "joined_at",
+];
 
 /// Raw cells of one row (JSON values stringified; CSV cells as-is).
 type RawRow = HashMap<String, String>;
 
 fn validate_row(n: usize, raw: &RawRow, errors: &mut Vec<RowError>) -> Option<ImportRow> {
     let before = errors.len();
-    let mut err = |field: &'static str, message: &str| errors.push(RowError { row: n, field, message: message.into() });
+    let mut err = |field: &'static str, message: &str| {
+        errors.push(RowError {
+            row: n,
+            field,
+            message: message.into(),
+        })
+    };
     let get = |k: &str| raw.get(k).map(|s| s.trim()).filter(|s| !s.is_empty());
     // Column names are not echoed: a CSV without a header makes its first data row the header.
     if raw.keys().any(|k| !COLUMNS.contains(&k.as_str())) {
@@ -272,20 +338,32 @@ fn validate_row(n: usize, raw: &RawRow, errors: &mut Vec<RowError>) -> Option<Im
     }
     let category = get("category").and_then(|c| CATEGORIES.iter().find(|x| **x == c).copied());
     if category.is_none() {
-        err("category", "category must be one of employed, retired, student, unemployed, other");
+        err(
+            "category",
+            "category must be one of employed, retired, student, unemployed, other",
+        );
     }
     let income_fen = match get("monthly_income_fen") {
         None => None,
         Some(s) => match s.parse::<i64>() {
             Ok(v) if (0..=10_000_000_000).contains(&v) => Some(v),
             _ => {
-                err("monthly_income_fen", "monthly_income_fen must be a whole number of fen, 0 or more");
+                err(
+                    "monthly_income_fen",
+                    "monthly_income_fen must be a whole number of fen, 0 or more",
+                );
                 None
             }
         },
     };
-    if income_fen.is_none() && matches!(category, Some("employed" | "retired")) && get("monthly_income_fen").is_none() {
-        err("monthly_income_fen", "monthly_income_fen is required for employed and retired members");
+    if income_fen.is_none()
+        && matches!(category, Some("employed" | "retired"))
+        && get("monthly_income_fen").is_none()
+    {
+        err(
+            "monthly_income_fen",
+            "monthly_income_fen is required for employed and retired members",
+        );
     }
     let org_unit = get("org_unit").unwrap_or_default().to_owned();
     if org_unit.is_empty() || org_unit.chars().count() > 100 {
@@ -296,7 +374,10 @@ fn validate_row(n: usize, raw: &RawRow, errors: &mut Vec<RowError>) -> Option<Im
         Some(s) => {
             let v = pii::normalize_id_number(s);
             if v.is_none() {
-                err("id_number", "id_number must be an 18-character resident ID number with a valid check digit");
+                err(
+                    "id_number",
+                    "id_number must be an 18-character resident ID number with a valid check digit",
+                );
             }
             v
         }
@@ -313,7 +394,10 @@ fn validate_row(n: usize, raw: &RawRow, errors: &mut Vec<RowError>) -> Option<Im
         Some(s) => {
             let v = parse_date(s);
             if v.is_none() {
-                err("joined_at", "joined_at must be a date (YYYY-MM-DD) or RFC 3339 time");
+                err(
+                    "joined_at",
+                    "joined_at must be a date (YYYY-MM-DD) or RFC 3339 time",
+                );
             }
             v
         }
@@ -340,21 +424,33 @@ fn parse_date(s: &str) -> Option<i64> {
     }
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
     let d = time::Date::parse(s, &fmt).ok()?;
-    Some(crate::db::unix_ms(d.midnight().assume_offset(time::macros::offset!(+8))))
+    Some(crate::db::unix_ms(
+        d.midnight().assume_offset(time::macros::offset!(+8)),
+    ))
 }
 
 fn json_rows(body: &[u8]) -> AppResult<Vec<RawRow>> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|_| AppError::rejected(StatusCode::BAD_REQUEST, "bad_json", "the body is not valid JSON"))?;
+    let v: Value = serde_json::from_slice(body).map_err(|_| {
+        AppError::rejected(
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+            "the body is not valid JSON",
+        )
+    })?;
     let Value::Array(items) = v else {
-        return Err(AppError::Validation("expected a JSON array of members".into()));
+        return Err(AppError::Validation(
+            "expected a JSON array of members".into(),
+        ));
     };
     items
         .into_iter()
         .enumerate()
         .map(|(i, item)| match item {
             Value::Object(map) => Ok(stringify(map)),
-            _ => Err(AppError::Validation(format!("item {} is not an object", i + 1))),
+            _ => Err(AppError::Validation(format!(
+                "item {} is not an object",
+                i + 1
+            ))),
         })
         .collect()
 }
@@ -375,7 +471,8 @@ fn stringify(map: Map<String, Value>) -> RawRow {
 }
 
 fn csv_rows(body: &[u8]) -> AppResult<Vec<RawRow>> {
-    let text = std::str::from_utf8(body).map_err(|_| AppError::Validation("CSV must be UTF-8".into()))?;
+    let text =
+        std::str::from_utf8(body).map_err(|_| AppError::Validation("CSV must be UTF-8".into()))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let records = parse_csv(text).map_err(AppError::Validation)?;
     let mut it = records.into_iter();
@@ -388,8 +485,12 @@ fn csv_rows(body: &[u8]) -> AppResult<Vec<RawRow>> {
     Ok(it
         .filter(|r| !(r.len() == 1 && r[0].trim().is_empty()))
         .map(|r| {
-            let mut row: RawRow =
-                header.iter().cloned().zip(r.iter().cloned()).filter(|(_, v)| !v.trim().is_empty()).collect();
+            let mut row: RawRow = header
+                .iter()
+                .cloned()
+                .zip(r.iter().cloned())
+                .filter(|(_, v)| !v.trim().is_empty())
+                .collect();
             if r.len() > header.len() {
                 row.insert("\u{0}extra".into(), String::new());
             }
@@ -435,7 +536,9 @@ pub fn parse_csv(text: &str) -> Result<Vec<Vec<String>>, String> {
         }
     }
     if in_quotes {
-        return Err(format!("unterminated quoted field starting before line {line}"));
+        return Err(format!(
+            "unterminated quoted field starting before line {line}"
+        ));
     }
     if !field.is_empty() || !record.is_empty() {
         record.push(field);
@@ -472,7 +575,11 @@ async fn import(
             AppError::BadRequest("could not read the body".into())
         }
     })?;
-    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let raw = if ctype.starts_with("text/csv") {
         csv_rows(&body)?
     } else if ctype.starts_with("application/json") {
@@ -498,7 +605,11 @@ async fn import(
         let n = i + 1;
         if let Some(row) = validate_row(n, r, &mut errors) {
             if let Some(first) = seen_phones.insert(row.phone.clone(), n) {
-                errors.push(RowError { row: n, field: "phone", message: format!("same phone as row {first}") });
+                errors.push(RowError {
+                    row: n,
+                    field: "phone",
+                    message: format!("same phone as row {first}"),
+                });
                 continue;
             }
             rows.push((n, row));
@@ -510,7 +621,9 @@ async fn import(
     let mut units: HashMap<String, Option<i64>> = HashMap::new();
     for (n, row) in &rows {
         if !units.contains_key(&row.org_unit) {
-            let found = org::find_by_name(st.db.pool(), &row.org_unit).await?.map(|u| u.id);
+            let found = org::find_by_name(st.db.pool(), &row.org_unit)
+                .await?
+                .map(|u| u.id);
             units.insert(row.org_unit.clone(), found);
         }
         match units[&row.org_unit] {
@@ -539,7 +652,10 @@ async fn import(
     let all_idx: Vec<&String> = by_idx.keys().collect();
     for chunk in all_idx.chunks(500) {
         let ph: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        let sql = format!("SELECT id, org_unit_id, phone_idx FROM members WHERE phone_idx IN ({})", ph.join(","));
+        let sql = format!(
+            "SELECT id, org_unit_id, phone_idx FROM members WHERE phone_idx IN ({})",
+            ph.join(",")
+        );
         let mut q = sqlx::query(&sql);
         for idx in chunk {
             q = q.bind(idx.as_str());
@@ -646,7 +762,11 @@ async fn import(
     }));
     audit::record(&mut *tx, &entry).await?;
     tx.commit().await?;
-    tracing::info!(created = created.len(), updated = updated.len(), "members imported");
+    tracing::info!(
+        created = created.len(),
+        updated = updated.len(),
+        "members imported"
+    );
     Ok((
         StatusCode::OK,
         AppJson(json!({"created": created.len(), "updated": updated.len(), "total": rows.len(), "org_units_created": units_created})),
@@ -661,7 +781,14 @@ mod tests {
     #[test]
     fn csv_parser_handles_quotes_crlf_and_embedded_commas() {
         let r = parse_csv("a,b,c\r\n\"x, y\",\"he said \"\"hi\"\"\",3\r\nlast,,\n").unwrap();
-        assert_eq!(r, vec![vec!["a", "b", "c"], vec!["x, y", "he said \"hi\"", "3"], vec!["last", "", ""]]);
+        assert_eq!(
+            r,
+            vec![
+                vec!["a", "b", "c"],
+                vec!["x, y", "he said \"hi\"", "3"],
+                vec!["last", "", ""]
+            ]
+        );
         assert!(parse_csv("a,\"b").is_err());
     }
 
@@ -681,6 +808,8 @@ mod tests {
         assert!(validate_row(7, &raw, &mut errors).is_none());
         let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
         assert_eq!(fields, ["name", "phone", "category", "monthly_income_fen"]);
-        assert!(errors.iter().all(|e| e.row == 7 && !e.message.contains("12345")));
+        assert!(errors
+            .iter()
+            .all(|e| e.row == 7 && !e.message.contains("12345")));
     }
 }

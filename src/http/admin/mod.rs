@@ -64,10 +64,20 @@ pub struct AdminRoutes {
 
 impl AdminRoutes {
     pub fn new(state: AppState) -> AdminRoutes {
-        AdminRoutes { state, router: Router::new(), table: Vec::new() }
+        AdminRoutes {
+            state,
+            router: Router::new(),
+            table: Vec::new(),
+        }
     }
 
-    pub fn route<H, T>(self, method: Method, path: &'static str, permission: Permission, handler: H) -> AdminRoutes
+    pub fn route<H, T>(
+        self,
+        method: Method,
+        path: &'static str,
+        permission: Permission,
+        handler: H,
+    ) -> AdminRoutes
     where
         H: Handler<T, AppState>,
         T: 'static,
@@ -88,9 +98,15 @@ impl AdminRoutes {
         H: Handler<T, AppState>,
         T: 'static,
     {
-        assert!(path.starts_with("/api/admin/"), "admin routes live under /api/admin/: {path}");
         assert!(
-            !self.table.iter().any(|r| r.method == method && r.path == path),
+            path.starts_with("/api/admin/"),
+            "admin routes live under /api/admin/: {path}"
+        );
+        assert!(
+            !self
+                .table
+                .iter()
+                .any(|r| r.method == method && r.path == path),
             "route declared twice: {method} {path}"
         );
         let filter = MethodFilter::try_from(method.clone()).expect("a standard HTTP method");
@@ -98,29 +114,61 @@ impl AdminRoutes {
         if let Some(limit) = body_limit {
             mr = mr.layer(DefaultBodyLimit::max(limit));
         }
-        let mr = mr.route_layer(middleware::from_fn_with_state((self.state.clone(), permission), enforce));
+        let mr = mr.route_layer(middleware::from_fn_with_state(
+            (self.state.clone(), permission),
+            enforce,
+        ));
         self.router = self.router.route(path, mr);
-        self.table.push(RouteSpec { method, path, permission });
+        self.table.push(RouteSpec {
+            method,
+            path,
+            permission,
+        });
         self
     }
 
-    pub fn get<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, p: Permission, h: H) -> AdminRoutes {
+    pub fn get<H: Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        p: Permission,
+        h: H,
+    ) -> AdminRoutes {
         self.route(Method::GET, path, p, h)
     }
 
-    pub fn post<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, p: Permission, h: H) -> AdminRoutes {
+    pub fn post<H: Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        p: Permission,
+        h: H,
+    ) -> AdminRoutes {
         self.route(Method::POST, path, p, h)
     }
 
-    pub fn put<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, p: Permission, h: H) -> AdminRoutes {
+    pub fn put<H: Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        p: Permission,
+        h: H,
+    ) -> AdminRoutes {
         self.route(Method::PUT, path, p, h)
     }
 
-    pub fn patch<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, p: Permission, h: H) -> AdminRoutes {
+    pub fn patch<H: Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        p: Permission,
+        h: H,
+    ) -> AdminRoutes {
         self.route(Method::PATCH, path, p, h)
     }
 
-    pub fn delete<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, p: Permission, h: H) -> AdminRoutes {
+    pub fn delete<H: Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        p: Permission,
+        h: H,
+    ) -> AdminRoutes {
         self.route(Method::DELETE, path, p, h)
     }
 
@@ -137,7 +185,10 @@ impl AdminRoutes {
         self.router
             // Route-level limits (set above) take precedence over this default.
             .layer(DefaultBodyLimit::max(limit))
-            .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            ))
             .layer(SetResponseHeaderLayer::if_not_present(
                 header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),
@@ -145,7 +196,11 @@ impl AdminRoutes {
     }
 }
 
-async fn enforce(State((st, permission)): State<(AppState, Permission)>, req: Request, next: Next) -> Response {
+async fn enforce(
+    State((st, permission)): State<(AppState, Permission)>,
+    req: Request,
+    next: Next,
+) -> Response {
     if permission == Permission::Public {
         return next.run(req).await;
     }
@@ -182,7 +237,10 @@ pub fn router(state: AppState) -> Router<AppState> {
 pub fn rfc3339(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
@@ -191,12 +249,16 @@ pub fn parse_time(s: &str) -> Option<i64> {
     if let Ok(ms) = s.parse::<i64>() {
         return Some(ms);
     }
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok().map(crate::db::unix_ms)
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(crate::db::unix_ms)
 }
 
 /// CORS is closed by default (no CORS headers at all); `cors_allowed_origins` opens the API to
 /// the listed origins (no credentials: the API uses bearer tokens).
-pub fn cors_layer(settings: &crate::config::Settings) -> tower::util::Either<tower_http::cors::CorsLayer, tower::layer::util::Identity> {
+pub fn cors_layer(
+    settings: &crate::config::Settings,
+) -> tower::util::Either<tower_http::cors::CorsLayer, tower::layer::util::Identity> {
     let origins: Vec<HeaderValue> = settings
         .cors_allowed_origins
         .split(',')
@@ -210,7 +272,13 @@ pub fn cors_layer(settings: &crate::config::Settings) -> tower::util::Either<tow
     tower::util::Either::Left(
         tower_http::cors::CorsLayer::new()
             .allow_origin(origins)
-            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
             .max_age(std::time::Duration::from_secs(600)),
     )

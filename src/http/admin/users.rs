@@ -18,14 +18,28 @@ use crate::{
 pub fn routes(r: AdminRoutes) -> AdminRoutes {
     r.get("/api/admin/users", Permission::ManageUsers, list)
         .post("/api/admin/users", Permission::ManageUsers, create)
-        .post("/api/admin/users/{id}/disable", Permission::ManageUsers, disable)
-        .post("/api/admin/users/{id}/enable", Permission::ManageUsers, enable)
-        .post("/api/admin/users/{id}/reset-password", Permission::ManageUsers, reset_password)
+        .post(
+            "/api/admin/users/{id}/disable",
+            Permission::ManageUsers,
+            disable,
+        )
+        .post(
+            "/api/admin/users/{id}/enable",
+            Permission::ManageUsers,
+            enable,
+        )
+        .post(
+            "/api/admin/users/{id}/reset-password",
+            Permission::ManageUsers,
+            reset_password,
+        )
 }
 
 async fn list(State(st): State<AppState>) -> AppResult<AppJson<Value>> {
     let all = users::list(&st.db).await?;
-    Ok(AppJson(json!({"users": all.iter().map(public_user).collect::<Vec<_>>()})))
+    Ok(AppJson(
+        json!({"users": all.iter().map(public_user).collect::<Vec<_>>()}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -60,18 +74,31 @@ async fn create(
     let unit_id = match &body.org_unit {
         None => None,
         Some(name) => Some(
-            org::find_by_name(&mut *tx, name).await?.ok_or_else(|| AppError::Validation("unknown org_unit".into()))?.id,
+            org::find_by_name(&mut *tx, name)
+                .await?
+                .ok_or_else(|| AppError::Validation("unknown org_unit".into()))?
+                .id,
         ),
     };
-    let id = users::insert(&mut *tx, &body.username, body.role, unit_id, &hash, session.now)
-        .await?
-        .ok_or_else(|| AppError::Conflict("username is taken".into()))?;
+    let id = users::insert(
+        &mut *tx,
+        &body.username,
+        body.role,
+        unit_id,
+        &hash,
+        session.now,
+    )
+    .await?
+    .ok_or_else(|| AppError::Conflict("username is taken".into()))?;
     let entry = session
         .audit("admin_user.create", "admin_user", id)
         .details(json!({"after": {"username": body.username, "role": body.role, "org_unit_id": unit_id}}));
     audit::record(&mut *tx, &entry).await?;
     tx.commit().await?;
-    let user = users::by_id(&st.db, id).await?.ok_or_else(|| AppError::NotFound("user".into()))?.user;
+    let user = users::by_id(&st.db, id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("user".into()))?
+        .user;
     let mut out = json!({"user": public_user(&user)});
     if generated {
         out["password"] = json!(pw);
@@ -79,15 +106,28 @@ async fn create(
     Ok((StatusCode::CREATED, AppJson(out)))
 }
 
-async fn set_status(st: &AppState, session: &AdminSession, id: i64, status: &str) -> AppResult<AppJson<Value>> {
+async fn set_status(
+    st: &AppState,
+    session: &AdminSession,
+    id: i64,
+    status: &str,
+) -> AppResult<AppJson<Value>> {
     if id == session.user_id && status == "disabled" {
-        return Err(AppError::Conflict("you cannot disable your own account".into()));
+        return Err(AppError::Conflict(
+            "you cannot disable your own account".into(),
+        ));
     }
-    let before = users::by_id(&st.db, id).await?.ok_or_else(|| AppError::NotFound("user".into()))?.user;
+    let before = users::by_id(&st.db, id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("user".into()))?
+        .user;
     let mut tx = st.db.begin_write().await?;
     users::set_status(&mut *tx, id, status, session.now).await?;
-    let revoked =
-        if status == "disabled" { tokens::revoke_all_for_user(&mut *tx, id, None, session.now).await? } else { 0 };
+    let revoked = if status == "disabled" {
+        tokens::revoke_all_for_user(&mut *tx, id, None, session.now).await?
+    } else {
+        0
+    };
     let entry = session
         .audit(&format!("admin_user.{}", if status == "disabled" { "disable" } else { "enable" }), "admin_user", id)
         .details(
@@ -95,15 +135,26 @@ async fn set_status(st: &AppState, session: &AdminSession, id: i64, status: &str
         );
     audit::record(&mut *tx, &entry).await?;
     tx.commit().await?;
-    let user = users::by_id(&st.db, id).await?.ok_or_else(|| AppError::NotFound("user".into()))?.user;
+    let user = users::by_id(&st.db, id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("user".into()))?
+        .user;
     Ok(AppJson(json!({"user": public_user(&user)})))
 }
 
-async fn disable(State(st): State<AppState>, session: AdminSession, Path(id): Path<i64>) -> AppResult<AppJson<Value>> {
+async fn disable(
+    State(st): State<AppState>,
+    session: AdminSession,
+    Path(id): Path<i64>,
+) -> AppResult<AppJson<Value>> {
     set_status(&st, &session, id, "disabled").await
 }
 
-async fn enable(State(st): State<AppState>, session: AdminSession, Path(id): Path<i64>) -> AppResult<AppJson<Value>> {
+async fn enable(
+    State(st): State<AppState>,
+    session: AdminSession,
+    Path(id): Path<i64>,
+) -> AppResult<AppJson<Value>> {
     set_status(&st, &session, id, "active").await
 }
 
@@ -113,15 +164,20 @@ async fn reset_password(
     session: AdminSession,
     Path(id): Path<i64>,
 ) -> AppResult<AppJson<Value>> {
-    users::by_id(&st.db, id).await?.ok_or_else(|| AppError::NotFound("user".into()))?;
+    users::by_id(&st.db, id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("user".into()))?;
     let pw = password::generate();
     let hash = password::hash_blocking(pw.clone()).await?;
     let mut tx = st.db.begin_write().await?;
     users::set_password(&mut *tx, id, &hash, session.now).await?;
     let revoked = tokens::revoke_all_for_user(&mut *tx, id, None, session.now).await?;
-    let entry =
-        session.audit("admin_user.reset_password", "admin_user", id).details(json!({"sessions_revoked": revoked}));
+    let entry = session
+        .audit("admin_user.reset_password", "admin_user", id)
+        .details(json!({"sessions_revoked": revoked}));
     audit::record(&mut *tx, &entry).await?;
     tx.commit().await?;
-    Ok(AppJson(json!({"password": pw, "sessions_revoked": revoked})))
+    Ok(AppJson(
+        json!({"password": pw, "sessions_revoked": revoked}),
+    ))
 }

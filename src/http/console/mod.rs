@@ -40,7 +40,10 @@ const CSP: &str =
 
 pub fn router(state: AppState) -> Router<AppState> {
     let hdr = |name: &'static str, value: &'static str| {
-        SetResponseHeaderLayer::overriding(header::HeaderName::from_static(name), HeaderValue::from_static(value))
+        SetResponseHeaderLayer::overriding(
+            header::HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        )
     };
     Router::new()
         .route("/admin", get(|| async { Redirect::to("/admin/") }))
@@ -64,12 +67,19 @@ fn secure(st: &AppState) -> &'static str {
 }
 
 pub fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }
 
 /// The hidden form field every console form must include.
 pub fn csrf_field(session: &AdminSession) -> String {
-    format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", escape(session.csrf.as_deref().unwrap_or("")))
+    format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        escape(session.csrf.as_deref().unwrap_or(""))
+    )
 }
 
 fn page(title: &str, body: &str) -> String {
@@ -93,7 +103,10 @@ fn parse_form(body: &[u8]) -> HashMap<String, String> {
             match bytes[i] {
                 b'+' => out.push(b' '),
                 b'%' if i + 2 < bytes.len() => {
-                    match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                    match u8::from_str_radix(
+                        std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                        16,
+                    ) {
                         Ok(b) => {
                             out.push(b);
                             i += 2;
@@ -116,8 +129,12 @@ fn parse_form(body: &[u8]) -> HashMap<String, String> {
 }
 
 fn csrf_failed() -> Response {
-    AppError::rejected(StatusCode::FORBIDDEN, "csrf_failed", "missing or wrong CSRF token; reload the page")
-        .into_response()
+    AppError::rejected(
+        StatusCode::FORBIDDEN,
+        "csrf_failed",
+        "missing or wrong CSRF token; reload the page",
+    )
+    .into_response()
 }
 
 /// Checks the CSRF token of every unsafe console request before any handler runs: the login form
@@ -155,14 +172,17 @@ pub async fn csrf_layer(State(st): State<AppState>, req: Request, next: Next) ->
     match expected {
         Some(e) if !e.is_empty() && ct_eq(&sent, &e) => {
             parts.extensions.insert(CsrfVerified);
-            next.run(Request::from_parts(parts, Body::from(bytes))).await
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
         }
         _ => csrf_failed(),
     }
 }
 
 fn login_form(csrf: &str, error: Option<&str>) -> String {
-    let err = error.map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e))).unwrap_or_default();
+    let err = error
+        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
+        .unwrap_or_default();
     page(
         "登录",
         &format!(
@@ -186,12 +206,20 @@ fn login_csrf_cookie(st: &AppState, value: &str) -> HeaderValue {
 
 async fn login_page(State(st): State<AppState>, headers: HeaderMap) -> Response {
     let csrf = match cookie(&headers, LOGIN_CSRF_COOKIE) {
-        Some(c) if c.len() == 43 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => {
+        Some(c)
+            if c.len() == 43
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
             c.to_owned()
         }
         _ => tokens::random_token(),
     };
-    ([(header::SET_COOKIE, login_csrf_cookie(&st, &csrf))], Html(login_form(&csrf, None))).into_response()
+    (
+        [(header::SET_COOKIE, login_csrf_cookie(&st, &csrf))],
+        Html(login_form(&csrf, None)),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -204,7 +232,11 @@ struct LoginForm {
     csrf: String,
 }
 
-async fn login_submit(State(st): State<AppState>, ip: ClientIp, Form(form): Form<LoginForm>) -> Response {
+async fn login_submit(
+    State(st): State<AppState>,
+    ip: ClientIp,
+    Form(form): Form<LoginForm>,
+) -> Response {
     match login::login(&st, &form.username, &form.password, ip, TokenKind::Console).await {
         Ok(done) => {
             let ttl = st.settings.console_session_ttl_secs;
@@ -213,12 +245,20 @@ async fn login_submit(State(st): State<AppState>, ip: ClientIp, Form(form): Form
                 done.issued.token,
                 secure(&st)
             );
-            let clear =
-                format!("{LOGIN_CSRF_COOKIE}=; Path=/admin/login; HttpOnly; SameSite=Strict; Max-Age=0{}", secure(&st));
+            let clear = format!(
+                "{LOGIN_CSRF_COOKIE}=; Path=/admin/login; HttpOnly; SameSite=Strict; Max-Age=0{}",
+                secure(&st)
+            );
             let mut resp = Redirect::to("/admin/").into_response();
             let h = resp.headers_mut();
-            h.append(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("cookie"));
-            h.append(header::SET_COOKIE, HeaderValue::from_str(&clear).expect("cookie"));
+            h.append(
+                header::SET_COOKIE,
+                HeaderValue::from_str(&cookie).expect("cookie"),
+            );
+            h.append(
+                header::SET_COOKIE,
+                HeaderValue::from_str(&clear).expect("cookie"),
+            );
             resp
         }
         Err(e) => {
@@ -238,12 +278,22 @@ async fn login_submit(State(st): State<AppState>, ip: ClientIp, Form(form): Form
     }
 }
 
-async fn dashboard(State(st): State<AppState>, session: Result<AdminSession, AppError>) -> AppResult<Response> {
+async fn dashboard(
+    State(st): State<AppState>,
+    session: Result<AdminSession, AppError>,
+) -> AppResult<Response> {
     let Ok(session) = session else {
         return Ok(Redirect::to("/admin/login").into_response());
     };
-    let user = crate::auth::users::by_id(&st.db, session.user_id).await?.ok_or(AppError::Unauthorized)?.user;
-    let unit = user.org_unit.as_deref().map(|u| format!("（{}）", escape(u))).unwrap_or_default();
+    let user = crate::auth::users::by_id(&st.db, session.user_id)
+        .await?
+        .ok_or(AppError::Unauthorized)?
+        .user;
+    let unit = user
+        .org_unit
+        .as_deref()
+        .map(|u| format!("（{}）", escape(u)))
+        .unwrap_or_default();
     let body = format!(
         "<h1>党建云平台 · 控制台</h1><p>当前用户：<strong>{name}</strong> · 角色：{role}{unit}</p>\
          <p>管理接口：<code>/api/admin</code>（见 <a href=\"/api/openapi.json\">OpenAPI</a>）。</p>\
@@ -257,10 +307,20 @@ async fn dashboard(State(st): State<AppState>, session: Result<AdminSession, App
 
 async fn logout(State(st): State<AppState>, session: AdminSession) -> AppResult<Response> {
     tokens::revoke(&st.db, session.token_hash(), session.now).await?;
-    audit::record(st.db.pool(), &session.audit("auth.logout", "admin_user", session.user_id)).await?;
-    let clear = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}", secure(&st));
+    audit::record(
+        st.db.pool(),
+        &session.audit("auth.logout", "admin_user", session.user_id),
+    )
+    .await?;
+    let clear = format!(
+        "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}",
+        secure(&st)
+    );
     let mut resp = Redirect::to("/admin/login").into_response();
-    resp.headers_mut().append(header::SET_COOKIE, HeaderValue::from_str(&clear).expect("cookie"));
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&clear).expect("cookie"),
+    );
     Ok(resp)
 }
 

@@ -55,7 +55,12 @@ pub async fn list_articles(
             tags: a.tags,
         })
         .collect();
-    Ok(Json(ListOut { items, page: page.number, page_size: page.size, total }))
+    Ok(Json(ListOut {
+        items,
+        page: page.number,
+        page_size: page.size,
+        total,
+    }))
 }
 
 #[derive(Debug, Serialize)]
@@ -77,7 +82,9 @@ pub struct ArticleDetail {
 
 /// Only published articles; drafts, articles under review and archived ones are 404.
 pub async fn get_article(State(st): State<AppState>, Id(id): Id) -> AppResult<Json<ArticleDetail>> {
-    let a = articles::published_by_id(&st.db, id).await?.ok_or_else(|| AppError::NotFound("article".into()))?;
+    let a = articles::published_by_id(&st.db, id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("article".into()))?;
     Ok(Json(ArticleDetail {
         url: article_url(&st, a.id),
         id: a.id,
@@ -101,11 +108,17 @@ pub struct CategoryItem {
 }
 
 /// Categories in menu order, for the mini-program's tabs.
-pub async fn list_categories(State(st): State<AppState>) -> AppResult<Json<ItemsOut<CategoryItem>>> {
+pub async fn list_categories(
+    State(st): State<AppState>,
+) -> AppResult<Json<ItemsOut<CategoryItem>>> {
     let items = articles::list_categories(&st.db)
         .await?
         .into_iter()
-        .map(|c| CategoryItem { id: c.id, name: c.name, published_count: c.published_count })
+        .map(|c| CategoryItem {
+            id: c.id,
+            name: c.name,
+            published_count: c.published_count,
+        })
         .collect();
     Ok(Json(ItemsOut { items }))
 }
