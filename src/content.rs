@@ -1,4 +1,5 @@
-//! Editor-owned content files: automatic replies, the custom menu, demo articles.
+//! Editor-owned content files: automatic replies, the custom menu, demo articles, the
+//! sensitive-word list.
 //! Files in `DANGJIAN_CONTENT_DIR` override the built-in copies; they are re-read on SIGHUP and
 //! whenever a file's modification time changes, so wording changes need no deploy. A broken
 //! file is reported and the previous version stays in force.
@@ -16,8 +17,14 @@ use serde::Deserialize;
 const BUILTIN_REPLIES: &str = include_str!("../content/replies.toml");
 const BUILTIN_MENU: &str = include_str!("../content/menu.toml");
 const BUILTIN_DEMO_ARTICLES: &str = include_str!("../content/demo_articles.toml");
+const BUILTIN_SENSITIVE_WORDS: &str = include_str!("../content/sensitive_words.txt");
 
-const FILES: [&str; 3] = ["replies.toml", "menu.toml", "demo_articles.toml"];
+const FILES: [&str; 4] = [
+    "replies.toml",
+    "menu.toml",
+    "demo_articles.toml",
+    "sensitive_words.txt",
+];
 
 /// What a rule or menu click answers with.
 #[derive(Debug, Clone, PartialEq)]
@@ -229,6 +236,8 @@ pub struct ContentSet {
     pub replies: Replies,
     pub menu: Menu,
     pub demo_articles: Vec<DemoArticle>,
+    /// The local list checked before WeChat's msgSecCheck.
+    pub sensitive_words: crate::domain::moderation::SensitiveWords,
 }
 
 impl ContentSet {
@@ -247,10 +256,15 @@ impl ContentSet {
         let demo: DemoArticlesFile =
             toml::from_str(&read("demo_articles.toml", BUILTIN_DEMO_ARTICLES)?)
                 .context("demo_articles.toml")?;
+        let sensitive_words = crate::domain::moderation::SensitiveWords::parse(&read(
+            "sensitive_words.txt",
+            BUILTIN_SENSITIVE_WORDS,
+        )?);
         Ok(ContentSet {
             replies,
             menu,
             demo_articles: demo.article,
+            sensitive_words,
         })
     }
 }

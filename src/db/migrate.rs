@@ -54,13 +54,15 @@ impl Migration {
     }
 }
 
-/// In version order. Numbers are reserved per area: 2 admin/PII, 3 content, 4 pushes, 5 WeChat sync.
+/// In version order. Numbers are reserved per area: 2 admin/PII, 3 content, 4 pushes, 5 WeChat sync,
+/// 7 submissions and the message board.
 pub const MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_foundation"),
     migration!(2, "0002_admin"),
     migration!(3, "0003_content"),
     migration!(4, "0004_push"),
     migration!(5, "0005_wechat_sync"),
+    migration!(7, "0007_submissions"),
 ];
 
 /// An arbitrary constant: the PostgreSQL advisory-lock id for migrations.

@@ -134,3 +134,4 @@ pub fn unix_ms(t: time::OffsetDateTime) -> i64 {
 pub mod articles;
 pub mod banners;
 pub mod followers;
+pub mod submissions;

@@ -1,3 +1,4 @@
 //! Rules with no I/O.
 pub mod articles;
+pub mod moderation;
 pub mod routing;

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod console;
 pub mod content_admin;
 mod health;
+pub mod moderation_admin;
 pub mod mp;
 pub mod openapi;
 mod pages;

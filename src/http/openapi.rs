@@ -51,6 +51,26 @@ const MP_ROUTES: &[(&str, &str, &str)] = &[
         "/api/mp/banners",
         "Focus banners valid now, in order",
     ),
+    (
+        "get",
+        "/api/mp/board",
+        "The message board: approved posts with the editors' answers, newest first (?page=)",
+    ),
+    (
+        "post",
+        "/api/mp/board",
+        "Post on the board: {content} → 201 {id, status: pending|rejected}; public only after an editor approves",
+    ),
+    (
+        "get",
+        "/api/mp/submissions",
+        "The member's own submissions (投稿), newest first, with status and receipt_no",
+    ),
+    (
+        "post",
+        "/api/mp/submissions",
+        "Submit: {title, content, images: [url]} → 201 {id, receipt_no, status: pending|rejected}",
+    ),
 ];
 
 fn error_schema() -> Value {
@@ -159,8 +179,8 @@ pub fn build(state: &AppState) -> Value {
         // Everything but login and the public content reads takes the session's bearer token.
         let secured = matches!(
             *path,
-            "/api/mp/bind" | "/api/mp/me" | "/api/mp/subscriptions"
-        );
+            "/api/mp/bind" | "/api/mp/me" | "/api/mp/subscriptions" | "/api/mp/submissions"
+        ) || (*path == "/api/mp/board" && *method == "post");
         add(path, method, operation(method, path, summary, secured));
     }
     let admin = crate::http::admin::routes(state.clone());

@@ -297,6 +297,19 @@ async fn dispatch(st: &AppState, msg: InboundMessage) -> AppResult<String> {
 async fn handle(st: &AppState, msg: &InboundMessage) -> AppResult<Outgoing> {
     let content = st.content.get();
     let now_ms = st.clock.unix_ms();
+    // Submissions and the board come before the keyword rules, so no rule can swallow them.
+    if let Some(text) = crate::submissions::handle_chat(st, msg).await? {
+        st.interactions.record(&msg.from_user, now_ms);
+        let reply = Reply::Text { content: text };
+        return Ok(Outgoing {
+            xml: reply.to_xml(
+                &msg.from_user,
+                &msg.to_user,
+                st.clock.now().unix_timestamp(),
+            ),
+            follow_up: custom_of(&reply),
+        });
+    }
     let decision = decide(&content, msg);
     if !matches!(decision, Decision::Unsubscribed | Decision::DeliveryReport) {
         st.interactions.record(&msg.from_user, now_ms);

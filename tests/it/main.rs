@@ -7,5 +7,6 @@ mod content;
 mod helpers;
 mod mp;
 mod push;
+mod submissions;
 mod webhook;
 mod wechat_sync;

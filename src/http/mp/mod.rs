@@ -5,6 +5,7 @@
 //! public reads of published content.
 
 mod account;
+mod board;
 mod content;
 pub mod session;
 
@@ -27,4 +28,12 @@ pub fn router() -> Router<AppState> {
         .route("/api/mp/articles/{id}", get(content::get_article))
         .route("/api/mp/categories", get(content::list_categories))
         .route("/api/mp/banners", get(content::list_banners))
+        .route(
+            "/api/mp/board",
+            get(board::list_board).post(board::create_post),
+        )
+        .route(
+            "/api/mp/submissions",
+            get(board::list_submissions).post(board::create_submission),
+        )
 }
