@@ -34,6 +34,36 @@ pub const BOARD_RECEIVED: &str = "留言已收到，审核后公开。感谢您�
 const BOARD_REFUSED: &str = "抱歉，您的留言未通过内容安全审核，未能发布。请修改后重新留言。";
 const BOARD_HELP: &str = "请发送“留言 + 内容”，例如：留言 希望增加党史学习资料。";
 
+/// Open drafts are marked in the cache, so that an ordinary text message (the hot path) costs no
+/// database query: only a sender with a marker is looked up. The database stays authoritative;
+/// a lost marker (in-process cache after a restart) only means the member sends `投稿` again,
+/// which resumes the same draft.
+fn draft_marker(openid: &str) -> String {
+    format!("chat_draft:{openid}")
+}
+
+async fn mark_draft_open(st: &AppState, openid: &str) {
+    let ttl = std::time::Duration::from_millis(DRAFT_TTL_MS as u64);
+    if let Err(e) = st.cache.set(&draft_marker(openid), "1", ttl).await {
+        tracing::warn!(error = %e, "could not mark an open draft in the cache");
+    }
+}
+
+async fn clear_draft_mark(st: &AppState, openid: &str) {
+    if let Err(e) = st.cache.del(&draft_marker(openid)).await {
+        tracing::warn!(error = %e, "could not clear a draft marker");
+    }
+}
+
+async fn may_have_draft(st: &AppState, openid: &str) -> bool {
+    // On a cache error, ask the database rather than lose a draft.
+    st.cache
+        .get(&draft_marker(openid))
+        .await
+        .map(|v| v.is_some())
+        .unwrap_or(true)
+}
+
 fn submitted_reply(receipt: &str) -> String {
     format!("投稿已提交，回执编号 {receipt}。编辑审核后会尽快处理，感谢您的来稿！")
 }
@@ -58,6 +88,7 @@ pub async fn handle_chat(st: &AppState, msg: &InboundMessage) -> AppResult<Optio
         let reply = match cmd {
             ChatCommand::StartDraft => {
                 let (_, existed) = db::start_draft(&st.db, openid, now, now + DRAFT_TTL_MS).await?;
+                mark_draft_open(st, openid).await;
                 if existed {
                     DRAFT_RESUMED
                 } else {
@@ -90,12 +121,17 @@ pub async fn handle_chat(st: &AppState, msg: &InboundMessage) -> AppResult<Optio
     let Some(step) = draft_step(msg) else {
         return Ok(None);
     };
+    if !may_have_draft(st, openid).await {
+        return Ok(None);
+    }
     let Some(draft) = db::open_draft(&st.db, openid, now).await? else {
+        clear_draft_mark(st, openid).await;
         return Ok(None);
     };
     let reply = match step {
         DraftStep::Cancel => {
             db::cancel_draft(&st.db, openid, now).await?;
+            clear_draft_mark(st, openid).await;
             DRAFT_CANCELLED.to_owned()
         }
         DraftStep::Finish => {
@@ -104,7 +140,10 @@ pub async fn handle_chat(st: &AppState, msg: &InboundMessage) -> AppResult<Optio
             } else {
                 let m = moderation::check(st, openid, SCENE_SUBMISSION, &draft.content).await;
                 let title = title_of(&draft.content);
-                match db::submit_draft(&st.db, draft.id, &title, &m, st.clock.unix_ms()).await? {
+                let submitted =
+                    db::submit_draft(&st.db, draft.id, &title, &m, st.clock.unix_ms()).await?;
+                clear_draft_mark(st, openid).await;
+                match submitted {
                     Some(receipt) => submission_reply(&m, &receipt),
                     // Cancelled or expired meanwhile.
                     None => DRAFT_EMPTY.to_owned(),
@@ -129,6 +168,7 @@ pub async fn handle_chat(st: &AppState, msg: &InboundMessage) -> AppResult<Optio
                     now + DRAFT_TTL_MS,
                 )
                 .await?;
+                mark_draft_open(st, openid).await;
                 progress(&content, draft.images.len())
             }
         }
@@ -150,6 +190,7 @@ pub async fn handle_chat(st: &AppState, msg: &InboundMessage) -> AppResult<Optio
                     now + DRAFT_TTL_MS,
                 )
                 .await?;
+                mark_draft_open(st, openid).await;
                 progress(&draft.content, images.len())
             }
         }
