@@ -127,6 +127,9 @@ pub async fn sync_menu(st: &AppState) -> anyhow::Result<usize> {
 
 const SYNC_STATE: &str = "follower_sync";
 
+/// Cache key held while a follower sync runs (one at a time across replicas).
+pub const FOLLOWER_SYNC_LOCK: &str = "lock:follower_sync";
+
 /// Progress of a follower sync, saved after every page so a crash resumes where it stopped.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SyncCursor {
@@ -309,14 +312,14 @@ pub async fn follower_sync_loop(st: AppState) {
         let lock_value = hex::encode(rand::random::<[u8; 8]>());
         match st
             .cache
-            .set_nx("lock:follower_sync", &lock_value, every / 2)
+            .set_nx(FOLLOWER_SYNC_LOCK, &lock_value, every / 2)
             .await
         {
             Ok(true) => {
                 if let Err(e) = sync_followers(&st, None).await {
                     tracing::warn!(error = %format!("{e:#}"), "follower sync failed; it resumes next round");
                 }
-                let _ = st.cache.del_if_eq("lock:follower_sync", &lock_value).await;
+                let _ = st.cache.del_if_eq(FOLLOWER_SYNC_LOCK, &lock_value).await;
             }
             Ok(false) => tracing::debug!("follower sync runs on another replica"),
             Err(e) => tracing::warn!(error = %e, "follower sync lock unavailable"),

@@ -9,6 +9,7 @@ pub mod mp;
 pub mod openapi;
 mod pages;
 pub mod wechat;
+pub mod wechat_admin;
 
 use std::time::Duration;
 

@@ -139,3 +139,89 @@ async fn two_replicas_sharing_redis_fetch_the_token_once() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn editors_push_the_menu_and_admins_start_a_follower_sync_from_the_api() {
+    each_backend!(|app| {
+        let editor = app.user_token("menu_editor", "editor", None).await;
+        let shown: serde_json::Value = app
+            .http
+            .get(app.url("/api/admin/wechat/menu"))
+            .bearer_auth(&editor)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(shown["valid"], true);
+        assert_eq!(shown["menu"]["button"].as_array().unwrap().len(), 3);
+        assert!(app.fake.menu().is_none());
+
+        let r = app
+            .http
+            .post(app.url("/api/admin/wechat/menu/sync"))
+            .bearer_auth(&editor)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::OK);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["buttons"], 15);
+        assert_eq!(app.fake.menu().unwrap()["button"][1]["name"], "时代先锋");
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'wechat.menu_sync'")
+                .await,
+            1
+        );
+
+        // A menu that breaks WeChat's limits is refused before WeChat is called.
+        let calls = app.fake.count_calls(wechat::client::api::MENU_CREATE);
+        std::fs::write(
+            app.state.settings.content_dir.join("menu.toml"),
+            "categories = [\"党建动态\"]\n[[button]]\nname = \"一个非常非常长的菜单名称\"\ntype = \"click\"\nkey = \"K\"\ntext = \"t\"\n",
+        )
+        .unwrap();
+        app.state.content.reload().unwrap();
+        let r = app
+            .http
+            .post(app.url("/api/admin/wechat/menu/sync"))
+            .bearer_auth(&editor)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+        let err: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(err["error"]["code"], "validation_failed");
+        assert_eq!(
+            app.fake.count_calls(wechat::client::api::MENU_CREATE),
+            calls
+        );
+
+        app.fake
+            .add_followers(&(0..30).map(|i| format!("o_api_{i}")).collect::<Vec<_>>());
+        let admin = app.admin_token().await;
+        let r = app
+            .http
+            .post(app.url("/api/admin/wechat/followers/sync"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
+        let mut synced = 0;
+        for _ in 0..200 {
+            synced = app.count("SELECT COUNT(*) FROM followers WHERE openid LIKE 'o_api_%' AND status = 'subscribed'").await;
+            if synced == 30 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(synced, 30);
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'wechat.follower_sync'")
+                .await,
+            1
+        );
+    });
+}

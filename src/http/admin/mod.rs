@@ -224,6 +224,7 @@ pub fn routes(state: AppState) -> AdminRoutes {
     let r = org_units::routes(r);
     let r = members::routes(r);
     let r = crate::http::content_admin::routes(r);
+    let r = crate::http::wechat_admin::routes(r);
     let r = crate::push::http::routes(r);
     let r = crate::http::moderation_admin::routes(r);
     audit_log::routes(r)
