@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use dangjian::{
-    config::Settings,
+    platform::config::Settings,
     push::{service, store, Audience, AudienceKind, Channel, PushStatus},
     startup::{Application, Overrides, Role},
 };
@@ -125,9 +125,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     tx.commit().await?;
     fake.add_followers(&openids);
-    let article = dangjian::db::articles::insert_published(
+    let article = dangjian::articles::store::insert_published(
         &st.db,
-        &dangjian::db::articles::NewArticle {
+        &dangjian::articles::store::NewArticle {
             category: "党建动态",
             title: "压测：推送扇出",
             summary: "fan-out benchmark",

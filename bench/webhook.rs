@@ -18,7 +18,7 @@ use std::{
 };
 
 use dangjian::{
-    config::Settings,
+    platform::config::Settings,
     startup::{Application, Overrides, Role},
 };
 use wechat::{crypto::MessageCrypto, signature};

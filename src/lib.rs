@@ -1,31 +1,21 @@
 //! dangjian: the Party-building platform behind a WeChat official account, a mini-program and
 //! an editors' web console. `main.rs` is thin; everything is built here.
+//!
+//! Layers (see `docs/architecture.md`): `platform` (knows no feature) ← `app` (the state) ←
+//! `http` (the toolkit) ← one folder per feature ← `startup` (names every feature).
 #![forbid(unsafe_code)]
 
-pub mod audit;
-pub mod auth;
-pub mod cache;
-pub mod clock;
-pub mod config;
-pub mod content;
-pub mod db;
-pub mod dedup;
-pub mod devtools;
-pub mod domain;
-pub mod error;
+pub mod app;
 pub mod http;
-pub mod interactions;
-pub mod jobs;
-pub mod markdown;
-pub mod metrics;
-pub mod moderation;
-pub mod outbound;
-pub mod pii;
-pub mod push;
+pub mod platform;
 pub mod startup;
-pub mod submissions;
-pub mod telemetry;
-pub mod wechat_api;
-pub mod wechat_sync;
 
-pub use startup::{AppState, Application};
+pub mod articles;
+pub mod auth;
+pub mod members;
+pub mod official_account;
+pub mod push;
+pub mod submissions;
+
+pub use app::AppState;
+pub use startup::Application;

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use dangjian::{
-    config::Settings,
+    platform::config::Settings,
     startup::{Application, Overrides, Role},
 };
 
@@ -74,7 +74,7 @@ enum DevCommand {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings = Settings::load(cli.config.as_deref())?;
-    dangjian::telemetry::init(settings.log_format);
+    dangjian::platform::telemetry::init(settings.log_format);
     match cli.command.unwrap_or(Command::Serve {
         no_workers: false,
         no_migrate: false,
@@ -98,11 +98,12 @@ async fn main() -> anyhow::Result<()> {
                 dangjian::startup::build_state(settings, Overrides::default(), true).await?;
             match cmd {
                 WechatCommand::SyncMenu => {
-                    let n = dangjian::wechat_sync::sync_menu(&state).await?;
+                    let n = dangjian::official_account::service::sync_menu(&state).await?;
                     println!("menu synced: {n} buttons");
                 }
                 WechatCommand::SyncFollowers => {
-                    let report = dangjian::wechat_sync::sync_followers(&state, None).await?;
+                    let report =
+                        dangjian::official_account::service::sync_followers(&state, None).await?;
                     println!("{}", serde_json::to_string_pretty(&report)?);
                 }
             }
@@ -111,7 +112,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Dev(DevCommand::SendMessage { text, from }) => {
             println!(
                 "{}",
-                dangjian::devtools::send_text(&settings, &from, &text).await?
+                dangjian::official_account::dev::send_text(&settings, &from, &text).await?
             );
             Ok(())
         }
@@ -120,7 +121,7 @@ async fn main() -> anyhow::Result<()> {
             dangjian::startup::run_workers_until_stopped(settings, !no_migrate).await
         }
         Command::Migrate => {
-            let db = dangjian::db::Db::connect(&settings.database_url).await?;
+            let db = dangjian::platform::db::Db::connect(&settings.database_url).await?;
             let n = db.migrate().await?;
             println!("{n} migration(s) applied");
             Ok(())

@@ -4,57 +4,28 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
+use axum::{middleware, Router};
+
 use crate::{
-    cache::{Cache, MemoryCache, RedisCache},
-    clock::{Clock, SystemClock},
-    config::Settings,
-    content::ContentStore,
-    db::{self, Db},
-    dedup::Dedup,
-    interactions::Interactions,
-    metrics::Metrics,
-    outbound::Outbound,
+    app::{AppState, WebhookKeys},
+    articles, auth,
+    http::{self, routes::AdminRoutes},
+    members, official_account,
+    platform::cache::{Cache, MemoryCache, RedisCache},
+    platform::clock::{Clock, SystemClock},
+    platform::config::Settings,
+    platform::content::ContentStore,
+    platform::db::{self, Db},
+    platform::dedup::Dedup,
+    platform::interactions::Interactions,
+    platform::metrics::Metrics,
+    platform::outbound::Outbound,
+    push, submissions,
 };
-
-/// Webhook secrets, prepared once.
-pub struct WebhookKeys {
-    pub token: SecretString,
-    pub crypto: wechat::crypto::MessageCrypto,
-}
-
-/// Everything a handler or worker may need; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub settings: Arc<Settings>,
-    /// Personal data at rest: AES-256-GCM + blind index (`crate::pii`).
-    pub cipher: Arc<crate::pii::DataCipher>,
-    /// `DANGJIAN_TRUSTED_PROXIES`, parsed once (client IP resolution).
-    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
-    pub db: Db,
-    pub cache: Arc<dyn Cache>,
-    pub dedup: Arc<Dedup>,
-    pub content: Arc<ContentStore>,
-    pub metrics: Arc<Metrics>,
-    pub clock: Arc<dyn Clock>,
-    pub webhook: Arc<WebhookKeys>,
-    pub interactions: Arc<Interactions>,
-    pub outbound: Arc<dyn Outbound>,
-    /// Official-account API client (shared access token).
-    pub wechat: wechat::client::Client,
-    /// Mini-program API client.
-    pub mp: wechat::client::Client,
-    /// Dev mode only: the built-in fake WeChat (its outbox is shown at /dev/wechat/outbox).
-    pub dev_fake: Option<wechat::fake::FakeWechat>,
-    /// Keeps the dev-mode fake server running as long as the state lives.
-    pub dev_fake_server: Option<Arc<wechat::fake::FakeServer>>,
-    /// Work spawned by requests (late replies, follow-ups), drained on shutdown.
-    pub tasks: TaskTracker,
-    pub shutdown: CancellationToken,
-}
 
 /// Seams that tests (and the dev mode) replace.
 #[derive(Default)]
@@ -128,9 +99,9 @@ impl Application {
         let workers = TaskTracker::new();
         spawn_housekeeping(&state, &workers);
         if role == Role::All {
-            crate::jobs::spawn_workers(&state, &workers);
+            spawn_workers(&state, &workers);
         }
-        let router = crate::http::router(state.clone());
+        let router = router(state.clone());
         let stop = state.shutdown.clone();
         tracing::info!(addr = %listener.local_addr()?, "listening");
         axum::serve(
@@ -157,6 +128,47 @@ impl Application {
     }
 }
 
+/// The admin route table: every feature's `/api/admin` routes, each behind its permission.
+pub fn admin_routes(state: &AppState) -> AdminRoutes {
+    let r = AdminRoutes::new(state.clone(), auth::admin_guard);
+    let r = auth::admin_routes(r);
+    let r = members::admin_routes(r);
+    let r = articles::admin::routes(r);
+    let r = official_account::admin::routes(r);
+    let r = push::admin::routes(r);
+    submissions::admin::routes(r)
+}
+
+/// The whole HTTP surface: each feature's router, the admin table, the console, operators'
+/// endpoints and OpenAPI, inside the shared layers.
+pub fn router(state: AppState) -> Router {
+    let admin = admin_routes(&state);
+    let table = admin.table().to_vec();
+    let features = Router::new()
+        .merge(official_account::router())
+        .merge(articles::router())
+        .merge(members::router())
+        .merge(submissions::router())
+        .merge(http::health::router())
+        .merge(http::openapi::router(table))
+        .merge(admin.into_router())
+        .merge(auth::console::router(state.clone()))
+        .fallback(http::not_found)
+        // Per-IP limit on /api/mp (rate_limit_mp_per_minute).
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::ratelimit::mp_limit,
+        ));
+    http::layers(features, &state).with_state(state)
+}
+
+/// Every feature's background workers (`serve` and `worker` run them; `serve --no-workers` not).
+fn spawn_workers(state: &AppState, workers: &TaskTracker) {
+    workers.spawn(official_account::service::follower_sync_loop(state.clone()));
+    workers.spawn(articles::worker::scheduled_publishing_loop(state.clone()));
+    push::worker::spawn(state, workers);
+}
+
 /// Housekeeping every instance runs: interaction batches and content reloads.
 /// `dangjian worker`: the background workers (pushes, syncs, housekeeping) without the HTTP
 /// server, until SIGINT/SIGTERM; then drain like `run`.
@@ -164,7 +176,7 @@ pub async fn run_workers_until_stopped(settings: Settings, migrate: bool) -> any
     let state = build_state(settings, Overrides::default(), migrate).await?;
     let workers = TaskTracker::new();
     spawn_housekeeping(&state, &workers);
-    crate::jobs::spawn_workers(&state, &workers);
+    spawn_workers(&state, &workers);
     tracing::info!("workers running (no HTTP server)");
     tokio::select! {
         _ = wait_for_signal() => tracing::info!("shutdown signal received; draining"),
@@ -188,16 +200,11 @@ pub async fn run_workers_until_stopped(settings: Settings, migrate: bool) -> any
 }
 
 fn spawn_housekeeping(state: &AppState, workers: &TaskTracker) {
-    let st = state.clone();
-    workers.spawn(async move {
-        st.interactions
-            .run(st.db.clone(), Duration::from_secs(1), st.shutdown.clone())
-            .await;
-    });
+    workers.spawn(official_account::service::interactions_loop(state.clone()));
     let st = state.clone();
     workers.spawn(async move { reload_content_loop(st).await });
     let st = state.clone();
-    workers.spawn(crate::audit::retention_loop(st));
+    workers.spawn(auth::worker::retention_loop(st));
 }
 
 async fn reload_content_loop(st: AppState) {
@@ -278,11 +285,11 @@ pub async fn build_state(
         ),
         None => None,
     };
-    let clients = crate::wechat_api::build_clients(&settings, redis.as_ref()).await?;
+    let clients = crate::platform::wechat::build_clients(&settings, redis.as_ref()).await?;
     let cache: Arc<dyn Cache> = match redis {
         Some(r) => Arc::new(r),
         None => {
-            if settings.env == crate::config::Environment::Production {
+            if settings.env == crate::platform::config::Environment::Production {
                 tracing::warn!(
                     "no DANGJIAN_REDIS_URL: in-process cache; run a single instance only"
                 );
@@ -290,7 +297,8 @@ pub async fn build_state(
             Arc::new(MemoryCache::default())
         }
     };
-    if db.backend() == db::Backend::Sqlite && settings.env == crate::config::Environment::Production
+    if db.backend() == db::Backend::Sqlite
+        && settings.env == crate::platform::config::Environment::Production
     {
         tracing::warn!(
             "SQLite backend: a valid single-instance deployment; use PostgreSQL to scale out"
@@ -313,14 +321,16 @@ pub async fn build_state(
     });
     let outbound: Arc<dyn Outbound> = match overrides.outbound {
         Some(o) => o,
-        None => Arc::new(crate::wechat_api::ClientOutbound(clients.wechat.clone())),
+        None => Arc::new(crate::platform::wechat::ClientOutbound(
+            clients.wechat.clone(),
+        )),
     };
     let (dev_fake, dev_fake_server) = match clients.dev_fake {
         Some((fake, server)) => (Some(fake), Some(server)),
         None => (None, None),
     };
-    db::articles::seed_categories(&db, &content.get().menu.categories, clock.unix_ms()).await?;
-    let cipher = Arc::new(crate::pii::DataCipher::from_settings(&settings)?);
+    articles::store::seed_categories(&db, &content.get().menu.categories, clock.unix_ms()).await?;
+    let cipher = Arc::new(crate::platform::pii::DataCipher::from_settings(&settings)?);
     let trusted_proxies = Arc::new(settings.trusted_proxy_list()?);
     crate::auth::users::ensure_first_admin(&db, &settings, clock.unix_ms())
         .await
@@ -349,7 +359,7 @@ pub async fn build_state(
         shutdown: CancellationToken::new(),
     };
     if state.settings.dev_mode() {
-        crate::jobs::load_demo_articles(&state).await?;
+        crate::articles::worker::load_demo_articles(&state).await?;
     }
     Ok(state)
 }

@@ -5,11 +5,12 @@ use anyhow::{bail, Context};
 use sqlx::Row;
 
 use crate::{
-    audit::{self, AuditEntry},
     auth::{org, password, tokens, users, Role},
-    config::Settings,
-    db::{unix_ms, Db},
-    pii::DataCipher,
+    platform::audit::{self, AuditEntry},
+    platform::config::Settings,
+    platform::db::Db,
+    platform::pii::DataCipher,
+    platform::time::unix_ms,
 };
 
 #[derive(Debug, clap::Subcommand)]
@@ -59,7 +60,7 @@ fn now() -> i64 {
 
 pub async fn run(settings: &Settings, cmd: AdminCommand) -> anyhow::Result<()> {
     if let AdminCommand::GenerateKey = cmd {
-        println!("{}", crate::pii::generate_key());
+        println!("{}", crate::platform::pii::generate_key());
         return Ok(());
     }
     let db = Db::connect(&settings.database_url)

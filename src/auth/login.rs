@@ -5,15 +5,15 @@ use axum::http::StatusCode;
 use sqlx::Row;
 
 use crate::{
-    audit::{self, AuditEntry},
+    app::AppState,
     auth::{
         password, ratelimit,
         tokens::{self, Issued, TokenKind},
         users::{self, AdminUser},
         ClientIp,
     },
-    error::{AppError, AppResult},
-    startup::AppState,
+    platform::audit::{self, AuditEntry},
+    platform::error::{AppError, AppResult},
 };
 
 pub struct LoggedIn {

@@ -6,124 +6,25 @@
 //! - [`ClientIp`]: the caller's address (X-Forwarded-For only from `DANGJIAN_TRUSTED_PROXIES`).
 //! - [`login`]: password check with lockout and rate limits; [`tokens`]: hashed, expiring tokens.
 
+pub mod admin;
+pub mod audit_admin;
 pub mod cli;
+pub mod console;
 pub mod login;
+pub mod mp_session;
 pub mod org;
 pub mod password;
 pub mod ratelimit;
 pub mod session;
 pub mod tokens;
 pub mod users;
+pub mod users_admin;
+pub mod worker;
 
-use serde::{Deserialize, Serialize};
+pub use crate::platform::roles::{Permission, Role};
+pub use session::{admin_guard, AdminSession, ClientIp, OrgScope, SessionKind};
 
-pub use session::{AdminSession, ClientIp, OrgScope, SessionKind};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Everything.
-    Admin,
-    /// Members, dues and activities of their org unit and its children.
-    Secretary,
-    /// Articles, pushes, moderation.
-    Editor,
-}
-
-impl Role {
-    pub const ALL: [Role; 3] = [Role::Admin, Role::Secretary, Role::Editor];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Secretary => "secretary",
-            Role::Editor => "editor",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-
-    /// The permission table: one place that says who may do what.
-    pub fn allows(self, p: Permission) -> bool {
-        use Permission::*;
-        match p {
-            Public | Authenticated | ReadStats => true,
-            ManageUsers | ReadAudit | ManageOrgUnits => self == Role::Admin,
-            ReadMembers | WriteMembers | RevealPersonalData | ManageDues | ManageActivities => {
-                matches!(self, Role::Admin | Role::Secretary)
-            }
-            ManageArticles | ManagePushes | Moderate => matches!(self, Role::Admin | Role::Editor),
-        }
-    }
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What a route needs. Every `/api/admin` route declares one (see `http::admin::AdminRoutes`).
-/// Secretaries' member/dues/activity permissions are further limited to their org-unit subtree:
-/// use [`AdminSession::org_scope`] in the handler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Permission {
-    /// No session needed (login).
-    Public,
-    /// Any signed-in account (me, logout, own password).
-    Authenticated,
-    ManageUsers,
-    ReadAudit,
-    ManageOrgUnits,
-    ReadMembers,
-    WriteMembers,
-    /// See phone, ID number and income in clear (audited).
-    RevealPersonalData,
-    ManageDues,
-    ManageActivities,
-    ManageArticles,
-    ManagePushes,
-    Moderate,
-    ReadStats,
-}
-
-impl Permission {
-    pub const ALL: [Permission; 14] = [
-        Permission::Public,
-        Permission::Authenticated,
-        Permission::ManageUsers,
-        Permission::ReadAudit,
-        Permission::ManageOrgUnits,
-        Permission::ReadMembers,
-        Permission::WriteMembers,
-        Permission::RevealPersonalData,
-        Permission::ManageDues,
-        Permission::ManageActivities,
-        Permission::ManageArticles,
-        Permission::ManagePushes,
-        Permission::Moderate,
-        Permission::ReadStats,
-    ];
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn admin_may_do_everything_and_others_only_their_part() {
-        for p in Permission::ALL {
-            assert!(Role::Admin.allows(p), "{p:?}");
-        }
-        assert!(Role::Secretary.allows(Permission::RevealPersonalData));
-        assert!(!Role::Secretary.allows(Permission::ManagePushes));
-        assert!(!Role::Editor.allows(Permission::ReadMembers));
-        assert!(Role::Editor.allows(Permission::Moderate));
-        assert!(!Role::Editor.allows(Permission::ManageUsers));
-        assert_eq!(Role::parse("secretary"), Some(Role::Secretary));
-        assert_eq!(Role::parse("root"), None);
-    }
+/// This feature's admin routes: login and own account, admin users, the audit log.
+pub fn admin_routes(r: crate::http::routes::AdminRoutes) -> crate::http::routes::AdminRoutes {
+    audit_admin::routes(users_admin::routes(admin::routes(r)))
 }

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::db::Db;
+use crate::platform::db::Db;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct OrgUnit {

@@ -10,9 +10,9 @@ use axum::{
 };
 
 use crate::{
+    app::AppState,
     auth::ClientIp,
-    error::{AppError, AppResult},
-    startup::AppState,
+    platform::error::{AppError, AppResult},
 };
 
 const WINDOW: Duration = Duration::from_secs(60);

@@ -10,11 +10,11 @@ use ipnet::IpNet;
 use subtle::ConstantTimeEq;
 
 use crate::{
-    audit::AuditEntry,
+    app::AppState,
     auth::{org, tokens, Permission, Role},
-    db::Db,
-    error::{AppError, AppResult},
-    startup::AppState,
+    platform::audit::AuditEntry,
+    platform::db::Db,
+    platform::error::{AppError, AppResult},
 };
 
 /// Name of the console session cookie.
@@ -352,4 +352,29 @@ mod tests {
         );
         assert!(OrgScope::Units(vec![3]).require(4).is_err());
     }
+}
+
+/// The admin route table's [`Guard`](crate::http::routes::Guard): resolves the session from the
+/// bearer token or console cookie, checks the route's permission, and hands the session to the
+/// handler as a request extension.
+pub fn admin_guard(
+    st: AppState,
+    permission: Permission,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = axum::response::Response> + Send>> {
+    use axum::response::IntoResponse;
+    Box::pin(async move {
+        let (mut parts, body) = req.into_parts();
+        let session = match AdminSession::resolve(&parts, &st).await {
+            Ok(s) => s,
+            Err(e) => return e.into_response(),
+        };
+        if let Err(e) = session.require(permission) {
+            return e.into_response();
+        }
+        parts.extensions.insert(session);
+        next.run(axum::extract::Request::from_parts(parts, body))
+            .await
+    })
 }

@@ -5,10 +5,10 @@ use serde::Serialize;
 use sqlx::Row;
 
 use crate::{
-    audit::{self, AuditEntry},
     auth::{password, Role},
-    config::Settings,
-    db::Db,
+    platform::audit::{self, AuditEntry},
+    platform::config::Settings,
+    platform::db::Db,
 };
 
 #[derive(Debug, Clone, Serialize)]

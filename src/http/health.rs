@@ -8,7 +8,7 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::startup::AppState;
+use crate::app::AppState;
 
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
@@ -41,4 +41,13 @@ pub async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
         )],
         st.metrics.render(),
     )
+}
+
+/// `/healthz`, `/readyz`, `/metrics`.
+pub fn router() -> axum::Router<AppState> {
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
 }

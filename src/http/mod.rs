@@ -1,15 +1,13 @@
-//! The HTTP surface: one router, tower-http layers, one error shape.
+//! The HTTP toolkit every feature shares, importing none of them: the JSON extractors with the
+//! one error shape (`json`), the id extractor, pagination and list envelope (`extract`), the
+//! admin route table with permissions (`routes`), OpenAPI, health, and the tower-http layers.
+//! `startup` assembles the features' routers and wraps them with [`layers`].
 
-pub mod admin;
-pub mod console;
-pub mod content_admin;
-mod health;
-pub mod moderation_admin;
-pub mod mp;
+pub mod extract;
+pub mod health;
+pub mod json;
 pub mod openapi;
-mod pages;
-pub mod wechat;
-pub mod wechat_admin;
+pub mod routes;
 
 use std::time::Duration;
 
@@ -17,7 +15,6 @@ use axum::{
     http::{HeaderName, StatusCode},
     middleware,
     response::Response,
-    routing::get,
     Router,
 };
 use tower::ServiceBuilder;
@@ -28,45 +25,53 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-pub use admin::{AppJson, AppQuery};
+pub use extract::{page_of, Id, ListOut};
+pub use json::{AppJson, AppQuery};
 
-use crate::{error::error_response, startup::AppState};
+use crate::{app::AppState, platform::error::error_response};
+
+/// The answer for a path no route matches, in the one error shape.
+pub async fn not_found() -> Response {
+    error_response(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-pub fn router(state: AppState) -> Router {
+/// The layers around the whole surface: CORS (closed unless
+/// configured), metrics, request id, tracing (the path only: query strings carry signatures and
+/// openids), panic → 500 in the one shape, and the request timeout.
+pub fn layers(router: Router<AppState>, state: &AppState) -> Router<AppState> {
     let timeout = Duration::from_secs(state.settings.request_timeout_secs);
-    Router::new()
-        .route("/wechat", get(wechat::verify_url).post(wechat::receive))
-        .route("/articles/{id}", get(pages::article))
-        .merge(mp::router())
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .route("/api/openapi.json", get(openapi::openapi))
-        .route("/dev/wechat/outbox", get(crate::devtools::outbox))
-        .merge(admin::router(state.clone()))
-        .merge(console::router(state.clone()))
-        .fallback(|| async { error_response(StatusCode::NOT_FOUND, "not_found", "no such route") })
-        // Per-IP limit on /api/mp (rate_limit_mp_per_minute); CORS only when configured.
-        .layer(middleware::from_fn_with_state(state.clone(), crate::auth::ratelimit::mp_limit))
-        .layer(admin::cors_layer(&state.settings))
-        .layer(middleware::from_fn_with_state(state.metrics.clone(), crate::metrics::track))
+    router
+        .layer(routes::cors_layer(&state.settings))
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            crate::platform::metrics::track,
+        ))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-                        let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
-                        // The path only: query strings carry signatures and openids.
+                        let id = req
+                            .headers()
+                            .get(REQUEST_ID)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("");
                         tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
                     }),
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .layer(CatchPanicLayer::custom(|_| -> Response {
-                    error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; the incident has been logged")
+                    error_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        "internal error; the incident has been logged",
+                    )
                 }))
-                .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout)),
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    timeout,
+                )),
         )
-        .with_state(state)
 }

@@ -7,7 +7,7 @@
 use axum::{extract::State, Json};
 use serde_json::{json, Map, Value};
 
-use crate::startup::AppState;
+use crate::{app::AppState, http::routes::RouteSpec, platform::roles::Permission};
 
 /// Mini-program routes: (method, path, summary).
 const MP_ROUTES: &[(&str, &str, &str)] = &[
@@ -169,7 +169,7 @@ fn operation(method: &str, path: &str, summary: &str, secured: bool) -> Value {
     Value::Object(op)
 }
 
-pub fn build(state: &AppState) -> Value {
+pub fn build(state: &AppState, admin: &[RouteSpec]) -> Value {
     let mut paths: Map<String, Value> = Map::new();
     let mut add = |path: &str, method: &str, op: Value| {
         let entry = paths.entry(path.to_owned()).or_insert_with(|| json!({}));
@@ -183,12 +183,11 @@ pub fn build(state: &AppState) -> Value {
         ) || (*path == "/api/mp/board" && *method == "post");
         add(path, method, operation(method, path, summary, secured));
     }
-    let admin = crate::http::admin::routes(state.clone());
-    for spec in admin.table() {
+    for spec in admin {
         let method = spec.method.as_str().to_ascii_lowercase();
         let permission = serde_json::to_value(spec.permission).unwrap_or(Value::Null);
         let summary = format!("requires permission {}", permission.as_str().unwrap_or("?"));
-        let secured = spec.permission != crate::auth::Permission::Public;
+        let secured = spec.permission != Permission::Public;
         let mut op = operation(&method, spec.path, &summary, secured);
         op["x-permission"] = permission;
         add(spec.path, &method, op);
@@ -209,6 +208,14 @@ pub fn build(state: &AppState) -> Value {
     })
 }
 
-pub async fn openapi(State(st): State<AppState>) -> Json<Value> {
-    Json(build(&st))
+/// `GET /api/openapi.json`, listing the given admin route table.
+pub fn router(admin: Vec<RouteSpec>) -> axum::Router<AppState> {
+    let admin = std::sync::Arc::new(admin);
+    axum::Router::new().route(
+        "/api/openapi.json",
+        axum::routing::get(move |State(st): State<AppState>| {
+            let admin = admin.clone();
+            async move { Json(build(&st, &admin)) }
+        }),
+    )
 }

@@ -26,8 +26,8 @@
 //! again automatically. Mass sends (群发) are one API call per push, not rows: the push records the
 //! call's state (`mass_state`) and WeChat's `msg_id`, and MASSSENDJOBFINISH fills in the counts.
 
+pub mod admin;
 pub mod audience;
-pub mod http;
 pub mod limits;
 pub mod rate;
 pub mod reports;

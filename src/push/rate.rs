@@ -12,7 +12,7 @@ use std::{
 
 use tokio_util::sync::CancellationToken;
 
-use crate::cache::Cache;
+use crate::platform::cache::Cache;
 
 pub struct RateLimiter {
     cache: Arc<dyn Cache>,
@@ -72,7 +72,8 @@ mod tests {
 
     #[tokio::test]
     async fn never_more_than_the_rate_in_one_second() {
-        let limiter = RateLimiter::new(Arc::new(crate::cache::MemoryCache::default()), 20);
+        let limiter =
+            RateLimiter::new(Arc::new(crate::platform::cache::MemoryCache::default()), 20);
         let stop = CancellationToken::new();
         let start = std::time::Instant::now();
         // 41 sends at 20/s span at least three one-second windows: two boundaries, > 1 s.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use wechat::message::{Event, InboundMessage, MessageBody};
 
 use super::store;
-use crate::startup::AppState;
+use crate::app::AppState;
 
 /// Handle one report or consent event. A template report can arrive before the worker has recorded
 /// the msgid (it records a batch at a time): then it is tried again a few times in the background.

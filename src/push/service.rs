@@ -11,7 +11,7 @@ use super::{
     templates::{self, ArticleView, MassPlan, PushContext, Rendered, Templates},
     Action, Audience, AudienceKind, Channel, Outcome, PushStatus,
 };
-use crate::{config::AccountType, error::AppError, startup::AppState};
+use crate::{app::AppState, platform::config::AccountType, platform::error::AppError};
 
 /// The customer-service window: 48 hours after the follower's last message or event.
 pub const CUSTOM_WINDOW_MS: i64 = 48 * 3600 * 1000;
@@ -40,10 +40,14 @@ pub fn mass_quota(account: AccountType, now_ms: i64) -> (i64, i64, &'static str)
     let t = templates::to_shanghai(now_ms);
     let day = t.replace_time(time::Time::MIDNIGHT);
     match account {
-        AccountType::Subscription => (1, crate::db::unix_ms(day), "1 per day"),
+        AccountType::Subscription => (1, crate::platform::time::unix_ms(day), "1 per day"),
         AccountType::Service => {
             let month = day.replace_day(1).unwrap_or(day);
-            (4, crate::db::unix_ms(month), "4 per calendar month")
+            (
+                4,
+                crate::platform::time::unix_ms(month),
+                "4 per calendar month",
+            )
         }
     }
 }
@@ -92,7 +96,7 @@ fn validate(st: &AppState, req: &CreatePush, now: i64) -> Result<i64, AppError> 
                 .map_err(|_| {
                     invalid("scheduled_at: an RFC 3339 time such as 2026-11-01T08:00:00+08:00")
                 })?;
-            crate::db::unix_ms(t).max(now)
+            crate::platform::time::unix_ms(t).max(now)
         }
     };
     Ok(at)

@@ -10,7 +10,7 @@ use super::{
     audience::{self, Materialise},
     Action, Audience, AudienceKind, Channel, DeliveryStatus, Outcome, PushStatus,
 };
-use crate::db::{Backend, Db};
+use crate::platform::db::{Backend, Db};
 
 /// An arbitrary constant: the PostgreSQL advisory-lock id that serialises mass-quota reservations.
 const MASS_QUOTA_LOCK: i64 = 0x00da_691a_0004;
@@ -732,7 +732,7 @@ pub async fn mass_report(
 }
 
 async fn set_grant_status(
-    tx: &mut crate::db::Tx,
+    tx: &mut crate::platform::db::Tx,
     openid: &str,
     template_id: &str,
     status: &str,

@@ -19,7 +19,7 @@ use super::{
     templates::{PushContext, Rendered, Templates},
     Channel, Outcome,
 };
-use crate::startup::AppState;
+use crate::app::AppState;
 
 /// Everything a sender needs to send one push.
 struct Prepared {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use dangjian::{auth::Role, pii::DataCipher};
+use dangjian::{auth::Role, platform::pii::DataCipher};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -348,9 +348,7 @@ async fn every_admin_route_refuses_callers_without_its_permission() {
             ),
             (Role::Editor, app.user_token("ed1", "editor", None).await),
         ];
-        let table = dangjian::http::admin::routes(app.state.clone())
-            .table()
-            .to_vec();
+        let table = dangjian::startup::admin_routes(&app.state).table().to_vec();
         assert!(table.len() >= 12, "{table:?}");
         let mut checked_403 = 0;
         for route in &table {
@@ -550,7 +548,7 @@ async fn admin_writes_and_reveals_are_in_the_audit_log_which_is_append_only() {
             .await
             .is_err());
         // Retention purge is the one delete.
-        let n = dangjian::audit::purge_older_than(&app.state.db, i64::MAX)
+        let n = dangjian::platform::audit::purge_older_than(&app.state.db, i64::MAX)
             .await
             .unwrap();
         assert!(n > 5);
@@ -630,7 +628,7 @@ async fn import_json_and_csv_then_reimport_updates_by_phone() {
             .await; // 第一党支部
         assert_eq!(by_unit["total"], 2);
         // The mini-program binding's lookup.
-        let found = dangjian::http::admin::members::find_by_phone(
+        let found = dangjian::members::admin::find_by_phone(
             &app.state.db,
             &app.state.cipher,
             "13912340004",
@@ -890,7 +888,7 @@ async fn rotate_key_reencrypts_every_value_under_the_new_key() {
         assert_ne!(new.current_key_id(), app.state.cipher.current_key_id());
         // During the rotation window lookups still match through the old index.
         assert!(
-            dangjian::http::admin::members::find_by_phone(&app.state.db, &new, "13912340002")
+            dangjian::members::admin::find_by_phone(&app.state.db, &new, "13912340002")
                 .await
                 .unwrap()
                 .is_some()
@@ -921,11 +919,10 @@ async fn rotate_key_reencrypts_every_value_under_the_new_key() {
                 }
             }
         }
-        let m =
-            dangjian::http::admin::members::find_by_phone(&app.state.db, &only_new, "13912340002")
-                .await
-                .unwrap()
-                .unwrap();
+        let m = dangjian::members::admin::find_by_phone(&app.state.db, &only_new, "13912340002")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(m.name, "李四");
         assert_eq!(
             app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'pii.rotate_key'")
@@ -1029,7 +1026,7 @@ async fn mp_api_is_rate_limited_per_client_ip_behind_trusted_proxies_only() {
 #[tokio::test]
 async fn first_admin_is_created_once_and_the_dev_data_key_is_generated_once() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = dangjian::config::Settings::with_overrides([
+    let settings = dangjian::platform::config::Settings::with_overrides([
         (
             "database_url",
             format!("sqlite://{}/f.db?mode=rwc", dir.path().display()),
@@ -1038,7 +1035,7 @@ async fn first_admin_is_created_once_and_the_dev_data_key_is_generated_once() {
     ])
     .unwrap();
     assert!(settings.admin_password.is_none() && settings.data_key.is_none());
-    let db = dangjian::db::Db::connect(&settings.database_url)
+    let db = dangjian::platform::db::Db::connect(&settings.database_url)
         .await
         .unwrap();
     db.migrate().await.unwrap();

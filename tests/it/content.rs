@@ -299,7 +299,7 @@ async fn publishing_shows_the_article_to_readers_and_archiving_hides_it() {
             StatusCode::NOT_FOUND,
             "not_found",
         );
-        let card = dangjian::db::articles::newest_in_category(db, "干部之窗")
+        let card = dangjian::articles::store::newest_in_category(db, "干部之窗")
             .await
             .unwrap()
             .unwrap();
@@ -326,7 +326,7 @@ async fn publishing_shows_the_article_to_readers_and_archiving_hides_it() {
         assert_eq!(page.status, StatusCode::OK);
         assert!(page.content_type.starts_with("text/html"));
         assert!(page.text.contains("干部培训班开班") && page.text.contains("name=\"viewport\""));
-        let card = dangjian::db::articles::newest_in_category(db, "干部之窗")
+        let card = dangjian::articles::store::newest_in_category(db, "干部之窗")
             .await
             .unwrap()
             .unwrap();
@@ -374,7 +374,7 @@ async fn publishing_shows_the_article_to_readers_and_archiving_hides_it() {
             StatusCode::NOT_FOUND,
             "not_found",
         );
-        let card = dangjian::db::articles::newest_in_category(db, "干部之窗")
+        let card = dangjian::articles::store::newest_in_category(db, "干部之窗")
             .await
             .unwrap()
             .unwrap();
@@ -987,10 +987,10 @@ async fn scheduled_publication_happens_at_its_time() {
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         assert_eq!(r.body["status"], "draft");
-        let at_ms = dangjian::db::unix_ms(at);
+        let at_ms = dangjian::platform::time::unix_ms(at);
         assert_eq!(
             r.body["publish_at"],
-            dangjian::domain::articles::rfc3339_shanghai(at_ms)
+            dangjian::articles::rules::rfc3339_shanghai(at_ms)
         );
         assert_error(
             &app.get_json(&format!("/api/mp/articles/{id}")).await,
@@ -1000,13 +1000,13 @@ async fn scheduled_publication_happens_at_its_time() {
 
         let db = &app.state.db;
         assert_eq!(
-            dangjian::db::articles::publish_due(db, at_ms - 1)
+            dangjian::articles::store::publish_due(db, at_ms - 1)
                 .await
                 .unwrap(),
             0
         );
         assert_eq!(
-            dangjian::db::articles::publish_due(db, at_ms)
+            dangjian::articles::store::publish_due(db, at_ms)
                 .await
                 .unwrap(),
             1
@@ -1015,7 +1015,7 @@ async fn scheduled_publication_happens_at_its_time() {
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         assert_eq!(
             r.body["published_at"],
-            dangjian::domain::articles::rfc3339_shanghai(at_ms)
+            dangjian::articles::rules::rfc3339_shanghai(at_ms)
         );
         let a = app.get_json(&format!("/api/admin/articles/{id}")).await;
         assert_eq!(
@@ -1023,7 +1023,7 @@ async fn scheduled_publication_happens_at_its_time() {
             (Some("published"), Value::Null)
         );
         assert_eq!(
-            dangjian::db::articles::publish_due(db, at_ms + 1)
+            dangjian::articles::store::publish_due(db, at_ms + 1)
                 .await
                 .unwrap(),
             0,

@@ -3,8 +3,11 @@
 use std::time::Duration;
 
 use dangjian::{
-    config::Settings,
-    startup::{AppState, Application, Overrides, Role},
+    platform::config::Settings,
+    {
+        app::AppState,
+        startup::{Application, Overrides, Role},
+    },
 };
 use sqlx::Connection;
 
@@ -68,7 +71,7 @@ pub struct Spawn {
     pub overrides: Vec<(&'static str, String)>,
     pub write_content: Vec<(&'static str, String)>,
     /// The app's clock (e.g. a `ManualClock` for scheduled work); the system clock when None.
-    pub clock: Option<std::sync::Arc<dyn dangjian::clock::Clock>>,
+    pub clock: Option<std::sync::Arc<dyn dangjian::platform::clock::Clock>>,
 }
 
 impl TestApp {

@@ -136,8 +136,8 @@ async fn login_with_a_valid_code_gives_a_session_and_no_member_yet() {
 
 #[tokio::test]
 async fn a_session_expires_after_mp_session_ttl_secs() {
-    use dangjian::clock::Clock as _;
-    let clock = dangjian::clock::ManualClock::at(time::OffsetDateTime::now_utc());
+    use dangjian::platform::clock::Clock as _;
+    let clock = dangjian::platform::clock::ManualClock::at(time::OffsetDateTime::now_utc());
     let spawn = || Spawn {
         overrides: vec![("mp_session_ttl_secs", "3600".into())],
         clock: Some(std::sync::Arc::new(clock.clone())),

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dangjian::{clock::ManualClock, db::articles::NewArticle};
+use dangjian::{articles::store::NewArticle, platform::clock::ManualClock};
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
@@ -102,7 +102,7 @@ impl TestApp {
             cover_url: None,
             author: Some("党委宣传部"),
         };
-        dangjian::db::articles::insert_published(&self.state.db, &a, self.state.clock.unix_ms())
+        dangjian::articles::store::insert_published(&self.state.db, &a, self.state.clock.unix_ms())
             .await
             .unwrap()
     }

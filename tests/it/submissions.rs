@@ -4,7 +4,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use dangjian::clock::ManualClock;
+use dangjian::platform::clock::ManualClock;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use wechat::signature;

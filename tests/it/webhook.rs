@@ -100,7 +100,9 @@ impl TestApp {
     }
 
     async fn flush(&self) {
-        self.state.interactions.flush(&self.state.db).await.unwrap();
+        dangjian::official_account::service::flush_interactions(&self.state)
+            .await
+            .unwrap();
     }
 }
 
@@ -384,7 +386,7 @@ async fn menu_click_answers_with_the_newest_article_card() {
         assert!(field(&empty, "Content").unwrap().contains("暂无文章"));
         let st = &app.state;
         for (title, at) in [("旧文章", 1_000), ("新文章", 2_000)] {
-            let a = dangjian::db::articles::NewArticle {
+            let a = dangjian::articles::store::NewArticle {
                 category: "理论研究",
                 title,
                 summary: "摘要",
@@ -393,7 +395,7 @@ async fn menu_click_answers_with_the_newest_article_card() {
                 cover_url: None,
                 author: None,
             };
-            dangjian::db::articles::insert_published(&st.db, &a, at)
+            dangjian::articles::store::insert_published(&st.db, &a, at)
                 .await
                 .unwrap();
         }
@@ -435,7 +437,7 @@ async fn slow_reply_answers_success_then_follows_up_by_customer_service() {
         |app| {
             // Hold the followers table so the subscribe handler's write waits past the budget.
             let mut lock = app.state.db.begin_write().await.unwrap();
-            if app.state.db.backend() == dangjian::db::Backend::Postgres {
+            if app.state.db.backend() == dangjian::platform::db::Backend::Postgres {
                 sqlx::query("LOCK TABLE followers IN EXCLUSIVE MODE")
                     .execute(&mut *lock)
                     .await
@@ -540,7 +542,7 @@ async fn operators_endpoints_report_health_and_metrics() {
 #[tokio::test]
 async fn welcome_is_followed_by_the_newest_article_card_once() {
     each_backend!(|app| {
-        let a = dangjian::db::articles::NewArticle {
+        let a = dangjian::articles::store::NewArticle {
             category: "党建动态",
             title: "最新动态",
             summary: "摘要",
@@ -549,7 +551,7 @@ async fn welcome_is_followed_by_the_newest_article_card_once() {
             cover_url: None,
             author: None,
         };
-        dangjian::db::articles::insert_published(&app.state.db, &a, 5_000)
+        dangjian::articles::store::insert_published(&app.state.db, &a, 5_000)
             .await
             .unwrap();
         let xml = event_xml("o_welcome", "subscribe", "", now());
@@ -581,7 +583,7 @@ async fn openapi_lists_every_admin_route_with_its_permission() {
             .await
             .unwrap();
         assert_eq!(doc["openapi"], "3.0.3");
-        let table = dangjian::http::admin::routes(app.state.clone());
+        let table = dangjian::startup::admin_routes(&app.state);
         assert!(table.table().len() > 10);
         for spec in table.table() {
             let op = &doc["paths"][spec.path][spec.method.as_str().to_ascii_lowercase()];
@@ -615,7 +617,7 @@ async fn a_message_encrypted_by_wechatpy_is_accepted_and_answered_encrypted() {
     let req = &vectors["encrypted_request"];
     let s = |v: &serde_json::Value| v.as_str().unwrap().to_owned();
     let ts: i64 = s(&req["query"]["timestamp"]).parse().unwrap();
-    let clock = dangjian::clock::ManualClock::at(
+    let clock = dangjian::platform::clock::ManualClock::at(
         time::OffsetDateTime::from_unix_timestamp(ts + 2).unwrap(),
     );
     let spawn = || Spawn {

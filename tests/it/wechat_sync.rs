@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use dangjian::wechat_sync;
+use dangjian::official_account::service;
 use secrecy::ExposeSecret;
 
 use crate::{each_backend, helpers::APP_ID};
@@ -10,7 +10,7 @@ use crate::{each_backend, helpers::APP_ID};
 #[tokio::test]
 async fn menu_toml_is_pushed_with_menu_create() {
     each_backend!(|app| {
-        let leaves = wechat_sync::sync_menu(&app.state).await.unwrap();
+        let leaves = service::sync_menu(&app.state).await.unwrap();
         assert_eq!(leaves, 15);
         let menu = app.fake.menu().expect("menu created at the fake");
         let buttons = menu["button"].as_array().unwrap();
@@ -34,15 +34,13 @@ async fn follower_sync_pages_upserts_tags_and_marks_the_gone_resumably() {
             .await
             .unwrap();
         // Known to us, no longer a follower at WeChat.
-        dangjian::db::followers::subscribe(&app.state.db, "o_gone", None, 1)
+        dangjian::official_account::store::subscribe(&app.state.db, "o_gone", None, 1)
             .await
             .unwrap();
 
         // One page, then "crash": the cursor is saved.
         assert_eq!(
-            wechat_sync::sync_followers(&app.state, Some(1))
-                .await
-                .unwrap(),
+            service::sync_followers(&app.state, Some(1)).await.unwrap(),
             None
         );
         assert_eq!(
@@ -56,7 +54,7 @@ async fn follower_sync_pages_upserts_tags_and_marks_the_gone_resumably() {
             100
         );
 
-        let report = wechat_sync::sync_followers(&app.state, None)
+        let report = service::sync_followers(&app.state, None)
             .await
             .unwrap()
             .expect("finished");
@@ -96,14 +94,14 @@ async fn two_replicas_sharing_redis_fetch_the_token_once() {
         };
         let app = crate::helpers::TestApp::spawn_with(&backend, Default::default()).await;
         let settings = &app.state.settings;
-        let redis = dangjian::cache::RedisCache::connect(
+        let redis = dangjian::platform::cache::RedisCache::connect(
             settings.redis_url.as_ref().unwrap().expose_secret(),
             &settings.redis_prefix,
         )
         .await
         .unwrap();
         // A second replica: its own client, the same Redis token store.
-        let store = Arc::new(dangjian::wechat_api::RedisTokenStore::new(&redis));
+        let store = Arc::new(dangjian::platform::wechat::RedisTokenStore::new(&redis));
         let other = wechat::client::Client::new(
             wechat::client::ClientConfig::new(
                 app.fake_base(),

@@ -1,0 +1,725 @@
+//! `/api/admin` content routes: articles (with the editorial status machine), categories, banners.
+//! All need `Permission::ManageArticles` (editors and admins); every write is audited in the same
+//! transaction, so a refused request leaves nothing behind — not even an audit entry.
+
+use axum::{body::Bytes, extract::State, http::StatusCode, response::IntoResponse};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde_json::json;
+
+use crate::{
+    app::AppState,
+    articles::banner_store::{self as banners, Banner},
+    articles::rules::{
+        self as rules, Action, ArticleInput, BannerInput, FieldError, Status, TransitionRefused,
+    },
+    articles::store::{self as articles, Article, ArticleFilter, ArticleListItem, Category},
+    auth::{AdminSession, Permission},
+    http::{json::sanitize, routes::AdminRoutes, AppJson, AppQuery},
+    http::{page_of, Id, ListOut},
+    platform::audit,
+    platform::error::{AppError, AppResult},
+};
+
+pub fn routes(r: AdminRoutes) -> AdminRoutes {
+    let p = Permission::ManageArticles;
+    r.get("/api/admin/articles", p, list_articles)
+        .post("/api/admin/articles", p, create_article)
+        .get("/api/admin/articles/{id}", p, get_article)
+        .put("/api/admin/articles/{id}", p, update_article)
+        .delete("/api/admin/articles/{id}", p, delete_article)
+        .post("/api/admin/articles/{id}/submit", p, submit_article)
+        .post("/api/admin/articles/{id}/reject", p, reject_article)
+        .post("/api/admin/articles/{id}/publish", p, publish_article)
+        .post("/api/admin/articles/{id}/archive", p, archive_article)
+        .post("/api/admin/articles/{id}/restore", p, restore_article)
+        .get("/api/admin/categories", p, list_categories)
+        .post("/api/admin/categories", p, create_category)
+        .put("/api/admin/categories/{id}", p, update_category)
+        .delete("/api/admin/categories/{id}", p, delete_category)
+        .get("/api/admin/banners", p, list_banners)
+        .post("/api/admin/banners", p, create_banner)
+        .put("/api/admin/banners/{id}", p, update_banner)
+        .delete("/api/admin/banners/{id}", p, delete_banner)
+}
+
+// ---- shapes ------------------------------------------------------------------------------------
+
+#[derive(Debug, Serialize)]
+pub struct ArticleOut {
+    pub id: i64,
+    pub title: String,
+    pub summary: String,
+    pub body_md: String,
+    pub body_html: String,
+    pub category: String,
+    pub category_id: i64,
+    pub cover_url: Option<String>,
+    pub author: Option<String>,
+    pub source: Option<String>,
+    pub tags: Vec<String>,
+    pub status: Status,
+    /// RFC 3339 (+08:00); set when published, kept through edits.
+    pub published_at: Option<String>,
+    /// A scheduled publication (draft/review only).
+    pub publish_at: Option<String>,
+    pub archived_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// The public page (the URL in news cards); served only while published.
+    pub url: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ArticleItemOut {
+    pub id: i64,
+    pub title: String,
+    pub summary: String,
+    pub category: String,
+    pub cover_url: Option<String>,
+    pub author: Option<String>,
+    pub tags: Vec<String>,
+    pub status: Status,
+    pub published_at: Option<String>,
+    pub publish_at: Option<String>,
+    pub updated_at: String,
+}
+
+fn time_opt(ms: Option<i64>) -> Option<String> {
+    ms.map(rules::rfc3339_shanghai)
+}
+
+pub fn article_url(st: &AppState, id: i64) -> String {
+    format!(
+        "{}/articles/{id}",
+        st.settings.public_url.trim_end_matches('/')
+    )
+}
+
+fn article_out(st: &AppState, a: Article) -> ArticleOut {
+    ArticleOut {
+        url: article_url(st, a.id),
+        id: a.id,
+        title: a.title,
+        summary: a.summary,
+        body_md: a.body_md,
+        body_html: a.body_html,
+        category: a.category,
+        category_id: a.category_id,
+        cover_url: a.cover_url,
+        author: a.author,
+        source: a.source,
+        tags: a.tags,
+        status: a.status,
+        published_at: time_opt(a.published_at),
+        publish_at: time_opt(a.publish_at),
+        archived_at: time_opt(a.archived_at),
+        created_at: rules::rfc3339_shanghai(a.created_at),
+        updated_at: rules::rfc3339_shanghai(a.updated_at),
+    }
+}
+
+fn item_out(a: ArticleListItem) -> ArticleItemOut {
+    ArticleItemOut {
+        id: a.id,
+        title: a.title,
+        summary: a.summary,
+        category: a.category,
+        cover_url: a.cover_url,
+        author: a.author,
+        tags: a.tags,
+        status: a.status,
+        published_at: time_opt(a.published_at),
+        publish_at: time_opt(a.publish_at),
+        updated_at: rules::rfc3339_shanghai(a.updated_at),
+    }
+}
+
+// ---- request plumbing --------------------------------------------------------------------------
+
+/// An optional JSON body (publish takes one or none): malformed → 400 `bad_json`, wrong shape →
+/// 422, as `AppJson` does.
+pub fn parse_body<T: DeserializeOwned>(bytes: &Bytes) -> AppResult<Option<T>> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(bytes)
+        .map(Some)
+        .map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => AppError::Validation(sanitize(&e.to_string())),
+            _ => AppError::rejected(
+                StatusCode::BAD_REQUEST,
+                "bad_json",
+                "the body is not valid JSON",
+            ),
+        })
+}
+
+fn invalid(e: FieldError) -> AppError {
+    AppError::Validation(e.to_string())
+}
+
+fn refused(e: TransitionRefused) -> AppError {
+    AppError::rejected(StatusCode::CONFLICT, "invalid_transition", e.to_string())
+}
+
+fn unknown_category(name: &str) -> AppError {
+    AppError::Validation(format!("category: no category named {name}"))
+}
+
+fn not_found(what: &str) -> AppError {
+    AppError::NotFound(what.into())
+}
+
+/// A foreign-key violation is a conflict with other data, not a server fault.
+fn fk_conflict(e: sqlx::Error, message: &str) -> AppError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+            AppError::Conflict(message.into())
+        }
+        _ => AppError::Db(e),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    pub status: Option<String>,
+    pub category: Option<String>,
+    pub tag: Option<String>,
+    pub q: Option<String>,
+    pub page: Option<String>,
+    pub page_size: Option<String>,
+}
+
+/// `?category=` by name or id; an unknown one is a validation error, not an empty list.
+pub async fn category_filter(st: &AppState, category: &Option<String>) -> AppResult<Option<i64>> {
+    match crate::http::extract::blank_to_none(category) {
+        None => Ok(None),
+        Some(c) => articles::category_id(&st.db, c)
+            .await?
+            .map(Some)
+            .ok_or_else(|| unknown_category(c)),
+    }
+}
+
+// ---- articles ----------------------------------------------------------------------------------
+
+fn article_audit(a: &rules::ValidArticle) -> serde_json::Value {
+    json!({"title": a.title, "category": a.category, "tags": a.tags, "cover_url": a.cover_url})
+}
+
+async fn article_response(st: &AppState, id: i64) -> AppResult<AppJson<ArticleOut>> {
+    let a = articles::get(&st.db, id)
+        .await?
+        .ok_or_else(|| not_found("article"))?;
+    Ok(AppJson(article_out(st, a)))
+}
+
+async fn create_article(
+    State(st): State<AppState>,
+    session: AdminSession,
+    AppJson(input): AppJson<ArticleInput>,
+) -> AppResult<impl IntoResponse> {
+    let a = input.validate().map_err(invalid)?;
+    let html = crate::platform::markdown::render(&a.body_md);
+    let mut tx = st.db.begin_write().await?;
+    let id = articles::create_draft(&mut tx, &a, &html, session.now)
+        .await?
+        .ok_or_else(|| unknown_category(&a.category))?;
+    let entry = session
+        .audit("article.create", "article", id)
+        .details(json!({"after": article_audit(&a)}));
+    audit::record(&mut *tx, &entry).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, article_response(&st, id).await?))
+}
+
+async fn get_article(State(st): State<AppState>, Id(id): Id) -> AppResult<AppJson<ArticleOut>> {
+    article_response(&st, id).await
+}
+
+/// Full replacement of the editable fields (omitted optional fields become empty); the status and
+/// the publish time stay.
+async fn update_article(
+    State(st): State<AppState>,
+    session: AdminSession,
+    Id(id): Id,
+    AppJson(input): AppJson<ArticleInput>,
+) -> AppResult<AppJson<ArticleOut>> {
+    let a = input.validate().map_err(invalid)?;
+    let html = crate::platform::markdown::render(&a.body_md);
+    let before = articles::get(&st.db, id)
+        .await?
+        .ok_or_else(|| not_found("article"))?;
+    let mut tx = st.db.begin_write().await?;
+    let status = articles::status_for_update(&st.db, &mut tx, id)
+        .await?
+        .ok_or_else(|| not_found("article"))?;
+    rules::next(status, Action::Edit).map_err(refused)?;
+    let category_id = articles::category_id_tx(&mut tx, &a.category)
+        .await?
+        .ok_or_else(|| unknown_category(&a.category))?;
+    articles::update_fields(&mut tx, id, category_id, &a, &html, session.now).await?;
+    let entry = session.audit("article.update", "article", id).details(json!({
+        "before": {"title": before.title, "category": before.category, "tags": before.tags, "cover_url": before.cover_url},
+        "after": article_audit(&a),
+        "status": status,
+    }));
+    audit::record(&mut *tx, &entry).await?;
+    tx.commit().await?;
+    article_response(&st, id).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishBody {
+    /// RFC 3339; a future time schedules the publication, a past one (or none) publishes now.
+    #[serde(default)]
+    pub publish_at: Option<String>,
+}
+
+/// Apply one status-machine action in a write transaction, audited as `article.<action>`.
+async fn change_status(
+    st: &AppState,
+    session: &AdminSession,
+    id: i64,
+    action: Action,
+    publish_at: Option<i64>,
+) -> AppResult<AppJson<ArticleOut>> {
+    let now = session.now;
+    let mut tx = st.db.begin_write().await?;
+    let from = articles::status_for_update(&st.db, &mut tx, id)
+        .await?
+        .ok_or_else(|| not_found("article"))?;
+    let to = rules::next(from, action).map_err(refused)?;
+    let mut details = json!({"from": from, "to": to});
+    if action == Action::Schedule {
+        let at = publish_at.unwrap_or(now);
+        articles::schedule(&mut tx, id, at, now).await?;
+        details["publish_at"] = json!(rules::rfc3339_shanghai(at));
+    } else if !articles::set_status(&mut tx, id, from, to, now, now).await? {
+        return Err(AppError::Conflict(
+            "the article changed meanwhile; reload and retry".into(),
+        ));
+    }
+    let entry = session
+        .audit(&format!("article.{}", action.as_str()), "article", id)
+        .details(details);
+    audit::record(&mut *tx, &entry).await?;
+    tx.commit().await?;
+    tracing::info!(article = id, action = action.as_str(), from = %from, to = %to, "article status");
+    article_response(st, id).await
+}
+
+async fn submit_article(
+    State(st): State<AppState>,
+    session: AdminSession,
+    Id(id): Id,
+) -> AppResult<AppJson<ArticleOut>> {
+    change_status(&st, &session, id, Action::Submit, None).await
+}
+
+async fn reject_article(
+    State(st): State<AppState>,
+    session: AdminSession,
+    Id(id): Id,
+) -> AppResult<AppJson<ArticleOut>> {
+    change_status(&st, &session, id, Action::Reject, None).await
+}
+
+async fn archive_article(
+    State(st): State<AppState>,
+    session: AdminSession,
+    Id(id): Id,
+) -> AppResult<AppJson<ArticleOut>> {
+    change_status(&st, &session, id, Action::Archive, None).await
+}
+
+async fn restore_article(
+    State(st): State<AppState>,
+    session: AdminSession,
+    Id(id): Id,
+) -> AppResult<AppJson<ArticleOut>> {
+    change_status(&st, &session, id, Action::Restore, None).await
+}
+
+/// Publish now (no body, or `{}`), or schedule with `{"publish_at": RFC 3339}` in the future.
+async fn publish_article(
+    State(st): State<AppState>,
+    session: AdminSession,
+    Id(id): Id,
+    body: Bytes,
+) -> AppResult<AppJson<ArticleOut>> {
+    let b: PublishBody = parse_body(&body)?.unwrap_or_default();
+    let at = rules::parse_time_field("publish_at", b.publish_at.as_deref()).map_err(invalid)?;
+    match at {
+        Some(at) if at > session.now => {
+            change_status(&st, &session, id, Action::Schedule, Some(at)).await
+        }
+        _ => change_status(&st, &session, id, Action::Publish, None).await,
+    }
+}
+
+/// Drafts only; refused while a banner links to the draft.
+async fn delete_article(
+    State(st): State<AppState>,
+    session: AdminSession,
+    Id(id): Id,
+) -> AppResult<StatusCode> {
+    let before = articles::get(&st.db, id)
+        .await?
+        .ok_or_else(|| not_found("article"))?;
+    let mut tx = st.db.begin_write().await?;
+    let status = articles::status_for_update(&st.db, &mut tx, id)
+        .await?
+        .ok_or_else(|| not_found("article"))?;
+    rules::next(status, Action::Delete).map_err(refused)?;
+    if articles::banner_links(&mut tx, id).await? > 0 {
+        return Err(AppError::Conflict(
+            "a banner links to this article; change the banner first".into(),
+        ));
+    }
+    let deleted = articles::delete_draft(&mut tx, id)
+        .await
+        .map_err(|e| fk_conflict(e, "other records refer to this article"))?;
+    if !deleted {
+        return Err(AppError::Conflict(
+            "the article changed meanwhile; reload and retry".into(),
+        ));
+    }
+    let entry = session
+        .audit("article.delete", "article", id)
+        .details(json!({"before": {"title": before.title, "category": before.category}}));
+    audit::record(&mut *tx, &entry).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_articles(
+    State(st): State<AppState>,
+    AppQuery(q): AppQuery<ListQuery>,
+) -> AppResult<AppJson<ListOut<ArticleItemOut>>> {
+    let page = page_of(&q.page, &q.page_size, 100)?;
+    let status = match crate::http::extract::blank_to_none(&q.status) {
+        None => None,
+        Some(s) => Some(Status::parse(s).ok_or_else(|| {
+            AppError::Validation("status: one of draft, review, published, archived".into())
+        })?),
+    };
+    let filter = ArticleFilter {
+        status,
+        category_id: category_filter(&st, &q.category).await?,
+        tag: crate::http::extract::blank_to_none(&q.tag).map(str::to_owned),
+        q: crate::http::extract::blank_to_none(&q.q).map(str::to_owned),
+    };
+    let (items, total) = articles::list_admin(&st.db, &filter, page).await?;
+    Ok(AppJson(ListOut {
+        items: items.into_iter().map(item_out).collect(),
+        page: page.number,
+        page_size: page.size,
+        total,
+    }))
+}
+
+// ---- categories --------------------------------------------------------------------------------
+
+#[derive(Debug, Serialize)]
+pub struct CategoryOut {
+    pub id: i64,
+    pub name: String,
+    pub position: i64,
+    pub menu_key: Option<String>,
+    /// Named in content/menu.toml: can't be renamed or deleted here (the menu refers to it by name).
+    pub from_menu: bool,
+    pub article_count: i64,
+    pub published_count: i64,
+}
+
+fn category_out(st: &AppState, c: Category) -> CategoryOut {
+    CategoryOut {
+        from_menu: is_menu_category(st, &c.name),
+        id: c.id,
+        name: c.name,
+        position: c.position,
+        menu_key: c.menu_key,
+        article_count: c.article_count,
+        published_count: c.published_count,
+    }
+}
+
+fn is_menu_category(st: &AppState, name: &str) -> bool {
+    st.content.get().menu.categories.iter().any(|c| c == name)
+}
+
+fn menu_category(verb: &str) -> AppError {
+    AppError::rejected(
+        StatusCode::CONFLICT,
+        "menu_category",
+        format!("this category is defined in content/menu.toml; {verb} it there"),
+    )
+}
+
+#[derive(Debug, Serialize)]
+pub struct ItemsOut<T> {
+    pub items: Vec<T>,
+}
+
+async fn list_categories(State(st): State<AppState>) -> AppResult<AppJson<ItemsOut<CategoryOut>>> {
+    let items = articles::list_categories(&st.db)
+        .await?
+        .into_iter()
+        .map(|c| category_out(&st, c))
+        .collect();
+    Ok(AppJson(ItemsOut { items }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CategoryBody {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub position: Option<i64>,
+}
+
+async fn category_response(st: &AppState, id: i64) -> AppResult<AppJson<CategoryOut>> {
+    let c = articles::category_by_id(&st.db, id)
+        .await?
+        .ok_or_else(|| not_found("category"))?;
+    Ok(AppJson(category_out(st, c)))
+}
+
+async fn create_category(
+    State(st): State<AppState>,
+    session: AdminSession,
+    AppJson(b): AppJson<CategoryBody>,
+) -> AppResult<impl IntoResponse> {
+    let name =
+        rules::check_category_name(b.name.as_deref().unwrap_or_default()).map_err(invalid)?;
+    let mut tx = st.db.begin_write().await?;
+    let id = articles::create_category(&mut tx, &name, b.position, session.now).await?;
+    let entry = session
+        .audit("category.create", "category", id)
+        .details(json!({"after": {"name": name, "position": b.position}}));
+    audit::record(&mut *tx, &entry).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, category_response(&st, id).await?))
+}
+
+/// Rename and/or reorder. Categories named in content/menu.toml keep their name: the menu and
+/// the start-up seeding refer to them by it.
+async fn update_category(
+    State(st): State<AppState>,
+    session: AdminSession,
+    Id(id): Id,
+    AppJson(b): AppJson<CategoryBody>,
+) -> AppResult<AppJson<CategoryOut>> {
+    let name = b
+        .name
+        .as_deref()
+        .map(rules::check_category_name)
+        .transpose()
+        .map_err(invalid)?;
+    let current = articles::category_by_id(&st.db, id)
+        .await?
+        .ok_or_else(|| not_found("category"))?;
+    if name.as_ref().is_some_and(|n| *n != current.name) && is_menu_category(&st, &current.name) {
+        return Err(menu_category("rename"));
+    }
+    let mut tx = st.db.begin_write().await?;
+    if !articles::update_category(&mut tx, id, name.as_deref(), b.position).await? {
+        return Err(not_found("category"));
+    }
+    let entry = session.audit("category.update", "category", id).details(json!({
+        "before": {"name": current.name, "position": current.position},
+        "after": {"name": name.as_deref().unwrap_or(&current.name), "position": b.position.unwrap_or(current.position)},
+    }));
+    audit::record(&mut *tx, &entry).await?;
+    tx.commit().await?;
+    category_response(&st, id).await
+}
+
+/// Only an empty category that content/menu.toml doesn't name.
+async fn delete_category(
+    State(st): State<AppState>,
+    session: AdminSession,
+    Id(id): Id,
+) -> AppResult<StatusCode> {
+    let current = articles::category_by_id(&st.db, id)
+        .await?
+        .ok_or_else(|| not_found("category"))?;
+    if is_menu_category(&st, &current.name) {
+        return Err(menu_category("remove"));
+    }
+    let mut tx = st.db.begin_write().await?;
+    if !articles::delete_empty_category(&mut tx, id).await? {
+        return Err(AppError::Conflict(
+            "the category has articles; move or delete them first".into(),
+        ));
+    }
+    let entry = session
+        .audit("category.delete", "category", id)
+        .details(json!({"before": {"name": current.name}}));
+    audit::record(&mut *tx, &entry).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- banners -----------------------------------------------------------------------------------
+
+#[derive(Debug, Serialize)]
+pub struct BannerOut {
+    pub id: i64,
+    pub title: String,
+    pub image_url: String,
+    pub article_id: Option<i64>,
+    pub link_url: Option<String>,
+    pub position: i64,
+    pub valid_from: Option<String>,
+    pub valid_until: Option<String>,
+    /// Shown to readers right now (window; a linked article must be published too).
+    pub active: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+fn banner_out(b: Banner, active: bool) -> BannerOut {
+    BannerOut {
+        id: b.id,
+        title: b.title,
+        image_url: b.image_url,
+        article_id: b.article_id,
+        link_url: b.link_url,
+        position: b.position,
+        valid_from: time_opt(b.valid_from),
+        valid_until: time_opt(b.valid_until),
+        active,
+        created_at: rules::rfc3339_shanghai(b.created_at),
+        updated_at: rules::rfc3339_shanghai(b.updated_at),
+    }
+}
+
+fn banner_audit(b: &rules::ValidBanner) -> serde_json::Value {
+    json!({
+        "title": b.title, "image_url": b.image_url, "article_id": b.article_id, "link_url": b.link_url,
+        "position": b.position, "valid_from": time_opt(b.valid_from), "valid_until": time_opt(b.valid_until),
+    })
+}
+
+async fn list_banners(State(st): State<AppState>) -> AppResult<AppJson<ItemsOut<BannerOut>>> {
+    let active: Vec<i64> = banners::list_valid(&st.db, st.clock.unix_ms())
+        .await?
+        .iter()
+        .map(|b| b.id)
+        .collect();
+    let items = banners::list_all(&st.db).await?.into_iter().map(|b| {
+        let on = active.contains(&b.id);
+        banner_out(b, on)
+    });
+    Ok(AppJson(ItemsOut {
+        items: items.collect(),
+    }))
+}
+
+async fn banner_response(st: &AppState, id: i64) -> AppResult<AppJson<BannerOut>> {
+    let b = banners::get(&st.db, id)
+        .await?
+        .ok_or_else(|| not_found("banner"))?;
+    let active = banners::list_valid(&st.db, st.clock.unix_ms())
+        .await?
+        .iter()
+        .any(|v| v.id == id);
+    Ok(AppJson(banner_out(b, active)))
+}
+
+async fn valid_banner(st: &AppState, input: BannerInput) -> AppResult<rules::ValidBanner> {
+    let b = input.validate().map_err(invalid)?;
+    if let Some(article_id) = b.article_id {
+        if !banners::article_exists(&st.db, article_id).await? {
+            return Err(AppError::Validation("article_id: no such article".into()));
+        }
+    }
+    Ok(b)
+}
+
+async fn create_banner(
+    State(st): State<AppState>,
+    session: AdminSession,
+    AppJson(input): AppJson<BannerInput>,
+) -> AppResult<impl IntoResponse> {
+    let b = valid_banner(&st, input).await?;
+    let mut tx = st.db.begin_write().await?;
+    let id = banners::create(&mut tx, &b, session.now)
+        .await
+        .map_err(|e| fk_conflict(e, "the linked article was deleted meanwhile"))?;
+    let entry = session
+        .audit("banner.create", "banner", id)
+        .details(json!({"after": banner_audit(&b)}));
+    audit::record(&mut *tx, &entry).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, banner_response(&st, id).await?))
+}
+
+/// Full replacement.
+async fn update_banner(
+    State(st): State<AppState>,
+    session: AdminSession,
+    Id(id): Id,
+    AppJson(input): AppJson<BannerInput>,
+) -> AppResult<AppJson<BannerOut>> {
+    let b = valid_banner(&st, input).await?;
+    let before = banners::get(&st.db, id)
+        .await?
+        .ok_or_else(|| not_found("banner"))?;
+    let mut tx = st.db.begin_write().await?;
+    let found = banners::update(&mut tx, id, &b, session.now)
+        .await
+        .map_err(|e| fk_conflict(e, "the linked article was deleted meanwhile"))?;
+    if !found {
+        return Err(not_found("banner"));
+    }
+    let entry = session.audit("banner.update", "banner", id).details(json!({
+        "before": {"title": before.title, "article_id": before.article_id, "link_url": before.link_url,
+                   "position": before.position, "valid_from": time_opt(before.valid_from),
+                   "valid_until": time_opt(before.valid_until)},
+        "after": banner_audit(&b),
+    }));
+    audit::record(&mut *tx, &entry).await?;
+    tx.commit().await?;
+    banner_response(&st, id).await
+}
+
+async fn delete_banner(
+    State(st): State<AppState>,
+    session: AdminSession,
+    Id(id): Id,
+) -> AppResult<StatusCode> {
+    let before = banners::get(&st.db, id)
+        .await?
+        .ok_or_else(|| not_found("banner"))?;
+    let mut tx = st.db.begin_write().await?;
+    if !banners::delete(&mut tx, id).await? {
+        return Err(not_found("banner"));
+    }
+    let entry = session
+        .audit("banner.delete", "banner", id)
+        .details(json!({"before": {"title": before.title}}));
+    audit::record(&mut *tx, &entry).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_parse_with_the_right_status() {
+        let e = parse_body::<PublishBody>(&Bytes::from_static(b"{oops")).unwrap_err();
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        let e = parse_body::<PublishBody>(&Bytes::from_static(b"{\"publish_at\": 5}")).unwrap_err();
+        assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(parse_body::<PublishBody>(&Bytes::from_static(b" \n"))
+            .unwrap()
+            .is_none());
+    }
+}

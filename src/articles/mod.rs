@@ -1,0 +1,24 @@
+//! Articles: categories, articles (draft → review → published → archived), banners, the public
+//! article page and scheduled publishing.
+
+pub mod admin;
+pub mod banner_store;
+pub mod mp;
+pub mod page;
+pub mod rules;
+pub mod store;
+pub mod worker;
+
+use axum::{routing::get, Router};
+
+use crate::app::AppState;
+
+/// The public article page and the mini-program's content reads.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/articles/{id}", get(page::article))
+        .route("/api/mp/articles", get(mp::list_articles))
+        .route("/api/mp/articles/{id}", get(mp::get_article))
+        .route("/api/mp/categories", get(mp::list_categories))
+        .route("/api/mp/banners", get(mp::list_banners))
+}

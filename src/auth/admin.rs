@@ -1,0 +1,138 @@
+//! Login, logout, the current user, password change.
+
+use axum::{extract::State, http::StatusCode, response::IntoResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::http::{routes::AdminRoutes, AppJson};
+use crate::platform::time::rfc3339;
+use crate::{
+    app::AppState,
+    auth::{login, password, tokens, users, AdminSession, ClientIp, Permission},
+    platform::audit,
+    platform::error::{AppError, AppResult},
+};
+
+pub fn routes(r: AdminRoutes) -> AdminRoutes {
+    r.post("/api/admin/login", Permission::Public, login)
+        .post("/api/admin/logout", Permission::Authenticated, logout)
+        .get("/api/admin/me", Permission::Authenticated, me)
+        .post(
+            "/api/admin/password",
+            Permission::Authenticated,
+            change_password,
+        )
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    username: String,
+    password: String,
+}
+
+fn user_json(u: &users::AdminUser) -> Value {
+    json!({
+        "id": u.id,
+        "username": u.username,
+        "role": u.role,
+        "org_unit_id": u.org_unit_id,
+        "org_unit": u.org_unit,
+        "status": u.status,
+        "last_login_at": u.last_login_at.map(rfc3339),
+        "created_at": rfc3339(u.created_at),
+    })
+}
+
+pub(super) fn public_user(u: &users::AdminUser) -> Value {
+    user_json(u)
+}
+
+async fn login(
+    State(st): State<AppState>,
+    ip: ClientIp,
+    AppJson(body): AppJson<LoginBody>,
+) -> AppResult<AppJson<Value>> {
+    let done = login::login(
+        &st,
+        &body.username,
+        &body.password,
+        ip,
+        tokens::TokenKind::Api,
+    )
+    .await?;
+    Ok(AppJson(json!({
+        "token": done.issued.token,
+        "expires_at": rfc3339(done.issued.expires_at),
+        "user": user_json(&done.user),
+    })))
+}
+
+async fn logout(State(st): State<AppState>, session: AdminSession) -> AppResult<impl IntoResponse> {
+    tokens::revoke(&st.db, session.token_hash(), session.now).await?;
+    audit::record(
+        st.db.pool(),
+        &session.audit("auth.logout", "admin_user", session.user_id),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn me(State(st): State<AppState>, session: AdminSession) -> AppResult<AppJson<Value>> {
+    let creds = users::by_id(&st.db, session.user_id)
+        .await?
+        .ok_or(AppError::Unauthorized)?;
+    let permissions: Vec<_> = crate::auth::Permission::ALL
+        .into_iter()
+        .filter(|p| session.can(*p))
+        .collect();
+    Ok(AppJson(json!({
+        "user": user_json(&creds.user),
+        "permissions": permissions,
+        "expires_at": rfc3339(session.expires_at),
+    })))
+}
+
+#[derive(Deserialize)]
+struct PasswordBody {
+    old_password: String,
+    new_password: String,
+}
+
+async fn change_password(
+    State(st): State<AppState>,
+    session: AdminSession,
+    AppJson(body): AppJson<PasswordBody>,
+) -> AppResult<AppJson<Value>> {
+    let creds = users::by_id(&st.db, session.user_id)
+        .await?
+        .ok_or(AppError::Unauthorized)?;
+    if !password::verify_blocking(body.old_password, creds.password_hash).await {
+        audit::record(
+            st.db.pool(),
+            &session.audit("auth.password_change_failed", "admin_user", session.user_id),
+        )
+        .await?;
+        return Err(AppError::rejected(
+            StatusCode::FORBIDDEN,
+            "invalid_credentials",
+            "the old password is wrong",
+        ));
+    }
+    password::check_policy(&session.username, &body.new_password).map_err(AppError::Validation)?;
+    let hash = password::hash_blocking(body.new_password).await?;
+    let mut tx = st.db.begin_write().await?;
+    users::set_password(&mut *tx, session.user_id, &hash, session.now).await?;
+    let revoked = tokens::revoke_all_for_user(
+        &mut *tx,
+        session.user_id,
+        Some(session.token_hash()),
+        session.now,
+    )
+    .await?;
+    let entry = session
+        .audit("admin_user.password_change", "admin_user", session.user_id)
+        .details(json!({"sessions_revoked": revoked}));
+    audit::record(&mut *tx, &entry).await?;
+    tx.commit().await?;
+    Ok(AppJson(json!({"sessions_revoked": revoked})))
+}

@@ -1,0 +1,56 @@
+//! `GET /api/admin/audit` (admins only).
+
+use axum::extract::State;
+use serde_json::{json, Value};
+
+use crate::http::{routes::AdminRoutes, AppJson, AppQuery};
+use crate::platform::time::{parse_time, rfc3339};
+use crate::{
+    app::AppState,
+    auth::Permission,
+    platform::audit::{self, AuditFilter},
+    platform::error::{AppError, AppResult},
+};
+
+pub fn routes(r: AdminRoutes) -> AdminRoutes {
+    r.get("/api/admin/audit", Permission::ReadAudit, search)
+}
+
+async fn search(
+    State(st): State<AppState>,
+    AppQuery(f): AppQuery<AuditFilter>,
+) -> AppResult<AppJson<Value>> {
+    let time = |v: &Option<String>, name: &str| -> AppResult<Option<i64>> {
+        match v.as_deref().filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(s) => parse_time(s).map(Some).ok_or_else(|| {
+                AppError::BadRequest(format!("{name} must be RFC 3339 or unix milliseconds"))
+            }),
+        }
+    };
+    let since = time(&f.since, "since")?;
+    let until = time(&f.until, "until")?;
+    let (entries, total) = audit::search(&st.db, &f, since, until).await?;
+    let entries: Vec<Value> = entries
+        .into_iter()
+        .map(|e| {
+            json!({
+                "id": e.id,
+                "at": rfc3339(e.entry.at),
+                "actor_id": e.entry.actor_id,
+                "actor": e.entry.actor,
+                "action": e.entry.action,
+                "target_type": e.entry.target_type,
+                "target_id": e.entry.target_id,
+                "ip": e.entry.ip,
+                "details": e.entry.details,
+            })
+        })
+        .collect();
+    Ok(AppJson(json!({
+        "entries": entries,
+        "page": f.page.unwrap_or(1).max(1),
+        "page_size": f.page_size.unwrap_or(audit::PAGE_SIZE).clamp(1, 500),
+        "total": total,
+    })))
+}

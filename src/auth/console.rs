@@ -1,0 +1,340 @@
+//! `/admin`: the editors' web console (server-rendered). Session cookie `dj_session` (HttpOnly,
+//! SameSite=Lax, Secure when `DANGJIAN_PUBLIC_URL` is https), a CSRF synchroniser token checked
+//! on every unsafe request by [`csrf_layer`], and security headers on every response.
+//!
+//! Console pages of other areas: add routes to [`router`]; forms must carry the session's token
+//! as a hidden field `csrf` (see [`csrf_field`]) or send header `X-CSRF-Token`.
+
+use std::collections::HashMap;
+
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    http::{header, HeaderMap, HeaderValue, Method, StatusCode},
+    middleware::{self, Next},
+    response::{Html, IntoResponse, Redirect, Response},
+    routing::{get, post},
+    Form, Router,
+};
+use serde::Deserialize;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::{
+    app::AppState,
+    auth::{
+        login,
+        session::{cookie, ct_eq, CsrfVerified, CSRF_HEADER, SESSION_COOKIE},
+        tokens::{self, TokenKind},
+        AdminSession, ClientIp,
+    },
+    platform::audit,
+    platform::error::{AppError, AppResult},
+};
+
+const LOGIN_CSRF_COOKIE: &str = "dj_login_csrf";
+const FORM_LIMIT: usize = 64 * 1024;
+
+const CSP: &str =
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: https:; \
+                   object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+pub fn router(state: AppState) -> Router<AppState> {
+    let hdr = |name: &'static str, value: &'static str| {
+        SetResponseHeaderLayer::overriding(
+            header::HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        )
+    };
+    Router::new()
+        .route("/admin", get(|| async { Redirect::to("/admin/") }))
+        .route("/admin/", get(dashboard))
+        .route("/admin/login", get(login_page).post(login_submit))
+        .route("/admin/logout", post(logout))
+        .layer(middleware::from_fn_with_state(state, csrf_layer))
+        .layer(hdr("content-security-policy", CSP))
+        .layer(hdr("x-frame-options", "DENY"))
+        .layer(hdr("x-content-type-options", "nosniff"))
+        .layer(hdr("referrer-policy", "same-origin"))
+        .layer(hdr("cache-control", "no-store"))
+}
+
+fn secure(st: &AppState) -> &'static str {
+    if st.settings.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    }
+}
+
+pub fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// The hidden form field every console form must include.
+pub fn csrf_field(session: &AdminSession) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        escape(session.csrf.as_deref().unwrap_or(""))
+    )
+}
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{t} · 党建云平台</title>\
+         <style>body{{max-width:40rem;margin:3rem auto;padding:0 1rem;font-family:sans-serif;line-height:1.6}}\
+         label{{display:block;margin:.6rem 0}}input{{font-size:1rem;padding:.3rem;width:100%;box-sizing:border-box}}\
+         button{{font-size:1rem;padding:.4rem 1.2rem}}.error{{color:#b00020}}</style></head><body>{body}</body></html>",
+        t = escape(title)
+    )
+}
+
+/// Minimal `application/x-www-form-urlencoded` decoding.
+fn parse_form(body: &[u8]) -> HashMap<String, String> {
+    fn decode(s: &str) -> String {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < bytes.len() => {
+                    match u8::from_str_radix(
+                        std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                        16,
+                    ) {
+                        Ok(b) => {
+                            out.push(b);
+                            i += 2;
+                        }
+                        Err(_) => out.push(b'%'),
+                    }
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
+}
+
+fn csrf_failed() -> Response {
+    AppError::rejected(
+        StatusCode::FORBIDDEN,
+        "csrf_failed",
+        "missing or wrong CSRF token; reload the page",
+    )
+    .into_response()
+}
+
+/// Checks the CSRF token of every unsafe console request before any handler runs: the login form
+/// against its pre-session cookie (login CSRF), everything else against the session's token.
+pub async fn csrf_layer(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    let (mut parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, FORM_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => return AppError::PayloadTooLarge.into_response(),
+    };
+    let sent = parts
+        .headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| parse_form(&bytes).remove("csrf"))
+        .unwrap_or_default();
+    let expected = if parts.uri.path() == "/admin/login" {
+        cookie(&parts.headers, LOGIN_CSRF_COOKIE).map(str::to_owned)
+    } else {
+        match AdminSession::resolve_without_csrf(&parts, &st).await {
+            Ok(s) if s.csrf.is_some() => {
+                let expected = s.csrf.clone();
+                parts.extensions.insert(s);
+                expected
+            }
+            Ok(_) => None,
+            Err(AppError::Unauthorized) => return Redirect::to("/admin/login").into_response(),
+            Err(e) => return e.into_response(),
+        }
+    };
+    match expected {
+        Some(e) if !e.is_empty() && ct_eq(&sent, &e) => {
+            parts.extensions.insert(CsrfVerified);
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        _ => csrf_failed(),
+    }
+}
+
+fn login_form(csrf: &str, error: Option<&str>) -> String {
+    let err = error
+        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    page(
+        "登录",
+        &format!(
+            "<h1>党建云平台 · 管理登录</h1>{err}<form method=\"post\" action=\"/admin/login\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <label>用户名 <input name=\"username\" autocomplete=\"username\" required></label>\
+             <label>密码 <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\
+             <button type=\"submit\">登录</button></form>",
+            csrf = escape(csrf)
+        ),
+    )
+}
+
+fn login_csrf_cookie(st: &AppState, value: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "{LOGIN_CSRF_COOKIE}={value}; Path=/admin/login; HttpOnly; SameSite=Strict; Max-Age=3600{}",
+        secure(st)
+    ))
+    .expect("cookie header")
+}
+
+async fn login_page(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    let csrf = match cookie(&headers, LOGIN_CSRF_COOKIE) {
+        Some(c)
+            if c.len() == 43
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            c.to_owned()
+        }
+        _ => tokens::random_token(),
+    };
+    (
+        [(header::SET_COOKIE, login_csrf_cookie(&st, &csrf))],
+        Html(login_form(&csrf, None)),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn login_submit(
+    State(st): State<AppState>,
+    ip: ClientIp,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    match login::login(&st, &form.username, &form.password, ip, TokenKind::Console).await {
+        Ok(done) => {
+            let ttl = st.settings.console_session_ttl_secs;
+            let cookie = format!(
+                "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={ttl}{}",
+                done.issued.token,
+                secure(&st)
+            );
+            let clear = format!(
+                "{LOGIN_CSRF_COOKIE}=; Path=/admin/login; HttpOnly; SameSite=Strict; Max-Age=0{}",
+                secure(&st)
+            );
+            let mut resp = Redirect::to("/admin/").into_response();
+            let h = resp.headers_mut();
+            h.append(
+                header::SET_COOKIE,
+                HeaderValue::from_str(&cookie).expect("cookie"),
+            );
+            h.append(
+                header::SET_COOKIE,
+                HeaderValue::from_str(&clear).expect("cookie"),
+            );
+            resp
+        }
+        Err(e) => {
+            let status = e.status();
+            let msg = match e.code() {
+                "invalid_credentials" => "用户名或密码错误",
+                "account_locked" => "登录失败次数过多，账号已暂时锁定，请稍后再试",
+                "rate_limited" => "尝试过于频繁，请一分钟后再试",
+                "account_disabled" => "账号已停用",
+                _ => "登录失败，请稍后再试",
+            };
+            if status.is_server_error() {
+                tracing::error!(error = %e, "console login failed");
+            }
+            (status, Html(login_form(&form.csrf, Some(msg)))).into_response()
+        }
+    }
+}
+
+async fn dashboard(
+    State(st): State<AppState>,
+    session: Result<AdminSession, AppError>,
+) -> AppResult<Response> {
+    let Ok(session) = session else {
+        return Ok(Redirect::to("/admin/login").into_response());
+    };
+    let user = crate::auth::users::by_id(&st.db, session.user_id)
+        .await?
+        .ok_or(AppError::Unauthorized)?
+        .user;
+    let unit = user
+        .org_unit
+        .as_deref()
+        .map(|u| format!("（{}）", escape(u)))
+        .unwrap_or_default();
+    let body = format!(
+        "<h1>党建云平台 · 控制台</h1><p>当前用户：<strong>{name}</strong> · 角色：{role}{unit}</p>\
+         <p>管理接口：<code>/api/admin</code>（见 <a href=\"/api/openapi.json\">OpenAPI</a>）。</p>\
+         <form method=\"post\" action=\"/admin/logout\">{csrf}<button type=\"submit\">退出登录</button></form>",
+        name = escape(&session.username),
+        role = session.role,
+        csrf = csrf_field(&session),
+    );
+    Ok(Html(page("控制台", &body)).into_response())
+}
+
+async fn logout(State(st): State<AppState>, session: AdminSession) -> AppResult<Response> {
+    tokens::revoke(&st.db, session.token_hash(), session.now).await?;
+    audit::record(
+        st.db.pool(),
+        &session.audit("auth.logout", "admin_user", session.user_id),
+    )
+    .await?;
+    let clear = format!(
+        "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}",
+        secure(&st)
+    );
+    let mut resp = Redirect::to("/admin/login").into_response();
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&clear).expect("cookie"),
+    );
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_form;
+
+    #[test]
+    fn form_decoding() {
+        let f = parse_form(b"username=a%20b+c&password=p%26q%3D&csrf=x&empty");
+        assert_eq!(f["username"], "a b c");
+        assert_eq!(f["password"], "p&q=");
+        assert_eq!(f["csrf"], "x");
+        assert_eq!(f["empty"], "");
+        assert_eq!(parse_form(b"a=%zz%")["a"], "%zz%");
+    }
+}

@@ -1,4 +1,0 @@
-//! Rules with no I/O.
-pub mod articles;
-pub mod moderation;
-pub mod routing;

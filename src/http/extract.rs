@@ -1,0 +1,100 @@
+//! Extractors and envelopes every feature's handlers share: the path id, pagination and the list
+//! envelope. (The JSON body/query extractors with the one error shape are in `json.rs`.)
+
+use axum::extract::{FromRequestParts, Path};
+use serde::Serialize;
+
+use crate::platform::{
+    db::Page,
+    error::{AppError, AppResult},
+};
+
+/// A numeric id from the path; anything else names nothing, so it is a 404 in the one shape.
+#[derive(Debug, Clone, Copy)]
+pub struct Id(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Path::<i64>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => Ok(Id(id)),
+            Err(_) => Err(AppError::NotFound("resource".into())),
+        }
+    }
+}
+
+/// One list envelope for every paginated answer.
+#[derive(Debug, Serialize)]
+pub struct ListOut<T> {
+    pub items: Vec<T>,
+    pub page: i64,
+    pub page_size: i64,
+    pub total: i64,
+}
+
+/// A blank query value is an absent one.
+pub fn blank_to_none(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// `page` is 1-based; `page_size` is 1..=`max_size`.
+pub fn page_of(
+    page: &Option<String>,
+    page_size: &Option<String>,
+    max_size: i64,
+) -> AppResult<Page> {
+    let number = match blank_to_none(page) {
+        None => 1,
+        Some(p) => p
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=100_000).contains(n))
+            .ok_or_else(|| AppError::Validation("page: must be a whole number from 1".into()))?,
+    };
+    let size = match blank_to_none(page_size) {
+        None => 20.min(max_size),
+        Some(p) => p
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=max_size).contains(n))
+            .ok_or_else(|| {
+                AppError::Validation(format!(
+                    "page_size: must be a whole number from 1 to {max_size}"
+                ))
+            })?,
+    };
+    Ok(Page { number, size })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_are_bounded() {
+        assert_eq!(
+            page_of(&None, &None, 50).unwrap(),
+            Page {
+                number: 1,
+                size: 20
+            }
+        );
+        assert_eq!(
+            page_of(&Some("3".into()), &Some("50".into()), 50).unwrap(),
+            Page {
+                number: 3,
+                size: 50
+            }
+        );
+        for (p, s) in [("0", "1"), ("-1", "1"), ("x", "1"), ("1", "51"), ("1", "0")] {
+            assert!(
+                page_of(&Some(p.into()), &Some(s.into()), 50).is_err(),
+                "{p} {s}"
+            );
+        }
+    }
+}

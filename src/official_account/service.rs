@@ -1,0 +1,399 @@
+//! Keeping WeChat and our tables in step: the custom menu (content/menu.toml → `menu/create`)
+//! and the follower list (`user/get` + `user/info/batchget` → `followers`, `follower_tags`).
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use wechat::client::{Button, Lang, Menu};
+
+use crate::{app::AppState, platform::content, platform::db::Db};
+
+/// Why a menu file can't be sent to WeChat (checked before calling `menu/create`).
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("menu: {0}")]
+pub struct MenuError(String);
+
+const TOP_NAME_MAX_BYTES: usize = 16;
+const SUB_NAME_MAX_BYTES: usize = 60;
+const KEY_MAX_BYTES: usize = 128;
+const URL_MAX_BYTES: usize = 1024;
+
+/// Validate content/menu.toml against WeChat's 自定义菜单 limits and convert it.
+pub fn build_menu(menu: &content::Menu) -> Result<Menu, MenuError> {
+    let err = |m: String| Err(MenuError(m));
+    if menu.button.is_empty() || menu.button.len() > 3 {
+        return err(format!(
+            "1 to 3 top-level buttons allowed, found {}",
+            menu.button.len()
+        ));
+    }
+    let mut out = Vec::with_capacity(menu.button.len());
+    for top in &menu.button {
+        if top.name.is_empty() || top.name.len() > TOP_NAME_MAX_BYTES {
+            return err(format!(
+                "top-level name `{}` must be 1..={TOP_NAME_MAX_BYTES} bytes",
+                top.name
+            ));
+        }
+        if top.sub_button.is_empty() {
+            out.push(leaf(top)?);
+            continue;
+        }
+        if top.sub_button.len() > 5 {
+            return err(format!(
+                "`{}` has {} sub-buttons; at most 5",
+                top.name,
+                top.sub_button.len()
+            ));
+        }
+        let subs = top
+            .sub_button
+            .iter()
+            .map(|b| {
+                if b.name.is_empty() || b.name.len() > SUB_NAME_MAX_BYTES {
+                    return Err(MenuError(format!(
+                        "sub-button name `{}` must be 1..={SUB_NAME_MAX_BYTES} bytes",
+                        b.name
+                    )));
+                }
+                if !b.sub_button.is_empty() {
+                    return Err(MenuError(format!(
+                        "`{}`: menus nest two levels only",
+                        b.name
+                    )));
+                }
+                leaf(b)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        out.push(Button::parent(top.name.clone(), subs));
+    }
+    let mut keys: Vec<&str> = menu.buttons().filter_map(|b| b.key.as_deref()).collect();
+    let n = keys.len();
+    keys.sort_unstable();
+    keys.dedup();
+    if keys.len() != n {
+        return err("click keys must be unique".into());
+    }
+    Ok(Menu { button: out })
+}
+
+fn leaf(b: &content::MenuButton) -> Result<Button, MenuError> {
+    let need = |v: &Option<String>, what: &str, max: usize| -> Result<String, MenuError> {
+        match v {
+            Some(s) if !s.is_empty() && s.len() <= max => Ok(s.clone()),
+            _ => Err(MenuError(format!(
+                "`{}` needs `{what}` (1..={max} bytes)",
+                b.name
+            ))),
+        }
+    };
+    match b.kind.as_deref() {
+        Some("click") => Ok(Button::click(
+            b.name.clone(),
+            need(&b.key, "key", KEY_MAX_BYTES)?,
+        )),
+        Some("view") => {
+            let url = need(&b.url, "url", URL_MAX_BYTES)?;
+            if !url.starts_with("http://") && !url.starts_with("https://") {
+                return Err(MenuError(format!("`{}`: url must be http(s)", b.name)));
+            }
+            Ok(Button::view(b.name.clone(), url))
+        }
+        Some("miniprogram") => Ok(Button::miniprogram(
+            b.name.clone(),
+            need(&b.url, "url", URL_MAX_BYTES)?,
+            need(&b.appid, "appid", 64)?,
+            need(&b.pagepath, "pagepath", 1024)?,
+        )),
+        Some(other) => Err(MenuError(format!(
+            "`{}`: unsupported button type `{other}`",
+            b.name
+        ))),
+        None => Err(MenuError(format!(
+            "`{}` needs a `type` or sub-buttons",
+            b.name
+        ))),
+    }
+}
+
+/// Push the current content/menu.toml to WeChat. Returns the number of leaf buttons.
+pub async fn sync_menu(st: &AppState) -> anyhow::Result<usize> {
+    let content = st.content.get();
+    let menu = build_menu(&content.menu)?;
+    st.wechat.menu_create(&menu).await?;
+    let leaves = content.menu.buttons().count();
+    tracing::info!(buttons = leaves, "custom menu synced to WeChat");
+    Ok(leaves)
+}
+
+const SYNC_STATE: &str = "follower_sync";
+
+/// Cache key held while a follower sync runs (one at a time across replicas).
+pub const FOLLOWER_SYNC_LOCK: &str = "lock:follower_sync";
+
+/// Progress of a follower sync, saved after every page so a crash resumes where it stopped.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SyncCursor {
+    /// Start time (unix ms) of the run: also the mark written on every follower it sees.
+    pub run: i64,
+    pub next_openid: Option<String>,
+    pub seen: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SyncReport {
+    pub seen: i64,
+    pub subscribed: i64,
+    pub marked_gone: i64,
+    pub resumed: bool,
+}
+
+async fn load_cursor(db: &Db) -> sqlx::Result<Option<SyncCursor>> {
+    let row = sqlx::query("SELECT value FROM job_state WHERE name = $1")
+        .bind(SYNC_STATE)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(row.and_then(|r| serde_json::from_str(&r.get::<String, _>(0)).ok()))
+}
+
+/// Page through `user/get` and `user/info/batchget`, upsert every follower with their tags,
+/// then mark those WeChat no longer lists as unsubscribed. Resumable: an interrupted run
+/// continues from its saved cursor. `max_pages` bounds one call (None: to the end).
+pub async fn sync_followers(
+    st: &AppState,
+    max_pages: Option<usize>,
+) -> anyhow::Result<Option<SyncReport>> {
+    let db = &st.db;
+    let (mut cursor, resumed) = match load_cursor(db).await? {
+        Some(c) => (c, true),
+        None => (
+            SyncCursor {
+                run: st.clock.unix_ms(),
+                next_openid: None,
+                seen: 0,
+            },
+            false,
+        ),
+    };
+    sync_tags(st).await?;
+    let mut pages = 0;
+    loop {
+        if max_pages.is_some_and(|m| pages >= m) {
+            return Ok(None); // more to do; the cursor is saved
+        }
+        let page = st.wechat.user_get(cursor.next_openid.as_deref()).await?;
+        let openids = page.openids().to_vec();
+        let mut infos = Vec::with_capacity(openids.len());
+        for chunk in openids.chunks(100 /* user/info/batchget limit */) {
+            infos.extend(st.wechat.user_info_batchget(chunk, Lang::ZhCn).await?);
+        }
+        cursor.seen += infos.len() as i64;
+        cursor.next_openid = Some(page.next_openid.clone());
+        let last = page.is_last() || openids.is_empty();
+        let mut tx = db.begin_write().await?;
+        let now = st.clock.unix_ms();
+        for u in &infos {
+            let status = if u.subscribe == 1 {
+                "subscribed"
+            } else {
+                "unsubscribed"
+            };
+            sqlx::query(
+                "INSERT INTO followers (openid, status, scene, subscribed_at, unionid, language, seen_by_sync, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+                 ON CONFLICT (openid) DO UPDATE SET status = excluded.status,
+                     subscribed_at = COALESCE(excluded.subscribed_at, followers.subscribed_at),
+                     unionid = COALESCE(excluded.unionid, followers.unionid),
+                     language = COALESCE(excluded.language, followers.language),
+                     seen_by_sync = excluded.seen_by_sync, updated_at = excluded.updated_at",
+            )
+            .bind(&u.openid)
+            .bind(status)
+            .bind(u.subscribe_scene.as_deref())
+            .bind(u.subscribe_time.map(|s| s * 1000))
+            .bind(u.unionid.as_deref())
+            .bind(u.language.as_deref())
+            .bind(cursor.run)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM follower_tags WHERE openid = $1")
+                .bind(&u.openid)
+                .execute(&mut *tx)
+                .await?;
+            for tag in &u.tagid_list {
+                sqlx::query("INSERT INTO follower_tags (openid, tag_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                    .bind(&u.openid)
+                    .bind(*tag)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        let mut marked_gone = 0;
+        if last {
+            // Gone: subscribed here, not listed by this run, and not (re)subscribed since it began.
+            marked_gone = sqlx::query(
+                "UPDATE followers SET status = 'unsubscribed', unsubscribed_at = $2, updated_at = $2
+                 WHERE status = 'subscribed' AND (seen_by_sync IS NULL OR seen_by_sync <> $1)
+                   AND (subscribed_at IS NULL OR subscribed_at < $1)",
+            )
+            .bind(cursor.run)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected() as i64;
+            sqlx::query("DELETE FROM job_state WHERE name = $1")
+                .bind(SYNC_STATE)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            sqlx::query(
+                "INSERT INTO job_state (name, value, updated_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            )
+            .bind(SYNC_STATE)
+            .bind(serde_json::to_string(&cursor)?)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        pages += 1;
+        if last {
+            let subscribed = crate::official_account::store::count_subscribed(db).await?;
+            tracing::info!(
+                seen = cursor.seen,
+                subscribed,
+                marked_gone,
+                "follower sync finished"
+            );
+            return Ok(Some(SyncReport {
+                seen: cursor.seen,
+                subscribed,
+                marked_gone,
+                resumed,
+            }));
+        }
+    }
+}
+
+async fn sync_tags(st: &AppState) -> anyhow::Result<()> {
+    let tags = st.wechat.tags_get().await?;
+    let now = st.clock.unix_ms();
+    let mut tx = st.db.begin_write().await?;
+    for t in tags {
+        sqlx::query(
+            "INSERT INTO wechat_tags (id, name, count, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, count = excluded.count, updated_at = excluded.updated_at",
+        )
+        .bind(t.id)
+        .bind(&t.name)
+        .bind(t.count as i64)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Background: sync followers every `follower_sync_interval_hours` (0 = never). One replica runs
+/// each round (a cache lock); an interrupted round resumes from its cursor in the next one.
+pub async fn follower_sync_loop(st: AppState) {
+    let hours = st.settings.follower_sync_interval_hours;
+    if hours == 0 {
+        return;
+    }
+    let every = std::time::Duration::from_secs(hours * 3600);
+    loop {
+        tokio::select! {
+            _ = st.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let lock_value = hex::encode(rand::random::<[u8; 8]>());
+        match st
+            .cache
+            .set_nx(FOLLOWER_SYNC_LOCK, &lock_value, every / 2)
+            .await
+        {
+            Ok(true) => {
+                if let Err(e) = sync_followers(&st, None).await {
+                    tracing::warn!(error = %format!("{e:#}"), "follower sync failed; it resumes next round");
+                }
+                let _ = st.cache.del_if_eq(FOLLOWER_SYNC_LOCK, &lock_value).await;
+            }
+            Ok(false) => tracing::debug!("follower sync runs on another replica"),
+            Err(e) => tracing::warn!(error = %e, "follower sync lock unavailable"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn menu(src: &str) -> content::Menu {
+        content::Menu::parse(&format!("categories = [\"A\"]\n{src}")).unwrap()
+    }
+
+    #[test]
+    fn the_shipped_menu_is_valid_for_wechat() {
+        let m = content::Menu::parse(include_str!("../../content/menu.toml")).unwrap();
+        let built = build_menu(&m).unwrap();
+        assert_eq!(built.button.len(), 3);
+        assert!(built.button.iter().all(|b| b.sub_button.len() == 5));
+    }
+
+    #[test]
+    fn limits_are_checked_before_calling_wechat() {
+        let four = (0..4)
+            .map(|i| {
+                format!(
+                    "[[button]]\nname = \"b{i}\"\ntype = \"click\"\nkey = \"k{i}\"\ntext = \"t\"\n"
+                )
+            })
+            .collect::<String>();
+        assert!(build_menu(&menu(&four)).unwrap_err().0.contains("1 to 3"));
+        let long =
+            "[[button]]\nname = \"一二三四五六\"\ntype = \"click\"\nkey = \"k\"\ntext = \"t\"\n";
+        assert!(build_menu(&menu(long)).unwrap_err().0.contains("bytes"));
+        let six_subs = format!(
+            "[[button]]\nname = \"p\"\n{}",
+            (0..6).map(|i| format!("[[button.sub_button]]\nname = \"s{i}\"\ntype = \"click\"\nkey = \"k{i}\"\ntext = \"t\"\n")).collect::<String>()
+        );
+        assert!(build_menu(&menu(&six_subs))
+            .unwrap_err()
+            .0
+            .contains("at most 5"));
+        let bad_url = "[[button]]\nname = \"v\"\ntype = \"view\"\nurl = \"javascript:alert(1)\"\n";
+        assert!(build_menu(&menu(bad_url)).unwrap_err().0.contains("http"));
+        let dup = "[[button]]\nname = \"a\"\ntype = \"click\"\nkey = \"k\"\ntext = \"t\"\n[[button]]\nname = \"b\"\ntype = \"click\"\nkey = \"k\"\ntext = \"t\"\n";
+        assert!(build_menu(&menu(dup)).unwrap_err().0.contains("unique"));
+    }
+}
+
+/// Write the recorded follower interactions (last-seen times) in one batch.
+pub async fn flush_interactions(st: &AppState) -> sqlx::Result<usize> {
+    let batch = st.interactions.drain();
+    let n = batch.len();
+    if let Err(e) = crate::official_account::store::touch_many(&st.db, &batch).await {
+        st.interactions.restore(batch);
+        return Err(e);
+    }
+    Ok(n)
+}
+
+/// Flush interactions every second until shutdown, then once more.
+pub async fn interactions_loop(st: AppState) {
+    loop {
+        tokio::select! {
+            _ = st.shutdown.cancelled() => break,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+        if let Err(e) = flush_interactions(&st).await {
+            tracing::warn!(error = %e, "flushing follower interactions failed; will retry");
+        }
+    }
+    if let Err(e) = flush_interactions(&st).await {
+        tracing::warn!(error = %e, "final flush of follower interactions failed");
+    }
+}

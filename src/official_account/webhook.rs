@@ -1,0 +1,421 @@
+//! `GET/POST /wechat`: the official account's message server.
+//!
+//! Order of checks: signature (constant time) and timestamp window, body size, then in safe or
+//! compatible mode `msg_signature` and decryption (which checks the AppId), then the XML (no
+//! DOCTYPE/entities). Anything rejected gets a 4xx and changes nothing. Accepted messages go
+//! through the de-duplication record, so WeChat's retries get the first reply again.
+
+use std::time::Duration;
+
+use axum::{
+    body::Body,
+    extract::{rejection::QueryRejection, Query, State},
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use wechat::{
+    message::InboundMessage,
+    reply::{self, NewsArticle, Reply},
+    signature,
+};
+
+use crate::{
+    app::AppState,
+    articles::store as articles,
+    official_account::rules::{decide, Decision},
+    official_account::store as followers,
+    platform::config::MessageMode,
+    platform::content::Answer,
+    platform::dedup::Claim,
+    platform::error::{AppError, AppResult},
+    platform::outbound::CustomMessage,
+};
+
+const SUCCESS: &str = "success";
+
+#[derive(Debug, Deserialize)]
+pub struct WechatQuery {
+    signature: Option<String>,
+    timestamp: Option<String>,
+    nonce: Option<String>,
+    echostr: Option<String>,
+    encrypt_type: Option<String>,
+    msg_signature: Option<String>,
+}
+
+/// The checked query: signature valid and timestamp inside the window.
+struct Verified {
+    timestamp: String,
+    nonce: String,
+    encrypted: bool,
+    msg_signature: Option<String>,
+}
+
+fn forbidden(code: &'static str, msg: &str) -> AppError {
+    AppError::rejected(StatusCode::FORBIDDEN, code, msg)
+}
+
+fn bad_request(code: &'static str, msg: impl Into<String>) -> AppError {
+    AppError::rejected(StatusCode::BAD_REQUEST, code, msg)
+}
+
+fn verify_query(
+    st: &AppState,
+    q: Result<Query<WechatQuery>, QueryRejection>,
+) -> AppResult<(Verified, WechatQuery)> {
+    let Query(q) = q.map_err(|e| bad_request("bad_query", e.body_text()))?;
+    let (Some(sig), Some(ts), Some(nonce)) = (&q.signature, &q.timestamp, &q.nonce) else {
+        return Err(bad_request(
+            "bad_query",
+            "signature, timestamp and nonce are required",
+        ));
+    };
+    let token = st.webhook.token.expose_secret();
+    if !signature::verify_signature(token, ts, nonce, sig) {
+        return Err(forbidden("bad_signature", "signature does not match"));
+    }
+    let ts_num: i64 = ts
+        .parse()
+        .map_err(|_| bad_request("bad_query", "timestamp is not a number"))?;
+    let now = st.clock.now().unix_timestamp();
+    if (now - ts_num).abs() > st.settings.webhook_timestamp_skew_secs {
+        return Err(forbidden(
+            "stale_timestamp",
+            "timestamp outside the accepted window",
+        ));
+    }
+    let encrypted = match q.encrypt_type.as_deref() {
+        None | Some("raw") => false,
+        Some("aes") => true,
+        Some(_) => return Err(bad_request("bad_query", "unknown encrypt_type")),
+    };
+    let verified = Verified {
+        timestamp: ts.clone(),
+        nonce: nonce.clone(),
+        encrypted,
+        msg_signature: q.msg_signature.clone(),
+    };
+    Ok((verified, q))
+}
+
+/// URL verification (服务器配置): echo `echostr` when the signature is right.
+pub async fn verify_url(
+    State(st): State<AppState>,
+    q: Result<Query<WechatQuery>, QueryRejection>,
+) -> AppResult<Response> {
+    let (_, q) = verify_query(&st, q)?;
+    let echostr = q
+        .echostr
+        .ok_or_else(|| bad_request("bad_query", "echostr is required"))?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        echostr,
+    )
+        .into_response())
+}
+
+/// Every message and event.
+pub async fn receive(
+    State(st): State<AppState>,
+    q: Result<Query<WechatQuery>, QueryRejection>,
+    body: Body,
+) -> AppResult<Response> {
+    let result = receive_inner(&st, q, body).await;
+    if result.is_err() {
+        st.metrics.outcome("rejected");
+    }
+    result
+}
+
+async fn receive_inner(
+    st: &AppState,
+    q: Result<Query<WechatQuery>, QueryRejection>,
+    body: Body,
+) -> AppResult<Response> {
+    let (v, _) = verify_query(st, q)?;
+    let bytes = axum::body::to_bytes(body, st.settings.webhook_max_body_bytes)
+        .await
+        .map_err(|_| AppError::PayloadTooLarge)?;
+    let text =
+        std::str::from_utf8(&bytes).map_err(|_| bad_request("bad_body", "body is not UTF-8"))?;
+
+    let mode = st.settings.wechat_message_mode;
+    let plaintext;
+    let xml: &str = match (mode, v.encrypted) {
+        (MessageMode::Safe, false) => {
+            // A plaintext body in safe mode is an attack or a misconfiguration, never accepted.
+            return Err(bad_request(
+                "encryption_required",
+                "safe mode accepts encrypted messages only",
+            ));
+        }
+        (MessageMode::Plaintext, true) => {
+            return Err(bad_request(
+                "encryption_not_enabled",
+                "this server is configured for plaintext messages",
+            ));
+        }
+        (_, false) => text,
+        (_, true) => {
+            let envelope = reply::parse_encrypted_envelope(text)
+                .map_err(|e| bad_request("bad_xml", e.to_string()))?;
+            let msg_sig = v.msg_signature.as_deref().ok_or_else(|| {
+                bad_request(
+                    "bad_query",
+                    "msg_signature is required for encrypted messages",
+                )
+            })?;
+            let token = st.webhook.token.expose_secret();
+            if !signature::verify_msg_signature(
+                token,
+                &v.timestamp,
+                &v.nonce,
+                &envelope.encrypt,
+                msg_sig,
+            ) {
+                return Err(forbidden(
+                    "bad_msg_signature",
+                    "msg_signature does not match",
+                ));
+            }
+            let clear = st.webhook.crypto.decrypt(&envelope.encrypt).map_err(|_| {
+                forbidden(
+                    "decrypt_failed",
+                    "message could not be decrypted for this AppId",
+                )
+            })?;
+            plaintext = String::from_utf8(clear)
+                .map_err(|_| bad_request("bad_body", "decrypted message is not UTF-8"))?;
+            &plaintext
+        }
+    };
+    let msg = InboundMessage::from_xml(xml).map_err(|e| bad_request("bad_xml", e.to_string()))?;
+    st.metrics.message(msg.msg_type(), msg.event_name());
+
+    let reply_xml = dispatch(st, msg).await?;
+    Ok(render(st, &v, reply_xml))
+}
+
+fn render(st: &AppState, v: &Verified, reply_xml: String) -> Response {
+    if reply_xml == SUCCESS {
+        return (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            SUCCESS,
+        )
+            .into_response();
+    }
+    let body = if v.encrypted {
+        let encrypt = st.webhook.crypto.encrypt(reply_xml.as_bytes());
+        let timestamp = st.clock.now().unix_timestamp().to_string();
+        let sig = signature::msg_signature(
+            st.webhook.token.expose_secret(),
+            &timestamp,
+            &v.nonce,
+            &encrypt,
+        );
+        reply::encrypted_reply_xml(&encrypt, &sig, &timestamp, &v.nonce)
+    } else {
+        reply_xml
+    };
+    (
+        [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+/// The reply to a message, and how to deliver it later if the 5-second budget runs out.
+struct Outgoing {
+    xml: String,
+    follow_up: Option<CustomMessage>,
+}
+
+async fn dispatch(st: &AppState, msg: InboundMessage) -> AppResult<String> {
+    let budget = Duration::from_millis(st.settings.reply_budget_ms);
+    match st.dedup.claim(&msg.dedup_key(), budget).await? {
+        Claim::Answered(reply) => {
+            st.metrics.outcome("retry_replayed");
+            Ok(reply)
+        }
+        Claim::StillRunning => {
+            st.metrics.outcome("retry_while_running");
+            Ok(SUCCESS.to_owned())
+        }
+        Claim::First(ticket) => {
+            let (tx, mut rx) = tokio::sync::oneshot::channel::<Outgoing>();
+            let task_state = st.clone();
+            // Handled in its own task: a slow handler is never cancelled half-way by the budget
+            // or by WeChat hanging up; it finishes and follows up by customer-service message.
+            st.tasks.spawn(async move {
+                let st = task_state;
+                let openid = msg.from_user.clone();
+                match handle(&st, &msg).await {
+                    Ok(out) => {
+                        let xml = out.xml.clone();
+                        // What the follower actually got is what retries get.
+                        let (answered, late) = match tx.send(out) {
+                            Ok(()) => (xml, None),
+                            Err(out) => (SUCCESS.to_owned(), out.follow_up),
+                        };
+                        if let Err(e) = st.dedup.complete(ticket, &answered).await {
+                            tracing::warn!(error = %e, "could not record the de-duplication reply");
+                        }
+                        if let Some(message) = late {
+                            if let Err(e) = st.outbound.send_custom(&openid, message).await {
+                                tracing::warn!(error = %e, "late reply could not be delivered");
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "handling a WeChat message failed; WeChat will retry");
+                        st.dedup.abandon(ticket).await;
+                    }
+                }
+            });
+            let out = match tokio::time::timeout(budget, &mut rx).await {
+                Ok(Ok(out)) => out,
+                Ok(Err(_)) => return Err(anyhow::anyhow!("message handler failed").into()),
+                Err(_) => {
+                    rx.close();
+                    match rx.try_recv() {
+                        Ok(out) => out, // finished at the wire
+                        Err(_) => {
+                            st.metrics.outcome("deferred");
+                            return Ok(SUCCESS.to_owned());
+                        }
+                    }
+                }
+            };
+            st.metrics.outcome("replied");
+            Ok(out.xml)
+        }
+    }
+}
+
+/// Run the decision for one message: side effects happen here, once per message.
+async fn handle(st: &AppState, msg: &InboundMessage) -> AppResult<Outgoing> {
+    let content = st.content.get();
+    let now_ms = st.clock.unix_ms();
+    // Submissions and the board come before the keyword rules, so no rule can swallow them.
+    if let Some(text) = crate::submissions::service::handle_chat(st, msg).await? {
+        st.interactions.record(&msg.from_user, now_ms);
+        let reply = Reply::Text { content: text };
+        return Ok(Outgoing {
+            xml: reply.to_xml(
+                &msg.from_user,
+                &msg.to_user,
+                st.clock.now().unix_timestamp(),
+            ),
+            follow_up: custom_of(&reply),
+        });
+    }
+    let decision = decide(&content, msg);
+    if !matches!(decision, Decision::Unsubscribed | Decision::DeliveryReport) {
+        st.interactions.record(&msg.from_user, now_ms);
+    }
+    let reply = match decision {
+        Decision::Answer(answer) => Some(answer_reply(st, &answer).await?),
+        Decision::Welcome { scene } => {
+            followers::subscribe(&st.db, &msg.from_user, scene.as_deref(), now_ms).await?;
+            if content.replies.welcome_newest_article {
+                let st2 = st.clone();
+                let openid = msg.from_user.clone();
+                st.tasks
+                    .spawn(async move { send_welcome_card(&st2, &openid).await });
+            }
+            Some(Reply::Text {
+                content: content.replies.welcome_text.clone(),
+            })
+        }
+        Decision::Unsubscribed => {
+            followers::unsubscribe(&st.db, &msg.from_user, now_ms).await?;
+            None
+        }
+        Decision::DeliveryReport => {
+            crate::push::reports::handle(st, msg).await?;
+            None
+        }
+        Decision::Silent => None,
+    };
+    Ok(match reply {
+        None => Outgoing {
+            xml: SUCCESS.to_owned(),
+            follow_up: None,
+        },
+        Some(reply) => Outgoing {
+            xml: reply.to_xml(
+                &msg.from_user,
+                &msg.to_user,
+                st.clock.now().unix_timestamp(),
+            ),
+            follow_up: custom_of(&reply),
+        },
+    })
+}
+
+async fn answer_reply(st: &AppState, answer: &Answer) -> AppResult<Reply> {
+    Ok(match answer {
+        Answer::Text(text) => Reply::Text {
+            content: text.clone(),
+        },
+        Answer::NewestArticle { category } => {
+            match articles::newest_in_category(&st.db, category).await? {
+                Some(card) => Reply::News {
+                    article: st.news_card(&card),
+                },
+                None => Reply::Text {
+                    content: format!("“{category}”栏目暂无文章，敬请期待。"),
+                },
+            }
+        }
+    })
+}
+
+async fn send_welcome_card(st: &AppState, openid: &str) {
+    match articles::newest(&st.db).await {
+        Ok(Some(card)) => {
+            let a = st.news_card(&card);
+            let message = CustomMessage::News {
+                title: a.title,
+                description: a.description,
+                url: a.url,
+                pic_url: a.pic_url,
+            };
+            if let Err(e) = st.outbound.send_custom(openid, message).await {
+                tracing::warn!(error = %e, "welcome article card not delivered");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "welcome article lookup failed"),
+    }
+}
+
+/// The customer-service message that carries the same content as a passive reply.
+fn custom_of(reply: &Reply) -> Option<CustomMessage> {
+    match reply {
+        Reply::Text { content } => Some(CustomMessage::Text(content.clone())),
+        Reply::News { article } => Some(CustomMessage::News {
+            title: article.title.clone(),
+            description: article.description.clone(),
+            url: article.url.clone(),
+            pic_url: article.pic_url.clone(),
+        }),
+        _ => None,
+    }
+}
+
+impl AppState {
+    /// The news card of an article: its public page under `DANGJIAN_PUBLIC_URL`.
+    pub fn news_card(&self, card: &articles::ArticleCard) -> NewsArticle {
+        let base = self.settings.public_url.trim_end_matches('/');
+        NewsArticle {
+            title: card.title.clone(),
+            description: card.summary.clone(),
+            // No cover: WeChat shows the card without a picture.
+            pic_url: card.cover_url.clone().unwrap_or_default(),
+            url: format!("{base}/articles/{}", card.id),
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! Editor-owned content files: automatic replies, the custom menu, demo articles, the
+//! sensitive-word list.
+//! Files in `DANGJIAN_CONTENT_DIR` override the built-in copies; they are re-read on SIGHUP and
+//! whenever a file's modification time changes, so wording changes need no deploy. A broken
+//! file is reported and the previous version stays in force.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, RwLock},
+    time::SystemTime,
+};
+
+use anyhow::Context;
+use regex::Regex;
+use serde::Deserialize;
+
+const BUILTIN_REPLIES: &str = include_str!("../../content/replies.toml");
+const BUILTIN_MENU: &str = include_str!("../../content/menu.toml");
+const BUILTIN_DEMO_ARTICLES: &str = include_str!("../../content/demo_articles.toml");
+const BUILTIN_SENSITIVE_WORDS: &str = include_str!("../../content/sensitive_words.txt");
+
+const FILES: [&str; 4] = [
+    "replies.toml",
+    "menu.toml",
+    "demo_articles.toml",
+    "sensitive_words.txt",
+];
+
+/// What a rule or menu click answers with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Text(String),
+    NewestArticle { category: String },
+}
+
+#[derive(Debug, Deserialize)]
+struct RepliesFile {
+    welcome: WelcomeFile,
+    default: DefaultFile,
+    #[serde(default)]
+    rules: Vec<RuleFile>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WelcomeFile {
+    text: String,
+    #[serde(default)]
+    newest_article: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct DefaultFile {
+    text: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum MatchKind {
+    Exact,
+    Prefix,
+    Regex,
+}
+
+#[derive(Debug, Deserialize)]
+struct RuleFile {
+    kind: MatchKind,
+    pattern: String,
+    #[serde(default)]
+    priority: i64,
+    text: Option<String>,
+    category: Option<String>,
+}
+
+fn answer_of(text: Option<String>, category: Option<String>, what: &str) -> anyhow::Result<Answer> {
+    match (text, category) {
+        (Some(t), None) => Ok(Answer::Text(t)),
+        (None, Some(c)) => Ok(Answer::NewestArticle { category: c }),
+        _ => anyhow::bail!("{what}: give exactly one of `text` or `category`"),
+    }
+}
+
+#[derive(Debug)]
+enum Matcher {
+    Exact(String),
+    Prefix(String),
+    Regex(Regex),
+}
+
+#[derive(Debug)]
+pub struct Rule {
+    matcher: Matcher,
+    pub answer: Answer,
+}
+
+impl Rule {
+    fn matches(&self, text: &str) -> bool {
+        match &self.matcher {
+            Matcher::Exact(p) => text == p,
+            Matcher::Prefix(p) => text.starts_with(p.as_str()),
+            Matcher::Regex(r) => r.is_match(text),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Replies {
+    pub welcome_text: String,
+    pub welcome_newest_article: bool,
+    pub default_text: String,
+    /// Sorted by priority, highest first (stable: file order among equals).
+    rules: Vec<Rule>,
+}
+
+impl Replies {
+    pub fn parse(src: &str) -> anyhow::Result<Replies> {
+        let file: RepliesFile = toml::from_str(src)?;
+        let mut ranked = Vec::with_capacity(file.rules.len());
+        for (i, r) in file.rules.into_iter().enumerate() {
+            let what = format!("rules[{i}] ({})", r.pattern);
+            let matcher = match r.kind {
+                MatchKind::Exact => Matcher::Exact(r.pattern),
+                MatchKind::Prefix => Matcher::Prefix(r.pattern),
+                MatchKind::Regex => Matcher::Regex(
+                    Regex::new(&r.pattern).with_context(|| format!("{what}: bad regex"))?,
+                ),
+            };
+            ranked.push((
+                r.priority,
+                Rule {
+                    matcher,
+                    answer: answer_of(r.text, r.category, &what)?,
+                },
+            ));
+        }
+        ranked.sort_by_key(|(p, _)| std::cmp::Reverse(*p));
+        Ok(Replies {
+            welcome_text: file.welcome.text,
+            welcome_newest_article: file.welcome.newest_article,
+            default_text: file.default.text,
+            rules: ranked.into_iter().map(|(_, r)| r).collect(),
+        })
+    }
+
+    /// The answer to a text message: the first matching rule, else the default text.
+    pub fn answer_text(&self, text: &str) -> Answer {
+        let text = text.trim();
+        self.rules
+            .iter()
+            .find(|r| r.matches(text))
+            .map(|r| r.answer.clone())
+            .unwrap_or_else(|| Answer::Text(self.default_text.clone()))
+    }
+}
+
+/// The menu as WeChat's `menu/create` wants it, plus what each click key answers.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Menu {
+    pub categories: Vec<String>,
+    pub button: Vec<MenuButton>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MenuButton {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub key: Option<String>,
+    pub url: Option<String>,
+    pub appid: Option<String>,
+    pub pagepath: Option<String>,
+    pub category: Option<String>,
+    pub text: Option<String>,
+    #[serde(default)]
+    pub sub_button: Vec<MenuButton>,
+}
+
+impl Menu {
+    pub fn parse(src: &str) -> anyhow::Result<Menu> {
+        let menu: Menu = toml::from_str(src)?;
+        for b in menu.buttons() {
+            if b.kind.as_deref() == Some("click") {
+                let key = b
+                    .key
+                    .as_deref()
+                    .with_context(|| format!("menu `{}`: click needs `key`", b.name))?;
+                answer_of(
+                    b.text.clone(),
+                    b.category.clone(),
+                    &format!("menu key {key}"),
+                )?;
+                if let Some(c) = &b.category {
+                    anyhow::ensure!(
+                        menu.categories.contains(c),
+                        "menu key {key}: unknown category {c}"
+                    );
+                }
+            }
+        }
+        Ok(menu)
+    }
+
+    /// Every leaf button (top-level buttons without sub-buttons, and all sub-buttons).
+    pub fn buttons(&self) -> impl Iterator<Item = &MenuButton> {
+        self.button.iter().flat_map(|b| {
+            if b.sub_button.is_empty() {
+                std::slice::from_ref(b).iter()
+            } else {
+                b.sub_button.iter()
+            }
+        })
+    }
+
+    pub fn click_answer(&self, key: &str) -> Option<Answer> {
+        self.buttons()
+            .find(|b| b.key.as_deref() == Some(key))
+            .and_then(|b| answer_of(b.text.clone(), b.category.clone(), key).ok())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DemoArticle {
+    pub category: String,
+    pub title: String,
+    pub summary: String,
+    pub body_md: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct DemoArticlesFile {
+    article: Vec<DemoArticle>,
+}
+
+/// One consistent version of all content files.
+#[derive(Debug)]
+pub struct ContentSet {
+    pub replies: Replies,
+    pub menu: Menu,
+    pub demo_articles: Vec<DemoArticle>,
+    /// The local list checked before WeChat's msgSecCheck.
+    pub sensitive_words: crate::submissions::rules::SensitiveWords,
+}
+
+impl ContentSet {
+    fn load(dir: &Path) -> anyhow::Result<ContentSet> {
+        let read = |name: &str, builtin: &str| -> anyhow::Result<String> {
+            let path = dir.join(name);
+            match std::fs::read_to_string(&path) {
+                Ok(s) => Ok(s),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(builtin.to_owned()),
+                Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+            }
+        };
+        let replies =
+            Replies::parse(&read("replies.toml", BUILTIN_REPLIES)?).context("replies.toml")?;
+        let menu = Menu::parse(&read("menu.toml", BUILTIN_MENU)?).context("menu.toml")?;
+        let demo: DemoArticlesFile =
+            toml::from_str(&read("demo_articles.toml", BUILTIN_DEMO_ARTICLES)?)
+                .context("demo_articles.toml")?;
+        let sensitive_words = crate::submissions::rules::SensitiveWords::parse(&read(
+            "sensitive_words.txt",
+            BUILTIN_SENSITIVE_WORDS,
+        )?);
+        Ok(ContentSet {
+            replies,
+            menu,
+            demo_articles: demo.article,
+            sensitive_words,
+        })
+    }
+}
+
+pub struct ContentStore {
+    dir: PathBuf,
+    current: RwLock<(Arc<ContentSet>, Vec<Option<SystemTime>>)>,
+}
+
+impl ContentStore {
+    pub fn load(dir: impl Into<PathBuf>) -> anyhow::Result<ContentStore> {
+        let dir = dir.into();
+        let set = ContentSet::load(&dir)?;
+        let stamps = stamps(&dir);
+        Ok(ContentStore {
+            dir,
+            current: RwLock::new((Arc::new(set), stamps)),
+        })
+    }
+
+    pub fn get(&self) -> Arc<ContentSet> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .clone()
+    }
+
+    /// Re-read the files; on error keep the current version and return the error.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let stamps = stamps(&self.dir);
+        let set = ContentSet::load(&self.dir)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = (Arc::new(set), stamps);
+        tracing::info!(dir = %self.dir.display(), "content reloaded");
+        Ok(())
+    }
+
+    /// Reload when a file's modification time changed since the last load.
+    pub fn reload_if_changed(&self) -> anyhow::Result<bool> {
+        let now = stamps(&self.dir);
+        if self.current.read().unwrap_or_else(|e| e.into_inner()).1 == now {
+            return Ok(false);
+        }
+        self.reload().map(|_| true)
+    }
+}
+
+fn stamps(dir: &Path) -> Vec<Option<SystemTime>> {
+    FILES
+        .iter()
+        .map(|f| {
+            std::fs::metadata(dir.join(f))
+                .and_then(|m| m.modified())
+                .ok()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_content_parses_and_rules_rank_by_priority() {
+        let r = Replies::parse(BUILTIN_REPLIES).unwrap();
+        assert!(matches!(r.answer_text(" 帮助 "), Answer::Text(t) if t.contains("可用关键词")));
+        assert_eq!(
+            r.answer_text("党建动态"),
+            Answer::NewestArticle {
+                category: "党建动态".into()
+            }
+        );
+        assert!(matches!(r.answer_text("电话多少"), Answer::Text(t) if t.contains("302")));
+        assert_eq!(r.answer_text("什么"), Answer::Text(r.default_text.clone()));
+        let menu = Menu::parse(BUILTIN_MENU).unwrap();
+        assert_eq!(menu.categories.len(), 20);
+        assert_eq!(
+            menu.click_answer("CAT_LILUN_YANJIU"),
+            Some(Answer::NewestArticle {
+                category: "理论研究".into()
+            })
+        );
+        assert_eq!(menu.click_answer("nope"), None);
+    }
+
+    #[test]
+    fn higher_priority_wins_over_file_order() {
+        let r = Replies::parse(
+            r#"
+            welcome = { text = "hi" }
+            default = { text = "?" }
+            [[rules]]
+            kind = "prefix"
+            pattern = "a"
+            priority = 1
+            text = "low"
+            [[rules]]
+            kind = "exact"
+            pattern = "ab"
+            priority = 5
+            text = "high"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(r.answer_text("ab"), Answer::Text("high".into()));
+        assert_eq!(r.answer_text("ac"), Answer::Text("low".into()));
+    }
+
+    #[test]
+    fn broken_file_keeps_previous_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::load(dir.path()).unwrap();
+        std::fs::write(
+            dir.path().join("replies.toml"),
+            "welcome = { text = \"新欢迎\" }\ndefault = { text = \"d\" }\n",
+        )
+        .unwrap();
+        assert!(store.reload_if_changed().unwrap());
+        assert_eq!(store.get().replies.welcome_text, "新欢迎");
+        std::fs::write(
+            dir.path().join("replies.toml"),
+            "[[rules]]\nkind = \"regex\"\npattern = \"(\"\n",
+        )
+        .unwrap();
+        assert!(store.reload_if_changed().is_err());
+        assert_eq!(store.get().replies.welcome_text, "新欢迎");
+    }
+}

@@ -1,0 +1,230 @@
+//! The app's side of the WeChat API client: where the access token lives (Redis across
+//! replicas, memory for one instance), which base URL is used (dev mode: the built-in fake),
+//! and the customer-service `Outbound` built on the client.
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use secrecy::ExposeSecret;
+use wechat::{
+    client::{Client, ClientConfig},
+    token::{AccessToken, MemoryTokenStore, TokenStore},
+};
+
+use crate::{
+    platform::cache::RedisCache,
+    platform::config::Settings,
+    platform::outbound::{CustomMessage, Outbound},
+};
+
+pub const PRODUCTION_API_BASE: &str = "https://api.weixin.qq.com";
+
+/// Access tokens in Redis: one refresh across all replicas (SET NX PX lock), compare-and-delete
+/// invalidation so a replica never throws away a token another replica just fetched.
+pub struct RedisTokenStore {
+    conn: redis::aio::ConnectionManager,
+    prefix: String,
+}
+
+const COMPARE_AND_DELETE: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if v and cjson.decode(v)['token'] == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end
+"#;
+
+const UNLOCK: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end
+"#;
+
+fn redis_err(e: redis::RedisError) -> wechat::Error {
+    wechat::Error::Http(format!("token store: {e}"))
+}
+
+impl RedisTokenStore {
+    pub fn new(cache: &RedisCache) -> RedisTokenStore {
+        RedisTokenStore {
+            conn: cache.connection(),
+            prefix: format!("{}wechat_token:", cache.prefix()),
+        }
+    }
+
+    fn token_key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    fn lock_key(&self, key: &str) -> String {
+        format!("{}{key}:lock", self.prefix)
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredToken {
+    token: String,
+    expires_at: i64,
+}
+
+#[async_trait]
+impl TokenStore for RedisTokenStore {
+    async fn load(&self, key: &str) -> wechat::Result<Option<AccessToken>> {
+        let mut c = self.conn.clone();
+        let v: Option<String> = redis::cmd("GET")
+            .arg(self.token_key(key))
+            .query_async(&mut c)
+            .await
+            .map_err(redis_err)?;
+        Ok(v.and_then(|s| serde_json::from_str::<StoredToken>(&s).ok())
+            .map(|t| AccessToken {
+                token: t.token,
+                expires_at: t.expires_at,
+            }))
+    }
+
+    async fn save(&self, key: &str, token: &AccessToken) -> wechat::Result<()> {
+        let mut c = self.conn.clone();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let ttl = (token.expires_at - now).max(1);
+        let body = serde_json::to_string(&StoredToken {
+            token: token.token.clone(),
+            expires_at: token.expires_at,
+        })
+        .map_err(|e| wechat::Error::Decode(e.to_string()))?;
+        let _: () = redis::cmd("SET")
+            .arg(self.token_key(key))
+            .arg(body)
+            .arg("EX")
+            .arg(ttl)
+            .query_async(&mut c)
+            .await
+            .map_err(redis_err)?;
+        Ok(())
+    }
+
+    async fn try_lock(&self, key: &str, ttl: Duration) -> wechat::Result<Option<String>> {
+        let mut c = self.conn.clone();
+        let id = hex::encode(rand::random::<[u8; 16]>());
+        let r: Option<String> = redis::cmd("SET")
+            .arg(self.lock_key(key))
+            .arg(&id)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .query_async(&mut c)
+            .await
+            .map_err(redis_err)?;
+        Ok(r.map(|_| id))
+    }
+
+    async fn unlock(&self, key: &str, lock_id: &str) -> wechat::Result<()> {
+        let mut c = self.conn.clone();
+        let _: i64 = redis::Script::new(UNLOCK)
+            .key(self.lock_key(key))
+            .arg(lock_id)
+            .invoke_async(&mut c)
+            .await
+            .map_err(redis_err)?;
+        Ok(())
+    }
+
+    async fn invalidate(&self, key: &str, token: &str) -> wechat::Result<()> {
+        let mut c = self.conn.clone();
+        let _: i64 = redis::Script::new(COMPARE_AND_DELETE)
+            .key(self.token_key(key))
+            .arg(token)
+            .invoke_async(&mut c)
+            .await
+            .map_err(redis_err)?;
+        Ok(())
+    }
+}
+
+/// The official-account and mini-program clients, sharing one token store.
+pub struct Clients {
+    pub wechat: Client,
+    pub mp: Client,
+    /// Dev mode only: the in-process fake WeChat the clients talk to.
+    pub dev_fake: Option<(wechat::fake::FakeWechat, Arc<wechat::fake::FakeServer>)>,
+}
+
+pub async fn build_clients(
+    settings: &Settings,
+    redis: Option<&RedisCache>,
+) -> anyhow::Result<Clients> {
+    let store: Arc<dyn TokenStore> = match redis {
+        Some(r) => Arc::new(RedisTokenStore::new(r)),
+        None => Arc::new(MemoryTokenStore::new()),
+    };
+    let mut dev_fake = None;
+    let base = match (&settings.wechat_api_base, settings.dev_mode()) {
+        (Some(base), _) => base.clone(),
+        (None, true) => {
+            let fake = wechat::fake::FakeWechat::new(wechat::fake::FakeConfig {
+                app_id: settings.wechat_app_id.clone(),
+                app_secret: settings.wechat_app_secret.expose_secret().to_owned(),
+                mp_app_id: settings.mp_app_id.clone(),
+                mp_app_secret: settings.mp_app_secret.expose_secret().to_owned(),
+            });
+            // The fake refuses unknown template ids (40037) like WeChat: register the demo one.
+            fake.add_template(wechat::client::TemplateInfo {
+                template_id: settings.wechat_news_template_id.clone(),
+                title: "新闻资讯推送".into(),
+                content: "{{first.DATA}}\n标题：{{keyword1.DATA}}\n时间：{{keyword2.DATA}}\n{{remark.DATA}}".into(),
+                ..Default::default()
+            });
+            let server = fake.spawn().await;
+            tracing::warn!(base_url = %server.base_url, "DEV MODE: WeChat API calls go to the built-in fake; see /dev/wechat/outbox");
+            let base = server.base_url.clone();
+            dev_fake = Some((fake, Arc::new(server)));
+            base
+        }
+        (None, false) => PRODUCTION_API_BASE.to_owned(),
+    };
+    let mp_base = settings.mp_api_base.clone().unwrap_or_else(|| base.clone());
+    let wechat = Client::new(
+        ClientConfig::new(
+            &base,
+            &settings.wechat_app_id,
+            settings.wechat_app_secret.expose_secret(),
+        ),
+        store.clone(),
+    )?;
+    let mp = Client::new(
+        ClientConfig::new(
+            &mp_base,
+            &settings.mp_app_id,
+            settings.mp_app_secret.expose_secret(),
+        ),
+        store,
+    )?;
+    Ok(Clients {
+        wechat,
+        mp,
+        dev_fake,
+    })
+}
+
+/// Customer-service messages through the official-account client.
+pub struct ClientOutbound(pub Client);
+
+#[async_trait]
+impl Outbound for ClientOutbound {
+    async fn send_custom(&self, openid: &str, message: CustomMessage) -> Result<(), wechat::Error> {
+        use wechat::client as m;
+        let msg = match message {
+            CustomMessage::Text(text) => m::CustomMessage::text(openid, text),
+            CustomMessage::News {
+                title,
+                description,
+                url,
+                pic_url,
+            } => m::CustomMessage::news(
+                openid,
+                m::NewsArticle {
+                    title,
+                    description,
+                    url,
+                    picurl: pic_url,
+                },
+            ),
+        };
+        self.0.custom_send(&msg).await
+    }
+}

@@ -1,0 +1,155 @@
+//! `/api/admin/pushes`: create, list, report, cancel/pause/resume, preview. Every route needs
+//! `Permission::ManagePushes` (admins and editors); every write is in the audit log.
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{
+    service::{self, CreatePush, PreviewPush},
+    store, Action, PushStatus,
+};
+use crate::{
+    app::AppState,
+    auth::{AdminSession, Permission},
+    http::{routes::AdminRoutes, AppJson, AppQuery},
+    platform::audit,
+    platform::error::{AppError, AppResult},
+};
+
+pub fn routes(r: AdminRoutes) -> AdminRoutes {
+    r.post("/api/admin/pushes", Permission::ManagePushes, create)
+        .get("/api/admin/pushes", Permission::ManagePushes, list)
+        .post(
+            "/api/admin/pushes/preview",
+            Permission::ManagePushes,
+            preview,
+        )
+        .get("/api/admin/pushes/{id}", Permission::ManagePushes, get)
+        .post(
+            "/api/admin/pushes/{id}/cancel",
+            Permission::ManagePushes,
+            cancel,
+        )
+        .post(
+            "/api/admin/pushes/{id}/pause",
+            Permission::ManagePushes,
+            pause,
+        )
+        .post(
+            "/api/admin/pushes/{id}/resume",
+            Permission::ManagePushes,
+            resume,
+        )
+}
+
+async fn create(
+    State(st): State<AppState>,
+    session: AdminSession,
+    AppJson(body): AppJson<CreatePush>,
+) -> AppResult<(StatusCode, AppJson<service::Created>)> {
+    let created = service::create(&st, &body, Some(&session.username)).await?;
+    let entry = session
+        .audit("push.create", "push", created.id)
+        .details(json!({
+            "after": {
+                "channel": body.channel,
+                "audience": body.audience,
+                "article_ids": body.article_ids,
+                "scheduled_at": body.scheduled_at,
+                "status": created.status,
+            }
+        }));
+    audit::record(st.db.pool(), &entry).await?;
+    Ok((StatusCode::CREATED, AppJson(created)))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    page: Option<i64>,
+    per_page: Option<i64>,
+}
+
+async fn list(
+    State(st): State<AppState>,
+    AppQuery(q): AppQuery<ListQuery>,
+) -> AppResult<AppJson<Value>> {
+    let status = match q.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(
+            PushStatus::parse(s)
+                .ok_or_else(|| AppError::Validation(format!("status: unknown state {s:?}")))?,
+        ),
+    };
+    let per_page = q.per_page.unwrap_or(20).clamp(1, 100);
+    let page = q.page.unwrap_or(1).max(1);
+    let rows = store::list(&st.db, status, per_page, (page - 1) * per_page).await?;
+    let mut pushes = Vec::with_capacity(rows.len());
+    for row in rows {
+        pushes.push(service::view(&st, row).await?);
+    }
+    Ok(AppJson(
+        json!({"pushes": pushes, "page": page, "per_page": per_page}),
+    ))
+}
+
+async fn get(
+    State(st): State<AppState>,
+    Path(id): Path<i64>,
+) -> AppResult<AppJson<service::PushView>> {
+    let push = store::get(&st.db, id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("push {id}")))?;
+    Ok(AppJson(service::view(&st, push).await?))
+}
+
+async fn act(
+    st: AppState,
+    session: AdminSession,
+    id: i64,
+    action: Action,
+) -> AppResult<AppJson<Value>> {
+    let status = service::act(&st, id, action).await?;
+    let entry = session
+        .audit(&format!("push.{}", action.as_str()), "push", id)
+        .details(json!({"after": {"status": status}}));
+    audit::record(st.db.pool(), &entry).await?;
+    Ok(AppJson(json!({"id": id, "status": status})))
+}
+
+async fn cancel(
+    State(st): State<AppState>,
+    session: AdminSession,
+    Path(id): Path<i64>,
+) -> AppResult<AppJson<Value>> {
+    act(st, session, id, Action::Cancel).await
+}
+
+async fn pause(
+    State(st): State<AppState>,
+    session: AdminSession,
+    Path(id): Path<i64>,
+) -> AppResult<AppJson<Value>> {
+    act(st, session, id, Action::Pause).await
+}
+
+async fn resume(
+    State(st): State<AppState>,
+    session: AdminSession,
+    Path(id): Path<i64>,
+) -> AppResult<AppJson<Value>> {
+    act(st, session, id, Action::Resume).await
+}
+
+/// Render what one recipient would get, without sending.
+async fn preview(
+    State(st): State<AppState>,
+    AppJson(body): AppJson<PreviewPush>,
+) -> AppResult<AppJson<Value>> {
+    let rendered = service::preview(&st, &body).await?;
+    Ok(AppJson(json!({"preview": rendered})))
+}

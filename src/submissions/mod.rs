@@ -1,0 +1,22 @@
+//! Member submissions (投稿) and message-board posts (留言), moderated before anyone sees them.
+
+pub mod admin;
+pub mod moderation;
+pub mod mp;
+pub mod rules;
+pub mod service;
+pub mod store;
+
+use axum::{routing::get, Router};
+
+use crate::app::AppState;
+
+/// The mini-program's board and submissions.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/mp/board", get(mp::list_board).post(mp::create_post))
+        .route(
+            "/api/mp/submissions",
+            get(mp::list_submissions).post(mp::create_submission),
+        )
+}

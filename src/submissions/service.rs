@@ -1,0 +1,240 @@
+//! Submissions (投稿) and message-board posts (留言) from members: the chat conversation and the
+//! moderated creation shared by chat and the mini-program. Nothing created here is public: it
+//! is either in the editors' queue (`pending`) or refused by moderation (`rejected`).
+
+use wechat::message::InboundMessage;
+
+use crate::{
+    app::AppState,
+    official_account::rules::{chat_command, draft_step, ChatCommand, DraftStep},
+    platform::error::AppResult,
+    submissions::moderation::{self, SCENE_BOARD, SCENE_SUBMISSION},
+    submissions::rules::{Initial, Moderation},
+    submissions::store::{self as db, Image, NewSubmission},
+};
+
+/// A chat draft lives this long after its last message.
+pub const DRAFT_TTL_MS: i64 = 10 * 60 * 1000;
+pub const MAX_IMAGES: usize = 9;
+pub const MAX_CHARS: usize = 5000;
+
+const DRAFT_STARTED: &str =
+    "已开始投稿：请直接发送文字和图片，发送“完成”提交，发送“取消”放弃。草稿保留10分钟。";
+const DRAFT_RESUMED: &str =
+    "您有一份未完成的投稿：继续发送文字和图片即可，发送“完成”提交，发送“取消”放弃。";
+const DRAFT_EMPTY: &str = "投稿还是空的：请先发送文字或图片，或发送“取消”放弃。";
+const DRAFT_CANCELLED: &str = "已取消本次投稿。";
+const DRAFT_FULL: &str =
+    "投稿内容已达上限（5000字、9张图片），请发送“完成”提交，或发送“取消”放弃。";
+const SUBMISSION_REFUSED: &str =
+    "抱歉，您的投稿未通过内容安全审核，未能提交。请修改后重新投稿，如有疑问请联系管理员。";
+pub const BOARD_RECEIVED: &str = "留言已收到，审核后公开。感谢您的关注！";
+const BOARD_REFUSED: &str = "抱歉，您的留言未通过内容安全审核，未能发布。请修改后重新留言。";
+const BOARD_HELP: &str = "请发送“留言 + 内容”，例如：留言 希望增加党史学习资料。";
+
+/// Open drafts are marked in the cache, so that an ordinary text message (the hot path) costs no
+/// database query: only a sender with a marker is looked up. The database stays authoritative;
+/// a lost marker (in-process cache after a restart) only means the member sends `投稿` again,
+/// which resumes the same draft.
+fn draft_marker(openid: &str) -> String {
+    format!("chat_draft:{openid}")
+}
+
+async fn mark_draft_open(st: &AppState, openid: &str) {
+    let ttl = std::time::Duration::from_millis(DRAFT_TTL_MS as u64);
+    if let Err(e) = st.cache.set(&draft_marker(openid), "1", ttl).await {
+        tracing::warn!(error = %e, "could not mark an open draft in the cache");
+    }
+}
+
+async fn clear_draft_mark(st: &AppState, openid: &str) {
+    if let Err(e) = st.cache.del(&draft_marker(openid)).await {
+        tracing::warn!(error = %e, "could not clear a draft marker");
+    }
+}
+
+async fn may_have_draft(st: &AppState, openid: &str) -> bool {
+    // On a cache error, ask the database rather than lose a draft.
+    st.cache
+        .get(&draft_marker(openid))
+        .await
+        .map(|v| v.is_some())
+        .unwrap_or(true)
+}
+
+fn submitted_reply(receipt: &str) -> String {
+    format!("投稿已提交，回执编号 {receipt}。编辑审核后会尽快处理，感谢您的来稿！")
+}
+
+/// A title from the text: its first non-empty line, at most 30 characters.
+pub fn title_of(content: &str) -> String {
+    let line = content
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("图片投稿");
+    line.chars().take(30).collect()
+}
+
+/// The chat side: `Some(reply text)` when the message was about a submission or the board
+/// (routed before the keyword rules), `None` to route it normally. Side effects happen here,
+/// once per message (the webhook de-duplicates retries before calling).
+pub async fn handle_chat(st: &AppState, msg: &InboundMessage) -> AppResult<Option<String>> {
+    let openid = msg.from_user.as_str();
+    let now = st.clock.unix_ms();
+    if let Some(cmd) = chat_command(msg) {
+        let reply = match cmd {
+            ChatCommand::StartDraft => {
+                let (_, existed) = db::start_draft(&st.db, openid, now, now + DRAFT_TTL_MS).await?;
+                mark_draft_open(st, openid).await;
+                if existed {
+                    DRAFT_RESUMED
+                } else {
+                    DRAFT_STARTED
+                }
+                .to_owned()
+            }
+            ChatCommand::SubmitNow(text) => {
+                let (_, receipt, m) = submit(
+                    st,
+                    &NewSubmission {
+                        openid,
+                        source: "chat",
+                        title: &title_of(&text),
+                        content: &text,
+                        images: &[],
+                    },
+                )
+                .await?;
+                submission_reply(&m, &receipt)
+            }
+            ChatCommand::BoardPost(text) => {
+                let (_, m) = post_board(st, openid, "chat", &text).await?;
+                board_reply(&m).to_owned()
+            }
+            ChatCommand::BoardHelp => BOARD_HELP.to_owned(),
+        };
+        return Ok(Some(reply));
+    }
+    let Some(step) = draft_step(msg) else {
+        return Ok(None);
+    };
+    if !may_have_draft(st, openid).await {
+        return Ok(None);
+    }
+    let Some(draft) = db::open_draft(&st.db, openid, now).await? else {
+        clear_draft_mark(st, openid).await;
+        return Ok(None);
+    };
+    let reply = match step {
+        DraftStep::Cancel => {
+            db::cancel_draft(&st.db, openid, now).await?;
+            clear_draft_mark(st, openid).await;
+            DRAFT_CANCELLED.to_owned()
+        }
+        DraftStep::Finish => {
+            if draft.content.trim().is_empty() && draft.images.is_empty() {
+                DRAFT_EMPTY.to_owned()
+            } else {
+                let m = moderation::check(st, openid, SCENE_SUBMISSION, &draft.content).await;
+                let title = title_of(&draft.content);
+                let submitted =
+                    db::submit_draft(&st.db, draft.id, &title, &m, st.clock.unix_ms()).await?;
+                clear_draft_mark(st, openid).await;
+                match submitted {
+                    Some(receipt) => submission_reply(&m, &receipt),
+                    // Cancelled or expired meanwhile.
+                    None => DRAFT_EMPTY.to_owned(),
+                }
+            }
+        }
+        DraftStep::AddText(text) => {
+            let mut content = draft.content.clone();
+            if !content.is_empty() {
+                content.push('\n');
+            }
+            content.push_str(&text);
+            if content.chars().count() > MAX_CHARS {
+                DRAFT_FULL.to_owned()
+            } else {
+                db::update_draft(
+                    &st.db,
+                    draft.id,
+                    &content,
+                    &draft.images,
+                    now,
+                    now + DRAFT_TTL_MS,
+                )
+                .await?;
+                mark_draft_open(st, openid).await;
+                progress(&content, draft.images.len())
+            }
+        }
+        DraftStep::AddImage { pic_url, media_id } => {
+            if draft.images.len() >= MAX_IMAGES {
+                DRAFT_FULL.to_owned()
+            } else {
+                let mut images = draft.images.clone();
+                images.push(Image {
+                    url: pic_url,
+                    media_id: Some(media_id),
+                });
+                db::update_draft(
+                    &st.db,
+                    draft.id,
+                    &draft.content,
+                    &images,
+                    now,
+                    now + DRAFT_TTL_MS,
+                )
+                .await?;
+                mark_draft_open(st, openid).await;
+                progress(&draft.content, images.len())
+            }
+        }
+    };
+    Ok(Some(reply))
+}
+
+fn progress(content: &str, images: usize) -> String {
+    let paragraphs = content.lines().filter(|l| !l.trim().is_empty()).count();
+    format!("已加入投稿（{paragraphs}段文字，{images}张图片）。发送“完成”提交，发送“取消”放弃。")
+}
+
+fn submission_reply(m: &Moderation, receipt: &str) -> String {
+    match m.initial {
+        Initial::Pending => submitted_reply(receipt),
+        Initial::Rejected => SUBMISSION_REFUSED.to_owned(),
+    }
+}
+
+fn board_reply(m: &Moderation) -> &'static str {
+    match m.initial {
+        Initial::Pending => BOARD_RECEIVED,
+        Initial::Rejected => BOARD_REFUSED,
+    }
+}
+
+/// A moderated submission in one go: (id, receipt number, moderation).
+pub async fn submit(st: &AppState, s: &NewSubmission<'_>) -> AppResult<(i64, String, Moderation)> {
+    let text = if s.title.is_empty() || s.content.starts_with(s.title) {
+        s.content.to_owned()
+    } else {
+        format!("{}\n{}", s.title, s.content)
+    };
+    let m = moderation::check(st, s.openid, SCENE_SUBMISSION, &text).await;
+    let (id, receipt) = db::insert(&st.db, s, &m, st.clock.unix_ms()).await?;
+    Ok((id, receipt, m))
+}
+
+/// A moderated board post: (id, moderation).
+pub async fn post_board(
+    st: &AppState,
+    openid: &str,
+    source: &str,
+    content: &str,
+) -> AppResult<(i64, Moderation)> {
+    let m = moderation::check(st, openid, SCENE_BOARD, content).await;
+    let id = db::insert_post(&st.db, openid, source, content, &m, st.clock.unix_ms()).await?;
+    Ok((id, m))
+}
