@@ -5,10 +5,11 @@ use anyhow::{bail, Context};
 use sqlx::Row;
 
 use crate::{
-    auth::{org, password, tokens, users, Role},
+    auth::{password, tokens, users, Role},
     platform::audit::{self, AuditEntry},
     platform::config::Settings,
     platform::db::Db,
+    platform::org,
     platform::pii::DataCipher,
     platform::time::unix_ms,
 };

@@ -12,7 +12,6 @@ pub mod cli;
 pub mod console;
 pub mod login;
 pub mod mp_session;
-pub mod org;
 pub mod password;
 pub mod ratelimit;
 pub mod session;
@@ -21,8 +20,9 @@ pub mod users;
 pub mod users_admin;
 pub mod worker;
 
+pub use crate::platform::org::OrgScope;
 pub use crate::platform::roles::{Permission, Role};
-pub use session::{admin_guard, AdminSession, ClientIp, OrgScope, SessionKind};
+pub use session::{admin_guard, AdminSession, ClientIp, SessionKind};
 
 /// This feature's admin routes: login and own account, admin users, the audit log.
 pub fn admin_routes(r: crate::http::routes::AdminRoutes) -> crate::http::routes::AdminRoutes {

@@ -11,10 +11,11 @@ use subtle::ConstantTimeEq;
 
 use crate::{
     app::AppState,
-    auth::{org, tokens, Permission, Role},
+    auth::{tokens, Permission, Role},
     platform::audit::AuditEntry,
     platform::db::Db,
     platform::error::{AppError, AppResult},
+    platform::org::{self, OrgScope},
 };
 
 /// Name of the console session cookie.
@@ -159,44 +160,6 @@ impl AdminSession {
 
     pub fn token_hash(&self) -> &str {
         &self.token_hash
-    }
-}
-
-/// Org units a session may touch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OrgScope {
-    All,
-    Units(Vec<i64>),
-}
-
-impl OrgScope {
-    pub fn contains(&self, unit: i64) -> bool {
-        match self {
-            OrgScope::All => true,
-            OrgScope::Units(ids) => ids.contains(&unit),
-        }
-    }
-
-    /// 403 unless `unit` is in scope.
-    pub fn require(&self, unit: i64) -> AppResult<()> {
-        if self.contains(unit) {
-            Ok(())
-        } else {
-            Err(AppError::Forbidden("outside your org units".into()))
-        }
-    }
-
-    /// A SQL condition on `column` (ids are integers from the database, inlined safely):
-    /// `format!("SELECT ... WHERE {}", scope.sql_condition("m.org_unit_id"))`.
-    pub fn sql_condition(&self, column: &str) -> String {
-        match self {
-            OrgScope::All => "1=1".into(),
-            OrgScope::Units(ids) if ids.is_empty() => "1=0".into(),
-            OrgScope::Units(ids) => {
-                let list: Vec<String> = ids.iter().map(i64::to_string).collect();
-                format!("{column} IN ({})", list.join(","))
-            }
-        }
     }
 }
 

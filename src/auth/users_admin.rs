@@ -11,9 +11,10 @@ use super::admin::public_user;
 use crate::http::{routes::AdminRoutes, AppJson};
 use crate::{
     app::AppState,
-    auth::{org, password, tokens, users, AdminSession, Permission, Role},
+    auth::{password, tokens, users, AdminSession, Permission, Role},
     platform::audit,
     platform::error::{AppError, AppResult},
+    platform::org,
 };
 
 pub fn routes(r: AdminRoutes) -> AdminRoutes {

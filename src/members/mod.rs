@@ -4,6 +4,8 @@
 pub mod admin;
 pub mod mp;
 pub mod org_admin;
+pub mod rules;
+pub mod store;
 
 use axum::{
     routing::{get, post},

@@ -9,7 +9,6 @@ use std::{collections::BTreeMap, time::Duration};
 use axum::{extract::State, http::StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sqlx::Row;
 
 use crate::auth::mp_session::MpSession;
 use crate::{
@@ -17,7 +16,7 @@ use crate::{
     articles::rules::rfc3339_shanghai,
     auth::{ratelimit, ClientIp},
     http::AppJson,
-    members::admin::{self as members, MemberRow},
+    members::store::{self, MemberRow},
     platform::audit::{self, AuditEntry},
     platform::error::{AppError, AppResult},
     platform::pii::{self, DataCipher},
@@ -47,15 +46,7 @@ fn member_json(m: &MemberRow, cipher: &DataCipher) -> AppResult<Value> {
 
 /// The roster entry bound to `openid`, if any.
 async fn member_of(st: &AppState, openid: &str) -> AppResult<Option<MemberRow>> {
-    let id: Option<i64> = sqlx::query("SELECT id FROM members WHERE openid = $1")
-        .bind(openid)
-        .fetch_optional(st.db.pool())
-        .await?
-        .map(|r| r.get(0));
-    match id {
-        Some(id) => Ok(members::by_id(&st.db, id).await?),
-        None => Ok(None),
-    }
+    Ok(store::bound_to(&st.db, openid).await?)
 }
 
 fn invalid_code(what: &str) -> AppError {
@@ -195,7 +186,7 @@ pub async fn bind(
     // The roster holds mainland numbers only; anything else can't match.
     let phone = pii::normalize_phone(&info.pure_phone_number).filter(|_| info.country_code == "86");
     let found = match phone {
-        Some(p) => members::find_by_phone(&st.db, &st.cipher, &p).await?,
+        Some(p) => store::find_by_phone(&st.db, &st.cipher, &p).await?,
         None => None,
     };
     let Some(m) = found.filter(|m| m.name.trim() == name) else {
@@ -228,17 +219,10 @@ pub async fn bind(
     let now = st.clock.unix_ms();
     let mut tx = st.db.begin_write().await?;
     // `openid IS NULL` and the unique index settle a race between two binds.
-    let updated = sqlx::query(
-        "UPDATE members SET openid = $1, updated_at = $2 WHERE id = $3 AND openid IS NULL",
-    )
-    .bind(&session.openid)
-    .bind(now)
-    .bind(m.id)
-    .execute(&mut *tx)
-    .await;
+    let updated = store::bind_openid(&mut tx, m.id, &session.openid, now).await;
     match updated {
-        Ok(r) if r.rows_affected() == 1 => {}
-        Ok(_) => {
+        Ok(true) => {}
+        Ok(false) => {
             return Err(already_bound(
                 "this member has just been bound to another WeChat account",
             ))

@@ -7,9 +7,10 @@ use serde_json::{json, Value};
 use crate::http::{routes::AdminRoutes, AppJson};
 use crate::{
     app::AppState,
-    auth::{org, AdminSession, Permission},
+    auth::{AdminSession, Permission},
     platform::audit,
     platform::error::{AppError, AppResult},
+    platform::org,
 };
 
 pub fn routes(r: AdminRoutes) -> AdminRoutes {

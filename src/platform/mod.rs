@@ -13,6 +13,7 @@ pub mod error;
 pub mod interactions;
 pub mod markdown;
 pub mod metrics;
+pub mod org;
 pub mod outbound;
 pub mod pii;
 pub mod roles;

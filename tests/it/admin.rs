@@ -628,7 +628,7 @@ async fn import_json_and_csv_then_reimport_updates_by_phone() {
             .await; // 第一党支部
         assert_eq!(by_unit["total"], 2);
         // The mini-program binding's lookup.
-        let found = dangjian::members::admin::find_by_phone(
+        let found = dangjian::members::store::find_by_phone(
             &app.state.db,
             &app.state.cipher,
             "13912340004",
@@ -888,7 +888,7 @@ async fn rotate_key_reencrypts_every_value_under_the_new_key() {
         assert_ne!(new.current_key_id(), app.state.cipher.current_key_id());
         // During the rotation window lookups still match through the old index.
         assert!(
-            dangjian::members::admin::find_by_phone(&app.state.db, &new, "13912340002")
+            dangjian::members::store::find_by_phone(&app.state.db, &new, "13912340002")
                 .await
                 .unwrap()
                 .is_some()
@@ -919,7 +919,7 @@ async fn rotate_key_reencrypts_every_value_under_the_new_key() {
                 }
             }
         }
-        let m = dangjian::members::admin::find_by_phone(&app.state.db, &only_new, "13912340002")
+        let m = dangjian::members::store::find_by_phone(&app.state.db, &only_new, "13912340002")
             .await
             .unwrap()
             .unwrap();

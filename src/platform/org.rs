@@ -87,3 +87,43 @@ pub async fn subtree_ids(db: &Db, root: i64) -> sqlx::Result<Vec<i64>> {
     .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
+
+/// Org units a session may touch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrgScope {
+    All,
+    Units(Vec<i64>),
+}
+
+impl OrgScope {
+    pub fn contains(&self, unit: i64) -> bool {
+        match self {
+            OrgScope::All => true,
+            OrgScope::Units(ids) => ids.contains(&unit),
+        }
+    }
+
+    /// 403 unless `unit` is in scope.
+    pub fn require(&self, unit: i64) -> crate::platform::error::AppResult<()> {
+        if self.contains(unit) {
+            Ok(())
+        } else {
+            Err(crate::platform::error::AppError::Forbidden(
+                "outside your org units".into(),
+            ))
+        }
+    }
+
+    /// A SQL condition on `column` (ids are integers from the database, inlined safely):
+    /// `format!("SELECT ... WHERE {}", scope.sql_condition("m.org_unit_id"))`.
+    pub fn sql_condition(&self, column: &str) -> String {
+        match self {
+            OrgScope::All => "1=1".into(),
+            OrgScope::Units(ids) if ids.is_empty() => "1=0".into(),
+            OrgScope::Units(ids) => {
+                let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+                format!("{column} IN ({})", list.join(","))
+            }
+        }
+    }
+}
