@@ -116,6 +116,17 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Admin(dangjian::auth::cli::AdminCommand::RotateKey) => {
+            let db = dangjian::platform::db::Db::connect(&settings.database_url).await?;
+            db.migrate().await?;
+            let cipher = dangjian::platform::pii::DataCipher::from_settings(&settings)?;
+            let n = dangjian::members::cli::rotate_key(&db, &cipher).await?;
+            println!(
+                "{n} member(s) re-encrypted under key {}",
+                cipher.current_key_id()
+            );
+            Ok(())
+        }
         Command::Admin(cmd) => dangjian::auth::cli::run(&settings, cmd).await,
         Command::Worker { no_migrate } => {
             dangjian::startup::run_workers_until_stopped(settings, !no_migrate).await

@@ -332,7 +332,7 @@ pub async fn build_state(
     articles::store::seed_categories(&db, &content.get().menu.categories, clock.unix_ms()).await?;
     let cipher = Arc::new(crate::platform::pii::DataCipher::from_settings(&settings)?);
     let trusted_proxies = Arc::new(settings.trusted_proxy_list()?);
-    crate::auth::users::ensure_first_admin(&db, &settings, clock.unix_ms())
+    crate::auth::store::ensure_first_admin(&db, &settings, clock.unix_ms())
         .await
         .context("creating the first administrator")?;
     let state = AppState {

@@ -8,7 +8,9 @@ use crate::http::{routes::AdminRoutes, AppJson};
 use crate::platform::time::rfc3339;
 use crate::{
     app::AppState,
-    auth::{login, password, tokens, users, AdminSession, ClientIp, Permission},
+    auth::{
+        login, password, store as users, token_store as tokens, AdminSession, ClientIp, Permission,
+    },
     platform::audit,
     platform::error::{AppError, AppResult},
 };

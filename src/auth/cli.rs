@@ -2,15 +2,13 @@
 //! with shell access are administrators). Every change is audited with actor `cli`.
 
 use anyhow::{bail, Context};
-use sqlx::Row;
 
 use crate::{
-    auth::{password, tokens, users, Role},
+    auth::{password, store as users, token_store as tokens, Role},
     platform::audit::{self, AuditEntry},
     platform::config::Settings,
     platform::db::Db,
     platform::org,
-    platform::pii::DataCipher,
     platform::time::unix_ms,
 };
 
@@ -76,16 +74,8 @@ pub async fn run(settings: &Settings, cmd: AdminCommand) -> anyhow::Result<()> {
         } => create(&db, &username, &role, org_unit.as_deref()).await,
         AdminCommand::ResetPassword { username } => reset_password(&db, &username).await,
         AdminCommand::Disable { username } => disable(&db, &username).await,
-        AdminCommand::RotateKey => {
-            let cipher = DataCipher::from_settings(settings)?;
-            let n = rotate_key(&db, &cipher).await?;
-            println!(
-                "{n} member(s) re-encrypted under key {}",
-                cipher.current_key_id()
-            );
-            Ok(())
-        }
-        AdminCommand::GenerateKey => unreachable!(),
+        // Personal data lives in the members feature: `main` runs `members::cli::rotate_key`.
+        AdminCommand::RotateKey | AdminCommand::GenerateKey => unreachable!("handled by main"),
     }
 }
 
@@ -169,65 +159,4 @@ async fn disable(db: &Db, username: &str) -> anyhow::Result<()> {
     tx.commit().await?;
     println!("{username} disabled; {revoked} session(s) ended");
     Ok(())
-}
-
-/// Re-encrypt every member's personal data under the current key and recompute the phone index,
-/// in batches (one transaction each). Safe to re-run; returns the number of members rewritten.
-pub async fn rotate_key(db: &Db, cipher: &DataCipher) -> anyhow::Result<u64> {
-    let mut last_id = 0i64;
-    let mut total = 0u64;
-    loop {
-        let rows = sqlx::query(
-            "SELECT id, phone_enc, id_number_enc, monthly_income_enc, phone_idx FROM members WHERE id > $1 ORDER BY id LIMIT 500",
-        )
-        .bind(last_id)
-        .fetch_all(db.pool())
-        .await?;
-        let Some(last) = rows.last() else { break };
-        last_id = last.get(0);
-        let mut tx = db.begin_write().await?;
-        for r in &rows {
-            let id: i64 = r.get(0);
-            let phone_enc: String = r.get(1);
-            let id_enc: Option<String> = r.get(2);
-            let income_enc: Option<String> = r.get(3);
-            let phone = cipher
-                .decrypt(&phone_enc)
-                .with_context(|| format!("member {id}: phone"))?;
-            let idx = cipher.phone_index(&phone);
-            let stale = cipher.needs_rotation(&phone_enc)
-                || id_enc.as_deref().is_some_and(|v| cipher.needs_rotation(v))
-                || income_enc
-                    .as_deref()
-                    .is_some_and(|v| cipher.needs_rotation(v))
-                || r.get::<String, _>(4) != idx;
-            if !stale {
-                continue;
-            }
-            let re = |v: Option<String>| -> anyhow::Result<Option<String>> {
-                v.map(|s| cipher.reencrypt(&s).with_context(|| format!("member {id}")))
-                    .transpose()
-            };
-            sqlx::query("UPDATE members SET phone_enc = $1, phone_idx = $2, id_number_enc = $3, monthly_income_enc = $4 WHERE id = $5")
-                .bind(cipher.encrypt(&phone))
-                .bind(&idx)
-                .bind(re(id_enc)?)
-                .bind(re(income_enc)?)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            total += 1;
-        }
-        tx.commit().await?;
-    }
-    let entry = AuditEntry::system(
-        now(),
-        "cli",
-        "pii.rotate_key",
-        "data_key",
-        Some(cipher.current_key_id().to_owned()),
-    )
-    .details(serde_json::json!({"members_rewritten": total}));
-    audit::record(db.pool(), &entry).await?;
-    Ok(total)
 }

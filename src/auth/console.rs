@@ -24,7 +24,7 @@ use crate::{
     auth::{
         login,
         session::{cookie, ct_eq, CsrfVerified, CSRF_HEADER, SESSION_COOKIE},
-        tokens::{self, TokenKind},
+        token_store::{self as tokens, TokenKind},
         AdminSession, ClientIp,
     },
     platform::audit,
@@ -285,7 +285,7 @@ async fn dashboard(
     let Ok(session) = session else {
         return Ok(Redirect::to("/admin/login").into_response());
     };
-    let user = crate::auth::users::by_id(&st.db, session.user_id)
+    let user = crate::auth::store::by_id(&st.db, session.user_id)
         .await?
         .ok_or(AppError::Unauthorized)?
         .user;

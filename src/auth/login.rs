@@ -2,14 +2,13 @@
 //! lockout with exponential backoff after `login_lockout_threshold` failures.
 
 use axum::http::StatusCode;
-use sqlx::Row;
 
 use crate::{
     app::AppState,
     auth::{
         password, ratelimit,
-        tokens::{self, Issued, TokenKind},
-        users::{self, AdminUser},
+        store::{self as users, AdminUser},
+        token_store::{self as tokens, Issued, TokenKind},
         ClientIp,
     },
     platform::audit::{self, AuditEntry},
@@ -110,13 +109,7 @@ pub async fn login(
         return Err(locked());
     }
     if !password::verify_blocking(password.to_owned(), creds.password_hash).await {
-        let failures: i64 = sqlx::query(
-            "UPDATE admin_users SET failed_logins = failed_logins + 1 WHERE id = $1 RETURNING failed_logins",
-        )
-        .bind(user.id)
-        .fetch_one(st.db.pool())
-        .await?
-        .get(0);
+        let failures = users::record_failed_login(&st.db, user.id).await?;
         audit::record(
             st.db.pool(),
             &audit_entry("auth.login_failed", "bad_password"),
@@ -127,11 +120,7 @@ pub async fn login(
             s.login_lockout_threshold,
             s.login_lockout_base_secs,
         ) {
-            sqlx::query("UPDATE admin_users SET locked_until = $1 WHERE id = $2")
-                .bind(now + ms)
-                .bind(user.id)
-                .execute(st.db.pool())
-                .await?;
+            users::lock_until(&st.db, user.id, now + ms).await?;
             let entry = audit_entry("auth.lockout", "too_many_failures")
                 .details(serde_json::json!({"failures": failures, "locked_for_secs": ms / 1000}));
             audit::record(st.db.pool(), &entry).await?;
@@ -159,11 +148,7 @@ pub async fn login(
     };
     let ip_text = ip.0.map(|i| i.to_string());
     let issued = tokens::issue(&st.db, user.id, kind, now, ttl, ip_text.as_deref()).await?;
-    sqlx::query("UPDATE admin_users SET failed_logins = 0, locked_until = NULL, last_login_at = $1 WHERE id = $2")
-        .bind(now)
-        .bind(user.id)
-        .execute(st.db.pool())
-        .await?;
+    users::record_login(&st.db, user.id, now).await?;
     audit::record(st.db.pool(), &audit_entry("auth.login", "ok")).await?;
     tracing::info!(user_id = user.id, kind = kind.as_str(), "admin login");
     Ok(LoggedIn {

@@ -15,8 +15,8 @@ pub mod mp_session;
 pub mod password;
 pub mod ratelimit;
 pub mod session;
-pub mod tokens;
-pub mod users;
+pub mod store;
+pub mod token_store;
 pub mod users_admin;
 pub mod worker;
 

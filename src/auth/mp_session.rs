@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     app::AppState,
-    auth::{session::bearer, tokens},
+    auth::{session::bearer, token_store as tokens},
     platform::error::{AppError, AppResult},
 };
 

@@ -11,7 +11,7 @@ use subtle::ConstantTimeEq;
 
 use crate::{
     app::AppState,
-    auth::{tokens, Permission, Role},
+    auth::{token_store as tokens, Permission, Role},
     platform::audit::AuditEntry,
     platform::db::Db,
     platform::error::{AppError, AppResult},

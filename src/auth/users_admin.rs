@@ -11,7 +11,7 @@ use super::admin::public_user;
 use crate::http::{routes::AdminRoutes, AppJson};
 use crate::{
     app::AppState,
-    auth::{password, tokens, users, AdminSession, Permission, Role},
+    auth::{password, store as users, token_store as tokens, AdminSession, Permission, Role},
     platform::audit,
     platform::error::{AppError, AppResult},
     platform::org,

@@ -15,7 +15,7 @@ pub async fn retention_loop(st: AppState) {
             Ok(n) => tracing::info!(purged = n, "audit entries past retention purged"),
             Err(e) => tracing::warn!(error = %e, "audit retention purge failed"),
         }
-        if let Err(e) = super::tokens::purge_expired(&st.db, now).await {
+        if let Err(e) = super::token_store::purge_expired(&st.db, now).await {
             tracing::warn!(error = %e, "expired admin token purge failed");
         }
         tokio::select! {

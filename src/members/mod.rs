@@ -2,6 +2,7 @@
 //! the roster.
 
 pub mod admin;
+pub mod cli;
 pub mod mp;
 pub mod org_admin;
 pub mod rules;

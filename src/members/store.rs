@@ -245,3 +245,54 @@ pub async fn bind_openid(tx: &mut Tx, id: i64, openid: &str, now: i64) -> sqlx::
     .await?;
     Ok(r.rows_affected() == 1)
 }
+
+/// One member's encrypted fields and blind index, for re-encryption under a new key.
+#[derive(Debug, Clone)]
+pub struct EncryptedFields {
+    pub id: i64,
+    pub phone_enc: String,
+    pub phone_idx: String,
+    pub id_number_enc: Option<String>,
+    pub monthly_income_enc: Option<String>,
+}
+
+/// Up to `limit` members after id `after`, by id (key rotation walks the roster in batches).
+pub async fn encrypted_batch(
+    db: &Db,
+    after: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<EncryptedFields>> {
+    let rows = sqlx::query(
+        "SELECT id, phone_enc, id_number_enc, monthly_income_enc, phone_idx FROM members \
+         WHERE id > $1 ORDER BY id LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| EncryptedFields {
+            id: r.get(0),
+            phone_enc: r.get(1),
+            id_number_enc: r.get(2),
+            monthly_income_enc: r.get(3),
+            phone_idx: r.get(4),
+        })
+        .collect())
+}
+
+pub async fn rewrite_encrypted(tx: &mut Tx, f: &EncryptedFields) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE members SET phone_enc = $1, phone_idx = $2, id_number_enc = $3, monthly_income_enc = $4 \
+         WHERE id = $5",
+    )
+    .bind(&f.phone_enc)
+    .bind(&f.phone_idx)
+    .bind(&f.id_number_enc)
+    .bind(&f.monthly_income_enc)
+    .bind(f.id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

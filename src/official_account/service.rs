@@ -2,9 +2,9 @@
 //! and the follower list (`user/get` + `user/info/batchget` → `followers`, `follower_tags`).
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use wechat::client::{Button, Lang, Menu};
 
+use super::store;
 use crate::{app::AppState, platform::content, platform::db::Db};
 
 /// Why a menu file can't be sent to WeChat (checked before calling `menu/create`).
@@ -148,11 +148,9 @@ pub struct SyncReport {
 }
 
 async fn load_cursor(db: &Db) -> sqlx::Result<Option<SyncCursor>> {
-    let row = sqlx::query("SELECT value FROM job_state WHERE name = $1")
-        .bind(SYNC_STATE)
-        .fetch_optional(db.pool())
-        .await?;
-    Ok(row.and_then(|r| serde_json::from_str(&r.get::<String, _>(0)).ok()))
+    Ok(store::job_state(db, SYNC_STATE)
+        .await?
+        .and_then(|v| serde_json::from_str(&v).ok()))
 }
 
 /// Page through `user/get` and `user/info/batchget`, upsert every follower with their tags,
@@ -197,64 +195,25 @@ pub async fn sync_followers(
             } else {
                 "unsubscribed"
             };
-            sqlx::query(
-                "INSERT INTO followers (openid, status, scene, subscribed_at, unionid, language, seen_by_sync, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
-                 ON CONFLICT (openid) DO UPDATE SET status = excluded.status,
-                     subscribed_at = COALESCE(excluded.subscribed_at, followers.subscribed_at),
-                     unionid = COALESCE(excluded.unionid, followers.unionid),
-                     language = COALESCE(excluded.language, followers.language),
-                     seen_by_sync = excluded.seen_by_sync, updated_at = excluded.updated_at",
-            )
-            .bind(&u.openid)
-            .bind(status)
-            .bind(u.subscribe_scene.as_deref())
-            .bind(u.subscribe_time.map(|s| s * 1000))
-            .bind(u.unionid.as_deref())
-            .bind(u.language.as_deref())
-            .bind(cursor.run)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("DELETE FROM follower_tags WHERE openid = $1")
-                .bind(&u.openid)
-                .execute(&mut *tx)
-                .await?;
-            for tag in &u.tagid_list {
-                sqlx::query("INSERT INTO follower_tags (openid, tag_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                    .bind(&u.openid)
-                    .bind(*tag)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            let f = store::SyncedFollower {
+                openid: &u.openid,
+                status,
+                scene: u.subscribe_scene.as_deref(),
+                subscribed_at: u.subscribe_time.map(|s| s * 1000),
+                unionid: u.unionid.as_deref(),
+                language: u.language.as_deref(),
+                tags: &u.tagid_list,
+            };
+            store::upsert_synced(&mut tx, &f, cursor.run, now).await?;
         }
         let mut marked_gone = 0;
         if last {
             // Gone: subscribed here, not listed by this run, and not (re)subscribed since it began.
-            marked_gone = sqlx::query(
-                "UPDATE followers SET status = 'unsubscribed', unsubscribed_at = $2, updated_at = $2
-                 WHERE status = 'subscribed' AND (seen_by_sync IS NULL OR seen_by_sync <> $1)
-                   AND (subscribed_at IS NULL OR subscribed_at < $1)",
-            )
-            .bind(cursor.run)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected() as i64;
-            sqlx::query("DELETE FROM job_state WHERE name = $1")
-                .bind(SYNC_STATE)
-                .execute(&mut *tx)
-                .await?;
+            marked_gone = store::mark_unseen_gone(&mut tx, cursor.run, now).await?;
+            store::clear_job_state(&mut tx, SYNC_STATE).await?;
         } else {
-            sqlx::query(
-                "INSERT INTO job_state (name, value, updated_at) VALUES ($1, $2, $3)
-                 ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-            )
-            .bind(SYNC_STATE)
-            .bind(serde_json::to_string(&cursor)?)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            store::save_job_state(&mut tx, SYNC_STATE, &serde_json::to_string(&cursor)?, now)
+                .await?;
         }
         tx.commit().await?;
         pages += 1;
@@ -281,16 +240,7 @@ async fn sync_tags(st: &AppState) -> anyhow::Result<()> {
     let now = st.clock.unix_ms();
     let mut tx = st.db.begin_write().await?;
     for t in tags {
-        sqlx::query(
-            "INSERT INTO wechat_tags (id, name, count, updated_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, count = excluded.count, updated_at = excluded.updated_at",
-        )
-        .bind(t.id)
-        .bind(&t.name)
-        .bind(t.count as i64)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        store::upsert_tag(&mut tx, t.id, &t.name, t.count as i64, now).await?;
     }
     tx.commit().await?;
     Ok(())

@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use crate::platform::db::Db;
+use crate::platform::db::{Db, Tx};
 
 pub async fn subscribe(
     db: &Db,
@@ -90,4 +90,121 @@ pub async fn count_subscribed(db: &Db) -> sqlx::Result<i64> {
         .fetch_one(db.pool())
         .await
         .map(|r| r.get(0))
+}
+
+/// A follower as `user/info` reports it during a sync.
+pub struct SyncedFollower<'a> {
+    pub openid: &'a str,
+    pub status: &'a str,
+    pub scene: Option<&'a str>,
+    pub subscribed_at: Option<i64>,
+    pub unionid: Option<&'a str>,
+    pub language: Option<&'a str>,
+    pub tags: &'a [i64],
+}
+
+/// Upsert a follower seen by sync run `run`, with their tags replaced.
+pub async fn upsert_synced(
+    tx: &mut Tx,
+    f: &SyncedFollower<'_>,
+    run: i64,
+    now: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO followers (openid, status, scene, subscribed_at, unionid, language, seen_by_sync, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+         ON CONFLICT (openid) DO UPDATE SET status = excluded.status,
+             subscribed_at = COALESCE(excluded.subscribed_at, followers.subscribed_at),
+             unionid = COALESCE(excluded.unionid, followers.unionid),
+             language = COALESCE(excluded.language, followers.language),
+             seen_by_sync = excluded.seen_by_sync, updated_at = excluded.updated_at",
+    )
+    .bind(f.openid)
+    .bind(f.status)
+    .bind(f.scene)
+    .bind(f.subscribed_at)
+    .bind(f.unionid)
+    .bind(f.language)
+    .bind(run)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("DELETE FROM follower_tags WHERE openid = $1")
+        .bind(f.openid)
+        .execute(&mut **tx)
+        .await?;
+    for tag in f.tags {
+        sqlx::query(
+            "INSERT INTO follower_tags (openid, tag_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(f.openid)
+        .bind(*tag)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Gone: subscribed here, not listed by sync run `run`, and not (re)subscribed since it began.
+pub async fn mark_unseen_gone(tx: &mut Tx, run: i64, now: i64) -> sqlx::Result<i64> {
+    Ok(sqlx::query(
+        "UPDATE followers SET status = 'unsubscribed', unsubscribed_at = $2, updated_at = $2
+         WHERE status = 'subscribed' AND (seen_by_sync IS NULL OR seen_by_sync <> $1)
+           AND (subscribed_at IS NULL OR subscribed_at < $1)",
+    )
+    .bind(run)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected() as i64)
+}
+
+pub async fn upsert_tag(
+    tx: &mut Tx,
+    id: i64,
+    name: &str,
+    count: i64,
+    now: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO wechat_tags (id, name, count, updated_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, count = excluded.count, updated_at = excluded.updated_at",
+    )
+    .bind(id)
+    .bind(name)
+    .bind(count)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A resumable job's saved state (`job_state`), e.g. the follower sync's cursor.
+pub async fn job_state(db: &Db, name: &str) -> sqlx::Result<Option<String>> {
+    Ok(sqlx::query("SELECT value FROM job_state WHERE name = $1")
+        .bind(name)
+        .fetch_optional(db.pool())
+        .await?
+        .map(|r| r.get(0)))
+}
+
+pub async fn save_job_state(tx: &mut Tx, name: &str, value: &str, now: i64) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO job_state (name, value, updated_at) VALUES ($1, $2, $3)
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+    )
+    .bind(name)
+    .bind(value)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn clear_job_state(tx: &mut Tx, name: &str) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM job_state WHERE name = $1")
+        .bind(name)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

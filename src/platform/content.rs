@@ -237,7 +237,7 @@ pub struct ContentSet {
     pub menu: Menu,
     pub demo_articles: Vec<DemoArticle>,
     /// The local list checked before WeChat's msgSecCheck.
-    pub sensitive_words: crate::submissions::rules::SensitiveWords,
+    pub sensitive_words: SensitiveWords,
 }
 
 impl ContentSet {
@@ -256,10 +256,8 @@ impl ContentSet {
         let demo: DemoArticlesFile =
             toml::from_str(&read("demo_articles.toml", BUILTIN_DEMO_ARTICLES)?)
                 .context("demo_articles.toml")?;
-        let sensitive_words = crate::submissions::rules::SensitiveWords::parse(&read(
-            "sensitive_words.txt",
-            BUILTIN_SENSITIVE_WORDS,
-        )?);
+        let sensitive_words =
+            SensitiveWords::parse(&read("sensitive_words.txt", BUILTIN_SENSITIVE_WORDS)?);
         Ok(ContentSet {
             replies,
             menu,
@@ -321,6 +319,62 @@ fn stamps(dir: &Path) -> Vec<Option<SystemTime>> {
                 .ok()
         })
         .collect()
+}
+
+/// The local word list (`content/sensitive_words.txt`): one word per line, `#` comments, blank
+/// lines ignored. Matching is by substring, case-insensitive, ignoring whitespace inside the text
+/// so `刷 单` still hits `刷单`; one Aho-Corasick automaton over every word.
+#[derive(Debug, Clone, Default)]
+pub struct SensitiveWords {
+    words: Vec<String>,
+    matcher: Option<aho_corasick::AhoCorasick>,
+}
+
+impl PartialEq for SensitiveWords {
+    fn eq(&self, other: &Self) -> bool {
+        self.words == other.words
+    }
+}
+
+fn fold(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_whitespace())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+impl SensitiveWords {
+    pub fn parse(src: &str) -> SensitiveWords {
+        let mut words: Vec<String> = src
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or_default())
+            .map(fold)
+            .filter(|w| !w.is_empty())
+            .collect();
+        words.sort();
+        words.dedup();
+        let matcher = (!words.is_empty()).then(|| {
+            aho_corasick::AhoCorasick::builder()
+                .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+                .build(&words)
+                .expect("a word list is a valid automaton")
+        });
+        SensitiveWords { words, matcher }
+    }
+
+    pub fn len(&self) -> usize {
+        self.words.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty()
+    }
+
+    /// A listed word the text contains (the leftmost match).
+    pub fn find(&self, text: &str) -> Option<&str> {
+        let m = self.matcher.as_ref()?.find(&fold(text))?;
+        Some(self.words[m.pattern().as_usize()].as_str())
+    }
 }
 
 #[cfg(test)]

@@ -157,28 +157,19 @@ impl Metrics {
             .inc();
     }
 
-    /// Count one push send.
-    pub fn push_outcome(&self, channel: &str, outcome: &crate::push::Outcome) {
-        use crate::push::Outcome::*;
-        let (name, code) = match outcome {
-            Sent { .. } => ("sent", None),
-            Retry { code, .. } => ("retry", Some(code)),
-            Skipped { code, .. } => ("skipped", Some(code)),
-            Failed { code, .. } => ("failed", Some(code)),
-            Quota { code, .. } => ("quota", Some(code)),
-            Unknown { code, .. } => ("unknown", Some(code)),
-        };
+    /// Count one push send: its outcome (`sent`, `retry`, `failed`, ...) and WeChat's error code.
+    pub fn push_outcome(&self, channel: &str, outcome: &str, code: Option<&str>) {
         self.push_sends
             .get_or_create(&PushLabels {
                 channel: channel.to_owned(),
-                outcome: name.to_owned(),
+                outcome: outcome.to_owned(),
             })
             .inc();
         if let Some(code) = code {
             self.push_errors
                 .get_or_create(&PushErrorLabels {
                     channel: channel.to_owned(),
-                    code: code.clone(),
+                    code: code.to_owned(),
                 })
                 .inc();
         }

@@ -325,6 +325,20 @@ fn http_status(m: &str) -> Option<u16> {
     rest.get(..3)?.parse().ok()
 }
 
+impl Outcome {
+    /// The metric labels of this outcome: its name and WeChat's error code.
+    pub fn labels(&self) -> (&'static str, Option<&str>) {
+        match self {
+            Outcome::Sent { .. } => ("sent", None),
+            Outcome::Retry { code, .. } => ("retry", Some(code)),
+            Outcome::Skipped { code, .. } => ("skipped", Some(code)),
+            Outcome::Failed { code, .. } => ("failed", Some(code)),
+            Outcome::Quota { code, .. } => ("quota", Some(code)),
+            Outcome::Unknown { code, .. } => ("unknown", Some(code)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -425,7 +425,8 @@ pub async fn run_mass(st: &AppState, id: i64) -> anyhow::Result<()> {
     };
     let result = st.wechat.mass_send_all(&msg).await;
     let outcome = super::classify(result.as_ref().map(|r| Some(r.msg_id)));
-    st.metrics.push_outcome(Channel::Mass.as_str(), &outcome);
+    let (name, code) = outcome.labels();
+    st.metrics.push_outcome(Channel::Mass.as_str(), name, code);
     match (outcome, result) {
         (Outcome::Sent { .. }, Ok(r)) => {
             tracing::info!(push_id = id, msg_id = r.msg_id, "mass send submitted");

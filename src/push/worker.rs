@@ -247,7 +247,8 @@ async fn send_batch(
         store::release(&st.db, worker, &not_sent, now).await?;
     }
     for (_, o) in &outcomes {
-        st.metrics.push_outcome(channel.as_str(), o);
+        let (name, code) = o.labels();
+        st.metrics.push_outcome(channel.as_str(), name, code);
     }
     if let Some((_, Outcome::Quota { code, error })) = outcomes
         .iter()

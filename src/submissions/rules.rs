@@ -2,53 +2,12 @@
 //! a submission or a board post. Nothing user-written is ever approved by a machine: the best a
 //! machine check can do is send it to the editors' queue marked as checked.
 
-use wechat::client::Suggest;
+use wechat::{
+    client::Suggest,
+    message::{InboundMessage, MessageBody},
+};
 
-/// The local list (`content/sensitive_words.txt`): one word per line, `#` comments, blank lines
-/// ignored. Matching is by substring, case-insensitive, ignoring whitespace inside the text so
-/// `刷 单` still hits `刷单`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SensitiveWords {
-    words: Vec<String>,
-}
-
-fn fold(s: &str) -> String {
-    s.chars()
-        .filter(|c| !c.is_whitespace())
-        .flat_map(char::to_lowercase)
-        .collect()
-}
-
-impl SensitiveWords {
-    pub fn parse(src: &str) -> SensitiveWords {
-        let mut words: Vec<String> = src
-            .lines()
-            .map(|l| l.split('#').next().unwrap_or_default())
-            .map(fold)
-            .filter(|w| !w.is_empty())
-            .collect();
-        words.sort();
-        words.dedup();
-        SensitiveWords { words }
-    }
-
-    pub fn len(&self) -> usize {
-        self.words.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.words.is_empty()
-    }
-
-    /// The first listed word the text contains.
-    pub fn find(&self, text: &str) -> Option<&str> {
-        let text = fold(text);
-        self.words
-            .iter()
-            .find(|w| text.contains(w.as_str()))
-            .map(String::as_str)
-    }
-}
+pub use crate::platform::content::SensitiveWords;
 
 /// What the checks said.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,8 +103,121 @@ impl EditorDecision {
     }
 }
 
+// ---- 投稿 and 留言 in chat ------------------------------------------------------------------
+
+/// Submissions and the message board in chat, routed before the keyword rules so no rule can
+/// swallow them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatCommand {
+    /// `投稿` alone: open a draft.
+    StartDraft,
+    /// `投稿 <text>`: submit at once.
+    SubmitNow(String),
+    /// `留言 <text>`.
+    BoardPost(String),
+    /// `留言` alone: tell how to use it.
+    BoardHelp,
+}
+
+/// While a draft is open: what a message does to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DraftStep {
+    Finish,
+    Cancel,
+    AddText(String),
+    AddImage { pic_url: String, media_id: String },
+}
+
+/// The text of a text message, or of a voice message with recognition on.
+fn text_of(msg: &InboundMessage) -> Option<&str> {
+    match &msg.body {
+        MessageBody::Text { content, .. } => Some(content),
+        MessageBody::Voice {
+            recognition: Some(text),
+            ..
+        } => Some(text),
+        _ => None,
+    }
+}
+
+/// `投稿`/`留言` commands; the keyword and its text may be separated by a space, a colon or nothing.
+pub fn chat_command(msg: &InboundMessage) -> Option<ChatCommand> {
+    let text = text_of(msg)?.trim();
+    let rest = |kw: &str| {
+        text.strip_prefix(kw).map(|r| {
+            r.trim_start_matches([':', '：', ' ', '\u{3000}'])
+                .trim()
+                .to_owned()
+        })
+    };
+    if let Some(r) = rest("投稿") {
+        return Some(if r.is_empty() {
+            ChatCommand::StartDraft
+        } else {
+            ChatCommand::SubmitNow(r)
+        });
+    }
+    if let Some(r) = rest("留言") {
+        return Some(if r.is_empty() {
+            ChatCommand::BoardHelp
+        } else {
+            ChatCommand::BoardPost(r)
+        });
+    }
+    None
+}
+
+/// What a message means to an open draft; None = not draft material (events, video, ...).
+pub fn draft_step(msg: &InboundMessage) -> Option<DraftStep> {
+    if let MessageBody::Image {
+        pic_url, media_id, ..
+    } = &msg.body
+    {
+        return Some(DraftStep::AddImage {
+            pic_url: pic_url.clone(),
+            media_id: media_id.clone(),
+        });
+    }
+    let text = text_of(msg)?.trim();
+    Some(match text {
+        "完成" => DraftStep::Finish,
+        "取消" => DraftStep::Cancel,
+        "" => return None,
+        t => DraftStep::AddText(t.to_owned()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    fn text(s: &str) -> InboundMessage {
+        InboundMessage::from_xml(&format!(
+            "<xml><ToUserName>gh</ToUserName><FromUserName>o1</FromUserName><CreateTime>1</CreateTime>\
+             <MsgType>text</MsgType><Content><![CDATA[{s}]]></Content><MsgId>1</MsgId></xml>"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn submission_and_board_commands() {
+        assert_eq!(chat_command(&text(" 投稿 ")), Some(ChatCommand::StartDraft));
+        assert_eq!(
+            chat_command(&text("投稿：支部活动心得")),
+            Some(ChatCommand::SubmitNow("支部活动心得".into()))
+        );
+        assert_eq!(
+            chat_command(&text("留言 食堂几点开门")),
+            Some(ChatCommand::BoardPost("食堂几点开门".into()))
+        );
+        assert_eq!(chat_command(&text("留言")), Some(ChatCommand::BoardHelp));
+        assert_eq!(chat_command(&text("帮助")), None);
+        assert_eq!(draft_step(&text("完成")), Some(DraftStep::Finish));
+        assert_eq!(draft_step(&text(" 取消")), Some(DraftStep::Cancel));
+        assert_eq!(
+            draft_step(&text("第二段")),
+            Some(DraftStep::AddText("第二段".into()))
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -6,10 +6,9 @@ use wechat::message::InboundMessage;
 
 use crate::{
     app::AppState,
-    official_account::rules::{chat_command, draft_step, ChatCommand, DraftStep},
     platform::error::AppResult,
     submissions::moderation::{self, SCENE_BOARD, SCENE_SUBMISSION},
-    submissions::rules::{Initial, Moderation},
+    submissions::rules::{chat_command, draft_step, ChatCommand, DraftStep, Initial, Moderation},
     submissions::store::{self as db, Image, NewSubmission},
 };
 

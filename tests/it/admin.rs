@@ -894,13 +894,13 @@ async fn rotate_key_reencrypts_every_value_under_the_new_key() {
                 .is_some()
         );
         assert_eq!(
-            dangjian::auth::cli::rotate_key(&app.state.db, &new)
+            dangjian::members::cli::rotate_key(&app.state.db, &new)
                 .await
                 .unwrap(),
             3
         );
         assert_eq!(
-            dangjian::auth::cli::rotate_key(&app.state.db, &new)
+            dangjian::members::cli::rotate_key(&app.state.db, &new)
                 .await
                 .unwrap(),
             0,
@@ -1039,10 +1039,10 @@ async fn first_admin_is_created_once_and_the_dev_data_key_is_generated_once() {
         .await
         .unwrap();
     db.migrate().await.unwrap();
-    dangjian::auth::users::ensure_first_admin(&db, &settings, 1)
+    dangjian::auth::store::ensure_first_admin(&db, &settings, 1)
         .await
         .unwrap();
-    dangjian::auth::users::ensure_first_admin(&db, &settings, 2)
+    dangjian::auth::store::ensure_first_admin(&db, &settings, 2)
         .await
         .unwrap();
     let n: i64 =

@@ -209,3 +209,35 @@ pub async fn ensure_first_admin(db: &Db, settings: &Settings, now: i64) -> anyho
     }
     Ok(())
 }
+
+/// A failed password: the new count of consecutive failures.
+pub async fn record_failed_login(db: &Db, id: i64) -> sqlx::Result<i64> {
+    Ok(sqlx::query(
+        "UPDATE admin_users SET failed_logins = failed_logins + 1 WHERE id = $1 RETURNING failed_logins",
+    )
+    .bind(id)
+    .fetch_one(db.pool())
+    .await?
+    .get(0))
+}
+
+pub async fn lock_until(db: &Db, id: i64, until: i64) -> sqlx::Result<()> {
+    sqlx::query("UPDATE admin_users SET locked_until = $1 WHERE id = $2")
+        .bind(until)
+        .bind(id)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// A successful login: failures reset, lock lifted.
+pub async fn record_login(db: &Db, id: i64, now: i64) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE admin_users SET failed_logins = 0, locked_until = NULL, last_login_at = $1 WHERE id = $2",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
