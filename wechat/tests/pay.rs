@@ -893,6 +893,70 @@ fn beijing_time_and_order_validation() {
     max.validate().unwrap();
 }
 
+#[test]
+fn merchant_config_debug_hides_the_secrets() {
+    let v = vectors();
+    let cfg = wechat::pay::MerchantConfig::new(
+        &v.config.mch_id,
+        &v.config.app_id,
+        MERCHANT_KEY,
+        &v.config.merchant_serial,
+        &v.config.api_v3_key,
+    )
+    .unwrap()
+    .with_platform_public_key(&v.config.pub_key_id, PLATFORM_PUBLIC)
+    .unwrap();
+    assert_eq!(cfg.base_url, "https://api.mch.weixin.qq.com");
+    let dbg = format!("{cfg:?}");
+    assert!(dbg.contains(&v.config.pub_key_id));
+    assert!(!dbg.contains(&v.config.api_v3_key));
+    assert!(!dbg.contains("MII"));
+    assert!(wechat::pay::MerchantConfig::new("1", "wx", MERCHANT_KEY, "S", "short").is_err());
+    let client = wechat::pay::PayClient::new(cfg.clone()).unwrap();
+    assert!(!format!("{client:?}").contains(&v.config.api_v3_key));
+    assert!(wechat::pay::PayClient::new(cfg.with_base_url("not a url")).is_err());
+}
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn verification_of_arbitrary_headers_and_bodies(
+            sig in ".{0,400}",
+            ts in ".{0,24}",
+            nonce in ".{0,40}",
+            serial in prop::sample::select(vec!["PUB_KEY_ID_0119000001092025010100000000000001", "5E58FF91F2CF99D11AE4E715480A757D3DFEB7EE", "x", ""]),
+            body in proptest::collection::vec(any::<u8>(), 0..512),
+            now in any::<i64>(),
+        ) {
+            let v = vectors();
+            let keys = platform_keys(&v);
+            let pairs = [
+                ("Wechatpay-Signature", sig.as_str()),
+                ("Wechatpay-Timestamp", ts.as_str()),
+                ("Wechatpay-Nonce", nonce.as_str()),
+                ("Wechatpay-Serial", serial),
+            ];
+            prop_assert!(keys.verify_pairs(pairs, &body, now).is_err());
+        }
+
+        #[test]
+        fn bill_parsing_and_decryption_of_junk(bytes in proptest::collection::vec(any::<u8>(), 0..1024), text in "\\PC{0,300}") {
+            let _ = parse_trade_bill(&bytes);
+            let _ = parse_trade_bill(text.as_bytes());
+            let _ = yuan_to_fen(&text);
+            let key = ApiV3Key::new("00000000000000000000000000000000").unwrap();
+            let _ = decrypt_aes_256_gcm(&key, &text, &text, &text);
+            let _ = PlatformKey::certificate_der(&bytes);
+            let _ = RsaPublicKey::from_spki_der(&bytes);
+        }
+    }
+}
+
 // ---------- the client against the fake ----------
 
 #[cfg(feature = "fake")]
