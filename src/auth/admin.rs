@@ -1,8 +1,8 @@
 //! Login, logout, the current user, password change.
 
 use axum::{extract::State, http::StatusCode, response::IntoResponse};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::http::{routes::AdminRoutes, AppJson};
 use crate::platform::time::rfc3339;
@@ -32,28 +32,56 @@ struct LoginBody {
     password: String,
 }
 
-fn user_json(u: &users::AdminUser) -> Value {
-    json!({
-        "id": u.id,
-        "username": u.username,
-        "role": u.role,
-        "org_unit_id": u.org_unit_id,
-        "org_unit": u.org_unit,
-        "status": u.status,
-        "last_login_at": u.last_login_at.map(rfc3339),
-        "created_at": rfc3339(u.created_at),
-    })
+/// An admin account as the API shows it (never the password hash).
+#[derive(Debug, Serialize)]
+pub struct UserOut {
+    pub id: i64,
+    pub username: String,
+    pub role: crate::auth::Role,
+    pub org_unit_id: Option<i64>,
+    pub org_unit: Option<String>,
+    pub status: String,
+    pub last_login_at: Option<String>,
+    pub created_at: String,
 }
 
-pub(super) fn public_user(u: &users::AdminUser) -> Value {
-    user_json(u)
+pub(super) fn public_user(u: &users::AdminUser) -> UserOut {
+    UserOut {
+        id: u.id,
+        username: u.username.clone(),
+        role: u.role,
+        org_unit_id: u.org_unit_id,
+        org_unit: u.org_unit.clone(),
+        status: u.status.clone(),
+        last_login_at: u.last_login_at.map(rfc3339),
+        created_at: rfc3339(u.created_at),
+    }
+}
+
+#[derive(Serialize)]
+struct LoginOut {
+    token: String,
+    expires_at: String,
+    user: UserOut,
+}
+
+#[derive(Serialize)]
+struct MeOut {
+    user: UserOut,
+    permissions: Vec<Permission>,
+    expires_at: String,
+}
+
+#[derive(Serialize)]
+pub(super) struct RevokedOut {
+    pub sessions_revoked: u64,
 }
 
 async fn login(
     State(st): State<AppState>,
     ip: ClientIp,
     AppJson(body): AppJson<LoginBody>,
-) -> AppResult<AppJson<Value>> {
+) -> AppResult<AppJson<LoginOut>> {
     let done = login::login(
         &st,
         &body.username,
@@ -62,11 +90,11 @@ async fn login(
         tokens::TokenKind::Api,
     )
     .await?;
-    Ok(AppJson(json!({
-        "token": done.issued.token,
-        "expires_at": rfc3339(done.issued.expires_at),
-        "user": user_json(&done.user),
-    })))
+    Ok(AppJson(LoginOut {
+        token: done.issued.token,
+        expires_at: rfc3339(done.issued.expires_at),
+        user: public_user(&done.user),
+    }))
 }
 
 async fn logout(State(st): State<AppState>, session: AdminSession) -> AppResult<impl IntoResponse> {
@@ -79,19 +107,19 @@ async fn logout(State(st): State<AppState>, session: AdminSession) -> AppResult<
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn me(State(st): State<AppState>, session: AdminSession) -> AppResult<AppJson<Value>> {
+async fn me(State(st): State<AppState>, session: AdminSession) -> AppResult<AppJson<MeOut>> {
     let creds = users::by_id(&st.db, session.user_id)
         .await?
         .ok_or(AppError::Unauthorized)?;
-    let permissions: Vec<_> = crate::auth::Permission::ALL
+    let permissions: Vec<_> = Permission::ALL
         .into_iter()
         .filter(|p| session.can(*p))
         .collect();
-    Ok(AppJson(json!({
-        "user": user_json(&creds.user),
-        "permissions": permissions,
-        "expires_at": rfc3339(session.expires_at),
-    })))
+    Ok(AppJson(MeOut {
+        user: public_user(&creds.user),
+        permissions,
+        expires_at: rfc3339(session.expires_at),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -104,7 +132,7 @@ async fn change_password(
     State(st): State<AppState>,
     session: AdminSession,
     AppJson(body): AppJson<PasswordBody>,
-) -> AppResult<AppJson<Value>> {
+) -> AppResult<AppJson<RevokedOut>> {
     let creds = users::by_id(&st.db, session.user_id)
         .await?
         .ok_or(AppError::Unauthorized)?;
@@ -136,5 +164,7 @@ async fn change_password(
         .details(json!({"sessions_revoked": revoked}));
     audit::record(&mut *tx, &entry).await?;
     tx.commit().await?;
-    Ok(AppJson(json!({"sessions_revoked": revoked})))
+    Ok(AppJson(RevokedOut {
+        sessions_revoked: revoked,
+    }))
 }

@@ -1,7 +1,8 @@
 //! `GET /api/admin/audit` (admins only).
 
 use axum::extract::State;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::http::{routes::AdminRoutes, AppJson, AppQuery};
 use crate::platform::time::{parse_time, rfc3339};
@@ -16,10 +17,31 @@ pub fn routes(r: AdminRoutes) -> AdminRoutes {
     r.get("/api/admin/audit", Permission::ReadAudit, search)
 }
 
+#[derive(Serialize)]
+struct AuditOut {
+    id: i64,
+    at: String,
+    actor_id: Option<i64>,
+    actor: String,
+    action: String,
+    target_type: String,
+    target_id: Option<String>,
+    ip: Option<String>,
+    details: Value,
+}
+
+#[derive(Serialize)]
+struct AuditPage {
+    entries: Vec<AuditOut>,
+    page: i64,
+    page_size: i64,
+    total: i64,
+}
+
 async fn search(
     State(st): State<AppState>,
     AppQuery(f): AppQuery<AuditFilter>,
-) -> AppResult<AppJson<Value>> {
+) -> AppResult<AppJson<AuditPage>> {
     let time = |v: &Option<String>, name: &str| -> AppResult<Option<i64>> {
         match v.as_deref().filter(|s| !s.is_empty()) {
             None => Ok(None),
@@ -31,26 +53,24 @@ async fn search(
     let since = time(&f.since, "since")?;
     let until = time(&f.until, "until")?;
     let (entries, total) = audit::search(&st.db, &f, since, until).await?;
-    let entries: Vec<Value> = entries
+    let entries = entries
         .into_iter()
-        .map(|e| {
-            json!({
-                "id": e.id,
-                "at": rfc3339(e.entry.at),
-                "actor_id": e.entry.actor_id,
-                "actor": e.entry.actor,
-                "action": e.entry.action,
-                "target_type": e.entry.target_type,
-                "target_id": e.entry.target_id,
-                "ip": e.entry.ip,
-                "details": e.entry.details,
-            })
+        .map(|e| AuditOut {
+            id: e.id,
+            at: rfc3339(e.entry.at),
+            actor_id: e.entry.actor_id,
+            actor: e.entry.actor,
+            action: e.entry.action,
+            target_type: e.entry.target_type,
+            target_id: e.entry.target_id,
+            ip: e.entry.ip,
+            details: e.entry.details,
         })
         .collect();
-    Ok(AppJson(json!({
-        "entries": entries,
-        "page": f.page.unwrap_or(1).max(1),
-        "page_size": f.page_size.unwrap_or(audit::PAGE_SIZE).clamp(1, 500),
-        "total": total,
-    })))
+    Ok(AppJson(AuditPage {
+        entries,
+        page: f.page.unwrap_or(1).max(1),
+        page_size: f.page_size.unwrap_or(audit::PAGE_SIZE).clamp(1, 500),
+        total,
+    }))
 }

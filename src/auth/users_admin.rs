@@ -1,14 +1,11 @@
 //! Admin accounts (admins only).
 
-use axum::{
-    extract::{Path, State},
-    http::StatusCode,
-};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use axum::{extract::State, http::StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
-use super::admin::public_user;
-use crate::http::{routes::AdminRoutes, AppJson};
+use super::admin::{public_user, UserOut};
+use crate::http::{routes::AdminRoutes, AppJson, Id};
 use crate::{
     app::AppState,
     auth::{password, store as users, token_store as tokens, AdminSession, Permission, Role},
@@ -37,11 +34,30 @@ pub fn routes(r: AdminRoutes) -> AdminRoutes {
         )
 }
 
-async fn list(State(st): State<AppState>) -> AppResult<AppJson<Value>> {
+#[derive(Serialize)]
+struct UsersOut {
+    users: Vec<UserOut>,
+}
+
+#[derive(Serialize)]
+struct OneUserOut {
+    user: UserOut,
+    /// Only when the server generated it: shown once, never stored in clear.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    password: Option<String>,
+}
+
+#[derive(Serialize)]
+struct PasswordResetOut {
+    password: String,
+    sessions_revoked: u64,
+}
+
+async fn list(State(st): State<AppState>) -> AppResult<AppJson<UsersOut>> {
     let all = users::list(&st.db).await?;
-    Ok(AppJson(
-        json!({"users": all.iter().map(public_user).collect::<Vec<_>>()}),
-    ))
+    Ok(AppJson(UsersOut {
+        users: all.iter().map(public_user).collect(),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -59,7 +75,7 @@ async fn create(
     State(st): State<AppState>,
     session: AdminSession,
     AppJson(body): AppJson<NewUser>,
-) -> AppResult<(StatusCode, AppJson<Value>)> {
+) -> AppResult<(StatusCode, AppJson<OneUserOut>)> {
     users::check_username(&body.username).map_err(AppError::Validation)?;
     if body.role == Role::Secretary && body.org_unit.is_none() {
         return Err(AppError::Validation("a secretary needs an org_unit".into()));
@@ -101,10 +117,10 @@ async fn create(
         .await?
         .ok_or_else(|| AppError::NotFound("user".into()))?
         .user;
-    let mut out = json!({"user": public_user(&user)});
-    if generated {
-        out["password"] = json!(pw);
-    }
+    let out = OneUserOut {
+        user: public_user(&user),
+        password: generated.then_some(pw),
+    };
     Ok((StatusCode::CREATED, AppJson(out)))
 }
 
@@ -113,7 +129,7 @@ async fn set_status(
     session: &AdminSession,
     id: i64,
     status: &str,
-) -> AppResult<AppJson<Value>> {
+) -> AppResult<AppJson<OneUserOut>> {
     if id == session.user_id && status == "disabled" {
         return Err(AppError::Conflict(
             "you cannot disable your own account".into(),
@@ -141,22 +157,25 @@ async fn set_status(
         .await?
         .ok_or_else(|| AppError::NotFound("user".into()))?
         .user;
-    Ok(AppJson(json!({"user": public_user(&user)})))
+    Ok(AppJson(OneUserOut {
+        user: public_user(&user),
+        password: None,
+    }))
 }
 
 async fn disable(
     State(st): State<AppState>,
     session: AdminSession,
-    Path(id): Path<i64>,
-) -> AppResult<AppJson<Value>> {
+    Id(id): Id,
+) -> AppResult<AppJson<OneUserOut>> {
     set_status(&st, &session, id, "disabled").await
 }
 
 async fn enable(
     State(st): State<AppState>,
     session: AdminSession,
-    Path(id): Path<i64>,
-) -> AppResult<AppJson<Value>> {
+    Id(id): Id,
+) -> AppResult<AppJson<OneUserOut>> {
     set_status(&st, &session, id, "active").await
 }
 
@@ -164,8 +183,8 @@ async fn enable(
 async fn reset_password(
     State(st): State<AppState>,
     session: AdminSession,
-    Path(id): Path<i64>,
-) -> AppResult<AppJson<Value>> {
+    Id(id): Id,
+) -> AppResult<AppJson<PasswordResetOut>> {
     users::by_id(&st.db, id)
         .await?
         .ok_or_else(|| AppError::NotFound("user".into()))?;
@@ -179,7 +198,8 @@ async fn reset_password(
         .details(json!({"sessions_revoked": revoked}));
     audit::record(&mut *tx, &entry).await?;
     tx.commit().await?;
-    Ok(AppJson(
-        json!({"password": pw, "sessions_revoked": revoked}),
-    ))
+    Ok(AppJson(PasswordResetOut {
+        password: pw,
+        sessions_revoked: revoked,
+    }))
 }

@@ -6,12 +6,30 @@ use axum::{
     response::IntoResponse,
     Json,
 };
-use serde_json::json;
+use serde::Serialize;
 
 use crate::app::AppState;
 
+#[derive(Serialize)]
+struct Live {
+    status: &'static str,
+}
+
+#[derive(Serialize)]
+struct CacheStatus {
+    kind: &'static str,
+    status: &'static str,
+}
+
+#[derive(Serialize)]
+struct Ready {
+    status: &'static str,
+    database: &'static str,
+    cache: CacheStatus,
+}
+
 pub async fn healthz() -> impl IntoResponse {
-    Json(json!({"status": "ok"}))
+    Json(Live { status: "ok" })
 }
 
 pub async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
@@ -25,11 +43,14 @@ pub async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
     let word = |ok: bool| if ok { "ok" } else { "unavailable" };
     (
         status,
-        Json(json!({
-            "status": word(status == StatusCode::OK),
-            "database": word(db),
-            "cache": { "kind": st.cache.kind(), "status": word(cache) },
-        })),
+        Json(Ready {
+            status: word(status == StatusCode::OK),
+            database: word(db),
+            cache: CacheStatus {
+                kind: st.cache.kind(),
+                status: word(cache),
+            },
+        }),
     )
 }
 

@@ -2,7 +2,9 @@
 //! the custom menu (content/menu.toml → `menu/create`), and start a follower sync.
 
 use axum::{extract::State, http::StatusCode, response::IntoResponse};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::json;
+use wechat::client::Menu;
 
 use crate::{
     app::AppState,
@@ -12,6 +14,26 @@ use crate::{
     platform::audit,
     platform::error::{AppError, AppResult},
 };
+
+#[derive(Serialize)]
+struct MenuCheck {
+    valid: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    menu: Option<Menu>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct MenuSynced {
+    synced: bool,
+    buttons: usize,
+}
+
+#[derive(Serialize)]
+struct Started {
+    status: &'static str,
+}
 
 pub fn routes(r: AdminRoutes) -> AdminRoutes {
     r.get(
@@ -32,16 +54,27 @@ pub fn routes(r: AdminRoutes) -> AdminRoutes {
 }
 
 /// The menu as it would be sent, or why WeChat would refuse it.
-async fn show_menu(State(st): State<AppState>) -> AppResult<AppJson<Value>> {
+async fn show_menu(State(st): State<AppState>) -> AppResult<AppJson<MenuCheck>> {
     let content = st.content.get();
     Ok(AppJson(match service::build_menu(&content.menu) {
-        Ok(menu) => json!({"valid": true, "menu": menu}),
-        Err(e) => json!({"valid": false, "error": e.to_string()}),
+        Ok(menu) => MenuCheck {
+            valid: true,
+            menu: Some(menu),
+            error: None,
+        },
+        Err(e) => MenuCheck {
+            valid: false,
+            menu: None,
+            error: Some(e.to_string()),
+        },
     }))
 }
 
 /// Validate content/menu.toml against WeChat's limits (422 when it breaks one), then `menu/create`.
-async fn sync_menu(State(st): State<AppState>, session: AdminSession) -> AppResult<AppJson<Value>> {
+async fn sync_menu(
+    State(st): State<AppState>,
+    session: AdminSession,
+) -> AppResult<AppJson<MenuSynced>> {
     let content = st.content.get();
     let menu =
         service::build_menu(&content.menu).map_err(|e| AppError::Validation(e.to_string()))?;
@@ -51,7 +84,10 @@ async fn sync_menu(State(st): State<AppState>, session: AdminSession) -> AppResu
         .audit("wechat.menu_sync", "menu", "")
         .details(json!({"buttons": buttons}));
     audit::record(st.db.pool(), &entry).await?;
-    Ok(AppJson(json!({"synced": true, "buttons": buttons})))
+    Ok(AppJson(MenuSynced {
+        synced: true,
+        buttons,
+    }))
 }
 
 /// Start a follower sync in the background (it pages through every follower); 409 while one runs.
@@ -86,5 +122,5 @@ async fn sync_followers(
         }
         let _ = st.cache.del_if_eq(service::FOLLOWER_SYNC_LOCK, &lock).await;
     });
-    Ok((StatusCode::ACCEPTED, AppJson(json!({"status": "started"}))))
+    Ok((StatusCode::ACCEPTED, AppJson(Started { status: "started" })))
 }

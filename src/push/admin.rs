@@ -1,24 +1,41 @@
 //! `/api/admin/pushes`: create, list, report, cancel/pause/resume, preview. Every route needs
 //! `Permission::ManagePushes` (admins and editors); every write is in the audit log.
 
-use axum::{
-    extract::{Path, State},
-    http::StatusCode,
-};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use axum::{extract::State, http::StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use super::{
     service::{self, CreatePush, PreviewPush},
-    store, Action, PushStatus,
+    store,
+    templates::Rendered,
+    Action, PushStatus,
 };
 use crate::{
     app::AppState,
     auth::{AdminSession, Permission},
-    http::{routes::AdminRoutes, AppJson, AppQuery},
+    http::{routes::AdminRoutes, AppJson, AppQuery, Id},
     platform::audit,
     platform::error::{AppError, AppResult},
 };
+
+#[derive(Serialize)]
+struct PushList {
+    pushes: Vec<service::PushView>,
+    page: i64,
+    per_page: i64,
+}
+
+#[derive(Serialize)]
+struct PushStatusOut {
+    id: i64,
+    status: PushStatus,
+}
+
+#[derive(Serialize)]
+struct PreviewOut {
+    preview: Rendered,
+}
 
 pub fn routes(r: AdminRoutes) -> AdminRoutes {
     r.post("/api/admin/pushes", Permission::ManagePushes, create)
@@ -77,7 +94,7 @@ struct ListQuery {
 async fn list(
     State(st): State<AppState>,
     AppQuery(q): AppQuery<ListQuery>,
-) -> AppResult<AppJson<Value>> {
+) -> AppResult<AppJson<PushList>> {
     let status = match q.status.as_deref() {
         None | Some("") => None,
         Some(s) => Some(
@@ -92,15 +109,14 @@ async fn list(
     for row in rows {
         pushes.push(service::view(&st, row).await?);
     }
-    Ok(AppJson(
-        json!({"pushes": pushes, "page": page, "per_page": per_page}),
-    ))
+    Ok(AppJson(PushList {
+        pushes,
+        page,
+        per_page,
+    }))
 }
 
-async fn get(
-    State(st): State<AppState>,
-    Path(id): Path<i64>,
-) -> AppResult<AppJson<service::PushView>> {
+async fn get(State(st): State<AppState>, Id(id): Id) -> AppResult<AppJson<service::PushView>> {
     let push = store::get(&st.db, id)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("push {id}")))?;
@@ -112,36 +128,36 @@ async fn act(
     session: AdminSession,
     id: i64,
     action: Action,
-) -> AppResult<AppJson<Value>> {
+) -> AppResult<AppJson<PushStatusOut>> {
     let status = service::act(&st, id, action).await?;
     let entry = session
         .audit(&format!("push.{}", action.as_str()), "push", id)
         .details(json!({"after": {"status": status}}));
     audit::record(st.db.pool(), &entry).await?;
-    Ok(AppJson(json!({"id": id, "status": status})))
+    Ok(AppJson(PushStatusOut { id, status }))
 }
 
 async fn cancel(
     State(st): State<AppState>,
     session: AdminSession,
-    Path(id): Path<i64>,
-) -> AppResult<AppJson<Value>> {
+    Id(id): Id,
+) -> AppResult<AppJson<PushStatusOut>> {
     act(st, session, id, Action::Cancel).await
 }
 
 async fn pause(
     State(st): State<AppState>,
     session: AdminSession,
-    Path(id): Path<i64>,
-) -> AppResult<AppJson<Value>> {
+    Id(id): Id,
+) -> AppResult<AppJson<PushStatusOut>> {
     act(st, session, id, Action::Pause).await
 }
 
 async fn resume(
     State(st): State<AppState>,
     session: AdminSession,
-    Path(id): Path<i64>,
-) -> AppResult<AppJson<Value>> {
+    Id(id): Id,
+) -> AppResult<AppJson<PushStatusOut>> {
     act(st, session, id, Action::Resume).await
 }
 
@@ -149,7 +165,7 @@ async fn resume(
 async fn preview(
     State(st): State<AppState>,
     AppJson(body): AppJson<PreviewPush>,
-) -> AppResult<AppJson<Value>> {
+) -> AppResult<AppJson<PreviewOut>> {
     let rendered = service::preview(&st, &body).await?;
-    Ok(AppJson(json!({"preview": rendered})))
+    Ok(AppJson(PreviewOut { preview: rendered }))
 }

@@ -4,7 +4,6 @@
 
 use axum::{extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
 use crate::{
     app::AppState,
@@ -82,13 +81,26 @@ pub async fn create_post(
     State(st): State<AppState>,
     session: MpSession,
     AppJson(b): AppJson<PostIn>,
-) -> AppResult<(StatusCode, AppJson<Value>)> {
+) -> AppResult<(StatusCode, AppJson<Created>)> {
     length("content", &b.content, 1000)?;
     let (id, m) = submissions::post_board(&st, &session.openid, "mp", b.content.trim()).await?;
     Ok((
         StatusCode::CREATED,
-        AppJson(json!({"id": id, "status": m.initial.as_str()})),
+        AppJson(Created {
+            id,
+            receipt_no: None,
+            status: m.initial.as_str(),
+        }),
     ))
+}
+
+/// A new post or submission: its id, receipt number (submissions) and first moderation state.
+#[derive(Debug, Serialize)]
+pub struct Created {
+    pub id: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt_no: Option<String>,
+    pub status: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -159,7 +171,7 @@ pub async fn create_submission(
     State(st): State<AppState>,
     session: MpSession,
     AppJson(b): AppJson<SubmissionIn>,
-) -> AppResult<(StatusCode, AppJson<Value>)> {
+) -> AppResult<(StatusCode, AppJson<Created>)> {
     length("content", &b.content, submissions::MAX_CHARS)?;
     if b.title.chars().count() > 100 {
         return Err(AppError::Validation("title: at most 100 characters".into()));
@@ -199,6 +211,10 @@ pub async fn create_submission(
     .await?;
     Ok((
         StatusCode::CREATED,
-        AppJson(json!({"id": id, "receipt_no": receipt, "status": m.initial.as_str()})),
+        AppJson(Created {
+            id,
+            receipt_no: Some(receipt),
+            status: m.initial.as_str(),
+        }),
     ))
 }
