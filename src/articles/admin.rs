@@ -15,7 +15,7 @@ use crate::{
     articles::store::{self as articles, Article, ArticleFilter, ArticleListItem, Category},
     auth::{AdminSession, Permission},
     http::{json::sanitize, routes::AdminRoutes, AppJson, AppQuery},
-    http::{page_of, Id, ListOut},
+    http::{page_of, Id, ItemsOut, ListOut},
     platform::audit,
     platform::error::{AppError, AppResult},
 };
@@ -88,13 +88,6 @@ fn time_opt(ms: Option<i64>) -> Option<String> {
     ms.map(rules::rfc3339_shanghai)
 }
 
-pub fn article_url(st: &AppState, id: i64) -> String {
-    format!(
-        "{}/articles/{id}",
-        st.settings.public_url.trim_end_matches('/')
-    )
-}
-
 fn article_out(st: &AppState, a: Article) -> ArticleOut {
     ArticleOut {
         url: article_url(st, a.id),
@@ -162,9 +155,7 @@ fn refused(e: TransitionRefused) -> AppError {
     AppError::rejected(StatusCode::CONFLICT, "invalid_transition", e.to_string())
 }
 
-fn unknown_category(name: &str) -> AppError {
-    AppError::Validation(format!("category: no category named {name}"))
-}
+use super::service::{article_url, category_filter, unknown_category};
 
 fn not_found(what: &str) -> AppError {
     AppError::NotFound(what.into())
@@ -188,17 +179,6 @@ pub struct ListQuery {
     pub q: Option<String>,
     pub page: Option<String>,
     pub page_size: Option<String>,
-}
-
-/// `?category=` by name or id; an unknown one is a validation error, not an empty list.
-pub async fn category_filter(st: &AppState, category: &Option<String>) -> AppResult<Option<i64>> {
-    match crate::http::extract::blank_to_none(category) {
-        None => Ok(None),
-        Some(c) => articles::category_id(&st.db, c)
-            .await?
-            .map(Some)
-            .ok_or_else(|| unknown_category(c)),
-    }
 }
 
 // ---- articles ----------------------------------------------------------------------------------
@@ -456,11 +436,6 @@ fn menu_category(verb: &str) -> AppError {
         "menu_category",
         format!("this category is defined in content/menu.toml; {verb} it there"),
     )
-}
-
-#[derive(Debug, Serialize)]
-pub struct ItemsOut<T> {
-    pub items: Vec<T>,
 }
 
 async fn list_categories(State(st): State<AppState>) -> AppResult<AppJson<ItemsOut<CategoryOut>>> {

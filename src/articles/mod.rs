@@ -6,6 +6,7 @@ pub mod banner_store;
 pub mod mp;
 pub mod page;
 pub mod rules;
+pub mod service;
 pub mod store;
 pub mod worker;
 

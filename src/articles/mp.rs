@@ -5,10 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     app::AppState,
-    articles::admin::{article_url, category_filter, ItemsOut},
     articles::rules::rfc3339_shanghai,
+    articles::service::{article_url, category_filter},
     articles::{banner_store as banners, store as articles},
-    http::{page_of, AppQuery, Id, ListOut},
+    http::{page_of, AppQuery, Id, ItemsOut, ListOut},
     platform::error::{AppError, AppResult},
 };
 

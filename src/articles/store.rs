@@ -183,7 +183,7 @@ fn card(r: sqlx::any::AnyRow) -> ArticleCard {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct PublicArticle {
     pub id: i64,
     pub title: String,

@@ -3,7 +3,7 @@
 //! on every unsafe request by [`csrf_layer`], and security headers on every response.
 //!
 //! Console pages of other areas: add routes to [`router`]; forms must carry the session's token
-//! as a hidden field `csrf` (see [`csrf_field`]) or send header `X-CSRF-Token`.
+//! as a hidden field `csrf` (the templates put `{{ csrf }}` there) or send header `X-CSRF-Token`.
 
 use std::collections::HashMap;
 
@@ -27,8 +27,8 @@ use crate::{
         token_store::{self as tokens, TokenKind},
         AdminSession, ClientIp,
     },
-    platform::audit,
     platform::error::{AppError, AppResult},
+    platform::{audit, pages},
 };
 
 const LOGIN_CSRF_COOKIE: &str = "dj_login_csrf";
@@ -66,66 +66,9 @@ fn secure(st: &AppState) -> &'static str {
     }
 }
 
-pub fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
-/// The hidden form field every console form must include.
-pub fn csrf_field(session: &AdminSession) -> String {
-    format!(
-        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
-        escape(session.csrf.as_deref().unwrap_or(""))
-    )
-}
-
-fn page(title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{t} · 党建云平台</title>\
-         <style>body{{max-width:40rem;margin:3rem auto;padding:0 1rem;font-family:sans-serif;line-height:1.6}}\
-         label{{display:block;margin:.6rem 0}}input{{font-size:1rem;padding:.3rem;width:100%;box-sizing:border-box}}\
-         button{{font-size:1rem;padding:.4rem 1.2rem}}.error{{color:#b00020}}</style></head><body>{body}</body></html>",
-        t = escape(title)
-    )
-}
-
-/// Minimal `application/x-www-form-urlencoded` decoding.
+/// The fields of an `application/x-www-form-urlencoded` body (the last of a repeated name wins).
 fn parse_form(body: &[u8]) -> HashMap<String, String> {
-    fn decode(s: &str) -> String {
-        let bytes = s.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < bytes.len() => {
-                    match u8::from_str_radix(
-                        std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
-                        16,
-                    ) {
-                        Ok(b) => {
-                            out.push(b);
-                            i += 2;
-                        }
-                        Err(_) => out.push(b'%'),
-                    }
-                }
-                b => out.push(b),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-    String::from_utf8_lossy(body)
-        .split('&')
-        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
-        .filter(|(k, _)| !k.is_empty())
-        .map(|(k, v)| (decode(k), decode(v)))
-        .collect()
+    form_urlencoded::parse(body).into_owned().collect()
 }
 
 fn csrf_failed() -> Response {
@@ -180,20 +123,14 @@ pub async fn csrf_layer(State(st): State<AppState>, req: Request, next: Next) ->
 }
 
 fn login_form(csrf: &str, error: Option<&str>) -> String {
-    let err = error
-        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
-        .unwrap_or_default();
-    page(
-        "登录",
-        &format!(
-            "<h1>党建云平台 · 管理登录</h1>{err}<form method=\"post\" action=\"/admin/login\">\
-             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-             <label>用户名 <input name=\"username\" autocomplete=\"username\" required></label>\
-             <label>密码 <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\
-             <button type=\"submit\">登录</button></form>",
-            csrf = escape(csrf)
-        ),
+    pages::render(
+        "console/login.html",
+        minijinja::context! { csrf => csrf, error => error },
     )
+    .unwrap_or_else(|e| {
+        tracing::error!(error = %e, "console login template failed");
+        String::new()
+    })
 }
 
 fn login_csrf_cookie(st: &AppState, value: &str) -> HeaderValue {
@@ -289,20 +226,17 @@ async fn dashboard(
         .await?
         .ok_or(AppError::Unauthorized)?
         .user;
-    let unit = user
-        .org_unit
-        .as_deref()
-        .map(|u| format!("（{}）", escape(u)))
-        .unwrap_or_default();
-    let body = format!(
-        "<h1>党建云平台 · 控制台</h1><p>当前用户：<strong>{name}</strong> · 角色：{role}{unit}</p>\
-         <p>管理接口：<code>/api/admin</code>（见 <a href=\"/api/openapi.json\">OpenAPI</a>）。</p>\
-         <form method=\"post\" action=\"/admin/logout\">{csrf}<button type=\"submit\">退出登录</button></form>",
-        name = escape(&session.username),
-        role = session.role,
-        csrf = csrf_field(&session),
-    );
-    Ok(Html(page("控制台", &body)).into_response())
+    let html = pages::render(
+        "console/dashboard.html",
+        minijinja::context! {
+            username => session.username,
+            role => session.role.as_str(),
+            org_unit => user.org_unit,
+            csrf => session.csrf.as_deref().unwrap_or(""),
+        },
+    )
+    .map_err(|e| AppError::Internal(e.into()))?;
+    Ok(Html(html).into_response())
 }
 
 async fn logout(State(st): State<AppState>, session: AdminSession) -> AppResult<Response> {

@@ -36,6 +36,12 @@ pub struct ListOut<T> {
     pub total: i64,
 }
 
+/// A list that is not paginated.
+#[derive(Debug, Serialize)]
+pub struct ItemsOut<T> {
+    pub items: Vec<T>,
+}
+
 /// A blank query value is an absent one.
 pub fn blank_to_none(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())

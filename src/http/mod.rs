@@ -25,7 +25,7 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-pub use extract::{page_of, Id, ListOut};
+pub use extract::{page_of, Id, ItemsOut, ListOut};
 pub use json::{AppJson, AppQuery};
 
 use crate::{app::AppState, platform::error::error_response};

@@ -15,6 +15,7 @@ pub mod markdown;
 pub mod metrics;
 pub mod org;
 pub mod outbound;
+pub mod pages;
 pub mod pii;
 pub mod roles;
 pub mod telemetry;

@@ -677,7 +677,7 @@ async fn raw_html_and_scripts_never_reach_readers() {
         }
         assert!(page
             .text
-            .contains("&lt;script&gt;alert(2)&lt;/script&gt;标题"));
+            .contains("&lt;script&gt;alert(2)&lt;&#x2f;script&gt;标题"));
         let csp = app
             .http
             .get(app.url(&format!("/articles/{id}")))

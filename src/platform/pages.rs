@@ -1,0 +1,66 @@
+//! Server-rendered HTML: the templates in `templates/` (embedded in the binary), rendered with
+//! minijinja and HTML auto-escaping, so nothing a user wrote can become markup. The one place HTML
+//! is escaped: `{{ value }}` escapes, `{{ html | safe }}` is only for sanitised Markdown.
+
+use std::sync::OnceLock;
+
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use serde::Serialize;
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("../../templates/base.html")),
+    ("article.html", include_str!("../../templates/article.html")),
+    (
+        "console/login.html",
+        include_str!("../../templates/console/login.html"),
+    ),
+    (
+        "console/dashboard.html",
+        include_str!("../../templates/console/dashboard.html"),
+    ),
+];
+
+fn env() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".html") {
+                AutoEscape::Html
+            } else {
+                AutoEscape::None
+            }
+        });
+        env.set_undefined_behavior(UndefinedBehavior::Chainable);
+        for (name, source) in TEMPLATES {
+            env.add_template(name, source)
+                .unwrap_or_else(|e| panic!("template {name}: {e}"));
+        }
+        env
+    })
+}
+
+/// Render `templates/<name>` with `context`.
+pub fn render<C: Serialize>(name: &str, context: C) -> Result<String, minijinja::Error> {
+    env().get_template(name)?.render(context)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_compiles_and_values_are_escaped() {
+        for (name, _) in TEMPLATES {
+            assert!(env().get_template(name).is_ok(), "{name}");
+        }
+        let html = render(
+            "console/login.html",
+            minijinja::context! { csrf => "x\"><script>", error => "<b>bad</b>" },
+        )
+        .unwrap();
+        assert!(html.contains("x&quot;&gt;&lt;script&gt;"), "{html}");
+        assert!(html.contains("&lt;b&gt;bad&lt;&#x2f;b&gt;"), "{html}");
+        assert!(!html.contains("<script>"));
+    }
+}
