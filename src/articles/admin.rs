@@ -290,37 +290,23 @@ async fn change_status(
     article_response(st, id).await
 }
 
-async fn submit_article(
-    State(st): State<AppState>,
-    session: AdminSession,
-    Id(id): Id,
-) -> AppResult<AppJson<ArticleOut>> {
-    change_status(&st, &session, id, Action::Submit, None).await
+/// A handler that moves an article through one editorial transition (no body).
+macro_rules! transition_handler {
+    ($name:ident, $action:expr) => {
+        async fn $name(
+            State(st): State<AppState>,
+            session: AdminSession,
+            Id(id): Id,
+        ) -> AppResult<AppJson<ArticleOut>> {
+            change_status(&st, &session, id, $action, None).await
+        }
+    };
 }
 
-async fn reject_article(
-    State(st): State<AppState>,
-    session: AdminSession,
-    Id(id): Id,
-) -> AppResult<AppJson<ArticleOut>> {
-    change_status(&st, &session, id, Action::Reject, None).await
-}
-
-async fn archive_article(
-    State(st): State<AppState>,
-    session: AdminSession,
-    Id(id): Id,
-) -> AppResult<AppJson<ArticleOut>> {
-    change_status(&st, &session, id, Action::Archive, None).await
-}
-
-async fn restore_article(
-    State(st): State<AppState>,
-    session: AdminSession,
-    Id(id): Id,
-) -> AppResult<AppJson<ArticleOut>> {
-    change_status(&st, &session, id, Action::Restore, None).await
-}
+transition_handler!(submit_article, Action::Submit);
+transition_handler!(reject_article, Action::Reject);
+transition_handler!(archive_article, Action::Archive);
+transition_handler!(restore_article, Action::Restore);
 
 /// Publish now (no body, or `{}`), or schedule with `{"publish_at": RFC 3339}` in the future.
 async fn publish_article(

@@ -63,6 +63,20 @@ pub struct AdminRoutes {
     table: Vec<RouteSpec>,
 }
 
+/// `r.get(path, permission, handler)` and its siblings: [`AdminRoutes::route`] with the method.
+macro_rules! method {
+    ($name:ident, $method:ident) => {
+        pub fn $name<H: Handler<T, AppState>, T: 'static>(
+            self,
+            path: &'static str,
+            p: Permission,
+            h: H,
+        ) -> AdminRoutes {
+            self.route(Method::$method, path, p, h)
+        }
+    };
+}
+
 impl AdminRoutes {
     pub fn new(state: AppState, guard: Guard) -> AdminRoutes {
         AdminRoutes {
@@ -129,50 +143,11 @@ impl AdminRoutes {
         self
     }
 
-    pub fn get<H: Handler<T, AppState>, T: 'static>(
-        self,
-        path: &'static str,
-        p: Permission,
-        h: H,
-    ) -> AdminRoutes {
-        self.route(Method::GET, path, p, h)
-    }
-
-    pub fn post<H: Handler<T, AppState>, T: 'static>(
-        self,
-        path: &'static str,
-        p: Permission,
-        h: H,
-    ) -> AdminRoutes {
-        self.route(Method::POST, path, p, h)
-    }
-
-    pub fn put<H: Handler<T, AppState>, T: 'static>(
-        self,
-        path: &'static str,
-        p: Permission,
-        h: H,
-    ) -> AdminRoutes {
-        self.route(Method::PUT, path, p, h)
-    }
-
-    pub fn patch<H: Handler<T, AppState>, T: 'static>(
-        self,
-        path: &'static str,
-        p: Permission,
-        h: H,
-    ) -> AdminRoutes {
-        self.route(Method::PATCH, path, p, h)
-    }
-
-    pub fn delete<H: Handler<T, AppState>, T: 'static>(
-        self,
-        path: &'static str,
-        p: Permission,
-        h: H,
-    ) -> AdminRoutes {
-        self.route(Method::DELETE, path, p, h)
-    }
+    method!(get, GET);
+    method!(post, POST);
+    method!(put, PUT);
+    method!(patch, PATCH);
+    method!(delete, DELETE);
 
     pub fn state(&self) -> &AppState {
         &self.state

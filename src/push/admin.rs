@@ -137,29 +137,22 @@ async fn act(
     Ok(AppJson(PushStatusOut { id, status }))
 }
 
-async fn cancel(
-    State(st): State<AppState>,
-    session: AdminSession,
-    Id(id): Id,
-) -> AppResult<AppJson<PushStatusOut>> {
-    act(st, session, id, Action::Cancel).await
+/// A handler for one push action (no body).
+macro_rules! action_handler {
+    ($name:ident, $action:expr) => {
+        async fn $name(
+            State(st): State<AppState>,
+            session: AdminSession,
+            Id(id): Id,
+        ) -> AppResult<AppJson<PushStatusOut>> {
+            act(st, session, id, $action).await
+        }
+    };
 }
 
-async fn pause(
-    State(st): State<AppState>,
-    session: AdminSession,
-    Id(id): Id,
-) -> AppResult<AppJson<PushStatusOut>> {
-    act(st, session, id, Action::Pause).await
-}
-
-async fn resume(
-    State(st): State<AppState>,
-    session: AdminSession,
-    Id(id): Id,
-) -> AppResult<AppJson<PushStatusOut>> {
-    act(st, session, id, Action::Resume).await
-}
+action_handler!(cancel, Action::Cancel);
+action_handler!(pause, Action::Pause);
+action_handler!(resume, Action::Resume);
 
 /// Render what one recipient would get, without sending.
 async fn preview(

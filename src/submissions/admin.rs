@@ -15,6 +15,7 @@ use crate::{
     platform::outbound::CustomMessage,
     platform::time::rfc3339_shanghai,
     submissions::rules::EditorDecision,
+    submissions::service,
     submissions::store::{self as db, BoardPost, Image, Submission, Table},
 };
 
@@ -176,14 +177,6 @@ pub struct DecisionBody {
     pub reason: Option<String>,
 }
 
-fn not_pending(what: &str, status: &str) -> AppError {
-    AppError::rejected(
-        StatusCode::CONFLICT,
-        "invalid_transition",
-        format!("the {what} is {status}; only pending items can be decided"),
-    )
-}
-
 fn reason_of(b: &DecisionBody) -> AppResult<Option<String>> {
     let reason = b.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
     if reason.is_some_and(|r| r.chars().count() > 500) {
@@ -201,55 +194,19 @@ async fn decide_submission(
     AppJson(b): AppJson<DecisionBody>,
 ) -> AppResult<AppJson<SubmissionOut>> {
     let reason = reason_of(&b)?;
-    let before = db::get(&st.db, id)
-        .await?
-        .ok_or_else(|| AppError::NotFound("submission".into()))?;
-    let status = b.decision.status();
-    let mut tx = st.db.begin_write().await?;
-    let changed = db::decide(
-        &mut tx,
+    service::decide(
+        &st,
+        &session,
         Table::Submissions,
         id,
-        status,
-        &session.username,
+        b.decision,
         reason.as_deref(),
-        session.now,
     )
     .await?;
-    if !changed {
-        // Decided by someone else, or never pending: re-read for the message.
-        drop(tx);
-        let now = db::get(&st.db, id).await?.map(|s| s.status);
-        return Err(not_pending(
-            "submission",
-            now.as_deref().unwrap_or(&before.status),
-        ));
-    }
-    let entry = session
-        .audit(
-            &format!("submission.{}", status_verb(b.decision)),
-            "submission",
-            id,
-        )
-        .details(json!({
-            "receipt_no": before.receipt_no,
-            "before": before.status,
-            "after": status,
-            "reason": reason,
-        }));
-    audit::record(&mut *tx, &entry).await?;
-    tx.commit().await?;
-    let after = db::get(&st.db, id)
-        .await?
-        .ok_or_else(|| AppError::NotFound("submission".into()))?;
-    Ok(AppJson(submission_out(after)))
-}
-
-fn status_verb(d: EditorDecision) -> &'static str {
-    match d {
-        EditorDecision::Approve => "approve",
-        EditorDecision::Reject => "reject",
-    }
+    let after = db::get(&st.db, id).await?;
+    Ok(AppJson(submission_out(
+        after.ok_or_else(|| AppError::NotFound("submission".into()))?,
+    )))
 }
 
 async fn list_posts(
@@ -275,42 +232,19 @@ async fn decide_post(
     AppJson(b): AppJson<DecisionBody>,
 ) -> AppResult<AppJson<PostOut>> {
     let reason = reason_of(&b)?;
-    let before = db::get_post(&st.db, id)
-        .await?
-        .ok_or_else(|| AppError::NotFound("board post".into()))?;
-    let status = b.decision.status();
-    let mut tx = st.db.begin_write().await?;
-    let changed = db::decide(
-        &mut tx,
+    service::decide(
+        &st,
+        &session,
         Table::BoardPosts,
         id,
-        status,
-        &session.username,
+        b.decision,
         reason.as_deref(),
-        session.now,
     )
     .await?;
-    if !changed {
-        drop(tx);
-        let now = db::get_post(&st.db, id).await?.map(|p| p.status);
-        return Err(not_pending(
-            "board post",
-            now.as_deref().unwrap_or(&before.status),
-        ));
-    }
-    let entry = session
-        .audit(
-            &format!("board_post.{}", status_verb(b.decision)),
-            "board_post",
-            id,
-        )
-        .details(json!({"before": before.status, "after": status, "reason": reason}));
-    audit::record(&mut *tx, &entry).await?;
-    tx.commit().await?;
-    let after = db::get_post(&st.db, id)
-        .await?
-        .ok_or_else(|| AppError::NotFound("board post".into()))?;
-    Ok(AppJson(post_out(after)))
+    let after = db::get_post(&st.db, id).await?;
+    Ok(AppJson(post_out(
+        after.ok_or_else(|| AppError::NotFound("board post".into()))?,
+    )))
 }
 
 #[derive(Debug, Deserialize)]

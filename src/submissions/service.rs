@@ -4,11 +4,18 @@
 
 use wechat::message::InboundMessage;
 
+use axum::http::StatusCode;
+use serde_json::json;
+
 use crate::{
     app::AppState,
+    auth::AdminSession,
     platform::error::AppResult,
+    platform::{audit, error::AppError},
     submissions::moderation::{self, SCENE_BOARD, SCENE_SUBMISSION},
+    submissions::rules::EditorDecision,
     submissions::rules::{chat_command, draft_step, ChatCommand, DraftStep, Initial, Moderation},
+    submissions::store::Table,
     submissions::store::{self as db, Image, NewSubmission},
 };
 
@@ -236,4 +243,72 @@ pub async fn post_board(
     let m = moderation::check(st, openid, SCENE_BOARD, content).await;
     let id = db::insert_post(&st.db, openid, source, content, &m, st.clock.unix_ms()).await?;
     Ok((id, m))
+}
+
+/// Approve or reject a pending item, audited in the same transaction. 409 `invalid_transition`
+/// when it is no longer pending (decided by someone else meanwhile, or never pending).
+pub async fn decide(
+    st: &AppState,
+    session: &AdminSession,
+    table: Table,
+    id: i64,
+    decision: EditorDecision,
+    reason: Option<&str>,
+) -> AppResult<()> {
+    let (kind, what) = match table {
+        Table::Submissions => ("submission", "submission"),
+        Table::BoardPosts => ("board_post", "board post"),
+    };
+    // What the editor decides on: its status now (for the audit entry and the 409 message).
+    let (before_status, receipt_no) = match table {
+        Table::Submissions => match db::get(&st.db, id).await? {
+            Some(s) => (s.status, s.receipt_no),
+            None => return Err(AppError::NotFound(what.into())),
+        },
+        Table::BoardPosts => match db::get_post(&st.db, id).await? {
+            Some(p) => (p.status, None),
+            None => return Err(AppError::NotFound(what.into())),
+        },
+    };
+    let status = decision.status();
+    let mut tx = st.db.begin_write().await?;
+    let changed = db::decide(
+        &mut tx,
+        table,
+        id,
+        status,
+        &session.username,
+        reason,
+        session.now,
+    )
+    .await?;
+    if !changed {
+        drop(tx);
+        let now = match table {
+            Table::Submissions => db::get(&st.db, id).await?.map(|s| s.status),
+            Table::BoardPosts => db::get_post(&st.db, id).await?.map(|p| p.status),
+        };
+        return Err(AppError::rejected(
+            StatusCode::CONFLICT,
+            "invalid_transition",
+            format!(
+                "the {what} is {}; only pending items can be decided",
+                now.as_deref().unwrap_or(&before_status)
+            ),
+        ));
+    }
+    let verb = match decision {
+        EditorDecision::Approve => "approve",
+        EditorDecision::Reject => "reject",
+    };
+    let mut details = json!({"before": before_status, "after": status, "reason": reason});
+    if let Some(r) = receipt_no {
+        details["receipt_no"] = json!(r);
+    }
+    let entry = session
+        .audit(&format!("{kind}.{verb}"), kind, id)
+        .details(details);
+    audit::record(&mut *tx, &entry).await?;
+    tx.commit().await?;
+    Ok(())
 }
