@@ -18,9 +18,27 @@ pub struct WebhookKeys {
     pub crypto: wechat::crypto::MessageCrypto,
 }
 
-/// Everything a handler or worker may need; cheap to clone.
+/// Everything a handler or worker may need. One `Arc`: a clone per request is one refcount
+/// increment (not one per field); fields are read through `Deref` (`st.db`, `st.cache`, ...).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> AppState {
+        AppState(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The platform values the state holds.
+pub struct Services {
     pub settings: Arc<Settings>,
     /// Personal data at rest: AES-256-GCM + blind index (`crate::platform::pii`).
     pub cipher: Arc<crate::platform::pii::DataCipher>,

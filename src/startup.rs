@@ -11,7 +11,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use axum::{middleware, Router};
 
 use crate::{
-    app::{AppState, WebhookKeys},
+    app::{AppState, Services, WebhookKeys},
     articles, auth,
     http::{self, routes::AdminRoutes},
     members, official_account,
@@ -294,7 +294,9 @@ pub async fn build_state(
                     "no DANGJIAN_REDIS_URL: in-process cache; run a single instance only"
                 );
             }
-            Arc::new(MemoryCache::default())
+            Arc::new(MemoryCache::with_capacity_bytes(
+                settings.memory_cache_max_bytes,
+            ))
         }
     };
     if db.backend() == db::Backend::Sqlite
@@ -335,7 +337,7 @@ pub async fn build_state(
     crate::auth::store::ensure_first_admin(&db, &settings, clock.unix_ms())
         .await
         .context("creating the first administrator")?;
-    let state = AppState {
+    let state = AppState::new(Services {
         cipher,
         trusted_proxies,
         dedup: Arc::new(Dedup::new(
@@ -357,7 +359,7 @@ pub async fn build_state(
         dev_fake_server,
         tasks: TaskTracker::new(),
         shutdown: CancellationToken::new(),
-    };
+    });
     if state.settings.dev_mode() {
         crate::articles::worker::load_demo_articles(&state).await?;
     }

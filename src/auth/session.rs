@@ -270,6 +270,31 @@ impl FromRequestParts<AppState> for AdminSession {
     }
 }
 
+/// The admin route table's [`Guard`](crate::http::routes::Guard): resolves the session from the
+/// bearer token or console cookie, checks the route's permission, and hands the session to the
+/// handler as a request extension.
+pub fn admin_guard(
+    st: AppState,
+    permission: Permission,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = axum::response::Response> + Send>> {
+    use axum::response::IntoResponse;
+    Box::pin(async move {
+        let (mut parts, body) = req.into_parts();
+        let session = match AdminSession::resolve(&parts, &st).await {
+            Ok(s) => s,
+            Err(e) => return e.into_response(),
+        };
+        if let Err(e) = session.require(permission) {
+            return e.into_response();
+        }
+        parts.extensions.insert(session);
+        next.run(axum::extract::Request::from_parts(parts, body))
+            .await
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,29 +340,4 @@ mod tests {
         );
         assert!(OrgScope::Units(vec![3]).require(4).is_err());
     }
-}
-
-/// The admin route table's [`Guard`](crate::http::routes::Guard): resolves the session from the
-/// bearer token or console cookie, checks the route's permission, and hands the session to the
-/// handler as a request extension.
-pub fn admin_guard(
-    st: AppState,
-    permission: Permission,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = axum::response::Response> + Send>> {
-    use axum::response::IntoResponse;
-    Box::pin(async move {
-        let (mut parts, body) = req.into_parts();
-        let session = match AdminSession::resolve(&parts, &st).await {
-            Ok(s) => s,
-            Err(e) => return e.into_response(),
-        };
-        if let Err(e) = session.require(permission) {
-            return e.into_response();
-        }
-        parts.extensions.insert(session);
-        next.run(axum::extract::Request::from_parts(parts, body))
-            .await
-    })
 }

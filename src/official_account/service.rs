@@ -277,6 +277,33 @@ pub async fn follower_sync_loop(st: AppState) {
     }
 }
 
+/// Write the recorded follower interactions (last-seen times) in one batch.
+pub async fn flush_interactions(st: &AppState) -> sqlx::Result<usize> {
+    let batch = st.interactions.drain();
+    let n = batch.len();
+    if let Err(e) = crate::official_account::store::touch_many(&st.db, &batch).await {
+        st.interactions.restore(batch);
+        return Err(e);
+    }
+    Ok(n)
+}
+
+/// Flush interactions every second until shutdown, then once more.
+pub async fn interactions_loop(st: AppState) {
+    loop {
+        tokio::select! {
+            _ = st.shutdown.cancelled() => break,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+        if let Err(e) = flush_interactions(&st).await {
+            tracing::warn!(error = %e, "flushing follower interactions failed; will retry");
+        }
+    }
+    if let Err(e) = flush_interactions(&st).await {
+        tracing::warn!(error = %e, "final flush of follower interactions failed");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,32 +345,5 @@ mod tests {
         assert!(build_menu(&menu(bad_url)).unwrap_err().0.contains("http"));
         let dup = "[[button]]\nname = \"a\"\ntype = \"click\"\nkey = \"k\"\ntext = \"t\"\n[[button]]\nname = \"b\"\ntype = \"click\"\nkey = \"k\"\ntext = \"t\"\n";
         assert!(build_menu(&menu(dup)).unwrap_err().0.contains("unique"));
-    }
-}
-
-/// Write the recorded follower interactions (last-seen times) in one batch.
-pub async fn flush_interactions(st: &AppState) -> sqlx::Result<usize> {
-    let batch = st.interactions.drain();
-    let n = batch.len();
-    if let Err(e) = crate::official_account::store::touch_many(&st.db, &batch).await {
-        st.interactions.restore(batch);
-        return Err(e);
-    }
-    Ok(n)
-}
-
-/// Flush interactions every second until shutdown, then once more.
-pub async fn interactions_loop(st: AppState) {
-    loop {
-        tokio::select! {
-            _ = st.shutdown.cancelled() => break,
-            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-        }
-        if let Err(e) = flush_interactions(&st).await {
-            tracing::warn!(error = %e, "flushing follower interactions failed; will retry");
-        }
-    }
-    if let Err(e) = flush_interactions(&st).await {
-        tracing::warn!(error = %e, "final flush of follower interactions failed");
     }
 }

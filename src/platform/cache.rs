@@ -1,12 +1,7 @@
 //! Short-lived shared state: de-duplication records, rate-limit windows, locks, sessions.
 //! Redis when `DANGJIAN_REDIS_URL` is set (shared by all replicas), in-process otherwise.
 
-use std::{
-    collections::HashMap,
-    hash::{Hash, Hasher},
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
@@ -25,108 +20,146 @@ pub trait Cache: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
 }
 
-const SHARDS: usize = 32;
+/// Default bound of the in-process cache (keys + values), whatever the traffic.
+pub const DEFAULT_MEMORY_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
-/// In-process cache: sharded maps with lazy expiry and a periodic sweep.
+/// One cached value and the instant it expires (TTLs are per entry).
+#[derive(Clone)]
+struct Entry {
+    value: std::sync::Arc<str>,
+    deadline: Instant,
+}
+
+struct PerEntry;
+
+impl moka::Expiry<String, Entry> for PerEntry {
+    fn expire_after_create(&self, _: &String, e: &Entry, now: Instant) -> Option<Duration> {
+        Some(e.deadline.saturating_duration_since(now))
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &String,
+        e: &Entry,
+        now: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(e.deadline.saturating_duration_since(now))
+    }
+}
+
+/// In-process cache (one instance only): `moka` with a per-entry TTL and a size bound, so memory
+/// stays flat however many messages arrive; when full, the least useful entries go first.
 pub struct MemoryCache {
-    shards: Vec<Mutex<Shard>>,
-}
-
-#[derive(Default)]
-struct Shard {
-    map: HashMap<String, (String, Instant)>,
-    writes: u32,
-}
-
-impl Shard {
-    fn live(&mut self, key: &str, now: Instant) -> Option<&mut (String, Instant)> {
-        let expired = matches!(self.map.get(key), Some((_, exp)) if *exp <= now);
-        if expired {
-            self.map.remove(key);
-        }
-        self.map.get_mut(key)
-    }
-
-    fn insert(&mut self, key: &str, value: String, exp: Instant, now: Instant) {
-        self.writes += 1;
-        if self.writes % 1024 == 0 {
-            self.map.retain(|_, (_, e)| *e > now);
-        }
-        self.map.insert(key.to_owned(), (value, exp));
-    }
+    entries: moka::sync::Cache<String, Entry>,
 }
 
 impl Default for MemoryCache {
     fn default() -> Self {
-        MemoryCache {
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-        }
+        MemoryCache::with_capacity_bytes(DEFAULT_MEMORY_CACHE_BYTES)
     }
 }
 
 impl MemoryCache {
-    fn shard(&self, key: &str) -> std::sync::MutexGuard<'_, Shard> {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        key.hash(&mut h);
-        self.shards[(h.finish() as usize) % SHARDS]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+    pub fn with_capacity_bytes(max_bytes: u64) -> MemoryCache {
+        MemoryCache {
+            entries: moka::sync::Cache::builder()
+                .max_capacity(max_bytes)
+                // Key, value and about 100 bytes of bookkeeping per entry.
+                .weigher(|k: &String, e: &Entry| {
+                    (k.len() + e.value.len() + 100).min(u32::MAX as usize) as u32
+                })
+                .expire_after(PerEntry)
+                .build(),
+        }
+    }
+
+    fn live(&self, key: &str) -> Option<Entry> {
+        self.entries
+            .get(key)
+            .filter(|e| e.deadline > Instant::now())
+    }
+
+    fn entry(value: &str, ttl: Duration) -> Entry {
+        Entry {
+            value: value.into(),
+            deadline: Instant::now() + ttl,
+        }
+    }
+
+    /// Entries held now (after pending evictions ran): for tests and metrics.
+    pub fn len(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.entry_count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
 #[async_trait]
 impl Cache for MemoryCache {
     async fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
-        Ok(self
-            .shard(key)
-            .live(key, Instant::now())
-            .map(|(v, _)| v.clone()))
+        Ok(self.live(key).map(|e| e.value.to_string()))
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> anyhow::Result<()> {
-        let now = Instant::now();
-        self.shard(key)
-            .insert(key, value.to_owned(), now + ttl, now);
+        self.entries.insert(key.to_owned(), Self::entry(value, ttl));
         Ok(())
     }
 
     async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> anyhow::Result<bool> {
+        use moka::ops::compute::{CompResult, Op};
         let now = Instant::now();
-        let mut shard = self.shard(key);
-        if shard.live(key, now).is_some() {
-            return Ok(false);
-        }
-        shard.insert(key, value.to_owned(), now + ttl, now);
-        Ok(true)
+        let r = self
+            .entries
+            .entry_by_ref(key)
+            .and_compute_with(|cur| match cur {
+                Some(e) if e.value().deadline > now => Op::Nop,
+                _ => Op::Put(Self::entry(value, ttl)),
+            });
+        Ok(matches!(
+            r,
+            CompResult::Inserted(_) | CompResult::ReplacedWith(_)
+        ))
     }
 
     async fn del(&self, key: &str) -> anyhow::Result<()> {
-        self.shard(key).map.remove(key);
+        self.entries.invalidate(key);
         Ok(())
     }
 
     async fn del_if_eq(&self, key: &str, value: &str) -> anyhow::Result<bool> {
-        let mut shard = self.shard(key);
-        if shard
-            .live(key, Instant::now())
-            .is_some_and(|(v, _)| v == value)
-        {
-            shard.map.remove(key);
-            return Ok(true);
-        }
-        Ok(false)
+        use moka::ops::compute::{CompResult, Op};
+        let now = Instant::now();
+        let r = self
+            .entries
+            .entry_by_ref(key)
+            .and_compute_with(|cur| match cur {
+                Some(e) if e.value().deadline > now && &*e.value().value == value => Op::Remove,
+                _ => Op::Nop,
+            });
+        Ok(matches!(r, CompResult::Removed(_)))
     }
 
     async fn incr(&self, key: &str, ttl: Duration) -> anyhow::Result<i64> {
+        use moka::ops::compute::Op;
         let now = Instant::now();
-        let mut shard = self.shard(key);
-        if let Some((v, _)) = shard.live(key, now) {
-            let n = v.parse::<i64>().unwrap_or(0) + 1;
-            *v = n.to_string();
-            return Ok(n);
-        }
-        shard.insert(key, "1".into(), now + ttl, now);
-        Ok(1)
+        let mut n = 0;
+        self.entries.entry_by_ref(key).and_compute_with(|cur| {
+            let next = match cur.map(|e| e.into_value()) {
+                // The window keeps its first deadline (a fixed window, like Redis INCR+EXPIRE).
+                Some(e) if e.deadline > now => Entry {
+                    value: (e.value.parse::<i64>().unwrap_or(0) + 1).to_string().into(),
+                    deadline: e.deadline,
+                },
+                _ => Self::entry("1", ttl),
+            };
+            n = next.value.parse().unwrap_or(1);
+            Op::Put(next)
+        });
+        Ok(n)
     }
 
     async fn ping(&self) -> anyhow::Result<()> {
@@ -277,5 +310,36 @@ mod tests {
         assert!(c.del_if_eq("k", "b").await.unwrap());
         assert_eq!(c.incr("n", Duration::from_secs(1)).await.unwrap(), 1);
         assert_eq!(c.incr("n", Duration::from_secs(1)).await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn memory_cache_stays_within_its_bound_however_many_keys_arrive() {
+        let c = MemoryCache::with_capacity_bytes(1024 * 1024);
+        let value = "x".repeat(400);
+        for i in 0..50_000 {
+            c.set(&format!("dedup:o{i}:{i}"), &value, Duration::from_secs(600))
+                .await
+                .unwrap();
+        }
+        // 50,000 × ~530 weighed bytes is ~26 MiB offered; at most 1 MiB is kept.
+        let held = c.len();
+        assert!(held > 0 && held * 500 <= 1024 * 1024, "{held} entries held");
+        // Concurrent set_nx on one key: exactly one winner.
+        let c = std::sync::Arc::new(MemoryCache::default());
+        let mut wins = 0;
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let c = c.clone();
+                tokio::spawn(async move {
+                    c.set_nx("lock", &i.to_string(), Duration::from_secs(5))
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        for t in tasks {
+            wins += usize::from(t.await.unwrap());
+        }
+        assert_eq!(wins, 1);
     }
 }

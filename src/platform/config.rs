@@ -80,6 +80,8 @@ pub struct Settings {
     pub webhook_timestamp_skew_secs: i64,
     pub reply_budget_ms: u64,
     pub dedup_ttl_secs: u64,
+    /// Bound of the in-process cache in bytes (single-instance deployments without Redis).
+    pub memory_cache_max_bytes: u64,
     pub follower_sync_interval_hours: u64,
     pub request_timeout_secs: u64,
     pub shutdown_grace_secs: u64,
@@ -185,6 +187,25 @@ impl Settings {
             if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
                 return Err(invalid("redis_url", "must be redis://... or rediss://..."));
             }
+        }
+        // A de-duplication record must outlive every request WeChat may still send for the message:
+        // its retries (3 within 15 s) and a replay of a signed request anywhere in the accepted
+        // timestamp window (± the skew), so a replay gets the first answer, never a second effect.
+        let needed = 2 * self.webhook_timestamp_skew_secs.max(0) as u64 + 15;
+        if self.dedup_ttl_secs < needed {
+            return Err(invalid(
+                "dedup_ttl_secs",
+                format!(
+                    "must cover WeChat's retries and the timestamp window: at least \
+                     2 × webhook_timestamp_skew_secs + 15 = {needed}"
+                ),
+            ));
+        }
+        if self.memory_cache_max_bytes < 1024 * 1024 {
+            return Err(invalid(
+                "memory_cache_max_bytes",
+                "at least 1048576 (1 MiB)",
+            ));
         }
         let aes = self.wechat_aes_key.expose_secret();
         if aes.len() != 43 {
