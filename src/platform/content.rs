@@ -1,5 +1,5 @@
 //! Editor-owned content files: automatic replies, the custom menu, demo articles, the
-//! sensitive-word list.
+//! sensitive-word list, the member-development steps (发展党员).
 //! Files in `DANGJIAN_CONTENT_DIR` override the built-in copies; they are re-read on SIGHUP and
 //! whenever a file's modification time changes, so wording changes need no deploy. A broken
 //! file is reported and the previous version stays in force.
@@ -18,12 +18,14 @@ const BUILTIN_REPLIES: &str = include_str!("../../content/replies.toml");
 const BUILTIN_MENU: &str = include_str!("../../content/menu.toml");
 const BUILTIN_DEMO_ARTICLES: &str = include_str!("../../content/demo_articles.toml");
 const BUILTIN_SENSITIVE_WORDS: &str = include_str!("../../content/sensitive_words.txt");
+const BUILTIN_DEVELOPMENT: &str = include_str!("../../content/development.toml");
 
-const FILES: [&str; 4] = [
+const FILES: [&str; 5] = [
     "replies.toml",
     "menu.toml",
     "demo_articles.toml",
     "sensitive_words.txt",
+    "development.toml",
 ];
 
 /// What a rule or menu click answers with.
@@ -238,6 +240,8 @@ pub struct ContentSet {
     pub demo_articles: Vec<DemoArticle>,
     /// The local list checked before WeChat's msgSecCheck.
     pub sensitive_words: crate::submissions::rules::SensitiveWords,
+    /// 发展党员 step definitions and time rules.
+    pub development: crate::development::rules::Definitions,
 }
 
 impl ContentSet {
@@ -260,11 +264,17 @@ impl ContentSet {
             "sensitive_words.txt",
             BUILTIN_SENSITIVE_WORDS,
         )?);
+        let development = crate::development::rules::Definitions::parse(&read(
+            "development.toml",
+            BUILTIN_DEVELOPMENT,
+        )?)
+        .context("development.toml")?;
         Ok(ContentSet {
             replies,
             menu,
             demo_articles: demo.article,
             sensitive_words,
+            development,
         })
     }
 }
