@@ -3,7 +3,7 @@
 //! audit entry, after the record's row lock, validated by `rules` against the current content
 //! definitions. A refused step changes nothing (the transaction is dropped).
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use axum::{
     http::StatusCode,
@@ -223,26 +223,24 @@ pub async fn load(db: &Db, record: RecordRow) -> AppResult<Loaded> {
 /// Many records with their entries and report dates (pipeline, statistics, reminders).
 pub async fn load_many(db: &Db, records: Vec<RecordRow>) -> AppResult<Vec<Loaded>> {
     let ids: Vec<i64> = records.iter().map(|r| r.id).collect();
-    let mut steps = store::steps_of_records(db, &ids).await?;
-    let mut reports = store::report_dates(db, &ids).await?;
-    let mut out = Vec::with_capacity(records.len());
-    for record in records {
-        let (mine, rest): (Vec<StepRow>, Vec<StepRow>) =
-            steps.into_iter().partition(|s| s.record_id == record.id);
-        steps = rest;
-        let (my_reports, rest): (Vec<(i64, String)>, Vec<(i64, String)>) =
-            reports.into_iter().partition(|(r, _)| *r == record.id);
-        reports = rest;
-        out.push(Loaded {
-            record,
-            steps: mine,
-            reports: my_reports
-                .iter()
-                .filter_map(|(_, d)| rules::parse_date(d))
-                .collect(),
-        });
+    let mut steps: HashMap<i64, Vec<StepRow>> = HashMap::new();
+    for s in store::steps_of_records(db, &ids).await? {
+        steps.entry(s.record_id).or_default().push(s);
     }
-    Ok(out)
+    let mut reports: HashMap<i64, Vec<Date>> = HashMap::new();
+    for (record, d) in store::report_dates(db, &ids).await? {
+        if let Some(d) = rules::parse_date(&d) {
+            reports.entry(record).or_default().push(d);
+        }
+    }
+    Ok(records
+        .into_iter()
+        .map(|record| Loaded {
+            steps: steps.remove(&record.id).unwrap_or_default(),
+            reports: reports.remove(&record.id).unwrap_or_default(),
+            record,
+        })
+        .collect())
 }
 
 pub fn content(st: &AppState) -> Arc<ContentSet> {

@@ -496,11 +496,10 @@ pub async fn document(
     record_id: i64,
     id: i64,
 ) -> sqlx::Result<Option<(DocumentRow, String)>> {
-    let sql = format!(
-        "SELECT id, record_id, kind, file_name, content_type, size_bytes, sha256, uploaded_by, \
-         uploaded_at, content_enc FROM development_documents WHERE id = $1 AND record_id = $2"
-    );
-    Ok(sqlx::query(&sql)
+    let sql = "SELECT id, record_id, kind, file_name, content_type, size_bytes, sha256, \
+         uploaded_by, uploaded_at, content_enc FROM development_documents \
+         WHERE id = $1 AND record_id = $2";
+    Ok(sqlx::query(sql)
         .bind(id)
         .bind(record_id)
         .fetch_optional(db.pool())
