@@ -1134,10 +1134,12 @@ pub fn deadlines(
         } else {
             None
         };
-        let counted: Vec<Date> = match &p.counts {
+        let mut counted: Vec<Date> = match &p.counts {
             Counts::Reports => reports.to_vec(),
             Counts::Step(s) => entries(done, s).map(|d| d.date).collect(),
         };
+        counted.sort();
+        let mut used = vec![false; counted.len()];
         let every = i64::from(p.every_months);
         for k in 0..1000 {
             let start = add_months(from, k * every);
@@ -1145,12 +1147,17 @@ pub fn deadlines(
             if start > today || stop.is_some_and(|s| start >= s) {
                 break;
             }
+            // Period k runs from `start` to `end`, both days included (like `within_months`);
+            // an item on the boundary day counts for one period only, the earlier one unmet.
             let end = stop.map_or(end, |s| end.min(s));
             let met_on = counted
                 .iter()
-                .copied()
-                .filter(|d| *d >= start && *d < end)
-                .min();
+                .enumerate()
+                .find(|(i, d)| !used[*i] && **d >= start && **d <= end)
+                .map(|(i, d)| {
+                    used[i] = true;
+                    *d
+                });
             out.push(Deadline {
                 rule: p.rule.clone(),
                 label: format!("{}（第{}期）", p.label, k + 1),
@@ -1159,7 +1166,7 @@ pub fn deadlines(
                     Counts::Step(s) => Some(s.clone()),
                 },
                 period_start: Some(start),
-                due: add_days(end, -1),
+                due: end,
                 met_on,
             });
         }
@@ -2179,7 +2186,7 @@ mod tests {
             ]
         );
         p.extend(done(&[("committee_approval", "2023-08-15")]));
-        // Quarters from the branch meeting: [06-20, 09-20), [09-20, 12-20), ...
+        // Quarters from the branch meeting: 06-20 … 09-20, 09-20 … 12-20, ...
         let reports = [d("2023-07-30")];
         let dl = deadlines(&defs, &p, &reports, Stage::Probationary, d("2023-10-05"));
         let quarters: Vec<(Date, Option<Date>)> = dl
@@ -2190,26 +2197,37 @@ mod tests {
         assert_eq!(
             quarters,
             vec![
-                (d("2023-09-19"), Some(d("2023-07-30"))),
-                (d("2023-12-19"), None)
+                (d("2023-09-20"), Some(d("2023-07-30"))),
+                (d("2023-12-20"), None)
             ]
         );
         let confirm = dl.iter().find(|x| x.rule == "confirmation_due").unwrap();
         assert_eq!((confirm.due, confirm.met_on), (d("2024-06-20"), None));
-        // A report on the quarter's last day counts for it; the next day counts for the next.
-        let edge = deadlines(
-            &defs,
-            &p,
-            &[d("2023-09-19"), d("2023-09-20")],
-            Stage::Probationary,
-            d("2023-10-05"),
+        // A report on the quarter's last day counts for it, and only for it.
+        let quarterly = |reports: &[Date]| -> Vec<Option<Date>> {
+            deadlines(&defs, &p, reports, Stage::Probationary, d("2023-10-05"))
+                .iter()
+                .filter(|x| x.rule == "probation_quarterly_report")
+                .map(|x| x.met_on)
+                .collect()
+        };
+        assert_eq!(
+            quarterly(&[d("2023-09-20")]),
+            vec![Some(d("2023-09-20")), None]
         );
-        let met: Vec<Option<Date>> = edge
-            .iter()
-            .filter(|x| x.rule == "probation_quarterly_report")
-            .map(|x| x.met_on)
-            .collect();
-        assert_eq!(met, vec![Some(d("2023-09-19")), Some(d("2023-09-20"))]);
+        assert_eq!(
+            quarterly(&[d("2023-09-19"), d("2023-09-20")]),
+            vec![Some(d("2023-09-19")), Some(d("2023-09-20"))]
+        );
+        assert_eq!(
+            quarterly(&[d("2023-09-21")]),
+            vec![None, Some(d("2023-09-21"))]
+        );
+        assert_eq!(
+            quarterly(&[d("2023-06-19")]),
+            vec![None, None],
+            "before probation"
+        );
         // At the end of probation: four quarters, no fifth.
         let late = deadlines(&defs, &p, &[], Stage::Probationary, d("2024-08-01"));
         assert_eq!(
@@ -2239,8 +2257,8 @@ mod tests {
         assert_eq!(
             half,
             vec![
-                (d("2022-09-14"), Some(d("2022-09-10"))),
-                (d("2023-03-14"), None)
+                (d("2022-09-15"), Some(d("2022-09-10"))),
+                (d("2023-03-15"), None)
             ]
         );
     }
@@ -2268,7 +2286,7 @@ mod tests {
         assert!(reminders_due(&defs, &dl, d("2021-10-11")).is_empty());
         let r = DueReminder {
             kind: "x:overdue".into(),
-            due: d("2023-09-19"),
+            due: d("2023-09-20"),
             label: "预备党员每季度提交思想汇报（第1期）".into(),
             overdue: true,
         };

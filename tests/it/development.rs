@@ -944,10 +944,10 @@ async fn a_missed_quarterly_report_is_reminded_exactly_once_to_the_applicant_and
             .clone();
         assert_eq!(
             (q1["due"].clone(), q1["status"].clone()),
-            (json!("2023-09-19"), json!("open"))
+            (json!("2023-09-20"), json!("open"))
         );
 
-        // Q1 (2023-06-20 … 2023-09-19) passes without a report.
+        // Q1 (2023-06-20 … 2023-09-20) passes without a report.
         clock.set(at("2023-10-05T09:00:00+08:00"));
         app.fake.clear_calls();
         let first = dangjian::development::worker::run_once(&app.state)
@@ -963,7 +963,7 @@ async fn a_missed_quarterly_report_is_reminded_exactly_once_to_the_applicant_and
         assert_eq!(sends[0].body["touser"], "mp_wxm");
         let text = sends[0].body["text"]["content"].as_str().unwrap();
         assert!(
-            text.contains("思想汇报") && text.contains("已逾期") && text.contains("2023-09-19"),
+            text.contains("思想汇报") && text.contains("已逾期") && text.contains("2023-09-20"),
             "{text}"
         );
         let rows = sqlx::query(
@@ -982,13 +982,13 @@ async fn a_missed_quarterly_report_is_reminded_exactly_once_to_the_applicant_and
                 (
                     "applicant".into(),
                     "probation_quarterly_report:overdue".into(),
-                    "2023-09-19".into(),
+                    "2023-09-20".into(),
                     "sent".into()
                 ),
                 (
                     "secretary".into(),
                     "probation_quarterly_report:overdue".into(),
-                    "2023-09-19".into(),
+                    "2023-09-20".into(),
                     "sent".into()
                 ),
             ]
@@ -1021,7 +1021,7 @@ async fn a_missed_quarterly_report_is_reminded_exactly_once_to_the_applicant_and
             .await;
         assert_eq!(overdue["total"], 1, "{overdue}");
         assert_eq!(overdue["items"][0]["rule"], "probation_quarterly_report");
-        assert_eq!(overdue["items"][0]["days_overdue"], 16);
+        assert_eq!(overdue["items"][0]["days_overdue"], 15);
         assert_eq!(overdue["by_org_unit"][0]["count"], 1);
 
         // A report now counts for Q2; when Q2's deadline nears nothing more is sent.
@@ -1063,6 +1063,20 @@ async fn a_missed_quarterly_report_is_reminded_exactly_once_to_the_applicant_and
                 .await,
             2
         );
+        // A worker that died after claiming a send leaves its outcome unknown: never resent.
+        sqlx::query("UPDATE development_reminders SET status = 'sending', lease_until = 1 WHERE audience = 'applicant'")
+            .execute(app.state.db.pool())
+            .await
+            .unwrap();
+        dangjian::development::worker::run_once(&app.state)
+            .await
+            .unwrap();
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM development_reminders WHERE status = 'unknown'")
+                .await,
+            1
+        );
+        assert_eq!(app.fake.count_calls("cgi-bin/message/custom/send"), 1);
         // The report is kept encrypted.
         let raw: String = sqlx::query("SELECT content_enc FROM development_reports")
             .fetch_one(app.state.db.pool())
@@ -1634,5 +1648,43 @@ async fn bad_input_is_refused_in_the_one_shape_and_changes_nothing() {
                 .unwrap()
                 .get(0);
         assert!(raw.starts_with("v1:"), "{raw}");
+    });
+}
+
+#[tokio::test]
+async fn the_rules_follow_an_edited_development_toml() {
+    let builtin = include_str!("../../content/development.toml");
+    let edited = builtin
+        .replace(
+            "name = \"activist_min_one_year\"",
+            "name = \"activist_min_two_years\"",
+        )
+        .replace("  min_years = 1\n", "  min_years = 2\n");
+    assert_ne!(edited, builtin);
+    let clock = ManualClock::at(at("2024-07-15T10:00:00+08:00"));
+    let spawn = || Spawn {
+        clock: Some(Arc::new(clock.clone())),
+        write_content: vec![("development.toml", edited.clone())],
+        ..Default::default()
+    };
+    each_backend!(spawn = spawn(), |app| {
+        clock.set(at("2024-07-15T10:00:00+08:00"));
+        let b = setup(&app).await;
+        let member = member_id(&app, "王小明").await;
+        let rec = create_for_member(&app, &b.sec, member).await["record"]["id"]
+            .as_i64()
+            .unwrap();
+        walk(&app, &b, rec, "target_opinions").await;
+        let (st, v) = try_step(
+            &app,
+            &b.sec,
+            rec,
+            "development_target_determined",
+            "2023-03-15",
+            json!({}),
+        )
+        .await;
+        let e = assert_rule(st, &v, "activist_min_two_years");
+        assert_eq!(e["limit"], "2024-03-15");
     });
 }
