@@ -12,13 +12,13 @@ use axum::{middleware, Router};
 
 use crate::{
     app::{AppState, Services, WebhookKeys},
-    articles, auth,
+    articles, auth, development,
     http::{self, routes::AdminRoutes},
     members, official_account,
     platform::cache::{Cache, MemoryCache, RedisCache},
     platform::clock::{Clock, SystemClock},
     platform::config::Settings,
-    platform::content::ContentStore,
+    platform::content::{ContentFile, ContentStore},
     platform::db::{self, Db},
     platform::dedup::Dedup,
     platform::interactions::Interactions,
@@ -128,6 +128,9 @@ impl Application {
     }
 }
 
+/// Content files that features define (parsed and validated on every load, like the menu).
+const FEATURE_CONTENT: &[ContentFile] = &[development::CONTENT_FILE];
+
 /// The admin route table: every feature's `/api/admin` routes, each behind its permission.
 pub fn admin_routes(state: &AppState) -> AdminRoutes {
     let r = AdminRoutes::new(state.clone(), auth::admin_guard);
@@ -136,6 +139,7 @@ pub fn admin_routes(state: &AppState) -> AdminRoutes {
     let r = articles::admin::routes(r);
     let r = official_account::admin::routes(r);
     let r = push::admin::routes(r);
+    let r = development::admin_routes(r);
     submissions::admin::routes(r)
 }
 
@@ -149,6 +153,7 @@ pub fn router(state: AppState) -> Router {
         .merge(articles::router())
         .merge(members::router())
         .merge(submissions::router())
+        .merge(development::router())
         .merge(http::health::router())
         .merge(http::openapi::router(table))
         .merge(admin.into_router())
@@ -167,6 +172,7 @@ fn spawn_workers(state: &AppState, workers: &TaskTracker) {
     workers.spawn(official_account::service::follower_sync_loop(state.clone()));
     workers.spawn(articles::worker::scheduled_publishing_loop(state.clone()));
     push::worker::spawn(state, workers);
+    workers.spawn(development::worker::reminder_loop(state.clone()));
 }
 
 /// Housekeeping every instance runs: interaction batches and content reloads.
@@ -306,12 +312,14 @@ pub async fn build_state(
             "SQLite backend: a valid single-instance deployment; use PostgreSQL to scale out"
         );
     }
-    let content = Arc::new(ContentStore::load(&settings.content_dir).with_context(|| {
-        format!(
-            "DANGJIAN_CONTENT_DIR: content in {} is invalid",
-            settings.content_dir.display()
-        )
-    })?);
+    let content = Arc::new(
+        ContentStore::load_with(&settings.content_dir, FEATURE_CONTENT).with_context(|| {
+            format!(
+                "DANGJIAN_CONTENT_DIR: content in {} is invalid",
+                settings.content_dir.display()
+            )
+        })?,
+    );
     let clock: Arc<dyn Clock> = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
     let webhook = Arc::new(WebhookKeys {
         token: settings.wechat_token.clone(),

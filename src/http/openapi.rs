@@ -71,6 +71,16 @@ const MP_ROUTES: &[(&str, &str, &str)] = &[
         "/api/mp/submissions",
         "Submit: {title, content, images: [url]} → 201 {id, receipt_no, status: pending|rejected}",
     ),
+    (
+        "get",
+        "/api/mp/development",
+        "发展党员: my stage, the next step (earliest, due) and open deadlines; 403 not_bound, 404 without a record",
+    ),
+    (
+        "post",
+        "/api/mp/development/reports",
+        "Submit a thought report (思想汇报): {content} → 201 {id, date}; counts for the quarterly rule in probation",
+    ),
 ];
 
 fn error_schema() -> Value {
@@ -179,7 +189,12 @@ pub fn build(state: &AppState, admin: &[RouteSpec]) -> Value {
         // Everything but login and the public content reads takes the session's bearer token.
         let secured = matches!(
             *path,
-            "/api/mp/bind" | "/api/mp/me" | "/api/mp/subscriptions" | "/api/mp/submissions"
+            "/api/mp/bind"
+                | "/api/mp/me"
+                | "/api/mp/subscriptions"
+                | "/api/mp/submissions"
+                | "/api/mp/development"
+                | "/api/mp/development/reports"
         ) || (*path == "/api/mp/board" && *method == "post");
         add(path, method, operation(method, path, summary, secured));
     }

@@ -296,3 +296,26 @@ pub async fn rewrite_encrypted(tx: &mut Tx, f: &EncryptedFields) -> sqlx::Result
     .await?;
     Ok(())
 }
+
+/// The member-development workflow (发展党员) moved member `id` to `party_status`
+/// (`probationary` on admission, `full` on confirmation). `joined_at` (入党时间: the branch
+/// meeting that admitted them) fills the join date when the roster has none.
+pub async fn set_party_status(
+    tx: &mut Tx,
+    id: i64,
+    party_status: &str,
+    joined_at: Option<i64>,
+    now: i64,
+) -> sqlx::Result<bool> {
+    let r = sqlx::query(
+        "UPDATE members SET party_status = $1, joined_at = COALESCE(joined_at, $2), \
+         updated_at = $3 WHERE id = $4",
+    )
+    .bind(party_status)
+    .bind(joined_at)
+    .bind(now)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}

@@ -1,10 +1,12 @@
 //! Editor-owned content files: automatic replies, the custom menu, demo articles, the
-//! sensitive-word list.
+//! sensitive-word list, the member-development steps (发展党员).
 //! Files in `DANGJIAN_CONTENT_DIR` override the built-in copies; they are re-read on SIGHUP and
 //! whenever a file's modification time changes, so wording changes need no deploy. A broken
 //! file is reported and the previous version stays in force.
 
 use std::{
+    any::Any,
+    collections::HashMap,
     path::{Path, PathBuf},
     sync::{Arc, RwLock},
     time::SystemTime,
@@ -238,10 +240,12 @@ pub struct ContentSet {
     pub demo_articles: Vec<DemoArticle>,
     /// The local list checked before WeChat's msgSecCheck.
     pub sensitive_words: SensitiveWords,
+    /// Files that features define (see [`ContentFile`]), parsed, by file name.
+    files: HashMap<&'static str, Parsed>,
 }
 
 impl ContentSet {
-    fn load(dir: &Path) -> anyhow::Result<ContentSet> {
+    fn load(dir: &Path, files: &[ContentFile]) -> anyhow::Result<ContentSet> {
         let read = |name: &str, builtin: &str| -> anyhow::Result<String> {
             let path = dir.join(name);
             match std::fs::read_to_string(&path) {
@@ -258,27 +262,61 @@ impl ContentSet {
                 .context("demo_articles.toml")?;
         let sensitive_words =
             SensitiveWords::parse(&read("sensitive_words.txt", BUILTIN_SENSITIVE_WORDS)?);
+        let mut parsed = HashMap::new();
+        for f in files {
+            let doc = (f.parse)(&read(f.name, f.builtin)?).context(f.name)?;
+            parsed.insert(f.name, doc);
+        }
         Ok(ContentSet {
             replies,
             menu,
             demo_articles: demo.article,
             sensitive_words,
+            files: parsed,
         })
     }
+
+    /// A feature's content file, parsed (`None` if it was not registered or is another type).
+    pub fn file<T: Any + Send + Sync>(&self, name: &str) -> Option<&T> {
+        self.files.get(name).and_then(|d| d.downcast_ref::<T>())
+    }
+}
+
+/// A parsed content file of a feature.
+pub type Parsed = Arc<dyn Any + Send + Sync>;
+
+/// A content file a feature defines (e.g. the development steps): its name in the content folder,
+/// the built-in copy used when the folder lacks it, and the parser that validates it. Registered
+/// in `startup.rs`; reloaded with the other files, and a broken edit keeps the previous version.
+#[derive(Clone, Copy)]
+pub struct ContentFile {
+    pub name: &'static str,
+    pub builtin: &'static str,
+    pub parse: fn(&str) -> anyhow::Result<Parsed>,
 }
 
 pub struct ContentStore {
     dir: PathBuf,
+    files: &'static [ContentFile],
     current: RwLock<(Arc<ContentSet>, Vec<Option<SystemTime>>)>,
 }
 
 impl ContentStore {
     pub fn load(dir: impl Into<PathBuf>) -> anyhow::Result<ContentStore> {
+        Self::load_with(dir, &[])
+    }
+
+    /// Load the built-in files and the features' `files`.
+    pub fn load_with(
+        dir: impl Into<PathBuf>,
+        files: &'static [ContentFile],
+    ) -> anyhow::Result<ContentStore> {
         let dir = dir.into();
-        let set = ContentSet::load(&dir)?;
-        let stamps = stamps(&dir);
+        let set = ContentSet::load(&dir, files)?;
+        let stamps = stamps(&dir, files);
         Ok(ContentStore {
             dir,
+            files,
             current: RwLock::new((Arc::new(set), stamps)),
         })
     }
@@ -293,8 +331,8 @@ impl ContentStore {
 
     /// Re-read the files; on error keep the current version and return the error.
     pub fn reload(&self) -> anyhow::Result<()> {
-        let stamps = stamps(&self.dir);
-        let set = ContentSet::load(&self.dir)?;
+        let stamps = stamps(&self.dir, self.files);
+        let set = ContentSet::load(&self.dir, self.files)?;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = (Arc::new(set), stamps);
         tracing::info!(dir = %self.dir.display(), "content reloaded");
         Ok(())
@@ -302,7 +340,7 @@ impl ContentStore {
 
     /// Reload when a file's modification time changed since the last load.
     pub fn reload_if_changed(&self) -> anyhow::Result<bool> {
-        let now = stamps(&self.dir);
+        let now = stamps(&self.dir, self.files);
         if self.current.read().unwrap_or_else(|e| e.into_inner()).1 == now {
             return Ok(false);
         }
@@ -310,9 +348,11 @@ impl ContentStore {
     }
 }
 
-fn stamps(dir: &Path) -> Vec<Option<SystemTime>> {
+fn stamps(dir: &Path, files: &[ContentFile]) -> Vec<Option<SystemTime>> {
     FILES
         .iter()
+        .copied()
+        .chain(files.iter().map(|f| f.name))
         .map(|f| {
             std::fs::metadata(dir.join(f))
                 .and_then(|m| m.modified())

@@ -36,9 +36,9 @@ impl Role {
         match p {
             Public | Authenticated | ReadStats => true,
             ManageUsers | ReadAudit | ManageOrgUnits => self == Role::Admin,
-            ReadMembers | WriteMembers | RevealPersonalData | ManageDues | ManageActivities => {
-                matches!(self, Role::Admin | Role::Secretary)
-            }
+            ReadMembers | WriteMembers | RevealPersonalData | ManageDues | ManageActivities
+            | ManageDevelopment => matches!(self, Role::Admin | Role::Secretary),
+            ApproveDevelopment => self == Role::Admin,
             ManageArticles | ManagePushes | Moderate => matches!(self, Role::Admin | Role::Editor),
         }
     }
@@ -73,10 +73,14 @@ pub enum Permission {
     ManagePushes,
     Moderate,
     ReadStats,
+    /// 发展党员: records, steps, documents, reports (secretaries: their org-unit subtree).
+    ManageDevelopment,
+    /// The upper committee's decisions on development steps (approve / return).
+    ApproveDevelopment,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 14] = [
+    pub const ALL: [Permission; 16] = [
         Permission::Public,
         Permission::Authenticated,
         Permission::ManageUsers,
@@ -91,6 +95,8 @@ impl Permission {
         Permission::ManagePushes,
         Permission::Moderate,
         Permission::ReadStats,
+        Permission::ManageDevelopment,
+        Permission::ApproveDevelopment,
     ];
 }
 

@@ -299,3 +299,89 @@ fn ci_runs_every_test_on_postgres_and_redis_too() {
         );
     }
 }
+
+// ---- development
+impl TestApp {
+    /// A JSON request with a bearer token; the status and the JSON answer (Null when none).
+    pub async fn dev_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<serde_json::Value>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let mut req = self.http.request(method, self.url(path)).bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// `POST /api/admin/development/{record}/documents?kind=` with raw bytes.
+    pub async fn dev_upload(
+        &self,
+        token: &str,
+        record: i64,
+        kind: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let resp = self
+            .http
+            .post(self.url(&format!("/api/admin/development/{record}/documents")))
+            .query(&[("kind", kind), ("file_name", "scan.pdf")])
+            .bearer_auth(token)
+            .header("content-type", content_type)
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// A mini-program session (`wx.login` code `code` → openid `mp_<code>`), bound to the roster
+    /// entry with this name and phone (which must exist).
+    pub async fn dev_mp_bound(&self, code: &str, name: &str, phone: &str) -> String {
+        let resp = self
+            .http
+            .post(self.url("/api/mp/login"))
+            .json(&serde_json::json!({"code": code}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), reqwest::StatusCode::OK, "mp login");
+        let v: serde_json::Value = resp.json().await.unwrap();
+        let token = v["token"].as_str().expect("token").to_owned();
+        if v["member"].is_null() {
+            let phone_code = format!("phone_{code}");
+            self.fake.set_phone(&phone_code, phone);
+            let resp = self
+                .http
+                .post(self.url("/api/mp/bind"))
+                .bearer_auth(&token)
+                .json(&serde_json::json!({"name": name, "phone_code": phone_code}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), reqwest::StatusCode::OK, "mp bind");
+        }
+        token
+    }
+
+    /// A mini-program session (`wx.login` code → openid `mp_<code>`) not bound to the roster.
+    pub async fn dev_mp_bound_none(&self, code: &str) -> String {
+        let resp = self
+            .http
+            .post(self.url("/api/mp/login"))
+            .json(&serde_json::json!({"code": code}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), reqwest::StatusCode::OK, "mp login");
+        let v: serde_json::Value = resp.json().await.unwrap();
+        v["token"].as_str().expect("token").to_owned()
+    }
+}
