@@ -228,6 +228,16 @@ pub async fn sync_followers(
                     .await?;
             }
         }
+        // Followers who are members: found through the UnionID (the account and the
+        // mini-program on one open platform), whichever side arrived first.
+        let pairs: Vec<(&str, &str)> = infos
+            .iter()
+            .filter(|u| u.subscribe == 1)
+            .filter_map(|u| u.unionid.as_deref().map(|un| (un, u.openid.as_str())))
+            .collect();
+        crate::members::service::followers_identified(&mut tx, &pairs, now)
+            .await
+            .map_err(|e| anyhow::anyhow!("linking followers to members: {e}"))?;
         let mut marked_gone = 0;
         if last {
             // Gone: subscribed here, not listed by this run, and not (re)subscribed since it began.
@@ -273,6 +283,34 @@ pub async fn sync_followers(
                 resumed,
             }));
         }
+    }
+}
+
+/// A new follower: ask WeChat who they are (`user/info`); with a UnionID, the member who is this
+/// person gets their account openid. Runs after the webhook has answered; a failure only delays
+/// the link until the next follower sync.
+pub async fn identify_follower(st: &AppState, openid: &str) {
+    let info = match st.wechat.user_info(openid, Lang::ZhCn).await {
+        Ok(info) => info,
+        Err(e) => {
+            tracing::warn!(error = %e, "user/info for a new follower failed; the follower sync will retry");
+            return;
+        }
+    };
+    let Some(unionid) = info.unionid.as_deref().filter(|u| !u.is_empty()) else {
+        // The account is not on an open platform with the mini-program: nothing links them.
+        return;
+    };
+    let now = st.clock.unix_ms();
+    if let Err(e) = crate::official_account::store::set_unionid(&st.db, openid, unionid, now).await
+    {
+        tracing::warn!(error = %e, "recording a follower's UnionID failed");
+        return;
+    }
+    match crate::members::service::follower_identified(st, openid, unionid).await {
+        Ok(Some(member_id)) => tracing::info!(member_id, "follower linked to a member"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "linking a follower to a member failed"),
     }
 }
 
@@ -327,6 +365,33 @@ pub async fn follower_sync_loop(st: AppState) {
     }
 }
 
+/// Write the recorded follower interactions (last-seen times) in one batch.
+pub async fn flush_interactions(st: &AppState) -> sqlx::Result<usize> {
+    let batch = st.interactions.drain();
+    let n = batch.len();
+    if let Err(e) = crate::official_account::store::touch_many(&st.db, &batch).await {
+        st.interactions.restore(batch);
+        return Err(e);
+    }
+    Ok(n)
+}
+
+/// Flush interactions every second until shutdown, then once more.
+pub async fn interactions_loop(st: AppState) {
+    loop {
+        tokio::select! {
+            _ = st.shutdown.cancelled() => break,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+        if let Err(e) = flush_interactions(&st).await {
+            tracing::warn!(error = %e, "flushing follower interactions failed; will retry");
+        }
+    }
+    if let Err(e) = flush_interactions(&st).await {
+        tracing::warn!(error = %e, "final flush of follower interactions failed");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,32 +433,5 @@ mod tests {
         assert!(build_menu(&menu(bad_url)).unwrap_err().0.contains("http"));
         let dup = "[[button]]\nname = \"a\"\ntype = \"click\"\nkey = \"k\"\ntext = \"t\"\n[[button]]\nname = \"b\"\ntype = \"click\"\nkey = \"k\"\ntext = \"t\"\n";
         assert!(build_menu(&menu(dup)).unwrap_err().0.contains("unique"));
-    }
-}
-
-/// Write the recorded follower interactions (last-seen times) in one batch.
-pub async fn flush_interactions(st: &AppState) -> sqlx::Result<usize> {
-    let batch = st.interactions.drain();
-    let n = batch.len();
-    if let Err(e) = crate::official_account::store::touch_many(&st.db, &batch).await {
-        st.interactions.restore(batch);
-        return Err(e);
-    }
-    Ok(n)
-}
-
-/// Flush interactions every second until shutdown, then once more.
-pub async fn interactions_loop(st: AppState) {
-    loop {
-        tokio::select! {
-            _ = st.shutdown.cancelled() => break,
-            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-        }
-        if let Err(e) = flush_interactions(&st).await {
-            tracing::warn!(error = %e, "flushing follower interactions failed; will retry");
-        }
-    }
-    if let Err(e) = flush_interactions(&st).await {
-        tracing::warn!(error = %e, "final flush of follower interactions failed");
     }
 }

@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use crate::platform::db::Db;
+use crate::platform::db::{Db, Tx};
 
 pub async fn subscribe(
     db: &Db,
@@ -90,4 +90,26 @@ pub async fn count_subscribed(db: &Db) -> sqlx::Result<i64> {
         .fetch_one(db.pool())
         .await
         .map(|r| r.get(0))
+}
+
+/// Record the UnionID `user/info` gave for follower `openid`.
+pub async fn set_unionid(db: &Db, openid: &str, unionid: &str, now_ms: i64) -> sqlx::Result<()> {
+    sqlx::query("UPDATE followers SET unionid = $1, updated_at = $2 WHERE openid = $3")
+        .bind(unionid)
+        .bind(now_ms)
+        .bind(openid)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// The follower (their account openid) with `unionid`, if we know one.
+pub async fn openid_by_unionid(tx: &mut Tx, unionid: &str) -> sqlx::Result<Option<String>> {
+    Ok(sqlx::query(
+        "SELECT openid FROM followers WHERE unionid = $1 ORDER BY updated_at DESC, openid LIMIT 1",
+    )
+    .bind(unionid)
+    .fetch_optional(&mut **tx)
+    .await?
+    .map(|r| r.get(0)))
 }
