@@ -19,7 +19,9 @@ use serde_json::json;
 
 use super::{
     rules::{self, ImportError, ImportRow, RowError},
-    service::{self, CloseTransfer, IncomingRefused, IncomingTransfer, MemberPatch, TransferRequest},
+    service::{
+        self, CloseTransfer, IncomingRefused, IncomingTransfer, MemberPatch, TransferRequest,
+    },
     store::{self, MemberRow, MemberWrite, Search, TransferRow, PAGE_SIZE},
 };
 use crate::http::{
@@ -199,6 +201,8 @@ pub struct TransferOut {
     pub dues_paid_until: Option<String>,
     pub validity_days: Option<i64>,
     pub expires_at: Option<String>,
+    /// An issued letter past its validity: the member must be given a new one (return this).
+    pub expired: bool,
     pub reason: Option<String>,
     pub outcome_reason: Option<String>,
     pub created_by: String,
@@ -216,8 +220,8 @@ fn unit_ref(id: Option<i64>, name: &Option<String>) -> Option<UnitRef> {
     })
 }
 
-impl From<&TransferRow> for TransferOut {
-    fn from(t: &TransferRow) -> TransferOut {
+impl TransferOut {
+    fn of(t: &TransferRow, now: i64) -> TransferOut {
         TransferOut {
             id: t.id,
             member: UnitRef {
@@ -233,6 +237,7 @@ impl From<&TransferRow> for TransferOut {
             dues_paid_until: t.dues_paid_until.clone(),
             validity_days: t.validity_days,
             expires_at: t.expires_at.map(rfc3339),
+            expired: t.status == "issued" && t.expires_at.is_some_and(|e| e < now),
             reason: t.reason.clone(),
             outcome_reason: t.outcome_reason.clone(),
             created_by: t.created_by.clone(),
@@ -380,7 +385,7 @@ async fn show(
     let transfers = store::transfers_of(&st.db, m.id)
         .await?
         .iter()
-        .map(TransferOut::from)
+        .map(|t| TransferOut::of(t, session.now))
         .collect();
     Ok(AppJson(ShowOut { member, transfers }))
 }
@@ -450,7 +455,7 @@ fn transfer_envelope(
     m: &MemberRow,
 ) -> AppResult<AppJson<TransferEnvelope>> {
     Ok(AppJson(TransferEnvelope {
-        transfer: TransferOut::from(t),
+        transfer: TransferOut::of(t, st.clock.unix_ms()),
         member: MemberOut::of(m, &st.cipher, false)?,
     }))
 }
@@ -523,7 +528,10 @@ async fn list_transfers(
     )
     .await?;
     Ok(AppJson(ListOut {
-        items: rows.iter().map(TransferOut::from).collect(),
+        items: rows
+            .iter()
+            .map(|t| TransferOut::of(t, session.now))
+            .collect(),
         page: page.number,
         page_size: page.size,
         total,
@@ -537,7 +545,7 @@ async fn show_transfer(
 ) -> AppResult<AppJson<TransferOut>> {
     let scope = session.org_scope(&st.db).await?;
     let t = service::transfer_in_scope(&st, &scope, id).await?;
-    Ok(AppJson(TransferOut::from(&t)))
+    Ok(AppJson(TransferOut::of(&t, session.now)))
 }
 
 /// `GET /admin/members/transfers/{id}/letter`: the introduction letter (介绍信) of an outgoing

@@ -79,6 +79,8 @@ mod tests {
         assert!(html.contains("有效期 30 天"));
         assert!(!html.contains("作废"));
         l.status = "returned".into();
-        assert!(render(Path::new("/nonexistent"), &l).unwrap().contains("作废"));
+        assert!(render(Path::new("/nonexistent"), &l)
+            .unwrap()
+            .contains("作废"));
     }
 }

@@ -352,8 +352,18 @@ mod tests {
         let now = 1_000 * DAY_MS;
         let cases: [(&str, Option<i64>, Option<i64>, bool); 8] = [
             ("full", None, None, true),
-            ("full", Some(now - 400 * DAY_MS), Some(now - 30 * DAY_MS), true),
-            ("full", Some(now - 10 * DAY_MS), Some(now - 30 * DAY_MS), false),
+            (
+                "full",
+                Some(now - 400 * DAY_MS),
+                Some(now - 30 * DAY_MS),
+                true,
+            ),
+            (
+                "full",
+                Some(now - 10 * DAY_MS),
+                Some(now - 30 * DAY_MS),
+                false,
+            ),
             ("full", Some(now - 10 * DAY_MS), Some(now + DAY_MS), false),
             ("probationary", Some(now - 10 * DAY_MS), None, true),
             ("probationary", Some(now - 10 * DAY_MS), Some(now), false),
@@ -372,7 +382,9 @@ mod tests {
     #[test]
     fn months_letters_and_texts_are_checked() {
         assert_eq!(parse_month("2026-11"), Some((2026, 11)));
-        for bad in ["2026-13", "2026-1", "26-11", "2026/11", "", "2026-00", "x-yz"] {
+        for bad in [
+            "2026-13", "2026-1", "26-11", "2026/11", "", "2026-00", "x-yz",
+        ] {
             assert_eq!(parse_month(bad), None, "{bad}");
         }
         assert_eq!(letter_validity(None, 0), Ok((30, 30 * DAY_MS)));

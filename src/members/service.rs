@@ -22,7 +22,7 @@ use crate::{
     auth::AdminSession,
     platform::{
         audit::{self, AuditEntry},
-        db::Tx,
+        db::{Backend, Tx},
         error::{AppError, AppResult},
         org::{self, OrgKind, OrgScope, OrgUnit},
     },
@@ -73,9 +73,13 @@ pub async fn mp_login(
         return Ok(member);
     }
     let mut tx = st.db.begin_write().await?;
+    store::lock_identity(&mut tx, st.db.backend()).await?;
     if !store::set_unionid(&mut tx, m.id, u, now).await? {
         // Another member holds this UnionID (data from before an unbind): leave both alone.
-        tracing::warn!(member_id = m.id, "mini-program login: UnionID held by another member");
+        tracing::warn!(
+            member_id = m.id,
+            "mini-program login: UnionID held by another member"
+        );
         return Ok(member);
     }
     let linked = link_follower_of(&mut tx, u, now).await?;
@@ -111,6 +115,7 @@ pub async fn bind(
 ) -> AppResult<Result<MemberRow, BindRefused>> {
     let now = st.clock.unix_ms();
     let mut tx = st.db.begin_write().await?;
+    store::lock_identity(&mut tx, st.db.backend()).await?;
     // `openid IS NULL` and the unique index settle a race between two binds.
     match store::bind_openid(&mut tx, m.id, openid, now).await {
         Ok(true) => {}
@@ -122,7 +127,8 @@ pub async fn bind(
     let mut linked = None;
     let mut unionid_set = false;
     if let Some(u) = unionid.as_deref() {
-        unionid_set = m.unionid.as_deref() == Some(u) || store::set_unionid(&mut tx, m.id, u, now).await?;
+        unionid_set =
+            m.unionid.as_deref() == Some(u) || store::set_unionid(&mut tx, m.id, u, now).await?;
         if unionid_set {
             linked = link_follower_of(&mut tx, u, now).await?;
         }
@@ -149,9 +155,9 @@ pub async fn bind(
     Ok(Ok(m))
 }
 
-/// A follower whose UnionID WeChat told us (`user/info` after a follow): the member with that
-/// UnionID — or the bound member whose mini-program login had it — gets the account openid.
-/// The member's id if one was linked.
+/// A follower whose UnionID WeChat told us (`user/info` after a follow): recorded on the follower,
+/// and the member with that UnionID — or the bound member whose mini-program login had it — gets
+/// the account openid. The member's id if one was linked.
 pub async fn follower_identified(
     st: &AppState,
     oa_openid: &str,
@@ -159,6 +165,8 @@ pub async fn follower_identified(
 ) -> AppResult<Option<i64>> {
     let now = st.clock.unix_ms();
     let mut tx = st.db.begin_write().await?;
+    store::lock_identity(&mut tx, st.db.backend()).await?;
+    crate::official_account::store::set_unionid(&mut tx, oa_openid, unionid, now).await?;
     store::adopt_unionid_from_mp_login(&mut tx, unionid, now).await?;
     let linked = store::link_oa_openid(&mut tx, unionid, oa_openid, now).await?;
     if let Some(id) = linked {
@@ -176,8 +184,9 @@ pub async fn follower_identified(
     Ok(linked)
 }
 
-/// The follower sync's page inside its transaction: `(unionid, oa_openid)` of followers; members
-/// with those UnionIDs get their account openid. The ids of the members linked.
+/// The follower sync's page inside its transaction (which took [`store::lock_identity`] first):
+/// `(unionid, oa_openid)` of followers; members with those UnionIDs get their account openid.
+/// The ids of the members linked.
 pub async fn followers_identified(
     tx: &mut Tx,
     pairs: &[(&str, &str)],
@@ -196,6 +205,12 @@ pub async fn followers_identified(
         audit::record(&mut **tx, &entry).await?;
     }
     Ok(linked)
+}
+
+/// Take the identity-link lock in a transaction of another feature that links members (the
+/// follower sync), before it writes anything.
+pub async fn lock_identity(tx: &mut Tx, backend: Backend) -> AppResult<()> {
+    Ok(store::lock_identity(tx, backend).await?)
 }
 
 // ---------------------------------------------------------------- roster edits
@@ -235,12 +250,18 @@ pub struct MemberPatch {
     pub full_at: Option<Option<String>>,
 }
 
-fn date_field(v: &Option<Option<String>>, current: Option<i64>, field: &str) -> AppResult<Option<i64>> {
+fn date_field(
+    v: &Option<Option<String>>,
+    current: Option<i64>,
+    field: &str,
+) -> AppResult<Option<i64>> {
     match v {
         None => Ok(current),
         Some(None) => Ok(None),
         Some(Some(s)) => rules::parse_date(s.trim()).map(Some).ok_or_else(|| {
-            AppError::Validation(format!("{field} must be a date (YYYY-MM-DD) or RFC 3339 time"))
+            AppError::Validation(format!(
+                "{field} must be a date (YYYY-MM-DD) or RFC 3339 time"
+            ))
         }),
     }
 }
@@ -363,11 +384,17 @@ pub async fn remove(st: &AppState, session: &AdminSession, id: i64) -> AppResult
     let scope = session.org_scope(&st.db).await?;
     let m = member_in_scope(st, &scope, id).await?;
     if m.status == store::STATUS_LEFT {
-        return Err(conflict("already_left", "this member has already left the roster"));
+        return Err(conflict(
+            "already_left",
+            "this member has already left the roster",
+        ));
     }
     let mut tx = st.db.begin_write().await?;
     if !store::mark_left(&mut tx, m.id, session.now).await? {
-        return Err(conflict("already_left", "this member has already left the roster"));
+        return Err(conflict(
+            "already_left",
+            "this member has already left the roster",
+        ));
     }
     let unbound: Vec<&str> = [
         m.openid.as_ref().map(|_| "mp"),
@@ -376,11 +403,13 @@ pub async fn remove(st: &AppState, session: &AdminSession, id: i64) -> AppResult
     .into_iter()
     .flatten()
     .collect();
-    let entry = session.audit("member.delete", "member", m.id).details(json!({
-        "before": {"status": m.status, "org_unit_id": m.org_unit_id},
-        "after": {"status": store::STATUS_LEFT},
-        "unbound": unbound,
-    }));
+    let entry = session
+        .audit("member.delete", "member", m.id)
+        .details(json!({
+            "before": {"status": m.status, "org_unit_id": m.org_unit_id},
+            "after": {"status": store::STATUS_LEFT},
+            "unbound": unbound,
+        }));
     audit::record(&mut *tx, &entry).await?;
     tx.commit().await?;
     store::by_id(&st.db, m.id)
@@ -423,11 +452,13 @@ pub async fn unbind(
             "the binding changed in the meantime; reload and try again",
         ));
     }
-    let entry = session.audit("member.unbind", "member", m.id).details(json!({
-        "app": name,
-        "openid": current,
-        "unionid_cleared": m.unionid.is_some(),
-    }));
+    let entry = session
+        .audit("member.unbind", "member", m.id)
+        .details(json!({
+            "app": name,
+            "openid": current,
+            "unionid_cleared": m.unionid.is_some(),
+        }));
     audit::record(&mut *tx, &entry).await?;
     tx.commit().await?;
     tracing::info!(member_id = m.id, app = name, "member unbound");
@@ -553,7 +584,9 @@ pub async fn transfer(
             reason,
         } => {
             let destination = rules::organisation_name(destination).ok_or_else(|| {
-                AppError::Validation("destination: the receiving organisation, 1 to 100 characters".into())
+                AppError::Validation(
+                    "destination: the receiving organisation, 1 to 100 characters".into(),
+                )
             })?;
             let dues = dues_month(dues_paid_until)?;
             let (days, expires_at) =
@@ -633,11 +666,7 @@ pub async fn transfer(
 }
 
 /// A transfer the caller may see: either side in their scope (404 otherwise).
-pub async fn transfer_in_scope(
-    st: &AppState,
-    scope: &OrgScope,
-    id: i64,
-) -> AppResult<TransferRow> {
+pub async fn transfer_in_scope(st: &AppState, scope: &OrgScope, id: i64) -> AppResult<TransferRow> {
     match store::transfer(&st.db, id).await? {
         Some(t)
             if t.from_org_unit_id.is_some_and(|u| scope.contains(u))
@@ -696,7 +725,10 @@ pub async fn close_transfer(
     let now = session.now;
     let mut tx = st.db.begin_write().await?;
     if !store::close_transfer(&mut tx, t.id, outcome, reason, &session.username, now).await? {
-        return Err(conflict("transfer_closed", "this transfer was closed in the meantime"));
+        return Err(conflict(
+            "transfer_closed",
+            "this transfer was closed in the meantime",
+        ));
     }
     if req.outcome == Outcome::Returned {
         store::change_status(
@@ -917,7 +949,9 @@ pub struct UnitPatch {
 fn unit_name(s: &str) -> AppResult<&str> {
     let s = s.trim();
     if s.is_empty() || s.chars().count() > 100 {
-        return Err(AppError::Validation("name must have 1-100 characters".into()));
+        return Err(AppError::Validation(
+            "name must have 1-100 characters".into(),
+        ));
     }
     Ok(s)
 }
@@ -940,14 +974,20 @@ async fn parent_unit(tx: &mut Tx, scope: &OrgScope, id: i64) -> AppResult<OrgUni
 }
 
 /// Create an org unit. Secretaries create inside their subtree only.
-pub async fn create_unit(st: &AppState, session: &AdminSession, req: &NewUnit) -> AppResult<OrgUnit> {
+pub async fn create_unit(
+    st: &AppState,
+    session: &AdminSession,
+    req: &NewUnit,
+) -> AppResult<OrgUnit> {
     let scope = session.org_scope(&st.db).await?;
     let name = unit_name(&req.name)?;
     let mut tx = st.db.begin_write().await?;
     org::lock_tree(&mut tx, st.db.backend()).await?;
     let parent = match (&req.parent, req.parent_id) {
         (Some(_), Some(_)) => {
-            return Err(AppError::Validation("give parent or parent_id, not both".into()))
+            return Err(AppError::Validation(
+                "give parent or parent_id, not both".into(),
+            ))
         }
         (Some(p), None) => {
             let u = org::find_by_name(&mut *tx, p)
@@ -971,7 +1011,9 @@ pub async fn create_unit(st: &AppState, session: &AdminSession, req: &NewUnit) -
         return Err(AppError::Validation(rule));
     }
     if org::find_by_name(&mut *tx, name).await?.is_some() {
-        return Err(AppError::Conflict("an org unit with this name exists".into()));
+        return Err(AppError::Conflict(
+            "an org unit with this name exists".into(),
+        ));
     }
     let parent_id = parent.as_ref().map(|p| p.id);
     let id = org::create_kind(&mut tx, name, parent_id, kind, session.now).await?;
@@ -1042,7 +1084,9 @@ pub async fn update_unit(
         return Err(AppError::Validation(rule));
     }
     if name != unit.name && org::find_by_name(&mut *tx, &name).await?.is_some() {
-        return Err(AppError::Conflict("an org unit with this name exists".into()));
+        return Err(AppError::Conflict(
+            "an org unit with this name exists".into(),
+        ));
     }
     let parent_id = parent.as_ref().map(|p| p.id);
     org::update(&mut tx, unit.id, &name, parent_id, kind, session.now).await?;
@@ -1094,7 +1138,9 @@ pub async fn delete_unit(st: &AppState, session: &AdminSession, id: i64) -> AppR
     }
     let entry = session
         .audit("org_unit.delete", "org_unit", unit.id)
-        .details(json!({"before": {"name": unit.name, "parent_id": unit.parent_id, "kind": unit.kind}}));
+        .details(
+            json!({"before": {"name": unit.name, "parent_id": unit.parent_id, "kind": unit.kind}}),
+        );
     audit::record(&mut *tx, &entry).await?;
     tx.commit().await?;
     Ok(unit)

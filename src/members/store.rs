@@ -258,6 +258,23 @@ pub async fn insert(tx: &mut Tx, m: &MemberWrite<'_>, now: i64) -> sqlx::Result<
 // (both openids, unionid, status, edits, transfers). Kept above `bound_to` so that functions
 // other features append at the end of this file merge cleanly.
 
+/// An arbitrary constant: the PostgreSQL advisory-lock id of identity links.
+const IDENTITY_LOCK: i64 = 0x00da_691a_0011;
+
+/// Serialise the transactions that link a member's two openids (binding, a follower's UnionID,
+/// the follower sync): each reads what the other writes, so two running side by side could each
+/// miss the other and leave a pair unlinked. Take it first in the transaction. On SQLite the
+/// write transaction already holds the one writer lock.
+pub async fn lock_identity(tx: &mut Tx, backend: crate::platform::db::Backend) -> sqlx::Result<()> {
+    if backend == crate::platform::db::Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(IDENTITY_LOCK)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
 /// [`by_id`] inside a transaction (what the transaction sees).
 pub async fn by_id_in(tx: &mut Tx, id: i64) -> sqlx::Result<Option<MemberRow>> {
     let sql = format!("{SELECT} WHERE m.id = $1");
@@ -303,11 +320,13 @@ pub async fn record_mp_login(
 
 /// The UnionID last seen for the mini-program user `openid`.
 pub async fn mp_unionid(tx: &mut Tx, openid: &str) -> sqlx::Result<Option<String>> {
-    Ok(sqlx::query("SELECT unionid FROM mp_users WHERE openid = $1")
-        .bind(openid)
-        .fetch_optional(&mut **tx)
-        .await?
-        .and_then(|r| r.get::<Option<String>, _>(0)))
+    Ok(
+        sqlx::query("SELECT unionid FROM mp_users WHERE openid = $1")
+            .bind(openid)
+            .fetch_optional(&mut **tx)
+            .await?
+            .and_then(|r| r.get::<Option<String>, _>(0)),
+    )
 }
 
 /// Give member `id` its UnionID unless it has one or another member holds it. True if set.
@@ -386,7 +405,12 @@ pub async fn link_oa_openids(
         for (u, o) in chunk {
             q = q.bind(*u).bind(*o);
         }
-        linked.extend(q.fetch_all(&mut **tx).await?.iter().map(|r| r.get::<i64, _>(0)));
+        linked.extend(
+            q.fetch_all(&mut **tx)
+                .await?
+                .iter()
+                .map(|r| r.get::<i64, _>(0)),
+        );
     }
     Ok(linked)
 }
@@ -472,7 +496,13 @@ pub async fn unbind(tx: &mut Tx, id: i64, app: App, current: &str, now: i64) -> 
 
 /// Move member `id` from `from` to org unit `to` (a transfer within the organisation). False if
 /// the member is not active in `from` any more.
-pub async fn move_to_unit(tx: &mut Tx, id: i64, from: i64, to: i64, now: i64) -> sqlx::Result<bool> {
+pub async fn move_to_unit(
+    tx: &mut Tx,
+    id: i64,
+    from: i64,
+    to: i64,
+    now: i64,
+) -> sqlx::Result<bool> {
     let r = sqlx::query(
         "UPDATE members SET org_unit_id = $1, updated_at = $2 WHERE id = $3 AND org_unit_id = $4 AND status = 'active'",
     )
@@ -681,15 +711,15 @@ pub async fn transfer_in(tx: &mut Tx, id: i64) -> sqlx::Result<Option<TransferRo
 
 /// A member's transfer history, oldest first.
 pub async fn transfers_of(db: &Db, member_id: i64) -> sqlx::Result<Vec<TransferRow>> {
-    Ok(
-        sqlx::query(&format!("{TRANSFER_SELECT} WHERE t.member_id = $1 ORDER BY t.id"))
-            .bind(member_id)
-            .fetch_all(db.pool())
-            .await?
-            .iter()
-            .map(transfer_of)
-            .collect(),
-    )
+    Ok(sqlx::query(&format!(
+        "{TRANSFER_SELECT} WHERE t.member_id = $1 ORDER BY t.id"
+    ))
+    .bind(member_id)
+    .fetch_all(db.pool())
+    .await?
+    .iter()
+    .map(transfer_of)
+    .collect())
 }
 
 /// Transfers touching `scope` (either side), newest first, optionally of one status.

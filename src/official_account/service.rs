@@ -190,6 +190,10 @@ pub async fn sync_followers(
         cursor.next_openid = Some(page.next_openid.clone());
         let last = page.is_last() || openids.is_empty();
         let mut tx = db.begin_write().await?;
+        // This page links followers to members: taken first, as every identity link does.
+        crate::members::service::lock_identity(&mut tx, db.backend())
+            .await
+            .map_err(|e| anyhow::anyhow!("identity lock: {e}"))?;
         let now = st.clock.unix_ms();
         for u in &infos {
             let status = if u.subscribe == 1 {
@@ -301,12 +305,6 @@ pub async fn identify_follower(st: &AppState, openid: &str) {
         // The account is not on an open platform with the mini-program: nothing links them.
         return;
     };
-    let now = st.clock.unix_ms();
-    if let Err(e) = crate::official_account::store::set_unionid(&st.db, openid, unionid, now).await
-    {
-        tracing::warn!(error = %e, "recording a follower's UnionID failed");
-        return;
-    }
     match crate::members::service::follower_identified(st, openid, unionid).await {
         Ok(Some(member_id)) => tracing::info!(member_id, "follower linked to a member"),
         Ok(None) => {}

@@ -93,12 +93,17 @@ pub async fn count_subscribed(db: &Db) -> sqlx::Result<i64> {
 }
 
 /// Record the UnionID `user/info` gave for follower `openid`.
-pub async fn set_unionid(db: &Db, openid: &str, unionid: &str, now_ms: i64) -> sqlx::Result<()> {
+pub async fn set_unionid(
+    tx: &mut Tx,
+    openid: &str,
+    unionid: &str,
+    now_ms: i64,
+) -> sqlx::Result<()> {
     sqlx::query("UPDATE followers SET unionid = $1, updated_at = $2 WHERE openid = $3")
         .bind(unionid)
         .bind(now_ms)
         .bind(openid)
-        .execute(db.pool())
+        .execute(&mut **tx)
         .await?;
     Ok(())
 }

@@ -91,11 +91,7 @@ pub fn placement_error(
     if !kind.may_sit_under(parent.map(|(_, k)| k)) {
         return Some(match parent {
             None => format!("a {} must sit inside a branch", kind.as_str()),
-            Some((_, pk)) => format!(
-                "a {} cannot sit under a {}",
-                kind.as_str(),
-                pk.as_str()
-            ),
+            Some((_, pk)) => format!("a {} cannot sit under a {}", kind.as_str(), pk.as_str()),
         });
     }
     if let Some((_, _, children)) = moving {
@@ -133,14 +129,14 @@ pub async fn find_by_name<'c, E>(exec: E, name: &str) -> sqlx::Result<Option<Org
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
-    Ok(
-        sqlx::query(&format!("SELECT {UNIT_COLUMNS} FROM org_units WHERE name = $1"))
-            .bind(name)
-            .fetch_optional(exec)
-            .await?
-            .as_ref()
-            .map(from_row),
-    )
+    Ok(sqlx::query(&format!(
+        "SELECT {UNIT_COLUMNS} FROM org_units WHERE name = $1"
+    ))
+    .bind(name)
+    .fetch_optional(exec)
+    .await?
+    .as_ref()
+    .map(from_row))
 }
 
 pub async fn get(db: &Db, id: i64) -> sqlx::Result<Option<OrgUnit>> {
@@ -152,14 +148,14 @@ pub async fn get_in<'c, E>(exec: E, id: i64) -> sqlx::Result<Option<OrgUnit>>
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
-    Ok(
-        sqlx::query(&format!("SELECT {UNIT_COLUMNS} FROM org_units WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(exec)
-            .await?
-            .as_ref()
-            .map(from_row),
-    )
+    Ok(sqlx::query(&format!(
+        "SELECT {UNIT_COLUMNS} FROM org_units WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(exec)
+    .await?
+    .as_ref()
+    .map(from_row))
 }
 
 pub async fn list(db: &Db) -> sqlx::Result<Vec<OrgUnit>> {
@@ -229,10 +225,7 @@ pub async fn child_kinds(tx: &mut Tx, id: i64) -> sqlx::Result<Vec<OrgKind>> {
 
 /// `root` and all its descendants, as a transaction sees them.
 pub async fn subtree_ids_in(tx: &mut Tx, root: i64) -> sqlx::Result<Vec<i64>> {
-    let rows = sqlx::query(SUBTREE)
-        .bind(root)
-        .fetch_all(&mut **tx)
-        .await?;
+    let rows = sqlx::query(SUBTREE).bind(root).fetch_all(&mut **tx).await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
@@ -287,10 +280,7 @@ where
 
 /// `root` and all its descendants. UNION (not UNION ALL) stops even on a corrupted cyclic tree.
 pub async fn subtree_ids(db: &Db, root: i64) -> sqlx::Result<Vec<i64>> {
-    let rows = sqlx::query(SUBTREE)
-        .bind(root)
-        .fetch_all(db.pool())
-        .await?;
+    let rows = sqlx::query(SUBTREE).bind(root).fetch_all(db.pool()).await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
@@ -376,7 +366,10 @@ mod tests {
         assert!(placement_error(Committee, Some((1, Committee)), moving)
             .unwrap()
             .contains("own parent"));
-        assert_eq!(placement_error(Committee, Some((9, Committee)), moving), None);
+        assert_eq!(
+            placement_error(Committee, Some((9, Committee)), moving),
+            None
+        );
         // Re-kinding a committee with a general branch inside into a branch strands the child.
         assert!(placement_error(Branch, None, moving)
             .unwrap()

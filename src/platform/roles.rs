@@ -37,11 +37,7 @@ impl Role {
             Public | Authenticated | ReadStats => true,
             ManageUsers | ReadAudit => self == Role::Admin,
             // Secretaries: inside their own subtree (the handlers check the org scope).
-            ManageOrgUnits
-            | ReadMembers
-            | WriteMembers
-            | RevealPersonalData
-            | ManageDues
+            ManageOrgUnits | ReadMembers | WriteMembers | RevealPersonalData | ManageDues
             | ManageActivities => matches!(self, Role::Admin | Role::Secretary),
             ManageArticles | ManagePushes | Moderate => matches!(self, Role::Admin | Role::Editor),
         }

@@ -242,17 +242,31 @@ mod tests {
     fn each_channel_addresses_the_openid_of_its_app() {
         for c in [Channel::Template, Channel::Custom, Channel::SubscribeOa] {
             let sql = members_sql(c);
-            assert!(sql.text.contains("SELECT m.oa_openid AS openid"), "{c:?}: {}", sql.text);
+            assert!(
+                sql.text.contains("SELECT m.oa_openid AS openid"),
+                "{c:?}: {}",
+                sql.text
+            );
             assert!(sql.text.contains("'no_account_openid'"), "{c:?}");
-            assert!(!sql.text.contains("m.openid"), "{c:?}: never the mini-program openid");
+            assert!(
+                !sql.text.contains("m.openid"),
+                "{c:?}: never the mini-program openid"
+            );
         }
         let sql = members_sql(Channel::Subscribe);
-        assert!(sql.text.contains("SELECT m.openid AS openid"), "{}", sql.text);
+        assert!(
+            sql.text.contains("SELECT m.openid AS openid"),
+            "{}",
+            sql.text
+        );
         assert!(sql.text.contains("'no_mp_openid'") && sql.text.contains("'no_consent'"));
         assert!(!sql.text.contains("oa_openid"));
         assert!(sql.binds.contains(&Bind::Str("mp".into())));
         let sql = members_sql(Channel::SubscribeOa);
-        assert!(sql.binds.contains(&Bind::Str("oa".into())), "consent on the account");
+        assert!(
+            sql.binds.contains(&Bind::Str("oa".into())),
+            "consent on the account"
+        );
         assert!(sql.text.contains("'no_consent'"));
     }
 }

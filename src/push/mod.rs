@@ -401,13 +401,19 @@ mod tests {
     #[test]
     fn each_channel_goes_through_its_app_and_round_trips_the_database() {
         for c in Channel::ALL {
-            assert_eq!(Channel::from_db(c.db_channel(), Some(c.app().as_str())), Some(c));
+            assert_eq!(
+                Channel::from_db(c.db_channel(), Some(c.app().as_str())),
+                Some(c)
+            );
         }
         assert_eq!(Channel::Subscribe.app(), App::Mp);
         assert_eq!(Channel::SubscribeOa.app(), App::Oa);
         assert_eq!(Channel::Template.app(), App::Oa);
         // Rows from before `pushes.app`: subscribe was the mini-program's.
-        assert_eq!(Channel::from_db("subscribe", None), Some(Channel::Subscribe));
+        assert_eq!(
+            Channel::from_db("subscribe", None),
+            Some(Channel::Subscribe)
+        );
         assert_eq!(Channel::from_db("subscribe_oa", None), None);
         assert_eq!(
             serde_json::to_value(Channel::SubscribeOa).unwrap(),

@@ -43,8 +43,11 @@ fn push_of(r: &sqlx::any::AnyRow) -> PushRow {
     let ids = |s: String| serde_json::from_str::<Vec<i64>>(&s).unwrap_or_default();
     PushRow {
         id: r.get(0),
-        channel: Channel::from_db(&r.get::<String, _>(1), r.get::<Option<String>, _>(18).as_deref())
-            .unwrap_or(Channel::Template),
+        channel: Channel::from_db(
+            &r.get::<String, _>(1),
+            r.get::<Option<String>, _>(18).as_deref(),
+        )
+        .unwrap_or(Channel::Template),
         audience: Audience {
             kind: AudienceKind::parse(&r.get::<String, _>(2)).unwrap_or(AudienceKind::All),
             ids: ids(r.get(3)),
@@ -287,8 +290,11 @@ pub async fn start(db: &Db, id: i64, now: i64, custom_cutoff_ms: i64) -> sqlx::R
         tx.rollback().await?;
         return Ok(false);
     };
-    let channel = Channel::from_db(&row.get::<String, _>(0), row.get::<Option<String>, _>(4).as_deref())
-        .unwrap_or(Channel::Template);
+    let channel = Channel::from_db(
+        &row.get::<String, _>(0),
+        row.get::<Option<String>, _>(4).as_deref(),
+    )
+    .unwrap_or(Channel::Template);
     if channel != Channel::Mass {
         let kind = AudienceKind::parse(&row.get::<String, _>(1)).unwrap_or(AudienceKind::All);
         let ids: Vec<i64> = serde_json::from_str(&row.get::<String, _>(2)).unwrap_or_default();
@@ -323,8 +329,11 @@ pub async fn running_row_pushes(db: &Db) -> sqlx::Result<Vec<(i64, Channel)>> {
     Ok(rows
         .iter()
         .filter_map(|r| {
-            Channel::from_db(&r.get::<String, _>(1), r.get::<Option<String>, _>(2).as_deref())
-                .map(|c| (r.get(0), c))
+            Channel::from_db(
+                &r.get::<String, _>(1),
+                r.get::<Option<String>, _>(2).as_deref(),
+            )
+            .map(|c| (r.get(0), c))
         })
         .collect())
 }
@@ -497,8 +506,7 @@ pub async fn record(
             (
                 Outcome::Skipped { code, .. },
                 Channel::Template | Channel::Custom | Channel::SubscribeOa,
-            ) if code == "43004" =>
-            {
+            ) if code == "43004" => {
                 sqlx::query(
                     "UPDATE followers SET status = 'unsubscribed', unsubscribed_at = $1, updated_at = $1 \
                      WHERE openid = $2 AND status = 'subscribed'",

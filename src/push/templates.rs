@@ -98,13 +98,23 @@ pub enum MassPlan {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "channel", rename_all = "lowercase")]
 pub enum Rendered {
-    Template { message: TemplateMessage },
-    Custom { message: CustomMessage },
-    Subscribe { message: SubscribeMessage },
+    Template {
+        message: TemplateMessage,
+    },
+    Custom {
+        message: CustomMessage,
+    },
+    Subscribe {
+        message: SubscribeMessage,
+    },
     /// The account's subscribe notice (订阅通知, `bizsend`); `channel` reads `subscribe_oa`.
     #[serde(rename = "subscribe_oa")]
-    SubscribeOa { message: BizSubscribeMessage },
-    Mass { plan: MassPlan },
+    SubscribeOa {
+        message: BizSubscribeMessage,
+    },
+    Mass {
+        plan: MassPlan,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]

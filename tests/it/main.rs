@@ -5,6 +5,7 @@ mod admin;
 mod admin_console;
 mod content;
 mod helpers;
+mod members;
 mod mp;
 mod push;
 mod submissions;

@@ -315,8 +315,14 @@ async fn user_info_and_code2session_give_one_unionid_for_linked_openids() {
     // An unfollowed user: subscribe 0; a bad openid: 40003; the mini-program token: 48001.
     let gone = e.oa.user_info("oNeverFollowed", Lang::ZhCn).await.unwrap();
     assert!(!gone.is_subscribed());
-    assert_eq!(errcode(e.oa.user_info("bad openid!", Lang::ZhCn).await), 40003);
-    assert_eq!(errcode(e.mp.user_info("oAccount1", Lang::ZhCn).await), 48001);
+    assert_eq!(
+        errcode(e.oa.user_info("bad openid!", Lang::ZhCn).await),
+        40003
+    );
+    assert_eq!(
+        errcode(e.mp.user_info("oAccount1", Lang::ZhCn).await),
+        48001
+    );
 }
 
 #[tokio::test]
