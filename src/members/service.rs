@@ -195,9 +195,7 @@ pub async fn followers_identified(
     if pairs.is_empty() {
         return Ok(Vec::new());
     }
-    for (unionid, _) in pairs {
-        store::adopt_unionid_from_mp_login(tx, unionid, now).await?;
-    }
+    store::adopt_unionids_from_mp_logins(tx, now).await?;
     let linked = store::link_oa_openids(tx, pairs, now).await?;
     if !linked.is_empty() {
         let entry = AuditEntry::system(now, WECHAT_ACTOR, "member.link", "member", None)
@@ -338,15 +336,15 @@ pub async fn edit(
     if patch.joined_at.is_some() {
         changed.push("joined_at");
     }
-    if patch.full_at.is_some() {
-        changed.push("full_at");
-    }
     let joined_at = date_field(&patch.joined_at, m.joined_at, "joined_at")?;
-    // A probationary member made full keeps no stale 转正 date the other way round.
+    // A member set back to probationary keeps no stale 转正 date.
     let full_at = match (&patch.full_at, party_status.as_str()) {
         (None, "probationary") => None,
         _ => date_field(&patch.full_at, m.full_at, "full_at")?,
     };
+    if patch.full_at.is_some() || full_at != m.full_at {
+        changed.push("full_at");
+    }
     if let Some(rule) = rules::party_dates_error(&party_status, joined_at, full_at, session.now) {
         return Err(AppError::Validation(rule.into()));
     }

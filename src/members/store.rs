@@ -362,6 +362,21 @@ pub async fn adopt_unionid_from_mp_login(
     Ok(r.rows_affected() > 0)
 }
 
+/// [`adopt_unionid_from_mp_login`] for every bound member still without a UnionID, in one
+/// statement (the follower sync, once per page).
+pub async fn adopt_unionids_from_mp_logins(tx: &mut Tx, now: i64) -> sqlx::Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE members SET unionid = (SELECT u.unionid FROM mp_users u WHERE u.openid = members.openid), \
+         updated_at = $1 WHERE unionid IS NULL AND openid IS NOT NULL AND EXISTS (SELECT 1 FROM mp_users u \
+         WHERE u.openid = members.openid AND u.unionid IS NOT NULL \
+         AND NOT EXISTS (SELECT 1 FROM members x WHERE x.unionid = u.unionid))",
+    )
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected())
+}
+
 /// The follower `oa_openid` is the member with `unionid`: record it as the member's account
 /// openid unless the member already has one or another member holds it. The member's id if set.
 pub async fn link_oa_openid(
