@@ -171,6 +171,7 @@ pub fn router(state: AppState) -> Router {
 fn spawn_workers(state: &AppState, workers: &TaskTracker) {
     workers.spawn(official_account::service::follower_sync_loop(state.clone()));
     workers.spawn(articles::worker::scheduled_publishing_loop(state.clone()));
+    workers.spawn(members::worker::link_loop(state.clone()));
     push::worker::spawn(state, workers);
     workers.spawn(development::worker::reminder_loop(state.clone()));
 }

@@ -1,12 +1,17 @@
-//! Members: org units, the roster (import, search, reveal), and binding a mini-program user to
-//! the roster.
+//! Members: org units (the tree), the roster (import, search, reveal, edit, remove), transfers
+//! of Party relations with their introduction letter, and a member's two WeChat identities — the
+//! mini-program binding (`members.openid`) and the official-account openid (`members.oa_openid`)
+//! found through the UnionID — so that each push channel reaches the openid of its app.
 
 pub mod admin;
 pub mod cli;
+pub mod letter;
 pub mod mp;
 pub mod org_admin;
 pub mod rules;
+pub mod service;
 pub mod store;
+pub mod worker;
 
 use axum::{
     routing::{get, post},
@@ -20,11 +25,14 @@ pub fn admin_routes(r: AdminRoutes) -> AdminRoutes {
     admin::routes(org_admin::routes(r))
 }
 
-/// The mini-program's account routes: login, bind, me, subscribe consent.
+/// The mini-program's account routes (login, bind, me, subscribe consent) and the printable
+/// introduction letter (an admin page: console session or bearer token, permission checked in
+/// the handler).
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/mp/login", post(mp::login))
         .route("/api/mp/bind", post(mp::bind))
         .route("/api/mp/me", get(mp::me))
         .route("/api/mp/subscriptions", post(mp::subscriptions))
+        .route("/admin/members/transfers/{id}/letter", get(admin::letter))
 }

@@ -7,8 +7,8 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use axum::{extract::State, http::StatusCode};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::auth::mp_session::MpSession;
 use crate::{
@@ -16,11 +16,13 @@ use crate::{
     articles::rules::rfc3339_shanghai,
     auth::{ratelimit, ClientIp},
     http::AppJson,
-    members::store::{self, MemberRow},
-    platform::audit::{self, AuditEntry},
+    members::{
+        service::{self, BindRefused},
+        store::{self, MemberRow},
+    },
     platform::error::{AppError, AppResult},
     platform::pii::{self, DataCipher},
-    push::store as push_store,
+    push::{store as push_store, App},
 };
 
 /// Bind attempts per openid and hour: enough for typos, too few to probe the roster.
@@ -30,18 +32,40 @@ const BIND_WINDOW: Duration = Duration::from_secs(3600);
 const MAX_SUBSCRIPTION_TEMPLATES: usize = 10;
 
 /// The member as the mini-program sees it: masked phone, no ID number or income.
-fn member_json(m: &MemberRow, cipher: &DataCipher) -> AppResult<Value> {
-    let phone = cipher
-        .decrypt(&m.phone_enc)
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("member {}: {e}", m.id)))?;
-    Ok(json!({
-        "id": m.id,
-        "name": m.name,
-        "phone": pii::mask_phone(&phone),
-        "org_unit": m.org_unit,
-        "category": m.category,
-        "party_status": m.party_status,
-    }))
+#[derive(Debug, Serialize)]
+pub struct MpMemberOut {
+    pub id: i64,
+    pub name: String,
+    pub phone: String,
+    pub org_unit: String,
+    pub category: String,
+    pub party_status: String,
+    /// Whether the member's official-account openid is known (through the UnionID): the
+    /// account's template, mass and customer-service messages can reach them.
+    pub account_linked: bool,
+}
+
+impl MpMemberOut {
+    fn of(m: &MemberRow, cipher: &DataCipher) -> AppResult<MpMemberOut> {
+        let phone = cipher
+            .decrypt(&m.phone_enc)
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("member {}: {e}", m.id)))?;
+        Ok(MpMemberOut {
+            id: m.id,
+            name: m.name.clone(),
+            phone: pii::mask_phone(&phone),
+            org_unit: m.org_unit.clone(),
+            category: m.category.clone(),
+            party_status: m.party_status.clone(),
+            account_linked: m.oa_openid.is_some(),
+        })
+    }
+}
+
+/// `{"member": {...}}`.
+#[derive(Debug, Serialize)]
+pub struct MemberEnvelope {
+    pub member: MpMemberOut,
 }
 
 /// The roster entry bound to `openid`, if any.
@@ -76,11 +100,18 @@ pub struct LoginIn {
     code: String,
 }
 
+#[derive(Debug, Serialize)]
+pub struct LoginOut {
+    pub token: String,
+    pub expires_at: String,
+    pub member: Option<MpMemberOut>,
+}
+
 /// `POST /api/mp/login {"code"}` → `{"token","expires_at","member":null|{...}}`.
 pub async fn login(
     State(st): State<AppState>,
     AppJson(body): AppJson<LoginIn>,
-) -> AppResult<AppJson<Value>> {
+) -> AppResult<AppJson<LoginOut>> {
     let code = one_time_code(&body.code, "code")?;
     let wx = match st.mp.jscode2session(code).await {
         Ok(s) => s,
@@ -98,25 +129,32 @@ pub async fn login(
         }
         Err(e) => return Err(e.into()),
     };
-    // `wx.session_key` is dropped here: never stored, sent or logged.
-    let member = member_of(&st, &wx.openid).await?;
+    // `wx.session_key` is dropped here: never stored, sent or logged. The UnionID (when the
+    // mini-program and the account share an open platform) links the member's follower.
+    let member = service::mp_login(&st, &wx.openid, wx.unionid.as_deref()).await?;
     let issued = MpSession::create(&st, &wx.openid, member.as_ref().map(|m| m.id)).await?;
     let member = member
         .as_ref()
-        .map(|m| member_json(m, &st.cipher))
+        .map(|m| MpMemberOut::of(m, &st.cipher))
         .transpose()?;
-    Ok(AppJson(json!({
-        "token": issued.token,
-        "expires_at": rfc3339_shanghai(issued.session.expires_at),
-        "member": member,
-    })))
+    Ok(AppJson(LoginOut {
+        token: issued.token,
+        expires_at: rfc3339_shanghai(issued.session.expires_at),
+        member,
+    }))
 }
 
 // ---------------------------------------------------------------- me
 
+#[derive(Debug, Serialize)]
+pub struct MeOut {
+    pub openid_bound: bool,
+    pub member: Option<MpMemberOut>,
+}
+
 /// `GET /api/mp/me` → `{"openid_bound","member":null|{...}}` (the roster is authoritative, not the
 /// session: an administrator may have re-imported or unbound the member since login).
-pub async fn me(State(st): State<AppState>, mut session: MpSession) -> AppResult<AppJson<Value>> {
+pub async fn me(State(st): State<AppState>, mut session: MpSession) -> AppResult<AppJson<MeOut>> {
     let member = member_of(&st, &session.openid).await?;
     let id = member.as_ref().map(|m| m.id);
     if id != session.member_id {
@@ -124,11 +162,12 @@ pub async fn me(State(st): State<AppState>, mut session: MpSession) -> AppResult
     }
     let member = member
         .as_ref()
-        .map(|m| member_json(m, &st.cipher))
+        .map(|m| MpMemberOut::of(m, &st.cipher))
         .transpose()?;
-    Ok(AppJson(
-        json!({"openid_bound": id.is_some(), "member": member}),
-    ))
+    Ok(AppJson(MeOut {
+        openid_bound: id.is_some(),
+        member,
+    }))
 }
 
 // ---------------------------------------------------------------- bind
@@ -159,7 +198,7 @@ pub async fn bind(
     mut session: MpSession,
     ip: ClientIp,
     AppJson(body): AppJson<BindIn>,
-) -> AppResult<AppJson<Value>> {
+) -> AppResult<AppJson<MemberEnvelope>> {
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(AppError::Validation(
@@ -189,7 +228,8 @@ pub async fn bind(
         Some(p) => store::find_by_phone(&st.db, &st.cipher, &p).await?,
         None => None,
     };
-    let Some(m) = found.filter(|m| m.name.trim() == name) else {
+    // Only the active roster binds: a member who left or moved away is not found.
+    let Some(m) = found.filter(|m| m.name.trim() == name && m.is_active()) else {
         tracing::info!("mini-program bind: no roster match");
         return Err(member_not_found());
     };
@@ -197,7 +237,9 @@ pub async fn bind(
         Some(o) if o == session.openid => {
             // Already ours (a retry): answer the same, write nothing.
             session.set_member(&st, Some(m.id)).await?;
-            return Ok(AppJson(json!({"member": member_json(&m, &st.cipher)?})));
+            return Ok(AppJson(MemberEnvelope {
+                member: MpMemberOut::of(&m, &st.cipher)?,
+            }));
         }
         Some(_) => {
             return Err(already_bound(
@@ -216,44 +258,24 @@ pub async fn bind(
         ));
     }
 
-    let now = st.clock.unix_ms();
-    let mut tx = st.db.begin_write().await?;
-    // `openid IS NULL` and the unique index settle a race between two binds.
-    let updated = store::bind_openid(&mut tx, m.id, &session.openid, now).await;
-    match updated {
-        Ok(true) => {}
-        Ok(false) => {
+    let m = match service::bind(&st, &m, &session.openid, ip.0.map(|a| a.to_string())).await? {
+        Ok(m) => m,
+        Err(BindRefused::MemberTaken) => {
             return Err(already_bound(
                 "this member has just been bound to another WeChat account",
             ))
         }
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+        Err(BindRefused::OpenidTaken) => {
             return Err(already_bound(
                 "this WeChat account is already bound to another member",
             ))
         }
-        Err(e) => return Err(e.into()),
-    }
-    let mut entry = AuditEntry::system(
-        now,
-        "mini-program",
-        "member.bind",
-        "member",
-        Some(m.id.to_string()),
-    )
-    .details(json!({"openid": session.openid, "verified_by": "getuserphonenumber"}));
-    entry.ip = ip.0.map(|a| a.to_string());
-    audit::record(&mut *tx, &entry).await?;
-    tx.commit().await?;
-    tracing::info!(member_id = m.id, "mini-program account bound to the roster");
-
-    session.set_member(&st, Some(m.id)).await?;
-    let m = MemberRow {
-        openid: Some(session.openid.clone()),
-        updated_at: now,
-        ..m
     };
-    Ok(AppJson(json!({"member": member_json(&m, &st.cipher)?})))
+    tracing::info!(member_id = m.id, "mini-program account bound to the roster");
+    session.set_member(&st, Some(m.id)).await?;
+    Ok(AppJson(MemberEnvelope {
+        member: MpMemberOut::of(&m, &st.cipher)?,
+    }))
 }
 
 // ---------------------------------------------------------------- subscriptions
@@ -265,6 +287,12 @@ pub struct SubscriptionsIn {
     results: BTreeMap<String, Value>,
 }
 
+#[derive(Debug, Serialize)]
+pub struct SubscriptionsOut {
+    /// Template id → the answer recorded.
+    pub recorded: BTreeMap<String, String>,
+}
+
 /// `POST /api/mp/subscriptions {"template_ids":[..],"results":{"<id>":"accept"|"reject"|"ban"}}`:
 /// records the user's answer so that subscribe pushes may (or may no longer) reach them. Each
 /// `accept` is one send credit (one-time subscriptions); `filter` (WeChat did not ask) is skipped.
@@ -272,7 +300,7 @@ pub async fn subscriptions(
     State(st): State<AppState>,
     session: MpSession,
     AppJson(body): AppJson<SubscriptionsIn>,
-) -> AppResult<AppJson<Value>> {
+) -> AppResult<AppJson<SubscriptionsOut>> {
     if body.template_ids.is_empty() || body.template_ids.len() > MAX_SUBSCRIPTION_TEMPLATES {
         return Err(AppError::Validation(format!(
             "template_ids must list 1 to {MAX_SUBSCRIPTION_TEMPLATES} template ids"
@@ -308,10 +336,11 @@ pub async fn subscriptions(
         }
     }
     let now = st.clock.unix_ms();
-    let mut recorded = serde_json::Map::new();
+    let mut recorded = BTreeMap::new();
     for (id, status) in answers {
-        push_store::record_grant(&st.db, &session.openid, id, status, now).await?;
-        recorded.insert(id.to_owned(), json!(status));
+        // The mini-program's consent (订阅消息), not the account's.
+        push_store::record_consent(&st.db, App::Mp, &session.openid, id, status, now).await?;
+        recorded.insert(id.to_owned(), status.to_owned());
     }
-    Ok(AppJson(json!({"recorded": recorded})))
+    Ok(AppJson(SubscriptionsOut { recorded }))
 }

@@ -10,6 +10,14 @@ use crate::platform::pii;
 
 pub const CATEGORIES: [&str; 5] = ["employed", "retired", "student", "unemployed", "other"];
 pub const PARTY_STATUSES: [&str; 2] = ["full", "probationary"];
+/// Roster status: only `active` members count, bind and receive pushes.
+pub const MEMBER_STATUSES: [&str; 3] = ["active", "transferred_out", "left"];
+
+/// Longest validity of an introduction letter (介绍信), in days (three months).
+pub const MAX_LETTER_VALIDITY_DAYS: i64 = 90;
+/// Validity of a letter when none is given.
+pub const DEFAULT_LETTER_VALIDITY_DAYS: i64 = 30;
+const DAY_MS: i64 = 86_400_000;
 
 /// Why an import body cannot be read at all (before row validation).
 #[derive(Debug, PartialEq, Eq)]
@@ -249,9 +257,148 @@ fn csv_message(e: &csv::Error) -> String {
     }
 }
 
+/// The dates that go with a Party status: `joined_at` (admitted as a probationary member) not in
+/// the future; `full_at` (转正) only for full members, not before admission, not in the future.
+/// The message names the rule.
+pub fn party_dates_error(
+    party_status: &str,
+    joined_at: Option<i64>,
+    full_at: Option<i64>,
+    now: i64,
+) -> Option<&'static str> {
+    if joined_at.is_some_and(|j| j > now) {
+        return Some("joined_at cannot be in the future");
+    }
+    match (party_status, full_at) {
+        ("probationary", Some(_)) => {
+            Some("a probationary member has no full_at (转正) date yet; set party_status to full")
+        }
+        (_, Some(f)) if f > now => Some("full_at cannot be in the future"),
+        (_, Some(f)) if joined_at.is_some_and(|j| f < j) => {
+            Some("full_at (转正) cannot be before joined_at (admission)")
+        }
+        _ => None,
+    }
+}
+
+/// A member's name as typed: trimmed, 1–64 characters.
+pub fn member_name(s: &str) -> Option<&str> {
+    let s = s.trim();
+    (!s.is_empty() && s.chars().count() <= 64).then_some(s)
+}
+
+/// A monthly income in fen: 0 to 100 million yuan.
+pub fn income_ok(fen: i64) -> bool {
+    (0..=10_000_000_000).contains(&fen)
+}
+
+/// Employed and retired members' dues are a share of their income: they need one.
+pub fn needs_income(category: &str) -> bool {
+    matches!(category, "employed" | "retired")
+}
+
+/// `YYYY-MM` (e.g. the month Party dues are paid up to) → (year, month).
+pub fn parse_month(s: &str) -> Option<(i32, u8)> {
+    let (y, m) = s.trim().split_once('-')?;
+    if y.len() != 4 || m.len() != 2 {
+        return None;
+    }
+    let y: i32 = y.parse().ok()?;
+    let m: u8 = m.parse().ok()?;
+    ((1949..=2200).contains(&y) && (1..=12).contains(&m)).then_some((y, m))
+}
+
+/// Validity of an outgoing letter: the days given (1 to three months) and when it expires.
+pub fn letter_validity(days: Option<i64>, issued_at: i64) -> Result<(i64, i64), String> {
+    let days = days.unwrap_or(DEFAULT_LETTER_VALIDITY_DAYS);
+    if !(1..=MAX_LETTER_VALIDITY_DAYS).contains(&days) {
+        return Err(format!(
+            "validity_days must be 1 to {MAX_LETTER_VALIDITY_DAYS}"
+        ));
+    }
+    Ok((days, issued_at + days * DAY_MS))
+}
+
+/// The number printed on our introduction letter: year of issue and the transfer's id.
+pub fn letter_no(issued_year: i32, transfer_id: i64) -> String {
+    format!("{issued_year}-{transfer_id:06}")
+}
+
+/// An organisation's name as typed (destination or origin of a transfer): 1–100 characters.
+pub fn organisation_name(s: &str) -> Option<&str> {
+    let s = s.trim();
+    (!s.is_empty() && s.chars().count() <= 100).then_some(s)
+}
+
+/// A text longer than allowed.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TooLong;
+
+/// Free text such as a reason: trimmed, at most `max` characters; empty is none.
+pub fn short_text(s: Option<&str>, max: usize) -> Result<Option<&str>, TooLong> {
+    match s.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(t) if t.chars().count() <= max => Ok(Some(t)),
+        Some(_) => Err(TooLong),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn party_dates_follow_the_status() {
+        let now = 1_000 * DAY_MS;
+        let cases: [(&str, Option<i64>, Option<i64>, bool); 8] = [
+            ("full", None, None, true),
+            (
+                "full",
+                Some(now - 400 * DAY_MS),
+                Some(now - 30 * DAY_MS),
+                true,
+            ),
+            (
+                "full",
+                Some(now - 10 * DAY_MS),
+                Some(now - 30 * DAY_MS),
+                false,
+            ),
+            ("full", Some(now - 10 * DAY_MS), Some(now + DAY_MS), false),
+            ("probationary", Some(now - 10 * DAY_MS), None, true),
+            ("probationary", Some(now - 10 * DAY_MS), Some(now), false),
+            ("probationary", Some(now + DAY_MS), None, false),
+            ("full", None, Some(now), true),
+        ];
+        for (status, joined, full, ok) in cases {
+            assert_eq!(
+                party_dates_error(status, joined, full, now).is_none(),
+                ok,
+                "{status} {joined:?} {full:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn months_letters_and_texts_are_checked() {
+        assert_eq!(parse_month("2026-11"), Some((2026, 11)));
+        for bad in [
+            "2026-13", "2026-1", "26-11", "2026/11", "", "2026-00", "x-yz",
+        ] {
+            assert_eq!(parse_month(bad), None, "{bad}");
+        }
+        assert_eq!(letter_validity(None, 0), Ok((30, 30 * DAY_MS)));
+        assert_eq!(letter_validity(Some(90), 5), Ok((90, 5 + 90 * DAY_MS)));
+        assert!(letter_validity(Some(0), 0).is_err());
+        assert!(letter_validity(Some(91), 0).is_err());
+        assert_eq!(letter_no(2026, 12), "2026-000012");
+        assert_eq!(member_name("  张三 "), Some("张三"));
+        assert_eq!(member_name(" "), None);
+        assert_eq!(short_text(Some("  "), 5), Ok(None));
+        assert_eq!(short_text(Some("一二三四五六"), 5), Err(TooLong));
+        assert!(needs_income("retired") && !needs_income("student"));
+        assert!(income_ok(0) && !income_ok(-1));
+    }
 
     #[test]
     fn csv_rows_handle_quotes_crlf_bom_and_embedded_commas() {

@@ -206,6 +206,8 @@ pub async fn sync_followers(
             };
             store::upsert_synced(&mut tx, &f, cursor.run, now).await?;
         }
+        // Followers who are members are linked by their UnionID (stored above) in the members
+        // feature's link pass, whichever side arrived first.
         let mut marked_gone = 0;
         if last {
             // Gone: subscribed here, not listed by this run, and not (re)subscribed since it began.
@@ -232,6 +234,31 @@ pub async fn sync_followers(
                 resumed,
             }));
         }
+    }
+}
+
+/// A new follower: ask WeChat who they are (`user/info`) and record the UnionID on the follower;
+/// the members feature's link pass then gives the member who is this person their account
+/// openid. Runs after the webhook has answered; a failure only delays it until the next sync.
+pub async fn identify_follower(st: &AppState, openid: &str) {
+    let info = match st.wechat.user_info(openid, Lang::ZhCn).await {
+        Ok(info) => info,
+        Err(e) => {
+            tracing::warn!(error = %e, "user/info for a new follower failed; the follower sync will retry");
+            return;
+        }
+    };
+    let Some(unionid) = info.unionid.as_deref().filter(|u| !u.is_empty()) else {
+        // The account is not on an open platform with the mini-program: nothing links them.
+        return;
+    };
+    let recorded = async {
+        let mut tx = st.db.begin_write().await?;
+        store::set_unionid(&mut tx, openid, unionid, st.clock.unix_ms()).await?;
+        tx.commit().await
+    };
+    if let Err(e) = recorded.await {
+        tracing::warn!(error = %e, "recording a follower's UnionID failed; the follower sync will retry");
     }
 }
 

@@ -208,3 +208,59 @@ pub async fn clear_job_state(tx: &mut Tx, name: &str) -> sqlx::Result<()> {
         .await?;
     Ok(())
 }
+
+/// Record the UnionID `user/info` gave for follower `openid`.
+pub async fn set_unionid(
+    tx: &mut Tx,
+    openid: &str,
+    unionid: &str,
+    now_ms: i64,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE followers SET unionid = $1, updated_at = $2 WHERE openid = $3")
+        .bind(unionid)
+        .bind(now_ms)
+        .bind(openid)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The follower (their account openid) with `unionid`, if we know one.
+pub async fn openid_by_unionid(tx: &mut Tx, unionid: &str) -> sqlx::Result<Option<String>> {
+    Ok(sqlx::query(
+        "SELECT openid FROM followers WHERE unionid = $1 ORDER BY updated_at DESC, openid LIMIT 1",
+    )
+    .bind(unionid)
+    .fetch_optional(&mut **tx)
+    .await?
+    .map(|r| r.get(0)))
+}
+
+/// Followers (account openids) for these UnionIDs: `(unionid, openid)`, the newest per UnionID.
+pub async fn openids_by_unionids(
+    tx: &mut Tx,
+    unionids: &[String],
+) -> sqlx::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for chunk in unionids.chunks(500) {
+        let ph: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT unionid, openid FROM followers WHERE unionid IN ({}) \
+             ORDER BY unionid, updated_at DESC, openid",
+            ph.join(",")
+        );
+        let mut q = sqlx::query(&sql);
+        for u in chunk {
+            q = q.bind(u.as_str());
+        }
+        let mut last: Option<String> = None;
+        for r in q.fetch_all(&mut **tx).await? {
+            let (u, o): (String, String) = (r.get(0), r.get(1));
+            if last.as_deref() != Some(u.as_str()) {
+                last = Some(u.clone());
+                out.push((u, o));
+            }
+        }
+    }
+    Ok(out)
+}

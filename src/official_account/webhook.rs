@@ -319,6 +319,12 @@ async fn handle(st: &AppState, msg: &InboundMessage) -> AppResult<Outgoing> {
         Decision::Answer(answer) => Some(answer_reply(st, &answer).await?),
         Decision::Welcome { scene } => {
             followers::subscribe(&st.db, &msg.from_user, scene.as_deref(), now_ms).await?;
+            // Who is this follower? (UnionID → member), after the reply.
+            let st2 = st.clone();
+            let openid = msg.from_user.clone();
+            st.tasks.spawn(async move {
+                crate::official_account::service::identify_follower(&st2, &openid).await
+            });
             if content.replies.welcome_newest_article {
                 let st2 = st.clone();
                 let openid = msg.from_user.clone();

@@ -35,9 +35,10 @@ impl Role {
         use Permission::*;
         match p {
             Public | Authenticated | ReadStats => true,
-            ManageUsers | ReadAudit | ManageOrgUnits => self == Role::Admin,
-            ReadMembers | WriteMembers | RevealPersonalData | ManageDues | ManageActivities
-            | ManageDevelopment => matches!(self, Role::Admin | Role::Secretary),
+            ManageUsers | ReadAudit => self == Role::Admin,
+            // Secretaries: inside their own subtree (the handlers check the org scope).
+            ManageOrgUnits | ReadMembers | WriteMembers | RevealPersonalData | ManageDues
+            | ManageActivities | ManageDevelopment => matches!(self, Role::Admin | Role::Secretary),
             ApproveDevelopment => self == Role::Admin,
             ManageArticles | ManagePushes | Moderate => matches!(self, Role::Admin | Role::Editor),
         }

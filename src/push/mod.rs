@@ -27,7 +27,7 @@
 //! call's state (`mass_state`) and WeChat's `msg_id`, and MASSSENDJOBFINISH fills in the counts.
 
 pub mod admin;
-pub mod audience;
+pub mod audience_store;
 pub mod limits;
 pub mod rate;
 pub mod reports;
@@ -38,6 +38,26 @@ pub mod worker;
 
 use serde::{Deserialize, Serialize};
 
+/// Which WeChat app a push goes through: its API, its access token and its openids. A member has
+/// one openid per app (`members.oa_openid` and `members.openid`), and consent is per app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum App {
+    /// The official account (公众号).
+    Oa,
+    /// The mini-program (小程序).
+    Mp,
+}
+
+impl App {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            App::Oa => "oa",
+            App::Mp => "mp",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
@@ -47,16 +67,22 @@ pub enum Channel {
     Mass,
     /// 客服消息: only to followers who interacted in the last 48 hours.
     Custom,
-    /// 小程序订阅消息: only to users who accepted the template.
+    /// 小程序订阅消息 (`message/subscribe/send`, the mini-program's token and openids): only to
+    /// users who accepted the template in the mini-program.
     Subscribe,
+    /// 公众号订阅通知 (`message/subscribe/bizsend`, the account's token and openids): only to
+    /// followers who accepted the template in the account's popup.
+    #[serde(rename = "subscribe_oa")]
+    SubscribeOa,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 4] = [
+    pub const ALL: [Channel; 5] = [
         Channel::Template,
         Channel::Mass,
         Channel::Custom,
         Channel::Subscribe,
+        Channel::SubscribeOa,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,11 +91,42 @@ impl Channel {
             Channel::Mass => "mass",
             Channel::Custom => "custom",
             Channel::Subscribe => "subscribe",
+            Channel::SubscribeOa => "subscribe_oa",
         }
     }
 
     pub fn parse(s: &str) -> Option<Channel> {
         Channel::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// The app whose API, token and openids this channel uses.
+    pub fn app(self) -> App {
+        match self {
+            Channel::Subscribe => App::Mp,
+            _ => App::Oa,
+        }
+    }
+
+    /// Whether a send spends a one-time consent (订阅消息 / 订阅通知).
+    pub fn needs_consent(self) -> bool {
+        matches!(self, Channel::Subscribe | Channel::SubscribeOa)
+    }
+
+    /// `pushes.channel`: both subscribe channels are `subscribe`, told apart by `pushes.app`.
+    pub fn db_channel(self) -> &'static str {
+        match self {
+            Channel::SubscribeOa => "subscribe",
+            other => other.as_str(),
+        }
+    }
+
+    /// The channel of a `pushes` row (`app` NULL on rows older than the column: the mini-program
+    /// for subscribe).
+    pub fn from_db(channel: &str, app: Option<&str>) -> Option<Channel> {
+        match (channel, app) {
+            ("subscribe", Some("oa")) => Some(Channel::SubscribeOa),
+            (c, _) => Channel::parse(c).filter(|c| *c != Channel::SubscribeOa),
+        }
     }
 }
 
@@ -263,7 +320,7 @@ pub enum Outcome {
 
 /// Errcodes that mean "this recipient will not get it" rather than "the send failed".
 pub const UNSUBSCRIBED: i64 = 43004;
-/// 用户拒绝接受消息 (subscribe message consent withdrawn).
+/// 用户拒绝接受消息: no subscribe consent left (refused, or the one-time grant is used up).
 pub const SUBSCRIBE_REFUSED: i64 = 43101;
 
 /// Classify the result of a send. The client has already retried -1/5xx/connect failures a few
@@ -353,6 +410,29 @@ mod tests {
         assert_eq!(Action::Resume.transition(Paused), Some(Running));
         assert_eq!(Action::Resume.transition(Cancelled), None);
         assert_eq!(Action::Pause.sources(), vec![Running]);
+    }
+
+    #[test]
+    fn each_channel_goes_through_its_app_and_round_trips_the_database() {
+        for c in Channel::ALL {
+            assert_eq!(
+                Channel::from_db(c.db_channel(), Some(c.app().as_str())),
+                Some(c)
+            );
+        }
+        assert_eq!(Channel::Subscribe.app(), App::Mp);
+        assert_eq!(Channel::SubscribeOa.app(), App::Oa);
+        assert_eq!(Channel::Template.app(), App::Oa);
+        // Rows from before `pushes.app`: subscribe was the mini-program's.
+        assert_eq!(
+            Channel::from_db("subscribe", None),
+            Some(Channel::Subscribe)
+        );
+        assert_eq!(Channel::from_db("subscribe_oa", None), None);
+        assert_eq!(
+            serde_json::to_value(Channel::SubscribeOa).unwrap(),
+            "subscribe_oa"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! WeChat's delivery reports and consent events, from the webhook:
 //! TEMPLATESENDJOBFINISH (by `msgid` → delivery row), MASSSENDJOBFINISH (by `msg_id` → push),
-//! subscribe_msg_popup_event / subscribe_msg_change_event (→ `subscribe_grants`).
+//! subscribe_msg_popup_event / subscribe_msg_change_event (→ `subscribe_grants` of the official
+//! account: these events are the account's 订阅通知 consent, not the mini-program's).
 
 use std::time::Duration;
 
@@ -46,7 +47,15 @@ pub async fn handle(st: &AppState, msg: &InboundMessage) -> anyhow::Result<()> {
                     "ban" => "ban",
                     _ => "reject",
                 };
-                store::record_grant(&st.db, &msg.from_user, &item.template_id, status, now).await?;
+                store::record_consent(
+                    &st.db,
+                    super::App::Oa,
+                    &msg.from_user,
+                    &item.template_id,
+                    status,
+                    now,
+                )
+                .await?;
             }
         }
         _ => {}

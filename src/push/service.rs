@@ -208,7 +208,9 @@ pub async fn create(
                 .template_id(&st.settings.wechat_news_template_id)
                 .to_owned(),
         ),
-        Channel::Subscribe => Some(templates.subscribe_template_id().to_owned()),
+        Channel::Subscribe | Channel::SubscribeOa => templates
+            .consent_template_id(req.channel)
+            .map(str::to_owned),
         _ => None,
     };
     let id = store::insert(
@@ -268,6 +270,9 @@ pub struct PushView {
     /// Seconds until nothing is pending at the current rate; null when unknown or not running.
     pub eta_seconds: Option<i64>,
     pub errors_by_code: BTreeMap<String, i64>,
+    /// Why recipients were skipped (`no_account_openid`, `no_mp_openid`, `no_consent`,
+    /// `not_following`, `outside_48h`, ...) and how many each: nobody is dropped silently.
+    pub skipped_reasons: BTreeMap<String, i64>,
 }
 
 const RATE_WINDOW_MS: i64 = 10_000;
@@ -275,6 +280,7 @@ const RATE_WINDOW_MS: i64 = 10_000;
 pub async fn view(st: &AppState, push: PushRow) -> Result<PushView, AppError> {
     let counts = store::counts(&st.db, push.id).await?;
     let errors_by_code = store::errors_by_code(&st.db, push.id).await?;
+    let skipped_reasons = store::skipped_reasons(&st.db, push.id).await?;
     let now = st.clock.unix_ms();
     let rate = if push.status == PushStatus::Running {
         store::finished_since(&st.db, push.id, now - RATE_WINDOW_MS).await? as f64
@@ -298,6 +304,7 @@ pub async fn view(st: &AppState, push: PushRow) -> Result<PushView, AppError> {
         rate,
         eta_seconds,
         errors_by_code,
+        skipped_reasons,
     })
 }
 
@@ -466,4 +473,63 @@ pub async fn run_mass(st: &AppState, id: i64) -> anyhow::Result<()> {
         (Outcome::Sent { .. }, Err(_)) => unreachable!("classify maps errors to failures"),
     }
     Ok(())
+}
+
+/// Whether a member can be reached on each channel now: their openid for the channel's app, a
+/// follower who follows (and, for customer-service messages, was active in the last 48 hours),
+/// and consent left for the subscribe templates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Reachable {
+    pub template: bool,
+    pub mass: bool,
+    pub custom: bool,
+    pub subscribe_oa: bool,
+    pub subscribe_mp: bool,
+}
+
+/// What the account knows of a member's follower (read by the caller from the followers).
+pub struct FollowerState<'a> {
+    pub oa_openid: &'a str,
+    pub subscribed: bool,
+    pub last_interaction_at: Option<i64>,
+}
+
+/// [`Reachable`] for a member whose account openid's follower is `follower` and whose
+/// mini-program openid is `mp_openid`.
+pub async fn reachable(
+    st: &AppState,
+    follower: Option<FollowerState<'_>>,
+    mp_openid: Option<&str>,
+) -> Result<Reachable, AppError> {
+    let now = st.clock.unix_ms();
+    // A broken template file must not hide a member: no consent can be checked then.
+    let templates = Templates::load(&st.settings.content_dir).ok();
+    let consent = |channel: Channel, openid: String| {
+        let db = st.db.clone();
+        let template = templates
+            .as_ref()
+            .and_then(|t| t.consent_template_id(channel))
+            .map(str::to_owned);
+        async move {
+            match template {
+                Some(t) => Ok::<_, AppError>(
+                    store::consent_credits(&db, channel.app(), &openid, &t).await? > 0,
+                ),
+                None => Ok(false),
+            }
+        }
+    };
+    let mut r = Reachable::default();
+    if let Some(f) = follower.filter(|f| f.subscribed) {
+        r.template = st.settings.wechat_account_type == AccountType::Service;
+        r.mass = true;
+        r.custom = f
+            .last_interaction_at
+            .is_some_and(|t| t >= now - CUSTOM_WINDOW_MS);
+        r.subscribe_oa = consent(Channel::SubscribeOa, f.oa_openid.to_owned()).await?;
+    }
+    if let Some(mp) = mp_openid {
+        r.subscribe_mp = consent(Channel::Subscribe, mp.to_owned()).await?;
+    }
+    Ok(r)
 }

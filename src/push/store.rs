@@ -7,8 +7,8 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::{
-    audience::{self, Materialise},
-    Action, Audience, AudienceKind, Channel, DeliveryStatus, Outcome, PushStatus,
+    audience_store::{self, Materialise},
+    Action, App, Audience, AudienceKind, Channel, DeliveryStatus, Outcome, PushStatus,
 };
 use crate::platform::db::{Backend, Db};
 
@@ -37,13 +37,17 @@ pub struct PushRow {
 }
 
 const PUSH_COLUMNS: &str = "id, channel, audience_kind, audience_ids, article_ids, template_id, status, status_reason, \
-    scheduled_at, started_at, finished_at, total, mass_state, mass_msg_id, mass_msg_data_id, mass_report, created_by, created_at";
+    scheduled_at, started_at, finished_at, total, mass_state, mass_msg_id, mass_msg_data_id, mass_report, created_by, created_at, app";
 
 fn push_of(r: &sqlx::any::AnyRow) -> PushRow {
     let ids = |s: String| serde_json::from_str::<Vec<i64>>(&s).unwrap_or_default();
     PushRow {
         id: r.get(0),
-        channel: Channel::parse(&r.get::<String, _>(1)).unwrap_or(Channel::Template),
+        channel: Channel::from_db(
+            &r.get::<String, _>(1),
+            r.get::<Option<String>, _>(18).as_deref(),
+        )
+        .unwrap_or(Channel::Template),
         audience: Audience {
             kind: AudienceKind::parse(&r.get::<String, _>(2)).unwrap_or(AudienceKind::All),
             ids: ids(r.get(3)),
@@ -79,9 +83,9 @@ pub struct NewPush<'a> {
 pub async fn insert(db: &Db, p: &NewPush<'_>, now: i64) -> sqlx::Result<i64> {
     let row = sqlx::query(
         "INSERT INTO pushes (channel, audience_kind, audience_ids, article_ids, template_id, status, scheduled_at, \
-         created_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'scheduled', $6, $7, $8, $8) RETURNING id",
+         created_by, created_at, updated_at, app) VALUES ($1, $2, $3, $4, $5, 'scheduled', $6, $7, $8, $8, $9) RETURNING id",
     )
-    .bind(p.channel.as_str())
+    .bind(p.channel.db_channel())
     .bind(p.audience.kind.as_str())
     .bind(serde_json::to_string(&p.audience.ids).unwrap_or_else(|_| "[]".into()))
     .bind(serde_json::to_string(p.article_ids).unwrap_or_else(|_| "[]".into()))
@@ -89,6 +93,7 @@ pub async fn insert(db: &Db, p: &NewPush<'_>, now: i64) -> sqlx::Result<i64> {
     .bind(p.scheduled_at)
     .bind(p.created_by)
     .bind(now)
+    .bind(p.channel.app().as_str())
     .fetch_one(db.pool())
     .await?;
     Ok(row.get(0))
@@ -160,6 +165,22 @@ pub async fn counts(db: &Db, push_id: i64) -> sqlx::Result<Counts> {
         }
     }
     Ok(c)
+}
+
+/// Why rows were skipped (`no_account_openid`, `no_mp_openid`, `no_consent`, `not_following`,
+/// `outside_48h`, `cancelled`, WeChat's `43004` / `43101`, ...), with how many each.
+pub async fn skipped_reasons(db: &Db, push_id: i64) -> sqlx::Result<BTreeMap<String, i64>> {
+    let rows = sqlx::query(
+        "SELECT COALESCE(error_code, 'unknown'), COUNT(*) FROM push_deliveries WHERE push_id = $1 \
+         AND status = 'skipped' GROUP BY COALESCE(error_code, 'unknown')",
+    )
+    .bind(push_id)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
+        .collect())
 }
 
 /// Reasons of failed, unknown and skipped rows (WeChat errcodes or words such as `outside_48h`).
@@ -259,7 +280,7 @@ pub async fn start(db: &Db, id: i64, now: i64, custom_cutoff_ms: i64) -> sqlx::R
     let mut tx = db.begin_write().await?;
     let row = sqlx::query(
         "UPDATE pushes SET status = 'running', started_at = $1, updated_at = $1 WHERE id = $2 AND status = 'scheduled' \
-         RETURNING channel, audience_kind, audience_ids, template_id",
+         RETURNING channel, audience_kind, audience_ids, template_id, app",
     )
     .bind(now)
     .bind(id)
@@ -269,12 +290,16 @@ pub async fn start(db: &Db, id: i64, now: i64, custom_cutoff_ms: i64) -> sqlx::R
         tx.rollback().await?;
         return Ok(false);
     };
-    let channel = Channel::parse(&row.get::<String, _>(0)).unwrap_or(Channel::Template);
+    let channel = Channel::from_db(
+        &row.get::<String, _>(0),
+        row.get::<Option<String>, _>(4).as_deref(),
+    )
+    .unwrap_or(Channel::Template);
     if channel != Channel::Mass {
         let kind = AudienceKind::parse(&row.get::<String, _>(1)).unwrap_or(AudienceKind::All);
         let ids: Vec<i64> = serde_json::from_str(&row.get::<String, _>(2)).unwrap_or_default();
         let template_id: Option<String> = row.get(3);
-        let sql = audience::materialise_sql(&Materialise {
+        let sql = audience_store::materialise_sql(&Materialise {
             push_id: id,
             channel,
             kind,
@@ -297,13 +322,19 @@ pub async fn start(db: &Db, id: i64, now: i64, custom_cutoff_ms: i64) -> sqlx::R
 /// Running pushes that send row by row.
 pub async fn running_row_pushes(db: &Db) -> sqlx::Result<Vec<(i64, Channel)>> {
     let rows = sqlx::query(
-        "SELECT id, channel FROM pushes WHERE status = 'running' AND channel <> 'mass' ORDER BY id",
+        "SELECT id, channel, app FROM pushes WHERE status = 'running' AND channel <> 'mass' ORDER BY id",
     )
     .fetch_all(db.pool())
     .await?;
     Ok(rows
         .iter()
-        .filter_map(|r| Channel::parse(&r.get::<String, _>(1)).map(|c| (r.get(0), c)))
+        .filter_map(|r| {
+            Channel::from_db(
+                &r.get::<String, _>(1),
+                r.get::<Option<String>, _>(2).as_deref(),
+            )
+            .map(|c| (r.get(0), c))
+        })
         .collect())
 }
 
@@ -332,7 +363,7 @@ pub async fn claim(
     let sql = format!(
         "UPDATE push_deliveries SET status = 'in_flight', worker_id = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3 \
          WHERE status = 'pending' AND id IN (SELECT id FROM push_deliveries WHERE push_id = $4 AND status = 'pending' \
-         AND next_attempt_at <= $3 AND EXISTS (SELECT 1 FROM pushes WHERE id = $4 AND status = 'running') \
+         AND openid IS NOT NULL AND next_attempt_at <= $3 AND EXISTS (SELECT 1 FROM pushes WHERE id = $4 AND status = 'running') \
          ORDER BY id LIMIT $5{lock}) RETURNING id, openid, attempts"
     );
     let mut tx = db.begin_write().await?;
@@ -380,7 +411,8 @@ impl Backoff {
 
 /// Record the outcomes of one batch in one transaction. Only rows still leased by this worker are
 /// written (`unknown` included: a lease that expired during a slow batch loses to what we know).
-/// 43004 marks the follower unsubscribed; a subscribe send uses one consent credit.
+/// 43004 marks the follower unsubscribed; a subscribe send (either app) uses one consent credit of
+/// that app, and 43101 (no consent left) zeroes it.
 pub async fn record(
     db: &Db,
     worker: &str,
@@ -400,14 +432,14 @@ pub async fn record(
         })
         .collect();
     for chunk in sent.chunks(500) {
-        let mut sql = audience::Sql::default();
-        let now_p = sql.bind(audience::Bind::I64(now));
-        let worker_p = sql.bind(audience::Bind::Str(worker.to_owned()));
+        let mut sql = audience_store::Sql::default();
+        let now_p = sql.bind(audience_store::Bind::I64(now));
+        let worker_p = sql.bind(audience_store::Bind::Str(worker.to_owned()));
         let mut values = Vec::with_capacity(chunk.len());
         for (id, msgid) in chunk {
-            let id = sql.bind(audience::Bind::I64(*id));
+            let id = sql.bind(audience_store::Bind::I64(*id));
             let msgid = match msgid {
-                Some(m) => sql.bind(audience::Bind::I64(*m)),
+                Some(m) => sql.bind(audience_store::Bind::I64(*m)),
                 None => "CAST(NULL AS BIGINT)".to_owned(),
             };
             values.push(format!("({id}, {msgid})"));
@@ -471,9 +503,10 @@ pub async fn record(
         .execute(&mut *tx)
         .await?;
         match (r.outcome, channel) {
-            (Outcome::Skipped { code, .. }, Channel::Template | Channel::Custom)
-                if code == "43004" =>
-            {
+            (
+                Outcome::Skipped { code, .. },
+                Channel::Template | Channel::Custom | Channel::SubscribeOa,
+            ) if code == "43004" => {
                 sqlx::query(
                     "UPDATE followers SET status = 'unsubscribed', unsubscribed_at = $1, updated_at = $1 \
                      WHERE openid = $2 AND status = 'subscribed'",
@@ -483,22 +516,26 @@ pub async fn record(
                 .execute(&mut *tx)
                 .await?;
             }
-            (Outcome::Skipped { code, .. }, Channel::Subscribe) if code == "43101" => {
-                set_grant_status(
-                    &mut tx,
-                    &r.row.openid,
-                    template_id.unwrap_or(""),
-                    "reject",
-                    now,
-                )
-                .await?;
-            }
-            (Outcome::Sent { .. }, Channel::Subscribe) => {
+            (Outcome::Skipped { code, .. }, c) if c.needs_consent() && code == "43101" => {
+                // WeChat has no grant left: used up, or withdrawn without us hearing of it.
                 sqlx::query(
-                    "UPDATE subscribe_grants SET credits = credits - 1, updated_at = $1 \
-                     WHERE openid = $2 AND template_id = $3 AND credits > 0",
+                    "UPDATE subscribe_grants SET credits = 0, updated_at = $1 \
+                     WHERE app = $2 AND openid = $3 AND template_id = $4",
                 )
                 .bind(now)
+                .bind(c.app().as_str())
+                .bind(&r.row.openid)
+                .bind(template_id.unwrap_or(""))
+                .execute(&mut *tx)
+                .await?;
+            }
+            (Outcome::Sent { .. }, c) if c.needs_consent() => {
+                sqlx::query(
+                    "UPDATE subscribe_grants SET credits = credits - 1, updated_at = $1 \
+                     WHERE app = $2 AND openid = $3 AND template_id = $4 AND credits > 0",
+                )
+                .bind(now)
+                .bind(c.app().as_str())
                 .bind(&r.row.openid)
                 .bind(template_id.unwrap_or(""))
                 .execute(&mut *tx)
@@ -733,15 +770,17 @@ pub async fn mass_report(
 
 async fn set_grant_status(
     tx: &mut crate::platform::db::Tx,
+    app: App,
     openid: &str,
     template_id: &str,
     status: &str,
     now: i64,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO subscribe_grants (openid, template_id, status, credits, updated_at) VALUES ($1, $2, $3, 0, $4) \
-         ON CONFLICT (openid, template_id) DO UPDATE SET status = excluded.status, credits = 0, updated_at = excluded.updated_at",
+        "INSERT INTO subscribe_grants (app, openid, template_id, status, credits, updated_at) VALUES ($1, $2, $3, $4, 0, $5) \
+         ON CONFLICT (app, openid, template_id) DO UPDATE SET status = excluded.status, credits = 0, updated_at = excluded.updated_at",
     )
+    .bind(app.as_str())
     .bind(openid)
     .bind(template_id)
     .bind(status)
@@ -751,10 +790,23 @@ async fn set_grant_status(
     Ok(())
 }
 
-/// A user's answer to a subscribe-message request: `accept` adds one send credit (one-time
-/// subscription); `reject` / `ban` stop sends until accepted again.
+/// A mini-program user's answer to `wx.requestSubscribeMessage` (see [`record_consent`]).
 pub async fn record_grant(
     db: &Db,
+    openid: &str,
+    template_id: &str,
+    status: &str,
+    now: i64,
+) -> sqlx::Result<()> {
+    record_consent(db, App::Mp, openid, template_id, status, now).await
+}
+
+/// A user's answer to a subscribe request of `app` (the mini-program's 订阅消息 or the account's
+/// 订阅通知 popup): `accept` adds one send credit (one-time subscription); `reject` / `ban` stop
+/// sends until accepted again.
+pub async fn record_consent(
+    db: &Db,
+    app: App,
     openid: &str,
     template_id: &str,
     status: &str,
@@ -763,11 +815,12 @@ pub async fn record_grant(
     let mut tx = db.begin_write().await?;
     if status == "accept" {
         sqlx::query(
-            "INSERT INTO subscribe_grants (openid, template_id, status, credits, updated_at) VALUES ($1, $2, 'accept', 1, $3) \
-             ON CONFLICT (openid, template_id) DO UPDATE SET status = 'accept', \
+            "INSERT INTO subscribe_grants (app, openid, template_id, status, credits, updated_at) VALUES ($1, $2, $3, 'accept', 1, $4) \
+             ON CONFLICT (app, openid, template_id) DO UPDATE SET status = 'accept', \
              credits = CASE WHEN subscribe_grants.status = 'accept' THEN subscribe_grants.credits + 1 ELSE 1 END, \
              updated_at = excluded.updated_at",
         )
+        .bind(app.as_str())
         .bind(openid)
         .bind(template_id)
         .bind(now)
@@ -775,9 +828,27 @@ pub async fn record_grant(
         .await?;
     } else {
         let status = if status == "ban" { "ban" } else { "reject" };
-        set_grant_status(&mut tx, openid, template_id, status, now).await?;
+        set_grant_status(&mut tx, app, openid, template_id, status, now).await?;
     }
     tx.commit().await
+}
+
+/// Sends `openid` may still receive on `app`'s subscribe template `template_id`.
+pub async fn consent_credits(
+    db: &Db,
+    app: App,
+    openid: &str,
+    template_id: &str,
+) -> sqlx::Result<i64> {
+    Ok(sqlx::query(
+        "SELECT credits FROM subscribe_grants WHERE app = $1 AND openid = $2 AND template_id = $3 AND status = 'accept'",
+    )
+    .bind(app.as_str())
+    .bind(openid)
+    .bind(template_id)
+    .fetch_optional(db.pool())
+    .await?
+    .map_or(0, |r| r.get(0)))
 }
 
 /// Published articles of a push, in the order given; missing or unpublished ids are returned apart.
@@ -794,7 +865,7 @@ pub struct ArticleRow {
 }
 
 pub async fn articles(db: &Db, ids: &[i64]) -> sqlx::Result<Vec<ArticleRow>> {
-    let mut sql = audience::Sql::default();
+    let mut sql = audience_store::Sql::default();
     let list = sql.list(ids);
     sql.text = format!(
         "SELECT a.id, a.title, a.summary, a.cover_url, a.body_html, a.author, c.name, a.status, a.published_at \

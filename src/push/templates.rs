@@ -1,4 +1,4 @@
-//! Push layouts: `content/templates/{template_message,custom_news,subscribe,mass}.toml`, each value
+//! Push layouts: `content/templates/{template_message,custom_news,subscribe,subscribe_oa,mass}.toml`, each value
 //! a minijinja template. Files in `DANGJIAN_CONTENT_DIR/templates/` override the built-in copies;
 //! they are read when a push starts (and for each preview), so wording changes need no deploy.
 
@@ -8,7 +8,8 @@ use anyhow::Context;
 use minijinja::Environment;
 use serde::{Deserialize, Serialize};
 use wechat::client::{
-    CustomMessage, NewsArticle, SubscribeMessage, TemplateMessage, TemplateValue,
+    BizSubscribeMessage, CustomMessage, NewsArticle, SubscribeMessage, TemplateMessage,
+    TemplateValue,
 };
 
 use super::{limits, Channel};
@@ -17,6 +18,7 @@ const BUILTIN_TEMPLATE_MESSAGE: &str =
     include_str!("../../content/templates/template_message.toml");
 const BUILTIN_CUSTOM_NEWS: &str = include_str!("../../content/templates/custom_news.toml");
 const BUILTIN_SUBSCRIBE: &str = include_str!("../../content/templates/subscribe.toml");
+const BUILTIN_SUBSCRIBE_OA: &str = include_str!("../../content/templates/subscribe_oa.toml");
 const BUILTIN_MASS: &str = include_str!("../../content/templates/mass.toml");
 
 #[derive(Debug, Clone, Deserialize)]
@@ -96,10 +98,23 @@ pub enum MassPlan {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "channel", rename_all = "lowercase")]
 pub enum Rendered {
-    Template { message: TemplateMessage },
-    Custom { message: CustomMessage },
-    Subscribe { message: SubscribeMessage },
-    Mass { plan: MassPlan },
+    Template {
+        message: TemplateMessage,
+    },
+    Custom {
+        message: CustomMessage,
+    },
+    Subscribe {
+        message: SubscribeMessage,
+    },
+    /// The account's subscribe notice (订阅通知, `bizsend`); `channel` reads `subscribe_oa`.
+    #[serde(rename = "subscribe_oa")]
+    SubscribeOa {
+        message: BizSubscribeMessage,
+    },
+    Mass {
+        plan: MassPlan,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +139,9 @@ pub struct Templates {
     subscribe_template_id: String,
     subscribe_data: Vec<String>,
     subscribe_has_page: bool,
+    oa_subscribe_template_id: String,
+    oa_subscribe_data: Vec<String>,
+    oa_subscribe_has_page: bool,
     mass_format: MassFormat,
     mass_thumb: String,
     /// Some layout mentions `recipient`: render per recipient, not once per push.
@@ -155,6 +173,9 @@ impl Templates {
         let sb: SubscribeFile = parse("subscribe.toml", BUILTIN_SUBSCRIBE)?
             .try_into()
             .context("templates/subscribe.toml")?;
+        let sb_oa: SubscribeFile = parse("subscribe_oa.toml", BUILTIN_SUBSCRIBE_OA)?
+            .try_into()
+            .context("templates/subscribe_oa.toml")?;
         let ms: MassFile = parse("mass.toml", BUILTIN_MASS)?
             .try_into()
             .context("templates/mass.toml")?;
@@ -167,6 +188,7 @@ impl Templates {
             )?,
             &read(content_dir, "custom_news.toml", BUILTIN_CUSTOM_NEWS)?,
             &read(content_dir, "subscribe.toml", BUILTIN_SUBSCRIBE)?,
+            &read(content_dir, "subscribe_oa.toml", BUILTIN_SUBSCRIBE_OA)?,
         ]
         .iter()
         .any(|src| {
@@ -197,6 +219,12 @@ impl Templates {
         for (k, v) in &sb.data {
             add(format!("subscribe.data.{k}"), v.clone())?;
         }
+        if let Some(page) = &sb_oa.page {
+            add("subscribe_oa.page".into(), page.clone())?;
+        }
+        for (k, v) in &sb_oa.data {
+            add(format!("subscribe_oa.data.{k}"), v.clone())?;
+        }
         add("mass.text".into(), ms.text.clone())?;
         anyhow::ensure!(
             ms.format != MassFormat::Mpnews || !ms.thumb_media_id.is_empty(),
@@ -210,6 +238,9 @@ impl Templates {
             subscribe_template_id: sb.template_id,
             subscribe_data: sb.data.keys().cloned().collect(),
             subscribe_has_page: sb.page.is_some(),
+            oa_subscribe_template_id: sb_oa.template_id,
+            oa_subscribe_data: sb_oa.data.keys().cloned().collect(),
+            oa_subscribe_has_page: sb_oa.page.is_some(),
             mass_format: ms.format,
             mass_thumb: ms.thumb_media_id,
             personal,
@@ -225,6 +256,20 @@ impl Templates {
     /// The subscribe-message template recipients must have accepted.
     pub fn subscribe_template_id(&self) -> &str {
         &self.subscribe_template_id
+    }
+
+    /// The account's subscribe-notice template followers must have accepted.
+    pub fn oa_subscribe_template_id(&self) -> &str {
+        &self.oa_subscribe_template_id
+    }
+
+    /// The consent template of a channel that needs one.
+    pub fn consent_template_id(&self, channel: Channel) -> Option<&str> {
+        match channel {
+            Channel::Subscribe => Some(&self.subscribe_template_id),
+            Channel::SubscribeOa => Some(&self.oa_subscribe_template_id),
+            _ => None,
+        }
     }
 
     /// The template-message template id: the file's, else `default` (the setting).
@@ -333,6 +378,22 @@ impl Templates {
                     },
                 }
             }
+            Channel::SubscribeOa => {
+                let page = if self.oa_subscribe_has_page {
+                    Some(self.render_one("subscribe_oa.page", &cx)?)
+                } else {
+                    None
+                };
+                Rendered::SubscribeOa {
+                    message: BizSubscribeMessage {
+                        touser: openid.to_owned(),
+                        template_id: self.oa_subscribe_template_id.clone(),
+                        page: page.filter(|p| !p.is_empty()),
+                        miniprogram: None,
+                        data: self.data("subscribe_oa", &self.oa_subscribe_data, &cx)?,
+                    },
+                }
+            }
             Channel::Mass => Rendered::Mass {
                 plan: match self.mass_format {
                     MassFormat::Text => {
@@ -432,6 +493,14 @@ mod tests {
             panic!()
         };
         assert_eq!(message.page.as_deref(), Some("pages/article/index?id=3"));
+        let Rendered::SubscribeOa { message } =
+            t.render(Channel::SubscribeOa, &ctx(), "o1", "tpl").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(message.touser, "o1");
+        assert_eq!(message.page.as_deref(), Some("http://x/articles/3"));
+        assert_eq!(message.data["thing1"].value.chars().count(), 20);
         let Rendered::Mass {
             plan: MassPlan::Text { text },
         } = t.render(Channel::Mass, &ctx(), "", "tpl").unwrap()

@@ -318,7 +318,11 @@ async fn send_one(
             st.wechat.template_send(&message).await.map(Some)
         }
         Rendered::Custom { message } => st.wechat.custom_send(&message).await.map(|_| None),
+        // Each app's sends go through that app's API and token.
         Rendered::Subscribe { message } => st.mp.subscribe_send(&message).await.map(|_| None),
+        Rendered::SubscribeOa { message } => {
+            st.wechat.subscribe_bizsend(&message).await.map(|_| None)
+        }
         Rendered::Mass { .. } => {
             return Outcome::Failed {
                 code: "local".into(),
@@ -334,6 +338,7 @@ fn with_recipient(mut r: Rendered, openid: &str) -> Rendered {
         Rendered::Template { message } => message.touser = openid.to_owned(),
         Rendered::Custom { message } => message.touser = openid.to_owned(),
         Rendered::Subscribe { message } => message.touser = openid.to_owned(),
+        Rendered::SubscribeOa { message } => message.touser = openid.to_owned(),
         Rendered::Mass { .. } => {}
     }
     r

@@ -385,3 +385,175 @@ impl TestApp {
         v["token"].as_str().expect("token").to_owned()
     }
 }
+
+// ---- members
+impl TestApp {
+    /// A JSON request with a bearer token (or none); the status and the JSON body (Null if none).
+    pub async fn json_call(
+        &self,
+        token: Option<&str>,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// `POST /api/mp/login` with `code` (the fake's openid is `mp_<code>`): the session token.
+    pub async fn mini_login(&self, code: &str) -> String {
+        let (status, v) = self
+            .json_call(
+                None,
+                reqwest::Method::POST,
+                "/api/mp/login",
+                Some(serde_json::json!({"code": code})),
+            )
+            .await;
+        assert_eq!(status, reqwest::StatusCode::OK, "login {code}: {v}");
+        v["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Log in as `mp_<code>` and bind to the roster entry with `name` and `phone`; the bind answer.
+    pub async fn mini_bind(&self, code: &str, name: &str, phone: &str) -> serde_json::Value {
+        let token = self.mini_login(code).await;
+        let phone_code = format!("pc_{code}");
+        self.fake.set_phone(&phone_code, phone);
+        let (status, v) = self
+            .json_call(
+                Some(&token),
+                reqwest::Method::POST,
+                "/api/mp/bind",
+                Some(serde_json::json!({"name": name, "phone_code": phone_code})),
+            )
+            .await;
+        assert_eq!(status, reqwest::StatusCode::OK, "bind {name}: {v}");
+        v
+    }
+
+    /// Import roster rows (as the first admin); panics unless 200.
+    pub async fn import_roster(&self, rows: serde_json::Value) {
+        let (status, v) = self
+            .json_call(
+                Some(&self.admin_token().await),
+                reqwest::Method::POST,
+                "/api/admin/members",
+                Some(rows),
+            )
+            .await;
+        assert_eq!(status, reqwest::StatusCode::OK, "import: {v}");
+    }
+
+    /// The id of the (first) member named `name`.
+    pub async fn member_id(&self, name: &str) -> i64 {
+        use sqlx::Row;
+        sqlx::query("SELECT id FROM members WHERE name = $1 ORDER BY id")
+            .bind(name)
+            .fetch_one(self.state.db.pool())
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// The id of the org unit named `name`.
+    pub async fn org_unit_id(&self, name: &str) -> i64 {
+        use sqlx::Row;
+        sqlx::query("SELECT id FROM org_units WHERE name = $1")
+            .bind(name)
+            .fetch_one(self.state.db.pool())
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// A published article in 党建动态.
+    pub async fn published_article(&self, title: &str) -> i64 {
+        let a = dangjian::articles::store::NewArticle {
+            category: "党建动态",
+            title,
+            summary: "摘要",
+            body_md: "正文",
+            body_html: "<p>正文</p>",
+            cover_url: None,
+            author: Some("党委宣传部"),
+        };
+        dangjian::articles::store::insert_published(&self.state.db, &a, self.state.clock.unix_ms())
+            .await
+            .unwrap()
+    }
+
+    /// Create a push (as the first admin) and wait until it is `completed`; its report.
+    pub async fn push_to_completion(&self, body: serde_json::Value) -> serde_json::Value {
+        let token = self.admin_token().await;
+        let (status, v) = self
+            .json_call(
+                Some(&token),
+                reqwest::Method::POST,
+                "/api/admin/pushes",
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, reqwest::StatusCode::CREATED, "{v}");
+        let id = v["id"].as_i64().unwrap();
+        let start = std::time::Instant::now();
+        loop {
+            let (_, v) = self
+                .json_call(
+                    Some(&token),
+                    reqwest::Method::GET,
+                    &format!("/api/admin/pushes/{id}"),
+                    None,
+                )
+                .await;
+            if v["status"] == "completed" {
+                return v;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "push {id} not completed: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Post an official-account event from `openid` to the webhook (plaintext, compatible mode).
+    pub async fn account_event(&self, openid: &str, event_body: &str) {
+        let ts = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
+        let q = format!(
+            "signature={}&timestamp={ts}&nonce=n1&openid={openid}",
+            wechat::signature::signature(TOKEN, &ts, "n1")
+        );
+        let xml = format!(
+            "<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>\
+             <CreateTime>{ts}</CreateTime><MsgType><![CDATA[event]]></MsgType>{event_body}</xml>"
+        );
+        let r = self
+            .http
+            .post(self.url(&format!("/wechat?{q}")))
+            .body(xml)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::OK);
+    }
+
+    /// Wait (bounded) until `sql` counts at least one row.
+    pub async fn eventually(&self, sql: &str) {
+        let start = std::time::Instant::now();
+        while self.count(sql).await == 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "never true: {sql}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

@@ -6,6 +6,7 @@ mod admin_console;
 mod content;
 mod development;
 mod helpers;
+mod members;
 mod mp;
 mod push;
 mod submissions;

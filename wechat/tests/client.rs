@@ -290,6 +290,42 @@ async fn followers_page_with_next_openid_and_batchget() {
 }
 
 #[tokio::test]
+async fn user_info_and_code2session_give_one_unionid_for_linked_openids() {
+    let e = env().await;
+    e.fake.add_followers(&["oAccount1".to_owned()]);
+    // By default each openid gets its own UnionID.
+    let info = e.oa.user_info("oAccount1", Lang::ZhCn).await.unwrap();
+    assert!(info.is_subscribed());
+    assert_eq!(info.unionid.as_deref(), Some("union_oAccount1"));
+    // One person, two apps, one open platform: the same UnionID on both sides.
+    e.fake.set_unionid("oAccount1", Some("uPerson1"));
+    e.fake.set_unionid("mp_person1", Some("uPerson1"));
+    let info = e.oa.user_info("oAccount1", Lang::ZhCn).await.unwrap();
+    assert_eq!(info.unionid.as_deref(), Some("uPerson1"));
+    let batch =
+        e.oa.user_info_batchget(&["oAccount1".to_owned()], Lang::En)
+            .await
+            .unwrap();
+    assert_eq!(batch[0].unionid.as_deref(), Some("uPerson1"));
+    let s = e.mp.jscode2session("person1").await.unwrap();
+    assert_eq!(s.unionid.as_deref(), Some("uPerson1"));
+    // Not on one open platform: no UnionID at all.
+    e.fake.set_unionid("mp_person2", None);
+    assert_eq!(e.mp.jscode2session("person2").await.unwrap().unionid, None);
+    // An unfollowed user: subscribe 0; a bad openid: 40003; the mini-program token: 48001.
+    let gone = e.oa.user_info("oNeverFollowed", Lang::ZhCn).await.unwrap();
+    assert!(!gone.is_subscribed());
+    assert_eq!(
+        errcode(e.oa.user_info("bad openid!", Lang::ZhCn).await),
+        40003
+    );
+    assert_eq!(
+        errcode(e.mp.user_info("oAccount1", Lang::ZhCn).await),
+        48001
+    );
+}
+
+#[tokio::test]
 async fn tags_create_list_tag_members() {
     let e = env().await;
     let members = openids("oTag", 5);

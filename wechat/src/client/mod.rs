@@ -65,6 +65,8 @@ pub mod api {
     pub const MENU_DELETE: &str = "cgi-bin/menu/delete";
     /// 获取用户列表
     pub const USER_GET: &str = "cgi-bin/user/get";
+    /// 获取用户基本信息 (one follower, with UnionID when the account is on an open platform)
+    pub const USER_INFO: &str = "cgi-bin/user/info";
     /// 批量获取用户基本信息
     pub const USER_INFO_BATCHGET: &str = "cgi-bin/user/info/batchget";
     /// 创建标签

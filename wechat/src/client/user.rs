@@ -171,6 +171,21 @@ impl Client {
         self.call_json(call).await
     }
 
+    /// 获取用户基本信息 (`GET cgi-bin/user/info`): one user's info. `unionid` is present only when
+    /// the account is bound to an open-platform account (开放平台) — the only way to learn which
+    /// mini-program user a follower is. An unfollowed user answers `subscribe: 0`.
+    pub async fn user_info(&self, openid: &str, lang: Lang) -> Result<UserInfo> {
+        let lang = match lang {
+            Lang::ZhCn => "zh_CN",
+            Lang::ZhTw => "zh_TW",
+            Lang::En => "en",
+        };
+        let call = Call::get(api::USER_INFO)
+            .query("openid", openid)
+            .query("lang", lang);
+        self.call_json(call).await
+    }
+
     /// 批量获取用户基本信息 (`POST cgi-bin/user/info/batchget`), at most 100 OpenIDs.
     pub async fn user_info_batchget(
         &self,

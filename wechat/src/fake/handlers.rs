@@ -97,6 +97,7 @@ pub(crate) static ROUTES: &[Route] = &[
         menu_delete,
     ),
     route(api::USER_GET, false, Auth::Oa, BodyKind::None, user_get),
+    route(api::USER_INFO, false, Auth::Oa, BodyKind::None, user_info),
     route(
         api::USER_INFO_BATCHGET,
         true,
@@ -300,6 +301,9 @@ pub(crate) struct State {
     pub sec_review: Vec<String>,
     pub sec_risky: Vec<String>,
     pub failing_openids: HashMap<String, i64>,
+    /// OpenID (either app) → the UnionID WeChat gives for it; `None`: no UnionID (the apps are
+    /// not on one open-platform account). Unset: `union_<openid>` (followers) / `union_mp_<code>`.
+    pub unionids: HashMap<String, Option<String>>,
     media: HashSet<String>,
     materials: HashSet<String>,
     drafts: HashSet<String>,
@@ -327,12 +331,22 @@ impl State {
             sec_review: Vec::new(),
             sec_risky: Vec::new(),
             failing_openids: HashMap::new(),
+            unionids: HashMap::new(),
             media: HashSet::new(),
             materials: HashSet::new(),
             drafts: HashSet::new(),
             template_dedupe: HashMap::new(),
             mass_dedupe: HashSet::new(),
             seq: 0,
+        }
+    }
+
+    /// The UnionID WeChat gives for `openid`: the one set with `FakeWechat::set_unionid`, else
+    /// `default`.
+    fn unionid_of(&self, openid: &str, default: impl FnOnce() -> String) -> Option<String> {
+        match self.unionids.get(openid) {
+            Some(set) => set.clone(),
+            None => Some(default()),
         }
     }
 
@@ -732,26 +746,50 @@ fn user_info_batchget(_: &Shared, st: &mut State, cx: &Ctx<'_>, _: &mut Option<S
             return Reply::Err(40003);
         };
         let lang = item.get("lang").and_then(Value::as_str).unwrap_or("zh_CN");
-        out.push(
-            match st.follower_info.get(openid).filter(|f| f.subscribed) {
-                Some(f) => json!({
-                    "subscribe": 1,
-                    "openid": openid,
-                    "language": lang,
-                    "subscribe_time": f.subscribe_time,
-                    "unionid": format!("union_{openid}"),
-                    "remark": "",
-                    "groupid": 0,
-                    "tagid_list": f.tags,
-                    "subscribe_scene": "ADD_SCENE_QR_CODE",
-                    "qr_scene": 0,
-                    "qr_scene_str": "",
-                }),
-                None => json!({ "subscribe": 0, "openid": openid }),
-            },
-        );
+        out.push(user_info_json(st, openid, lang));
     }
     Reply::Json(json!({ "user_info_list": out }))
+}
+
+/// One user as `user/info` and `user/info/batchget` describe them.
+fn user_info_json(st: &State, openid: &str, lang: &str) -> Value {
+    let unionid = st.unionid_of(openid, || format!("union_{openid}"));
+    let mut v = match st.follower_info.get(openid).filter(|f| f.subscribed) {
+        Some(f) => json!({
+            "subscribe": 1,
+            "openid": openid,
+            "language": lang,
+            "subscribe_time": f.subscribe_time,
+            "remark": "",
+            "groupid": 0,
+            "tagid_list": f.tags,
+            "subscribe_scene": "ADD_SCENE_QR_CODE",
+            "qr_scene": 0,
+            "qr_scene_str": "",
+        }),
+        // An unfollowed user: only the ids.
+        None => json!({ "subscribe": 0, "openid": openid }),
+    };
+    if let Some(u) = unionid {
+        v["unionid"] = json!(u);
+    }
+    v
+}
+
+fn user_info(_: &Shared, st: &mut State, cx: &Ctx<'_>, _: &mut Option<Sent>) -> Reply {
+    let Some(openid) = cx
+        .query
+        .get("openid")
+        .map(String::as_str)
+        .filter(|o| valid_openid(o))
+    else {
+        return Reply::Err(40003);
+    };
+    let lang = cx.query.get("lang").map(String::as_str).unwrap_or("zh_CN");
+    if !matches!(lang, "zh_CN" | "zh_TW" | "en") {
+        return Reply::Err(40003);
+    }
+    Reply::Json(user_info_json(st, openid, lang))
 }
 
 fn tags_create(_: &Shared, st: &mut State, cx: &Ctx<'_>, _: &mut Option<Sent>) -> Reply {
@@ -1066,7 +1104,7 @@ fn draft_add(_: &Shared, st: &mut State, cx: &Ctx<'_>, _: &mut Option<Sent>) -> 
 
 // ---- 小程序 ----
 
-fn jscode2session(shared: &Shared, _: &mut State, cx: &Ctx<'_>, _: &mut Option<Sent>) -> Reply {
+fn jscode2session(shared: &Shared, st: &mut State, cx: &Ctx<'_>, _: &mut Option<Sent>) -> Reply {
     let q = |k: &str| {
         cx.query
             .get(k)
@@ -1099,11 +1137,12 @@ fn jscode2session(shared: &Shared, _: &mut State, cx: &Ctx<'_>, _: &mut Option<S
     use sha2::Digest as _;
     let digest = sha2::Sha256::digest(format!("session_key:{code}").as_bytes());
     let session_key = base64::engine::general_purpose::STANDARD.encode(&digest[..16]);
-    Reply::Json(json!({
-        "openid": format!("mp_{code}"),
-        "session_key": session_key,
-        "unionid": format!("union_mp_{code}"),
-    }))
+    let openid = format!("mp_{code}");
+    let mut v = json!({ "openid": openid, "session_key": session_key });
+    if let Some(u) = st.unionid_of(&openid, || format!("union_mp_{code}")) {
+        v["unionid"] = json!(u);
+    }
+    Reply::Json(v)
 }
 
 fn get_user_phone_number(

@@ -295,6 +295,16 @@ impl FakeWechat {
         }
     }
 
+    /// The UnionID WeChat answers for `openid` — a follower's (`user/info`, `user/info/batchget`)
+    /// or a mini-program user's (`jscode2session`, whose openid is `mp_<code>`). Give one person's
+    /// two openids the same UnionID to link them; `None`: WeChat gives no UnionID (the account
+    /// and the mini-program are not on one open-platform account).
+    pub fn set_unionid(&self, openid: &str, unionid: Option<&str>) {
+        self.state()
+            .unionids
+            .insert(openid.to_owned(), unionid.map(str::to_owned));
+    }
+
     /// The follower unsubscribes: gone from `user/get`, `subscribe: 0` in batchget, and sends to
     /// them fail with 43004.
     pub fn remove_follower(&self, openid: &str) {
