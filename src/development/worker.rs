@@ -77,7 +77,8 @@ pub async fn run_once(st: &AppState) -> anyhow::Result<PassReport> {
             continue;
         }
         let openid = match l.record.member_id {
-            Some(m) => members::by_id(&st.db, m).await?.and_then(|m| m.openid),
+            // A customer-service message goes to the official-account openid (linked by UnionID).
+            Some(m) => members::by_id(&st.db, m).await?.and_then(|m| m.oa_openid),
             None => None,
         };
         let mut tx = st.db.begin_write().await?;
@@ -85,7 +86,7 @@ pub async fn run_once(st: &AppState) -> anyhow::Result<PassReport> {
             let due_on = rules::format_date(r.due);
             let (status, error) = match openid {
                 Some(_) => ("pending", None),
-                None => ("skipped", Some("no_openid")),
+                None => ("skipped", Some("no_account_openid")),
             };
             let to_applicant = rules::reminder_text(r, None);
             if store::queue_reminder(

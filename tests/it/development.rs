@@ -960,7 +960,7 @@ async fn a_missed_quarterly_report_is_reminded_exactly_once_to_the_applicant_and
         assert_eq!((second.queued, second.sent), (0, 0), "{second:?}");
         let sends = app.fake.calls_to("cgi-bin/message/custom/send");
         assert_eq!(sends.len(), 1, "{sends:?}");
-        assert_eq!(sends[0].body["touser"], "mp_wxm");
+        assert_eq!(sends[0].body["touser"], "oa_wxm");
         let text = sends[0].body["text"]["content"].as_str().unwrap();
         assert!(
             text.contains("思想汇报") && text.contains("已逾期") && text.contains("2023-09-20"),

@@ -343,7 +343,7 @@ impl TestApp {
     }
 
     /// A mini-program session (`wx.login` code `code` → openid `mp_<code>`), bound to the roster
-    /// entry with this name and phone (which must exist).
+    /// entry with this name and phone (which must exist), whose account openid is `oa_<code>`.
     pub async fn dev_mp_bound(&self, code: &str, name: &str, phone: &str) -> String {
         let resp = self
             .http
@@ -368,6 +368,14 @@ impl TestApp {
                 .unwrap();
             assert_eq!(resp.status(), reqwest::StatusCode::OK, "mp bind");
         }
+        // The same person follows the official account (linked by UnionID in real WeChat; the
+        // identity tests in members.rs cover that path): account openid `oa_<code>`.
+        sqlx::query("UPDATE members SET oa_openid = $1 WHERE name = $2 AND oa_openid IS NULL")
+            .bind(format!("oa_{code}"))
+            .bind(name)
+            .execute(self.state.db.pool())
+            .await
+            .unwrap();
         token
     }
 
