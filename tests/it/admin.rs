@@ -10,7 +10,7 @@ use sqlx::Row;
 
 use crate::{
     each_backend,
-    helpers::{Spawn, TestApp, ADMIN_PASSWORD, ADMIN_USER},
+    helpers::{Spawn, ADMIN_PASSWORD, ADMIN_USER},
 };
 
 /// A resident ID number with a valid check character.
@@ -37,47 +37,6 @@ async fn error_of(resp: reqwest::Response) -> (StatusCode, String, Value) {
         .to_owned();
     assert!(v["error"]["message"].is_string(), "{v}");
     (status, code, v)
-}
-
-impl TestApp {
-    fn adm_req(&self, method: Method, path: &str, token: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, self.url(path)).bearer_auth(token)
-    }
-
-    async fn adm_get(&self, path: &str, token: &str) -> Value {
-        let resp = self.adm_req(Method::GET, path, token).send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::OK, "GET {path}");
-        resp.json().await.unwrap()
-    }
-
-    async fn adm_import_json(&self, token: &str, rows: Value) -> reqwest::Response {
-        self.adm_req(Method::POST, "/api/admin/members", token)
-            .json(&rows)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn adm_import_csv(&self, token: &str, csv: &str) -> reqwest::Response {
-        self.adm_req(Method::POST, "/api/admin/members", token)
-            .header("content-type", "text/csv; charset=utf-8")
-            .body(csv.to_owned())
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn adm_audit_actions(&self, token: &str, query: &str) -> Vec<String> {
-        let v = self
-            .adm_get(&format!("/api/admin/audit?page_size=500&{query}"), token)
-            .await;
-        v["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["action"].as_str().unwrap().to_owned())
-            .collect()
-    }
 }
 
 fn roster() -> Value {

@@ -1,7 +1,8 @@
 //! `TestApp`: the same `Application` as production, on port 0, with a fresh database per test.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use dangjian::articles::store::NewArticle;
 use dangjian::{
     platform::config::Settings,
     {
@@ -9,7 +10,10 @@ use dangjian::{
         startup::{Application, Overrides, Role},
     },
 };
-use sqlx::Connection;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sqlx::{Connection, Row};
+use wechat::{client::TemplateInfo, crypto::MessageCrypto, signature};
 
 pub const TOKEN: &str = "dangjiandemotoken";
 pub const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
@@ -300,23 +304,543 @@ fn ci_runs_every_test_on_postgres_and_redis_too() {
     }
 }
 
+// ---- signed webhook messages -------------------------------------------------------------------
+
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// A text message from `from` created at `ts` (unix seconds).
+pub fn text_xml_at(from: &str, content: &str, msg_id: i64, ts: i64) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><FromUserName><![CDATA[{from}]]></FromUserName>\
+         <CreateTime>{ts}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{content}]]></Content>\
+         <MsgId>{msg_id}</MsgId></xml>"
+    )
+}
+
+/// A text message from `from` created now.
+pub fn text_xml(from: &str, content: &str, msg_id: i64) -> String {
+    text_xml_at(from, content, msg_id, now())
+}
+
+pub fn image_xml(from: &str, pic_url: &str, media_id: &str, msg_id: i64, ts: i64) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><FromUserName><![CDATA[{from}]]></FromUserName>\
+         <CreateTime>{ts}</CreateTime><MsgType><![CDATA[image]]></MsgType><PicUrl><![CDATA[{pic_url}]]></PicUrl>\
+         <MediaId><![CDATA[{media_id}]]></MediaId><MsgId>{msg_id}</MsgId></xml>"
+    )
+}
+
+pub fn event_xml(from: &str, event: &str, key: &str, create_time: i64) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><FromUserName><![CDATA[{from}]]></FromUserName>\
+         <CreateTime>{create_time}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[{event}]]></Event>\
+         <EventKey><![CDATA[{key}]]></EventKey></xml>"
+    )
+}
+
+/// The query string WeChat signs (plaintext mode): signature over token, timestamp and nonce.
+pub fn signed_query(ts: i64, nonce: &str) -> String {
+    let ts = ts.to_string();
+    format!(
+        "signature={}&timestamp={ts}&nonce={nonce}&openid=o_test",
+        signature::signature(TOKEN, &ts, nonce)
+    )
+}
+
+/// One field of a flat XML reply.
+pub fn field(xml: &str, name: &str) -> Option<String> {
+    wechat::xml::parse_flat(xml)
+        .ok()?
+        .get(name)
+        .map(str::to_owned)
+}
+
+/// A random MsgId.
+pub fn msg_id() -> i64 {
+    use rand::Rng;
+    rand::thread_rng().gen_range(1_000_000_000..i64::MAX / 2)
+}
+
+// ---- helpers of tests/it/admin.rs
+impl TestApp {
+    pub fn adm_req(&self, method: Method, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, self.url(path)).bearer_auth(token)
+    }
+
+    pub async fn adm_get(&self, path: &str, token: &str) -> Value {
+        let resp = self.adm_req(Method::GET, path, token).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "GET {path}");
+        resp.json().await.unwrap()
+    }
+
+    pub async fn adm_import_json(&self, token: &str, rows: Value) -> reqwest::Response {
+        self.adm_req(Method::POST, "/api/admin/members", token)
+            .json(&rows)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn adm_import_csv(&self, token: &str, csv: &str) -> reqwest::Response {
+        self.adm_req(Method::POST, "/api/admin/members", token)
+            .header("content-type", "text/csv; charset=utf-8")
+            .body(csv.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn adm_audit_actions(&self, token: &str, query: &str) -> Vec<String> {
+        let v = self
+            .adm_get(&format!("/api/admin/audit?page_size=500&{query}"), token)
+            .await;
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+// ---- helpers of tests/it/members.rs
+impl TestApp {
+    pub fn accept_news_template(&self) {
+        self.fake.add_template(TemplateInfo {
+            template_id: self.state.settings.wechat_news_template_id.clone(),
+            title: "新闻发布提醒".into(),
+            ..Default::default()
+        });
+    }
+
+    /// One person on both apps: the fake gives `mp_<code>` and `oa_openid` the same UnionID.
+    pub fn same_person(&self, code: &str, oa_openid: &str) {
+        let unionid = format!("u_{code}");
+        self.fake.set_unionid(&format!("mp_{code}"), Some(&unionid));
+        self.fake.set_unionid(oa_openid, Some(&unionid));
+    }
+
+    /// `oa_openid` follows the account (the fake lists them; the webhook gets the subscribe event).
+    pub async fn follows(&self, oa_openid: &str) {
+        self.fake.add_followers(&[oa_openid.to_owned()]);
+        self.account_event(
+            oa_openid,
+            "<Event><![CDATA[subscribe]]></Event><EventKey><![CDATA[]]></EventKey>",
+        )
+        .await;
+    }
+
+    /// Wait until member `name` has the account openid `oa_openid` (the follower's `user/info`
+    /// runs after the webhook has answered).
+    pub async fn linked(&self, name: &str, oa_openid: &str) {
+        self.eventually(&format!(
+            "SELECT COUNT(*) FROM members WHERE name = '{name}' AND oa_openid = '{oa_openid}'"
+        ))
+        .await;
+    }
+
+    pub async fn oa_openid_of(&self, name: &str) -> Option<String> {
+        sqlx::query("SELECT oa_openid FROM members WHERE name = $1")
+            .bind(name)
+            .fetch_one(self.state.db.pool())
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    pub async fn admin_view(&self, path: &str) -> Value {
+        let (status, v) = self
+            .json_call(Some(&self.admin_token().await), Method::GET, path, None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{path}: {v}");
+        v
+    }
+
+    pub async fn audit_count(&self, action: &str) -> i64 {
+        sqlx::query("SELECT COUNT(*) FROM audit_log WHERE action = $1")
+            .bind(action)
+            .fetch_one(self.state.db.pool())
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    pub async fn audit_details(&self, action: &str) -> Vec<Value> {
+        sqlx::query("SELECT details FROM audit_log WHERE action = $1 ORDER BY id")
+            .bind(action)
+            .fetch_all(self.state.db.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| serde_json::from_str(&r.get::<String, _>(0)).unwrap())
+            .collect()
+    }
+
+    pub async fn grant_mp(&self, code: &str, template: &str) {
+        let token = self.mini_login(code).await;
+        let (status, v) = self
+            .json_call(
+                Some(&token),
+                Method::POST,
+                "/api/mp/subscriptions",
+                Some(json!({"template_ids": [template], "results": {template: "accept"}})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+    }
+
+    pub async fn grant_oa(&self, oa_openid: &str, template: &str) {
+        self.account_event(
+            oa_openid,
+            &format!(
+                "<Event><![CDATA[subscribe_msg_popup_event]]></Event><SubscribeMsgPopupEvent><List>\
+                 <TemplateId><![CDATA[{template}]]></TemplateId><SubscribeStatusString><![CDATA[accept]]></SubscribeStatusString>\
+                 <PopupScene>2</PopupScene></List></SubscribeMsgPopupEvent>"
+            ),
+        )
+        .await;
+    }
+
+    pub fn sent_to(&self, channel: &str) -> Vec<String> {
+        self.fake
+            .outbox()
+            .into_iter()
+            .filter(|m| m.channel == channel)
+            .filter_map(|m| m.to_user)
+            .collect()
+    }
+}
+
+// ---- helpers of tests/it/mp.rs
+impl TestApp {
+    pub async fn mp_post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        self.json_call(token, Method::POST, path, Some(body)).await
+    }
+
+    pub async fn mp_get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.json_call(token, Method::GET, path, None).await
+    }
+
+    /// `POST /api/mp/login` with `code` (the fake's openid is `mp_<code>`); panics unless 200.
+    pub async fn mp_login(&self, code: &str) -> (String, Value) {
+        let (status, v) = self
+            .mp_post("/api/mp/login", None, json!({"code": code}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "login {code}: {v}");
+        (v["token"].as_str().expect("token").to_owned(), v)
+    }
+
+    /// The roster through the admin import: 张三 13912340001, 李四 13912340002.
+    pub async fn mp_roster(&self) {
+        let rows = json!([
+            {"name": "张三", "phone": "13912340001", "category": "employed", "monthly_income_fen": 812_345, "org_unit": "第一党支部"},
+            {"name": "李四", "phone": "13912340002", "category": "student", "org_unit": "第二党支部", "party_status": "probationary"},
+        ]);
+        let resp = self
+            .http
+            .post(self.url("/api/admin/members"))
+            .bearer_auth(self.admin_token().await)
+            .json(&rows)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "roster import");
+    }
+
+    pub async fn mp_bind(&self, token: &str, name: &str, phone_code: &str) -> (StatusCode, Value) {
+        self.mp_post(
+            "/api/mp/bind",
+            Some(token),
+            json!({"name": name, "phone_code": phone_code}),
+        )
+        .await
+    }
+
+    pub async fn openid_of(&self, phone_name: &str) -> Option<String> {
+        sqlx::query("SELECT openid FROM members WHERE name = $1")
+            .bind(phone_name)
+            .fetch_one(self.state.db.pool())
+            .await
+            .unwrap()
+            .get(0)
+    }
+}
+
+// ---- helpers of tests/it/push.rs
+impl TestApp {
+    pub async fn admin(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, self.url(path)).bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status();
+        (status, r.json::<Value>().await.unwrap_or(Value::Null))
+    }
+
+    /// `n` subscribed followers in the database and the fake; `interacted_at` for the 48-hour rule.
+    pub async fn seed_followers(
+        &self,
+        prefix: &str,
+        n: usize,
+        interacted_at: Option<i64>,
+    ) -> Vec<String> {
+        let openids: Vec<String> = (0..n).map(|i| format!("o{prefix}{i:07}")).collect();
+        let now = self.state.clock.unix_ms();
+        let mut tx = self.state.db.begin_write().await.unwrap();
+        for chunk in openids.chunks(500) {
+            let mut sql = String::from(
+                "INSERT INTO followers (openid, status, subscribed_at, last_interaction_at, created_at, updated_at) VALUES ",
+            );
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(${}, 'subscribed', $1, $2, $1, $1)", i + 3))
+                .collect();
+            sql.push_str(&values.join(", "));
+            let mut q = sqlx::query(&sql).bind(now).bind(interacted_at);
+            for o in chunk {
+                q = q.bind(o);
+            }
+            q.execute(&mut *tx).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        self.fake.add_followers(&openids);
+        openids
+    }
+
+    pub async fn article(&self, title: &str) -> i64 {
+        let a = NewArticle {
+            category: "党建动态",
+            title,
+            summary: "全校党员干部认真学习",
+            body_md: "正文",
+            body_html: "<p>正文</p>",
+            cover_url: None,
+            author: Some("党委宣传部"),
+        };
+        dangjian::articles::store::insert_published(&self.state.db, &a, self.state.clock.unix_ms())
+            .await
+            .unwrap()
+    }
+
+    pub fn register_template(&self) {
+        self.fake.add_template(TemplateInfo {
+            template_id: self.state.settings.wechat_news_template_id.clone(),
+            title: "新闻发布提醒".into(),
+            ..Default::default()
+        });
+    }
+
+    pub async fn create_push(&self, token: &str, body: Value) -> i64 {
+        let (status, v) = self
+            .admin(
+                token,
+                reqwest::Method::POST,
+                "/api/admin/pushes",
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+        v["id"].as_i64().unwrap()
+    }
+
+    pub async fn push(&self, token: &str, id: i64) -> Value {
+        let (status, v) = self
+            .admin(
+                token,
+                reqwest::Method::GET,
+                &format!("/api/admin/pushes/{id}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        v
+    }
+
+    pub async fn wait_status(&self, token: &str, id: i64, want: &str, within: Duration) -> Value {
+        let start = Instant::now();
+        loop {
+            let v = self.push(token, id).await;
+            if v["status"] == want {
+                return v;
+            }
+            assert!(
+                start.elapsed() < within,
+                "push {id} not {want} after {within:?}: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Post an event to the webhook as WeChat would (plaintext mode is accepted in compatible mode).
+    pub async fn post_event(&self, xml: &str) {
+        let ts = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
+        let q = format!(
+            "signature={}&timestamp={ts}&nonce=n1&openid=o",
+            signature::signature(TOKEN, &ts, "n1")
+        );
+        let r = self
+            .http
+            .post(self.url(&format!("/wechat?{q}")))
+            .body(xml.to_owned())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+}
+
+// ---- helpers of tests/it/submissions.rs
+impl TestApp {
+    /// The app clock's now (a test may run a manual clock): the webhook checks timestamps with it.
+    pub fn chat_now(&self) -> i64 {
+        self.state.clock.now().unix_timestamp()
+    }
+
+    /// POST a plaintext message, signed at the app's clock; the passive reply's text (or "success").
+    pub async fn chat_xml(&self, xml: &str) -> String {
+        let ts = self.chat_now().to_string();
+        let q = format!(
+            "signature={}&timestamp={ts}&nonce=n1&openid=o",
+            signature::signature(TOKEN, &ts, "n1")
+        );
+        let resp = self
+            .http
+            .post(self.url(&format!("/wechat?{q}")))
+            .body(xml.to_owned())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{}", self.backend.name());
+        let body = resp.text().await.unwrap();
+        if body == "success" {
+            return body;
+        }
+        wechat::xml::parse_flat(&body)
+            .unwrap()
+            .get("Content")
+            .map(str::to_owned)
+            .unwrap_or(body)
+    }
+
+    pub async fn say(&self, from: &str, content: &str, msg_id: i64) -> String {
+        self.chat_xml(&text_xml_at(from, content, msg_id, self.chat_now()))
+            .await
+    }
+
+    pub async fn admin_get(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        self.json_call(Some(token), Method::GET, path, None).await
+    }
+
+    pub async fn admin_post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        self.json_call(Some(token), Method::POST, path, Some(body))
+            .await
+    }
+
+    pub async fn mp_token(&self, code: &str) -> String {
+        self.mp_login(code).await.0
+    }
+
+    /// Rows of `submissions` in `status` (drafts included when asked).
+    pub async fn submissions_in(&self, status: &str) -> i64 {
+        self.count(&format!(
+            "SELECT COUNT(*) FROM submissions WHERE status = '{status}'"
+        ))
+        .await
+    }
+}
+
+// ---- helpers of tests/it/webhook.rs
+impl TestApp {
+    pub async fn post_plain(&self, xml: &str) -> reqwest::Response {
+        self.http
+            .post(self.url(&format!("/wechat?{}", signed_query(now(), "n1"))))
+            .body(xml.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_encrypted_with(
+        &self,
+        crypto: &MessageCrypto,
+        xml: &str,
+        ts: i64,
+    ) -> reqwest::Response {
+        let encrypt = crypto.encrypt(xml.as_bytes());
+        let tss = ts.to_string();
+        let nonce = "98765";
+        let msg_sig = signature::msg_signature(TOKEN, &tss, nonce, &encrypt);
+        let body = format!("<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>");
+        let url = format!(
+            "/wechat?{}&encrypt_type=aes&msg_signature={msg_sig}",
+            signed_query(ts, nonce)
+        );
+        self.http
+            .post(self.url(&url))
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_encrypted(&self, xml: &str) -> reqwest::Response {
+        self.post_encrypted_with(&MessageCrypto::new(AES_KEY, APP_ID).unwrap(), xml, now())
+            .await
+    }
+
+    /// Reply text of a plaintext reply body, or "success".
+    pub async fn reply_of(&self, resp: reqwest::Response) -> String {
+        assert_eq!(
+            resp.status(),
+            StatusCode::OK,
+            "backend {}",
+            self.backend.name()
+        );
+        resp.text().await.unwrap()
+    }
+
+    /// Wait (bounded) until the fake's outbox holds `n` messages; returns them.
+    pub async fn wait_outbox(&self, n: usize) -> Vec<wechat::fake::OutboxMessage> {
+        for _ in 0..200 {
+            if self.fake.outbox_len() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.fake.outbox()
+    }
+
+    pub async fn flush(&self) {
+        dangjian::official_account::service::flush_interactions(&self.state)
+            .await
+            .unwrap();
+    }
+}
+
 // ---- development
 impl TestApp {
     /// A JSON request with a bearer token; the status and the JSON answer (Null when none).
     pub async fn dev_call(
         &self,
-        method: reqwest::Method,
+        method: Method,
         path: &str,
         token: &str,
-        body: Option<serde_json::Value>,
-    ) -> (reqwest::StatusCode, serde_json::Value) {
-        let mut req = self.http.request(method, self.url(path)).bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.json_call(Some(token), method, path, body).await
     }
 
     /// `POST /api/admin/development/{record}/documents?kind=` with raw bytes.
@@ -345,28 +869,12 @@ impl TestApp {
     /// A mini-program session (`wx.login` code `code` → openid `mp_<code>`), bound to the roster
     /// entry with this name and phone (which must exist), whose account openid is `oa_<code>`.
     pub async fn dev_mp_bound(&self, code: &str, name: &str, phone: &str) -> String {
-        let resp = self
-            .http
-            .post(self.url("/api/mp/login"))
-            .json(&serde_json::json!({"code": code}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), reqwest::StatusCode::OK, "mp login");
-        let v: serde_json::Value = resp.json().await.unwrap();
-        let token = v["token"].as_str().expect("token").to_owned();
+        let (token, v) = self.mp_login(code).await;
         if v["member"].is_null() {
             let phone_code = format!("phone_{code}");
             self.fake.set_phone(&phone_code, phone);
-            let resp = self
-                .http
-                .post(self.url("/api/mp/bind"))
-                .bearer_auth(&token)
-                .json(&serde_json::json!({"name": name, "phone_code": phone_code}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), reqwest::StatusCode::OK, "mp bind");
+            let (status, v) = self.mp_bind(&token, name, &phone_code).await;
+            assert_eq!(status, StatusCode::OK, "mp bind: {v}");
         }
         // The same person follows the official account (linked by UnionID in real WeChat; the
         // identity tests in members.rs cover that path): account openid `oa_<code>`.
@@ -381,16 +889,7 @@ impl TestApp {
 
     /// A mini-program session (`wx.login` code → openid `mp_<code>`) not bound to the roster.
     pub async fn dev_mp_bound_none(&self, code: &str) -> String {
-        let resp = self
-            .http
-            .post(self.url("/api/mp/login"))
-            .json(&serde_json::json!({"code": code}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), reqwest::StatusCode::OK, "mp login");
-        let v: serde_json::Value = resp.json().await.unwrap();
-        v["token"].as_str().expect("token").to_owned()
+        self.mp_login(code).await.0
     }
 }
 
@@ -418,16 +917,7 @@ impl TestApp {
 
     /// `POST /api/mp/login` with `code` (the fake's openid is `mp_<code>`): the session token.
     pub async fn mini_login(&self, code: &str) -> String {
-        let (status, v) = self
-            .json_call(
-                None,
-                reqwest::Method::POST,
-                "/api/mp/login",
-                Some(serde_json::json!({"code": code})),
-            )
-            .await;
-        assert_eq!(status, reqwest::StatusCode::OK, "login {code}: {v}");
-        v["token"].as_str().unwrap().to_owned()
+        self.mp_login(code).await.0
     }
 
     /// Log in as `mp_<code>` and bind to the roster entry with `name` and `phone`; the bind answer.

@@ -6,7 +6,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::Row;
-use wechat::client::{api, TemplateInfo};
+use wechat::client::api;
 
 use crate::{
     each_backend,
@@ -26,113 +26,6 @@ fn spawn() -> Spawn {
 
 const MP_TEMPLATE: &str = "demo-subscribe-template";
 const OA_TEMPLATE: &str = "demo-oa-subscribe-template";
-
-impl TestApp {
-    fn accept_news_template(&self) {
-        self.fake.add_template(TemplateInfo {
-            template_id: self.state.settings.wechat_news_template_id.clone(),
-            title: "新闻发布提醒".into(),
-            ..Default::default()
-        });
-    }
-
-    /// One person on both apps: the fake gives `mp_<code>` and `oa_openid` the same UnionID.
-    fn same_person(&self, code: &str, oa_openid: &str) {
-        let unionid = format!("u_{code}");
-        self.fake.set_unionid(&format!("mp_{code}"), Some(&unionid));
-        self.fake.set_unionid(oa_openid, Some(&unionid));
-    }
-
-    /// `oa_openid` follows the account (the fake lists them; the webhook gets the subscribe event).
-    async fn follows(&self, oa_openid: &str) {
-        self.fake.add_followers(&[oa_openid.to_owned()]);
-        self.account_event(
-            oa_openid,
-            "<Event><![CDATA[subscribe]]></Event><EventKey><![CDATA[]]></EventKey>",
-        )
-        .await;
-    }
-
-    /// Wait until member `name` has the account openid `oa_openid` (the follower's `user/info`
-    /// runs after the webhook has answered).
-    async fn linked(&self, name: &str, oa_openid: &str) {
-        self.eventually(&format!(
-            "SELECT COUNT(*) FROM members WHERE name = '{name}' AND oa_openid = '{oa_openid}'"
-        ))
-        .await;
-    }
-
-    async fn oa_openid_of(&self, name: &str) -> Option<String> {
-        sqlx::query("SELECT oa_openid FROM members WHERE name = $1")
-            .bind(name)
-            .fetch_one(self.state.db.pool())
-            .await
-            .unwrap()
-            .get(0)
-    }
-
-    async fn admin_view(&self, path: &str) -> Value {
-        let (status, v) = self
-            .json_call(Some(&self.admin_token().await), Method::GET, path, None)
-            .await;
-        assert_eq!(status, StatusCode::OK, "{path}: {v}");
-        v
-    }
-
-    async fn audit_count(&self, action: &str) -> i64 {
-        sqlx::query("SELECT COUNT(*) FROM audit_log WHERE action = $1")
-            .bind(action)
-            .fetch_one(self.state.db.pool())
-            .await
-            .unwrap()
-            .get(0)
-    }
-
-    async fn audit_details(&self, action: &str) -> Vec<Value> {
-        sqlx::query("SELECT details FROM audit_log WHERE action = $1 ORDER BY id")
-            .bind(action)
-            .fetch_all(self.state.db.pool())
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| serde_json::from_str(&r.get::<String, _>(0)).unwrap())
-            .collect()
-    }
-
-    async fn grant_mp(&self, code: &str, template: &str) {
-        let token = self.mini_login(code).await;
-        let (status, v) = self
-            .json_call(
-                Some(&token),
-                Method::POST,
-                "/api/mp/subscriptions",
-                Some(json!({"template_ids": [template], "results": {template: "accept"}})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{v}");
-    }
-
-    async fn grant_oa(&self, oa_openid: &str, template: &str) {
-        self.account_event(
-            oa_openid,
-            &format!(
-                "<Event><![CDATA[subscribe_msg_popup_event]]></Event><SubscribeMsgPopupEvent><List>\
-                 <TemplateId><![CDATA[{template}]]></TemplateId><SubscribeStatusString><![CDATA[accept]]></SubscribeStatusString>\
-                 <PopupScene>2</PopupScene></List></SubscribeMsgPopupEvent>"
-            ),
-        )
-        .await;
-    }
-
-    fn sent_to(&self, channel: &str) -> Vec<String> {
-        self.fake
-            .outbox()
-            .into_iter()
-            .filter(|m| m.channel == channel)
-            .filter_map(|m| m.to_user)
-            .collect()
-    }
-}
 
 fn assert_error(status: StatusCode, v: &Value, want: StatusCode, code: &str) {
     assert_eq!(status, want, "{v}");

@@ -5,74 +5,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use crate::{
-    each_backend,
-    helpers::{Spawn, TestApp},
-};
-
-impl TestApp {
-    async fn mp_post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
-        let mut req = self.http.post(self.url(path)).json(&body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await.unwrap();
-        (resp.status(), resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn mp_get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
-        let mut req = self.http.get(self.url(path));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await.unwrap();
-        (resp.status(), resp.json().await.unwrap_or(Value::Null))
-    }
-
-    /// `POST /api/mp/login` with `code` (the fake's openid is `mp_<code>`); panics unless 200.
-    async fn mp_login(&self, code: &str) -> (String, Value) {
-        let (status, v) = self
-            .mp_post("/api/mp/login", None, json!({"code": code}))
-            .await;
-        assert_eq!(status, StatusCode::OK, "login {code}: {v}");
-        (v["token"].as_str().expect("token").to_owned(), v)
-    }
-
-    /// The roster through the admin import: 张三 13912340001, 李四 13912340002.
-    async fn mp_roster(&self) {
-        let rows = json!([
-            {"name": "张三", "phone": "13912340001", "category": "employed", "monthly_income_fen": 812_345, "org_unit": "第一党支部"},
-            {"name": "李四", "phone": "13912340002", "category": "student", "org_unit": "第二党支部", "party_status": "probationary"},
-        ]);
-        let resp = self
-            .http
-            .post(self.url("/api/admin/members"))
-            .bearer_auth(self.admin_token().await)
-            .json(&rows)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK, "roster import");
-    }
-
-    async fn mp_bind(&self, token: &str, name: &str, phone_code: &str) -> (StatusCode, Value) {
-        self.mp_post(
-            "/api/mp/bind",
-            Some(token),
-            json!({"name": name, "phone_code": phone_code}),
-        )
-        .await
-    }
-
-    async fn openid_of(&self, phone_name: &str) -> Option<String> {
-        sqlx::query("SELECT openid FROM members WHERE name = $1")
-            .bind(phone_name)
-            .fetch_one(self.state.db.pool())
-            .await
-            .unwrap()
-            .get(0)
-    }
-}
+use crate::{each_backend, helpers::Spawn};
 
 fn assert_error(status: StatusCode, v: &Value, want_status: StatusCode, want_code: &str) {
     assert_eq!(status, want_status, "{v}");

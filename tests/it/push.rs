@@ -8,19 +8,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dangjian::{articles::store::NewArticle, platform::clock::ManualClock};
+use dangjian::platform::clock::ManualClock;
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
-use wechat::{
-    client::{api, TemplateInfo},
-    fake::Fault,
-    signature,
-};
+use wechat::{client::api, fake::Fault};
 
 use crate::{
     each_backend,
-    helpers::{backends, Backend, Spawn, TestApp, ACCOUNT, ADMIN_PASSWORD, ADMIN_USER, TOKEN},
+    helpers::{backends, Backend, Spawn, TestApp, ACCOUNT, ADMIN_PASSWORD, ADMIN_USER},
 };
 
 fn push_settings(extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
@@ -43,134 +39,6 @@ fn spawn(extra: &[(&'static str, &str)]) -> Spawn {
     Spawn {
         overrides: push_settings(extra),
         ..Default::default()
-    }
-}
-
-impl TestApp {
-    async fn admin(
-        &self,
-        token: &str,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self.http.request(method, self.url(path)).bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status();
-        (status, r.json::<Value>().await.unwrap_or(Value::Null))
-    }
-
-    /// `n` subscribed followers in the database and the fake; `interacted_at` for the 48-hour rule.
-    async fn seed_followers(
-        &self,
-        prefix: &str,
-        n: usize,
-        interacted_at: Option<i64>,
-    ) -> Vec<String> {
-        let openids: Vec<String> = (0..n).map(|i| format!("o{prefix}{i:07}")).collect();
-        let now = self.state.clock.unix_ms();
-        let mut tx = self.state.db.begin_write().await.unwrap();
-        for chunk in openids.chunks(500) {
-            let mut sql = String::from(
-                "INSERT INTO followers (openid, status, subscribed_at, last_interaction_at, created_at, updated_at) VALUES ",
-            );
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| format!("(${}, 'subscribed', $1, $2, $1, $1)", i + 3))
-                .collect();
-            sql.push_str(&values.join(", "));
-            let mut q = sqlx::query(&sql).bind(now).bind(interacted_at);
-            for o in chunk {
-                q = q.bind(o);
-            }
-            q.execute(&mut *tx).await.unwrap();
-        }
-        tx.commit().await.unwrap();
-        self.fake.add_followers(&openids);
-        openids
-    }
-
-    async fn article(&self, title: &str) -> i64 {
-        let a = NewArticle {
-            category: "党建动态",
-            title,
-            summary: "全校党员干部认真学习",
-            body_md: "正文",
-            body_html: "<p>正文</p>",
-            cover_url: None,
-            author: Some("党委宣传部"),
-        };
-        dangjian::articles::store::insert_published(&self.state.db, &a, self.state.clock.unix_ms())
-            .await
-            .unwrap()
-    }
-
-    fn register_template(&self) {
-        self.fake.add_template(TemplateInfo {
-            template_id: self.state.settings.wechat_news_template_id.clone(),
-            title: "新闻发布提醒".into(),
-            ..Default::default()
-        });
-    }
-
-    async fn create_push(&self, token: &str, body: Value) -> i64 {
-        let (status, v) = self
-            .admin(
-                token,
-                reqwest::Method::POST,
-                "/api/admin/pushes",
-                Some(body),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{v}");
-        v["id"].as_i64().unwrap()
-    }
-
-    async fn push(&self, token: &str, id: i64) -> Value {
-        let (status, v) = self
-            .admin(
-                token,
-                reqwest::Method::GET,
-                &format!("/api/admin/pushes/{id}"),
-                None,
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{v}");
-        v
-    }
-
-    async fn wait_status(&self, token: &str, id: i64, want: &str, within: Duration) -> Value {
-        let start = Instant::now();
-        loop {
-            let v = self.push(token, id).await;
-            if v["status"] == want {
-                return v;
-            }
-            assert!(
-                start.elapsed() < within,
-                "push {id} not {want} after {within:?}: {v}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    /// Post an event to the webhook as WeChat would (plaintext mode is accepted in compatible mode).
-    async fn post_event(&self, xml: &str) {
-        let ts = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
-        let q = format!(
-            "signature={}&timestamp={ts}&nonce=n1&openid=o",
-            signature::signature(TOKEN, &ts, "n1")
-        );
-        let r = self
-            .http
-            .post(self.url(&format!("/wechat?{q}")))
-            .body(xml.to_owned())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
     }
 }
 

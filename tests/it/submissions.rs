@@ -7,115 +7,11 @@ use std::{sync::Arc, time::Duration};
 use dangjian::platform::clock::ManualClock;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use wechat::signature;
 
 use crate::{
     each_backend,
-    helpers::{Spawn, TestApp, ACCOUNT, TOKEN},
+    helpers::{image_xml, msg_id, text_xml_at, Spawn},
 };
-
-fn text_xml(from: &str, content: &str, msg_id: i64, ts: i64) -> String {
-    format!(
-        "<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><FromUserName><![CDATA[{from}]]></FromUserName>\
-         <CreateTime>{ts}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{content}]]></Content>\
-         <MsgId>{msg_id}</MsgId></xml>"
-    )
-}
-
-fn image_xml(from: &str, pic_url: &str, media_id: &str, msg_id: i64, ts: i64) -> String {
-    format!(
-        "<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><FromUserName><![CDATA[{from}]]></FromUserName>\
-         <CreateTime>{ts}</CreateTime><MsgType><![CDATA[image]]></MsgType><PicUrl><![CDATA[{pic_url}]]></PicUrl>\
-         <MediaId><![CDATA[{media_id}]]></MediaId><MsgId>{msg_id}</MsgId></xml>"
-    )
-}
-
-impl TestApp {
-    /// The app clock's now (a test may run a manual clock): the webhook checks timestamps with it.
-    fn chat_now(&self) -> i64 {
-        self.state.clock.now().unix_timestamp()
-    }
-
-    /// POST a plaintext message, signed at the app's clock; the passive reply's text (or "success").
-    async fn chat_xml(&self, xml: &str) -> String {
-        let ts = self.chat_now().to_string();
-        let q = format!(
-            "signature={}&timestamp={ts}&nonce=n1&openid=o",
-            signature::signature(TOKEN, &ts, "n1")
-        );
-        let resp = self
-            .http
-            .post(self.url(&format!("/wechat?{q}")))
-            .body(xml.to_owned())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK, "{}", self.backend.name());
-        let body = resp.text().await.unwrap();
-        if body == "success" {
-            return body;
-        }
-        wechat::xml::parse_flat(&body)
-            .unwrap()
-            .get("Content")
-            .map(str::to_owned)
-            .unwrap_or(body)
-    }
-
-    async fn say(&self, from: &str, content: &str, msg_id: i64) -> String {
-        self.chat_xml(&text_xml(from, content, msg_id, self.chat_now()))
-            .await
-    }
-
-    async fn admin_get(&self, token: &str, path: &str) -> (StatusCode, Value) {
-        let resp = self
-            .http
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        (resp.status(), resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn admin_post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
-        let resp = self
-            .http
-            .post(self.url(path))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        (resp.status(), resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn mp_token(&self, code: &str) -> String {
-        let resp = self
-            .http
-            .post(self.url("/api/mp/login"))
-            .json(&json!({"code": code}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
-        let v: Value = resp.json().await.unwrap();
-        v["token"].as_str().unwrap().to_owned()
-    }
-
-    /// Rows of `submissions` in `status` (drafts included when asked).
-    async fn submissions_in(&self, status: &str) -> i64 {
-        self.count(&format!(
-            "SELECT COUNT(*) FROM submissions WHERE status = '{status}'"
-        ))
-        .await
-    }
-}
-
-fn msg_id() -> i64 {
-    use rand::Rng;
-    rand::thread_rng().gen_range(1_000_000_000..i64::MAX / 2)
-}
 
 #[tokio::test]
 async fn draft_collects_text_and_images_and_finish_gives_a_receipt_number() {
@@ -332,7 +228,7 @@ async fn a_failed_msg_sec_check_never_approves_and_queues_unchecked() {
 async fn duplicate_msgid_gets_same_reply_and_one_submission() {
     each_backend!(|app| {
         let id = msg_id();
-        let xml = text_xml("o_dup_1", "投稿 重复投递的内容", id, app.chat_now());
+        let xml = text_xml_at("o_dup_1", "投稿 重复投递的内容", id, app.chat_now());
         let first = app.chat_xml(&xml).await;
         let second = app.chat_xml(&xml).await;
         let third = app.chat_xml(&xml).await;
@@ -340,7 +236,7 @@ async fn duplicate_msgid_gets_same_reply_and_one_submission() {
         assert_eq!(first, second);
         assert_eq!(first, third);
         assert_eq!(app.count("SELECT COUNT(*) FROM submissions").await, 1);
-        let xml = text_xml("o_dup_1", "留言 重复的留言", id + 1, app.chat_now());
+        let xml = text_xml_at("o_dup_1", "留言 重复的留言", id + 1, app.chat_now());
         app.chat_xml(&xml).await;
         app.chat_xml(&xml).await;
         assert_eq!(app.count("SELECT COUNT(*) FROM board_posts").await, 1);
