@@ -23,7 +23,8 @@ trap cleanup EXIT
 
 cargo build --release --bin dangjian 2>&1 | tail -1
 cargo bench --no-run --bench webhook --bench hello 2>&1 | tail -1
-X
+TARGET=${CARGO_TARGET_DIR:-target}
+bin() { ls -t "$TARGET"/release/deps/"$1"-* | grep -v '\.d$' | head -n1; }
 GEN=$(bin webhook)
 HELLO=$(bin hello)
 
