@@ -746,16 +746,26 @@ async fn import(
             existing.insert(phone.clone(), (id, unit));
         }
     }
+    // A phone held by a member outside the caller's units must not tell the caller that this
+    // phone is a Party member's: the row only "needs an administrator", and the attempt is audited.
+    let mut needs_admin = Vec::new();
     for (n, row) in &rows {
-        if let Some((_, unit)) = existing.get(&row.phone) {
+        if let Some((id, unit)) = existing.get(&row.phone) {
             if !scope.contains(*unit) {
+                needs_admin.push(*id);
                 errors.push(RowError {
                     row: *n,
-                    field: "phone",
-                    message: "this phone belongs to a member outside your org units".into(),
+                    field: "row",
+                    message: "this row needs an administrator".into(),
                 });
             }
         }
+    }
+    if !needs_admin.is_empty() {
+        let entry = session
+            .audit("member.import_refused", "member", "")
+            .details(json!({"reason": "out_of_scope_rows", "rows": needs_admin.len()}));
+        audit::record(st.db.pool(), &entry).await?;
     }
     if !errors.is_empty() {
         errors.sort_by_key(|e| e.row);

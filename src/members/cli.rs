@@ -46,8 +46,11 @@ pub async fn rotate_key(db: &Db, cipher: &DataCipher) -> anyhow::Result<u64> {
                 id_number_enc: re(id_enc)?,
                 monthly_income_enc: re(income_enc)?,
             };
-            members_store::rewrite_encrypted(&mut tx, &fields).await?;
-            total += 1;
+            // Conditional on what was read: a concurrent import or edit wins (its values are
+            // already under the current key) and is never reverted.
+            if members_store::rewrite_encrypted(&mut tx, r, &fields).await? {
+                total += 1;
+            }
         }
         tx.commit().await?;
     }

@@ -867,19 +867,32 @@ pub async fn encrypted_batch(
         .collect())
 }
 
-pub async fn rewrite_encrypted(tx: &mut Tx, f: &EncryptedFields) -> sqlx::Result<()> {
-    sqlx::query(
+/// Write `new` over the row only if it still holds `old` (what the rotation read): an edit or
+/// import that ran in between is never reverted. `false`: the row changed meanwhile (its new
+/// values were written under the current key anyway).
+pub async fn rewrite_encrypted(
+    tx: &mut Tx,
+    old: &EncryptedFields,
+    new: &EncryptedFields,
+) -> sqlx::Result<bool> {
+    let r = sqlx::query(
         "UPDATE members SET phone_enc = $1, phone_idx = $2, id_number_enc = $3, monthly_income_enc = $4 \
-         WHERE id = $5",
+         WHERE id = $5 AND phone_enc = $6 AND phone_idx = $7 \
+         AND COALESCE(id_number_enc, '') = COALESCE($8, '') \
+         AND COALESCE(monthly_income_enc, '') = COALESCE($9, '')",
     )
-    .bind(&f.phone_enc)
-    .bind(&f.phone_idx)
-    .bind(&f.id_number_enc)
-    .bind(&f.monthly_income_enc)
-    .bind(f.id)
+    .bind(&new.phone_enc)
+    .bind(&new.phone_idx)
+    .bind(&new.id_number_enc)
+    .bind(&new.monthly_income_enc)
+    .bind(new.id)
+    .bind(&old.phone_enc)
+    .bind(&old.phone_idx)
+    .bind(&old.id_number_enc)
+    .bind(&old.monthly_income_enc)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    Ok(r.rows_affected() == 1)
 }
 
 /// The member-development workflow (发展党员) moved member `id` to `party_status`

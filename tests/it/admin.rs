@@ -744,7 +744,19 @@ async fn secretaries_see_and_change_only_their_subtree() {
                 json!([{"name": "丙", "phone": "13912340033", "category": "student", "org_unit": "一支部"}]),
             )
             .await;
-        assert_eq!(error_of(r).await.2["error"]["rows"][0]["field"], "phone");
+        // The answer must not reveal that this phone is a Party member's elsewhere.
+        let refused = error_of(r).await.2;
+        assert_eq!(refused["error"]["rows"][0]["field"], "row", "{refused}");
+        assert_eq!(
+            refused["error"]["rows"][0]["message"],
+            "this row needs an administrator"
+        );
+        assert!(!refused.to_string().contains("member"), "{refused}");
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'member.import_refused'")
+                .await,
+            1
+        );
         let r = app
             .adm_import_json(
                 &sec,
@@ -1036,4 +1048,49 @@ async fn first_admin_is_created_once_and_the_dev_data_key_is_generated_once() {
         assert_eq!(mode & 0o777, 0o600);
     }
     db.close().await;
+}
+
+#[tokio::test]
+async fn key_rotation_never_reverts_an_edit_made_after_it_read_the_row() {
+    each_backend!(|app| {
+        let t = app.admin_token().await;
+        let r = app.adm_import_json(&t, roster()).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        // The rotation reads a batch ...
+        let batch = dangjian::members::store::encrypted_batch(&app.state.db, 0, 500)
+            .await
+            .unwrap();
+        let before = batch[0].clone();
+        // ... an import changes the same member meanwhile ...
+        let edited = json!([{"name": "张三", "phone": "13912340001", "category": "employed",
+                             "monthly_income_fen": 999_999, "org_unit": "第一党支部"}]);
+        assert_eq!(
+            app.adm_import_json(&t, edited).await.status(),
+            StatusCode::OK
+        );
+        // ... and the rotation's write of what it read is refused, so the edit stays.
+        let stale = dangjian::members::store::EncryptedFields {
+            phone_enc: app.state.cipher.encrypt("13912340001"),
+            ..before.clone()
+        };
+        let mut tx = app.state.db.begin_write().await.unwrap();
+        let written = dangjian::members::store::rewrite_encrypted(&mut tx, &before, &stale)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert!(
+            !written,
+            "a row changed since the read must not be overwritten"
+        );
+        let now = dangjian::members::store::by_id(&app.state.db, before.id)
+            .await
+            .unwrap()
+            .unwrap();
+        let income = app
+            .state
+            .cipher
+            .decrypt(now.monthly_income_enc.as_deref().unwrap())
+            .unwrap();
+        assert_eq!(income, "999999");
+    });
 }
