@@ -11,6 +11,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use axum::{middleware, Router};
 
 use crate::{
+    activities,
     app::{AppState, WebhookKeys},
     articles, auth,
     http::{self, routes::AdminRoutes},
@@ -136,6 +137,7 @@ pub fn admin_routes(state: &AppState) -> AdminRoutes {
     let r = articles::admin::routes(r);
     let r = official_account::admin::routes(r);
     let r = push::admin::routes(r);
+    let r = activities::admin_routes(r);
     submissions::admin::routes(r)
 }
 
@@ -149,6 +151,7 @@ pub fn router(state: AppState) -> Router {
         .merge(articles::router())
         .merge(members::router())
         .merge(submissions::router())
+        .merge(activities::router())
         .merge(http::health::router())
         .merge(http::openapi::router(table))
         .merge(admin.into_router())
@@ -167,6 +170,7 @@ fn spawn_workers(state: &AppState, workers: &TaskTracker) {
     workers.spawn(official_account::service::follower_sync_loop(state.clone()));
     workers.spawn(articles::worker::scheduled_publishing_loop(state.clone()));
     push::worker::spawn(state, workers);
+    workers.spawn(activities::worker::reminder_loop(state.clone()));
 }
 
 /// Housekeeping every instance runs: interaction batches and content reloads.

@@ -71,6 +71,31 @@ const MP_ROUTES: &[(&str, &str, &str)] = &[
         "/api/mp/submissions",
         "Submit: {title, content, images: [url]} → 201 {id, receipt_no, status: pending|rejected}",
     ),
+    (
+        "get",
+        "/api/mp/activities",
+        "Activities open to me (my org units, or everyone) that have not ended: remaining places, my_signup",
+    ),
+    (
+        "get",
+        "/api/mp/activities/{id}",
+        "One activity with my_signup: {status, position}|null (position: 1-based waitlist place, null when confirmed)",
+    ),
+    (
+        "post",
+        "/api/mp/activities/{id}/signup",
+        "Sign up → {status: confirmed|waitlisted, position: waitlist place|null}; 403 not_bound, 409 signup_not_open|signup_closed|activity_cancelled|already_signed_up",
+    ),
+    (
+        "delete",
+        "/api/mp/activities/{id}/signup",
+        "Withdraw → {status: cancelled}; a confirmed place goes to the first waitlisted member",
+    ),
+    (
+        "post",
+        "/api/mp/activities/{id}/checkin",
+        "Check in with the venue's QR ticket: {ticket} → {status: present|late, checked_in_at}; 422 ticket_invalid|ticket_expired|ticket_other_activity, 409 checkin_not_open|checkin_closed|already_checked_in",
+    ),
 ];
 
 fn error_schema() -> Value {
@@ -179,7 +204,14 @@ pub fn build(state: &AppState, admin: &[RouteSpec]) -> Value {
         // Everything but login and the public content reads takes the session's bearer token.
         let secured = matches!(
             *path,
-            "/api/mp/bind" | "/api/mp/me" | "/api/mp/subscriptions" | "/api/mp/submissions"
+            "/api/mp/bind"
+                | "/api/mp/me"
+                | "/api/mp/subscriptions"
+                | "/api/mp/submissions"
+                | "/api/mp/activities"
+                | "/api/mp/activities/{id}"
+                | "/api/mp/activities/{id}/signup"
+                | "/api/mp/activities/{id}/checkin"
         ) || (*path == "/api/mp/board" && *method == "post");
         add(path, method, operation(method, path, summary, secured));
     }
