@@ -157,7 +157,7 @@ impl TestApp {
             v.push(self.count(&format!("SELECT COUNT(*) FROM {t}")).await);
         }
         v.push(
-            self.count("SELECT COALESCE(SUM(confirmed_count), 0) + COALESCE(SUM(signup_seq), 0) FROM activities")
+            self.count("SELECT CAST(COALESCE(SUM(confirmed_count + signup_seq), 0) AS BIGINT) FROM activities")
                 .await,
         );
         v.push(
