@@ -10,6 +10,8 @@ CREATE TABLE activities (
     capacity         BIGINT NOT NULL,
     -- Confirmed sign-ups; only changed together with activity_signups, in one transaction.
     confirmed_count  BIGINT NOT NULL DEFAULT 0,
+    -- Waitlisted sign-ups, kept the same way: a sign-up is confirmed only while this is 0.
+    waitlisted_count BIGINT NOT NULL DEFAULT 0,
     -- The last sign-up sequence number given out (monotonic per activity: the waitlist order).
     signup_seq       BIGINT NOT NULL DEFAULT 0,
     starts_at        BIGINT NOT NULL,
@@ -33,6 +35,7 @@ CREATE TABLE activities (
     updated_at       BIGINT NOT NULL,
     CHECK (capacity >= 1),
     CHECK (confirmed_count >= 0 AND confirmed_count <= capacity),
+    CHECK (waitlisted_count >= 0),
     CHECK (signup_opens_at < signup_closes_at AND signup_closes_at <= starts_at),
     CHECK (ends_at IS NULL OR ends_at > starts_at)
 );

@@ -330,6 +330,9 @@ pub async fn mark_attendance(
     reason: Option<&str>,
 ) -> AppResult<()> {
     let (a, _) = manageable(st, session, id).await?;
+    if a.status == "cancelled" {
+        return Err(refused(Refusal::Cancelled));
+    }
     let reason = rules::validate_mark(status, leave_kind, reason).map_err(AppError::Validation)?;
     let member = members::by_ids(&st.db, &[member_id])
         .await?
@@ -362,7 +365,8 @@ pub async fn mark_attendance(
         &mut *tx,
         &session
             .audit("activity.attendance_mark", "activity", id)
-            .details(json!({"member_id": member_id, "status": status, "leave_kind": leave_kind, "reason": reason})),
+            // The reason may be about health: the entry says only that there is one.
+            .details(json!({"member_id": member_id, "status": status, "leave_kind": leave_kind, "reason_given": reason.is_some()})),
     )
     .await?;
     tx.commit().await?;
@@ -541,42 +545,38 @@ pub async fn visible(st: &AppState, member: &MemberRow, id: i64) -> AppResult<Ac
     Ok(a)
 }
 
-/// Sign up: confirmed while places are free and nobody waits, else waitlisted. Under the
-/// activity's lock (PostgreSQL row lock; SQLite's single writer) the place is taken with a
-/// conditional UPDATE, the sequence number comes from the activity row, and the partial unique
-/// index refuses a second active sign-up whatever happens.
+/// Sign up: confirmed while places are free and nobody waits, else waitlisted. The decision is
+/// one conditional UPDATE of the activity row (which holds its row lock, or SQLite's write lock,
+/// until the sign-up row is in), so counts, sequence and rows change together; the partial
+/// unique index refuses a second active sign-up whatever happens.
 pub async fn sign_up(st: &AppState, member: &MemberRow, id: i64) -> AppResult<SignupOutcome> {
-    visible(st, member, id).await?;
+    let a = visible(st, member, id).await?;
     let now = st.clock.unix_ms();
-    let mut tx = st.db.begin_write().await?;
-    let a = store::lock(&mut tx, st.db.backend(), id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
     rules::may_sign_up(&a.times(), now).map_err(refused)?;
-    if store::active_signup(&mut *tx, id, member.id)
+    if store::active_signup(st.db.pool(), id, member.id)
         .await?
         .is_some()
     {
         return Err(already_signed_up());
     }
-    let seq = store::next_seq(&mut tx, id).await?;
-    let confirmed = store::take_place(&mut tx, id).await?;
-    store::insert_signup(&mut tx, id, member.id, confirmed, seq, now)
-        .await
-        .map_err(|e| match &e {
-            sqlx::Error::Database(d) if d.is_unique_violation() => already_signed_up(),
-            _ => e.into(),
-        })?;
-    let position = if confirmed {
-        None
-    } else {
-        Some(store::waitlist_position(&mut *tx, id, seq).await?)
-    };
-    tx.commit().await?;
-    Ok(SignupOutcome {
-        status: if confirmed { "confirmed" } else { "waitlisted" },
-        position,
-    })
+    match store::sign_up(&st.db, id, member.id, now).await {
+        Ok(Some(l)) => Ok(SignupOutcome {
+            status: if l.position.is_none() {
+                "confirmed"
+            } else {
+                "waitlisted"
+            },
+            position: l.position,
+        }),
+        Ok(None) => {
+            // Cancelled or closed since it was read: say which.
+            let a = store::get(&st.db, id).await?.ok_or_else(|| not_found(id))?;
+            rules::may_sign_up(&a.times(), now).map_err(refused)?;
+            Err(AppError::Conflict("the activity changed; try again".into()))
+        }
+        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Err(already_signed_up()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn already_signed_up() -> AppError {
@@ -608,11 +608,8 @@ pub async fn withdraw(st: &AppState, member: &MemberRow, id: i64) -> AppResult<O
     if !store::withdraw(&mut tx, s.id, &s.status, now).await? {
         return Err(AppError::Conflict("the sign-up changed; try again".into()));
     }
-    let mut promoted = None;
-    if s.status == "confirmed" {
-        store::release_place(&mut tx, id).await?;
-        promoted = fill_from_waitlist(&mut tx, id, now).await?.first().copied();
-    }
+    store::release(&mut tx, id, &s.status).await?;
+    let promoted = fill_from_waitlist(&mut tx, id, now).await?.first().copied();
     tx.commit().await?;
     Ok(promoted)
 }

@@ -240,7 +240,7 @@ pub struct Listed {
     pub checked_in: i64,
 }
 
-const COUNTS: &str = "(SELECT COUNT(*) FROM activity_signups s WHERE s.activity_id = a.id AND s.status = 'waitlisted'), \
+const COUNTS: &str = "a.waitlisted_count, \
      (SELECT COUNT(*) FROM activity_attendance t WHERE t.activity_id = a.id AND t.checked_in_at IS NOT NULL)";
 
 fn listed(r: &sqlx::any::AnyRow) -> Listed {
@@ -402,68 +402,89 @@ where
         .map(signup))
 }
 
-/// The next number of the activity's monotonic sign-up sequence.
-pub async fn next_seq(tx: &mut Tx, activity: i64) -> sqlx::Result<i64> {
-    Ok(sqlx::query(
-        "UPDATE activities SET signup_seq = signup_seq + 1 WHERE id = $1 RETURNING signup_seq",
-    )
-    .bind(activity)
-    .fetch_one(&mut **tx)
-    .await?
-    .get(0))
+/// Where a new sign-up landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Landed {
+    pub seq: i64,
+    /// None: confirmed; Some(n): n-th in the waitlist.
+    pub position: Option<i64>,
 }
 
-/// Take a place if one is free and nobody is waiting for it: the conditional UPDATE is what
-/// keeps `confirmed_count <= capacity` (and the waitlist first) under any concurrency.
-pub async fn take_place(tx: &mut Tx, activity: i64) -> sqlx::Result<bool> {
-    Ok(sqlx::query(
-        "UPDATE activities SET confirmed_count = confirmed_count + 1 WHERE id = $1 AND status = 'open' \
-         AND confirmed_count < capacity AND NOT EXISTS \
-         (SELECT 1 FROM activity_signups WHERE activity_id = $1 AND status = 'waitlisted')",
-    )
-    .bind(activity)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected()
-        == 1)
-}
+/// The one UPDATE that decides a sign-up, on the activity row (so it holds the row lock until
+/// commit): the next sequence number, and a place if one is free *and nobody waits*
+/// (`waitlisted_count = 0`), else the end of the waitlist. Only while open and in the sign-up
+/// window. The CHECK `confirmed_count <= capacity` backs the CASE.
+const TAKE: &str = "UPDATE activities SET signup_seq = signup_seq + 1, \
+     confirmed_count = confirmed_count + CASE WHEN confirmed_count < capacity AND waitlisted_count = 0 THEN 1 ELSE 0 END, \
+     waitlisted_count = waitlisted_count + CASE WHEN confirmed_count < capacity AND waitlisted_count = 0 THEN 0 ELSE 1 END \
+     WHERE id = $1 AND status = 'open' AND signup_opens_at <= $2 AND signup_closes_at > $2 \
+     RETURNING signup_seq, waitlisted_count";
 
-pub async fn insert_signup(
-    tx: &mut Tx,
+/// After [`TAKE`]: confirmed exactly when nobody waits (a waitlisted sign-up made the count ≥ 1).
+const INSERT_SIGNUP: &str = "INSERT INTO activity_signups (activity_id, member_id, status, seq, created_at, confirmed_at, updated_at) \
+     SELECT $1, $3, CASE WHEN t.waitlisted_count = 0 THEN 'confirmed' ELSE 'waitlisted' END, t.signup_seq, $2, \
+     CASE WHEN t.waitlisted_count = 0 THEN $2 END, $2 FROM t";
+
+/// Sign `member` up for `activity` at `now`, atomically: the activity row's counters and the
+/// sign-up row change together or not at all. `None` when the activity is not open for sign-up
+/// now (or does not exist); a unique violation when the member already has an active sign-up.
+///
+/// PostgreSQL: one statement (a data-modifying CTE), so the row lock is held for one round trip.
+/// SQLite: the same two statements in a `BEGIN IMMEDIATE` transaction.
+pub async fn sign_up(
+    db: &Db,
     activity: i64,
     member: i64,
-    confirmed: bool,
-    seq: i64,
     now: i64,
-) -> sqlx::Result<i64> {
-    Ok(sqlx::query(
-        "INSERT INTO activity_signups (activity_id, member_id, status, seq, created_at, confirmed_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $5) RETURNING id",
-    )
-    .bind(activity)
-    .bind(member)
-    .bind(if confirmed { "confirmed" } else { "waitlisted" })
-    .bind(seq)
-    .bind(now)
-    .bind(confirmed.then_some(now))
-    .fetch_one(&mut **tx)
-    .await?
-    .get(0))
-}
-
-/// 1-based place in the waitlist of the waitlisted sign-up with sequence `seq`.
-pub async fn waitlist_position<'c, E>(exec: E, activity: i64, seq: i64) -> sqlx::Result<i64>
-where
-    E: sqlx::Executor<'c, Database = sqlx::Any>,
-{
-    Ok(sqlx::query(
-        "SELECT COUNT(*) FROM activity_signups WHERE activity_id = $1 AND status = 'waitlisted' AND seq <= $2",
-    )
-    .bind(activity)
-    .bind(seq)
-    .fetch_one(exec)
-    .await?
-    .get(0))
+) -> sqlx::Result<Option<Landed>> {
+    let landed = |r: sqlx::any::AnyRow| {
+        let (seq, waiting): (i64, i64) = (r.get(0), r.get(1));
+        Landed {
+            seq,
+            position: (waiting > 0).then_some(waiting),
+        }
+    };
+    match db.backend() {
+        Backend::Postgres => {
+            let sql = format!(
+                "WITH t AS ({TAKE}), i AS ({INSERT_SIGNUP} RETURNING id) \
+                 SELECT t.signup_seq, t.waitlisted_count FROM t, i"
+            );
+            Ok(sqlx::query(&sql)
+                .bind(activity)
+                .bind(now)
+                .bind(member)
+                .fetch_optional(db.pool())
+                .await?
+                .map(landed))
+        }
+        Backend::Sqlite => {
+            let mut tx = db.begin_write().await?;
+            let Some(row) = sqlx::query(TAKE)
+                .bind(activity)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?
+            else {
+                return Ok(None);
+            };
+            let l = landed(row);
+            sqlx::query(
+                "INSERT INTO activity_signups (activity_id, member_id, status, seq, created_at, confirmed_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $5)",
+            )
+            .bind(activity)
+            .bind(member)
+            .bind(if l.position.is_none() { "confirmed" } else { "waitlisted" })
+            .bind(l.seq)
+            .bind(now)
+            .bind(l.position.is_none().then_some(now))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(Some(l))
+        }
+    }
 }
 
 /// Withdraw a sign-up that is still `old_status` (the state guard makes a repeat a no-op).
@@ -481,14 +502,18 @@ pub async fn withdraw(tx: &mut Tx, id: i64, old_status: &str, now: i64) -> sqlx:
         == 1)
 }
 
-pub async fn release_place(tx: &mut Tx, activity: i64) -> sqlx::Result<bool> {
-    Ok(sqlx::query(
-        "UPDATE activities SET confirmed_count = confirmed_count - 1 WHERE id = $1 AND confirmed_count > 0",
-    )
-    .bind(activity)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected()
+/// Give back what a withdrawn sign-up held: a place (`confirmed`) or a waitlist slot.
+pub async fn release(tx: &mut Tx, activity: i64, old_status: &str) -> sqlx::Result<bool> {
+    let sql = if old_status == "confirmed" {
+        "UPDATE activities SET confirmed_count = confirmed_count - 1 WHERE id = $1 AND confirmed_count > 0"
+    } else {
+        "UPDATE activities SET waitlisted_count = waitlisted_count - 1 WHERE id = $1 AND waitlisted_count > 0"
+    };
+    Ok(sqlx::query(sql)
+        .bind(activity)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected()
         == 1)
 }
 
@@ -512,8 +537,8 @@ pub async fn promote_first(
         return Ok(None);
     };
     let took = sqlx::query(
-        "UPDATE activities SET confirmed_count = confirmed_count + 1 WHERE id = $1 AND status = 'open' \
-         AND confirmed_count < capacity",
+        "UPDATE activities SET confirmed_count = confirmed_count + 1, waitlisted_count = waitlisted_count - 1 \
+         WHERE id = $1 AND status = 'open' AND confirmed_count < capacity AND waitlisted_count > 0",
     )
     .bind(activity)
     .execute(&mut **tx)

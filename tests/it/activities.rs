@@ -325,6 +325,14 @@ async fn flash_crowd_of_2000_for_100_places_confirms_100_and_promotes_exactly_th
             100
         );
 
+        assert_eq!(
+            app.count(&format!(
+                "SELECT waitlisted_count FROM activities WHERE id = {id}"
+            ))
+            .await,
+            1880
+        );
+
         // A waitlisted member sees the current place in the detail.
         let (member, token) = people
             .iter()
@@ -915,6 +923,30 @@ async fn capacity_cannot_drop_below_confirmed_and_a_larger_capacity_promotes_in_
         );
         let list = app.signups(id).await;
         assert!(ids(&list["confirmed"]).contains(&people[4].0));
+        // Leaving the waitlist moves the others up; the counters follow the rows.
+        let (_, last) = app.crowd("第三党支部", "cap3", 1).await;
+        assert_eq!(app.signup(&last[0].1, id).await.1["position"], 2);
+        assert_eq!(app.withdraw(&more[0].1, id).await.0, StatusCode::OK);
+        let (_, v) = app
+            .call(
+                Method::GET,
+                &app.base,
+                &format!("/api/mp/activities/{id}"),
+                &last[0].1,
+                None,
+            )
+            .await;
+        assert_eq!(
+            v["my_signup"],
+            json!({"status": "waitlisted", "position": 1})
+        );
+        assert_eq!(
+            app.count(&format!(
+                "SELECT confirmed_count * 1000 + waitlisted_count FROM activities WHERE id = {id}"
+            ))
+            .await,
+            4001
+        );
     });
 }
 
