@@ -115,10 +115,12 @@ fn main() {
                     .unwrap();
                 // Diagnostic only: how much of a sign-up is the commit's WAL flush.
                 if std::env::var("DANGJIAN_BENCH_PG_ASYNC_COMMIT").is_ok() {
-                    sqlx::query(&format!("ALTER DATABASE {name} SET synchronous_commit = off"))
-                        .execute(&mut c)
-                        .await
-                        .unwrap();
+                    sqlx::query(&format!(
+                        "ALTER DATABASE {name} SET synchronous_commit = off"
+                    ))
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
                 }
             });
             format!("{}/{name}", url.rsplit_once('/').unwrap().0)

@@ -53,9 +53,11 @@ pub mod service;
 pub mod store;
 pub mod worker;
 
+use std::sync::Arc;
+
 use axum::{
     routing::{get, post},
-    Router,
+    Extension, Router,
 };
 
 use crate::{app::AppState, http::routes::AdminRoutes};
@@ -75,4 +77,6 @@ pub fn router() -> Router<AppState> {
             post(mp::sign_up).delete(mp::withdraw),
         )
         .route("/api/mp/activities/{id}/checkin", post(mp::check_in))
+        // This instance's sign-up queue (group commit, see `service::SignupQueue`).
+        .layer(Extension(Arc::new(service::SignupQueue::default())))
 }

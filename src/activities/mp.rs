@@ -2,12 +2,14 @@
 //! sign-up, withdrawal, check-in with the venue's ticket. Every route takes the session; sign-up,
 //! withdrawal and check-in need a bound roster entry (403 `not_bound`).
 
-use axum::extract::State;
+use std::sync::Arc;
+
+use axum::{extract::State, Extension};
 use serde::{Deserialize, Serialize};
 
 use super::{
     rules::{self, Kind},
-    service::{self, CheckedIn, SignupOutcome},
+    service::{self, CheckedIn, SignupOutcome, SignupQueue},
     store::{self, ActivityRow},
 };
 use crate::{
@@ -170,11 +172,12 @@ pub async fn detail(
 /// `POST /api/mp/activities/{id}/signup` → `{"status":"confirmed"|"waitlisted","position"}`.
 pub async fn sign_up(
     State(st): State<AppState>,
+    Extension(queue): Extension<Arc<SignupQueue>>,
     session: MpSession,
     Id(id): Id,
 ) -> AppResult<AppJson<SignupOutcome>> {
     let member = service::bound_member(&st, &session.openid).await?;
-    Ok(AppJson(service::sign_up(&st, &member, id).await?))
+    Ok(AppJson(service::sign_up(&st, &queue, &member, id).await?))
 }
 
 #[derive(Debug, Serialize)]

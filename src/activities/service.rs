@@ -1,7 +1,10 @@
 //! Activity use cases: transactions, audit entries, the concurrency protocol (see `mod.rs`).
 //! Handlers parse and shape; everything that changes data happens here.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use axum::http::StatusCode;
 use serde::Serialize;
@@ -547,9 +550,15 @@ pub async fn visible(st: &AppState, member: &MemberRow, id: i64) -> AppResult<Ac
 
 /// Sign up: confirmed while places are free and nobody waits, else waitlisted. The decision is
 /// one conditional UPDATE of the activity row (which holds its row lock, or SQLite's write lock,
-/// until the sign-up row is in), so counts, sequence and rows change together; the partial
-/// unique index refuses a second active sign-up whatever happens.
-pub async fn sign_up(st: &AppState, member: &MemberRow, id: i64) -> AppResult<SignupOutcome> {
+/// until the sign-up row is in and committed), so counts, sequence and rows change together; the
+/// partial unique index refuses a second active sign-up whatever happens. Concurrent sign-ups for
+/// one activity on this instance share a transaction ([`SignupQueue`]).
+pub async fn sign_up(
+    st: &AppState,
+    queue: &Arc<SignupQueue>,
+    member: &MemberRow,
+    id: i64,
+) -> AppResult<SignupOutcome> {
     let a = visible(st, member, id).await?;
     let now = st.clock.unix_ms();
     rules::may_sign_up(&a.times(), now).map_err(refused)?;
@@ -559,8 +568,8 @@ pub async fn sign_up(st: &AppState, member: &MemberRow, id: i64) -> AppResult<Si
     {
         return Err(already_signed_up());
     }
-    match store::sign_up(&st.db, id, member.id, now).await {
-        Ok(Some(l)) => Ok(SignupOutcome {
+    match queue.submit(st, id, member.id, now).await? {
+        Some(l) => Ok(SignupOutcome {
             status: if l.position.is_none() {
                 "confirmed"
             } else {
@@ -568,14 +577,129 @@ pub async fn sign_up(st: &AppState, member: &MemberRow, id: i64) -> AppResult<Si
             },
             position: l.position,
         }),
-        Ok(None) => {
+        None => {
             // Cancelled or closed since it was read: say which.
             let a = store::get(&st.db, id).await?.ok_or_else(|| not_found(id))?;
             rules::may_sign_up(&a.times(), now).map_err(refused)?;
             Err(AppError::Conflict("the activity changed; try again".into()))
         }
-        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Err(already_signed_up()),
-        Err(e) => Err(e.into()),
+    }
+}
+
+/// Most sign-ups one transaction takes.
+const MAX_BATCH: usize = 200;
+
+type Reply = tokio::sync::oneshot::Sender<AppResult<Option<store::Landed>>>;
+
+struct Job {
+    member: i64,
+    now: i64,
+    reply: Reply,
+}
+
+#[derive(Default)]
+struct Lane {
+    jobs: Vec<Job>,
+    draining: bool,
+}
+
+/// Group commit for a flash crowd: sign-ups for one activity that arrive while a transaction is
+/// committing wait and then go together into the next one (in arrival order), so the activity
+/// row is locked once — and the WAL flushed once — per batch instead of per sign-up. The
+/// database still decides everything (each sign-up is its own conditional UPDATE + INSERT);
+/// nobody is answered before the transaction that holds their sign-up has committed. One queue
+/// per app instance (replicas serialise on the row lock as before); it lives in the activities
+/// router, so it holds no state beyond the waiting requests.
+#[derive(Default)]
+pub struct SignupQueue {
+    lanes: std::sync::Mutex<HashMap<i64, Lane>>,
+}
+
+impl SignupQueue {
+    async fn submit(
+        self: &Arc<SignupQueue>,
+        st: &AppState,
+        activity: i64,
+        member: i64,
+        now: i64,
+    ) -> AppResult<Option<store::Landed>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let lead = {
+            let mut lanes = self.lanes.lock().expect("sign-up queue lock");
+            let lane = lanes.entry(activity).or_default();
+            lane.jobs.push(Job { member, now, reply });
+            !std::mem::replace(&mut lane.draining, true)
+        };
+        if lead {
+            // The first to arrive drains the lane in a task of its own: a client that hangs up
+            // must not strand the others.
+            let (st, queue) = (st.clone(), self.clone());
+            st.tasks
+                .clone()
+                .spawn(async move { queue.drain(&st, activity).await });
+        }
+        answer
+            .await
+            .map_err(|_| AppError::Internal(anyhow::anyhow!("sign-up queue dropped a request")))?
+    }
+
+    /// Run batches until the lane is empty.
+    async fn drain(&self, st: &AppState, activity: i64) {
+        loop {
+            let batch: Vec<Job> = {
+                let mut lanes = self.lanes.lock().expect("sign-up queue lock");
+                let Some(lane) = lanes.get_mut(&activity) else {
+                    return;
+                };
+                if lane.jobs.is_empty() {
+                    lanes.remove(&activity);
+                    return;
+                }
+                let n = lane.jobs.len().min(MAX_BATCH);
+                lane.jobs.drain(..n).collect()
+            };
+            run_batch(st, activity, batch).await;
+        }
+    }
+}
+
+/// One transaction for the batch; if anything in it fails (a member signing up twice at once
+/// through two replicas, a database error), it is rolled back and each sign-up is retried in a
+/// transaction of its own, so one bad request costs the others nothing.
+async fn run_batch(st: &AppState, activity: i64, batch: Vec<Job>) {
+    let backend = st.db.backend();
+    let together = async {
+        let mut tx = st.db.begin_write().await?;
+        let mut out = Vec::with_capacity(batch.len());
+        for job in &batch {
+            out.push(store::sign_up_in(&mut tx, backend, activity, job.member, job.now).await?);
+        }
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(out)
+    };
+    if batch.len() > 1 {
+        if let Ok(landed) = together.await {
+            for (job, l) in batch.into_iter().zip(landed) {
+                let _ = job.reply.send(Ok(l));
+            }
+            return;
+        }
+    } else {
+        drop(together);
+    }
+    for job in batch {
+        let alone = async {
+            let mut tx = st.db.begin_write().await?;
+            let l = store::sign_up_in(&mut tx, backend, activity, job.member, job.now).await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(l)
+        };
+        let answer = match alone.await {
+            Ok(l) => Ok(l),
+            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Err(already_signed_up()),
+            Err(e) => Err(e.into()),
+        };
+        let _ = job.reply.send(answer);
     }
 }
 

@@ -425,14 +425,16 @@ const INSERT_SIGNUP: &str = "INSERT INTO activity_signups (activity_id, member_i
      SELECT $1, $3, CASE WHEN t.waitlisted_count = 0 THEN 'confirmed' ELSE 'waitlisted' END, t.signup_seq, $2, \
      CASE WHEN t.waitlisted_count = 0 THEN $2 END, $2 FROM t";
 
-/// Sign `member` up for `activity` at `now`, atomically: the activity row's counters and the
-/// sign-up row change together or not at all. `None` when the activity is not open for sign-up
-/// now (or does not exist); a unique violation when the member already has an active sign-up.
+/// Sign `member` up for `activity` at `now` inside `tx` (a write transaction): the activity
+/// row's counters and the sign-up row change together or not at all, and the activity row stays
+/// locked until `tx` ends. `None` when the activity is not open for sign-up now (or does not
+/// exist); a unique violation when the member already has an active sign-up (the transaction is
+/// then unusable on PostgreSQL: roll it back).
 ///
-/// PostgreSQL: one statement (a data-modifying CTE), so the row lock is held for one round trip.
-/// SQLite: the same two statements in a `BEGIN IMMEDIATE` transaction.
-pub async fn sign_up(
-    db: &Db,
+/// PostgreSQL: one statement (a data-modifying CTE); SQLite: the same UPDATE, then the INSERT.
+pub async fn sign_up_in(
+    tx: &mut Tx,
+    backend: Backend,
     activity: i64,
     member: i64,
     now: i64,
@@ -444,7 +446,7 @@ pub async fn sign_up(
             position: (waiting > 0).then_some(waiting),
         }
     };
-    match db.backend() {
+    match backend {
         Backend::Postgres => {
             let sql = format!(
                 "WITH t AS ({TAKE}), i AS ({INSERT_SIGNUP} RETURNING id) \
@@ -454,16 +456,15 @@ pub async fn sign_up(
                 .bind(activity)
                 .bind(now)
                 .bind(member)
-                .fetch_optional(db.pool())
+                .fetch_optional(&mut **tx)
                 .await?
                 .map(landed))
         }
         Backend::Sqlite => {
-            let mut tx = db.begin_write().await?;
             let Some(row) = sqlx::query(TAKE)
                 .bind(activity)
                 .bind(now)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut **tx)
                 .await?
             else {
                 return Ok(None);
@@ -479,9 +480,8 @@ pub async fn sign_up(
             .bind(l.seq)
             .bind(now)
             .bind(l.position.is_none().then_some(now))
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
-            tx.commit().await?;
             Ok(Some(l))
         }
     }

@@ -1393,3 +1393,60 @@ async fn creating_an_activity_validates_every_field_and_bad_input_changes_nothin
         assert_error(s, &v, StatusCode::NOT_FOUND, "not_found");
     });
 }
+
+#[tokio::test]
+async fn one_member_signing_up_many_times_at_once_holds_one_place_and_others_are_unaffected() {
+    let clock = ManualClock::at(t0());
+    each_backend!(spawn = spawn(&clock), |app| {
+        let (_, people) = app.crowd("第一党支部", "dup", 11).await;
+        let id = app.create_activity(activity("限额讲座", 5)).await;
+        // The same member 10 times interleaved with 10 others, all at once.
+        let mut requests: Vec<(i64, &str)> = Vec::new();
+        for (m, t) in &people[1..] {
+            requests.push((people[0].0, &people[0].1));
+            requests.push((*m, t));
+        }
+        let path = format!("/api/mp/activities/{id}/signup");
+        let results: Vec<(i64, StatusCode, Value)> = futures_util::stream::iter(requests)
+            .map(|(m, t)| {
+                let (app, path) = (&app, &path);
+                async move {
+                    let (s, v) = app.call(Method::POST, &app.base, path, t, None).await;
+                    (m, s, v)
+                }
+            })
+            .buffer_unordered(20)
+            .collect()
+            .await;
+        let dup: Vec<&(i64, StatusCode, Value)> = results
+            .iter()
+            .filter(|(m, _, _)| *m == people[0].0)
+            .collect();
+        assert_eq!(
+            dup.iter().filter(|(_, s, _)| *s == StatusCode::OK).count(),
+            1
+        );
+        for (_, s, v) in dup.iter().filter(|(_, s, _)| *s != StatusCode::OK) {
+            assert_error(*s, v, StatusCode::CONFLICT, "already_signed_up");
+        }
+        for (_, s, v) in results.iter().filter(|(m, _, _)| *m != people[0].0) {
+            assert_eq!(*s, StatusCode::OK, "{v}");
+        }
+        let list = app.signups(id).await;
+        assert_eq!(list["confirmed"].as_array().unwrap().len(), 5);
+        assert_eq!(list["waitlist"].as_array().unwrap().len(), 6);
+        assert_eq!(
+            app.count(&format!(
+                "SELECT confirmed_count * 1000 + waitlisted_count FROM activities WHERE id = {id}"
+            ))
+            .await,
+            5006
+        );
+        let mut positions: Vec<i64> = results
+            .iter()
+            .filter_map(|(_, _, v)| v["position"].as_i64())
+            .collect();
+        positions.sort_unstable();
+        assert_eq!(positions, (1..=6).collect::<Vec<_>>());
+    });
+}
