@@ -10,6 +10,7 @@ pub mod http;
 pub mod platform;
 pub mod startup;
 
+pub mod activities;
 pub mod articles;
 pub mod auth;
 pub mod development;

@@ -11,6 +11,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use axum::{middleware, Router};
 
 use crate::{
+    activities,
     app::{AppState, Services, WebhookKeys},
     articles, auth, development,
     http::{self, routes::AdminRoutes},
@@ -140,6 +141,7 @@ pub fn admin_routes(state: &AppState) -> AdminRoutes {
     let r = official_account::admin::routes(r);
     let r = push::admin::routes(r);
     let r = development::admin_routes(r);
+    let r = activities::admin_routes(r);
     submissions::admin::routes(r)
 }
 
@@ -154,6 +156,7 @@ pub fn router(state: AppState) -> Router {
         .merge(members::router())
         .merge(submissions::router())
         .merge(development::router())
+        .merge(activities::router())
         .merge(http::health::router())
         .merge(http::openapi::router(table))
         .merge(admin.into_router())
@@ -174,6 +177,7 @@ fn spawn_workers(state: &AppState, workers: &TaskTracker) {
     workers.spawn(members::worker::link_loop(state.clone()));
     push::worker::spawn(state, workers);
     workers.spawn(development::worker::reminder_loop(state.clone()));
+    workers.spawn(activities::worker::reminder_loop(state.clone()));
 }
 
 /// Housekeeping every instance runs: interaction batches and content reloads.

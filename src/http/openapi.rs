@@ -81,6 +81,31 @@ const MP_ROUTES: &[(&str, &str, &str)] = &[
         "/api/mp/development/reports",
         "Submit a thought report (思想汇报): {content} → 201 {id, date}; counts for the quarterly rule in probation",
     ),
+    (
+        "get",
+        "/api/mp/activities",
+        "Activities open to me (my org units, or everyone) that have not ended: remaining places, my_signup",
+    ),
+    (
+        "get",
+        "/api/mp/activities/{id}",
+        "One activity with my_signup: {status, position}|null (position: 1-based waitlist place, null when confirmed)",
+    ),
+    (
+        "post",
+        "/api/mp/activities/{id}/signup",
+        "Sign up → {status: confirmed|waitlisted, position: waitlist place|null}; 403 not_bound, 409 signup_not_open|signup_closed|activity_cancelled|already_signed_up",
+    ),
+    (
+        "delete",
+        "/api/mp/activities/{id}/signup",
+        "Withdraw → {status: cancelled}; a confirmed place goes to the first waitlisted member",
+    ),
+    (
+        "post",
+        "/api/mp/activities/{id}/checkin",
+        "Check in with the venue's QR ticket: {ticket} → {status: present|late, checked_in_at}; 422 ticket_invalid|ticket_expired|ticket_other_activity, 409 checkin_not_open|checkin_closed|already_checked_in",
+    ),
 ];
 
 fn error_schema() -> Value {
@@ -195,6 +220,10 @@ pub fn build(state: &AppState, admin: &[RouteSpec]) -> Value {
                 | "/api/mp/submissions"
                 | "/api/mp/development"
                 | "/api/mp/development/reports"
+                | "/api/mp/activities"
+                | "/api/mp/activities/{id}"
+                | "/api/mp/activities/{id}/signup"
+                | "/api/mp/activities/{id}/checkin"
         ) || (*path == "/api/mp/board" && *method == "post");
         add(path, method, operation(method, path, summary, secured));
     }

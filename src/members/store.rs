@@ -917,3 +917,36 @@ pub async fn set_party_status(
     .await?;
     Ok(r.rows_affected() == 1)
 }
+
+// ---- for other features (activities): members by id and by org unit, in one query per chunk.
+
+/// The members with these ids (unknown ids are left out), by id.
+pub async fn by_ids(db: &Db, ids: &[i64]) -> sqlx::Result<Vec<MemberRow>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let list: Vec<String> = chunk.iter().map(i64::to_string).collect();
+        let sql = format!("{SELECT} WHERE m.id IN ({}) ORDER BY m.id", list.join(","));
+        out.extend(
+            sqlx::query(&sql)
+                .fetch_all(db.pool())
+                .await?
+                .iter()
+                .map(from_row),
+        );
+    }
+    Ok(out)
+}
+
+/// Every member whose org unit is in `scope`, by id.
+pub async fn in_scope(db: &Db, scope: &OrgScope) -> sqlx::Result<Vec<MemberRow>> {
+    let sql = format!(
+        "{SELECT} WHERE {} ORDER BY m.id",
+        scope.sql_condition("m.org_unit_id")
+    );
+    Ok(sqlx::query(&sql)
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(from_row)
+        .collect())
+}

@@ -41,6 +41,8 @@ struct Key {
     id: String,
     aead: Aes256Gcm,
     index_key: [u8; 32],
+    /// Root of [`DataCipher::derive_key`]: independent of the encryption and index keys.
+    subkey_root: [u8; 32],
 }
 
 impl Key {
@@ -49,6 +51,7 @@ impl Key {
             id: key_id(raw),
             aead: Aes256Gcm::new(raw.into()),
             index_key: derive(raw, b"dangjian blind index v1"),
+            subkey_root: derive(raw, b"dangjian subkeys v1"),
         }
     }
 }
@@ -126,6 +129,12 @@ impl DataCipher {
             }
         }
         Ok(DataCipher::new(&current, &old))
+    }
+
+    /// A 32-byte key for another purpose (e.g. signing check-in tickets), derived from the
+    /// current data key and `label`; it changes when the data key is rotated.
+    pub fn derive_key(&self, label: &str) -> [u8; 32] {
+        derive(&self.current.subkey_root, label.as_bytes())
     }
 
     pub fn current_key_id(&self) -> &str {
@@ -393,6 +402,20 @@ mod tests {
             "878c50e980a61687f84f866476511847c7d88e3c8bc38bc58df43b50b99ce589"
         );
         assert_eq!(c.current_key_id(), "38a57814");
+    }
+
+    #[test]
+    fn derived_keys_depend_on_label_and_data_key() {
+        let c = DataCipher::new(&key(1), &[]);
+        assert_eq!(
+            c.derive_key("a"),
+            DataCipher::new(&key(1), &[]).derive_key("a")
+        );
+        assert_ne!(c.derive_key("a"), c.derive_key("b"));
+        assert_ne!(
+            c.derive_key("a"),
+            DataCipher::new(&key(2), &[]).derive_key("a")
+        );
     }
 
     #[test]

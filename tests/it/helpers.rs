@@ -1057,3 +1057,123 @@ impl TestApp {
         }
     }
 }
+
+// ---- activities
+static SEEDED_PHONES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A second instance of a test app on the same database and cache: HTTP only, no migration.
+pub struct Sibling {
+    pub base: String,
+    pub state: AppState,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Sibling {
+    pub async fn stop(self) {
+        self.state.shutdown.cancel();
+        self.server
+            .await
+            .expect("sibling task")
+            .expect("sibling ran cleanly");
+    }
+}
+
+impl TestApp {
+    /// `n` roster members of org unit `unit`, inserted directly through the members store, each
+    /// bound to the mini-program openid `mp_<prefix><i>`: (member id, openid).
+    pub async fn seed_bound_members(
+        &self,
+        prefix: &str,
+        n: usize,
+        unit: i64,
+    ) -> Vec<(i64, String)> {
+        use dangjian::members::store::{self, MemberWrite};
+        let now = self.state.clock.unix_ms();
+        let mut out = Vec::with_capacity(n);
+        for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+            let mut tx = self.state.db.begin_write().await.unwrap();
+            for i in chunk {
+                let seq = SEEDED_PHONES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let phone = format!("137{seq:08}");
+                let name = format!("{prefix}{i}");
+                let phone_enc = self.state.cipher.encrypt(&phone);
+                let phone_idx = self.state.cipher.phone_index(&phone);
+                let id = store::insert(
+                    &mut tx,
+                    &MemberWrite {
+                        name: &name,
+                        phone_enc: &phone_enc,
+                        phone_idx: &phone_idx,
+                        id_number_enc: None,
+                        category: "employed",
+                        monthly_income_enc: None,
+                        org_unit_id: unit,
+                        party_status: "full",
+                        joined_at: None,
+                    },
+                    now,
+                )
+                .await
+                .unwrap();
+                let openid = format!("mp_{prefix}{i}");
+                assert!(store::bind_openid(&mut tx, id, &openid, now).await.unwrap());
+                out.push((id, openid));
+            }
+            tx.commit().await.unwrap();
+        }
+        out
+    }
+
+    /// A mini-program bearer token for `openid`, made as `POST /api/mp/login` makes it.
+    pub async fn mp_session_token(&self, openid: &str, member_id: Option<i64>) -> String {
+        dangjian::auth::mp_session::MpSession::create(&self.state, openid, member_id)
+            .await
+            .unwrap()
+            .token
+    }
+
+    /// Another instance on this app's database, cache, clock and data key (a second replica).
+    pub async fn sibling(&self) -> Sibling {
+        let mut settings = (*self.state.settings).clone();
+        settings.bind = "127.0.0.1:0".parse().unwrap();
+        let app = Application::build_with(
+            settings,
+            Overrides {
+                clock: Some(self.state.clock.clone()),
+                ..Default::default()
+            },
+            Role::HttpOnly,
+            false,
+        )
+        .await
+        .expect("second instance builds");
+        let base = format!("http://{}", app.local_addr());
+        let state = app.state();
+        Sibling {
+            base,
+            state,
+            server: tokio::spawn(app.run()),
+        }
+    }
+
+    /// Any JSON request against `base` (this app or a sibling): (status, body or null).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        base: &str,
+        path: &str,
+        token: &str,
+        body: Option<serde_json::Value>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+}
