@@ -14,6 +14,7 @@ pub mod signature;
 pub mod xml;
 
 pub mod client;
+pub mod pay;
 pub mod token;
 
 #[cfg(feature = "fake")]

@@ -36,8 +36,8 @@ pub use message::{
     TextContent,
 };
 pub use mp::{
-    MsgSecCheck, MsgSecCheckResult, PhoneInfo, SecCheckDetail, SecResult, Session,
-    SubscribeMessage, Suggest, WxaCode, WxaCodeUnlimit,
+    BizSubscribeMessage, MsgSecCheck, MsgSecCheckResult, PhoneInfo, SecCheckDetail, SecResult,
+    Session, SubscribeMessage, Suggest, WxaCode, WxaCodeUnlimit,
 };
 pub use user::{Lang, Tag, TagInfo, UserInfo, UserList, UserListData};
 
@@ -99,6 +99,8 @@ pub mod api {
     pub const MSG_SEC_CHECK: &str = "wxa/msg_sec_check";
     /// 发送订阅消息 (subscribeMessage.send)
     pub const SUBSCRIBE_SEND: &str = "cgi-bin/message/subscribe/send";
+    /// 发送订阅通知 (公众号 订阅通知, subscribe/bizsend)
+    pub const SUBSCRIBE_BIZSEND: &str = "cgi-bin/message/subscribe/bizsend";
     /// 获取不限制的小程序码 (getUnlimitedQRCode)
     pub const WXACODE_UNLIMIT: &str = "wxa/getwxacodeunlimit";
 }

@@ -1,12 +1,13 @@
 //! Mini-program server APIs: 小程序登录 (code2Session), 获取手机号, 文本内容安全识别 (msgSecCheck v2),
 //! 发送订阅消息 and 获取不限制的小程序码. Use a [`Client`] configured with the mini-program's AppId,
-//! secret and base URL.
+//! secret and base URL. Next to 发送订阅消息 is the official account's 发送订阅通知
+//! (`subscribe/bizsend`), called on the official account's [`Client`].
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::{api, Call, Client, TemplateValue};
+use super::{api, Call, Client, MiniProgram, TemplateValue};
 use crate::{Error, Result};
 
 /// Answer of 小程序登录 (code2Session). `session_key` is a secret: never log or send it out.
@@ -169,6 +170,24 @@ pub struct SubscribeMessage {
     pub lang: Option<String>,
 }
 
+/// 发送订阅通知 (公众号 订阅通知, `subscribe/bizsend`): the follower must have accepted the template
+/// in a subscribe-notice popup (one notice per acceptance, or long-term for some templates).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BizSubscribeMessage {
+    /// The follower's OpenID under the official account.
+    pub touser: String,
+    pub template_id: String,
+    /// Web page opened from the notice (absolute URL); ignored when `miniprogram` is set and the
+    /// client supports mini-programs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<String>,
+    /// Mini-program page opened from the notice (`appid`, `pagepath`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub miniprogram: Option<MiniProgram>,
+    /// Keyword values, `{"thing1": {"value": "…"}}` (thing ≤ 20 characters, number, time, ...).
+    pub data: BTreeMap<String, TemplateValue>,
+}
+
 /// Request of 获取不限制的小程序码.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WxaCodeUnlimit {
@@ -257,6 +276,13 @@ impl Client {
     /// (or has used up) the subscription.
     pub async fn subscribe_send(&self, msg: &SubscribeMessage) -> Result<()> {
         self.call_ok(Call::post(api::SUBSCRIBE_SEND, msg)?).await
+    }
+
+    /// 发送订阅通知 (`POST cgi-bin/message/subscribe/bizsend`), the official account's 订阅通知: call
+    /// it on the official account's client. 43101: the user has not accepted (or has used up) the
+    /// subscription; 43004 or 40003 as for other sends.
+    pub async fn subscribe_bizsend(&self, msg: &BizSubscribeMessage) -> Result<()> {
+        self.call_ok(Call::post(api::SUBSCRIBE_BIZSEND, msg)?).await
     }
 
     /// 获取不限制的小程序码 (`POST wxa/getwxacodeunlimit`) → image bytes. WeChat answers errors

@@ -205,6 +205,13 @@ pub(crate) static ROUTES: &[Route] = &[
         subscribe_send,
     ),
     route(
+        api::SUBSCRIBE_BIZSEND,
+        true,
+        Auth::Oa,
+        BodyKind::Json,
+        subscribe_bizsend,
+    ),
+    route(
         api::WXACODE_UNLIMIT,
         true,
         Auth::Mp,
@@ -1183,6 +1190,46 @@ fn subscribe_send(shared: &Shared, st: &mut State, cx: &Ctx<'_>, sent: &mut Opti
     }
     *sent = Some(Sent {
         channel: "subscribe",
+        to_user: touser.map(str::to_owned),
+        msgid: next_msgid(shared),
+    });
+    ok()
+}
+
+/// 发送订阅通知 (公众号): like 发送订阅消息, with an official-account token, and the optional
+/// `page` / `miniprogram{appid, pagepath}` checked for shape.
+fn subscribe_bizsend(
+    shared: &Shared,
+    st: &mut State,
+    cx: &Ctx<'_>,
+    sent: &mut Option<Sent>,
+) -> Reply {
+    let b = cx.body;
+    let touser = b.get("touser").and_then(Value::as_str);
+    if let Err(code) = st.check_recipient(touser) {
+        return Reply::Err(code);
+    }
+    if nonempty_str(b, "template_id").is_none() {
+        return Reply::Err(40037);
+    }
+    let data_ok = b.get("data").and_then(Value::as_object).is_some_and(|d| {
+        !d.is_empty()
+            && d.values()
+                .all(|v| v.get("value").is_some_and(Value::is_string))
+    });
+    if !data_ok {
+        return Reply::Err(47003);
+    }
+    if let Some(mp) = b.get("miniprogram") {
+        if nonempty_str(mp, "appid").is_none() {
+            return Reply::Err(47003);
+        }
+    }
+    if b.get("page").is_some_and(|p| !p.is_string()) {
+        return Reply::Err(47001);
+    }
+    *sent = Some(Sent {
+        channel: "bizsend",
         to_user: touser.map(str::to_owned),
         msgid: next_msgid(shared),
     });

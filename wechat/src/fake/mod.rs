@@ -11,7 +11,11 @@
 //! Every call is recorded as a [`RecordedCall`]; `api` is the path without the leading slash, as
 //! in [`client::api`](crate::client::api) (e.g. `cgi-bin/message/custom/send`,
 //! `sns/jscode2session`), with `access_token` and `secret` redacted. Sends (custom, template,
-//! subscribe, mass, preview) also go to an outbox with increasing message ids.
+//! subscribe, bizsend, mass, preview) also go to an outbox with increasing message ids.
+//!
+//! WeChat Pay v3 (微信支付) is faked too, under `/v3/...` on the same router: see [`pay`] for its
+//! endpoints, test keys and control methods ([`FakeWechat::pay_order`],
+//! [`FakeWechat::notification_for`], ...).
 //!
 //! Failures are injected per API with [`FakeWechat::inject`] and per recipient with
 //! [`FakeWechat::fail_openid`].
@@ -20,6 +24,9 @@
 //! an `Arc` of the body shared by the call log and the outbox.
 
 mod handlers;
+pub mod pay;
+
+pub use pay::{test_keys, FakeNotification, FakeOrder, NotificationTamper, PayFault};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -85,7 +92,7 @@ pub struct RecordedCall {
 /// A message the fake "delivered".
 #[derive(Clone, Debug, Serialize)]
 pub struct OutboxMessage {
-    /// `custom`, `template`, `subscribe`, `mass` or `preview`.
+    /// `custom`, `template`, `subscribe`, `bizsend` (公众号 订阅通知), `mass` or `preview`.
     pub channel: &'static str,
     /// The recipient; None for a mass send (see `body.filter`).
     pub to_user: Option<String>,
@@ -142,6 +149,8 @@ pub(crate) struct Shared {
     log: Mutex<Log>,
     faults: Mutex<Vec<FaultRule>>,
     has_faults: AtomicBool,
+    /// The fake WeChat Pay (its own lock: pay calls never wait for the WeChat API state).
+    pay: Mutex<pay::PayState>,
     token_fetches: AtomicUsize,
     next_msgid: AtomicI64,
 }
@@ -212,6 +221,7 @@ impl FakeWechat {
                 log: Mutex::new(Log::default()),
                 faults: Mutex::new(Vec::new()),
                 has_faults: AtomicBool::new(false),
+                pay: Mutex::new(pay::PayState::default()),
                 token_fetches: AtomicUsize::new(0),
                 next_msgid: AtomicI64::new(1_000_000),
             }),
@@ -240,6 +250,7 @@ impl FakeWechat {
                 router.route(&path, get(handler))
             };
         }
+        router = pay::routes(router, &self.shared);
         router
             .layer(axum::extract::DefaultBodyLimit::max(16 << 20))
             .with_state(())
@@ -335,7 +346,7 @@ impl FakeWechat {
         self.state().tokens.clear();
     }
 
-    /// Sends to `openid` (custom, template, subscribe, preview, batchtagging) fail with `errcode`
+    /// Sends to `openid` (custom, template, subscribe, bizsend, preview, batchtagging) fail with `errcode`
     /// (43004 unsubscribed, 40003 invalid OpenID, 43101 subscription refused, ...).
     pub fn fail_openid(&self, openid: &str, errcode: i64) {
         self.state()
