@@ -12,6 +12,7 @@ pub mod startup;
 
 pub mod articles;
 pub mod auth;
+pub mod dues;
 pub mod members;
 pub mod official_account;
 pub mod push;

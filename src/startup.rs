@@ -12,7 +12,7 @@ use axum::{middleware, Router};
 
 use crate::{
     app::{AppState, WebhookKeys},
-    articles, auth,
+    articles, auth, dues,
     http::{self, routes::AdminRoutes},
     members, official_account,
     platform::cache::{Cache, MemoryCache, RedisCache},
@@ -136,6 +136,7 @@ pub fn admin_routes(state: &AppState) -> AdminRoutes {
     let r = articles::admin::routes(r);
     let r = official_account::admin::routes(r);
     let r = push::admin::routes(r);
+    let r = dues::admin_routes(r);
     submissions::admin::routes(r)
 }
 
@@ -149,6 +150,7 @@ pub fn router(state: AppState) -> Router {
         .merge(articles::router())
         .merge(members::router())
         .merge(submissions::router())
+        .merge(dues::router())
         .merge(http::health::router())
         .merge(http::openapi::router(table))
         .merge(admin.into_router())
@@ -167,6 +169,7 @@ fn spawn_workers(state: &AppState, workers: &TaskTracker) {
     workers.spawn(official_account::service::follower_sync_loop(state.clone()));
     workers.spawn(articles::worker::scheduled_publishing_loop(state.clone()));
     push::worker::spawn(state, workers);
+    dues::worker::spawn(state, workers);
 }
 
 /// Housekeeping every instance runs: interaction batches and content reloads.
@@ -353,6 +356,7 @@ pub async fn build_state(
         outbound,
         wechat: clients.wechat,
         mp: clients.mp,
+        pay: clients.pay,
         dev_fake,
         dev_fake_server,
         tasks: TaskTracker::new(),

@@ -113,6 +113,45 @@ pub struct Settings {
     pub push_retry_base_ms: u64,
     /// Attempts per recipient before a transient error becomes `failed`.
     pub push_max_attempts: i64,
+
+    /// WeChat Pay v3 merchant (直连商户, platform public-key mode). Payment is enabled when
+    /// `pay_mch_id` is set, and then the key, serial and API v3 key are required. Without it:
+    /// in dev (`env = "dev"`) the fake WeChat Pay's public TEST merchant is used; in production
+    /// online payment is off (bills, ledgers and reconciliation still work) and said so in the log.
+    pub pay_mch_id: Option<String>,
+    pub pay_api_v3_key: Option<SecretString>,
+    /// PEM (PKCS#8) of the merchant API private key `apiclient_key.pem`.
+    pub pay_private_key_path: Option<PathBuf>,
+    /// Serial number of the merchant API certificate.
+    pub pay_cert_serial: Option<String>,
+    /// 微信支付公钥 (SPKI PEM) and its id `PUB_KEY_ID_…`; without them, platform certificates
+    /// are downloaded from `/v3/certificates` and refreshed.
+    pub pay_platform_public_key_path: Option<PathBuf>,
+    pub pay_platform_public_key_id: Option<String>,
+    /// Base URL of WeChat Pay (default `https://api.mch.weixin.qq.com`; dev: the fake).
+    pub pay_api_base: Option<String>,
+    /// Where WeChat Pay POSTs notifications (https); default `<public_url>/pay/notify`.
+    pub pay_notify_url: Option<String>,
+    /// Platform certificate refresh (certificate mode), hours; 0 = off.
+    pub pay_certificate_refresh_hours: u64,
+    /// Life of a dues order (`time_expire`), seconds; at most 7200 (a prepay id lives 2 hours).
+    pub dues_order_ttl_secs: u64,
+    /// An order still unpaid this long after it was made is queried at WeChat Pay (the
+    /// notification may never come); later checks back off.
+    pub dues_requery_after_secs: u64,
+    /// How often the dues worker looks for orders to query or close.
+    pub dues_poll_ms: u64,
+}
+
+/// How WeChat Pay is set up (see [`Settings::pay_mch_id`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaySetup {
+    /// Production without a merchant: no online payment.
+    Disabled,
+    /// Dev without a merchant: the fake WeChat Pay's public test merchant.
+    TestMerchant,
+    /// A real merchant from `DANGJIAN_PAY_*`.
+    Merchant,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -201,6 +240,7 @@ impl Settings {
         if self.mp_session_ttl_secs == 0 {
             return Err(invalid("mp_session_ttl_secs", "must be at least 1 second"));
         }
+        self.validate_pay()?;
         if self.env == Environment::Production {
             let demo = |v: &str| DEMO_MARKERS.iter().any(|m| v.contains(m));
             let checks: [(&str, &str); 6] = [
@@ -230,6 +270,104 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    fn validate_pay(&self) -> Result<(), ConfigError> {
+        let given = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+        let merchant_parts = [
+            ("pay_api_v3_key", self.pay_api_v3_key.is_some()),
+            ("pay_private_key_path", self.pay_private_key_path.is_some()),
+            ("pay_cert_serial", given(&self.pay_cert_serial)),
+            (
+                "pay_platform_public_key_path",
+                self.pay_platform_public_key_path.is_some(),
+            ),
+            (
+                "pay_platform_public_key_id",
+                given(&self.pay_platform_public_key_id),
+            ),
+        ];
+        if !given(&self.pay_mch_id) {
+            if let Some((var, _)) = merchant_parts.iter().find(|(_, set)| *set) {
+                return Err(invalid(
+                    var,
+                    "is set but DANGJIAN_PAY_MCH_ID is not: set the merchant id too (or remove it)",
+                ));
+            }
+        } else {
+            for (var, set) in &merchant_parts[..3] {
+                if !set {
+                    return Err(invalid(var, "required when DANGJIAN_PAY_MCH_ID is set"));
+                }
+            }
+            if let Some(k) = &self.pay_api_v3_key {
+                if k.expose_secret().len() != 32 {
+                    return Err(invalid(
+                        "pay_api_v3_key",
+                        "the API v3 key has exactly 32 characters",
+                    ));
+                }
+            }
+            if merchant_parts[3].1 != merchant_parts[4].1 {
+                return Err(invalid(
+                    if merchant_parts[3].1 {
+                        "pay_platform_public_key_id"
+                    } else {
+                        "pay_platform_public_key_path"
+                    },
+                    "the platform public key needs both its file and its id (PUB_KEY_ID_...)",
+                ));
+            }
+            if !self.pay_notify_url().starts_with("https://") {
+                return Err(invalid(
+                    "pay_notify_url",
+                    "WeChat Pay notifies only https URLs (default: DANGJIAN_PUBLIC_URL + /pay/notify)",
+                ));
+            }
+        }
+        if let Some(base) = &self.pay_api_base {
+            if !(base.starts_with("https://") || base.starts_with("http://")) {
+                return Err(invalid(
+                    "pay_api_base",
+                    "must start with http:// or https://",
+                ));
+            }
+        }
+        if let Some(url) = &self.pay_notify_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains('?') {
+                return Err(invalid(
+                    "pay_notify_url",
+                    "must be an http(s) URL without a query string",
+                ));
+            }
+        }
+        if !(300..=7200).contains(&self.dues_order_ttl_secs) {
+            return Err(invalid(
+                "dues_order_ttl_secs",
+                "must be 300 to 7200 seconds (a prepay id lives 2 hours)",
+            ));
+        }
+        if self.dues_poll_ms == 0 {
+            return Err(invalid("dues_poll_ms", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Which WeChat Pay merchant is used, if any.
+    pub fn pay_setup(&self) -> PaySetup {
+        match (&self.pay_mch_id, self.env) {
+            (Some(id), _) if !id.trim().is_empty() => PaySetup::Merchant,
+            (_, Environment::Dev) => PaySetup::TestMerchant,
+            _ => PaySetup::Disabled,
+        }
+    }
+
+    /// The notify URL sent with every order: `pay_notify_url`, else `<public_url>/pay/notify`.
+    pub fn pay_notify_url(&self) -> String {
+        match &self.pay_notify_url {
+            Some(u) if !u.trim().is_empty() => u.trim().to_owned(),
+            _ => format!("{}/pay/notify", self.public_url.trim_end_matches('/')),
+        }
     }
 
     /// Dev mode: demo credentials and the built-in fake WeChat API.
