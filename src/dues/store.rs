@@ -1141,7 +1141,8 @@ where
 
 // ---------------------------------------------------------------- reconciliation
 
-/// Per org unit and status: bill count and amounts for one month.
+/// Per org unit and status: bill count and amounts for one month. (PostgreSQL sums BIGINT as
+/// NUMERIC: the sums are cast back.)
 #[derive(Debug, Clone)]
 pub struct StatusTotals {
     pub org_unit_id: i64,
@@ -1166,8 +1167,8 @@ where
         cond.push(u.sql_condition("b.org_unit_id"));
     }
     let sql = format!(
-        "SELECT b.org_unit_id, b.status, COUNT(*), COALESCE(SUM(b.amount_fen), 0), \
-         COALESCE(SUM(p.amount_fen), 0) FROM dues_bills b LEFT JOIN dues_payments p ON p.bill_id = b.id \
+        "SELECT b.org_unit_id, b.status, COUNT(*), CAST(COALESCE(SUM(b.amount_fen), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(p.amount_fen), 0) AS BIGINT) FROM dues_bills b LEFT JOIN dues_payments p ON p.bill_id = b.id \
          WHERE b.month = $1 AND {} GROUP BY b.org_unit_id, b.status ORDER BY b.org_unit_id, b.status",
         cond.join(" AND ")
     );

@@ -71,6 +71,16 @@ const MP_ROUTES: &[(&str, &str, &str)] = &[
         "/api/mp/submissions",
         "Submit: {title, content, images: [url]} → 201 {id, receipt_no, status: pending|rejected}",
     ),
+    (
+        "get",
+        "/api/mp/dues",
+        "My dues bills, newest month first: {bills: [{id, month, amount_fen, status: unpaid|paying|paid, paid_at}]}",
+    ),
+    (
+        "post",
+        "/api/mp/dues/{id}/pay",
+        "Pay a bill with WeChat Pay: → {timeStamp, nonceStr, package, signType: RSA, paySign} for wx.requestPayment; someone else's or unknown → 404, paid → 409",
+    ),
 ];
 
 fn error_schema() -> Value {
@@ -179,7 +189,12 @@ pub fn build(state: &AppState, admin: &[RouteSpec]) -> Value {
         // Everything but login and the public content reads takes the session's bearer token.
         let secured = matches!(
             *path,
-            "/api/mp/bind" | "/api/mp/me" | "/api/mp/subscriptions" | "/api/mp/submissions"
+            "/api/mp/bind"
+                | "/api/mp/me"
+                | "/api/mp/subscriptions"
+                | "/api/mp/submissions"
+                | "/api/mp/dues"
+                | "/api/mp/dues/{id}/pay"
         ) || (*path == "/api/mp/board" && *method == "post");
         add(path, method, operation(method, path, summary, secured));
     }
