@@ -174,7 +174,7 @@ async fn adjust(
     AppJson(body): AppJson<AdjustIn>,
 ) -> AppResult<AppJson<BillOut>> {
     let bill = service::adjust(&st, &session, id, body.amount_fen, &body.reason).await?;
-    let names = crate::members::store::names_by_ids(&st.db, &[bill.member_id]).await?;
+    let names = service::member_names(&st, &[bill.member_id]).await?;
     let name = names.get(&bill.member_id).cloned().unwrap_or_default();
     Ok(AppJson(bill_out(bill, name)))
 }

@@ -1009,6 +1009,16 @@ pub async fn receive_notification(
     };
     let body_text =
         std::str::from_utf8(body).map_err(|_| refused(StatusCode::BAD_REQUEST, "not UTF-8"))?;
+    // A resent notification (same id) that is already stored was handled: answer at once,
+    // without the write lock. (Not yet stored: the transaction below decides, once.)
+    match store::notification_seen(st.db.pool(), &notification.id).await {
+        Ok(true) => return Ok(Credit::DuplicateNotification),
+        Ok(false) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "reading WeChat Pay notifications failed");
+            return Err(refused(StatusCode::INTERNAL_SERVER_ERROR, "storage failed"));
+        }
+    }
     if notification.event_type != Notification::TRANSACTION_SUCCESS {
         // Verified, but not a payment (e.g. a refund event on the same URL): stored, accepted.
         let stored = async {
@@ -1606,6 +1616,11 @@ pub fn ledger_csv(lines: &[LedgerLine]) -> AppResult<Vec<u8>> {
 }
 
 // ---------------------------------------------------------------- bills list
+
+/// Roster names of `ids` (through the members store).
+pub async fn member_names(st: &AppState, ids: &[i64]) -> AppResult<HashMap<i64, String>> {
+    Ok(members::store::names_by_ids(&st.db, ids).await?)
+}
 
 pub async fn bills(
     st: &AppState,

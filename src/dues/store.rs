@@ -913,6 +913,21 @@ where
     Ok(r.rows_affected() == 1)
 }
 
+/// Whether a notification id is stored. A stored one was handled: its row commits together with
+/// what it caused.
+pub async fn notification_seen<'c, E>(exec: E, notification_id: &str) -> sqlx::Result<bool>
+where
+    E: Executor<'c, Database = Any>,
+{
+    Ok(
+        sqlx::query("SELECT 1 FROM dues_notifications WHERE notification_id = $1")
+            .bind(notification_id)
+            .fetch_optional(exec)
+            .await?
+            .is_some(),
+    )
+}
+
 /// The outcome stored with a notification (`credited`, `duplicate`, `incident`, `ignored`).
 pub async fn notification_set_outcome<'c, E>(
     exec: E,

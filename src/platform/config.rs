@@ -12,6 +12,15 @@ use serde::Deserialize;
 
 const DEFAULTS: &str = include_str!("../../config/default.toml");
 
+/// Settings that are identifiers made of digits as often as not (a merchant id, a key, a
+/// serial): read from the environment as the exact text, never as numbers.
+const VERBATIM_KEYS: [&str; 4] = [
+    "pay_mch_id",
+    "pay_api_v3_key",
+    "pay_cert_serial",
+    "pay_platform_public_key_id",
+];
+
 /// Demo credentials that ship in `default.toml`; refused in production.
 const DEMO_MARKERS: [&str; 3] = ["wxdemo", "demo-", "dangjiandemotoken"];
 
@@ -167,7 +176,15 @@ fn invalid(var: &str, why: impl std::fmt::Display) -> ConfigError {
 impl Settings {
     /// Defaults, then `file` (if any), then the process environment.
     pub fn load(file: Option<&std::path::Path>) -> Result<Settings, ConfigError> {
-        Self::from_figment(Self::figment(file).merge(Env::prefixed("DANGJIAN_")))
+        let mut fig = Self::figment(file).merge(Env::prefixed("DANGJIAN_"));
+        // The environment provider reads `1900000109` as a number (and `0123` as 123): these
+        // are identifiers, taken exactly as written.
+        for key in VERBATIM_KEYS {
+            if let Some(v) = Env::var(&format!("DANGJIAN_{}", key.to_uppercase())) {
+                fig = fig.merge((key, v));
+            }
+        }
+        Self::from_figment(fig)
     }
 
     /// Defaults plus explicit overrides (tests): `[("database_url", "sqlite::memory:")]`.
@@ -177,7 +194,11 @@ impl Settings {
         let mut fig = Self::figment(None);
         for (k, v) in overrides {
             // Parsed like environment values: "0" is a number, "true" a boolean.
-            let value: figment::value::Value = v.parse().unwrap_or_else(|_| v.clone().into());
+            let value: figment::value::Value = if VERBATIM_KEYS.contains(&k) {
+                v.clone().into()
+            } else {
+                v.parse().unwrap_or_else(|_| v.clone().into())
+            };
             fig = fig.merge((k, value));
         }
         Self::from_figment(fig)
@@ -410,6 +431,85 @@ mod tests {
     fn production_refuses_demo_credentials_and_names_the_variable() {
         let err = Settings::with_overrides([("env", "production".into())]).unwrap_err();
         assert!(err.to_string().contains("DANGJIAN_WECHAT_APP_ID"), "{err}");
+    }
+
+    #[test]
+    fn pay_is_the_test_merchant_in_dev_off_in_production_without_a_merchant() {
+        let dev = Settings::with_overrides([]).unwrap();
+        assert_eq!(dev.pay_setup(), PaySetup::TestMerchant);
+        assert_eq!(dev.pay_notify_url(), "http://127.0.0.1:8080/pay/notify");
+        let prod = Settings::with_overrides([
+            ("env", "production".into()),
+            ("wechat_app_id", "wx1234567890abcdef".into()),
+            ("wechat_app_secret", "real-secret".into()),
+            ("wechat_token", "realtoken".into()),
+            (
+                "wechat_aes_key",
+                "zyxwvutsrqponmlkjihgfedcba9876543210ZYXWVUT".into(),
+            ),
+            ("mp_app_id", "wxabcdef1234567890".into()),
+            ("mp_app_secret", "real-mp-secret".into()),
+            ("wechat_news_template_id", "tmpl-1".into()),
+            (
+                "data_key",
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
+            ),
+        ])
+        .unwrap();
+        assert_eq!(prod.pay_setup(), PaySetup::Disabled);
+    }
+
+    #[test]
+    fn a_merchant_needs_its_key_serial_and_https_notify_url() {
+        let err = Settings::with_overrides([("pay_mch_id", "1900000109".into())]).unwrap_err();
+        assert!(err.to_string().contains("DANGJIAN_PAY_API_V3_KEY"), "{err}");
+        let err = Settings::with_overrides([("pay_cert_serial", "ABC".into())]).unwrap_err();
+        assert!(
+            err.to_string().contains("DANGJIAN_PAY_CERT_SERIAL"),
+            "{err}"
+        );
+        let full = |extra: Vec<(&'static str, String)>| {
+            let mut v: Vec<(&'static str, String)> = vec![
+                ("pay_mch_id", "1900000109".into()),
+                ("pay_api_v3_key", "0123456789abcdef0123456789abcdef".into()),
+                (
+                    "pay_private_key_path",
+                    "/etc/dangjian/apiclient_key.pem".into(),
+                ),
+                ("pay_cert_serial", "3D8B2C4F".into()),
+            ];
+            v.extend(extra);
+            Settings::with_overrides(v)
+        };
+        let err = full(vec![]).unwrap_err();
+        assert!(err.to_string().contains("DANGJIAN_PAY_NOTIFY_URL"), "{err}");
+        let ok = full(vec![(
+            "pay_notify_url",
+            "https://dj.example.edu/pay/notify".into(),
+        )])
+        .unwrap();
+        assert_eq!(ok.pay_setup(), PaySetup::Merchant);
+        let err = full(vec![
+            ("public_url", "https://dj.example.edu".into()),
+            ("pay_platform_public_key_id", "PUB_KEY_ID_01".into()),
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("DANGJIAN_PAY_PLATFORM_PUBLIC_KEY_PATH"),
+            "{err}"
+        );
+        let err = full(vec![
+            ("public_url", "https://dj.example.edu".into()),
+            ("pay_api_v3_key", "short".into()),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("DANGJIAN_PAY_API_V3_KEY"), "{err}");
+        let err = Settings::with_overrides([("dues_order_ttl_secs", "9000".into())]).unwrap_err();
+        assert!(
+            err.to_string().contains("DANGJIAN_DUES_ORDER_TTL_SECS"),
+            "{err}"
+        );
     }
 
     #[test]
