@@ -390,9 +390,11 @@ impl FakeWechat {
         self.shared.has_faults.store(true, Ordering::Release);
     }
 
-    /// Drop all injected faults not yet used.
+    /// Drop all injected faults not yet used (WeChat Pay's [`pay_inject`](Self::pay_inject) ones
+    /// too).
     pub fn clear_faults(&self) {
         lock(&self.shared.faults).clear();
+        lock(&self.shared.pay).clear_faults();
         self.shared.has_faults.store(false, Ordering::Release);
     }
 

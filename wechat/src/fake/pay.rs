@@ -251,6 +251,10 @@ impl PayState {
         self.seq
     }
 
+    pub(crate) fn clear_faults(&mut self) {
+        self.faults.clear();
+    }
+
     fn take_fault(&mut self, api: &str) -> Option<PayFault> {
         let i = self
             .faults

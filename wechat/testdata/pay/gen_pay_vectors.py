@@ -234,7 +234,7 @@ def main():
                             "encrypt_certificate": enc})
     cert1_hex = certificates[0]["serial"]
     cert_body = json.dumps({"data": answer_data}, ensure_ascii=False, separators=(",", ":"))
-    ts, nonce = 1700000500, "certanswernonce0000000000000000A"
+    ts, nonce = 1710000500, "certanswernonce0000000000000000A"
     certificates_answer = {"timestamp": str(ts), "nonce": nonce, "serial": cert1_hex,
                            "body": cert_body,
                            "signature": sign(cert_key, answer_message(ts, nonce,
@@ -242,13 +242,13 @@ def main():
 
     # ---------- answer / notification signatures (签名验证) ----------
     answer_cases = [
-        ("prepay_answer", "pubkey", 1700000010, "c5ac7061fccab6bf3e254dcf98995b8c",
+        ("prepay_answer", "pubkey", 1710000010, "c5ac7061fccab6bf3e254dcf98995b8c",
          '{"prepay_id":"wx2024010112000012345678901234567890"}'),
         # Pretty JSON with spaces and Chinese: re-serialising changes the bytes.
-        ("pretty_chinese", "pubkey", 1700000011, "e0b7d2b8a5a34f6c9e9c4b5a1d2e3f40",
+        ("pretty_chinese", "pubkey", 1710000011, "e0b7d2b8a5a34f6c9e9c4b5a1d2e3f40",
          '{\n  "id": "EV-2018022511223320873",\n  "summary": "支付成功"\n}'),
-        ("empty_body_204", "pubkey", 1700000012, "0b8f6bd1a7c4e2d9f5a3c1e7b9d2f4a6", ""),
-        ("cert_signed", "cert", 1700000013, "1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d",
+        ("empty_body_204", "pubkey", 1710000012, "0b8f6bd1a7c4e2d9f5a3c1e7b9d2f4a6", ""),
+        ("cert_signed", "cert", 1710000013, "1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d",
          '{"code":"ORDER_PAID","message":"订单已支付"}'),
     ]
     answer_signatures = []
