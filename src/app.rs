@@ -57,6 +57,9 @@ pub struct Services {
     pub wechat: wechat::client::Client,
     /// Mini-program API client.
     pub mp: wechat::client::Client,
+    /// WeChat Pay v3 client of the mini-program's merchant; None when online payment is off
+    /// (production without `DANGJIAN_PAY_MCH_ID`).
+    pub pay: Option<wechat::pay::PayClient>,
     /// Dev mode only: the built-in fake WeChat (its outbox is shown at /dev/wechat/outbox).
     pub dev_fake: Option<wechat::fake::FakeWechat>,
     /// Keeps the dev-mode fake server running as long as the state lives.

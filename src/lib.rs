@@ -14,6 +14,7 @@ pub mod activities;
 pub mod articles;
 pub mod auth;
 pub mod development;
+pub mod dues;
 pub mod members;
 pub mod official_account;
 pub mod push;

@@ -13,7 +13,7 @@ use axum::{middleware, Router};
 use crate::{
     activities,
     app::{AppState, Services, WebhookKeys},
-    articles, auth, development,
+    articles, auth, development, dues,
     http::{self, routes::AdminRoutes},
     members, official_account,
     platform::cache::{Cache, MemoryCache, RedisCache},
@@ -142,6 +142,7 @@ pub fn admin_routes(state: &AppState) -> AdminRoutes {
     let r = push::admin::routes(r);
     let r = development::admin_routes(r);
     let r = activities::admin_routes(r);
+    let r = dues::admin_routes(r);
     submissions::admin::routes(r)
 }
 
@@ -157,6 +158,7 @@ pub fn router(state: AppState) -> Router {
         .merge(submissions::router())
         .merge(development::router())
         .merge(activities::router())
+        .merge(dues::router())
         .merge(http::health::router())
         .merge(http::openapi::router(table))
         .merge(admin.into_router())
@@ -178,6 +180,7 @@ fn spawn_workers(state: &AppState, workers: &TaskTracker) {
     push::worker::spawn(state, workers);
     workers.spawn(development::worker::reminder_loop(state.clone()));
     workers.spawn(activities::worker::reminder_loop(state.clone()));
+    dues::worker::spawn(state, workers);
 }
 
 /// Housekeeping every instance runs: interaction batches and content reloads.
@@ -368,6 +371,7 @@ pub async fn build_state(
         outbound,
         wechat: clients.wechat,
         mp: clients.mp,
+        pay: clients.pay,
         dev_fake,
         dev_fake_server,
         tasks: TaskTracker::new(),

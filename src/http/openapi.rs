@@ -106,6 +106,16 @@ const MP_ROUTES: &[(&str, &str, &str)] = &[
         "/api/mp/activities/{id}/checkin",
         "Check in with the venue's QR ticket: {ticket} → {status: present|late, checked_in_at}; 422 ticket_invalid|ticket_expired|ticket_other_activity, 409 checkin_not_open|checkin_closed|already_checked_in",
     ),
+    (
+        "get",
+        "/api/mp/dues",
+        "My dues bills, newest month first: {bills: [{id, month, amount_fen, status: unpaid|paying|paid, paid_at}]}",
+    ),
+    (
+        "post",
+        "/api/mp/dues/{id}/pay",
+        "Pay a bill with WeChat Pay: → {timeStamp, nonceStr, package, signType: RSA, paySign} for wx.requestPayment; someone else's or unknown → 404, paid → 409",
+    ),
 ];
 
 fn error_schema() -> Value {
@@ -224,6 +234,8 @@ pub fn build(state: &AppState, admin: &[RouteSpec]) -> Value {
                 | "/api/mp/activities/{id}"
                 | "/api/mp/activities/{id}/signup"
                 | "/api/mp/activities/{id}/checkin"
+                | "/api/mp/dues"
+                | "/api/mp/dues/{id}/pay"
         ) || (*path == "/api/mp/board" && *method == "post");
         add(path, method, operation(method, path, summary, secured));
     }

@@ -950,3 +950,39 @@ pub async fn in_scope(db: &Db, scope: &OrgScope) -> sqlx::Result<Vec<MemberRow>>
         .map(from_row)
         .collect())
 }
+
+/// Every member within `scope`, by id (the dues assessment reads category, encrypted income,
+/// Party status and joining date from these).
+pub async fn all_in_scope(db: &Db, scope: &OrgScope) -> sqlx::Result<Vec<MemberRow>> {
+    let sql = format!(
+        // Active members only: those who left or transferred out owe nothing here.
+        "{SELECT} WHERE {} AND m.status = 'active' ORDER BY m.id",
+        scope.sql_condition("m.org_unit_id")
+    );
+    Ok(sqlx::query(&sql)
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(from_row)
+        .collect())
+}
+
+/// Names of the members `ids` (those that exist): id → name.
+pub async fn names_by_ids(
+    db: &Db,
+    ids: &[i64],
+) -> sqlx::Result<std::collections::HashMap<i64, String>> {
+    let mut out = std::collections::HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        // Integer ids from the database, inlined.
+        let list: Vec<String> = chunk.iter().map(i64::to_string).collect();
+        let sql = format!(
+            "SELECT id, name FROM members WHERE id IN ({})",
+            list.join(",")
+        );
+        for r in sqlx::query(&sql).fetch_all(db.pool()).await? {
+            out.insert(r.get(0), r.get(1));
+        }
+    }
+    Ok(out)
+}

@@ -12,6 +12,15 @@ use serde::Deserialize;
 
 const DEFAULTS: &str = include_str!("../../config/default.toml");
 
+/// Settings that are identifiers made of digits as often as not (a merchant id, a key, a
+/// serial): read from the environment as the exact text, never as numbers.
+const VERBATIM_KEYS: [&str; 4] = [
+    "pay_mch_id",
+    "pay_api_v3_key",
+    "pay_cert_serial",
+    "pay_platform_public_key_id",
+];
+
 /// Demo credentials that ship in `default.toml`; refused in production.
 const DEMO_MARKERS: [&str; 3] = ["wxdemo", "demo-", "dangjiandemotoken"];
 
@@ -115,6 +124,45 @@ pub struct Settings {
     pub push_retry_base_ms: u64,
     /// Attempts per recipient before a transient error becomes `failed`.
     pub push_max_attempts: i64,
+
+    /// WeChat Pay v3 merchant (直连商户, platform public-key mode). Payment is enabled when
+    /// `pay_mch_id` is set, and then the key, serial and API v3 key are required. Without it:
+    /// in dev (`env = "dev"`) the fake WeChat Pay's public TEST merchant is used; in production
+    /// online payment is off (bills, ledgers and reconciliation still work) and said so in the log.
+    pub pay_mch_id: Option<String>,
+    pub pay_api_v3_key: Option<SecretString>,
+    /// PEM (PKCS#8) of the merchant API private key `apiclient_key.pem`.
+    pub pay_private_key_path: Option<PathBuf>,
+    /// Serial number of the merchant API certificate.
+    pub pay_cert_serial: Option<String>,
+    /// 微信支付公钥 (SPKI PEM) and its id `PUB_KEY_ID_…`; without them, platform certificates
+    /// are downloaded from `/v3/certificates` and refreshed.
+    pub pay_platform_public_key_path: Option<PathBuf>,
+    pub pay_platform_public_key_id: Option<String>,
+    /// Base URL of WeChat Pay (default `https://api.mch.weixin.qq.com`; dev: the fake).
+    pub pay_api_base: Option<String>,
+    /// Where WeChat Pay POSTs notifications (https); default `<public_url>/pay/notify`.
+    pub pay_notify_url: Option<String>,
+    /// Platform certificate refresh (certificate mode), hours; 0 = off.
+    pub pay_certificate_refresh_hours: u64,
+    /// Life of a dues order (`time_expire`), seconds; at most 7200 (a prepay id lives 2 hours).
+    pub dues_order_ttl_secs: u64,
+    /// An order still unpaid this long after it was made is queried at WeChat Pay (the
+    /// notification may never come); later checks back off.
+    pub dues_requery_after_secs: u64,
+    /// How often the dues worker looks for orders to query or close.
+    pub dues_poll_ms: u64,
+}
+
+/// How WeChat Pay is set up (see [`Settings::pay_mch_id`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaySetup {
+    /// Production without a merchant: no online payment.
+    Disabled,
+    /// Dev without a merchant: the fake WeChat Pay's public test merchant.
+    TestMerchant,
+    /// A real merchant from `DANGJIAN_PAY_*`.
+    Merchant,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,7 +178,15 @@ fn invalid(var: &str, why: impl std::fmt::Display) -> ConfigError {
 impl Settings {
     /// Defaults, then `file` (if any), then the process environment.
     pub fn load(file: Option<&std::path::Path>) -> Result<Settings, ConfigError> {
-        Self::from_figment(Self::figment(file).merge(Env::prefixed("DANGJIAN_")))
+        let mut fig = Self::figment(file).merge(Env::prefixed("DANGJIAN_"));
+        // The environment provider reads `1900000109` as a number (and `0123` as 123): these
+        // are identifiers, taken exactly as written.
+        for key in VERBATIM_KEYS {
+            if let Some(v) = Env::var(&format!("DANGJIAN_{}", key.to_uppercase())) {
+                fig = fig.merge((key, v));
+            }
+        }
+        Self::from_figment(fig)
     }
 
     /// Defaults plus explicit overrides (tests): `[("database_url", "sqlite::memory:")]`.
@@ -140,7 +196,11 @@ impl Settings {
         let mut fig = Self::figment(None);
         for (k, v) in overrides {
             // Parsed like environment values: "0" is a number, "true" a boolean.
-            let value: figment::value::Value = v.parse().unwrap_or_else(|_| v.clone().into());
+            let value: figment::value::Value = if VERBATIM_KEYS.contains(&k) {
+                v.clone().into()
+            } else {
+                v.parse().unwrap_or_else(|_| v.clone().into())
+            };
             fig = fig.merge((k, value));
         }
         Self::from_figment(fig)
@@ -222,6 +282,7 @@ impl Settings {
         if self.mp_session_ttl_secs == 0 {
             return Err(invalid("mp_session_ttl_secs", "must be at least 1 second"));
         }
+        self.validate_pay()?;
         if self.env == Environment::Production {
             let demo = |v: &str| DEMO_MARKERS.iter().any(|m| v.contains(m));
             let checks: [(&str, &str); 6] = [
@@ -251,6 +312,104 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    fn validate_pay(&self) -> Result<(), ConfigError> {
+        let given = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+        let merchant_parts = [
+            ("pay_api_v3_key", self.pay_api_v3_key.is_some()),
+            ("pay_private_key_path", self.pay_private_key_path.is_some()),
+            ("pay_cert_serial", given(&self.pay_cert_serial)),
+            (
+                "pay_platform_public_key_path",
+                self.pay_platform_public_key_path.is_some(),
+            ),
+            (
+                "pay_platform_public_key_id",
+                given(&self.pay_platform_public_key_id),
+            ),
+        ];
+        if !given(&self.pay_mch_id) {
+            if let Some((var, _)) = merchant_parts.iter().find(|(_, set)| *set) {
+                return Err(invalid(
+                    var,
+                    "is set but DANGJIAN_PAY_MCH_ID is not: set the merchant id too (or remove it)",
+                ));
+            }
+        } else {
+            for (var, set) in &merchant_parts[..3] {
+                if !set {
+                    return Err(invalid(var, "required when DANGJIAN_PAY_MCH_ID is set"));
+                }
+            }
+            if let Some(k) = &self.pay_api_v3_key {
+                if k.expose_secret().len() != 32 {
+                    return Err(invalid(
+                        "pay_api_v3_key",
+                        "the API v3 key has exactly 32 characters",
+                    ));
+                }
+            }
+            if merchant_parts[3].1 != merchant_parts[4].1 {
+                return Err(invalid(
+                    if merchant_parts[3].1 {
+                        "pay_platform_public_key_id"
+                    } else {
+                        "pay_platform_public_key_path"
+                    },
+                    "the platform public key needs both its file and its id (PUB_KEY_ID_...)",
+                ));
+            }
+            if !self.pay_notify_url().starts_with("https://") {
+                return Err(invalid(
+                    "pay_notify_url",
+                    "WeChat Pay notifies only https URLs (default: DANGJIAN_PUBLIC_URL + /pay/notify)",
+                ));
+            }
+        }
+        if let Some(base) = &self.pay_api_base {
+            if !(base.starts_with("https://") || base.starts_with("http://")) {
+                return Err(invalid(
+                    "pay_api_base",
+                    "must start with http:// or https://",
+                ));
+            }
+        }
+        if let Some(url) = &self.pay_notify_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains('?') {
+                return Err(invalid(
+                    "pay_notify_url",
+                    "must be an http(s) URL without a query string",
+                ));
+            }
+        }
+        if !(300..=7200).contains(&self.dues_order_ttl_secs) {
+            return Err(invalid(
+                "dues_order_ttl_secs",
+                "must be 300 to 7200 seconds (a prepay id lives 2 hours)",
+            ));
+        }
+        if self.dues_poll_ms == 0 {
+            return Err(invalid("dues_poll_ms", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Which WeChat Pay merchant is used, if any.
+    pub fn pay_setup(&self) -> PaySetup {
+        match (&self.pay_mch_id, self.env) {
+            (Some(id), _) if !id.trim().is_empty() => PaySetup::Merchant,
+            (_, Environment::Dev) => PaySetup::TestMerchant,
+            _ => PaySetup::Disabled,
+        }
+    }
+
+    /// The notify URL sent with every order: `pay_notify_url`, else `<public_url>/pay/notify`.
+    pub fn pay_notify_url(&self) -> String {
+        match &self.pay_notify_url {
+            Some(u) if !u.trim().is_empty() => u.trim().to_owned(),
+            _ => format!("{}/pay/notify", self.public_url.trim_end_matches('/')),
+        }
     }
 
     /// Dev mode: demo credentials and the built-in fake WeChat API.
@@ -293,6 +452,85 @@ mod tests {
     fn production_refuses_demo_credentials_and_names_the_variable() {
         let err = Settings::with_overrides([("env", "production".into())]).unwrap_err();
         assert!(err.to_string().contains("DANGJIAN_WECHAT_APP_ID"), "{err}");
+    }
+
+    #[test]
+    fn pay_is_the_test_merchant_in_dev_off_in_production_without_a_merchant() {
+        let dev = Settings::with_overrides([]).unwrap();
+        assert_eq!(dev.pay_setup(), PaySetup::TestMerchant);
+        assert_eq!(dev.pay_notify_url(), "http://127.0.0.1:8080/pay/notify");
+        let prod = Settings::with_overrides([
+            ("env", "production".into()),
+            ("wechat_app_id", "wx1234567890abcdef".into()),
+            ("wechat_app_secret", "real-secret".into()),
+            ("wechat_token", "realtoken".into()),
+            (
+                "wechat_aes_key",
+                "zyxwvutsrqponmlkjihgfedcba9876543210ZYXWVUT".into(),
+            ),
+            ("mp_app_id", "wxabcdef1234567890".into()),
+            ("mp_app_secret", "real-mp-secret".into()),
+            ("wechat_news_template_id", "tmpl-1".into()),
+            (
+                "data_key",
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
+            ),
+        ])
+        .unwrap();
+        assert_eq!(prod.pay_setup(), PaySetup::Disabled);
+    }
+
+    #[test]
+    fn a_merchant_needs_its_key_serial_and_https_notify_url() {
+        let err = Settings::with_overrides([("pay_mch_id", "1900000109".into())]).unwrap_err();
+        assert!(err.to_string().contains("DANGJIAN_PAY_API_V3_KEY"), "{err}");
+        let err = Settings::with_overrides([("pay_cert_serial", "ABC".into())]).unwrap_err();
+        assert!(
+            err.to_string().contains("DANGJIAN_PAY_CERT_SERIAL"),
+            "{err}"
+        );
+        let full = |extra: Vec<(&'static str, String)>| {
+            let mut v: Vec<(&'static str, String)> = vec![
+                ("pay_mch_id", "1900000109".into()),
+                ("pay_api_v3_key", "0123456789abcdef0123456789abcdef".into()),
+                (
+                    "pay_private_key_path",
+                    "/etc/dangjian/apiclient_key.pem".into(),
+                ),
+                ("pay_cert_serial", "3D8B2C4F".into()),
+            ];
+            v.extend(extra);
+            Settings::with_overrides(v)
+        };
+        let err = full(vec![]).unwrap_err();
+        assert!(err.to_string().contains("DANGJIAN_PAY_NOTIFY_URL"), "{err}");
+        let ok = full(vec![(
+            "pay_notify_url",
+            "https://dj.example.edu/pay/notify".into(),
+        )])
+        .unwrap();
+        assert_eq!(ok.pay_setup(), PaySetup::Merchant);
+        let err = full(vec![
+            ("public_url", "https://dj.example.edu".into()),
+            ("pay_platform_public_key_id", "PUB_KEY_ID_01".into()),
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("DANGJIAN_PAY_PLATFORM_PUBLIC_KEY_PATH"),
+            "{err}"
+        );
+        let err = full(vec![
+            ("public_url", "https://dj.example.edu".into()),
+            ("pay_api_v3_key", "short".into()),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("DANGJIAN_PAY_API_V3_KEY"), "{err}");
+        let err = Settings::with_overrides([("dues_order_ttl_secs", "9000".into())]).unwrap_err();
+        assert!(
+            err.to_string().contains("DANGJIAN_DUES_ORDER_TTL_SECS"),
+            "{err}"
+        );
     }
 
     #[test]

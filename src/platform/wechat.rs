@@ -4,6 +4,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use anyhow::Context;
 use async_trait::async_trait;
 use secrecy::ExposeSecret;
 use wechat::{
@@ -13,7 +14,7 @@ use wechat::{
 
 use crate::{
     platform::cache::RedisCache,
-    platform::config::Settings,
+    platform::config::{PaySetup, Settings},
     platform::outbound::{CustomMessage, Outbound},
 };
 
@@ -136,10 +137,12 @@ impl TokenStore for RedisTokenStore {
     }
 }
 
-/// The official-account and mini-program clients, sharing one token store.
+/// The official-account and mini-program clients, sharing one token store, and the WeChat Pay
+/// client (None when online payment is off).
 pub struct Clients {
     pub wechat: Client,
     pub mp: Client,
+    pub pay: Option<wechat::pay::PayClient>,
     /// Dev mode only: the in-process fake WeChat the clients talk to.
     pub dev_fake: Option<(wechat::fake::FakeWechat, Arc<wechat::fake::FakeServer>)>,
 }
@@ -194,11 +197,98 @@ pub async fn build_clients(
         ),
         store,
     )?;
+    let pay = build_pay(settings, &base)?;
     Ok(Clients {
         wechat,
         mp,
+        pay,
         dev_fake,
     })
+}
+
+fn read_pem(var: &str, path: &std::path::Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path)
+        .with_context(|| format!("DANGJIAN_{var}: cannot read {}", path.display()))
+}
+
+/// The WeChat Pay v3 client for the mini-program's merchant (see `Settings::pay_setup`).
+/// `fake_base`: where the fake WeChat is (the built-in one in dev mode, or
+/// `DANGJIAN_WECHAT_API_BASE`), used by the test merchant unless `DANGJIAN_PAY_API_BASE` is set.
+pub fn build_pay(
+    settings: &Settings,
+    fake_base: &str,
+) -> anyhow::Result<Option<wechat::pay::PayClient>> {
+    use wechat::pay::{MerchantConfig, PayClient};
+    let config = match settings.pay_setup() {
+        PaySetup::Disabled => {
+            tracing::warn!(
+                "WeChat Pay is off (no DANGJIAN_PAY_MCH_ID): dues are billed and reconciled, \
+                 but not paid online"
+            );
+            return Ok(None);
+        }
+        PaySetup::TestMerchant => {
+            use wechat::fake::test_keys as k;
+            let base = settings.pay_api_base.as_deref().unwrap_or(fake_base);
+            tracing::warn!(
+                base_url = %base,
+                mch_id = k::MCH_ID,
+                "DEV MODE: WeChat Pay uses the fake's public TEST merchant keys; \
+                 set DANGJIAN_PAY_MCH_ID and the other DANGJIAN_PAY_* for real payments"
+            );
+            MerchantConfig::new(
+                k::MCH_ID,
+                &settings.mp_app_id,
+                k::MERCHANT_PRIVATE_KEY_PEM,
+                k::MERCHANT_SERIAL,
+                k::API_V3_KEY,
+            )?
+            .with_platform_public_key(k::PUB_KEY_ID, k::PLATFORM_PUBLIC_KEY_PEM)?
+            .with_base_url(base)
+        }
+        PaySetup::Merchant => {
+            let missing = |var: &str| anyhow::anyhow!("DANGJIAN_{var}: required");
+            let key_path = settings
+                .pay_private_key_path
+                .as_deref()
+                .ok_or_else(|| missing("PAY_PRIVATE_KEY_PATH"))?;
+            let key_pem = read_pem("PAY_PRIVATE_KEY_PATH", key_path)?;
+            let v3 = settings
+                .pay_api_v3_key
+                .as_ref()
+                .ok_or_else(|| missing("PAY_API_V3_KEY"))?;
+            let mut config = MerchantConfig::new(
+                settings.pay_mch_id.as_deref().unwrap_or_default().trim(),
+                &settings.mp_app_id,
+                &key_pem,
+                settings
+                    .pay_cert_serial
+                    .as_deref()
+                    .unwrap_or_default()
+                    .trim(),
+                v3.expose_secret(),
+            )
+            .context("DANGJIAN_PAY_PRIVATE_KEY_PATH / DANGJIAN_PAY_API_V3_KEY")?;
+            if let (Some(path), Some(id)) = (
+                &settings.pay_platform_public_key_path,
+                &settings.pay_platform_public_key_id,
+            ) {
+                let pem = read_pem("PAY_PLATFORM_PUBLIC_KEY_PATH", path)?;
+                config = config
+                    .with_platform_public_key(id.trim(), &pem)
+                    .context("DANGJIAN_PAY_PLATFORM_PUBLIC_KEY_PATH")?;
+            }
+            config.with_base_url(
+                settings
+                    .pay_api_base
+                    .as_deref()
+                    .unwrap_or(MerchantConfig::DEFAULT_BASE_URL),
+            )
+        }
+    };
+    Ok(Some(
+        PayClient::new(config).context("DANGJIAN_PAY_API_BASE")?,
+    ))
 }
 
 /// Customer-service messages through the official-account client.

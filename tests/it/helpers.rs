@@ -1177,3 +1177,140 @@ impl TestApp {
         (status, resp.json().await.unwrap_or(serde_json::Value::Null))
     }
 }
+
+// ---- dues
+
+/// A second app instance on the same database (and Redis) as a `TestApp`: HTTP only, no
+/// migrations, no workers — a replica behind the same load balancer.
+pub struct Replica {
+    pub base: String,
+    pub state: AppState,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Replica {
+    pub async fn stop(mut self) {
+        self.state.shutdown.cancel();
+        if let Some(h) = self.server.take() {
+            h.await.expect("replica task").expect("replica ran cleanly");
+        }
+    }
+}
+
+impl TestApp {
+    /// Settings for dues tests: orders notify an https URL (WeChat Pay and its fake refuse
+    /// others), and the order checks run often but only when a test wants them.
+    pub fn dues_spawn(extra: &[(&'static str, &str)]) -> Spawn {
+        let mut overrides: Vec<(&'static str, String)> = vec![
+            ("pay_notify_url", "https://dangjian.test/pay/notify".into()),
+            ("dues_requery_after_secs", "3600".into()),
+            ("dues_poll_ms", "50".into()),
+            ("rate_limit_mp_per_minute", "100000".into()),
+        ];
+        for (k, v) in extra {
+            overrides.retain(|(key, _)| key != k);
+            overrides.push((k, (*v).to_owned()));
+        }
+        Spawn {
+            overrides,
+            ..Default::default()
+        }
+    }
+
+    /// Another instance of this app on the same database: see [`Replica`].
+    pub async fn dues_replica(&self) -> Replica {
+        let mut settings = (*self.state.settings).clone();
+        settings.bind = "127.0.0.1:0".parse().unwrap();
+        let app = Application::build_with(settings, Overrides::default(), Role::HttpOnly, false)
+            .await
+            .expect("replica builds");
+        let addr = app.local_addr();
+        let state = app.state();
+        let server = tokio::spawn(app.run());
+        Replica {
+            base: format!("http://{addr}"),
+            state,
+            server: Some(server),
+        }
+    }
+
+    /// `POST /api/admin/members` as the first admin; panics unless 200.
+    pub async fn dues_import(&self, rows: serde_json::Value) {
+        let resp = self
+            .http
+            .post(self.url("/api/admin/members"))
+            .bearer_auth(self.admin_token().await)
+            .json(&rows)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        assert_eq!(status, reqwest::StatusCode::OK, "roster import: {body}");
+    }
+
+    /// A mini-program session bound to the roster member `name` with `phone`; returns the token.
+    pub async fn dues_member_token(&self, code: &str, name: &str, phone: &str) -> String {
+        let resp = self
+            .http
+            .post(self.url("/api/mp/login"))
+            .json(&serde_json::json!({"code": code}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), reqwest::StatusCode::OK, "mp login {code}");
+        let v: serde_json::Value = resp.json().await.unwrap();
+        let token = v["token"].as_str().expect("token").to_owned();
+        let phone_code = format!("phone_{code}");
+        self.fake.set_phone(&phone_code, phone);
+        let resp = self
+            .http
+            .post(self.url("/api/mp/bind"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"name": name, "phone_code": phone_code}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), reqwest::StatusCode::OK, "bind {name}");
+        token
+    }
+
+    /// A JSON request with an optional bearer token: (status, body or Null).
+    pub async fn dues_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// POST a (possibly tampered) WeChat Pay notification to `base` + `/pay/notify`.
+    pub async fn dues_notify(
+        &self,
+        base: &str,
+        headers: &[(String, String)],
+        body: &str,
+    ) -> (reqwest::StatusCode, String) {
+        let mut req = self
+            .http
+            .post(format!("{base}/pay/notify"))
+            .body(body.to_owned());
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        (status, resp.text().await.unwrap_or_default())
+    }
+}

@@ -6,6 +6,7 @@ mod admin;
 mod admin_console;
 mod content;
 mod development;
+mod dues;
 mod helpers;
 mod members;
 mod mp;

@@ -63,6 +63,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(5, "0005_wechat_sync"),
     migration!(6, "0006_submissions"),
     migration!(7, "0007_activities"),
+    migration!(8, "0008_dues"),
     migration!(9, "0009_development"),
     migration!(10, "0010_identity"),
 ];
