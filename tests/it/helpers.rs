@@ -299,3 +299,141 @@ fn ci_runs_every_test_on_postgres_and_redis_too() {
         );
     }
 }
+
+// ---- hardening
+impl TestApp {
+    /// A message as WeChat sends it in safe mode (the default): encrypted, signed at the app's
+    /// clock, with a nonce derived from the body so that a retry repeats the same URL and body.
+    /// Returns (path and query, body).
+    pub fn wechat_request(&self, xml: &str) -> (String, String) {
+        use sha2::Digest;
+        let ts = self.state.clock.now().unix_timestamp().to_string();
+        let nonce = hex::encode(&sha2::Sha256::digest(xml.as_bytes())[..6]);
+        let crypto = wechat::crypto::MessageCrypto::new(AES_KEY, APP_ID).unwrap();
+        // The cipher's random prefix makes each encryption differ; a retry resends these bytes.
+        let encrypt = crypto.encrypt(xml.as_bytes());
+        let msg_sig = wechat::signature::msg_signature(TOKEN, &ts, &nonce, &encrypt);
+        let path = format!(
+            "/wechat?signature={}&timestamp={ts}&nonce={nonce}&openid=o&encrypt_type=aes&msg_signature={msg_sig}",
+            wechat::signature::signature(TOKEN, &ts, &nonce)
+        );
+        let body = format!(
+            "<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
+        );
+        (path, body)
+    }
+
+    /// POST `xml` to the webhook as WeChat would (see [`TestApp::wechat_request`]).
+    pub async fn wechat_post(&self, xml: &str) -> reqwest::Response {
+        let (path, body) = self.wechat_request(xml);
+        self.http
+            .post(self.url(&path))
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The clear reply of an (encrypted) webhook answer, or "success".
+    pub async fn wechat_reply(resp: reqwest::Response) -> String {
+        assert_eq!(resp.status(), reqwest::StatusCode::OK, "webhook answer");
+        let text = resp.text().await.unwrap();
+        match wechat::xml::parse_flat(&text)
+            .ok()
+            .and_then(|f| f.get("Encrypt").map(str::to_owned))
+        {
+            Some(enc) => {
+                let crypto = wechat::crypto::MessageCrypto::new(AES_KEY, APP_ID).unwrap();
+                String::from_utf8(crypto.decrypt(&enc).unwrap()).unwrap()
+            }
+            None => text,
+        }
+    }
+}
+
+/// A TCP proxy in front of a service (Redis today; PostgreSQL or WeChat later) that a test can
+/// cut and restore: `let p = FaultProxy::start(target).await; ... p.cut(); ... p.restore();`.
+/// `cut` closes every open connection and refuses new ones at once; `blackhole` keeps accepting
+/// but never answers (a hung server); `restore` forwards again.
+pub struct FaultProxy {
+    pub addr: std::net::SocketAddr,
+    mode: tokio::sync::watch::Sender<FaultMode>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultMode {
+    Forward,
+    Refuse,
+    Blackhole,
+}
+
+impl FaultProxy {
+    /// Listen on 127.0.0.1:0 and forward to `target` ("host:port").
+    pub async fn start(target: &str) -> FaultProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (mode, _) = tokio::sync::watch::channel(FaultMode::Forward);
+        let modes = mode.clone();
+        let target = target.to_owned();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut rx = modes.subscribe();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let now = *rx.borrow_and_update();
+                    match now {
+                        FaultMode::Refuse => return, // dropped: the client sees a reset/EOF
+                        FaultMode::Blackhole => {
+                            // Hold the socket, answer nothing, until restored or cut.
+                            let _ = rx.wait_for(|m| *m != FaultMode::Blackhole).await;
+                            return;
+                        }
+                        FaultMode::Forward => {}
+                    }
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = rx.wait_for(|m| *m != FaultMode::Forward) => {}
+                    }
+                });
+            }
+        });
+        FaultProxy { addr, mode, task }
+    }
+
+    /// The target of a `redis://host:port[/db]` URL, for [`FaultProxy::start`].
+    pub fn target_of(url: &str) -> String {
+        let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+        let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);
+        rest.split('/').next().unwrap().to_owned()
+    }
+
+    /// The same URL, pointed at this proxy.
+    pub fn url_for(&self, url: &str) -> String {
+        url.replacen(&Self::target_of(url), &self.addr.to_string(), 1)
+    }
+
+    pub fn cut(&self) {
+        self.mode.send_replace(FaultMode::Refuse);
+    }
+
+    pub fn blackhole(&self) {
+        self.mode.send_replace(FaultMode::Blackhole);
+    }
+
+    pub fn restore(&self) {
+        self.mode.send_replace(FaultMode::Forward);
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

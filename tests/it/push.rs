@@ -15,12 +15,11 @@ use serde_json::{json, Value};
 use wechat::{
     client::{api, TemplateInfo},
     fake::Fault,
-    signature,
 };
 
 use crate::{
     each_backend,
-    helpers::{backends, Backend, Spawn, TestApp, ACCOUNT, ADMIN_PASSWORD, ADMIN_USER, TOKEN},
+    helpers::{backends, Backend, Spawn, TestApp, ACCOUNT, ADMIN_PASSWORD, ADMIN_USER},
 };
 
 fn push_settings(extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
@@ -156,20 +155,9 @@ impl TestApp {
         }
     }
 
-    /// Post an event to the webhook as WeChat would (plaintext mode is accepted in compatible mode).
+    /// Post an event to the webhook as WeChat would (encrypted: safe mode is the default).
     async fn post_event(&self, xml: &str) {
-        let ts = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
-        let q = format!(
-            "signature={}&timestamp={ts}&nonce=n1&openid=o",
-            signature::signature(TOKEN, &ts, "n1")
-        );
-        let r = self
-            .http
-            .post(self.url(&format!("/wechat?{q}")))
-            .body(xml.to_owned())
-            .send()
-            .await
-            .unwrap();
+        let r = self.wechat_post(xml).await;
         assert_eq!(r.status(), StatusCode::OK);
     }
 }

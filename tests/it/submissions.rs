@@ -7,11 +7,10 @@ use std::{sync::Arc, time::Duration};
 use dangjian::platform::clock::ManualClock;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use wechat::signature;
 
 use crate::{
     each_backend,
-    helpers::{Spawn, TestApp, ACCOUNT, TOKEN},
+    helpers::{Spawn, TestApp, ACCOUNT},
 };
 
 fn text_xml(from: &str, content: &str, msg_id: i64, ts: i64) -> String {
@@ -36,22 +35,12 @@ impl TestApp {
         self.state.clock.now().unix_timestamp()
     }
 
-    /// POST a plaintext message, signed at the app's clock; the passive reply's text (or "success").
+    /// POST a message as WeChat does (encrypted, signed at the app's clock); the passive reply's
+    /// text (or "success").
     async fn chat_xml(&self, xml: &str) -> String {
-        let ts = self.chat_now().to_string();
-        let q = format!(
-            "signature={}&timestamp={ts}&nonce=n1&openid=o",
-            signature::signature(TOKEN, &ts, "n1")
-        );
-        let resp = self
-            .http
-            .post(self.url(&format!("/wechat?{q}")))
-            .body(xml.to_owned())
-            .send()
-            .await
-            .unwrap();
+        let resp = self.wechat_post(xml).await;
         assert_eq!(resp.status(), StatusCode::OK, "{}", self.backend.name());
-        let body = resp.text().await.unwrap();
+        let body = TestApp::wechat_reply(resp).await;
         if body == "success" {
             return body;
         }
