@@ -17,15 +17,29 @@ use crate::{
 
 const WINDOW: Duration = Duration::from_secs(60);
 
-/// Count one hit on `key`; `Err(429)` once the window holds more than `limit`. A cache outage
-/// fails open (logged): availability of the API beats rate limiting for a minute.
+/// Count one hit on `key`; `Err(429)` once the window holds more than `limit`. While the shared
+/// cache (Redis) is unavailable the windows are counted in this process instead (warning +
+/// `dangjian_cache_fallbacks_total{component="rate_limit"}`): limits stay in force per replica,
+/// and nothing waits for Redis (its calls are bounded).
 pub async fn hit(st: &AppState, key: &str, limit: i64) -> AppResult<()> {
     hit_in(st, key, limit, WINDOW).await
 }
 
 /// [`hit`] with a longer fixed window (e.g. one hour for mini-program roster binding).
 pub async fn hit_in(st: &AppState, key: &str, limit: i64, window: Duration) -> AppResult<()> {
-    match st.cache.incr(&format!("rl:{key}"), window).await {
+    let key = format!("rl:{key}");
+    let counted = match st.cache.incr(&key, window).await {
+        Ok(n) => Ok(n),
+        Err(e) => match st.cache.local() {
+            Some(local) => {
+                tracing::debug!(error = %e, "rate limit cache unavailable; counting in this process");
+                st.metrics.cache_fallback("rate_limit");
+                crate::platform::cache::Cache::incr(local, &key, window).await
+            }
+            None => Err(e),
+        },
+    };
+    match counted {
         Ok(n) if n > limit => Err(AppError::TooManyRequests(if window <= WINDOW {
             "too many requests; try again in a minute".into()
         } else {

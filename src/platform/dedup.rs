@@ -73,6 +73,8 @@ struct Inner {
     local: Mutex<HashMap<String, Running>>,
     next_id: AtomicU64,
     metrics: Arc<Metrics>,
+    epoch: std::time::Instant,
+    warned_at: AtomicU64,
 }
 
 struct Running {
@@ -128,8 +130,20 @@ impl Inner {
     }
 
     fn degraded(&self, what: &str, e: &anyhow::Error) {
-        tracing::warn!(error = %e, what, "de-duplication cache unavailable; de-duplicating in this process");
         self.metrics.cache_fallback("dedup");
+        // One warning per 10 s, not one per message under load.
+        let now = self.epoch.elapsed().as_secs() + 10;
+        let last = self.warned_at.load(Ordering::Relaxed);
+        if now >= last + 10
+            && self
+                .warned_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(error = %e, what, "de-duplication cache unavailable; de-duplicating in this process");
+        } else {
+            tracing::debug!(error = %e, what, "de-duplicating in this process");
+        }
     }
 
     async fn release(&self, ck: &str, pending: &str, on_fallback: bool) {
@@ -161,6 +175,8 @@ impl Dedup {
                 local: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 metrics,
+                epoch: std::time::Instant::now(),
+                warned_at: AtomicU64::new(0),
             }),
         }
     }

@@ -4,6 +4,7 @@
 mod admin;
 mod admin_console;
 mod content;
+mod hardening;
 mod helpers;
 mod mp;
 mod push;

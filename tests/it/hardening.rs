@@ -1,0 +1,409 @@
+//! Issue 13 (the security review): forged and replayed webhook requests, Redis outages, abuse
+//! (throttles, evasive words, invented HTTP methods, logins), bounded pages, the audit log's
+//! integrity and hardened cookies — each test named after the item it closes, on every backend.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use wechat::{crypto::MessageCrypto, signature};
+
+use crate::helpers::{
+    backends, Backend, FaultProxy, Spawn, TestApp, ACCOUNT, AES_KEY,
+    APP_ID, TOKEN,
+};
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn event_xml(from: &str, event: &str, key: &str, create_time: i64) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><FromUserName><![CDATA[{from}]]></FromUserName>\
+         <CreateTime>{create_time}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[{event}]]></Event>\
+         <EventKey><![CDATA[{key}]]></EventKey></xml>"
+    )
+}
+
+fn text_xml(from: &str, content: &str, msg_id: i64) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><FromUserName><![CDATA[{from}]]></FromUserName>\
+         <CreateTime>{}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{content}]]></Content>\
+         <MsgId>{msg_id}</MsgId></xml>",
+        now()
+    )
+}
+
+fn field(xml: &str, name: &str) -> Option<String> {
+    wechat::xml::parse_flat(xml)
+        .ok()?
+        .get(name)
+        .map(str::to_owned)
+}
+
+async fn error_of(resp: reqwest::Response) -> (StatusCode, String) {
+    let status = resp.status();
+    let v: Value = resp.json().await.expect("the one error shape");
+    assert!(v["error"]["message"].is_string(), "{v}");
+    (status, v["error"]["code"].as_str().expect("code").to_owned())
+}
+
+fn spawn_with(overrides: Vec<(&'static str, String)>) -> Spawn {
+    Spawn {
+        overrides,
+        ..Default::default()
+    }
+}
+
+/// A signed query for `ts`/`nonce` (no body signature: plaintext mode).
+fn signed_query(ts: i64, nonce: &str) -> String {
+    let ts = ts.to_string();
+    format!(
+        "signature={}&timestamp={ts}&nonce={nonce}&openid=o",
+        signature::signature(TOKEN, &ts, nonce)
+    )
+}
+
+// ---- 1. forged plaintext in compatible mode; replayed signed URLs in plaintext mode ----------
+
+#[tokio::test]
+async fn compatible_mode_trusts_only_the_encrypted_part() {
+    for backend in backends() {
+        let app = TestApp::spawn_with(
+            &backend,
+            spawn_with(vec![("wechat_message_mode", "compatible".into())]),
+        )
+        .await;
+        let crypto = MessageCrypto::new(AES_KEY, APP_ID).unwrap();
+        let genuine = event_xml("o_real", "subscribe", "", now());
+        let forged = event_xml("o_forged", "subscribe", "", now());
+        let ts = now().to_string();
+        let nonce = "424242";
+        let encrypt = crypto.encrypt(genuine.as_bytes());
+        let msg_sig = signature::msg_signature(TOKEN, &ts, nonce, &encrypt);
+        // Compatible mode's packet: the plaintext fields beside the encrypted part. Here the
+        // plaintext fields are someone else's: they must be ignored.
+        let forged_fields = forged
+            .trim_start_matches("<xml>")
+            .trim_end_matches("</xml>");
+        let body = format!("<xml>{forged_fields}<Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>");
+        let url = format!(
+            "/wechat?{}&encrypt_type=aes&msg_signature={msg_sig}",
+            signed_query(ts.parse().unwrap(), nonce)
+        );
+        let r = app.http.post(app.url(&url)).body(body).send().await.unwrap();
+        let reply = TestApp::wechat_reply(r).await;
+        assert_eq!(field(&reply, "ToUserName").as_deref(), Some("o_real"));
+
+        // Plaintext only (no encrypt_type), correctly signed: refused.
+        let r = app
+            .http
+            .post(app.url(&format!("/wechat?{}", signed_query(now(), "1"))))
+            .body(forged.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            error_of(r).await,
+            (StatusCode::BAD_REQUEST, "encryption_required".into())
+        );
+        // encrypt_type=aes but no Encrypt element: refused too.
+        let msg_sig = signature::msg_signature(TOKEN, &ts, "2", "");
+        let r = app
+            .http
+            .post(app.url(&format!(
+                "/wechat?{}&encrypt_type=aes&msg_signature={msg_sig}",
+                signed_query(ts.parse().unwrap(), "2")
+            )))
+            .body(forged.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            error_of(r).await,
+            (StatusCode::BAD_REQUEST, "encryption_required".into())
+        );
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM followers WHERE openid = 'o_forged'")
+                .await,
+            0,
+            "{}: nothing from the plaintext part",
+            backend.name()
+        );
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM followers WHERE openid = 'o_real'")
+                .await,
+            1
+        );
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn safe_is_the_default_message_mode_and_refuses_plaintext() {
+    for backend in backends() {
+        let app = TestApp::spawn_with(&backend, Spawn::default()).await;
+        assert_eq!(
+            app.state.settings.wechat_message_mode,
+            dangjian::platform::config::MessageMode::Safe
+        );
+        let r = app
+            .http
+            .post(app.url(&format!("/wechat?{}", signed_query(now(), "n"))))
+            .body(event_xml("o_plain", "subscribe", "", now()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            error_of(r).await,
+            (StatusCode::BAD_REQUEST, "encryption_required".into())
+        );
+        assert_eq!(app.count("SELECT COUNT(*) FROM followers").await, 0);
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn plaintext_mode_lets_one_signed_url_carry_one_body_only() {
+    for backend in backends() {
+        let app = TestApp::spawn_with(
+            &backend,
+            spawn_with(vec![("wechat_message_mode", "plaintext".into())]),
+        )
+        .await;
+        let url = app.url(&format!("/wechat?{}", signed_query(now(), "77777")));
+        let genuine = event_xml("o_first", "subscribe", "", now());
+        let post = |body: String| app.http.post(&url).body(body).send();
+        let first = TestApp::wechat_reply(post(genuine.clone()).await.unwrap()).await;
+        assert!(field(&first, "Content").unwrap().contains("欢迎关注"));
+        // The same signed URL with another body (another openid, another event): refused.
+        for other in [
+            event_xml("o_forged", "subscribe", "", now()),
+            event_xml("o_first", "unsubscribe", "", now()),
+        ] {
+            let r = post(other).await.unwrap();
+            assert_eq!(
+                error_of(r).await,
+                (StatusCode::FORBIDDEN, "replayed_signature".into()),
+                "{}",
+                backend.name()
+            );
+        }
+        // WeChat's retry: the same URL with the same body gets the first reply.
+        let retry = TestApp::wechat_reply(post(genuine.clone()).await.unwrap()).await;
+        assert_eq!(retry, first);
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM followers WHERE openid = 'o_forged'")
+                .await,
+            0
+        );
+        assert_eq!(
+            app.count(
+                "SELECT COUNT(*) FROM followers WHERE openid = 'o_first' AND status = 'subscribed'"
+            )
+            .await,
+            1
+        );
+        app.stop().await;
+    }
+}
+
+// ---- 2. two events of one kind in one second ------------------------------------------------
+
+#[tokio::test]
+async fn two_menu_clicks_in_one_second_are_two_events() {
+    for backend in backends() {
+        let app = TestApp::spawn_with(&backend, Spawn::default()).await;
+        let t = now();
+        let a = app
+            .wechat_post(&event_xml("o_clicker", "CLICK", "CAT_LILUN_YANJIU", t))
+            .await;
+        let b = app
+            .wechat_post(&event_xml("o_clicker", "CLICK", "CAT_DANGJIAN_DONGTAI", t))
+            .await;
+        let a = field(&TestApp::wechat_reply(a).await, "Content").unwrap();
+        let b = field(&TestApp::wechat_reply(b).await, "Content").unwrap();
+        assert!(a.contains("理论研究"), "{a}");
+        assert!(b.contains("党建动态"), "the second click gets its own answer: {b}");
+        // And a retry of the first still gets the first answer.
+        let again = app
+            .wechat_post(&event_xml("o_clicker", "CLICK", "CAT_LILUN_YANJIU", t))
+            .await;
+        assert_eq!(
+            field(&TestApp::wechat_reply(again).await, "Content").unwrap(),
+            a
+        );
+        app.stop().await;
+    }
+}
+
+// ---- 4. Redis outages -----------------------------------------------------------------------
+
+/// Each backend with its cache behind a [`FaultProxy`] to the CI Redis (the SQLite backend too).
+async fn spawn_behind_proxy(
+    backend: &Backend,
+    extra: Vec<(&'static str, String)>,
+) -> Option<(TestApp, FaultProxy, String)> {
+    let Ok(redis_url) = std::env::var("DANGJIAN_TEST_REDIS_URL") else {
+        eprintln!(
+            "{}: DANGJIAN_TEST_REDIS_URL unset; no Redis to take away",
+            backend.name()
+        );
+        return None;
+    };
+    let proxy = FaultProxy::start(&FaultProxy::target_of(&redis_url)).await;
+    let prefix = format!("dj_test:{}:", crate::helpers::random_suffix());
+    let mut overrides = vec![
+        ("redis_url", proxy.url_for(&redis_url)),
+        ("redis_prefix", prefix.clone()),
+    ];
+    overrides.extend(extra);
+    let app = TestApp::spawn_with(backend, spawn_with(overrides)).await;
+    assert_eq!(app.state.cache.kind(), "redis");
+    Some((app, proxy, prefix))
+}
+
+async fn redis_get(key: &str) -> Option<String> {
+    let url = std::env::var("DANGJIAN_TEST_REDIS_URL").unwrap();
+    let client = redis::Client::open(url).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("GET").arg(key).query_async(&mut c).await.unwrap()
+}
+
+impl TestApp {
+    async fn metrics_text(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    async fn hd_mp_login(&self, code: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("/api/mp/login"))
+            .json(&json!({"code": code}))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn redis_down_does_not_take_the_webhook_down_and_it_recovers() {
+    for backend in backends() {
+        let Some((app, proxy, prefix)) = spawn_behind_proxy(&backend, vec![]).await else {
+            continue;
+        };
+        let before = event_xml("o_before", "subscribe", "", now());
+        let first = TestApp::wechat_reply(app.wechat_post(&before).await).await;
+
+        for fault in ["cut", "blackhole"] {
+            match fault {
+                "cut" => proxy.cut(),
+                _ => proxy.blackhole(),
+            }
+            let openid = format!("o_during_{fault}");
+            let xml = event_xml(&openid, "subscribe", "", now());
+            let (path, body) = app.wechat_request(&xml);
+            let send = || app.http.post(app.url(&path)).body(body.clone()).send();
+            let reply = TestApp::wechat_reply(send().await.unwrap()).await;
+            assert!(
+                field(&reply, "Content").unwrap().contains("欢迎关注"),
+                "{fault}: answered without Redis"
+            );
+            // WeChat's retries are still de-duplicated, in process.
+            let (a, b) = tokio::join!(send(), send());
+            assert_eq!(TestApp::wechat_reply(a.unwrap()).await, reply);
+            assert_eq!(TestApp::wechat_reply(b.unwrap()).await, reply);
+            assert_eq!(
+                app.count(&format!(
+                    "SELECT COUNT(*) FROM followers WHERE openid = '{openid}'"
+                ))
+                .await,
+                1,
+                "{fault}: one side effect"
+            );
+            // A retry of a message answered just before the outage still gets that answer.
+            assert_eq!(
+                TestApp::wechat_reply(app.wechat_post(&before).await).await,
+                first
+            );
+            // Mini-program sessions live in Redis: a clear 503, not a hang or a 500.
+            let r = app.hd_mp_login("code_outage").await;
+            assert_eq!(
+                error_of(r).await,
+                (StatusCode::SERVICE_UNAVAILABLE, "cache_unavailable".into()),
+                "{fault}"
+            );
+        }
+        let metrics = app.metrics_text().await;
+        assert!(
+            metrics.contains("dangjian_cache_fallbacks_total{component=\"dedup\"}"),
+            "{metrics}"
+        );
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM followers WHERE openid = 'o_before'")
+                .await,
+            1
+        );
+
+        // Redis returns: de-duplication goes back to it (the claim is in Redis again).
+        proxy.restore();
+        let mut recovered = false;
+        for msg_id in 4000..4100 {
+            let after = text_xml("o_after", "帮助", msg_id);
+            let key = format!("{prefix}dedup:o_after:{msg_id}");
+            let r = app.wechat_post(&after).await;
+            assert_eq!(r.status(), StatusCode::OK);
+            if redis_get(&key).await.is_some() {
+                recovered = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(recovered, "{}: back on Redis", backend.name());
+        assert_eq!(app.hd_mp_login("code_after").await.status(), StatusCode::OK);
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn redis_down_keeps_rate_limits_in_process_instead_of_open() {
+    for backend in backends() {
+        let Some((app, proxy, _)) = spawn_behind_proxy(
+            &backend,
+            vec![("rate_limit_mp_per_minute", "3".into())],
+        )
+        .await
+        else {
+            continue;
+        };
+        proxy.cut();
+        let mut statuses = Vec::new();
+        for _ in 0..4 {
+            statuses.push(
+                app.http
+                    .get(app.url("/api/mp/articles"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status(),
+            );
+        }
+        assert_eq!(
+            statuses.last().copied(),
+            Some(StatusCode::TOO_MANY_REQUESTS),
+            "{}: {statuses:?}",
+            backend.name()
+        );
+        assert!(app
+            .metrics_text()
+            .await
+            .contains("dangjian_cache_fallbacks_total{component=\"rate_limit\"}"));
+        app.stop().await;
+    }
+}
