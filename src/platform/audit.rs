@@ -129,6 +129,7 @@ pub struct StoredEntry {
 }
 
 pub const PAGE_SIZE: i64 = 50;
+pub const MAX_PAGE_SIZE: i64 = 500;
 
 /// Newest first. Returns the page and the total number of matching entries.
 pub async fn search(
@@ -167,8 +168,12 @@ pub async fn search(
     if let Some(u) = until {
         cond.push(format!("at < {u}"));
     }
-    let page_size = f.page_size.unwrap_or(PAGE_SIZE).clamp(1, 500);
-    let page = f.page.unwrap_or(1).max(1);
+    // The handler bounds both (422 otherwise); the store still never computes a negative OFFSET.
+    let page = crate::platform::db::Page {
+        number: f.page.unwrap_or(1).max(1),
+        size: f.page_size.unwrap_or(PAGE_SIZE).clamp(1, MAX_PAGE_SIZE),
+    };
+    let page_size = page.size;
     let where_ = cond.join(" AND ");
     let count_sql = format!("SELECT COUNT(*) FROM audit_log WHERE {where_}");
     let mut q = sqlx::query(&count_sql);
@@ -179,7 +184,7 @@ pub async fn search(
     let sql = format!(
         "SELECT id, at, actor_id, actor, action, target_type, target_id, ip, details FROM audit_log \
          WHERE {where_} ORDER BY id DESC LIMIT {page_size} OFFSET {}",
-        (page - 1) * page_size
+        page.offset()
     );
     let mut q = sqlx::query(&sql);
     for a in &args {

@@ -407,3 +407,69 @@ async fn redis_down_keeps_rate_limits_in_process_instead_of_open() {
         app.stop().await;
     }
 }
+
+// ---- 8. metrics labels and access -----------------------------------------------------------
+
+#[tokio::test]
+async fn invented_http_methods_are_counted_as_other() {
+    for backend in backends() {
+        let app = TestApp::spawn_with(&backend, Spawn::default()).await;
+        for (method, path) in [
+            ("FOOBAR", "/wechat"),
+            ("BREW", "/api/admin/me"),
+            ("X-INVENTED-1", "/nope"),
+        ] {
+            let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let r = app.http.request(m, app.url(path)).send().await.unwrap();
+            assert!(r.status().is_client_error(), "{method} {path}");
+        }
+        let metrics = app.metrics_text().await;
+        assert!(metrics.contains("method=\"OTHER\""), "{metrics}");
+        for invented in ["FOOBAR", "BREW", "X-INVENTED-1"] {
+            assert!(!metrics.contains(invented), "{invented} in {metrics}");
+        }
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn metrics_need_the_token_or_a_direct_trusted_address() {
+    const METRICS_TOKEN: &str = "metrics-token-0123456789";
+    for backend in backends() {
+        // Default: loopback only, and not through a proxy.
+        let app = TestApp::spawn_with(&backend, Spawn::default()).await;
+        let get = || app.http.get(app.url("/metrics"));
+        assert_eq!(get().send().await.unwrap().status(), StatusCode::OK);
+        let proxied = get()
+            .header("x-forwarded-for", "203.0.113.7")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            error_of(proxied).await,
+            (StatusCode::FORBIDDEN, "forbidden".into())
+        );
+        app.stop().await;
+
+        // No trusted network: the token only.
+        let app = TestApp::spawn_with(
+            &backend,
+            spawn_with(vec![
+                ("metrics_networks", "".into()),
+                ("metrics_token", METRICS_TOKEN.into()),
+            ]),
+        )
+        .await;
+        let get = || app.http.get(app.url("/metrics"));
+        assert_eq!(
+            error_of(get().send().await.unwrap()).await,
+            (StatusCode::FORBIDDEN, "forbidden".into())
+        );
+        let wrong = get().bearer_auth("metrics-token-0123456780").send().await;
+        assert_eq!(wrong.unwrap().status(), StatusCode::FORBIDDEN);
+        let right = get().bearer_auth(METRICS_TOKEN).send().await.unwrap();
+        assert_eq!(right.status(), StatusCode::OK);
+        assert!(right.text().await.unwrap().contains("dangjian_http_requests_total"));
+        app.stop().await;
+    }
+}
