@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use wechat::{crypto::MessageCrypto, signature};
 
 use crate::helpers::{
-    backends, Backend, FaultProxy, Spawn, TestApp, ACCOUNT, AES_KEY,
+    backends, Backend, FaultProxy, Spawn, TestApp, ACCOUNT, ADMIN_PASSWORD, ADMIN_USER, AES_KEY,
     APP_ID, TOKEN,
 };
 
@@ -470,6 +470,168 @@ async fn metrics_need_the_token_or_a_direct_trusted_address() {
         let right = get().bearer_auth(METRICS_TOKEN).send().await.unwrap();
         assert_eq!(right.status(), StatusCode::OK);
         assert!(right.text().await.unwrap().contains("dangjian_http_requests_total"));
+        app.stop().await;
+    }
+}
+
+// ---- 11. page numbers -----------------------------------------------------------------------
+
+#[tokio::test]
+async fn huge_page_numbers_are_refused_in_the_one_shape_everywhere() {
+    for backend in backends() {
+        let app = TestApp::spawn_with(&backend, Spawn::default()).await;
+        let token = app.admin_token().await;
+        let audit_before = app.count("SELECT COUNT(*) FROM audit_log").await;
+        let admin_lists = [
+            "/api/admin/audit",
+            "/api/admin/pushes",
+            "/api/admin/articles",
+            "/api/admin/submissions",
+            "/api/admin/board",
+        ];
+        for path in admin_lists {
+            for page in ["9223372036854775807", "100001", "0", "-5"] {
+                let r = app
+                    .http
+                    .get(app.url(&format!("{path}?page={page}")))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap();
+                let (status, code) = error_of(r).await;
+                assert!(
+                    status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::BAD_REQUEST,
+                    "{path}?page={page}: {status}"
+                );
+                assert_eq!(code, "validation_failed", "{path}?page={page}");
+            }
+            let ok = app
+                .http
+                .get(app.url(&format!("{path}?page=100000")))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(ok.status(), StatusCode::OK, "{path}: the last page is fine");
+        }
+        let r = app
+            .http
+            .get(app.url("/api/mp/articles?page=9223372036854775807"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(error_of(r).await.1, "validation_failed");
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM audit_log").await,
+            audit_before,
+            "bad pages change nothing"
+        );
+        app.stop().await;
+    }
+}
+
+// ---- 16. cookies ----------------------------------------------------------------------------
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn set_cookies(resp: &reqwest::Response) -> Vec<String> {
+    resp.headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+fn cookie_value(cookies: &[String], name: &str) -> Option<String> {
+    cookies.iter().find_map(|c| {
+        c.strip_prefix(&format!("{name}="))
+            .map(|rest| rest.split(';').next().unwrap().to_owned())
+    })
+}
+
+#[tokio::test]
+async fn console_cookies_are_host_prefixed_and_secure_on_https() {
+    use reqwest::header::{COOKIE, LOCATION};
+    for backend in backends() {
+        let app = TestApp::spawn_with(
+            &backend,
+            spawn_with(vec![("public_url", "https://dangjian.example.edu".into())]),
+        )
+        .await;
+        let http = no_redirects();
+        let r = http.get(app.url("/admin/login")).send().await.unwrap();
+        let cookies = set_cookies(&r);
+        let csrf_line = cookies
+            .iter()
+            .find(|c| c.starts_with("__Host-dj_login_csrf="))
+            .unwrap_or_else(|| panic!("{cookies:?}"));
+        for attr in ["; Secure", "; Path=/;", "HttpOnly"] {
+            assert!(csrf_line.contains(attr), "{attr}: {csrf_line}");
+        }
+        assert!(!csrf_line.contains("Domain"), "{csrf_line}");
+        let csrf = cookie_value(&cookies, "__Host-dj_login_csrf").unwrap();
+        let r = http
+            .post(app.url("/admin/login"))
+            .header(COOKIE, format!("__Host-dj_login_csrf={csrf}"))
+            .form(&[
+                ("username", ADMIN_USER),
+                ("password", ADMIN_PASSWORD),
+                ("csrf", csrf.as_str()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let cookies = set_cookies(&r);
+        let session_line = cookies
+            .iter()
+            .find(|c| c.starts_with("__Host-dj_session="))
+            .unwrap_or_else(|| panic!("{cookies:?}"));
+        for attr in ["; Secure", "Path=/;", "HttpOnly", "SameSite=Lax"] {
+            assert!(session_line.contains(attr), "{attr}: {session_line}");
+        }
+        assert!(!cookies.iter().any(|c| c.starts_with("dj_session=")));
+        let token = cookie_value(&cookies, "__Host-dj_session").unwrap();
+        let r = http
+            .get(app.url("/admin/"))
+            .header(COOKIE, format!("__Host-dj_session={token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        // The unprefixed name, as a sibling subdomain could set it, is not a session here.
+        let r = http
+            .get(app.url("/admin/"))
+            .header(COOKIE, format!("dj_session={token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(r.headers()[LOCATION], "/admin/login");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn console_cookies_stay_plain_on_an_http_dev_url() {
+    for backend in backends() {
+        let app = TestApp::spawn_with(&backend, Spawn::default()).await;
+        let r = no_redirects()
+            .get(app.url("/admin/login"))
+            .send()
+            .await
+            .unwrap();
+        let cookies = set_cookies(&r);
+        let line = cookies
+            .iter()
+            .find(|c| c.starts_with("dj_login_csrf="))
+            .unwrap_or_else(|| panic!("{cookies:?}"));
+        assert!(!line.contains("Secure") && !line.contains("__Host-"), "{line}");
         app.stop().await;
     }
 }
