@@ -4,7 +4,10 @@
 //!
 //! Call [`record`] inside the same transaction as the write it describes (`&mut *tx`), or with
 //! `st.db.pool()` for reads. Nothing in the code updates or deletes entries except the retention
-//! purge ([`purge_older_than`]); on PostgreSQL and SQLite a trigger refuses UPDATE.
+//! purge ([`purge_older_than`]); on PostgreSQL and SQLite triggers refuse UPDATE, and DELETE (and
+//! TRUNCATE) unless the purge marked its own transaction (migration 0011). The purge records
+//! itself in the log (`audit.purge`), and the retention has a floor
+//! (`config::MIN_AUDIT_RETENTION_DAYS`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -210,13 +213,55 @@ pub async fn search(
     Ok((entries, total))
 }
 
-/// Retention: the one place entries are deleted.
+/// Retention: the one place entries are deleted, at the system time (see [`purge_at`]).
 pub async fn purge_older_than(db: &Db, cutoff_ms: i64) -> sqlx::Result<u64> {
-    Ok(sqlx::query("DELETE FROM audit_log WHERE at < $1")
+    let now = crate::platform::time::unix_ms(time::OffsetDateTime::now_utc());
+    purge_at(db, cutoff_ms, now).await
+}
+
+/// Delete entries older than `cutoff_ms` in one transaction that marks itself as the purge (the
+/// triggers refuse any other DELETE) and records an `audit.purge` entry at `now_ms` when it
+/// deleted anything.
+pub async fn purge_at(db: &Db, cutoff_ms: i64, now_ms: i64) -> sqlx::Result<u64> {
+    use crate::platform::db::Backend;
+    let mut tx = db.begin_write().await?;
+    match db.backend() {
+        Backend::Postgres => {
+            sqlx::query("SELECT set_config('dangjian.audit_purge', 'on', true)")
+                .execute(&mut *tx)
+                .await?;
+        }
+        Backend::Sqlite => {
+            sqlx::query("INSERT INTO audit_purge_marker (active) VALUES (1)")
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    let deleted = sqlx::query("DELETE FROM audit_log WHERE at < $1")
         .bind(cutoff_ms)
-        .execute(db.pool())
+        .execute(&mut *tx)
         .await?
-        .rows_affected())
+        .rows_affected();
+    match db.backend() {
+        Backend::Postgres => {
+            sqlx::query("SELECT set_config('dangjian.audit_purge', 'off', true)")
+                .execute(&mut *tx)
+                .await?;
+        }
+        Backend::Sqlite => {
+            sqlx::query("DELETE FROM audit_purge_marker")
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    if deleted > 0 {
+        let entry = AuditEntry::system(now_ms, "system", "audit.purge", "audit_log", None).details(
+            serde_json::json!({"deleted": deleted, "older_than": crate::platform::time::rfc3339(cutoff_ms)}),
+        );
+        record(&mut *tx, &entry).await?;
+    }
+    tx.commit().await?;
+    Ok(deleted)
 }
 
 #[cfg(test)]

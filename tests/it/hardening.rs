@@ -635,3 +635,71 @@ async fn console_cookies_stay_plain_on_an_http_dev_url() {
         app.stop().await;
     }
 }
+
+// ---- 14. the audit log's integrity ----------------------------------------------------------
+
+#[tokio::test]
+async fn audit_log_refuses_delete_except_through_the_retention_purge() {
+    for backend in backends() {
+        let app = TestApp::spawn_with(&backend, Spawn::default()).await;
+        let token = app.admin_token().await;
+        let before = app.count("SELECT COUNT(*) FROM audit_log").await;
+        assert!(before > 0);
+        let pool = app.state.db.pool();
+        for sql in [
+            "DELETE FROM audit_log",
+            "DELETE FROM audit_log WHERE action = 'auth.login'",
+        ] {
+            assert!(
+                sqlx::query(sql).execute(pool).await.is_err(),
+                "{}: {sql}",
+                backend.name()
+            );
+        }
+        if app.state.db.backend() == dangjian::platform::db::Backend::Postgres {
+            assert!(sqlx::query("TRUNCATE audit_log").execute(pool).await.is_err());
+        }
+        assert_eq!(app.count("SELECT COUNT(*) FROM audit_log").await, before);
+        // The purge itself: deletes what is past the cutoff, and says so in the log.
+        let now = dangjian::platform::time::unix_ms(time::OffsetDateTime::now_utc());
+        let deleted = dangjian::platform::audit::purge_at(&app.state.db, now + 1, now + 2)
+            .await
+            .unwrap();
+        assert_eq!(deleted as i64, before);
+        let v: Value = app
+            .http
+            .get(app.url("/api/admin/audit?action=audit.purge"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let entries = v["entries"].as_array().unwrap();
+        assert_eq!(entries.len(), 1, "{v}");
+        assert_eq!(entries[0]["actor"], "system");
+        assert_eq!(entries[0]["details"]["deleted"], before);
+        // Outside the purge's transaction, DELETE is refused again.
+        assert!(sqlx::query("DELETE FROM audit_log")
+            .execute(pool)
+            .await
+            .is_err());
+        app.stop().await;
+    }
+}
+
+#[test]
+fn audit_retention_below_the_minimum_is_a_startup_error_naming_the_variable() {
+    for days in ["0", "1", "29"] {
+        let err = dangjian::platform::config::Settings::with_overrides([(
+            "audit_retention_days",
+            days.to_owned(),
+        )])
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("DANGJIAN_AUDIT_RETENTION_DAYS"),
+            "{err}"
+        );
+    }
+}

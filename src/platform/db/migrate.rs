@@ -62,6 +62,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(4, "0004_push"),
     migration!(5, "0005_wechat_sync"),
     migration!(6, "0006_submissions"),
+    migration!(11, "0011_hardening"),
 ];
 
 /// An arbitrary constant: the PostgreSQL advisory-lock id for migrations.
