@@ -56,6 +56,41 @@ pub async fn hit_in(st: &AppState, key: &str, limit: i64, window: Duration) -> A
     }
 }
 
+/// Count one event on `key` in a fixed `window` (e.g. failed logins of an address) and return
+/// the count; in process while the shared cache is unavailable. 0 if nothing can count.
+pub async fn count(st: &AppState, key: &str, window: Duration) -> i64 {
+    let key = format!("rl:{key}");
+    match st.cache.incr(&key, window).await {
+        Ok(n) => n,
+        Err(e) => match st.cache.local() {
+            Some(local) => {
+                tracing::debug!(error = %e, "rate limit cache unavailable; counting in this process");
+                st.metrics.cache_fallback("rate_limit");
+                crate::platform::cache::Cache::incr(local, &key, window)
+                    .await
+                    .unwrap_or(0)
+            }
+            None => 0,
+        },
+    }
+}
+
+/// The current count of `key` (see [`count`]), without counting.
+pub async fn current(st: &AppState, key: &str) -> i64 {
+    let key = format!("rl:{key}");
+    let value = match st.cache.get(&key).await {
+        Ok(v) => v,
+        Err(_) => match st.cache.local() {
+            Some(local) => crate::platform::cache::Cache::get(local, &key)
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        },
+    };
+    value.and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
 /// Per-IP limit for the mini-program API (`rate_limit_mp_per_minute`), applied on the whole
 /// router so that every `/api/mp` route is covered whoever adds it.
 pub async fn mp_limit(State(st): State<AppState>, req: Request, next: Next) -> Response {

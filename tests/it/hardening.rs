@@ -703,3 +703,170 @@ fn audit_retention_below_the_minimum_is_a_startup_error_naming_the_variable() {
         );
     }
 }
+
+// ---- 9. logins --------------------------------------------------------------------------------
+
+impl TestApp {
+    /// `POST /api/admin/login` from `ip` (the app trusts 127.0.0.1 as a proxy in these tests).
+    async fn login_from(&self, ip: &str, username: &str, password: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("/api/admin/login"))
+            .header("x-forwarded-for", ip)
+            .json(&json!({"username": username, "password": password}))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+async fn answer_of(resp: reqwest::Response) -> (StatusCode, Value) {
+    (resp.status(), resp.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn every_failed_login_gets_the_same_answer() {
+    for backend in backends() {
+        let app = TestApp::spawn_with(
+            &backend,
+            spawn_with(vec![
+                ("trusted_proxies", "127.0.0.1/32".into()),
+                ("login_lockout_threshold", "3".into()),
+                ("login_ip_max_failures", "1000".into()),
+            ]),
+        )
+        .await;
+        app.user_token("bob.editor", "editor", None).await;
+        let unknown = answer_of(app.login_from("198.51.100.1", "nobody", "x").await).await;
+        let wrong = answer_of(app.login_from("198.51.100.2", ADMIN_USER, "wrong").await).await;
+        for _ in 0..3 {
+            app.login_from("198.51.100.3", "bob.editor", "wrong").await;
+        }
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM admin_users WHERE username = 'bob.editor' AND locked_until IS NOT NULL")
+                .await,
+            1
+        );
+        let locked_right =
+            answer_of(app.login_from("198.51.100.4", "bob.editor", "bob.editor-password-1").await)
+                .await;
+        let locked_wrong =
+            answer_of(app.login_from("198.51.100.5", "bob.editor", "wrong").await).await;
+        assert_eq!(unknown.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(unknown.1["error"]["code"], "invalid_credentials");
+        for (name, other) in [
+            ("wrong password", &wrong),
+            ("locked, right password", &locked_right),
+            ("locked, wrong password", &locked_wrong),
+        ] {
+            assert_eq!(other, &unknown, "{}: {name}", backend.name());
+        }
+        // Attempts on a locked account do not extend its lock.
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM admin_users WHERE username = 'bob.editor' AND failed_logins = 3")
+                .await,
+            1
+        );
+        // The reasons are for administrators, in the audit log.
+        let token = app.admin_token().await;
+        let v: Value = app
+            .http
+            .get(app.url("/api/admin/audit?action=auth.login_failed&page_size=100"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let reasons: Vec<&str> = v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["details"]["reason"].as_str().unwrap())
+            .collect();
+        for reason in ["unknown_user", "bad_password", "locked"] {
+            assert!(reasons.contains(&reason), "{reason} in {reasons:?}");
+        }
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn failed_logins_slow_the_address_before_they_lock_the_account() {
+    for backend in backends() {
+        // Defaults: 5 failures per address and 15 minutes; the account locks only after 20.
+        let app = TestApp::spawn_with(
+            &backend,
+            spawn_with(vec![("trusted_proxies", "127.0.0.1/32".into())]),
+        )
+        .await;
+        let attacker = "203.0.113.66";
+        for i in 0..5 {
+            let r = app.login_from(attacker, ADMIN_USER, "guess").await;
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "guess {i}");
+        }
+        // The attacker's address now waits, even with the right password.
+        for pw in ["guess", ADMIN_PASSWORD] {
+            let r = app.login_from(attacker, ADMIN_USER, pw).await;
+            assert_eq!(
+                error_of(r).await,
+                (StatusCode::TOO_MANY_REQUESTS, "rate_limited".into())
+            );
+        }
+        // The account is not locked: the administrator logs in from elsewhere.
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM admin_users WHERE locked_until IS NOT NULL")
+                .await,
+            0
+        );
+        let r = app
+            .login_from("198.51.100.10", ADMIN_USER, ADMIN_PASSWORD)
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "{}", backend.name());
+        let token: Value = r.json().await.unwrap();
+        let v: Value = app
+            .http
+            .get(app.url("/api/admin/audit?action=auth.ip_throttled"))
+            .bearer_auth(token["token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let entries = v["entries"].as_array().unwrap();
+        assert_eq!(entries.len(), 1, "{v}");
+        assert_eq!(entries[0]["ip"], attacker);
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn password_change_attempts_are_throttled() {
+    for backend in backends() {
+        let app = TestApp::spawn_with(&backend, Spawn::default()).await;
+        let token = app.admin_token().await;
+        let change = |old: &'static str| {
+            app.http
+                .post(app.url("/api/admin/password"))
+                .bearer_auth(&token)
+                .json(&json!({"old_password": old, "new_password": "a-new-password-that-is-long-9"}))
+                .send()
+        };
+        for _ in 0..5 {
+            let r = change("not-the-password").await.unwrap();
+            assert_eq!(
+                error_of(r).await,
+                (StatusCode::FORBIDDEN, "invalid_credentials".into())
+            );
+        }
+        let r = change(ADMIN_PASSWORD).await.unwrap();
+        assert_eq!(
+            error_of(r).await,
+            (StatusCode::TOO_MANY_REQUESTS, "rate_limited".into())
+        );
+        // Nothing changed: the old password still works.
+        app.login(ADMIN_USER, ADMIN_PASSWORD).await;
+        app.stop().await;
+    }
+}
