@@ -870,3 +870,155 @@ async fn password_change_attempts_are_throttled() {
         app.stop().await;
     }
 }
+
+// ---- 6. per-member throttles, caps and repeats on submissions and board posts ----------------
+
+impl TestApp {
+    /// A chat message to the official account; the passive reply's text.
+    async fn chat(&self, from: &str, content: &str) -> String {
+        use rand::Rng;
+        let msg_id: i64 = rand::thread_rng().gen_range(1_000_000..i64::MAX / 2);
+        let reply = TestApp::wechat_reply(self.wechat_post(&text_xml(from, content, msg_id)).await)
+            .await;
+        field(&reply, "Content").unwrap_or(reply)
+    }
+
+    async fn hd_mp_token(&self, code: &str) -> String {
+        let r = self.hd_mp_login(code).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn mp_post_board(&self, token: &str, content: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("/api/mp/board"))
+            .bearer_auth(token)
+            .json(&json!({"content": content}))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn submissions_and_board_posts_are_throttled_per_member() {
+    for backend in backends() {
+        let app = TestApp::spawn_with(
+            &backend,
+            spawn_with(vec![
+                ("submission_limit_per_hour", "2".into()),
+                ("board_post_limit_per_hour", "2".into()),
+            ]),
+        )
+        .await;
+        for i in 0..2 {
+            let r = app.chat("o_flood", &format!("留言 第{i}条意见")).await;
+            assert!(r.contains("留言已收到"), "{r}");
+            let r = app.chat("o_flood", &format!("投稿 第{i}篇稿件")).await;
+            assert!(r.contains("投稿已提交"), "{r}");
+        }
+        let r = app.chat("o_flood", "留言 第三条意见").await;
+        assert!(r.contains("上限"), "{r}");
+        let r = app.chat("o_flood", "投稿 第三篇稿件").await;
+        assert!(r.contains("上限"), "{r}");
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM board_posts WHERE openid = 'o_flood'")
+                .await,
+            2
+        );
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM submissions WHERE openid = 'o_flood'")
+                .await,
+            2
+        );
+        // Another member is not affected.
+        assert!(app
+            .chat("o_other", "留言 我也有意见")
+            .await
+            .contains("留言已收到"));
+        // The mini-program path shares the rule: 429 in the one shape, nothing created.
+        let token = app.hd_mp_token("code_flood").await;
+        for i in 0..2 {
+            let r = app.mp_post_board(&token, &format!("小程序留言{i}")).await;
+            assert_eq!(r.status(), StatusCode::CREATED);
+        }
+        let before = app.count("SELECT COUNT(*) FROM board_posts").await;
+        let r = app.mp_post_board(&token, "小程序留言3").await;
+        assert_eq!(
+            error_of(r).await,
+            (StatusCode::TOO_MANY_REQUESTS, "rate_limited".into())
+        );
+        assert_eq!(app.count("SELECT COUNT(*) FROM board_posts").await, before);
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn the_same_text_twice_within_a_minute_is_one_item() {
+    for backend in backends() {
+        let app = TestApp::spawn_with(&backend, Spawn::default()).await;
+        let first = app.chat("o_twice", "投稿 支部活动心得：同一段文字").await;
+        let second = app.chat("o_twice", "投稿 支部活动心得：同一段文字").await;
+        assert!(first.contains("回执编号"), "{first}");
+        assert_eq!(second, first, "the same receipt again");
+        let a = app.chat("o_twice", "留言 同一条留言").await;
+        let b = app.chat("o_twice", "留言 同一条留言").await;
+        assert_eq!(a, b);
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM submissions WHERE openid = 'o_twice'")
+                .await,
+            1
+        );
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM board_posts WHERE openid = 'o_twice'")
+                .await,
+            1
+        );
+        // Mini-program: the same post twice (even at once) is one post with one id.
+        let token = app.hd_mp_token("code_twice").await;
+        let (x, y) = tokio::join!(
+            app.mp_post_board(&token, "小程序同一条"),
+            app.mp_post_board(&token, "小程序同一条")
+        );
+        let x: Value = x.json().await.unwrap();
+        let y: Value = y.json().await.unwrap();
+        assert_eq!(x["id"], y["id"], "{x} {y}");
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM board_posts WHERE content = '小程序同一条'")
+                .await,
+            1
+        );
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn chat_has_the_mini_program_length_caps() {
+    for backend in backends() {
+        let app = TestApp::spawn_with(&backend, Spawn::default()).await;
+        let r = app
+            .chat("o_long", &format!("留言 {}", "长".repeat(1001)))
+            .await;
+        assert!(r.contains("过长"), "{r}");
+        let r = app
+            .chat("o_long", &format!("投稿 {}", "长".repeat(5001)))
+            .await;
+        assert!(r.contains("过长"), "{r}");
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM board_posts WHERE openid = 'o_long'")
+                .await,
+            0
+        );
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM submissions WHERE openid = 'o_long'")
+                .await,
+            0
+        );
+        let r = app.chat("o_long", &format!("留言 {}", "长".repeat(1000))).await;
+        assert!(r.contains("留言已收到"), "{r}");
+        app.stop().await;
+    }
+}
