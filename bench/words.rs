@@ -94,11 +94,12 @@ fn main() {
     );
     // A word from the list, evasively written, to make sure the hit path is measured too.
     let listed = list.lines().nth(2).unwrap().to_owned();
-    let evasive: String = listed
-        .chars()
-        .flat_map(|c| [c, '\u{200B}', '.'])
-        .collect();
-    for (label, chars) in [("chat message", 40), ("board post", 300), ("submission", a.chars)] {
+    let evasive: String = listed.chars().flat_map(|c| [c, '\u{200B}', '.']).collect();
+    for (label, chars) in [
+        ("chat message", 40),
+        ("board post", 300),
+        ("submission", a.chars),
+    ] {
         let texts: Vec<String> = (0..a.texts.min(5_000))
             .map(|_| text(chars, &mut rng))
             .collect();

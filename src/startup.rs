@@ -285,7 +285,7 @@ pub async fn build_state(
                 Duration::from_millis(settings.redis_timeout_ms),
             )
             .await
-                .context("DANGJIAN_REDIS_URL: cannot connect")?,
+            .context("DANGJIAN_REDIS_URL: cannot connect")?,
         ),
         None => None,
     };

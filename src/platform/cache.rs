@@ -337,7 +337,9 @@ impl Cache for RedisCache {
     async fn ping(&self) -> anyhow::Result<()> {
         let mut c = self.conn.clone();
         let cmd = redis::cmd("PING");
-        self.run(cmd.query_async::<String>(&mut c)).await.map(|_| ())
+        self.run(cmd.query_async::<String>(&mut c))
+            .await
+            .map(|_| ())
     }
 
     fn kind(&self) -> &'static str {

@@ -229,9 +229,16 @@ impl Settings {
             return Err(invalid("redis_timeout_ms", "must be at least 1 ms"));
         }
         if self.dedup_pending_ttl_secs == 0 {
-            return Err(invalid("dedup_pending_ttl_secs", "must be at least 1 second"));
+            return Err(invalid(
+                "dedup_pending_ttl_secs",
+                "must be at least 1 second",
+            ));
         }
-        if self.metrics_token.as_ref().is_some_and(|t| t.expose_secret().len() < 16) {
+        if self
+            .metrics_token
+            .as_ref()
+            .is_some_and(|t| t.expose_secret().len() < 16)
+        {
             return Err(invalid("metrics_token", "must be at least 16 characters"));
         }
         if self.mp_session_ttl_secs == 0 {
@@ -287,16 +294,15 @@ impl Settings {
 }
 
 fn cidr_list(var: &str, list: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
-        list
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse::<ipnet::IpNet>()
-                    .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| invalid(var, format!("`{s}` is not a CIDR")))
-            })
-            .collect()
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| invalid(var, format!("`{s}` is not a CIDR")))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -425,7 +425,10 @@ mod tests {
         let Claim::First(_t) = d.claim("k", within(10)).await else {
             panic!()
         };
-        assert!(matches!(d.claim("k", within(30)).await, Claim::StillRunning));
+        assert!(matches!(
+            d.claim("k", within(30)).await,
+            Claim::StillRunning
+        ));
     }
 
     /// Issue 13, item 3: a handler that panics must not leave its claim behind, in process or in
@@ -489,7 +492,10 @@ mod tests {
             Duration::from_millis(50),
             Arc::new(Metrics::default()),
         );
-        assert!(matches!(other.claim("k", within(2000)).await, Claim::First(_)));
+        assert!(matches!(
+            other.claim("k", within(2000)).await,
+            Claim::First(_)
+        ));
     }
 
     #[tokio::test]

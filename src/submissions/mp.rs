@@ -78,7 +78,11 @@ pub async fn create_post(
     session: MpSession,
     AppJson(b): AppJson<PostIn>,
 ) -> AppResult<(StatusCode, AppJson<Created>)> {
-    length("content", &b.content, crate::submissions::rules::MAX_BOARD_CHARS)?;
+    length(
+        "content",
+        &b.content,
+        crate::submissions::rules::MAX_BOARD_CHARS,
+    )?;
     let (id, m) = submissions::post_board(&st, &session.openid, "mp", b.content.trim()).await?;
     Ok((
         StatusCode::CREATED,

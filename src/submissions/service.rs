@@ -330,7 +330,17 @@ pub async fn post_board(
     }
     let m = moderation::check(st, openid, SCENE_BOARD, content).await;
     let since = now - (st.settings.submission_duplicate_window_secs as i64) * 1000;
-    match db::insert_post(&st.db, openid, source, content, &m, st.clock.unix_ms(), since).await? {
+    match db::insert_post(
+        &st.db,
+        openid,
+        source,
+        content,
+        &m,
+        st.clock.unix_ms(),
+        since,
+    )
+    .await?
+    {
         db::Inserted::New { id, .. } => Ok((id, m)),
         db::Inserted::Existing(r) => {
             let (id, _, m) = recent_moderation(r);

@@ -460,8 +460,14 @@ pub async fn insert_post(
 ) -> sqlx::Result<Inserted> {
     let mut tx = db.begin_write().await?;
     lock_member(db, &mut tx, openid).await?;
-    if let Some(r) =
-        recent_same_in(&mut *tx, Table::BoardPosts, openid, content, duplicate_since).await?
+    if let Some(r) = recent_same_in(
+        &mut *tx,
+        Table::BoardPosts,
+        openid,
+        content,
+        duplicate_since,
+    )
+    .await?
     {
         return Ok(Inserted::Existing(r));
     }

@@ -45,7 +45,10 @@ async fn error_of(resp: reqwest::Response) -> (StatusCode, String) {
     let status = resp.status();
     let v: Value = resp.json().await.expect("the one error shape");
     assert!(v["error"]["message"].is_string(), "{v}");
-    (status, v["error"]["code"].as_str().expect("code").to_owned())
+    (
+        status,
+        v["error"]["code"].as_str().expect("code").to_owned(),
+    )
 }
 
 fn spawn_with(overrides: Vec<(&'static str, String)>) -> Spawn {
@@ -91,7 +94,13 @@ async fn compatible_mode_trusts_only_the_encrypted_part() {
             "/wechat?{}&encrypt_type=aes&msg_signature={msg_sig}",
             signed_query(ts.parse().unwrap(), nonce)
         );
-        let r = app.http.post(app.url(&url)).body(body).send().await.unwrap();
+        let r = app
+            .http
+            .post(app.url(&url))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         let reply = TestApp::wechat_reply(r).await;
         assert_eq!(field(&reply, "ToUserName").as_deref(), Some("o_real"));
 
@@ -224,7 +233,10 @@ async fn two_menu_clicks_in_one_second_are_two_events() {
         let a = field(&TestApp::wechat_reply(a).await, "Content").unwrap();
         let b = field(&TestApp::wechat_reply(b).await, "Content").unwrap();
         assert!(a.contains("理论研究"), "{a}");
-        assert!(b.contains("党建动态"), "the second click gets its own answer: {b}");
+        assert!(
+            b.contains("党建动态"),
+            "the second click gets its own answer: {b}"
+        );
         // And a retry of the first still gets the first answer.
         let again = app
             .wechat_post(&event_xml("o_clicker", "CLICK", "CAT_LILUN_YANJIU", t))
@@ -267,7 +279,11 @@ async fn redis_get(key: &str) -> Option<String> {
     let url = std::env::var("DANGJIAN_TEST_REDIS_URL").unwrap();
     let client = redis::Client::open(url).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    redis::cmd("GET").arg(key).query_async(&mut c).await.unwrap()
+    redis::cmd("GET")
+        .arg(key)
+        .query_async(&mut c)
+        .await
+        .unwrap()
 }
 
 impl TestApp {
@@ -374,11 +390,8 @@ async fn redis_down_does_not_take_the_webhook_down_and_it_recovers() {
 #[tokio::test]
 async fn redis_down_keeps_rate_limits_in_process_instead_of_open() {
     for backend in backends() {
-        let Some((app, proxy, _)) = spawn_behind_proxy(
-            &backend,
-            vec![("rate_limit_mp_per_minute", "3".into())],
-        )
-        .await
+        let Some((app, proxy, _)) =
+            spawn_behind_proxy(&backend, vec![("rate_limit_mp_per_minute", "3".into())]).await
         else {
             continue;
         };
@@ -469,7 +482,11 @@ async fn metrics_need_the_token_or_a_direct_trusted_address() {
         assert_eq!(wrong.unwrap().status(), StatusCode::FORBIDDEN);
         let right = get().bearer_auth(METRICS_TOKEN).send().await.unwrap();
         assert_eq!(right.status(), StatusCode::OK);
-        assert!(right.text().await.unwrap().contains("dangjian_http_requests_total"));
+        assert!(right
+            .text()
+            .await
+            .unwrap()
+            .contains("dangjian_http_requests_total"));
         app.stop().await;
     }
 }
@@ -631,7 +648,10 @@ async fn console_cookies_stay_plain_on_an_http_dev_url() {
             .iter()
             .find(|c| c.starts_with("dj_login_csrf="))
             .unwrap_or_else(|| panic!("{cookies:?}"));
-        assert!(!line.contains("Secure") && !line.contains("__Host-"), "{line}");
+        assert!(
+            !line.contains("Secure") && !line.contains("__Host-"),
+            "{line}"
+        );
         app.stop().await;
     }
 }
@@ -657,7 +677,10 @@ async fn audit_log_refuses_delete_except_through_the_retention_purge() {
             );
         }
         if app.state.db.backend() == dangjian::platform::db::Backend::Postgres {
-            assert!(sqlx::query("TRUNCATE audit_log").execute(pool).await.is_err());
+            assert!(sqlx::query("TRUNCATE audit_log")
+                .execute(pool)
+                .await
+                .is_err());
         }
         assert_eq!(app.count("SELECT COUNT(*) FROM audit_log").await, before);
         // The purge itself: deletes what is past the cutoff, and says so in the log.
@@ -746,9 +769,11 @@ async fn every_failed_login_gets_the_same_answer() {
                 .await,
             1
         );
-        let locked_right =
-            answer_of(app.login_from("198.51.100.4", "bob.editor", "bob.editor-password-1").await)
-                .await;
+        let locked_right = answer_of(
+            app.login_from("198.51.100.4", "bob.editor", "bob.editor-password-1")
+                .await,
+        )
+        .await;
         let locked_wrong =
             answer_of(app.login_from("198.51.100.5", "bob.editor", "wrong").await).await;
         assert_eq!(unknown.0, StatusCode::UNAUTHORIZED);
@@ -850,7 +875,9 @@ async fn password_change_attempts_are_throttled() {
             app.http
                 .post(app.url("/api/admin/password"))
                 .bearer_auth(&token)
-                .json(&json!({"old_password": old, "new_password": "a-new-password-that-is-long-9"}))
+                .json(
+                    &json!({"old_password": old, "new_password": "a-new-password-that-is-long-9"}),
+                )
                 .send()
         };
         for _ in 0..5 {
@@ -878,8 +905,8 @@ impl TestApp {
     async fn chat(&self, from: &str, content: &str) -> String {
         use rand::Rng;
         let msg_id: i64 = rand::thread_rng().gen_range(1_000_000..i64::MAX / 2);
-        let reply = TestApp::wechat_reply(self.wechat_post(&text_xml(from, content, msg_id)).await)
-            .await;
+        let reply =
+            TestApp::wechat_reply(self.wechat_post(&text_xml(from, content, msg_id)).await).await;
         field(&reply, "Content").unwrap_or(reply)
     }
 
@@ -1017,7 +1044,9 @@ async fn chat_has_the_mini_program_length_caps() {
                 .await,
             0
         );
-        let r = app.chat("o_long", &format!("留言 {}", "长".repeat(1000))).await;
+        let r = app
+            .chat("o_long", &format!("留言 {}", "长".repeat(1000)))
+            .await;
         assert!(r.contains("留言已收到"), "{r}");
         app.stop().await;
     }

@@ -1461,11 +1461,19 @@ mod tests {
             (sample!("event_click"), "[EVENTKEY]", "[OTHERKEY]"),
             (sample!("event_scan"), "[SCENE_VALUE]", "[OTHER_SCENE]"),
             (sample!("event_scan"), "[TICKET]", "[OTHER_TICKET]"),
-            (sample!("event_subscribe_qrscene"), "[qrscene_123123]", "[qrscene_456]"),
+            (
+                sample!("event_subscribe_qrscene"),
+                "[qrscene_123123]",
+                "[qrscene_456]",
+            ),
             (sample!("event_view"), "www.qq.com", "www.example.com"),
             (sample!("event_scancode_push"), "[6]", "[7]"),
             (sample!("event_location"), "23.137466", "23.137467"),
-            (sample!("event_pic_sysphoto"), "1b5f7c23b5bf75682a53e7b6d163e185", "0000"),
+            (
+                sample!("event_pic_sysphoto"),
+                "1b5f7c23b5bf75682a53e7b6d163e185",
+                "0000",
+            ),
             (sample!("event_subscribe_msg_popup"), "accept", "reject"),
         ];
         for (xml, from, to) in pairs {
@@ -1474,7 +1482,11 @@ mod tests {
             let b = parse(&xml.replace(from, to));
             assert_eq!(a.create_time, b.create_time);
             assert_ne!(a.dedup_key(), b.dedup_key(), "{from} -> {to}");
-            assert_eq!(a.dedup_key(), parse(xml).dedup_key(), "a retry keeps its key");
+            assert_eq!(
+                a.dedup_key(),
+                parse(xml).dedup_key(),
+                "a retry keeps its key"
+            );
         }
         // Events without distinguishing fields keep the plain key.
         assert_eq!(
