@@ -293,9 +293,13 @@ pub async fn build_state(
     }
     let redis = match &settings.redis_url {
         Some(url) => Some(
-            RedisCache::connect(url.expose_secret(), &settings.redis_prefix)
-                .await
-                .context("DANGJIAN_REDIS_URL: cannot connect")?,
+            RedisCache::connect(
+                url.expose_secret(),
+                &settings.redis_prefix,
+                Duration::from_millis(settings.redis_timeout_ms),
+            )
+            .await
+            .context("DANGJIAN_REDIS_URL: cannot connect")?,
         ),
         None => None,
     };
@@ -353,18 +357,21 @@ pub async fn build_state(
     crate::auth::store::ensure_first_admin(&db, &settings, clock.unix_ms())
         .await
         .context("creating the first administrator")?;
+    let metrics = Arc::new(Metrics::default());
     let state = AppState::new(Services {
         cipher,
         trusted_proxies,
         dedup: Arc::new(Dedup::new(
             cache.clone(),
             Duration::from_secs(settings.dedup_ttl_secs),
+            Duration::from_secs(settings.dedup_pending_ttl_secs),
+            metrics.clone(),
         )),
         settings,
         db,
         cache,
         content,
-        metrics: Arc::new(Metrics::default()),
+        metrics,
         clock,
         webhook,
         interactions: Arc::new(Interactions::default()),

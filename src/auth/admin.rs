@@ -9,7 +9,8 @@ use crate::platform::time::rfc3339;
 use crate::{
     app::AppState,
     auth::{
-        login, password, store as users, token_store as tokens, AdminSession, ClientIp, Permission,
+        login, password, ratelimit, store as users, token_store as tokens, AdminSession, ClientIp,
+        Permission,
     },
     platform::audit,
     platform::error::{AppError, AppResult},
@@ -133,6 +134,14 @@ async fn change_password(
     session: AdminSession,
     AppJson(body): AppJson<PasswordBody>,
 ) -> AppResult<AppJson<RevokedOut>> {
+    // A stolen session must not become a way to guess the account's password.
+    ratelimit::hit_in(
+        &st,
+        &format!("password:{}", session.user_id),
+        st.settings.password_change_max_attempts,
+        std::time::Duration::from_secs(st.settings.login_ip_window_secs),
+    )
+    .await?;
     let creds = users::by_id(&st.db, session.user_id)
         .await?
         .ok_or(AppError::Unauthorized)?;

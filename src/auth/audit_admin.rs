@@ -52,6 +52,22 @@ async fn search(
     };
     let since = time(&f.since, "since")?;
     let until = time(&f.until, "until")?;
+    let page = crate::http::page_number(f.page)?;
+    let page_size = match f.page_size {
+        None => audit::PAGE_SIZE,
+        Some(n) if (1..=audit::MAX_PAGE_SIZE).contains(&n) => n,
+        Some(_) => {
+            return Err(AppError::Validation(format!(
+                "page_size: must be a whole number from 1 to {}",
+                audit::MAX_PAGE_SIZE
+            )))
+        }
+    };
+    let f = AuditFilter {
+        page: Some(page),
+        page_size: Some(page_size),
+        ..f
+    };
     let (entries, total) = audit::search(&st.db, &f, since, until).await?;
     let entries = entries
         .into_iter()
@@ -69,8 +85,8 @@ async fn search(
         .collect();
     Ok(AppJson(AuditPage {
         entries,
-        page: f.page.unwrap_or(1).max(1),
-        page_size: f.page_size.unwrap_or(audit::PAGE_SIZE).clamp(1, 500),
+        page,
+        page_size,
         total,
     }))
 }

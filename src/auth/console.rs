@@ -1,6 +1,10 @@
 //! `/admin`: the editors' web console (server-rendered). Session cookie `dj_session` (HttpOnly,
-//! SameSite=Lax, Secure when `DANGJIAN_PUBLIC_URL` is https), a CSRF synchroniser token checked
-//! on every unsafe request by [`csrf_layer`], and security headers on every response.
+//! SameSite=Lax), a CSRF synchroniser token checked on every unsafe request by [`csrf_layer`],
+//! and security headers on every response.
+//!
+//! When `DANGJIAN_PUBLIC_URL` is https, both cookies are `__Host-` prefixed (`__Host-dj_session`,
+//! `__Host-dj_login_csrf`), `Secure` and `Path=/`, so no sibling subdomain can set or fix them. On a
+//! plain-http URL (development only) browsers would drop such cookies, so the plain names are used.
 //!
 //! Console pages of other areas: add routes to [`router`]; forms must carry the session's token
 //! as a hidden field `csrf` (the templates put `{{ csrf }}` there) or send header `X-CSRF-Token`.
@@ -23,7 +27,9 @@ use crate::{
     app::AppState,
     auth::{
         login,
-        session::{cookie, ct_eq, CsrfVerified, CSRF_HEADER, SESSION_COOKIE},
+        session::{
+            cookie, ct_eq, https_public_url, session_cookie_name, CsrfVerified, CSRF_HEADER,
+        },
         token_store::{self as tokens, TokenKind},
         AdminSession, ClientIp,
     },
@@ -32,6 +38,7 @@ use crate::{
 };
 
 const LOGIN_CSRF_COOKIE: &str = "dj_login_csrf";
+const LOGIN_CSRF_COOKIE_HOST: &str = "__Host-dj_login_csrf";
 const FORM_LIMIT: usize = 64 * 1024;
 
 const CSP: &str =
@@ -58,11 +65,21 @@ pub fn router(state: AppState) -> Router<AppState> {
         .layer(hdr("cache-control", "no-store"))
 }
 
+/// The attributes every console cookie shares: `Secure` on https.
 fn secure(st: &AppState) -> &'static str {
-    if st.settings.public_url.starts_with("https://") {
+    if https_public_url(&st.settings) {
         "; Secure"
     } else {
         ""
+    }
+}
+
+/// The login-CSRF cookie: `__Host-` (hence `Path=/`) on https, scoped to the login page otherwise.
+fn login_csrf_cookie_name(st: &AppState) -> (&'static str, &'static str) {
+    if https_public_url(&st.settings) {
+        (LOGIN_CSRF_COOKIE_HOST, "/")
+    } else {
+        (LOGIN_CSRF_COOKIE, "/admin/login")
     }
 }
 
@@ -99,7 +116,7 @@ pub async fn csrf_layer(State(st): State<AppState>, req: Request, next: Next) ->
         .or_else(|| parse_form(&bytes).remove("csrf"))
         .unwrap_or_default();
     let expected = if parts.uri.path() == "/admin/login" {
-        cookie(&parts.headers, LOGIN_CSRF_COOKIE).map(str::to_owned)
+        cookie(&parts.headers, login_csrf_cookie_name(&st).0).map(str::to_owned)
     } else {
         match AdminSession::resolve_without_csrf(&parts, &st).await {
             Ok(s) if s.csrf.is_some() => {
@@ -134,15 +151,16 @@ fn login_form(csrf: &str, error: Option<&str>) -> String {
 }
 
 fn login_csrf_cookie(st: &AppState, value: &str) -> HeaderValue {
+    let (name, path) = login_csrf_cookie_name(st);
     HeaderValue::from_str(&format!(
-        "{LOGIN_CSRF_COOKIE}={value}; Path=/admin/login; HttpOnly; SameSite=Strict; Max-Age=3600{}",
+        "{name}={value}; Path={path}; HttpOnly; SameSite=Strict; Max-Age=3600{}",
         secure(st)
     ))
     .expect("cookie header")
 }
 
 async fn login_page(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    let csrf = match cookie(&headers, LOGIN_CSRF_COOKIE) {
+    let csrf = match cookie(&headers, login_csrf_cookie_name(&st).0) {
         Some(c)
             if c.len() == 43
                 && c.bytes()
@@ -178,12 +196,14 @@ async fn login_submit(
         Ok(done) => {
             let ttl = st.settings.console_session_ttl_secs;
             let cookie = format!(
-                "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={ttl}{}",
+                "{}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={ttl}{}",
+                session_cookie_name(&st.settings),
                 done.issued.token,
                 secure(&st)
             );
+            let (csrf_name, csrf_path) = login_csrf_cookie_name(&st);
             let clear = format!(
-                "{LOGIN_CSRF_COOKIE}=; Path=/admin/login; HttpOnly; SameSite=Strict; Max-Age=0{}",
+                "{csrf_name}=; Path={csrf_path}; HttpOnly; SameSite=Strict; Max-Age=0{}",
                 secure(&st)
             );
             let mut resp = Redirect::to("/admin/").into_response();
@@ -247,7 +267,8 @@ async fn logout(State(st): State<AppState>, session: AdminSession) -> AppResult<
     )
     .await?;
     let clear = format!(
-        "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}",
+        "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}",
+        session_cookie_name(&st.settings),
         secure(&st)
     );
     let mut resp = Redirect::to("/admin/login").into_response();

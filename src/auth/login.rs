@@ -1,5 +1,20 @@
-//! Password login shared by the API and the console: per-IP and per-account rate limits, then
-//! lockout with exponential backoff after `login_lockout_threshold` failures.
+//! Password login shared by the API and the console.
+//!
+//! Every failed login gets the same answer — 401 `invalid_credentials`, "wrong username or
+//! password" — after the same work (one Argon2 verification, against a dummy hash when the user is
+//! unknown), whether the user is unknown, the password wrong, the account locked or disabled: the
+//! answer tells an outsider nothing about which usernames exist. Administrators see the real
+//! reason in the audit log (`auth.login_failed` with `reason`, `auth.ip_throttled`,
+//! `auth.lockout`).
+//!
+//! Guessing is slowed first at the guesser's address: after `login_ip_max_failures` failures
+//! within `login_ip_window_secs` that address gets 429 until the window ends (before any
+//! password work). Only failures from many addresses reach `login_lockout_threshold` (set well
+//! above the per-address limit) and lock the account itself, with exponential backoff; attempts
+//! while it is locked do not extend the lock. Plus the per-minute limits per address and per
+//! account name.
+
+use std::time::Duration;
 
 use axum::http::StatusCode;
 
@@ -22,6 +37,7 @@ pub struct LoggedIn {
 
 const MAX_LOCK_MS: i64 = 24 * 3600 * 1000;
 
+/// The one answer to every failed login.
 fn bad_credentials() -> AppError {
     AppError::rejected(
         StatusCode::UNAUTHORIZED,
@@ -30,12 +46,11 @@ fn bad_credentials() -> AppError {
     )
 }
 
-fn locked() -> AppError {
-    AppError::rejected(
-        StatusCode::TOO_MANY_REQUESTS,
-        "account_locked",
-        "too many failed logins; the account is locked for a while",
-    )
+fn address_throttled(window_secs: u64) -> AppError {
+    AppError::TooManyRequests(format!(
+        "too many failed logins from this address; try again within {} minutes",
+        window_secs.div_ceil(60)
+    ))
 }
 
 /// Lock duration after `failures` consecutive failures (none below the threshold).
@@ -49,6 +64,26 @@ pub fn lock_ms(failures: i64, threshold: i64, base_secs: u64) -> Option<i64> {
             .saturating_mul(1 << doublings)
             .min(MAX_LOCK_MS),
     )
+}
+
+/// Why a login failed (for the audit log only; the caller always gets [`bad_credentials`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    UnknownUser,
+    BadPassword,
+    Locked,
+    Disabled,
+}
+
+impl Failure {
+    fn reason(self) -> &'static str {
+        match self {
+            Failure::UnknownUser => "unknown_user",
+            Failure::BadPassword => "bad_password",
+            Failure::Locked => "locked",
+            Failure::Disabled => "disabled",
+        }
+    }
 }
 
 pub async fn login(
@@ -66,6 +101,11 @@ pub async fn login(
         s.rate_limit_login_per_minute,
     )
     .await?;
+    // An address that failed too often waits for its window to end, whatever it sends now.
+    let failures_key = format!("login:failures:{ip_label}");
+    if ratelimit::current(st, &failures_key).await >= s.login_ip_max_failures {
+        return Err(address_throttled(s.login_ip_window_secs));
+    }
     let username = username.trim();
     // Hashed: a mistyped password in the username field must not land in Redis keys.
     let account_key = tokens::hash_token(&username.to_lowercase());
@@ -77,71 +117,108 @@ pub async fn login(
     .await?;
 
     let now = st.clock.unix_ms();
-    let Some(creds) = users::by_username(&st.db, username).await? else {
-        // Same work as a real check, so timing does not reveal which usernames exist. The
-        // attempted name is not recorded: it is sometimes a password typed in the wrong field.
-        password::verify_blocking(password.to_owned(), password::dummy_hash().to_owned()).await;
-        let entry = AuditEntry {
-            ip: ip.0.map(|i| i.to_string()),
-            ..AuditEntry::system(now, "anonymous", "auth.login_failed", "admin_user", None)
-        }
-        .details(serde_json::json!({"reason": "unknown_user"}));
-        audit::record(st.db.pool(), &entry).await?;
-        return Err(bad_credentials());
+    let creds = users::by_username(&st.db, username).await?;
+    // The same work for every attempt: one verification, against a dummy hash for unknown users.
+    let hash = creds
+        .as_ref()
+        .map(|c| c.password_hash.clone())
+        .unwrap_or_else(|| password::dummy_hash().to_owned());
+    let password_ok = password::verify_blocking(password.to_owned(), hash).await;
+    let failure = match &creds {
+        None => Some(Failure::UnknownUser),
+        Some(c) if c.user.locked_until.is_some_and(|t| t > now) => Some(Failure::Locked),
+        Some(_) if !password_ok => Some(Failure::BadPassword),
+        Some(c) if c.user.status != "active" => Some(Failure::Disabled),
+        Some(_) => None,
     };
-    let user = creds.user;
-    let audit_entry = |action: &str, reason: &str| {
+    let entry = |user: Option<&AdminUser>, action: &str, details: serde_json::Value| {
+        let base = match user {
+            Some(u) => AuditEntry {
+                actor_id: Some(u.id),
+                ..AuditEntry::system(
+                    now,
+                    &u.username,
+                    action,
+                    "admin_user",
+                    Some(u.id.to_string()),
+                )
+            },
+            // The attempted name is not recorded: it is sometimes a password typed in the wrong
+            // field.
+            None => AuditEntry::system(now, "anonymous", action, "admin_user", None),
+        };
         AuditEntry {
-            actor_id: Some(user.id),
             ip: ip.0.map(|i| i.to_string()),
-            ..AuditEntry::system(
-                now,
-                &user.username,
-                action,
-                "admin_user",
-                Some(user.id.to_string()),
-            )
+            ..base
         }
-        .details(serde_json::json!({"reason": reason, "kind": kind.as_str()}))
+        .details(details)
     };
-    if user.locked_until.is_some_and(|t| t > now) {
-        audit::record(st.db.pool(), &audit_entry("auth.login_failed", "locked")).await?;
-        return Err(locked());
-    }
-    if !password::verify_blocking(password.to_owned(), creds.password_hash).await {
-        let failures = users::record_failed_login(&st.db, user.id).await?;
+    let Some(failure) = failure else {
+        let user = creds.expect("a successful login has an account").user;
+        return succeed(st, user, ip, kind, now).await;
+    };
+
+    let user = creds.as_ref().map(|c| &c.user);
+    audit::record(
+        st.db.pool(),
+        &entry(
+            user,
+            "auth.login_failed",
+            serde_json::json!({"reason": failure.reason(), "kind": kind.as_str()}),
+        ),
+    )
+    .await?;
+    let window = Duration::from_secs(s.login_ip_window_secs);
+    let from_here = ratelimit::count(st, &failures_key, window).await;
+    if from_here == s.login_ip_max_failures {
         audit::record(
             st.db.pool(),
-            &audit_entry("auth.login_failed", "bad_password"),
+            &entry(
+                None,
+                "auth.ip_throttled",
+                serde_json::json!({"failures": from_here, "throttled_for_secs": s.login_ip_window_secs}),
+            ),
         )
         .await?;
+        tracing::warn!(ip = %ip_label, failures = from_here, "login address throttled after failed logins");
+    }
+    if failure == Failure::BadPassword {
+        let user = user.expect("a bad password has an account");
+        let failures = users::record_failed_login(&st.db, user.id).await?;
         if let Some(ms) = lock_ms(
             failures,
             s.login_lockout_threshold,
             s.login_lockout_base_secs,
         ) {
             users::lock_until(&st.db, user.id, now + ms).await?;
-            let entry = audit_entry("auth.lockout", "too_many_failures")
-                .details(serde_json::json!({"failures": failures, "locked_for_secs": ms / 1000}));
-            audit::record(st.db.pool(), &entry).await?;
+            audit::record(
+                st.db.pool(),
+                &entry(
+                    Some(user),
+                    "auth.lockout",
+                    serde_json::json!({"reason": "too_many_failures", "failures": failures, "locked_for_secs": ms / 1000}),
+                ),
+            )
+            .await?;
             tracing::warn!(
                 user_id = user.id,
                 failures,
                 locked_for_secs = ms / 1000,
                 "admin account locked after failed logins"
             );
-            return Err(locked());
         }
-        return Err(bad_credentials());
     }
-    if user.status != "active" {
-        audit::record(st.db.pool(), &audit_entry("auth.login_failed", "disabled")).await?;
-        return Err(AppError::rejected(
-            StatusCode::FORBIDDEN,
-            "account_disabled",
-            "this account is disabled",
-        ));
-    }
+    Err(bad_credentials())
+}
+
+async fn succeed(
+    st: &AppState,
+    user: AdminUser,
+    ip: ClientIp,
+    kind: TokenKind,
+    now: i64,
+) -> AppResult<LoggedIn> {
+    let s = &st.settings;
     let ttl = match kind {
         TokenKind::Api => s.admin_token_ttl_secs,
         TokenKind::Console => s.console_session_ttl_secs,
@@ -149,7 +226,19 @@ pub async fn login(
     let ip_text = ip.0.map(|i| i.to_string());
     let issued = tokens::issue(&st.db, user.id, kind, now, ttl, ip_text.as_deref()).await?;
     users::record_login(&st.db, user.id, now).await?;
-    audit::record(st.db.pool(), &audit_entry("auth.login", "ok")).await?;
+    let entry = AuditEntry {
+        actor_id: Some(user.id),
+        ip: ip_text,
+        ..AuditEntry::system(
+            now,
+            &user.username,
+            "auth.login",
+            "admin_user",
+            Some(user.id.to_string()),
+        )
+    }
+    .details(serde_json::json!({"reason": "ok", "kind": kind.as_str()}));
+    audit::record(st.db.pool(), &entry).await?;
     tracing::info!(user_id = user.id, kind = kind.as_str(), "admin login");
     Ok(LoggedIn {
         user: AdminUser {

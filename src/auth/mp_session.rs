@@ -50,8 +50,15 @@ fn cache_key(token_hash: &str) -> String {
     format!("mp_session:{token_hash}")
 }
 
+/// Sessions live only in the cache: while it is unavailable, a clear 503 (never a hang: cache
+/// calls are bounded) rather than a 500 or a wrong 401.
 fn cache_error(e: anyhow::Error) -> AppError {
-    AppError::Internal(e.context("mini-program session cache"))
+    tracing::warn!(error = %e, "mini-program session cache unavailable");
+    AppError::rejected(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "cache_unavailable",
+        "sessions are temporarily unavailable; try again shortly",
+    )
 }
 
 /// A freshly created session: the token is shown to the client once and never stored.

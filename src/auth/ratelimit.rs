@@ -17,15 +17,29 @@ use crate::{
 
 const WINDOW: Duration = Duration::from_secs(60);
 
-/// Count one hit on `key`; `Err(429)` once the window holds more than `limit`. A cache outage
-/// fails open (logged): availability of the API beats rate limiting for a minute.
+/// Count one hit on `key`; `Err(429)` once the window holds more than `limit`. While the shared
+/// cache (Redis) is unavailable the windows are counted in this process instead (warning +
+/// `dangjian_cache_fallbacks_total{component="rate_limit"}`): limits stay in force per replica,
+/// and nothing waits for Redis (its calls are bounded).
 pub async fn hit(st: &AppState, key: &str, limit: i64) -> AppResult<()> {
     hit_in(st, key, limit, WINDOW).await
 }
 
 /// [`hit`] with a longer fixed window (e.g. one hour for mini-program roster binding).
 pub async fn hit_in(st: &AppState, key: &str, limit: i64, window: Duration) -> AppResult<()> {
-    match st.cache.incr(&format!("rl:{key}"), window).await {
+    let key = format!("rl:{key}");
+    let counted = match st.cache.incr(&key, window).await {
+        Ok(n) => Ok(n),
+        Err(e) => match st.cache.local() {
+            Some(local) => {
+                tracing::debug!(error = %e, "rate limit cache unavailable; counting in this process");
+                st.metrics.cache_fallback("rate_limit");
+                crate::platform::cache::Cache::incr(local, &key, window).await
+            }
+            None => Err(e),
+        },
+    };
+    match counted {
         Ok(n) if n > limit => Err(AppError::TooManyRequests(if window <= WINDOW {
             "too many requests; try again in a minute".into()
         } else {
@@ -40,6 +54,41 @@ pub async fn hit_in(st: &AppState, key: &str, limit: i64, window: Duration) -> A
             Ok(())
         }
     }
+}
+
+/// Count one event on `key` in a fixed `window` (e.g. failed logins of an address) and return
+/// the count; in process while the shared cache is unavailable. 0 if nothing can count.
+pub async fn count(st: &AppState, key: &str, window: Duration) -> i64 {
+    let key = format!("rl:{key}");
+    match st.cache.incr(&key, window).await {
+        Ok(n) => n,
+        Err(e) => match st.cache.local() {
+            Some(local) => {
+                tracing::debug!(error = %e, "rate limit cache unavailable; counting in this process");
+                st.metrics.cache_fallback("rate_limit");
+                crate::platform::cache::Cache::incr(local, &key, window)
+                    .await
+                    .unwrap_or(0)
+            }
+            None => 0,
+        },
+    }
+}
+
+/// The current count of `key` (see [`count`]), without counting.
+pub async fn current(st: &AppState, key: &str) -> i64 {
+    let key = format!("rl:{key}");
+    let value = match st.cache.get(&key).await {
+        Ok(v) => v,
+        Err(_) => match st.cache.local() {
+            Some(local) => crate::platform::cache::Cache::get(local, &key)
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        },
+    };
+    value.and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 /// Per-IP limit for the mini-program API (`rate_limit_mp_per_minute`), applied on the whole

@@ -18,8 +18,28 @@ use crate::{
     platform::org::{self, OrgScope},
 };
 
-/// Name of the console session cookie.
+/// Name of the console session cookie on a plain-http public URL (development).
 pub const SESSION_COOKIE: &str = "dj_session";
+/// Its name whenever `DANGJIAN_PUBLIC_URL` is https: browsers accept a `__Host-` cookie only with
+/// `Secure`, `Path=/` and no `Domain`, so a sibling subdomain can neither set nor fix it.
+pub const SESSION_COOKIE_HOST: &str = "__Host-dj_session";
+
+/// Whether the public URL is https (then cookies are `__Host-` prefixed and `Secure`). On a plain
+/// http URL (local development) browsers refuse `Secure` and `__Host-` cookies from an http
+/// origin, so the console could not log in at all: the plain names are used there.
+pub fn https_public_url(settings: &crate::platform::config::Settings) -> bool {
+    settings.public_url.starts_with("https://")
+}
+
+/// The console session cookie's name for this deployment; only that name is read, so on https an
+/// unprefixed `dj_session` planted by a sibling subdomain is ignored.
+pub fn session_cookie_name(settings: &crate::platform::config::Settings) -> &'static str {
+    if https_public_url(settings) {
+        SESSION_COOKIE_HOST
+    } else {
+        SESSION_COOKIE
+    }
+}
 /// Header carrying the CSRF token when a cookie session calls `/api/admin` with an unsafe method.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -209,7 +229,7 @@ impl AdminSession {
         let now = st.clock.unix_ms();
         let (token, kind) = match (
             bearer(&parts.headers),
-            cookie(&parts.headers, SESSION_COOKIE),
+            cookie(&parts.headers, session_cookie_name(&st.settings)),
         ) {
             (Some(t), _) => (t, SessionKind::Bearer),
             (None, Some(c)) => (c, SessionKind::Cookie),

@@ -47,7 +47,24 @@ pub fn blank_to_none(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
-/// `page` is 1-based; `page_size` is 1..=`max_size`.
+/// The largest page number any list accepts: `(page - 1) * size` can never overflow into a
+/// negative OFFSET, and nobody pages that far by hand.
+pub const MAX_PAGE: i64 = 100_000;
+
+fn page_error() -> AppError {
+    AppError::Validation(format!("page: must be a whole number from 1 to {MAX_PAGE}"))
+}
+
+/// A typed `page` query value (1-based, at most [`MAX_PAGE`]); absent = 1. 422 otherwise.
+pub fn page_number(page: Option<i64>) -> AppResult<i64> {
+    match page {
+        None => Ok(1),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(_) => Err(page_error()),
+    }
+}
+
+/// `page` is 1-based (at most [`MAX_PAGE`]); `page_size` is 1..=`max_size`.
 pub fn page_of(
     page: &Option<String>,
     page_size: &Option<String>,
@@ -58,8 +75,8 @@ pub fn page_of(
         Some(p) => p
             .parse::<i64>()
             .ok()
-            .filter(|n| (1..=100_000).contains(n))
-            .ok_or_else(|| AppError::Validation("page: must be a whole number from 1".into()))?,
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(page_error)?,
     };
     let size = match blank_to_none(page_size) {
         None => 20.min(max_size),
@@ -96,11 +113,25 @@ mod tests {
                 size: 50
             }
         );
-        for (p, s) in [("0", "1"), ("-1", "1"), ("x", "1"), ("1", "51"), ("1", "0")] {
+        for (p, s) in [
+            ("0", "1"),
+            ("-1", "1"),
+            ("x", "1"),
+            ("1", "51"),
+            ("1", "0"),
+            ("100001", "1"),
+            ("9223372036854775807", "50"),
+            ("99999999999999999999", "1"),
+        ] {
             assert!(
                 page_of(&Some(p.into()), &Some(s.into()), 50).is_err(),
                 "{p} {s}"
             );
+        }
+        assert_eq!(page_number(None).unwrap(), 1);
+        assert_eq!(page_number(Some(MAX_PAGE)).unwrap(), MAX_PAGE);
+        for bad in [0, -1, MAX_PAGE + 1, i64::MAX, i64::MIN] {
+            assert!(page_number(Some(bad)).is_err(), "{bad}");
         }
     }
 }

@@ -25,7 +25,7 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-pub use extract::{page_of, Id, ItemsOut, ListOut};
+pub use extract::{page_number, page_of, Id, ItemsOut, ListOut, MAX_PAGE};
 pub use json::{AppJson, AppQuery};
 
 use crate::{app::AppState, platform::error::error_response};

@@ -306,7 +306,7 @@ async fn list(
         }
         Some(text) => Search::Name(text),
     };
-    let page = q.page.unwrap_or(1).max(1);
+    let page = crate::http::extract::page_number(q.page)?;
     let (rows, total) =
         store::list(&st.db, &scope, unit_filter.as_ref(), &search, status, page).await?;
     // Even masked, a roster read is a read of personal data: who looked at whom is audited

@@ -4,6 +4,13 @@
 //! compatible mode `msg_signature` and decryption (which checks the AppId), then the XML (no
 //! DOCTYPE/entities). Anything rejected gets a 4xx and changes nothing. Accepted messages go
 //! through the de-duplication record, so WeChat's retries get the first reply again.
+//!
+//! The query `signature` covers the token, timestamp and nonce only — never the body. So in safe
+//! and compatible mode only the encrypted part (`Encrypt`, covered by `msg_signature`) is trusted:
+//! a request without `encrypt_type=aes` and an `Encrypt` element is refused, and compatible mode's
+//! plaintext fields beside it are ignored. In plaintext mode (nothing signs the body) each signed
+//! (timestamp, nonce) pair carries one body only, for the whole timestamp window: WeChat's retry
+//! of the same body is answered as a retry, another body under the same signed URL is refused.
 
 use std::time::Duration;
 
@@ -28,7 +35,7 @@ use crate::{
     official_account::store as followers,
     platform::config::MessageMode,
     platform::content::Answer,
-    platform::dedup::Claim,
+    platform::dedup::{Claim, NonceUse},
     platform::error::{AppError, AppResult},
     platform::outbound::CustomMessage,
 };
@@ -122,7 +129,10 @@ pub async fn receive(
     q: Result<Query<WechatQuery>, QueryRejection>,
     body: Body,
 ) -> AppResult<Response> {
-    let result = receive_inner(&st, q, body).await;
+    // WeChat's 5 s run from here: reading the body, waiting behind a running first delivery and
+    // handling all come out of the same budget.
+    let arrived = tokio::time::Instant::now();
+    let result = receive_inner(&st, q, body, arrived).await;
     if result.is_err() {
         st.metrics.outcome("rejected");
     }
@@ -133,6 +143,7 @@ async fn receive_inner(
     st: &AppState,
     q: Result<Query<WechatQuery>, QueryRejection>,
     body: Body,
+    arrived: tokio::time::Instant,
 ) -> AppResult<Response> {
     let (v, _) = verify_query(st, q)?;
     let bytes = axum::body::to_bytes(body, st.settings.webhook_max_body_bytes)
@@ -144,23 +155,31 @@ async fn receive_inner(
     let mode = st.settings.wechat_message_mode;
     let plaintext;
     let xml: &str = match (mode, v.encrypted) {
-        (MessageMode::Safe, false) => {
-            // A plaintext body in safe mode is an attack or a misconfiguration, never accepted.
-            return Err(bad_request(
-                "encryption_required",
-                "safe mode accepts encrypted messages only",
-            ));
-        }
         (MessageMode::Plaintext, true) => {
             return Err(bad_request(
                 "encryption_not_enabled",
                 "this server is configured for plaintext messages",
             ));
         }
-        (_, false) => text,
+        (MessageMode::Plaintext, false) => {
+            check_plaintext_nonce(st, &v, &bytes).await?;
+            text
+        }
+        (_, false) => {
+            // Nothing signs a plaintext body: in safe and compatible mode it is an attack or a
+            // misconfiguration, never accepted.
+            return Err(encryption_required());
+        }
         (_, true) => {
-            let envelope = reply::parse_encrypted_envelope(text)
-                .map_err(|e| bad_request("bad_xml", e.to_string()))?;
+            let envelope = match reply::parse_encrypted_envelope(text) {
+                Ok(e) => e,
+                // Well-formed XML without the encrypted part (compatible mode's plaintext fields
+                // alone) is not trusted.
+                Err(_) if wechat::xml::parse_flat(text).is_ok() => {
+                    return Err(encryption_required())
+                }
+                Err(e) => return Err(bad_request("bad_xml", e.to_string())),
+            };
             let msg_sig = v.msg_signature.as_deref().ok_or_else(|| {
                 bad_request(
                     "bad_query",
@@ -194,8 +213,32 @@ async fn receive_inner(
     let msg = InboundMessage::from_xml(xml).map_err(|e| bad_request("bad_xml", e.to_string()))?;
     st.metrics.message(msg.msg_type(), msg.event_name());
 
-    let reply_xml = dispatch(st, msg).await?;
+    let deadline = arrived + Duration::from_millis(st.settings.reply_budget_ms);
+    let reply_xml = dispatch(st, msg, deadline).await?;
     Ok(render(st, &v, reply_xml))
+}
+
+fn encryption_required() -> AppError {
+    bad_request(
+        "encryption_required",
+        "only the encrypted part of a message is accepted (encrypt_type=aes with an Encrypt element)",
+    )
+}
+
+/// Plaintext mode: one signed (timestamp, nonce) pair, one body, for the whole timestamp window.
+async fn check_plaintext_nonce(st: &AppState, v: &Verified, body: &[u8]) -> AppResult<()> {
+    use sha2::{Digest, Sha256};
+    let hash = hex::encode(Sha256::digest(body));
+    // The window reaches `skew` into the past and the future of now.
+    let ttl = Duration::from_secs(2 * st.settings.webhook_timestamp_skew_secs.max(1) as u64 + 1);
+    let pair = format!("{}:{}", v.timestamp, v.nonce);
+    match st.dedup.bind_nonce(&pair, &hash, ttl).await {
+        NonceUse::First | NonceUse::SameBody => Ok(()),
+        NonceUse::OtherBody => Err(forbidden(
+            "replayed_signature",
+            "this signed timestamp and nonce were already used for another message",
+        )),
+    }
 }
 
 fn render(st: &AppState, v: &Verified, reply_xml: String) -> Response {
@@ -232,9 +275,12 @@ struct Outgoing {
     follow_up: Option<CustomMessage>,
 }
 
-async fn dispatch(st: &AppState, msg: InboundMessage) -> AppResult<String> {
-    let budget = Duration::from_millis(st.settings.reply_budget_ms);
-    match st.dedup.claim(&msg.dedup_key(), budget).await? {
+async fn dispatch(
+    st: &AppState,
+    msg: InboundMessage,
+    deadline: tokio::time::Instant,
+) -> AppResult<String> {
+    match st.dedup.claim(&msg.dedup_key(), deadline).await {
         Claim::Answered(reply) => {
             st.metrics.outcome("retry_replayed");
             Ok(reply)
@@ -248,6 +294,8 @@ async fn dispatch(st: &AppState, msg: InboundMessage) -> AppResult<String> {
             let task_state = st.clone();
             // Handled in its own task: a slow handler is never cancelled half-way by the budget
             // or by WeChat hanging up; it finishes and follows up by customer-service message.
+            // The task owns the ticket: if the handler panics, dropping the ticket releases the
+            // claim, so WeChat's retry handles the message instead of waiting for nothing.
             st.tasks.spawn(async move {
                 let st = task_state;
                 let openid = msg.from_user.clone();
@@ -259,9 +307,7 @@ async fn dispatch(st: &AppState, msg: InboundMessage) -> AppResult<String> {
                             Ok(()) => (xml, None),
                             Err(out) => (SUCCESS.to_owned(), out.follow_up),
                         };
-                        if let Err(e) = st.dedup.complete(ticket, &answered).await {
-                            tracing::warn!(error = %e, "could not record the de-duplication reply");
-                        }
+                        st.dedup.complete(ticket, &answered).await;
                         if let Some(message) = late {
                             if let Err(e) = st.outbound.send_custom(&openid, message).await {
                                 tracing::warn!(error = %e, "late reply could not be delivered");
@@ -274,7 +320,7 @@ async fn dispatch(st: &AppState, msg: InboundMessage) -> AppResult<String> {
                     }
                 }
             });
-            let out = match tokio::time::timeout(budget, &mut rx).await {
+            let out = match tokio::time::timeout_at(deadline, &mut rx).await {
                 Ok(Ok(out)) => out,
                 Ok(Err(_)) => return Err(anyhow::anyhow!("message handler failed").into()),
                 Err(_) => {

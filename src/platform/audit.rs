@@ -4,7 +4,10 @@
 //!
 //! Call [`record`] inside the same transaction as the write it describes (`&mut *tx`), or with
 //! `st.db.pool()` for reads. Nothing in the code updates or deletes entries except the retention
-//! purge ([`purge_older_than`]); on PostgreSQL and SQLite a trigger refuses UPDATE.
+//! purge ([`purge_older_than`]); on PostgreSQL and SQLite triggers refuse UPDATE, and DELETE (and
+//! TRUNCATE) unless the purge marked its own transaction (migration 0011). The purge records
+//! itself in the log (`audit.purge`), and the retention has a floor
+//! (`config::MIN_AUDIT_RETENTION_DAYS`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -129,6 +132,7 @@ pub struct StoredEntry {
 }
 
 pub const PAGE_SIZE: i64 = 50;
+pub const MAX_PAGE_SIZE: i64 = 500;
 
 /// Newest first. Returns the page and the total number of matching entries.
 pub async fn search(
@@ -167,8 +171,12 @@ pub async fn search(
     if let Some(u) = until {
         cond.push(format!("at < {u}"));
     }
-    let page_size = f.page_size.unwrap_or(PAGE_SIZE).clamp(1, 500);
-    let page = f.page.unwrap_or(1).max(1);
+    // The handler bounds both (422 otherwise); the store still never computes a negative OFFSET.
+    let page = crate::platform::db::Page {
+        number: f.page.unwrap_or(1).max(1),
+        size: f.page_size.unwrap_or(PAGE_SIZE).clamp(1, MAX_PAGE_SIZE),
+    };
+    let page_size = page.size;
     let where_ = cond.join(" AND ");
     let count_sql = format!("SELECT COUNT(*) FROM audit_log WHERE {where_}");
     let mut q = sqlx::query(&count_sql);
@@ -179,7 +187,7 @@ pub async fn search(
     let sql = format!(
         "SELECT id, at, actor_id, actor, action, target_type, target_id, ip, details FROM audit_log \
          WHERE {where_} ORDER BY id DESC LIMIT {page_size} OFFSET {}",
-        (page - 1) * page_size
+        page.offset()
     );
     let mut q = sqlx::query(&sql);
     for a in &args {
@@ -205,13 +213,55 @@ pub async fn search(
     Ok((entries, total))
 }
 
-/// Retention: the one place entries are deleted.
+/// Retention: the one place entries are deleted, at the system time (see [`purge_at`]).
 pub async fn purge_older_than(db: &Db, cutoff_ms: i64) -> sqlx::Result<u64> {
-    Ok(sqlx::query("DELETE FROM audit_log WHERE at < $1")
+    let now = crate::platform::time::unix_ms(time::OffsetDateTime::now_utc());
+    purge_at(db, cutoff_ms, now).await
+}
+
+/// Delete entries older than `cutoff_ms` in one transaction that marks itself as the purge (the
+/// triggers refuse any other DELETE) and records an `audit.purge` entry at `now_ms` when it
+/// deleted anything.
+pub async fn purge_at(db: &Db, cutoff_ms: i64, now_ms: i64) -> sqlx::Result<u64> {
+    use crate::platform::db::Backend;
+    let mut tx = db.begin_write().await?;
+    match db.backend() {
+        Backend::Postgres => {
+            sqlx::query("SELECT set_config('dangjian.audit_purge', 'on', true)")
+                .execute(&mut *tx)
+                .await?;
+        }
+        Backend::Sqlite => {
+            sqlx::query("INSERT INTO audit_purge_marker (active) VALUES (1)")
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    let deleted = sqlx::query("DELETE FROM audit_log WHERE at < $1")
         .bind(cutoff_ms)
-        .execute(db.pool())
+        .execute(&mut *tx)
         .await?
-        .rows_affected())
+        .rows_affected();
+    match db.backend() {
+        Backend::Postgres => {
+            sqlx::query("SELECT set_config('dangjian.audit_purge', 'off', true)")
+                .execute(&mut *tx)
+                .await?;
+        }
+        Backend::Sqlite => {
+            sqlx::query("DELETE FROM audit_purge_marker")
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    if deleted > 0 {
+        let entry = AuditEntry::system(now_ms, "system", "audit.purge", "audit_log", None).details(
+            serde_json::json!({"deleted": deleted, "older_than": crate::platform::time::rfc3339(cutoff_ms)}),
+        );
+        record(&mut *tx, &entry).await?;
+    }
+    tx.commit().await?;
+    Ok(deleted)
 }
 
 #[cfg(test)]

@@ -1,7 +1,19 @@
 //! Short-lived shared state: de-duplication records, rate-limit windows, locks, sessions.
 //! Redis when `DANGJIAN_REDIS_URL` is set (shared by all replicas), in-process otherwise.
+//!
+//! Redis must never take a request down with it: every call is bounded by `redis_timeout_ms`,
+//! and after a failure the cache answers "unavailable" at once for about a second (a small
+//! circuit breaker) before it tries Redis again, so callers degrade quickly — de-duplication and
+//! rate limits carry on in process ([`Cache::local`]), sessions answer 503 — and go back to Redis
+//! as soon as it answers.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
 
 use async_trait::async_trait;
 
@@ -18,10 +30,20 @@ pub trait Cache: Send + Sync + 'static {
     async fn incr(&self, key: &str, ttl: Duration) -> anyhow::Result<i64>;
     async fn ping(&self) -> anyhow::Result<()>;
     fn kind(&self) -> &'static str;
+    /// An in-process stand-in for state that stays correct per process (rate-limit windows)
+    /// while this cache fails; `None` for the in-process cache itself.
+    fn local(&self) -> Option<&MemoryCache> {
+        None
+    }
 }
 
 /// Default bound of the in-process cache (keys + values), whatever the traffic.
 pub const DEFAULT_MEMORY_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The cache could not be used (Redis down, slow, or the breaker open after a recent failure).
+#[derive(Debug, thiserror::Error)]
+#[error("cache unavailable: {0}")]
+pub struct Unavailable(pub String);
 
 /// One cached value and the instant it expires (TTLs are per entry).
 #[derive(Clone)]
@@ -172,9 +194,69 @@ impl Cache for MemoryCache {
 }
 
 /// Redis-backed cache shared by all replicas; every key is namespaced with `prefix`.
+#[derive(Clone)]
 pub struct RedisCache {
     conn: redis::aio::ConnectionManager,
     prefix: String,
+    guard: Arc<Guard>,
+}
+
+/// How long the breaker stays open after a failed call before Redis is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Bounds and breaker shared by every clone of a [`RedisCache`] (and the token store on it).
+struct Guard {
+    timeout: Duration,
+    epoch: Instant,
+    /// Milliseconds since `epoch` until which calls fail at once; 0 = closed.
+    open_until: AtomicU64,
+    local: MemoryCache,
+}
+
+impl Guard {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    async fn run<T>(
+        &self,
+        fut: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> anyhow::Result<T> {
+        let open_until = self.open_until.load(Ordering::Relaxed);
+        if open_until != 0 && self.now_ms() < open_until {
+            return Err(Unavailable("redis failed recently; retrying shortly".into()).into());
+        }
+        let outcome = match tokio::time::timeout(self.timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) if !is_outage(&e) => return Err(e.into()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+        };
+        match outcome {
+            Ok(v) => {
+                if open_until != 0 && self.open_until.swap(0, Ordering::Relaxed) != 0 {
+                    tracing::warn!("redis is answering again");
+                }
+                Ok(v)
+            }
+            Err(why) => {
+                let until = self.now_ms() + RETRY_AFTER.as_millis() as u64;
+                if self.open_until.swap(until, Ordering::Relaxed) == 0 {
+                    tracing::warn!(error = %why, "redis unavailable; degrading until it answers");
+                }
+                Err(Unavailable(why).into())
+            }
+        }
+    }
+}
+
+/// Errors that mean "Redis is not there" (as opposed to a wrong command, type or script).
+fn is_outage(e: &redis::RedisError) -> bool {
+    use redis::ErrorKind as K;
+    !matches!(
+        e.kind(),
+        K::ResponseError | K::TypeError | K::ExecAbortError | K::NoScriptError | K::ExtensionError
+    )
 }
 
 const DEL_IF_EQ: &str = r#"
@@ -188,17 +270,35 @@ return n
 "#;
 
 impl RedisCache {
-    pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<RedisCache> {
+    /// Connect (start-up fails when Redis is not there); every later call gives up after `timeout`.
+    pub async fn connect(url: &str, prefix: &str, timeout: Duration) -> anyhow::Result<RedisCache> {
         let client = redis::Client::open(url)?;
+        // Reconnection runs in the background and is retried on the next call; requests never
+        // wait for it longer than `timeout`.
         let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(5))
-            .set_response_timeout(Duration::from_secs(5))
-            .set_number_of_retries(3);
+            .set_connection_timeout(Duration::from_secs(1))
+            .set_response_timeout(Duration::from_secs(2))
+            .set_number_of_retries(1)
+            .set_max_delay(200);
         let conn = redis::aio::ConnectionManager::new_with_config(client, config).await?;
         Ok(RedisCache {
             conn,
             prefix: prefix.to_owned(),
+            guard: Arc::new(Guard {
+                timeout,
+                epoch: Instant::now(),
+                open_until: AtomicU64::new(0),
+                local: MemoryCache::default(),
+            }),
         })
+    }
+
+    /// Run one Redis call within the bound and the breaker (also used by the token store).
+    pub async fn run<T>(
+        &self,
+        fut: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> anyhow::Result<T> {
+        self.guard.run(fut).await
     }
 
     fn key(&self, key: &str) -> String {
@@ -223,73 +323,67 @@ fn px(ttl: Duration) -> u64 {
 impl Cache for RedisCache {
     async fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
         let mut c = self.conn.clone();
-        Ok(redis::cmd("GET")
-            .arg(self.key(key))
-            .query_async(&mut c)
-            .await?)
+        self.run(redis::cmd("GET").arg(self.key(key)).query_async(&mut c))
+            .await
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> anyhow::Result<()> {
         let mut c = self.conn.clone();
-        let _: () = redis::cmd("SET")
-            .arg(self.key(key))
-            .arg(value)
-            .arg("PX")
-            .arg(px(ttl))
-            .query_async(&mut c)
-            .await?;
-        Ok(())
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(key)).arg(value).arg("PX").arg(px(ttl));
+        self.run(cmd.query_async::<()>(&mut c)).await
     }
 
     async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> anyhow::Result<bool> {
         let mut c = self.conn.clone();
-        let r: Option<String> = redis::cmd("SET")
-            .arg(self.key(key))
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(key))
             .arg(value)
             .arg("NX")
             .arg("PX")
-            .arg(px(ttl))
-            .query_async(&mut c)
-            .await?;
+            .arg(px(ttl));
+        let r: Option<String> = self.run(cmd.query_async(&mut c)).await?;
         Ok(r.is_some())
     }
 
     async fn del(&self, key: &str) -> anyhow::Result<()> {
         let mut c = self.conn.clone();
-        let _: i64 = redis::cmd("DEL")
-            .arg(self.key(key))
-            .query_async(&mut c)
-            .await?;
-        Ok(())
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(self.key(key));
+        self.run(cmd.query_async::<i64>(&mut c)).await.map(|_| ())
     }
 
     async fn del_if_eq(&self, key: &str, value: &str) -> anyhow::Result<bool> {
         let mut c = self.conn.clone();
-        let n: i64 = redis::Script::new(DEL_IF_EQ)
-            .key(self.key(key))
-            .arg(value)
-            .invoke_async(&mut c)
-            .await?;
+        let script = redis::Script::new(DEL_IF_EQ);
+        let mut inv = script.key(self.key(key));
+        inv.arg(value);
+        let n: i64 = self.run(inv.invoke_async(&mut c)).await?;
         Ok(n == 1)
     }
 
     async fn incr(&self, key: &str, ttl: Duration) -> anyhow::Result<i64> {
         let mut c = self.conn.clone();
-        Ok(redis::Script::new(INCR_WINDOW)
-            .key(self.key(key))
-            .arg(px(ttl))
-            .invoke_async(&mut c)
-            .await?)
+        let script = redis::Script::new(INCR_WINDOW);
+        let mut inv = script.key(self.key(key));
+        inv.arg(px(ttl));
+        self.run(inv.invoke_async(&mut c)).await
     }
 
     async fn ping(&self) -> anyhow::Result<()> {
         let mut c = self.conn.clone();
-        let _: String = redis::cmd("PING").query_async(&mut c).await?;
-        Ok(())
+        let cmd = redis::cmd("PING");
+        self.run(cmd.query_async::<String>(&mut c))
+            .await
+            .map(|_| ())
     }
 
     fn kind(&self) -> &'static str {
         "redis"
+    }
+
+    fn local(&self) -> Option<&MemoryCache> {
+        Some(&self.guard.local)
     }
 }
 

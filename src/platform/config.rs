@@ -22,6 +22,10 @@ const VERBATIM_KEYS: [&str; 4] = [
 ];
 
 /// Demo credentials that ship in `default.toml`; refused in production.
+/// The shortest audit retention accepted (`DANGJIAN_AUDIT_RETENTION_DAYS`): a mistyped 0 must not
+/// purge the whole log.
+pub const MIN_AUDIT_RETENTION_DAYS: u64 = 30;
+
 const DEMO_MARKERS: [&str; 3] = ["wxdemo", "demo-", "dangjiandemotoken"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -62,6 +66,8 @@ pub struct Settings {
     pub database_url: SecretString,
     pub redis_url: Option<SecretString>,
     pub redis_prefix: String,
+    /// Bound of every Redis call on a request path, in milliseconds.
+    pub redis_timeout_ms: u64,
     pub content_dir: PathBuf,
     pub data_dir: PathBuf,
     pub data_key: Option<SecretString>,
@@ -91,6 +97,8 @@ pub struct Settings {
     pub dedup_ttl_secs: u64,
     /// Bound of the in-process cache in bytes (single-instance deployments without Redis).
     pub memory_cache_max_bytes: u64,
+    /// Lifetime of the "being handled" claim of a message (a crashed handler's claim expires).
+    pub dedup_pending_ttl_secs: u64,
     pub follower_sync_interval_hours: u64,
     pub request_timeout_secs: u64,
     pub shutdown_grace_secs: u64,
@@ -99,10 +107,22 @@ pub struct Settings {
     pub data_keys_old: Option<SecretString>,
     pub admin_token_ttl_secs: u64,
     pub console_session_ttl_secs: u64,
+    pub login_ip_max_failures: i64,
+    pub login_ip_window_secs: u64,
     pub login_lockout_threshold: i64,
     pub login_lockout_base_secs: u64,
     pub rate_limit_login_per_minute: i64,
     pub rate_limit_mp_per_minute: i64,
+    pub password_change_max_attempts: i64,
+    /// Per member (openid) and hour, chat and mini-program together.
+    pub submission_limit_per_hour: i64,
+    pub board_post_limit_per_hour: i64,
+    /// The same text from the same member within this window is the same item.
+    pub submission_duplicate_window_secs: u64,
+    /// Bearer token that may read `/metrics`.
+    pub metrics_token: Option<SecretString>,
+    /// CIDRs that may read `/metrics` directly (not through a proxy).
+    pub metrics_networks: String,
     pub audit_retention_days: u64,
     pub admin_max_body_bytes: usize,
     pub import_max_body_bytes: usize,
@@ -279,6 +299,29 @@ impl Settings {
             return Err(invalid("wechat_token", "must not be empty"));
         }
         self.trusted_proxy_list()?;
+        self.metrics_network_list()?;
+        if self.audit_retention_days < MIN_AUDIT_RETENTION_DAYS {
+            return Err(invalid(
+                "audit_retention_days",
+                format!("must be at least {MIN_AUDIT_RETENTION_DAYS} (days)"),
+            ));
+        }
+        if self.redis_timeout_ms == 0 {
+            return Err(invalid("redis_timeout_ms", "must be at least 1 ms"));
+        }
+        if self.dedup_pending_ttl_secs == 0 {
+            return Err(invalid(
+                "dedup_pending_ttl_secs",
+                "must be at least 1 second",
+            ));
+        }
+        if self
+            .metrics_token
+            .as_ref()
+            .is_some_and(|t| t.expose_secret().len() < 16)
+        {
+            return Err(invalid("metrics_token", "must be at least 16 characters"));
+        }
         if self.mp_session_ttl_secs == 0 {
             return Err(invalid("mp_session_ttl_secs", "must be at least 1 second"));
         }
@@ -418,21 +461,28 @@ impl Settings {
     }
 
     pub fn trusted_proxy_list(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
-        self.trusted_proxies
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse::<ipnet::IpNet>()
-                    .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| invalid("trusted_proxies", format!("`{s}` is not a CIDR")))
-            })
-            .collect()
+        cidr_list("trusted_proxies", &self.trusted_proxies)
+    }
+
+    pub fn metrics_network_list(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        cidr_list("metrics_networks", &self.metrics_networks)
     }
 
     pub fn is_postgres(&self) -> bool {
         self.database_url.expose_secret().starts_with("postgres")
     }
+}
+
+fn cidr_list(var: &str, list: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| invalid(var, format!("`{s}` is not a CIDR")))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -531,6 +581,25 @@ mod tests {
             err.to_string().contains("DANGJIAN_DUES_ORDER_TTL_SECS"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn compatible_mode_is_not_the_default_safe_is() {
+        let s = Settings::with_overrides([]).unwrap();
+        assert_eq!(s.wechat_message_mode, MessageMode::Safe);
+    }
+
+    #[test]
+    fn audit_retention_below_the_minimum_is_refused_by_name() {
+        for days in ["0", "29"] {
+            let err =
+                Settings::with_overrides([("audit_retention_days", days.into())]).unwrap_err();
+            assert!(
+                err.to_string().contains("DANGJIAN_AUDIT_RETENTION_DAYS"),
+                "{err}"
+            );
+        }
+        assert!(Settings::with_overrides([("audit_retention_days", "30".into())]).is_ok());
     }
 
     #[test]

@@ -362,8 +362,12 @@ fn stamps(dir: &Path, files: &[ContentFile]) -> Vec<Option<SystemTime>> {
 }
 
 /// The local word list (`content/sensitive_words.txt`): one word per line, `#` comments, blank
-/// lines ignored. Matching is by substring, case-insensitive, ignoring whitespace inside the text
-/// so `刷 单` still hits `刷单`; one Aho-Corasick automaton over every word.
+/// lines ignored. Matching is by substring over a folded form of both the words and the text, so
+/// the usual evasions still hit: NFKC (full-width `ＳＰＡＭ`, `１２３`, compatibility forms), case
+/// folded, and only letters and digits kept — whitespace, zero-width and other format characters
+/// (U+200B/200C/200D/2060/FEFF, every category Cf), punctuation and symbols between the characters
+/// are dropped, so `刷 单`, `刷\u{200B}单`, `刷.单` and `刷_单` all hit `刷单`. One Aho-Corasick
+/// automaton matches every word at once (a real list has thousands).
 #[derive(Debug, Clone, Default)]
 pub struct SensitiveWords {
     words: Vec<String>,
@@ -376,10 +380,15 @@ impl PartialEq for SensitiveWords {
     }
 }
 
-fn fold(s: &str) -> String {
-    s.chars()
-        .filter(|c| !c.is_whitespace())
+/// The folded form matched: NFKC, lower case, letters and digits only. (Format characters,
+/// category Cf, are neither letters nor digits, so they go with the punctuation.)
+pub fn fold(s: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    s.nfkc()
+        .filter(|c| c.is_alphanumeric())
         .flat_map(char::to_lowercase)
+        // Lower-casing may produce a combining mark (e.g. `İ` → `i̇`): keep letters and digits only.
+        .filter(|c| c.is_alphanumeric())
         .collect()
 }
 
@@ -420,6 +429,45 @@ impl SensitiveWords {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 13, item 7: the evasions of the review, as a table.
+    #[test]
+    fn sensitive_words_see_through_evasions() {
+        let w = SensitiveWords::parse("刷单\nspam\n法轮\n代开发票\n");
+        let hits = [
+            ("我们刷单吧", "刷单"),
+            ("刷 单", "刷单"),
+            ("刷\u{3000}单", "刷单"),
+            ("刷\u{200B}单", "刷单"),
+            ("刷\u{200C}单", "刷单"),
+            ("刷\u{200D}单", "刷单"),
+            ("刷\u{2060}单", "刷单"),
+            ("刷\u{FEFF}单", "刷单"),
+            ("刷\u{00AD}单", "刷单"),
+            ("刷\u{202E}单", "刷单"),
+            ("刷.单", "刷单"),
+            ("刷。单", "刷单"),
+            ("刷-_-单", "刷单"),
+            ("刷*单", "刷单"),
+            ("刷❤单", "刷单"),
+            ("buy SpAm now", "spam"),
+            ("ＳＰＡＭ", "spam"),
+            ("ｓ ｐ ａ ｍ", "spam"),
+            ("s.p.a.m", "spam"),
+            ("S\u{200B}P\u{FEFF}A\u{2060}M", "spam"),
+            ("法\u{200B}轮", "法轮"),
+            ("代 开.发\u{200D}票", "代开发票"),
+        ];
+        for (text, word) in hits {
+            assert_eq!(w.find(text), Some(word), "{text:?}");
+        }
+        for clean in ["学习心得", "sparse maps", "刷卡单位", ""] {
+            assert_eq!(w.find(clean), None, "{clean:?}");
+        }
+        // Words in the list are folded the same way.
+        let w = SensitiveWords::parse("Ｓ.P.A.M\n");
+        assert_eq!(w.find("spam"), Some("spam"));
+    }
 
     #[test]
     fn builtin_content_parses_and_rules_rank_by_priority() {

@@ -4,90 +4,271 @@
 //! while the first delivery is still being handled. The first delivery claims the key; a retry
 //! that finds the record finished gets the identical reply; a retry that finds it still running
 //! waits for it (woken at once in-process, polling Redis across replicas). No second side effect.
+//!
+//! A claim is a [`Ticket`]: whatever way its holder ends (error, panic, cancellation) the claim is
+//! released when the ticket is dropped without [`Dedup::complete`], and the "pending" record in
+//! the cache has a short TTL of its own, so a crashed replica's claim does not outlive WeChat's
+//! retries either.
+//!
+//! When the shared cache fails (Redis down or slow; every call is bounded in
+//! [`crate::platform::cache::RedisCache`]) de-duplication carries on in this process: a warning,
+//! the metric `dangjian_cache_fallbacks_total{component="dedup"}`, and an in-process record. The
+//! answers of the last minute are mirrored in process too, so a retry that arrives just after
+//! Redis went away still gets the first reply.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
-use tokio::sync::watch;
+use tokio::{sync::watch, time::Instant};
 
-use crate::platform::cache::Cache;
+use crate::platform::{
+    cache::{Cache, MemoryCache},
+    metrics::Metrics,
+};
 
-const PENDING: &str = "\u{0}pending";
+const PENDING: &str = "\u{0}pending:";
+/// How long an answer stays in the in-process mirror (WeChat's retries come within ~15 s).
+const MIRROR_TTL: Duration = Duration::from_secs(60);
+
+fn is_pending(v: &str) -> bool {
+    v.starts_with(PENDING)
+}
 
 pub enum Claim {
-    /// This is the first delivery: handle it, then `complete` (or `abandon` on failure).
+    /// This is the first delivery: handle it, then `complete` (dropping the ticket abandons it).
     First(Ticket),
     /// Answered before: send this reply again.
     Answered(String),
-    /// Still being handled elsewhere after waiting `wait`: the first delivery will answer.
+    /// Still being handled elsewhere at the deadline: the first delivery will answer.
     StillRunning,
 }
 
+/// How a signed (timestamp, nonce) pair was used before (plaintext mode, where no body is signed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonceUse {
+    /// Never seen: now bound to this body.
+    First,
+    /// Seen with this very body: a retry.
+    SameBody,
+    /// Seen with another body: a replay of the signed URL.
+    OtherBody,
+}
+
 pub struct Dedup {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     cache: Arc<dyn Cache>,
+    /// The in-process stand-in while the cache fails, and the mirror of recent answers.
+    fallback: MemoryCache,
     ttl: Duration,
-    local: Mutex<HashMap<String, watch::Receiver<Option<String>>>>,
+    pending_ttl: Duration,
+    local: Mutex<HashMap<String, Running>>,
+    next_id: AtomicU64,
+    metrics: Arc<Metrics>,
+    epoch: std::time::Instant,
+    warned_at: AtomicU64,
 }
 
+struct Running {
+    id: u64,
+    rx: watch::Receiver<Option<String>>,
+}
+
+/// The right to handle one message. Complete it with [`Dedup::complete`]; dropped without that
+/// (an error, a panic, a cancelled task), the claim is released and a retry may handle the message.
 pub struct Ticket {
+    inner: Arc<Inner>,
     key: String,
-    tx: watch::Sender<Option<String>>,
+    id: u64,
+    on_fallback: bool,
+    tx: Option<watch::Sender<Option<String>>>,
+    done: bool,
 }
 
-impl Dedup {
-    pub fn new(cache: Arc<dyn Cache>, ttl: Duration) -> Dedup {
-        Dedup {
-            cache,
-            ttl,
-            local: Mutex::new(HashMap::new()),
+impl Ticket {
+    fn pending_value(&self) -> String {
+        format!("{PENDING}{}", self.id)
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        // In-process waiters first: they are woken with "closed" when `tx` drops right after.
+        self.inner.forget_running(&self.key, self.id);
+        let inner = self.inner.clone();
+        let ck = cache_key(&self.key);
+        let value = self.pending_value();
+        let on_fallback = self.on_fallback;
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move { inner.release(&ck, &value, on_fallback).await });
+        }
+        // Outside a runtime the pending record's short TTL releases it.
+    }
+}
+
+fn cache_key(key: &str) -> String {
+    format!("dedup:{key}")
+}
+
+impl Inner {
+    fn forget_running(&self, key: &str, id: u64) {
+        let mut local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        if local.get(key).is_some_and(|r| r.id == id) {
+            local.remove(key);
         }
     }
 
-    fn cache_key(key: &str) -> String {
-        format!("dedup:{key}")
+    fn degraded(&self, what: &str, e: &anyhow::Error) {
+        self.metrics.cache_fallback("dedup");
+        // One warning per 10 s, not one per message under load.
+        let now = self.epoch.elapsed().as_secs() + 10;
+        let last = self.warned_at.load(Ordering::Relaxed);
+        if now >= last + 10
+            && self
+                .warned_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(error = %e, what, "de-duplication cache unavailable; de-duplicating in this process");
+        } else {
+            tracing::debug!(error = %e, what, "de-duplicating in this process");
+        }
     }
 
-    pub async fn claim(&self, key: &str, wait: Duration) -> anyhow::Result<Claim> {
-        let deadline = tokio::time::Instant::now() + wait;
+    async fn release(&self, ck: &str, pending: &str, on_fallback: bool) {
+        let _ = self.fallback.del_if_eq(ck, pending).await;
+        if !on_fallback {
+            if let Err(e) = self.cache.del_if_eq(ck, pending).await {
+                // The pending record expires by itself after `dedup_pending_ttl_secs`.
+                tracing::warn!(error = %e, "could not release a de-duplication claim");
+            }
+        }
+    }
+}
+
+impl Dedup {
+    /// `ttl`: how long an answer is kept for retries; `pending_ttl`: how long an unfinished claim
+    /// holds when its holder vanished without releasing it (crash).
+    pub fn new(
+        cache: Arc<dyn Cache>,
+        ttl: Duration,
+        pending_ttl: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Dedup {
+        Dedup {
+            inner: Arc::new(Inner {
+                cache,
+                fallback: MemoryCache::default(),
+                ttl,
+                pending_ttl,
+                local: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(1),
+                metrics,
+                epoch: std::time::Instant::now(),
+                warned_at: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    fn ticket(&self, key: &str, id: u64, on_fallback: bool) -> Ticket {
+        let (tx, rx) = watch::channel(None);
+        self.inner
+            .local
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_owned(), Running { id, rx });
+        Ticket {
+            inner: self.inner.clone(),
+            key: key.to_owned(),
+            id,
+            on_fallback,
+            tx: Some(tx),
+            done: false,
+        }
+    }
+
+    /// Claim `key`, waiting for a running first delivery until `deadline` (measured by the caller
+    /// from the request's arrival, so a retry that waited gets no fresh budget). Never fails: when
+    /// the cache does, the claim is made in process.
+    pub async fn claim(&self, key: &str, deadline: Instant) -> Claim {
+        let inner = &self.inner;
+        let ck = cache_key(key);
         loop {
             // Fast path: the first delivery is running in this process.
-            let local = self
+            let local = inner
                 .local
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .get(key)
-                .cloned();
+                .map(|r| r.rx.clone());
             if let Some(mut rx) = local {
                 match tokio::time::timeout_at(deadline, rx.wait_for(Option::is_some)).await {
-                    Ok(Ok(v)) => return Ok(Claim::Answered(v.clone().unwrap_or_default())),
-                    Ok(Err(_)) => continue, // abandoned: try to claim again
-                    Err(_) => return Ok(Claim::StillRunning),
+                    Ok(Ok(v)) => return Claim::Answered(v.clone().unwrap_or_default()),
+                    Ok(Err(_)) => {
+                        // Abandoned: the ticket removed itself; try to claim again.
+                        if Instant::now() >= deadline {
+                            return Claim::StillRunning;
+                        }
+                        continue;
+                    }
+                    Err(_) => return Claim::StillRunning,
                 }
             }
-            let ck = Self::cache_key(key);
-            if self.cache.set_nx(&ck, PENDING, self.ttl).await? {
-                let (tx, rx) = watch::channel(None);
-                self.local
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(key.to_owned(), rx);
-                return Ok(Claim::First(Ticket {
-                    key: key.to_owned(),
-                    tx,
-                }));
+            let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+            let pending = format!("{PENDING}{id}");
+            // Answers (and outage-time claims) kept in process come first.
+            match inner.fallback.get(&ck).await.ok().flatten() {
+                Some(v) if !is_pending(&v) => return Claim::Answered(v),
+                Some(_) => {
+                    // Claimed in process during an outage by a task that has not finished: wait.
+                    if Instant::now() >= deadline {
+                        return Claim::StillRunning;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                None => {}
+            }
+            match inner.cache.set_nx(&ck, &pending, inner.pending_ttl).await {
+                Ok(true) => return Claim::First(self.ticket(key, id, false)),
+                Ok(false) => {}
+                Err(e) => {
+                    inner.degraded("claim", &e);
+                    if inner
+                        .fallback
+                        .set_nx(&ck, &pending, inner.pending_ttl)
+                        .await
+                        .unwrap_or(false)
+                    {
+                        return Claim::First(self.ticket(key, id, true));
+                    }
+                    continue;
+                }
             }
             // Claimed by another replica (or an earlier run of this one): poll for its answer.
             loop {
-                match self.cache.get(&ck).await? {
-                    Some(v) if v != PENDING => return Ok(Claim::Answered(v)),
-                    Some(_) => {}
-                    None => break, // abandoned: try to claim again
+                match inner.cache.get(&ck).await {
+                    Ok(Some(v)) if !is_pending(&v) => return Claim::Answered(v),
+                    Ok(Some(_)) => {}
+                    Ok(None) => break, // released: try to claim again
+                    Err(e) => {
+                        inner.degraded("poll", &e);
+                        break; // claim in process
+                    }
                 }
-                if tokio::time::Instant::now() >= deadline {
-                    return Ok(Claim::StillRunning);
+                if Instant::now() >= deadline {
+                    return Claim::StillRunning;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -95,33 +276,77 @@ impl Dedup {
     }
 
     /// Record the reply that was (or will be) given to the first delivery.
-    pub async fn complete(&self, ticket: Ticket, reply: &str) -> anyhow::Result<()> {
-        let result = self
-            .cache
-            .set(&Self::cache_key(&ticket.key), reply, self.ttl)
-            .await;
-        self.local
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&ticket.key);
-        let _ = ticket.tx.send(Some(reply.to_owned()));
-        result
+    pub async fn complete(&self, mut ticket: Ticket, reply: &str) {
+        let inner = &self.inner;
+        let ck = cache_key(&ticket.key);
+        let mut kept_in_process = ticket.on_fallback;
+        if !ticket.on_fallback {
+            if let Err(e) = inner.cache.set(&ck, reply, inner.ttl).await {
+                inner.degraded("complete", &e);
+                kept_in_process = true;
+            }
+        }
+        let local_ttl = if kept_in_process {
+            inner.ttl
+        } else {
+            inner.ttl.min(MIRROR_TTL)
+        };
+        let _ = inner.fallback.set(&ck, reply, local_ttl).await;
+        inner.forget_running(&ticket.key, ticket.id);
+        if let Some(tx) = ticket.tx.take() {
+            let _ = tx.send(Some(reply.to_owned()));
+        }
+        ticket.done = true;
     }
 
-    /// The first delivery failed before doing anything: let a retry try again.
-    pub async fn abandon(&self, ticket: Ticket) {
-        self.local
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&ticket.key);
-        if let Err(e) = self
-            .cache
-            .del_if_eq(&Self::cache_key(&ticket.key), PENDING)
-            .await
-        {
-            tracing::warn!(error = %e, "could not release a de-duplication claim");
+    /// The first delivery failed before doing anything: let a retry try again. (Dropping the
+    /// ticket does the same, in the background.)
+    pub async fn abandon(&self, mut ticket: Ticket) {
+        ticket.done = true;
+        self.inner.forget_running(&ticket.key, ticket.id);
+        drop(ticket.tx.take()); // wakes local waiters with "closed"
+        self.inner
+            .release(
+                &cache_key(&ticket.key),
+                &ticket.pending_value(),
+                ticket.on_fallback,
+            )
+            .await;
+    }
+
+    /// Plaintext mode: bind a signed (timestamp, nonce) pair to the hash of the one body it may
+    /// carry, for `ttl` (the timestamp window). Like claims, kept in process when the cache fails.
+    pub async fn bind_nonce(&self, pair: &str, body_hash: &str, ttl: Duration) -> NonceUse {
+        let inner = &self.inner;
+        let ck = format!("nonce:{pair}");
+        if let Some(v) = inner.fallback.get(&ck).await.ok().flatten() {
+            return if v == body_hash {
+                NonceUse::SameBody
+            } else {
+                NonceUse::OtherBody
+            };
         }
-        drop(ticket.tx); // wakes local waiters with "closed"
+        let seen = match inner.cache.set_nx(&ck, body_hash, ttl).await {
+            Ok(true) => return NonceUse::First,
+            Ok(false) => inner.cache.get(&ck).await,
+            Err(e) => Err(e),
+        };
+        match seen {
+            Ok(Some(v)) if v == body_hash => NonceUse::SameBody,
+            Ok(Some(_)) => NonceUse::OtherBody,
+            // Expired between the two calls: the window is over for it anyway.
+            Ok(None) => NonceUse::First,
+            Err(e) => {
+                inner.degraded("nonce", &e);
+                match inner.fallback.set_nx(&ck, body_hash, ttl).await {
+                    Ok(true) | Err(_) => NonceUse::First,
+                    Ok(false) => match inner.fallback.get(&ck).await.ok().flatten() {
+                        Some(v) if v != body_hash => NonceUse::OtherBody,
+                        _ => NonceUse::SameBody,
+                    },
+                }
+            }
+        }
     }
 }
 
@@ -130,24 +355,55 @@ mod tests {
     use super::*;
     use crate::platform::cache::MemoryCache;
 
+    fn dedup_on(cache: Arc<dyn Cache>) -> Arc<Dedup> {
+        Arc::new(Dedup::new(
+            cache,
+            Duration::from_secs(60),
+            Duration::from_secs(30),
+            Arc::new(Metrics::default()),
+        ))
+    }
+
+    fn dedup() -> Arc<Dedup> {
+        dedup_on(Arc::new(MemoryCache::default()))
+    }
+
+    fn within(ms: u64) -> Instant {
+        Instant::now() + Duration::from_millis(ms)
+    }
+
+    /// The caches a claim can live in: in-process always, Redis too when the CI variable is set.
+    async fn caches() -> Vec<Arc<dyn Cache>> {
+        let mut v: Vec<Arc<dyn Cache>> = vec![Arc::new(MemoryCache::default())];
+        if let Ok(url) = std::env::var("DANGJIAN_TEST_REDIS_URL") {
+            let prefix = format!("dj_unit:{}:", rand::random::<u64>());
+            let redis = crate::platform::cache::RedisCache::connect(
+                &url,
+                &prefix,
+                Duration::from_millis(500),
+            )
+            .await
+            .expect("DANGJIAN_TEST_REDIS_URL reachable");
+            v.push(Arc::new(redis));
+        }
+        v
+    }
+
     #[tokio::test]
     async fn retry_while_running_waits_for_the_first_reply() {
-        let d = Arc::new(Dedup::new(
-            Arc::new(MemoryCache::default()),
-            Duration::from_secs(60),
-        ));
-        let Claim::First(ticket) = d.claim("u:1", Duration::from_secs(1)).await.unwrap() else {
+        let d = dedup();
+        let Claim::First(ticket) = d.claim("u:1", within(1000)).await else {
             panic!("first claim must be First")
         };
         let d2 = d.clone();
-        let waiter = tokio::spawn(async move { d2.claim("u:1", Duration::from_secs(2)).await });
+        let waiter = tokio::spawn(async move { d2.claim("u:1", within(2000)).await });
         tokio::time::sleep(Duration::from_millis(20)).await;
-        d.complete(ticket, "<xml>reply</xml>").await.unwrap();
-        match waiter.await.unwrap().unwrap() {
+        d.complete(ticket, "<xml>reply</xml>").await;
+        match waiter.await.unwrap() {
             Claim::Answered(r) => assert_eq!(r, "<xml>reply</xml>"),
             _ => panic!("retry must get the first reply"),
         }
-        match d.claim("u:1", Duration::from_secs(1)).await.unwrap() {
+        match d.claim("u:1", within(1000)).await {
             Claim::Answered(r) => assert_eq!(r, "<xml>reply</xml>"),
             _ => panic!("later retry must get the first reply"),
         }
@@ -155,26 +411,100 @@ mod tests {
 
     #[tokio::test]
     async fn abandoned_claim_can_be_taken_again() {
-        let d = Dedup::new(Arc::new(MemoryCache::default()), Duration::from_secs(60));
-        let Claim::First(t) = d.claim("k", Duration::from_millis(10)).await.unwrap() else {
+        let d = dedup();
+        let Claim::First(t) = d.claim("k", within(10)).await else {
             panic!()
         };
         d.abandon(t).await;
+        assert!(matches!(d.claim("k", within(10)).await, Claim::First(_)));
+    }
+
+    #[tokio::test]
+    async fn still_running_after_the_wait() {
+        let d = dedup();
+        let Claim::First(_t) = d.claim("k", within(10)).await else {
+            panic!()
+        };
         assert!(matches!(
-            d.claim("k", Duration::from_millis(10)).await.unwrap(),
+            d.claim("k", within(30)).await,
+            Claim::StillRunning
+        ));
+    }
+
+    /// Issue 13, item 3: a handler that panics must not leave its claim behind, in process or in
+    /// Redis: a waiting retry and a later one may handle the message, long before any deadline.
+    #[tokio::test]
+    async fn a_panicking_handler_leaves_no_claim_behind() {
+        for cache in caches().await {
+            let kind = cache.kind();
+            let d = dedup_on(cache.clone());
+            let Claim::First(ticket) = d.claim("o:panic", within(1000)).await else {
+                panic!("{kind}: first claim")
+            };
+            // A retry is already waiting in this process when the handler dies.
+            let d2 = d.clone();
+            let waiter = tokio::spawn(async move { d2.claim("o:panic", within(5000)).await });
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let handler = tokio::spawn(async move {
+                let _held = ticket;
+                panic!("handler bug");
+            });
+            assert!(handler.await.unwrap_err().is_panic());
+            let started = Instant::now();
+            let retried = waiter.await.unwrap();
+            assert!(
+                matches!(retried, Claim::First(_)),
+                "{kind}: the waiting retry takes the released claim"
+            );
+            assert!(started.elapsed() < Duration::from_secs(4), "{kind}");
+            drop(retried);
+            // The shared record is released too (another replica could claim it).
+            let mut released = false;
+            for _ in 0..100 {
+                if cache.get("dedup:o:panic").await.unwrap().is_none() {
+                    released = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert!(released, "{kind}: pending record removed");
+        }
+    }
+
+    /// Issue 13, item 3: the pending record has the short TTL, not the answer's.
+    #[tokio::test]
+    async fn a_crashed_claim_expires_after_the_pending_ttl() {
+        let cache: Arc<dyn Cache> = Arc::new(MemoryCache::default());
+        let d = Dedup::new(
+            cache.clone(),
+            Duration::from_secs(600),
+            Duration::from_millis(50),
+            Arc::new(Metrics::default()),
+        );
+        let Claim::First(t) = d.claim("k", within(10)).await else {
+            panic!()
+        };
+        // A crash: neither completed nor dropped in this process.
+        std::mem::forget(t);
+        let other = Dedup::new(
+            cache,
+            Duration::from_secs(600),
+            Duration::from_millis(50),
+            Arc::new(Metrics::default()),
+        );
+        assert!(matches!(
+            other.claim("k", within(2000)).await,
             Claim::First(_)
         ));
     }
 
     #[tokio::test]
-    async fn still_running_after_the_wait() {
-        let d = Dedup::new(Arc::new(MemoryCache::default()), Duration::from_secs(60));
-        let Claim::First(_t) = d.claim("k", Duration::from_millis(10)).await.unwrap() else {
-            panic!()
-        };
-        assert!(matches!(
-            d.claim("k", Duration::from_millis(30)).await.unwrap(),
-            Claim::StillRunning
-        ));
+    async fn a_nonce_carries_one_body_only() {
+        let d = dedup();
+        let ttl = Duration::from_secs(600);
+        assert_eq!(d.bind_nonce("1:n", "aaa", ttl).await, NonceUse::First);
+        assert_eq!(d.bind_nonce("1:n", "aaa", ttl).await, NonceUse::SameBody);
+        assert_eq!(d.bind_nonce("1:n", "bbb", ttl).await, NonceUse::OtherBody);
+        assert_eq!(d.bind_nonce("2:n", "bbb", ttl).await, NonceUse::First);
     }
 }

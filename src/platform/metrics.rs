@@ -15,6 +15,7 @@ use prometheus_client::{
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
+    /// One of [`method_label`]'s values.
     pub method: String,
     pub route: String,
     pub status: u16,
@@ -50,6 +51,30 @@ pub struct Metrics {
     pub push_errors: Family<PushErrorLabels, Counter>,
     /// Rows found in flight after their worker's lease expired (crash or hang): marked `unknown`.
     pub push_unknown: Counter,
+    /// Calls that could not use the shared cache (Redis down) and degraded, by component
+    /// (`dedup`, `rate_limit`, `session`, ...).
+    pub cache_fallbacks: Family<ComponentLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ComponentLabels {
+    pub component: String,
+}
+
+/// The methods a time series may be labelled with; anything else is `OTHER`, so an invented
+/// method cannot create a new series.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method as M;
+    match *method {
+        M::GET => "GET",
+        M::HEAD => "HEAD",
+        M::POST => "POST",
+        M::PUT => "PUT",
+        M::PATCH => "PATCH",
+        M::DELETE => "DELETE",
+        M::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -118,7 +143,14 @@ impl Default for Metrics {
             "Push sends found in flight after a worker stopped",
             push_unknown.clone(),
         );
+        let cache_fallbacks = Family::<ComponentLabels, Counter>::default();
+        registry.register(
+            "cache_fallbacks",
+            "Calls that degraded because the shared cache (Redis) was unavailable",
+            cache_fallbacks.clone(),
+        );
         Metrics {
+            cache_fallbacks,
             registry,
             http_requests,
             http_latency,
@@ -175,6 +207,15 @@ impl Metrics {
         }
     }
 
+    /// One call of `component` that could not use the shared cache and degraded.
+    pub fn cache_fallback(&self, component: &str) {
+        self.cache_fallbacks
+            .get_or_create(&ComponentLabels {
+                component: component.to_owned(),
+            })
+            .inc();
+    }
+
     pub fn outcome(&self, outcome: &str) {
         self.webhook_outcomes
             .get_or_create(&OutcomeLabels {
@@ -195,7 +236,7 @@ pub async fn track(
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method()).to_owned();
     let start = Instant::now();
     let response = next.run(req).await;
     metrics
@@ -213,4 +254,19 @@ pub async fn track(
         })
         .inc();
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invented_methods_are_labelled_other() {
+        let m = |s: &str| axum::http::Method::from_bytes(s.as_bytes()).unwrap();
+        assert_eq!(method_label(&m("GET")), "GET");
+        assert_eq!(method_label(&m("DELETE")), "DELETE");
+        for invented in ["FOO", "BREW", "get", "PROPFIND", "X1234567"] {
+            assert_eq!(method_label(&m(invented)), "OTHER", "{invented}");
+        }
+    }
 }

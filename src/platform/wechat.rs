@@ -22,9 +22,14 @@ pub const PRODUCTION_API_BASE: &str = "https://api.weixin.qq.com";
 
 /// Access tokens in Redis: one refresh across all replicas (SET NX PX lock), compare-and-delete
 /// invalidation so a replica never throws away a token another replica just fetched.
+///
+/// Every call is bounded like the cache's (`redis_timeout_ms`, with its breaker). While Redis is
+/// unavailable, `load` answers with the last token this process saw (WeChat accepts it until it
+/// expires), and the other calls fail at once with a `token store` error rather than hang.
 pub struct RedisTokenStore {
-    conn: redis::aio::ConnectionManager,
+    cache: RedisCache,
     prefix: String,
+    last_seen: std::sync::Mutex<std::collections::HashMap<String, AccessToken>>,
 }
 
 const COMPARE_AND_DELETE: &str = r#"
@@ -36,16 +41,24 @@ const UNLOCK: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end
 "#;
 
-fn redis_err(e: redis::RedisError) -> wechat::Error {
+fn redis_err(e: anyhow::Error) -> wechat::Error {
     wechat::Error::Http(format!("token store: {e}"))
 }
 
 impl RedisTokenStore {
     pub fn new(cache: &RedisCache) -> RedisTokenStore {
         RedisTokenStore {
-            conn: cache.connection(),
+            cache: cache.clone(),
             prefix: format!("{}wechat_token:", cache.prefix()),
+            last_seen: Default::default(),
         }
+    }
+
+    fn remember(&self, key: &str, token: &AccessToken) {
+        self.last_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_owned(), token.clone());
     }
 
     fn token_key(&self, key: &str) -> String {
@@ -66,21 +79,41 @@ struct StoredToken {
 #[async_trait]
 impl TokenStore for RedisTokenStore {
     async fn load(&self, key: &str) -> wechat::Result<Option<AccessToken>> {
-        let mut c = self.conn.clone();
-        let v: Option<String> = redis::cmd("GET")
-            .arg(self.token_key(key))
-            .query_async(&mut c)
-            .await
-            .map_err(redis_err)?;
-        Ok(v.and_then(|s| serde_json::from_str::<StoredToken>(&s).ok())
+        let mut c = self.cache.connection();
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.token_key(key));
+        let v: Option<String> = match self.cache.run(cmd.query_async(&mut c)).await {
+            Ok(v) => v,
+            Err(e) => {
+                let last = self
+                    .last_seen
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(key)
+                    .cloned();
+                return match last {
+                    Some(t) => {
+                        tracing::warn!(error = %e, "token store unavailable; using this process's last access token");
+                        Ok(Some(t))
+                    }
+                    None => Err(redis_err(e)),
+                };
+            }
+        };
+        let token = v
+            .and_then(|s| serde_json::from_str::<StoredToken>(&s).ok())
             .map(|t| AccessToken {
                 token: t.token,
                 expires_at: t.expires_at,
-            }))
+            });
+        if let Some(t) = &token {
+            self.remember(key, t);
+        }
+        Ok(token)
     }
 
     async fn save(&self, key: &str, token: &AccessToken) -> wechat::Result<()> {
-        let mut c = self.conn.clone();
+        let mut c = self.cache.connection();
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let ttl = (token.expires_at - now).max(1);
         let body = serde_json::to_string(&StoredToken {
@@ -88,49 +121,57 @@ impl TokenStore for RedisTokenStore {
             expires_at: token.expires_at,
         })
         .map_err(|e| wechat::Error::Decode(e.to_string()))?;
-        let _: () = redis::cmd("SET")
-            .arg(self.token_key(key))
-            .arg(body)
-            .arg("EX")
-            .arg(ttl)
-            .query_async(&mut c)
+        self.remember(key, token);
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.token_key(key)).arg(body).arg("EX").arg(ttl);
+        self.cache
+            .run(cmd.query_async::<()>(&mut c))
             .await
-            .map_err(redis_err)?;
-        Ok(())
+            .map_err(redis_err)
     }
 
     async fn try_lock(&self, key: &str, ttl: Duration) -> wechat::Result<Option<String>> {
-        let mut c = self.conn.clone();
+        let mut c = self.cache.connection();
         let id = hex::encode(rand::random::<[u8; 16]>());
-        let r: Option<String> = redis::cmd("SET")
-            .arg(self.lock_key(key))
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.lock_key(key))
             .arg(&id)
             .arg("NX")
             .arg("PX")
-            .arg(ttl.as_millis().max(1) as u64)
-            .query_async(&mut c)
+            .arg(ttl.as_millis().max(1) as u64);
+        let r: Option<String> = self
+            .cache
+            .run(cmd.query_async(&mut c))
             .await
             .map_err(redis_err)?;
         Ok(r.map(|_| id))
     }
 
     async fn unlock(&self, key: &str, lock_id: &str) -> wechat::Result<()> {
-        let mut c = self.conn.clone();
-        let _: i64 = redis::Script::new(UNLOCK)
-            .key(self.lock_key(key))
-            .arg(lock_id)
-            .invoke_async(&mut c)
+        let mut c = self.cache.connection();
+        let script = redis::Script::new(UNLOCK);
+        let mut inv = script.key(self.lock_key(key));
+        inv.arg(lock_id);
+        self.cache
+            .run(inv.invoke_async::<i64>(&mut c))
             .await
             .map_err(redis_err)?;
         Ok(())
     }
 
     async fn invalidate(&self, key: &str, token: &str) -> wechat::Result<()> {
-        let mut c = self.conn.clone();
-        let _: i64 = redis::Script::new(COMPARE_AND_DELETE)
-            .key(self.token_key(key))
-            .arg(token)
-            .invoke_async(&mut c)
+        {
+            let mut last = self.last_seen.lock().unwrap_or_else(|e| e.into_inner());
+            if last.get(key).is_some_and(|t| t.token == token) {
+                last.remove(key);
+            }
+        }
+        let mut c = self.cache.connection();
+        let script = redis::Script::new(COMPARE_AND_DELETE);
+        let mut inv = script.key(self.token_key(key));
+        inv.arg(token);
+        self.cache
+            .run(inv.invoke_async::<i64>(&mut c))
             .await
             .map_err(redis_err)?;
         Ok(())

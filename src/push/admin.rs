@@ -103,7 +103,7 @@ async fn list(
         ),
     };
     let per_page = q.per_page.unwrap_or(20).clamp(1, 100);
-    let page = q.page.unwrap_or(1).max(1);
+    let page = crate::http::page_number(q.page)?;
     let rows = store::list(&st.db, status, per_page, (page - 1) * per_page).await?;
     let mut pushes = Vec::with_capacity(rows.len());
     for row in rows {

@@ -4,6 +4,11 @@
 //!
 //! Pacing uses the system clock, not `AppState::clock`: it is about real seconds going by, and
 //! a test's manual clock must not stop the sending.
+//!
+//! When the cache fails (Redis down), the process falls back to one bucket of its own, shared by
+//! all its senders: each send reserves the next free slot, `1/rate` after the previous one, so the
+//! process as a whole never sends faster than the rate (each replica at most the rate; before,
+//! every sender slept `1/rate` on its own and the rate was multiplied by the number of senders).
 
 use std::{
     sync::Arc,
@@ -17,12 +22,29 @@ use crate::platform::cache::Cache;
 pub struct RateLimiter {
     cache: Arc<dyn Cache>,
     per_second: u64,
+    /// The fallback bucket: the instant of the next free send slot in this process.
+    next_slot: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 impl RateLimiter {
     /// `per_second` = 0: no limit.
     pub fn new(cache: Arc<dyn Cache>, per_second: u64) -> RateLimiter {
-        RateLimiter { cache, per_second }
+        RateLimiter {
+            cache,
+            per_second,
+            next_slot: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Reserve the next slot of the process-wide fallback bucket; returns when it starts.
+    fn reserve_local_slot(&self) -> tokio::time::Instant {
+        let interval = Duration::from_secs(1) / self.per_second.max(1) as u32;
+        let now = tokio::time::Instant::now();
+        let mut next = self.next_slot.lock().unwrap_or_else(|e| e.into_inner());
+        // No carry-over of idle time: a slot never starts before now.
+        let slot = next.filter(|t| *t > now).unwrap_or(now);
+        *next = Some(slot + interval);
+        slot
     }
 
     pub fn per_second(&self) -> u64 {
@@ -47,11 +69,11 @@ impl RateLimiter {
                 Ok(n) if n as u64 <= self.per_second => return true,
                 Ok(_) => {}
                 Err(e) => {
-                    // Without the shared counter, fall back to this worker's share of one second.
-                    tracing::warn!(error = %e, "push rate limiter: cache unavailable; pacing locally");
-                    let pause = Duration::from_secs(1) / self.per_second.max(1) as u32;
+                    // Without the shared counter: this process's one bucket, shared by its senders.
+                    tracing::debug!(error = %e, "push rate limiter: cache unavailable; pacing in this process");
+                    let slot = self.reserve_local_slot();
                     return tokio::select! {
-                        _ = tokio::time::sleep(pause) => true,
+                        _ = tokio::time::sleep_until(slot) => true,
                         _ = shutdown.cancelled() => false,
                     };
                 }
@@ -84,6 +106,65 @@ mod tests {
             start.elapsed() > Duration::from_secs(1),
             "{:?}",
             start.elapsed()
+        );
+    }
+
+    /// A cache that is always down (Redis gone).
+    struct Down;
+
+    #[async_trait::async_trait]
+    impl Cache for Down {
+        async fn get(&self, _: &str) -> anyhow::Result<Option<String>> {
+            anyhow::bail!("down")
+        }
+        async fn set(&self, _: &str, _: &str, _: Duration) -> anyhow::Result<()> {
+            anyhow::bail!("down")
+        }
+        async fn set_nx(&self, _: &str, _: &str, _: Duration) -> anyhow::Result<bool> {
+            anyhow::bail!("down")
+        }
+        async fn del(&self, _: &str) -> anyhow::Result<()> {
+            anyhow::bail!("down")
+        }
+        async fn del_if_eq(&self, _: &str, _: &str) -> anyhow::Result<bool> {
+            anyhow::bail!("down")
+        }
+        async fn incr(&self, _: &str, _: Duration) -> anyhow::Result<i64> {
+            anyhow::bail!("down")
+        }
+        async fn ping(&self) -> anyhow::Result<()> {
+            anyhow::bail!("down")
+        }
+        fn kind(&self) -> &'static str {
+            "down"
+        }
+    }
+
+    /// Issue 13, item 5: with Redis down, eight concurrent senders share one bucket: 16 sends at
+    /// 20/s span at least 750 ms, not the 100 ms of eight senders pacing on their own. (A lower
+    /// bound, like the test above: a slow machine cannot make it fail.)
+    #[tokio::test]
+    async fn push_rate_without_redis_is_one_bucket_per_process() {
+        let limiter = Arc::new(RateLimiter::new(Arc::new(Down), 20));
+        let stop = CancellationToken::new();
+        let start = tokio::time::Instant::now();
+        let senders: Vec<_> = (0..8)
+            .map(|_| {
+                let (l, s) = (limiter.clone(), stop.clone());
+                tokio::spawn(async move {
+                    for _ in 0..2 {
+                        assert!(l.acquire(&s).await);
+                    }
+                })
+            })
+            .collect();
+        for s in senders {
+            s.await.unwrap();
+        }
+        let elapsed = start.elapsed();
+        assert!(
+            elapsed >= Duration::from_millis(750),
+            "16 sends at 20/s: {elapsed:?}"
         );
     }
 }

@@ -67,13 +67,9 @@ pub struct PostIn {
     pub content: String,
 }
 
+/// The caps shared with the chat path (`rules::check_length`), as a 422.
 fn length(field: &str, text: &str, max: usize) -> AppResult<()> {
-    if text.trim().is_empty() || text.chars().count() > max {
-        return Err(AppError::Validation(format!(
-            "{field}: 1 to {max} characters"
-        )));
-    }
-    Ok(())
+    crate::submissions::rules::check_length(field, text, max).map_err(AppError::Validation)
 }
 
 /// `POST /api/mp/board {"content"}` → 201 `{"id","status"}` (`pending` or `rejected`).
@@ -82,7 +78,11 @@ pub async fn create_post(
     session: MpSession,
     AppJson(b): AppJson<PostIn>,
 ) -> AppResult<(StatusCode, AppJson<Created>)> {
-    length("content", &b.content, 1000)?;
+    length(
+        "content",
+        &b.content,
+        crate::submissions::rules::MAX_BOARD_CHARS,
+    )?;
     let (id, m) = submissions::post_board(&st, &session.openid, "mp", b.content.trim()).await?;
     Ok((
         StatusCode::CREATED,

@@ -86,6 +86,39 @@ pub fn decide(verdict: &Verdict) -> Moderation {
     }
 }
 
+/// The moderation recorded with an existing item (the duplicate rule answers with it again).
+pub fn stored_moderation(status: &str, suggest: Option<&str>, label: Option<String>) -> Moderation {
+    let suggest = match suggest.unwrap_or("unchecked") {
+        "local" => "local",
+        "pass" => "pass",
+        "review" => "review",
+        "risky" => "risky",
+        _ => "unchecked",
+    };
+    Moderation {
+        initial: if status == "rejected" && matches!(suggest, "local" | "risky") {
+            Initial::Rejected
+        } else {
+            Initial::Pending
+        },
+        suggest,
+        label,
+    }
+}
+
+/// Longest submission text (chat and mini-program alike), in characters.
+pub const MAX_SUBMISSION_CHARS: usize = 5000;
+/// Longest board post (chat and mini-program alike), in characters.
+pub const MAX_BOARD_CHARS: usize = 1000;
+
+/// `field` must hold 1 to `max` characters (after trimming): the same caps on every path.
+pub fn check_length(field: &str, text: &str, max: usize) -> Result<(), String> {
+    if text.trim().is_empty() || text.chars().count() > max {
+        return Err(format!("{field}: 1 to {max} characters"));
+    }
+    Ok(())
+}
+
 /// An editor's decision on a pending item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -235,6 +268,19 @@ mod tests {
         let w = SensitiveWords::parse(include_str!("../../content/sensitive_words.txt"));
         assert!(!w.is_empty() && w.len() < 50);
         assert_eq!(w.find("学习二十大精神心得体会"), None);
+    }
+
+    #[test]
+    fn the_same_length_caps_on_every_path() {
+        assert!(check_length("content", "x", MAX_BOARD_CHARS).is_ok());
+        assert!(check_length("content", "  ", MAX_BOARD_CHARS).is_err());
+        assert!(check_length("content", &"字".repeat(1000), MAX_BOARD_CHARS).is_ok());
+        assert!(check_length("content", &"字".repeat(1001), MAX_BOARD_CHARS).is_err());
+        assert!(check_length("content", &"字".repeat(5001), MAX_SUBMISSION_CHARS).is_err());
+        let m = stored_moderation("rejected", Some("local"), Some("刷单".into()));
+        assert_eq!((m.initial, m.suggest), (Initial::Rejected, "local"));
+        let m = stored_moderation("approved", Some("pass"), None);
+        assert_eq!((m.initial, m.suggest), (Initial::Pending, "pass"));
     }
 
     #[test]

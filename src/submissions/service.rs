@@ -14,7 +14,10 @@ use crate::{
     platform::{audit, error::AppError},
     submissions::moderation::{self, SCENE_BOARD, SCENE_SUBMISSION},
     submissions::rules::EditorDecision,
-    submissions::rules::{chat_command, draft_step, ChatCommand, DraftStep, Initial, Moderation},
+    submissions::rules::{
+        chat_command, check_length, draft_step, stored_moderation, ChatCommand, DraftStep, Initial,
+        Moderation, MAX_BOARD_CHARS,
+    },
     submissions::store::Table,
     submissions::store::{self as db, Image, NewSubmission},
 };
@@ -22,7 +25,7 @@ use crate::{
 /// A chat draft lives this long after its last message.
 pub const DRAFT_TTL_MS: i64 = 10 * 60 * 1000;
 pub const MAX_IMAGES: usize = 9;
-pub const MAX_CHARS: usize = 5000;
+pub const MAX_CHARS: usize = crate::submissions::rules::MAX_SUBMISSION_CHARS;
 
 const DRAFT_STARTED: &str =
     "已开始投稿：请直接发送文字和图片，发送“完成”提交，发送“取消”放弃。草稿保留10分钟。";
@@ -37,6 +40,27 @@ const SUBMISSION_REFUSED: &str =
 pub const BOARD_RECEIVED: &str = "留言已收到，审核后公开。感谢您的关注！";
 const BOARD_REFUSED: &str = "抱歉，您的留言未通过内容安全审核，未能发布。请修改后重新留言。";
 const BOARD_HELP: &str = "请发送“留言 + 内容”，例如：留言 希望增加党史学习资料。";
+const SUBMISSION_TOO_LONG: &str =
+    "投稿内容过长（最多5000字）。请分段发送：先发送“投稿”，再逐段发送内容，最后发送“完成”。";
+const BOARD_TOO_LONG: &str = "留言内容过长（最多1000字），请精简后重新留言。";
+const SUBMISSION_THROTTLED: &str = "您近一小时的投稿次数已达上限，请稍后再投稿。";
+const BOARD_THROTTLED: &str = "您近一小时的留言次数已达上限，请稍后再留言。";
+
+const HOUR_MS: i64 = 3600 * 1000;
+
+fn throttled(what: &str) -> AppError {
+    AppError::TooManyRequests(format!(
+        "too many {what} from this member in the last hour; try again later"
+    ))
+}
+
+/// The chat answer for a throttled member instead of the error (chat cannot show a 429).
+fn chat_throttle(result: AppResult<String>, reply: &str) -> AppResult<String> {
+    match result {
+        Err(AppError::TooManyRequests(_)) => Ok(reply.to_owned()),
+        other => other,
+    }
+}
 
 /// Open drafts are marked in the cache, so that an ordinary text message (the hot path) costs no
 /// database query: only a sender with a marker is looked up. The database stays authoritative;
@@ -101,22 +125,33 @@ pub async fn handle_chat(st: &AppState, msg: &InboundMessage) -> AppResult<Optio
                 .to_owned()
             }
             ChatCommand::SubmitNow(text) => {
-                let (_, receipt, m) = submit(
-                    st,
-                    &NewSubmission {
-                        openid,
-                        source: "chat",
-                        title: &title_of(&text),
-                        content: &text,
-                        images: &[],
-                    },
-                )
-                .await?;
-                submission_reply(&m, &receipt)
+                if check_length("content", &text, MAX_CHARS).is_err() {
+                    SUBMISSION_TOO_LONG.to_owned()
+                } else {
+                    let done = submit(
+                        st,
+                        &NewSubmission {
+                            openid,
+                            source: "chat",
+                            title: &title_of(&text),
+                            content: &text,
+                            images: &[],
+                        },
+                    )
+                    .await
+                    .map(|(_, receipt, m)| submission_reply(&m, &receipt));
+                    chat_throttle(done, SUBMISSION_THROTTLED)?
+                }
             }
             ChatCommand::BoardPost(text) => {
-                let (_, m) = post_board(st, openid, "chat", &text).await?;
-                board_reply(&m).to_owned()
+                if check_length("content", &text, MAX_BOARD_CHARS).is_err() {
+                    BOARD_TOO_LONG.to_owned()
+                } else {
+                    let done = post_board(st, openid, "chat", &text)
+                        .await
+                        .map(|(_, m)| board_reply(&m).to_owned());
+                    chat_throttle(done, BOARD_THROTTLED)?
+                }
             }
             ChatCommand::BoardHelp => BOARD_HELP.to_owned(),
         };
@@ -141,6 +176,11 @@ pub async fn handle_chat(st: &AppState, msg: &InboundMessage) -> AppResult<Optio
         DraftStep::Finish => {
             if draft.content.trim().is_empty() && draft.images.is_empty() {
                 DRAFT_EMPTY.to_owned()
+            } else if db::count_since(&st.db, Table::Submissions, openid, now - HOUR_MS).await?
+                >= st.settings.submission_limit_per_hour
+            {
+                // The draft stays open: it can be sent once the hour has passed.
+                SUBMISSION_THROTTLED.to_owned()
             } else {
                 let m = moderation::check(st, openid, SCENE_SUBMISSION, &draft.content).await;
                 let title = title_of(&draft.content);
@@ -221,28 +261,92 @@ fn board_reply(m: &Moderation) -> &'static str {
     }
 }
 
-/// A moderated submission in one go: (id, receipt number, moderation).
+/// Before anything is created for `openid` in `table`: the same text within the duplicate window
+/// is the item made then (`Ok(Some)`); over the member's hourly limit is 429 `rate_limited`
+/// (chat turns it into a polite reply). Both are checked before msgSecCheck is called, so neither
+/// a repeat nor a flood costs a WeChat call or fills the editors' queue.
+async fn guard(
+    st: &AppState,
+    table: Table,
+    openid: &str,
+    content: &str,
+    now: i64,
+) -> AppResult<Option<db::Recent>> {
+    let since = now - (st.settings.submission_duplicate_window_secs as i64) * 1000;
+    if let Some(r) = db::recent_same(&st.db, table, openid, content, since).await? {
+        return Ok(Some(r));
+    }
+    let (limit, what) = match table {
+        Table::Submissions => (st.settings.submission_limit_per_hour, "submissions"),
+        Table::BoardPosts => (st.settings.board_post_limit_per_hour, "board posts"),
+    };
+    if db::count_since(&st.db, table, openid, now - HOUR_MS).await? >= limit {
+        return Err(throttled(what));
+    }
+    Ok(None)
+}
+
+fn recent_moderation(r: db::Recent) -> (i64, Option<String>, Moderation) {
+    let m = stored_moderation(&r.status, r.suggest.as_deref(), r.label);
+    (r.id, r.receipt_no, m)
+}
+
+/// A moderated submission in one go: (id, receipt number, moderation). The same text from the
+/// same member within `submission_duplicate_window_secs` is that submission again.
 pub async fn submit(st: &AppState, s: &NewSubmission<'_>) -> AppResult<(i64, String, Moderation)> {
+    let now = st.clock.unix_ms();
+    if let Some(r) = guard(st, Table::Submissions, s.openid, s.content, now).await? {
+        let (id, receipt, m) = recent_moderation(r);
+        return Ok((id, receipt.unwrap_or_default(), m));
+    }
     let text = if s.title.is_empty() || s.content.starts_with(s.title) {
         s.content.to_owned()
     } else {
         format!("{}\n{}", s.title, s.content)
     };
     let m = moderation::check(st, s.openid, SCENE_SUBMISSION, &text).await;
-    let (id, receipt) = db::insert(&st.db, s, &m, st.clock.unix_ms()).await?;
-    Ok((id, receipt, m))
+    let since = now - (st.settings.submission_duplicate_window_secs as i64) * 1000;
+    match db::insert(&st.db, s, &m, st.clock.unix_ms(), since).await? {
+        db::Inserted::New { id, receipt_no } => Ok((id, receipt_no.unwrap_or_default(), m)),
+        db::Inserted::Existing(r) => {
+            let (id, receipt, m) = recent_moderation(r);
+            Ok((id, receipt.unwrap_or_default(), m))
+        }
+    }
 }
 
-/// A moderated board post: (id, moderation).
+/// A moderated board post: (id, moderation). The same text from the same member within
+/// `submission_duplicate_window_secs` is that post again.
 pub async fn post_board(
     st: &AppState,
     openid: &str,
     source: &str,
     content: &str,
 ) -> AppResult<(i64, Moderation)> {
+    let now = st.clock.unix_ms();
+    if let Some(r) = guard(st, Table::BoardPosts, openid, content, now).await? {
+        let (id, _, m) = recent_moderation(r);
+        return Ok((id, m));
+    }
     let m = moderation::check(st, openid, SCENE_BOARD, content).await;
-    let id = db::insert_post(&st.db, openid, source, content, &m, st.clock.unix_ms()).await?;
-    Ok((id, m))
+    let since = now - (st.settings.submission_duplicate_window_secs as i64) * 1000;
+    match db::insert_post(
+        &st.db,
+        openid,
+        source,
+        content,
+        &m,
+        st.clock.unix_ms(),
+        since,
+    )
+    .await?
+    {
+        db::Inserted::New { id, .. } => Ok((id, m)),
+        db::Inserted::Existing(r) => {
+            let (id, _, m) = recent_moderation(r);
+            Ok((id, m))
+        }
+    }
 }
 
 /// Approve or reject a pending item, audited in the same transaction. 409 `invalid_transition`

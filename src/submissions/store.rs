@@ -192,15 +192,115 @@ pub struct NewSubmission<'a> {
     pub images: &'a [Image],
 }
 
-/// A submission made in one go; returns its id and receipt number.
+/// An item the same member created with the same text since a moment (the duplicate rule).
+#[derive(Debug, Clone)]
+pub struct Recent {
+    pub id: i64,
+    pub receipt_no: Option<String>,
+    pub status: String,
+    pub suggest: Option<String>,
+    pub label: Option<String>,
+}
+
+/// Serialise one member's creations (PostgreSQL: a transaction-scoped advisory lock on the openid;
+/// SQLite: `begin_write` already holds the one write lock), so the duplicate re-check inside the
+/// transaction is exact even for two deliveries at once.
+async fn lock_member(db: &Db, tx: &mut Tx, openid: &str) -> sqlx::Result<()> {
+    if db.backend() == crate::platform::db::Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(format!("submissions:{openid}"))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn recent_same_in<'c, E>(
+    exec: E,
+    table: Table,
+    openid: &str,
+    content: &str,
+    since_ms: i64,
+) -> sqlx::Result<Option<Recent>>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let receipt = match table {
+        Table::Submissions => "receipt_no",
+        Table::BoardPosts => "NULL",
+    };
+    let row = sqlx::query(&format!(
+        "SELECT id, {receipt}, status, moderation_suggest, moderation_label FROM {}          WHERE openid = $1 AND content = $2 AND created_at >= $3 AND status <> 'draft'          ORDER BY id LIMIT 1",
+        table.name()
+    ))
+    .bind(openid)
+    .bind(content)
+    .bind(since_ms)
+    .fetch_optional(exec)
+    .await?;
+    Ok(row.map(|r| Recent {
+        id: r.get(0),
+        receipt_no: r.get(1),
+        status: r.get(2),
+        suggest: r.get(3),
+        label: r.get(4),
+    }))
+}
+
+/// The member's item with this very text created since `since_ms`, if any.
+pub async fn recent_same(
+    db: &Db,
+    table: Table,
+    openid: &str,
+    content: &str,
+    since_ms: i64,
+) -> sqlx::Result<Option<Recent>> {
+    recent_same_in(db.pool(), table, openid, content, since_ms).await
+}
+
+/// How many items (drafts not counted) the member created since `since_ms`.
+pub async fn count_since(db: &Db, table: Table, openid: &str, since_ms: i64) -> sqlx::Result<i64> {
+    Ok(sqlx::query(&format!(
+        "SELECT COUNT(*) FROM {} WHERE openid = $1 AND created_at >= $2 AND status <> 'draft'",
+        table.name()
+    ))
+    .bind(openid)
+    .bind(since_ms)
+    .fetch_one(db.pool())
+    .await?
+    .get(0))
+}
+
+/// What an insert did: a new row, or the member's identical item of the duplicate window.
+#[derive(Debug, Clone)]
+pub enum Inserted {
+    New { id: i64, receipt_no: Option<String> },
+    Existing(Recent),
+}
+
+/// A submission made in one go; a new row with its receipt number, unless the member created the
+/// same text since `duplicate_since` (then that item).
 pub async fn insert(
     db: &Db,
     s: &NewSubmission<'_>,
     m: &Moderation,
     now_ms: i64,
-) -> sqlx::Result<(i64, String)> {
+    duplicate_since: i64,
+) -> sqlx::Result<Inserted> {
     let images = serde_json::to_string(s.images).unwrap_or_else(|_| "[]".into());
     let mut tx = db.begin_write().await?;
+    lock_member(db, &mut tx, s.openid).await?;
+    if let Some(r) = recent_same_in(
+        &mut *tx,
+        Table::Submissions,
+        s.openid,
+        s.content,
+        duplicate_since,
+    )
+    .await?
+    {
+        return Ok(Inserted::Existing(r));
+    }
     let id: i64 = sqlx::query(
         "INSERT INTO submissions (openid, source, title, content, images, status, moderation_suggest, \
          moderation_label, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
@@ -225,7 +325,10 @@ pub async fn insert(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok((id, receipt))
+    Ok(Inserted::New {
+        id,
+        receipt_no: Some(receipt),
+    })
 }
 
 pub async fn get(db: &Db, id: i64) -> sqlx::Result<Option<Submission>> {
@@ -345,6 +448,7 @@ fn post(r: sqlx::any::AnyRow) -> BoardPost {
     }
 }
 
+/// A board post, unless the member posted the same text since `duplicate_since` (then that post).
 pub async fn insert_post(
     db: &Db,
     openid: &str,
@@ -352,8 +456,22 @@ pub async fn insert_post(
     content: &str,
     m: &Moderation,
     now_ms: i64,
-) -> sqlx::Result<i64> {
-    Ok(sqlx::query(
+    duplicate_since: i64,
+) -> sqlx::Result<Inserted> {
+    let mut tx = db.begin_write().await?;
+    lock_member(db, &mut tx, openid).await?;
+    if let Some(r) = recent_same_in(
+        &mut *tx,
+        Table::BoardPosts,
+        openid,
+        content,
+        duplicate_since,
+    )
+    .await?
+    {
+        return Ok(Inserted::Existing(r));
+    }
+    let id: i64 = sqlx::query(
         "INSERT INTO board_posts (openid, source, content, status, moderation_suggest, moderation_label, \
          created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id",
     )
@@ -364,9 +482,14 @@ pub async fn insert_post(
     .bind(m.suggest)
     .bind(&m.label)
     .bind(now_ms)
-    .fetch_one(db.pool())
+    .fetch_one(&mut *tx)
     .await?
-    .get(0))
+    .get(0);
+    tx.commit().await?;
+    Ok(Inserted::New {
+        id,
+        receipt_no: None,
+    })
 }
 
 pub async fn get_post(db: &Db, id: i64) -> sqlx::Result<Option<BoardPost>> {

@@ -176,11 +176,11 @@ async fn session_cookies_are_secure_when_the_public_url_is_https() {
     each_backend!(spawn = spawn(), |app| {
         let http = no_redirects();
         let r = http.get(app.url("/admin/login")).send().await.unwrap();
-        let csrf = cookie_value(&set_cookies(&r), "dj_login_csrf").unwrap();
+        let csrf = cookie_value(&set_cookies(&r), "__Host-dj_login_csrf").unwrap();
         assert!(set_cookies(&r)[0].contains("; Secure"));
         let r = http
             .post(app.url("/admin/login"))
-            .header(header::COOKIE, format!("dj_login_csrf={csrf}"))
+            .header(header::COOKIE, format!("__Host-dj_login_csrf={csrf}"))
             .form(&[
                 ("username", ADMIN_USER),
                 ("password", ADMIN_PASSWORD),
@@ -192,7 +192,7 @@ async fn session_cookies_are_secure_when_the_public_url_is_https() {
         assert_eq!(r.status(), StatusCode::SEE_OTHER);
         assert!(set_cookies(&r)
             .iter()
-            .any(|c| c.starts_with("dj_session=") && c.contains("; Secure")));
+            .any(|c| c.starts_with("__Host-dj_session=") && c.contains("; Secure")));
     });
 }
 

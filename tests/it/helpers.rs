@@ -686,20 +686,9 @@ impl TestApp {
         }
     }
 
-    /// Post an event to the webhook as WeChat would (plaintext mode is accepted in compatible mode).
+    /// Post an event to the webhook as WeChat would (encrypted: safe mode is the default).
     pub async fn post_event(&self, xml: &str) {
-        let ts = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
-        let q = format!(
-            "signature={}&timestamp={ts}&nonce=n1&openid=o",
-            signature::signature(TOKEN, &ts, "n1")
-        );
-        let r = self
-            .http
-            .post(self.url(&format!("/wechat?{q}")))
-            .body(xml.to_owned())
-            .send()
-            .await
-            .unwrap();
+        let r = self.wechat_post(xml).await;
         assert_eq!(r.status(), StatusCode::OK);
     }
 }
@@ -711,22 +700,12 @@ impl TestApp {
         self.state.clock.now().unix_timestamp()
     }
 
-    /// POST a plaintext message, signed at the app's clock; the passive reply's text (or "success").
+    /// POST a message as WeChat does (encrypted, signed at the app's clock); the passive reply's
+    /// text (or "success").
     pub async fn chat_xml(&self, xml: &str) -> String {
-        let ts = self.chat_now().to_string();
-        let q = format!(
-            "signature={}&timestamp={ts}&nonce=n1&openid=o",
-            signature::signature(TOKEN, &ts, "n1")
-        );
-        let resp = self
-            .http
-            .post(self.url(&format!("/wechat?{q}")))
-            .body(xml.to_owned())
-            .send()
-            .await
-            .unwrap();
+        let resp = self.wechat_post(xml).await;
         assert_eq!(resp.status(), StatusCode::OK, "{}", self.backend.name());
-        let body = resp.text().await.unwrap();
+        let body = TestApp::wechat_reply(resp).await;
         if body == "success" {
             return body;
         }
@@ -743,16 +722,39 @@ impl TestApp {
     }
 
     pub async fn admin_get(&self, token: &str, path: &str) -> (StatusCode, Value) {
-        self.json_call(Some(token), Method::GET, path, None).await
+        let resp = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        (resp.status(), resp.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn admin_post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
-        self.json_call(Some(token), Method::POST, path, Some(body))
+        let resp = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
             .await
+            .unwrap();
+        (resp.status(), resp.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn mp_token(&self, code: &str) -> String {
-        self.mp_login(code).await.0
+        let resp = self
+            .http
+            .post(self.url("/api/mp/login"))
+            .json(&json!({"code": code}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let v: Value = resp.json().await.unwrap();
+        v["token"].as_str().unwrap().to_owned()
     }
 
     /// Rows of `submissions` in `status` (drafts included when asked).
@@ -766,9 +768,13 @@ impl TestApp {
 
 // ---- helpers of tests/it/webhook.rs
 impl TestApp {
+    /// A plaintext body (plaintext mode only; safe mode, the default, refuses it). The nonce comes
+    /// from the body: one signed URL carries one body.
     pub async fn post_plain(&self, xml: &str) -> reqwest::Response {
+        use sha2::Digest;
+        let nonce = hex::encode(&sha2::Sha256::digest(xml.as_bytes())[..6]);
         self.http
-            .post(self.url(&format!("/wechat?{}", signed_query(now(), "n1"))))
+            .post(self.url(&format!("/wechat?{}", signed_query(now(), &nonce))))
             .body(xml.to_owned())
             .send()
             .await
@@ -803,7 +809,12 @@ impl TestApp {
             .await
     }
 
-    /// Reply text of a plaintext reply body, or "success".
+    /// A message as WeChat sends it in safe mode (the default): encrypted and signed.
+    pub async fn post_msg(&self, xml: &str) -> reqwest::Response {
+        self.wechat_post(xml).await
+    }
+
+    /// The clear reply XML (decrypted when the reply is encrypted), or "success".
     pub async fn reply_of(&self, resp: reqwest::Response) -> String {
         assert_eq!(
             resp.status(),
@@ -811,6 +822,12 @@ impl TestApp {
             "backend {}",
             self.backend.name()
         );
+        TestApp::wechat_reply(resp).await
+    }
+
+    /// The reply body as sent (an encrypted envelope in safe mode).
+    pub async fn raw_of(&self, resp: reqwest::Response) -> String {
+        assert_eq!(resp.status(), StatusCode::OK, "{}", self.backend.name());
         resp.text().await.unwrap()
     }
 
@@ -1026,22 +1043,13 @@ impl TestApp {
 
     /// Post an official-account event from `openid` to the webhook (plaintext, compatible mode).
     pub async fn account_event(&self, openid: &str, event_body: &str) {
-        let ts = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
-        let q = format!(
-            "signature={}&timestamp={ts}&nonce=n1&openid={openid}",
-            wechat::signature::signature(TOKEN, &ts, "n1")
-        );
+        let ts = time::OffsetDateTime::now_utc().unix_timestamp();
         let xml = format!(
             "<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>\
              <CreateTime>{ts}</CreateTime><MsgType><![CDATA[event]]></MsgType>{event_body}</xml>"
         );
-        let r = self
-            .http
-            .post(self.url(&format!("/wechat?{q}")))
-            .body(xml)
-            .send()
-            .await
-            .unwrap();
+        // As WeChat sends it in safe mode (the default): encrypted and signed.
+        let r = self.wechat_post(&xml).await;
         assert_eq!(r.status(), reqwest::StatusCode::OK);
     }
 
@@ -1312,5 +1320,143 @@ impl TestApp {
         let resp = req.send().await.unwrap();
         let status = resp.status();
         (status, resp.text().await.unwrap_or_default())
+    }
+}
+
+// ---- hardening
+impl TestApp {
+    /// A message as WeChat sends it in safe mode (the default): encrypted, signed at the app's
+    /// clock, with a nonce derived from the body so that a retry repeats the same URL and body.
+    /// Returns (path and query, body).
+    pub fn wechat_request(&self, xml: &str) -> (String, String) {
+        use sha2::Digest;
+        let ts = self.state.clock.now().unix_timestamp().to_string();
+        let nonce = hex::encode(&sha2::Sha256::digest(xml.as_bytes())[..6]);
+        let crypto = wechat::crypto::MessageCrypto::new(AES_KEY, APP_ID).unwrap();
+        // The cipher's random prefix makes each encryption differ; a retry resends these bytes.
+        let encrypt = crypto.encrypt(xml.as_bytes());
+        let msg_sig = wechat::signature::msg_signature(TOKEN, &ts, &nonce, &encrypt);
+        let path = format!(
+            "/wechat?signature={}&timestamp={ts}&nonce={nonce}&openid=o&encrypt_type=aes&msg_signature={msg_sig}",
+            wechat::signature::signature(TOKEN, &ts, &nonce)
+        );
+        let body = format!(
+            "<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
+        );
+        (path, body)
+    }
+
+    /// POST `xml` to the webhook as WeChat would (see [`TestApp::wechat_request`]).
+    pub async fn wechat_post(&self, xml: &str) -> reqwest::Response {
+        let (path, body) = self.wechat_request(xml);
+        self.http
+            .post(self.url(&path))
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The clear reply of an (encrypted) webhook answer, or "success".
+    pub async fn wechat_reply(resp: reqwest::Response) -> String {
+        assert_eq!(resp.status(), reqwest::StatusCode::OK, "webhook answer");
+        let text = resp.text().await.unwrap();
+        match wechat::xml::parse_flat(&text)
+            .ok()
+            .and_then(|f| f.get("Encrypt").map(str::to_owned))
+        {
+            Some(enc) => {
+                let crypto = wechat::crypto::MessageCrypto::new(AES_KEY, APP_ID).unwrap();
+                String::from_utf8(crypto.decrypt(&enc).unwrap()).unwrap()
+            }
+            None => text,
+        }
+    }
+}
+
+/// A TCP proxy in front of a service (Redis today; PostgreSQL or WeChat later) that a test can
+/// cut and restore: `let p = FaultProxy::start(target).await; ... p.cut(); ... p.restore();`.
+/// `cut` closes every open connection and refuses new ones at once; `blackhole` keeps accepting
+/// but never answers (a hung server); `restore` forwards again.
+pub struct FaultProxy {
+    pub addr: std::net::SocketAddr,
+    mode: tokio::sync::watch::Sender<FaultMode>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultMode {
+    Forward,
+    Refuse,
+    Blackhole,
+}
+
+impl FaultProxy {
+    /// Listen on 127.0.0.1:0 and forward to `target` ("host:port").
+    pub async fn start(target: &str) -> FaultProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (mode, _) = tokio::sync::watch::channel(FaultMode::Forward);
+        let modes = mode.clone();
+        let target = target.to_owned();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut rx = modes.subscribe();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let now = *rx.borrow_and_update();
+                    match now {
+                        FaultMode::Refuse => return, // dropped: the client sees a reset/EOF
+                        FaultMode::Blackhole => {
+                            // Hold the socket, answer nothing, until restored or cut.
+                            let _ = rx.wait_for(|m| *m != FaultMode::Blackhole).await;
+                            return;
+                        }
+                        FaultMode::Forward => {}
+                    }
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = rx.wait_for(|m| *m != FaultMode::Forward) => {}
+                    }
+                });
+            }
+        });
+        FaultProxy { addr, mode, task }
+    }
+
+    /// The target of a `redis://host:port[/db]` URL, for [`FaultProxy::start`].
+    pub fn target_of(url: &str) -> String {
+        let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+        let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);
+        rest.split('/').next().unwrap().to_owned()
+    }
+
+    /// The same URL, pointed at this proxy.
+    pub fn url_for(&self, url: &str) -> String {
+        url.replacen(&Self::target_of(url), &self.addr.to_string(), 1)
+    }
+
+    pub fn cut(&self) {
+        self.mode.send_replace(FaultMode::Refuse);
+    }
+
+    pub fn blackhole(&self) {
+        self.mode.send_replace(FaultMode::Blackhole);
+    }
+
+    pub fn restore(&self) {
+        self.mode.send_replace(FaultMode::Forward);
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

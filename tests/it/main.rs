@@ -7,6 +7,7 @@ mod admin_console;
 mod content;
 mod development;
 mod dues;
+mod hardening;
 mod helpers;
 mod members;
 mod mp;

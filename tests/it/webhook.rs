@@ -57,7 +57,11 @@ async fn url_verification_echoes_echostr_only_with_a_valid_signature() {
 
 #[tokio::test]
 async fn keyword_text_gets_the_configured_reply_in_plaintext() {
-    each_backend!(|app| {
+    let spawn = || Spawn {
+        overrides: vec![("wechat_message_mode", "plaintext".into())],
+        ..Default::default()
+    };
+    each_backend!(spawn = spawn(), |app| {
         let body = app
             .reply_of(app.post_plain(&text_xml("o_user1", "帮助", 1001)).await)
             .await;
@@ -82,7 +86,7 @@ async fn encrypted_message_gets_an_encrypted_reply_with_a_valid_msg_signature() 
         },
         |app| {
             let resp = app.post_encrypted(&text_xml("o_enc", "党费", 2001)).await;
-            let body = app.reply_of(resp).await;
+            let body = app.raw_of(resp).await;
             let encrypt = field(&body, "Encrypt").expect("encrypted reply");
             let ts = field(&body, "TimeStamp").unwrap();
             let nonce = field(&body, "Nonce").unwrap();
@@ -219,11 +223,11 @@ async fn bad_input_is_rejected_with_4xx_and_changes_nothing() {
 async fn retried_subscribe_gets_the_same_reply_and_one_side_effect() {
     each_backend!(|app| {
         let xml = event_xml("o_new", "subscribe", "qrscene_42", now());
-        let first = app.reply_of(app.post_plain(&xml).await).await;
+        let first = app.reply_of(app.post_msg(&xml).await).await;
         assert!(field(&first, "Content").unwrap().contains("欢迎关注"));
         // WeChat's three retries, one of them concurrent with another.
-        let (a, b) = tokio::join!(app.post_plain(&xml), app.post_plain(&xml));
-        let third = app.reply_of(app.post_plain(&xml).await).await;
+        let (a, b) = tokio::join!(app.post_msg(&xml), app.post_msg(&xml));
+        let third = app.reply_of(app.post_msg(&xml).await).await;
         assert_eq!(app.reply_of(a).await, first);
         assert_eq!(app.reply_of(b).await, first);
         assert_eq!(third, first);
@@ -238,10 +242,10 @@ async fn retried_subscribe_gets_the_same_reply_and_one_side_effect() {
 async fn same_msgid_from_two_users_is_two_messages() {
     each_backend!(|app| {
         let a = app
-            .reply_of(app.post_plain(&text_xml("o_a", "帮助", 777)).await)
+            .reply_of(app.post_msg(&text_xml("o_a", "帮助", 777)).await)
             .await;
         let b = app
-            .reply_of(app.post_plain(&text_xml("o_b", "帮助", 777)).await)
+            .reply_of(app.post_msg(&text_xml("o_b", "帮助", 777)).await)
             .await;
         assert_eq!(field(&a, "ToUserName").as_deref(), Some("o_a"));
         assert_eq!(field(&b, "ToUserName").as_deref(), Some("o_b"));
@@ -258,13 +262,13 @@ async fn same_msgid_from_two_users_is_two_messages() {
 async fn unsubscribe_marks_the_follower() {
     each_backend!(|app| {
         app.reply_of(
-            app.post_plain(&event_xml("o_leave", "subscribe", "", now()))
+            app.post_msg(&event_xml("o_leave", "subscribe", "", now()))
                 .await,
         )
         .await;
         let r = app
             .reply_of(
-                app.post_plain(&event_xml("o_leave", "unsubscribe", "", now() + 1))
+                app.post_msg(&event_xml("o_leave", "unsubscribe", "", now() + 1))
                     .await,
             )
             .await;
@@ -278,7 +282,7 @@ async fn menu_click_answers_with_the_newest_article_card() {
     each_backend!(|app| {
         let empty = app
             .reply_of(
-                app.post_plain(&event_xml("o_c", "CLICK", "CAT_LILUN_YANJIU", now()))
+                app.post_msg(&event_xml("o_c", "CLICK", "CAT_LILUN_YANJIU", now()))
                     .await,
             )
             .await;
@@ -300,7 +304,7 @@ async fn menu_click_answers_with_the_newest_article_card() {
         }
         let body = app
             .reply_of(
-                app.post_plain(&event_xml("o_c", "CLICK", "CAT_LILUN_YANJIU", now() + 1))
+                app.post_msg(&event_xml("o_c", "CLICK", "CAT_LILUN_YANJIU", now() + 1))
                     .await,
             )
             .await;
@@ -343,7 +347,7 @@ async fn slow_reply_answers_success_then_follows_up_by_customer_service() {
                     .unwrap();
             }
             let xml = event_xml("o_slow", "subscribe", "", now());
-            let first = app.reply_of(app.post_plain(&xml).await).await;
+            let first = app.reply_of(app.post_msg(&xml).await).await;
             assert_eq!(first, "success", "budget exceeded: answer success at once");
             assert_eq!(app.fake.outbox_len(), 0);
             lock.commit().await.unwrap();
@@ -357,7 +361,7 @@ async fn slow_reply_answers_success_then_follows_up_by_customer_service() {
                 .unwrap()
                 .contains("欢迎关注"));
             // The retry gets what the follower got, and nothing is sent or stored twice.
-            assert_eq!(app.reply_of(app.post_plain(&xml).await).await, "success");
+            assert_eq!(app.reply_of(app.post_msg(&xml).await).await, "success");
             tokio::time::sleep(Duration::from_millis(100)).await;
             assert_eq!(app.fake.outbox_len(), 1);
             assert_eq!(
@@ -380,7 +384,7 @@ async fn content_changes_apply_without_a_restart() {
         .unwrap();
         app.state.content.reload().unwrap();
         let body = app
-            .reply_of(app.post_plain(&text_xml("o_r", "测试", 5001)).await)
+            .reply_of(app.post_msg(&text_xml("o_r", "测试", 5001)).await)
             .await;
         assert_eq!(field(&body, "Content").as_deref(), Some("已更新"));
     });
@@ -389,7 +393,7 @@ async fn content_changes_apply_without_a_restart() {
 #[tokio::test]
 async fn operators_endpoints_report_health_and_metrics() {
     each_backend!(|app| {
-        app.reply_of(app.post_plain(&text_xml("o_m", "帮助", 6001)).await)
+        app.reply_of(app.post_msg(&text_xml("o_m", "帮助", 6001)).await)
             .await;
         let ready: serde_json::Value = app
             .http
@@ -454,8 +458,8 @@ async fn welcome_is_followed_by_the_newest_article_card_once() {
             .await
             .unwrap();
         let xml = event_xml("o_welcome", "subscribe", "", now());
-        let first = app.reply_of(app.post_plain(&xml).await).await;
-        assert_eq!(app.reply_of(app.post_plain(&xml).await).await, first);
+        let first = app.reply_of(app.post_msg(&xml).await).await;
+        assert_eq!(app.reply_of(app.post_msg(&xml).await).await, first);
         let sent = app.wait_outbox(1).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(
@@ -542,7 +546,7 @@ async fn a_message_encrypted_by_wechatpy_is_accepted_and_answered_encrypted() {
             .send()
             .await
             .unwrap();
-        let body = app.reply_of(resp).await;
+        let body = app.raw_of(resp).await;
         let encrypt = field(&body, "Encrypt").expect("encrypted reply");
         let token = s(&req["token"]);
         assert!(signature::verify_msg_signature(
@@ -564,7 +568,7 @@ async fn a_message_encrypted_by_wechatpy_is_accepted_and_answered_encrypted() {
             .send()
             .await
             .unwrap();
-        let again = app.reply_of(again).await;
+        let again = app.raw_of(again).await;
         let clear_again =
             String::from_utf8(crypto.decrypt(&field(&again, "Encrypt").unwrap()).unwrap()).unwrap();
         assert_eq!(clear_again, clear);
@@ -583,7 +587,7 @@ async fn subscribe_message_consent_is_recorded_for_subscribe_pushes() {
              <PopupScene>2</PopupScene></List></SubscribeMsgPopupEvent></xml>",
             now()
         );
-        assert_eq!(app.reply_of(app.post_plain(&xml).await).await, "success");
+        assert_eq!(app.reply_of(app.post_msg(&xml).await).await, "success");
         assert_eq!(app.count("SELECT COUNT(*) FROM subscribe_grants WHERE openid = 'o_consent' AND template_id = 'tpl_news' AND status = 'accept'").await, 1);
         assert_eq!(app.count("SELECT COUNT(*) FROM subscribe_grants WHERE openid = 'o_consent' AND template_id = 'tpl_other' AND status = 'reject'").await, 1);
     });

@@ -97,6 +97,7 @@ async fn two_replicas_sharing_redis_fetch_the_token_once() {
         let redis = dangjian::platform::cache::RedisCache::connect(
             settings.redis_url.as_ref().unwrap().expose_secret(),
             &settings.redis_prefix,
+            std::time::Duration::from_millis(settings.redis_timeout_ms),
         )
         .await
         .unwrap();

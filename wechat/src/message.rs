@@ -586,18 +586,26 @@ impl InboundMessage {
     }
 
     /// De-duplication key for WeChat's retries (排重): messages `{FromUserName}:{MsgId}`, events
-    /// `{FromUserName}:{CreateTime}:{Event}`. A key on `MsgId` alone would drop other users'
-    /// messages. Job-finish events append `:{MsgID}` (two template sends to one follower in the
-    /// same second are two reports); unknown message types use `{FromUserName}:{CreateTime}:{MsgType}`.
+    /// `{FromUserName}:{CreateTime}:{Event}` followed by what tells two events of one kind in one
+    /// second apart: job-finish events their `:{MsgID}`, every other event a digest of its own
+    /// fields (`EventKey`, `Ticket`, scan results, picture checksums, locations, subscription
+    /// lists, ...), so a second menu click or scan in the same second is its own event while a
+    /// retry (the same packet) has the same key. A key on `MsgId` alone would drop other users'
+    /// messages. Unknown message types use `{FromUserName}:{CreateTime}:{MsgType}`.
     pub fn dedup_key(&self) -> String {
         let from = &self.from_user;
         match (&self.body, self.msg_id()) {
-            (MessageBody::Event(_), msg_id) => {
+            (MessageBody::Event(e), msg_id) => {
                 let event = self.event_name().unwrap_or_default();
-                match msg_id {
-                    Some(id) => format!("{from}:{}:{event}:{id}", self.create_time),
-                    None => format!("{from}:{}:{event}", self.create_time),
+                let base = format!("{from}:{}:{event}", self.create_time);
+                if let Some(id) = msg_id {
+                    return format!("{base}:{id}");
                 }
+                let parts = event_fields(e);
+                if parts.iter().all(|p| p.is_empty()) {
+                    return base;
+                }
+                format!("{base}:{}", digest(&parts))
             }
             (_, Some(id)) => format!("{from}:{id}"),
             (body, None) => {
@@ -609,6 +617,86 @@ impl InboundMessage {
             }
         }
     }
+}
+
+/// The fields that distinguish two events of one kind sent by one follower in one second.
+fn event_fields(e: &Event) -> Vec<String> {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    match e {
+        Event::Subscribe { scene, ticket } => vec![opt(scene), opt(ticket)],
+        Event::Unsubscribe => vec![],
+        Event::Scan { scene, ticket } => vec![scene.clone(), opt(ticket)],
+        Event::Location {
+            latitude,
+            longitude,
+            precision,
+        } => vec![format!("{latitude},{longitude},{precision}")],
+        Event::Click { key } => vec![key.clone()],
+        Event::View { url, menu_id } => vec![url.clone(), opt(menu_id)],
+        Event::ScancodePush {
+            key,
+            scan_type,
+            scan_result,
+        }
+        | Event::ScancodeWaitmsg {
+            key,
+            scan_type,
+            scan_result,
+        } => vec![key.clone(), scan_type.clone(), scan_result.clone()],
+        Event::PicSysphoto {
+            key,
+            count,
+            pic_md5s,
+        }
+        | Event::PicPhotoOrAlbum {
+            key,
+            count,
+            pic_md5s,
+        }
+        | Event::PicWeixin {
+            key,
+            count,
+            pic_md5s,
+        } => vec![key.clone(), count.to_string(), pic_md5s.join(",")],
+        Event::LocationSelect {
+            key,
+            location_x,
+            location_y,
+            scale,
+            label,
+            poiname,
+        } => vec![
+            key.clone(),
+            format!("{location_x},{location_y},{scale}"),
+            label.clone(),
+            opt(poiname),
+        ],
+        Event::ViewMiniprogram { path, menu_id } => vec![path.clone(), opt(menu_id)],
+        // Carry their MsgID, used before this is reached.
+        Event::TemplateSendJobFinish { msg_id, .. } | Event::MassSendJobFinish { msg_id, .. } => {
+            vec![msg_id.to_string()]
+        }
+        Event::SubscribeMsgPopup { items } | Event::SubscribeMsgChange { items } => items
+            .iter()
+            .map(|i| format!("{}={}/{}", i.template_id, i.status, opt(&i.scene)))
+            .collect(),
+        Event::SubscribeMsgSent { items } => items
+            .iter()
+            .map(|i| format!("{}={}/{}", i.template_id, i.msg_id, i.error_code))
+            .collect(),
+        Event::Unknown { raw, .. } => vec![raw.clone()],
+    }
+}
+
+/// A short digest of `parts` (unambiguous: each part is length-prefixed), keeping keys bounded.
+fn digest(parts: &[String]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p.as_bytes());
+    }
+    hex::encode(&h.finalize()[..8])
 }
 
 #[cfg(test)]
@@ -1340,7 +1428,11 @@ mod tests {
         let sub = parse(sample!("event_subscribe"));
         assert_eq!(sub.dedup_key(), "FromUser:123456789:subscribe");
         let click = parse(sample!("event_click"));
-        assert_eq!(click.dedup_key(), "FromUser:123456789:CLICK");
+        assert!(
+            click.dedup_key().starts_with("FromUser:123456789:CLICK:"),
+            "{}",
+            click.dedup_key()
+        );
         assert_ne!(sub.dedup_key(), click.dedup_key());
         // Case of the event name on the wire does not change the key.
         assert_eq!(
@@ -1356,7 +1448,54 @@ mod tests {
         );
         assert_ne!(t1.dedup_key(), t2.dedup_key());
         // Unknown message types fall back to time and type.
+        // (See also `two_events_of_one_kind_in_one_second_have_their_own_keys`.)
         let unknown = parse(&sample!("text").replace("[text]", "[miniprogrampage]"));
         assert_eq!(unknown.dedup_key(), "fromUser:1348831860:miniprogrampage");
+    }
+
+    /// Issue 13, item 2: the second menu click or scan in one second is its own event, while
+    /// WeChat's retry of the same packet keeps its key.
+    #[test]
+    fn two_events_of_one_kind_in_one_second_have_their_own_keys() {
+        let pairs: [(&str, &str, &str); 9] = [
+            (sample!("event_click"), "[EVENTKEY]", "[OTHERKEY]"),
+            (sample!("event_scan"), "[SCENE_VALUE]", "[OTHER_SCENE]"),
+            (sample!("event_scan"), "[TICKET]", "[OTHER_TICKET]"),
+            (
+                sample!("event_subscribe_qrscene"),
+                "[qrscene_123123]",
+                "[qrscene_456]",
+            ),
+            (sample!("event_view"), "www.qq.com", "www.example.com"),
+            (sample!("event_scancode_push"), "[6]", "[7]"),
+            (sample!("event_location"), "23.137466", "23.137467"),
+            (
+                sample!("event_pic_sysphoto"),
+                "1b5f7c23b5bf75682a53e7b6d163e185",
+                "0000",
+            ),
+            (sample!("event_subscribe_msg_popup"), "accept", "reject"),
+        ];
+        for (xml, from, to) in pairs {
+            assert!(xml.contains(from), "sample lacks {from}: {xml}");
+            let a = parse(xml);
+            let b = parse(&xml.replace(from, to));
+            assert_eq!(a.create_time, b.create_time);
+            assert_ne!(a.dedup_key(), b.dedup_key(), "{from} -> {to}");
+            assert_eq!(
+                a.dedup_key(),
+                parse(xml).dedup_key(),
+                "a retry keeps its key"
+            );
+        }
+        // Events without distinguishing fields keep the plain key.
+        assert_eq!(
+            parse(sample!("event_unsubscribe")).dedup_key(),
+            format!(
+                "{}:{}:unsubscribe",
+                parse(sample!("event_unsubscribe")).from_user,
+                parse(sample!("event_unsubscribe")).create_time
+            )
+        );
     }
 }

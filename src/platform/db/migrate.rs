@@ -66,6 +66,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(8, "0008_dues"),
     migration!(9, "0009_development"),
     migration!(10, "0010_identity"),
+    migration!(11, "0011_hardening"),
 ];
 
 /// An arbitrary constant: the PostgreSQL advisory-lock id for migrations.
