@@ -9,9 +9,7 @@ use serde_json::json;
 use crate::{
     app::AppState,
     articles::banner_store::{self as banners, Banner},
-    articles::rules::{
-        self as rules, Action, ArticleInput, BannerInput, FieldError, Status,
-    },
+    articles::rules::{self as rules, Action, ArticleInput, BannerInput, FieldError, Status},
     articles::store::{self as articles, Article, ArticleFilter, ArticleListItem, Category},
     auth::{AdminSession, Permission},
     http::{json::sanitize, routes::AdminRoutes, AppJson, AppQuery},

@@ -15,8 +15,24 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/console/login.html"),
     ),
     (
+        "console/layout.html",
+        include_str!("../../templates/console/layout.html"),
+    ),
+    (
+        "console/macros.html",
+        include_str!("../../templates/console/macros.html"),
+    ),
+    (
         "console/dashboard.html",
         include_str!("../../templates/console/dashboard.html"),
+    ),
+    (
+        "console/articles/list.html",
+        include_str!("../../templates/console/articles/list.html"),
+    ),
+    (
+        "console/articles/edit.html",
+        include_str!("../../templates/console/articles/edit.html"),
     ),
 ];
 

@@ -3,6 +3,7 @@
 
 mod admin;
 mod admin_console;
+mod console;
 mod content;
 mod development;
 mod helpers;
