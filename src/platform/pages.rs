@@ -34,6 +34,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "console/articles/edit.html",
         include_str!("../../templates/console/articles/edit.html"),
     ),
+    (
+        "console/moderation/queue.html",
+        include_str!("../../templates/console/moderation/queue.html"),
+    ),
 ];
 
 fn env() -> &'static Environment<'static> {

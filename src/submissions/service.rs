@@ -9,9 +9,9 @@ use serde_json::json;
 
 use crate::{
     app::AppState,
-    platform::outbound::CustomMessage,
     auth::AdminSession,
     platform::error::AppResult,
+    platform::outbound::CustomMessage,
     platform::{audit, error::AppError},
     submissions::moderation::{self, SCENE_BOARD, SCENE_SUBMISSION},
     submissions::rules::EditorDecision,

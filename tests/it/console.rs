@@ -25,7 +25,13 @@ fn every_form_has_csrf(html: &str, csrf: &str) {
     assert!(fields >= forms, "{forms} post forms, {fields} csrf fields");
 }
 
-const PAGES: &[&str] = &["/admin/", "/admin/articles", "/admin/articles/new"];
+const PAGES: &[&str] = &[
+    "/admin/",
+    "/admin/articles",
+    "/admin/articles/new",
+    "/admin/moderation",
+    "/admin/moderation?tab=board",
+];
 
 #[tokio::test]
 async fn console_pages_need_a_session_and_answer_with_the_shell() {
@@ -238,5 +244,98 @@ async fn scheduling_from_the_console_keeps_the_draft_until_the_time() {
             .to_str()
             .unwrap()
             .starts_with("dj_flash=error"));
+    });
+}
+
+#[tokio::test]
+async fn an_editor_approves_a_submission_and_answers_a_board_post_in_the_console() {
+    each_backend!(|app| {
+        let c = admin(&app).await;
+        let mp = app.mini_login("console_sub_1").await;
+        let (status, v) = app
+            .json_call(
+                Some(&mp),
+                reqwest::Method::POST,
+                "/api/mp/submissions",
+                Some(serde_json::json!({"title": "<b>支部</b>活动", "content": "学习<script>x</script>"})),
+            )
+            .await;
+        assert!(status.is_success(), "{v}");
+        let sub = v["id"].as_i64().unwrap();
+        let (status, v) = app
+            .json_call(
+                Some(&mp),
+                reqwest::Method::POST,
+                "/api/mp/board",
+                Some(serde_json::json!({"content": "党费怎么交"})),
+            )
+            .await;
+        assert!(status.is_success(), "{v}");
+        let post = v["id"].as_i64().unwrap();
+
+        let r = c
+            .http
+            .get(app.url("/admin/moderation"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let html = c.get(&app, "/admin/moderation").await.text().await.unwrap();
+        assert!(
+            html.contains("&lt;b&gt;支部&lt;&#x2f;b&gt;活动"),
+            "escaped title"
+        );
+        assert!(!html.contains("<script>x</script>"));
+        every_form_has_csrf(&html, &c.csrf);
+
+        let path = format!("/admin/moderation/submissions/{sub}/decision");
+        let r = c.post_raw(&app, &path, &[("decision", "approve")]).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        let pending = "SELECT COUNT(*) FROM submissions WHERE status = 'pending'";
+        assert_eq!(app.count(pending).await, 1);
+        let r = c
+            .post(
+                &app,
+                &path,
+                &[("decision", "approve"), ("back", "/admin/moderation")],
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(location(&r), "/admin/moderation");
+        assert_eq!(app.count(pending).await, 0);
+        // A second decision is refused as a flash error.
+        let r = c.post(&app, &path, &[("decision", "reject")]).await;
+        assert!(r.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .starts_with("dj_flash=error"));
+
+        let html = c
+            .get(&app, "/admin/moderation?tab=board")
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(html.contains("党费怎么交"));
+        let r = c
+            .post(
+                &app,
+                &format!("/admin/moderation/board/{post}/answer"),
+                &[("answer", "在小程序缴纳")],
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let r = c
+            .post(
+                &app,
+                &format!("/admin/moderation/board/{post}/decision"),
+                &[("decision", "approve"), ("back", "https://evil.example/")],
+            )
+            .await;
+        assert_eq!(location(&r), "/admin/moderation", "no open redirect");
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM board_posts WHERE status = 'approved' AND answer = '在小程序缴纳'").await,
+            1
+        );
     });
 }
