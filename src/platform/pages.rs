@@ -38,6 +38,18 @@ const TEMPLATES: &[(&str, &str)] = &[
         "console/moderation/queue.html",
         include_str!("../../templates/console/moderation/queue.html"),
     ),
+    (
+        "console/pushes/list.html",
+        include_str!("../../templates/console/pushes/list.html"),
+    ),
+    (
+        "console/pushes/new.html",
+        include_str!("../../templates/console/pushes/new.html"),
+    ),
+    (
+        "console/pushes/detail.html",
+        include_str!("../../templates/console/pushes/detail.html"),
+    ),
 ];
 
 fn env() -> &'static Environment<'static> {

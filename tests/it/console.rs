@@ -339,3 +339,89 @@ async fn an_editor_approves_a_submission_and_answers_a_board_post_in_the_console
         );
     });
 }
+
+#[tokio::test]
+async fn an_editor_composes_a_push_and_its_page_polls_the_admin_api_with_the_cookie() {
+    each_backend!(|app| {
+        let c = admin(&app).await;
+        let article = app.published_article("推送文章").await;
+        let html = c.get(&app, "/admin/pushes/new").await.text().await.unwrap();
+        assert!(html.contains("推送文章"));
+        every_form_has_csrf(&html, &c.csrf);
+        let pushes = "SELECT COUNT(*) FROM pushes";
+        let before = app.count(pushes).await;
+        // No article: the error is shown next to the field, nothing is stored.
+        let r = c
+            .post(
+                &app,
+                "/admin/pushes/new",
+                &[("channel", "template"), ("audience_kind", "all")],
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(r.text().await.unwrap().contains("请至少选择一篇文章"));
+        let art = article.to_string();
+        let form = [
+            ("article", art.as_str()),
+            ("channel", "template"),
+            ("audience_kind", "all"),
+            ("scheduled_at", "2099-01-01T08:00"),
+        ];
+        let r = c.post_raw(&app, "/admin/pushes/new", &form).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert_eq!(app.count(pushes).await, before);
+        let r = c.post(&app, "/admin/pushes/new", &form).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let to = location(&r);
+        let id: i64 = to.rsplit('/').next().unwrap().parse().unwrap();
+        let html = c.get(&app, &to).await.text().await.unwrap();
+        assert!(html.contains(&format!("data-push=\"{id}\"")));
+        assert!(html.contains("/admin/static/console.js"));
+
+        // The page's script polls the admin API with the cookie: GET is accepted.
+        let r = c.get(&app, &format!("/api/admin/pushes/{id}")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["status"], "scheduled");
+        // An unsafe admin-API call with the cookie needs X-CSRF-Token.
+        let api = app.url(&format!("/api/admin/pushes/{id}/cancel"));
+        let r = c
+            .http
+            .post(&api)
+            .header(header::COOKIE, &c.cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        let scheduled =
+            format!("SELECT COUNT(*) FROM pushes WHERE id = {id} AND status = 'scheduled'");
+        assert_eq!(app.count(&scheduled).await, 1);
+        let r = c
+            .http
+            .post(&api)
+            .header(header::COOKIE, &c.cookie)
+            .header("x-csrf-token", &c.csrf)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(
+            app.count(&format!(
+                "SELECT COUNT(*) FROM pushes WHERE id = {id} AND status = 'cancelled'"
+            ))
+            .await,
+            1
+        );
+        // The console's own button on a cancelled push: a flash error, not a 500.
+        let r = c
+            .post(&app, &format!("/admin/pushes/{id}/cancel"), &[])
+            .await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert!(r.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .starts_with("dj_flash=error"));
+        let list = c.get(&app, "/admin/pushes").await.text().await.unwrap();
+        assert!(list.contains(&format!("/admin/pushes/{id}")));
+    });
+}
