@@ -374,7 +374,7 @@ pub async fn act(
             .await
             .map(|_| "已恢复为草稿"),
         "publish" => match parse_local(&form.publish_at) {
-            Err(()) => Err(AppError::Validation(
+            Err(_) => Err(AppError::Validation(
                 "publish_at: 时间格式应为 2026-07-01T08:00".into(),
             )),
             Ok(at) => {

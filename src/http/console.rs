@@ -195,7 +195,11 @@ pub fn pager(page: Page, total: i64, query: &[(&str, &str)]) -> Pager {
 }
 
 /// A `datetime-local` value (`2026-07-01T08:00`, Asia/Shanghai) or RFC 3339 → unix ms; blank → None.
-pub fn parse_local(value: &str) -> Result<Option<i64>, ()> {
+/// A form time that is neither `datetime-local` nor RFC 3339.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadTime;
+
+pub fn parse_local(value: &str) -> Result<Option<i64>, BadTime> {
     let v = value.trim();
     if v.is_empty() {
         return Ok(None);
@@ -206,11 +210,11 @@ pub fn parse_local(value: &str) -> Result<Option<i64>, ()> {
     let full = match v.len() {
         16 => format!("{v}:00+08:00"),
         19 => format!("{v}+08:00"),
-        _ => return Err(()),
+        _ => return Err(BadTime),
     };
     crate::platform::time::parse_rfc3339(&full)
         .map(Some)
-        .ok_or(())
+        .ok_or(BadTime)
 }
 
 /// Unix ms → the `datetime-local` value in Asia/Shanghai.

@@ -181,7 +181,7 @@ pub async fn create(
         errors.insert("audience".into(), "对象编号应为逗号分隔的数字".into());
         Vec::new()
     });
-    let at = parse_local(&form.scheduled_at).unwrap_or_else(|()| {
+    let at = parse_local(&form.scheduled_at).unwrap_or_else(|_| {
         errors.insert(
             "scheduled_at".into(),
             "时间格式应为 2026-07-01T08:00".into(),

@@ -397,6 +397,19 @@ impl Outcome {
     }
 }
 
+/// The editors' push pages (`/admin/pushes...`); startup wraps them in the console's layers.
+pub fn console_router() -> axum::Router<crate::app::AppState> {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/admin/pushes", get(console::list))
+        .route(
+            "/admin/pushes/new",
+            get(console::new_page).post(console::create),
+        )
+        .route("/admin/pushes/{id}", get(console::detail))
+        .route("/admin/pushes/{id}/{action}", post(console::act))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,17 +472,4 @@ mod tests {
             wechat::Error::Http("cgi-bin/message/template/send: HTTP 404 Not Found".into());
         assert!(matches!(classify(Err(&not_found)), Outcome::Failed { .. }));
     }
-}
-
-/// The editors' push pages (`/admin/pushes...`); startup wraps them in the console's layers.
-pub fn console_router() -> axum::Router<crate::app::AppState> {
-    use axum::routing::{get, post};
-    axum::Router::new()
-        .route("/admin/pushes", get(console::list))
-        .route(
-            "/admin/pushes/new",
-            get(console::new_page).post(console::create),
-        )
-        .route("/admin/pushes/{id}", get(console::detail))
-        .route("/admin/pushes/{id}/{action}", post(console::act))
 }
