@@ -2,8 +2,10 @@
 //! SameSite=Lax, Secure when `DANGJIAN_PUBLIC_URL` is https), a CSRF synchroniser token checked
 //! on every unsafe request by [`csrf_layer`], and security headers on every response.
 //!
-//! Console pages of other areas: add routes to [`router`]; forms must carry the session's token
-//! as a hidden field `csrf` (the templates put `{{ csrf }}` there) or send header `X-CSRF-Token`.
+//! Console pages of each feature live in its `console.rs` and `console_router()`, merged by startup
+//! into [`router`] (so they get the CSRF layer and headers); handlers take [`ConsoleSession`] and
+//! render through `http::console::page`. Forms carry the session's token as a hidden field `csrf`
+//! (`{{ m.csrf(chrome) }}`); scripts calling `/api/admin` send header `X-CSRF-Token`.
 
 use std::collections::HashMap;
 
