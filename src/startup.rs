@@ -162,7 +162,7 @@ pub fn router(state: AppState) -> Router {
         .merge(http::health::router())
         .merge(http::openapi::router(table))
         .merge(admin.into_router())
-        .merge(auth::console::router(state.clone()))
+        .merge(auth::console::router(state.clone(), console_pages()))
         .fallback(http::not_found)
         // Per-IP limit on /api/mp (rate_limit_mp_per_minute).
         .layer(middleware::from_fn_with_state(
@@ -170,6 +170,15 @@ pub fn router(state: AppState) -> Router {
             auth::ratelimit::mp_limit,
         ));
     http::layers(features, &state).with_state(state)
+}
+
+/// Every feature's console pages (`/admin/...`), wrapped by the console's CSRF layer and headers.
+/// Activities (活动) and dues (党费) add theirs here when they land.
+fn console_pages() -> Router<AppState> {
+    Router::new()
+        .merge(articles::console_router())
+        .merge(submissions::console_router())
+        .merge(push::console_router())
 }
 
 /// Every feature's background workers (`serve` and `worker` run them; `serve --no-workers` not).

@@ -9,9 +9,7 @@ use serde_json::json;
 use crate::{
     app::AppState,
     articles::banner_store::{self as banners, Banner},
-    articles::rules::{
-        self as rules, Action, ArticleInput, BannerInput, FieldError, Status, TransitionRefused,
-    },
+    articles::rules::{self as rules, Action, ArticleInput, BannerInput, FieldError, Status},
     articles::store::{self as articles, Article, ArticleFilter, ArticleListItem, Category},
     auth::{AdminSession, Permission},
     http::{json::sanitize, routes::AdminRoutes, AppJson, AppQuery},
@@ -151,24 +149,10 @@ fn invalid(e: FieldError) -> AppError {
     AppError::Validation(e.to_string())
 }
 
-fn refused(e: TransitionRefused) -> AppError {
-    AppError::rejected(StatusCode::CONFLICT, "invalid_transition", e.to_string())
-}
-
-use super::service::{article_url, category_filter, unknown_category};
+use super::service::{self, article_url, category_filter, fk_conflict};
 
 fn not_found(what: &str) -> AppError {
     AppError::NotFound(what.into())
-}
-
-/// A foreign-key violation is a conflict with other data, not a server fault.
-fn fk_conflict(e: sqlx::Error, message: &str) -> AppError {
-    match &e {
-        sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
-            AppError::Conflict(message.into())
-        }
-        _ => AppError::Db(e),
-    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -183,10 +167,6 @@ pub struct ListQuery {
 
 // ---- articles ----------------------------------------------------------------------------------
 
-fn article_audit(a: &rules::ValidArticle) -> serde_json::Value {
-    json!({"title": a.title, "category": a.category, "tags": a.tags, "cover_url": a.cover_url})
-}
-
 async fn article_response(st: &AppState, id: i64) -> AppResult<AppJson<ArticleOut>> {
     let a = articles::get(&st.db, id)
         .await?
@@ -200,16 +180,7 @@ async fn create_article(
     AppJson(input): AppJson<ArticleInput>,
 ) -> AppResult<impl IntoResponse> {
     let a = input.validate().map_err(invalid)?;
-    let html = crate::platform::markdown::render(&a.body_md);
-    let mut tx = st.db.begin_write().await?;
-    let id = articles::create_draft(&mut tx, &a, &html, session.now)
-        .await?
-        .ok_or_else(|| unknown_category(&a.category))?;
-    let entry = session
-        .audit("article.create", "article", id)
-        .details(json!({"after": article_audit(&a)}));
-    audit::record(&mut *tx, &entry).await?;
-    tx.commit().await?;
+    let id = service::create(&st, &session, &a).await?;
     Ok((StatusCode::CREATED, article_response(&st, id).await?))
 }
 
@@ -226,26 +197,7 @@ async fn update_article(
     AppJson(input): AppJson<ArticleInput>,
 ) -> AppResult<AppJson<ArticleOut>> {
     let a = input.validate().map_err(invalid)?;
-    let html = crate::platform::markdown::render(&a.body_md);
-    let before = articles::get(&st.db, id)
-        .await?
-        .ok_or_else(|| not_found("article"))?;
-    let mut tx = st.db.begin_write().await?;
-    let status = articles::status_for_update(&st.db, &mut tx, id)
-        .await?
-        .ok_or_else(|| not_found("article"))?;
-    rules::next(status, Action::Edit).map_err(refused)?;
-    let category_id = articles::category_id_tx(&mut tx, &a.category)
-        .await?
-        .ok_or_else(|| unknown_category(&a.category))?;
-    articles::update_fields(&mut tx, id, category_id, &a, &html, session.now).await?;
-    let entry = session.audit("article.update", "article", id).details(json!({
-        "before": {"title": before.title, "category": before.category, "tags": before.tags, "cover_url": before.cover_url},
-        "after": article_audit(&a),
-        "status": status,
-    }));
-    audit::record(&mut *tx, &entry).await?;
-    tx.commit().await?;
+    service::update(&st, &session, id, &a).await?;
     article_response(&st, id).await
 }
 
@@ -257,39 +209,6 @@ pub struct PublishBody {
     pub publish_at: Option<String>,
 }
 
-/// Apply one status-machine action in a write transaction, audited as `article.<action>`.
-async fn change_status(
-    st: &AppState,
-    session: &AdminSession,
-    id: i64,
-    action: Action,
-    publish_at: Option<i64>,
-) -> AppResult<AppJson<ArticleOut>> {
-    let now = session.now;
-    let mut tx = st.db.begin_write().await?;
-    let from = articles::status_for_update(&st.db, &mut tx, id)
-        .await?
-        .ok_or_else(|| not_found("article"))?;
-    let to = rules::next(from, action).map_err(refused)?;
-    let mut details = json!({"from": from, "to": to});
-    if action == Action::Schedule {
-        let at = publish_at.unwrap_or(now);
-        articles::schedule(&mut tx, id, at, now).await?;
-        details["publish_at"] = json!(rules::rfc3339_shanghai(at));
-    } else if !articles::set_status(&mut tx, id, from, to, now, now).await? {
-        return Err(AppError::Conflict(
-            "the article changed meanwhile; reload and retry".into(),
-        ));
-    }
-    let entry = session
-        .audit(&format!("article.{}", action.as_str()), "article", id)
-        .details(details);
-    audit::record(&mut *tx, &entry).await?;
-    tx.commit().await?;
-    tracing::info!(article = id, action = action.as_str(), from = %from, to = %to, "article status");
-    article_response(st, id).await
-}
-
 /// A handler that moves an article through one editorial transition (no body).
 macro_rules! transition_handler {
     ($name:ident, $action:expr) => {
@@ -298,7 +217,8 @@ macro_rules! transition_handler {
             session: AdminSession,
             Id(id): Id,
         ) -> AppResult<AppJson<ArticleOut>> {
-            change_status(&st, &session, id, $action, None).await
+            service::change_status(&st, &session, id, $action, None).await?;
+            article_response(&st, id).await
         }
     };
 }
@@ -317,12 +237,8 @@ async fn publish_article(
 ) -> AppResult<AppJson<ArticleOut>> {
     let b: PublishBody = parse_body(&body)?.unwrap_or_default();
     let at = rules::parse_time_field("publish_at", b.publish_at.as_deref()).map_err(invalid)?;
-    match at {
-        Some(at) if at > session.now => {
-            change_status(&st, &session, id, Action::Schedule, Some(at)).await
-        }
-        _ => change_status(&st, &session, id, Action::Publish, None).await,
-    }
+    service::publish(&st, &session, id, at).await?;
+    article_response(&st, id).await
 }
 
 /// Drafts only; refused while a banner links to the draft.
@@ -331,32 +247,7 @@ async fn delete_article(
     session: AdminSession,
     Id(id): Id,
 ) -> AppResult<StatusCode> {
-    let before = articles::get(&st.db, id)
-        .await?
-        .ok_or_else(|| not_found("article"))?;
-    let mut tx = st.db.begin_write().await?;
-    let status = articles::status_for_update(&st.db, &mut tx, id)
-        .await?
-        .ok_or_else(|| not_found("article"))?;
-    rules::next(status, Action::Delete).map_err(refused)?;
-    if articles::banner_links(&mut tx, id).await? > 0 {
-        return Err(AppError::Conflict(
-            "a banner links to this article; change the banner first".into(),
-        ));
-    }
-    let deleted = articles::delete_draft(&mut tx, id)
-        .await
-        .map_err(|e| fk_conflict(e, "other records refer to this article"))?;
-    if !deleted {
-        return Err(AppError::Conflict(
-            "the article changed meanwhile; reload and retry".into(),
-        ));
-    }
-    let entry = session
-        .audit("article.delete", "article", id)
-        .details(json!({"before": {"title": before.title, "category": before.category}}));
-    audit::record(&mut *tx, &entry).await?;
-    tx.commit().await?;
+    service::delete_draft(&st, &session, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

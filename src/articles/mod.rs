@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod banner_store;
+pub mod console;
 pub mod mp;
 pub mod page;
 pub mod rules;
@@ -10,7 +11,10 @@ pub mod service;
 pub mod store;
 pub mod worker;
 
-use axum::{routing::get, Router};
+use axum::{
+    routing::{get, post},
+    Router,
+};
 
 use crate::app::AppState;
 
@@ -22,4 +26,19 @@ pub fn router() -> Router<AppState> {
         .route("/api/mp/articles/{id}", get(mp::get_article))
         .route("/api/mp/categories", get(mp::list_categories))
         .route("/api/mp/banners", get(mp::list_banners))
+}
+
+/// The editors' console pages (`/admin/articles...`); startup wraps them in the console's layers.
+pub fn console_router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/articles", get(console::list))
+        .route(
+            "/admin/articles/new",
+            get(console::new_page).post(console::create),
+        )
+        .route(
+            "/admin/articles/{id}",
+            get(console::edit_page).post(console::update),
+        )
+        .route("/admin/articles/{id}/{action}", post(console::act))
 }

@@ -6,8 +6,10 @@
 //! `__Host-dj_login_csrf`), `Secure` and `Path=/`, so no sibling subdomain can set or fix them. On a
 //! plain-http URL (development only) browsers would drop such cookies, so the plain names are used.
 //!
-//! Console pages of other areas: add routes to [`router`]; forms must carry the session's token
-//! as a hidden field `csrf` (the templates put `{{ csrf }}` there) or send header `X-CSRF-Token`.
+//! Console pages of each feature live in its `console.rs` and `console_router()`, merged by startup
+//! into [`router`] (so they get the CSRF layer and headers); handlers take [`ConsoleSession`] and
+//! render through `http::console::page`. Forms carry the session's token as a hidden field `csrf`
+//! (`{{ m.csrf(chrome) }}`); scripts calling `/api/admin` send header `X-CSRF-Token`.
 
 use std::collections::HashMap;
 
@@ -33,6 +35,7 @@ use crate::{
         token_store::{self as tokens, TokenKind},
         AdminSession, ClientIp,
     },
+    http::console::{self, Chrome},
     platform::error::{AppError, AppResult},
     platform::{audit, pages},
 };
@@ -45,7 +48,9 @@ const CSP: &str =
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: https:; \
                    object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-pub fn router(state: AppState) -> Router<AppState> {
+/// The console: login, logout, the dashboard, the shell's static files and every feature's console
+/// `pages` (merged by startup), all behind the CSRF layer and the security headers.
+pub fn router(state: AppState, pages: Router<AppState>) -> Router<AppState> {
     let hdr = |name: &'static str, value: &'static str| {
         SetResponseHeaderLayer::overriding(
             header::HeaderName::from_static(name),
@@ -57,6 +62,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/admin/", get(dashboard))
         .route("/admin/login", get(login_page).post(login_submit))
         .route("/admin/logout", post(logout))
+        .merge(pages)
+        .merge(crate::http::console::static_router())
         .layer(middleware::from_fn_with_state(state, csrf_layer))
         .layer(hdr("content-security-policy", CSP))
         .layer(hdr("x-frame-options", "DENY"))
@@ -235,28 +242,77 @@ async fn login_submit(
     }
 }
 
+/// A signed-in console user for page handlers: without a valid session cookie the request is
+/// redirected to the login page (an API caller gets the JSON error from `AdminSession`).
+pub struct ConsoleSession(pub AdminSession);
+
+impl ConsoleSession {
+    /// The shell's values for the layout; `nav` names the active navigation item.
+    pub fn chrome(&self, nav: &'static str) -> Chrome {
+        Chrome {
+            user: self.0.username.clone(),
+            role: role_label(self.0.role).to_owned(),
+            csrf: self.0.csrf.clone().unwrap_or_default(),
+            nav,
+        }
+    }
+
+    /// A console page needs the same permission as the admin API behind it.
+    pub fn require(&self, p: crate::auth::Permission) -> AppResult<()> {
+        self.0.require(p)
+    }
+}
+
+fn role_label(r: crate::auth::Role) -> &'static str {
+    match r.as_str() {
+        "admin" => "管理员",
+        "editor" => "编辑",
+        "secretary" => "支部书记",
+        _ => "只读",
+    }
+}
+
+impl std::ops::Deref for ConsoleSession {
+    type Target = AdminSession;
+    fn deref(&self) -> &AdminSession {
+        &self.0
+    }
+}
+
+impl axum::extract::FromRequestParts<AppState> for ConsoleSession {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        st: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match AdminSession::from_request_parts(parts, st).await {
+            Ok(s) => Ok(ConsoleSession(s)),
+            Err(AppError::Unauthorized) => Err(Redirect::to("/admin/login").into_response()),
+            Err(e) => Err(e.into_response()),
+        }
+    }
+}
+
 async fn dashboard(
     State(st): State<AppState>,
-    session: Result<AdminSession, AppError>,
+    headers: HeaderMap,
+    session: ConsoleSession,
 ) -> AppResult<Response> {
-    let Ok(session) = session else {
-        return Ok(Redirect::to("/admin/login").into_response());
-    };
     let user = crate::auth::store::by_id(&st.db, session.user_id)
         .await?
         .ok_or(AppError::Unauthorized)?
         .user;
-    let html = pages::render(
+    console::page(
+        &headers,
         "console/dashboard.html",
+        &session.chrome("home"),
         minijinja::context! {
             username => session.username,
             role => session.role.as_str(),
             org_unit => user.org_unit,
-            csrf => session.csrf.as_deref().unwrap_or(""),
         },
     )
-    .map_err(|e| AppError::Internal(e.into()))?;
-    Ok(Html(html).into_response())
 }
 
 async fn logout(State(st): State<AppState>, session: AdminSession) -> AppResult<Response> {

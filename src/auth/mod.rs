@@ -22,6 +22,7 @@ pub mod worker;
 
 pub use crate::platform::org::OrgScope;
 pub use crate::platform::roles::{Permission, Role};
+pub use console::ConsoleSession;
 pub use session::{admin_guard, AdminSession, ClientIp, SessionKind};
 
 /// This feature's admin routes: login and own account, admin users, the audit log.

@@ -3,6 +3,7 @@
 //! admin route table with permissions (`routes`), OpenAPI, health, and the tower-http layers.
 //! `startup` assembles the features' routers and wraps them with [`layers`].
 
+pub mod console;
 pub mod extract;
 pub mod health;
 pub mod json;

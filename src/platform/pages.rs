@@ -15,8 +15,40 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/console/login.html"),
     ),
     (
+        "console/layout.html",
+        include_str!("../../templates/console/layout.html"),
+    ),
+    (
+        "console/macros.html",
+        include_str!("../../templates/console/macros.html"),
+    ),
+    (
         "console/dashboard.html",
         include_str!("../../templates/console/dashboard.html"),
+    ),
+    (
+        "console/articles/list.html",
+        include_str!("../../templates/console/articles/list.html"),
+    ),
+    (
+        "console/articles/edit.html",
+        include_str!("../../templates/console/articles/edit.html"),
+    ),
+    (
+        "console/moderation/queue.html",
+        include_str!("../../templates/console/moderation/queue.html"),
+    ),
+    (
+        "console/pushes/list.html",
+        include_str!("../../templates/console/pushes/list.html"),
+    ),
+    (
+        "console/pushes/new.html",
+        include_str!("../../templates/console/pushes/new.html"),
+    ),
+    (
+        "console/pushes/detail.html",
+        include_str!("../../templates/console/pushes/detail.html"),
     ),
 ];
 

@@ -3,7 +3,6 @@
 
 use axum::{extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::{
     service::{self, CreatePush, PreviewPush},
@@ -15,7 +14,6 @@ use crate::{
     app::AppState,
     auth::{AdminSession, Permission},
     http::{routes::AdminRoutes, AppJson, AppQuery, Id},
-    platform::audit,
     platform::error::{AppError, AppResult},
 };
 
@@ -68,19 +66,7 @@ async fn create(
     session: AdminSession,
     AppJson(body): AppJson<CreatePush>,
 ) -> AppResult<(StatusCode, AppJson<service::Created>)> {
-    let created = service::create(&st, &body, Some(&session.username)).await?;
-    let entry = session
-        .audit("push.create", "push", created.id)
-        .details(json!({
-            "after": {
-                "channel": body.channel,
-                "audience": body.audience,
-                "article_ids": body.article_ids,
-                "scheduled_at": body.scheduled_at,
-                "status": created.status,
-            }
-        }));
-    audit::record(st.db.pool(), &entry).await?;
+    let created = service::create_audited(&st, &session, &body).await?;
     Ok((StatusCode::CREATED, AppJson(created)))
 }
 
@@ -129,11 +115,7 @@ async fn act(
     id: i64,
     action: Action,
 ) -> AppResult<AppJson<PushStatusOut>> {
-    let status = service::act(&st, id, action).await?;
-    let entry = session
-        .audit(&format!("push.{}", action.as_str()), "push", id)
-        .details(json!({"after": {"status": status}}));
-    audit::record(st.db.pool(), &entry).await?;
+    let status = service::act_audited(&st, &session, id, action).await?;
     Ok(AppJson(PushStatusOut { id, status }))
 }
 

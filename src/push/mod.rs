@@ -28,6 +28,7 @@
 
 pub mod admin;
 pub mod audience_store;
+pub mod console;
 pub mod limits;
 pub mod rate;
 pub mod reports;
@@ -394,6 +395,19 @@ impl Outcome {
             Outcome::Unknown { code, .. } => ("unknown", Some(code)),
         }
     }
+}
+
+/// The editors' push pages (`/admin/pushes...`); startup wraps them in the console's layers.
+pub fn console_router() -> axum::Router<crate::app::AppState> {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/admin/pushes", get(console::list))
+        .route(
+            "/admin/pushes/new",
+            get(console::new_page).post(console::create),
+        )
+        .route("/admin/pushes/{id}", get(console::detail))
+        .route("/admin/pushes/{id}/{action}", post(console::act))
 }
 
 #[cfg(test)]

@@ -533,3 +533,40 @@ pub async fn reachable(
     }
     Ok(r)
 }
+
+/// [`create`] by a signed-in editor, audited `push.create` (the admin API and the console).
+pub async fn create_audited(
+    st: &AppState,
+    session: &crate::auth::AdminSession,
+    body: &CreatePush,
+) -> Result<Created, AppError> {
+    let created = create(st, body, Some(&session.username)).await?;
+    let entry = session
+        .audit("push.create", "push", created.id)
+        .details(serde_json::json!({
+            "after": {
+                "channel": body.channel,
+                "audience": body.audience,
+                "article_ids": body.article_ids,
+                "scheduled_at": body.scheduled_at,
+                "status": created.status,
+            }
+        }));
+    crate::platform::audit::record(st.db.pool(), &entry).await?;
+    Ok(created)
+}
+
+/// [`act`] by a signed-in editor, audited `push.<action>`.
+pub async fn act_audited(
+    st: &AppState,
+    session: &crate::auth::AdminSession,
+    id: i64,
+    action: Action,
+) -> Result<PushStatus, AppError> {
+    let status = act(st, id, action).await?;
+    let entry = session
+        .audit(&format!("push.{}", action.as_str()), "push", id)
+        .details(serde_json::json!({"after": {"status": status}}));
+    crate::platform::audit::record(st.db.pool(), &entry).await?;
+    Ok(status)
+}

@@ -2,17 +2,14 @@
 //! queue, decisions (only from `pending`; a second decision is a 409) and answers to posts. Every
 //! write is audited in its transaction. Needs `Permission::Moderate` (editors and admins).
 
-use axum::{extract::State, http::StatusCode};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::{
     app::AppState,
     auth::{AdminSession, Permission},
     http::{page_of, routes::AdminRoutes, AppJson, AppQuery, Id, ListOut},
-    platform::audit,
     platform::error::{AppError, AppResult},
-    platform::outbound::CustomMessage,
     platform::time::rfc3339_shanghai,
     submissions::rules::EditorDecision,
     submissions::service,
@@ -269,42 +266,7 @@ async fn answer_post(
     Id(id): Id,
     AppJson(b): AppJson<AnswerBody>,
 ) -> AppResult<AppJson<AnsweredOut>> {
-    let answer = b.answer.trim();
-    if answer.is_empty() || answer.chars().count() > 2000 {
-        return Err(AppError::Validation("answer: 1 to 2000 characters".into()));
-    }
-    let before = db::get_post(&st.db, id)
-        .await?
-        .ok_or_else(|| AppError::NotFound("board post".into()))?;
-    let mut tx = st.db.begin_write().await?;
-    if !db::answer_post(&mut tx, id, answer, &session.username, session.now).await? {
-        return Err(AppError::rejected(
-            StatusCode::CONFLICT,
-            "invalid_transition",
-            "a rejected post cannot be answered",
-        ));
-    }
-    let entry = session
-        .audit("board_post.answer", "board_post", id)
-        .details(json!({"replaced": before.answer.is_some(), "source": before.source}));
-    audit::record(&mut *tx, &entry).await?;
-    tx.commit().await?;
-    let delivered = if before.source == "chat" {
-        let text = format!("您的留言“{}”有了回复：\n{answer}", excerpt(&before.content));
-        match st
-            .outbound
-            .send_custom(&before.openid, CustomMessage::Text(text))
-            .await
-        {
-            Ok(()) => Some(true),
-            Err(e) => {
-                tracing::warn!(error = %e, post = id, "board answer not delivered in chat");
-                Some(false)
-            }
-        }
-    } else {
-        None
-    };
+    let delivered = service::answer(&st, &session, id, &b.answer).await?;
     let after = db::get_post(&st.db, id)
         .await?
         .ok_or_else(|| AppError::NotFound("board post".into()))?;
@@ -312,12 +274,4 @@ async fn answer_post(
         post: post_out(after),
         delivered,
     }))
-}
-
-fn excerpt(s: &str) -> String {
-    let mut out: String = s.chars().take(20).collect();
-    if s.chars().count() > 20 {
-        out.push('…');
-    }
-    out
 }

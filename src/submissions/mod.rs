@@ -1,6 +1,7 @@
 //! Member submissions (投稿) and message-board posts (留言), moderated before anyone sees them.
 
 pub mod admin;
+pub mod console;
 pub mod moderation;
 pub mod mp;
 pub mod rules;
@@ -19,4 +20,16 @@ pub fn router() -> Router<AppState> {
             "/api/mp/submissions",
             get(mp::list_submissions).post(mp::create_submission),
         )
+}
+
+/// The editors' moderation pages (`/admin/moderation...`); startup wraps them in the console's layers.
+pub fn console_router() -> Router<AppState> {
+    use axum::routing::{get, post};
+    Router::new()
+        .route("/admin/moderation", get(console::queue))
+        .route(
+            "/admin/moderation/{kind}/{id}/decision",
+            post(console::decide),
+        )
+        .route("/admin/moderation/board/{id}/answer", post(console::answer))
 }

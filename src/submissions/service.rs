@@ -11,6 +11,7 @@ use crate::{
     app::AppState,
     auth::AdminSession,
     platform::error::AppResult,
+    platform::outbound::CustomMessage,
     platform::{audit, error::AppError},
     submissions::moderation::{self, SCENE_BOARD, SCENE_SUBMISSION},
     submissions::rules::EditorDecision,
@@ -415,4 +416,59 @@ pub async fn decide(
     audit::record(&mut *tx, &entry).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Answer a post (pending or approved; replacing an earlier answer is allowed), audited. A chat
+/// post's author gets the answer in chat: `Some(delivered)`; mini-program posts `None`.
+pub async fn answer(
+    st: &AppState,
+    session: &AdminSession,
+    id: i64,
+    answer: &str,
+) -> AppResult<Option<bool>> {
+    let answer = answer.trim();
+    if answer.is_empty() || answer.chars().count() > 2000 {
+        return Err(AppError::Validation("answer: 1 to 2000 characters".into()));
+    }
+    let before = db::get_post(&st.db, id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("board post".into()))?;
+    let mut tx = st.db.begin_write().await?;
+    if !db::answer_post(&mut tx, id, answer, &session.username, session.now).await? {
+        return Err(AppError::rejected(
+            StatusCode::CONFLICT,
+            "invalid_transition",
+            "a rejected post cannot be answered",
+        ));
+    }
+    let entry = session
+        .audit("board_post.answer", "board_post", id)
+        .details(json!({"replaced": before.answer.is_some(), "source": before.source}));
+    audit::record(&mut *tx, &entry).await?;
+    tx.commit().await?;
+    let delivered = if before.source == "chat" {
+        let text = format!("您的留言“{}”有了回复：\n{answer}", excerpt(&before.content));
+        match st
+            .outbound
+            .send_custom(&before.openid, CustomMessage::Text(text))
+            .await
+        {
+            Ok(()) => Some(true),
+            Err(e) => {
+                tracing::warn!(error = %e, post = id, "board answer not delivered in chat");
+                Some(false)
+            }
+        }
+    } else {
+        None
+    };
+    Ok(delivered)
+}
+
+fn excerpt(s: &str) -> String {
+    let mut out: String = s.chars().take(20).collect();
+    if s.chars().count() > 20 {
+        out.push('…');
+    }
+    out
 }

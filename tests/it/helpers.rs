@@ -1460,3 +1460,102 @@ impl Drop for FaultProxy {
         self.task.abort();
     }
 }
+
+// ---- console
+
+/// A browser-like console login: the session cookie and the page's CSRF token.
+pub struct Console {
+    pub cookie: String,
+    pub csrf: String,
+    pub http: reqwest::Client,
+}
+
+impl TestApp {
+    /// Log into the console form as `username` (follows the login CSRF dance like a browser).
+    pub async fn console_login(&self, username: &str, password: &str) -> Console {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let cookie_of = |r: &reqwest::Response, name: &str| {
+            r.headers()
+                .get_all(reqwest::header::SET_COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(|c| {
+                    c.strip_prefix(&format!("{name}="))
+                        .map(|v| v.split(';').next().unwrap().to_owned())
+                })
+        };
+        let r = http.get(self.url("/admin/login")).send().await.unwrap();
+        let login_csrf = cookie_of(&r, "dj_login_csrf").expect("login csrf cookie");
+        let r = http
+            .post(self.url("/admin/login"))
+            .header(
+                reqwest::header::COOKIE,
+                format!("dj_login_csrf={login_csrf}"),
+            )
+            .form(&[
+                ("username", username),
+                ("password", password),
+                ("csrf", &login_csrf),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::SEE_OTHER, "console login");
+        let session = cookie_of(&r, "dj_session").expect("session cookie");
+        let cookie = format!("dj_session={session}");
+        let html = http
+            .get(self.url("/admin/"))
+            .header(reqwest::header::COOKIE, &cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let marker = "name=\"csrf\" value=\"";
+        let at = html.find(marker).expect("csrf field") + marker.len();
+        let csrf = html[at..].split('"').next().unwrap().to_owned();
+        Console { cookie, csrf, http }
+    }
+}
+
+impl Console {
+    pub async fn get(&self, app: &TestApp, path: &str) -> reqwest::Response {
+        self.http
+            .get(app.url(path))
+            .header(reqwest::header::COOKIE, &self.cookie)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A form POST carrying the CSRF field (add `("csrf", "")` yourself to test refusals: use `post_raw`).
+    pub async fn post(
+        &self,
+        app: &TestApp,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut fields: Vec<(&str, &str)> = form.to_vec();
+        fields.push(("csrf", &self.csrf));
+        self.post_raw(app, path, &fields).await
+    }
+
+    pub async fn post_raw(
+        &self,
+        app: &TestApp,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
+        self.http
+            .post(app.url(path))
+            .header(reqwest::header::COOKIE, &self.cookie)
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+}

@@ -4,6 +4,7 @@
 mod activities;
 mod admin;
 mod admin_console;
+mod console;
 mod content;
 mod development;
 mod dues;

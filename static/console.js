@@ -1,0 +1,51 @@
+// 党建云平台 console: confirmation dialogs and live progress. Same origin only (CSP script-src 'self').
+(function () {
+  'use strict';
+  var dialog = document.getElementById('confirm-dialog');
+  var pending = null;
+  document.addEventListener('submit', function (ev) {
+    var form = ev.target;
+    var msg = form.getAttribute('data-confirm');
+    if (!msg || form.dataset.confirmed === '1' || !dialog || typeof dialog.showModal !== 'function') return;
+    ev.preventDefault();
+    pending = form;
+    dialog.querySelector('.confirm-text').textContent = msg;
+    dialog.showModal();
+  });
+  if (dialog) {
+    dialog.addEventListener('close', function () {
+      if (dialog.returnValue === 'ok' && pending) {
+        pending.dataset.confirmed = '1';
+        if (pending.requestSubmit) pending.requestSubmit(); else pending.submit();
+      }
+      pending = null;
+    });
+  }
+  // A push's progress: <div id="push-progress" data-push="ID" data-state="...">; polls the admin API.
+  var box = document.getElementById('push-progress');
+  if (box) {
+    var done = ['completed', 'cancelled', 'failed'];
+    var poll = function () {
+      fetch('/api/admin/pushes/' + encodeURIComponent(box.getAttribute('data-push')), {
+        credentials: 'same-origin', headers: { 'Accept': 'application/json' }
+      }).then(function (r) { return r.ok ? r.json() : null; }).then(function (p) {
+        if (!p) return;
+        var counts = p.counts || {};
+        var total = 0, finished = 0;
+        Object.keys(counts).forEach(function (k) {
+          total += counts[k];
+          if (k !== 'pending' && k !== 'in_flight') finished += counts[k];
+          var cell = box.querySelector('[data-count="' + k + '"]');
+          if (cell) cell.textContent = counts[k];
+        });
+        var pct = total ? Math.round(finished * 100 / total) : (done.indexOf(p.status) >= 0 ? 100 : 0);
+        box.querySelector('.progress > div').style.width = pct + '%';
+        box.querySelector('.pct').textContent = pct + '%';
+        box.querySelector('.state').textContent = p.status;
+        box.setAttribute('data-state', p.status);
+        if (done.indexOf(p.status) < 0) setTimeout(poll, 1500);
+      }).catch(function () { setTimeout(poll, 5000); });
+    };
+    poll();
+  }
+})();
