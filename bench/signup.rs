@@ -82,6 +82,9 @@ fn start(settings: Settings, migrate: bool) -> (String, AppState) {
     rx.recv().unwrap()
 }
 
+/// Latency (µs) and, when the answer was a 200, (status, position).
+type Answer = (u32, Option<(String, Option<i64>)>);
+
 fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -246,38 +249,37 @@ fn main() {
         );
 
         let started = Instant::now();
-        let results: Vec<(u32, Option<(String, Option<i64>)>)> =
-            futures_util::stream::iter(tokens.iter().enumerate())
-                .map(|(i, token)| {
-                    let url = format!(
-                        "{}/api/mp/activities/{activity}/signup",
-                        bases[i % bases.len()]
-                    );
-                    let client = client.clone();
-                    async move {
-                        let t = Instant::now();
-                        let r = client.post(url).bearer_auth(token).send().await;
-                        let body = match r {
-                            Ok(r) if r.status().is_success() => {
-                                r.json::<serde_json::Value>().await.ok()
-                            }
-                            _ => None,
-                        };
-                        let lat = t.elapsed().as_micros().min(u32::MAX as u128) as u32;
-                        (
-                            lat,
-                            body.map(|v| {
-                                (
-                                    v["status"].as_str().unwrap_or("").to_owned(),
-                                    v["position"].as_i64(),
-                                )
-                            }),
-                        )
-                    }
-                })
-                .buffer_unordered(args.concurrency)
-                .collect()
-                .await;
+        let results: Vec<Answer> = futures_util::stream::iter(tokens.iter().enumerate())
+            .map(|(i, token)| {
+                let url = format!(
+                    "{}/api/mp/activities/{activity}/signup",
+                    bases[i % bases.len()]
+                );
+                let client = client.clone();
+                async move {
+                    let t = Instant::now();
+                    let r = client.post(url).bearer_auth(token).send().await;
+                    let body = match r {
+                        Ok(r) if r.status().is_success() => {
+                            r.json::<serde_json::Value>().await.ok()
+                        }
+                        _ => None,
+                    };
+                    let lat = t.elapsed().as_micros().min(u32::MAX as u128) as u32;
+                    (
+                        lat,
+                        body.map(|v| {
+                            (
+                                v["status"].as_str().unwrap_or("").to_owned(),
+                                v["position"].as_i64(),
+                            )
+                        }),
+                    )
+                }
+            })
+            .buffer_unordered(args.concurrency)
+            .collect()
+            .await;
         (results, started.elapsed())
     });
     let (results, elapsed) = outcome;
