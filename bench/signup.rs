@@ -82,6 +82,9 @@ fn start(settings: Settings, migrate: bool) -> (String, AppState) {
     rx.recv().unwrap()
 }
 
+/// Latency (µs) and, when the answer was a 200, (status, position).
+type Answer = (u32, Option<(String, Option<i64>)>);
+
 fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -246,8 +249,6 @@ fn main() {
         );
 
         let started = Instant::now();
-        // (latency µs, (status, waitlist position) when the answer was a 2xx)
-        type Answer = (u32, Option<(String, Option<i64>)>);
         let results: Vec<Answer> = futures_util::stream::iter(tokens.iter().enumerate())
             .map(|(i, token)| {
                 let url = format!(

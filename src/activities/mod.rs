@@ -9,20 +9,30 @@
 //! freed later (a withdrawal, a larger capacity) go to the first waitlisted member, who is told.
 //!
 //! **Correct under any concurrency, across replicas** — held by the database, not memory:
-//! - every sign-up, withdrawal, capacity change and cancellation of an activity is one
-//!   transaction that first locks the activity row (`SELECT … FOR UPDATE` on PostgreSQL;
-//!   SQLite's `BEGIN IMMEDIATE` serialises writers), so they run one at a time per activity;
-//! - a place is taken by `UPDATE activities SET confirmed_count = confirmed_count + 1 WHERE …
-//!   confirmed_count < capacity AND NOT EXISTS (waitlisted)` in the same transaction as the
-//!   sign-up's INSERT, and a CHECK (`confirmed_count <= capacity`) backs it;
-//! - the waitlist order is a per-activity monotonic sequence (`activities.signup_seq`, taken
-//!   under the lock; UNIQUE(activity_id, seq));
+//! - a sign-up is decided by one conditional UPDATE of the activity row — next sequence number;
+//!   `confirmed_count + 1` only `WHERE confirmed_count < capacity AND waitlisted_count = 0`, else
+//!   `waitlisted_count + 1`; only while open and inside the window — and the sign-up row is
+//!   inserted in the same transaction (on PostgreSQL one data-modifying CTE statement). The UPDATE
+//!   takes the row lock (SQLite: `BEGIN IMMEDIATE` serialises writers), so sign-ups of an
+//!   activity are decided one at a time, in every replica; CHECKs (`confirmed_count <=
+//!   capacity`, counts ≥ 0) back the conditions;
+//! - withdrawals, capacity changes and cancellation lock the row first (`SELECT … FOR UPDATE`
+//!   on PostgreSQL) and keep the counters with the rows in the same transaction;
+//! - the waitlist order is the per-activity monotonic sequence (`activities.signup_seq`;
+//!   UNIQUE(activity_id, seq)); a waitlisted answer's position is the waitlist count right
+//!   after its own increment, so positions are distinct and in sequence order;
 //! - no member twice: a partial unique index on (activity_id, member_id) over confirmed and
 //!   waitlisted sign-ups;
 //! - a withdrawal promotes the sign-up with the lowest sequence, with state guards on both
 //!   UPDATEs, in the withdrawal's transaction: exactly once per freed place;
 //! - one check-in per member: the attendance row's primary key and an upsert that only fills an
 //!   empty `checked_in_at`.
+//!
+//! Group commit: concurrent sign-ups for one activity on one instance share a transaction
+//! ([`service::SignupQueue`]): each is still its own conditional UPDATE + INSERT, but the row is
+//! locked and the WAL flushed once per batch; nobody is answered before their batch commits, and
+//! a batch that fails (say a member signing up twice at once) is retried one sign-up per
+//! transaction. It only amortises the commit; correctness does not depend on it.
 //!
 //! **Check-in.** The console shows `GET /api/admin/activities/{id}/checkin-code`: a ticket
 //! `<activity>.<window>.<base64url HMAC-SHA256>` over the activity and the 30-second window,

@@ -522,8 +522,8 @@ mod tests {
         let ok = fields().validate().unwrap();
         assert_eq!(ok.title, "主题党日");
         assert_eq!(ok.audience, vec![1, 3]);
-        type Edit = Box<dyn Fn(&mut Fields)>;
-        let cases: Vec<(Edit, &str)> = vec![
+        type Change = Box<dyn Fn(&mut Fields)>;
+        let cases: Vec<(Change, &str)> = vec![
             (Box::new(|f| f.title = "  ".into()), "title"),
             (Box::new(|f| f.title = "长".repeat(201)), "title"),
             (Box::new(|f| f.capacity = 0), "capacity"),

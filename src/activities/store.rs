@@ -181,8 +181,9 @@ pub async fn get(db: &Db, id: i64) -> sqlx::Result<Option<ActivityRow>> {
 }
 
 /// Read the activity inside `tx` and, on PostgreSQL, lock its row until the transaction ends:
-/// sign-ups, withdrawals, capacity changes and cancellation of one activity run one at a time.
-/// (SQLite: `begin_write` already serialises writers.)
+/// withdrawals, capacity changes and cancellation of one activity run one at a time, and after
+/// any sign-up in flight ([`sign_up_in`] takes the same row lock with its UPDATE). (SQLite:
+/// `begin_write` already serialises writers.)
 pub async fn lock(tx: &mut Tx, backend: Backend, id: i64) -> sqlx::Result<Option<ActivityRow>> {
     let lock = if backend == Backend::Postgres {
         " FOR UPDATE"
