@@ -19,10 +19,11 @@ use serde_json::json;
 
 use super::{
     rules::{self, ImportError, ImportRow, RowError},
+    service::Sealed,
     service::{
         self, CloseTransfer, IncomingRefused, IncomingTransfer, MemberPatch, TransferRequest,
     },
-    store::{self, MemberRow, MemberWrite, Search, TransferRow, PAGE_SIZE},
+    store::{self, MemberRow, Search, TransferRow, PAGE_SIZE},
 };
 use crate::http::{
     extract::{page_of, ListOut},
@@ -796,21 +797,8 @@ async fn import(
     let (mut created, mut updated) = (Vec::new(), Vec::new());
     for (_, row) in &rows {
         let unit = units[&row.org_unit].expect("resolved above");
-        let phone_enc = cipher.encrypt(&row.phone);
-        let phone_idx = cipher.phone_index(&row.phone);
-        let id_enc = cipher.encrypt_opt(row.id_number.as_deref());
-        let income_enc = cipher.encrypt_opt(row.income_fen.map(|v| v.to_string()).as_deref());
-        let write = MemberWrite {
-            name: &row.name,
-            phone_enc: &phone_enc,
-            phone_idx: &phone_idx,
-            id_number_enc: id_enc.as_deref(),
-            category: row.category,
-            monthly_income_enc: income_enc.as_deref(),
-            org_unit_id: unit,
-            party_status: row.party_status,
-            joined_at: row.joined_at,
-        };
+        let sealed = Sealed::new(cipher, row);
+        let write = sealed.write(row, unit);
         match existing.get(&row.phone) {
             Some((id, _)) => {
                 store::update(&mut tx, *id, &write, now).await?;

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    rules::{self, RowError},
+    rules::{self, ImportRow, RowError},
     store::{self, App, MemberEdit, MemberRow, MemberWrite, NewTransfer, TransferRow},
 };
 use crate::{
@@ -25,6 +25,7 @@ use crate::{
         db::Tx,
         error::{AppError, AppResult},
         org::{self, OrgKind, OrgScope, OrgUnit},
+        pii::DataCipher,
     },
 };
 
@@ -806,21 +807,8 @@ pub async fn register_incoming(
     }
     let now = session.now;
     let cipher = &st.cipher;
-    let phone_enc = cipher.encrypt(&row.phone);
-    let phone_idx = cipher.phone_index(&row.phone);
-    let id_enc = cipher.encrypt_opt(row.id_number.as_deref());
-    let income_enc = cipher.encrypt_opt(row.income_fen.map(|v| v.to_string()).as_deref());
-    let write = MemberWrite {
-        name: &row.name,
-        phone_enc: &phone_enc,
-        phone_idx: &phone_idx,
-        id_number_enc: id_enc.as_deref(),
-        category: row.category,
-        monthly_income_enc: income_enc.as_deref(),
-        org_unit_id: unit.id,
-        party_status: row.party_status,
-        joined_at: row.joined_at,
-    };
+    let sealed = Sealed::new(cipher, &row);
+    let write = sealed.write(&row, unit.id);
     let mut tx = st.db.begin_write().await?;
     let (member_id, returning) = match &existing {
         Some(m) => {
@@ -1111,4 +1099,40 @@ pub async fn delete_unit(st: &AppState, session: &AdminSession, id: i64) -> AppR
     audit::record(&mut *tx, &entry).await?;
     tx.commit().await?;
     Ok(unit)
+}
+
+/// A roster row's personal data encrypted for storage (phone, its blind index, ID number,
+/// income), shared by the import and the registration of an incoming transfer.
+pub struct Sealed {
+    phone_enc: String,
+    phone_idx: String,
+    id_number_enc: Option<String>,
+    monthly_income_enc: Option<String>,
+}
+
+impl Sealed {
+    pub fn new(cipher: &DataCipher, row: &ImportRow) -> Sealed {
+        Sealed {
+            phone_enc: cipher.encrypt(&row.phone),
+            phone_idx: cipher.phone_index(&row.phone),
+            id_number_enc: cipher.encrypt_opt(row.id_number.as_deref()),
+            monthly_income_enc: cipher
+                .encrypt_opt(row.income_fen.map(|v| v.to_string()).as_deref()),
+        }
+    }
+
+    /// The member write of `row` in org unit `unit`.
+    pub fn write<'a>(&'a self, row: &'a ImportRow, unit: i64) -> MemberWrite<'a> {
+        MemberWrite {
+            name: &row.name,
+            phone_enc: &self.phone_enc,
+            phone_idx: &self.phone_idx,
+            id_number_enc: self.id_number_enc.as_deref(),
+            category: row.category,
+            monthly_income_enc: self.monthly_income_enc.as_deref(),
+            org_unit_id: unit,
+            party_status: row.party_status,
+            joined_at: row.joined_at,
+        }
+    }
 }
