@@ -60,6 +60,14 @@ fn after(page: &str, marker: &str, chars: usize) -> String {
     page[at..].chars().take(chars).collect()
 }
 
+async fn out_trade_no(app: &TestApp, bill: i64) -> String {
+    sqlx::query_scalar("SELECT out_trade_no FROM dues_orders WHERE bill_id = $1 ORDER BY id DESC")
+        .bind(bill)
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap()
+}
+
 async fn amount_of(app: &TestApp, bill: i64) -> i64 {
     app.count(&format!(
         "SELECT amount_fen FROM dues_bills WHERE id = {bill}"
@@ -448,5 +456,121 @@ async fn income_is_masked_and_only_an_audited_reveal_shows_it() {
             e.get(&app, "/admin/dues").await.status(),
             StatusCode::FORBIDDEN
         );
+    });
+}
+
+#[tokio::test]
+async fn an_incident_is_resolved_with_a_reason_and_the_trade_bill_comparison_is_shown() {
+    each_backend!(spawn = spawn(), |app| {
+        roster(&app).await;
+        let month = this_month();
+        assess_api(&app, month).await;
+        let yesterday = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+        let date = yesterday
+            .to_offset(time::macros::offset!(+8))
+            .date()
+            .to_string();
+        // 王一 paid yesterday (credited); 李一's notification claims 0.01 yuan: an incident.
+        let wang = app.dues_member_token("wang1", "王一", "13800000001").await;
+        let bill = app.dues_bill_of("王一", &month.to_string()).await;
+        let (status, _) = app
+            .dues_call(
+                reqwest::Method::POST,
+                &format!("/api/mp/dues/{bill}/pay"),
+                Some(&wang),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let no = out_trade_no(&app, bill).await;
+        let paid = app.fake.pay_order_at(&no, yesterday).unwrap();
+        let n = app
+            .fake
+            .notification_for(&no, &wechat::fake::NotificationTamper::default())
+            .unwrap();
+        assert_eq!(
+            app.dues_notify(&app.base, &n.headers, &n.body).await.0,
+            StatusCode::NO_CONTENT
+        );
+        let li = app.dues_member_token("li1", "李一", "13800000011").await;
+        let li_bill = app.dues_bill_of("李一", &month.to_string()).await;
+        app.dues_call(
+            reqwest::Method::POST,
+            &format!("/api/mp/dues/{li_bill}/pay"),
+            Some(&li),
+            None,
+        )
+        .await;
+        let li_no = out_trade_no(&app, li_bill).await;
+        let tampered = wechat::fake::NotificationTamper {
+            amount_total: Some(1),
+            ..Default::default()
+        };
+        let n = app.fake.notification_for(&li_no, &tampered).unwrap();
+        app.dues_notify(&app.base, &n.headers, &n.body).await;
+        let incident = app
+            .count("SELECT id FROM dues_incidents WHERE status = 'open'")
+            .await;
+
+        let c = admin(&app).await;
+        let page = html(&c, &app, "/admin/dues/incidents").await;
+        assert!(
+            page.contains("金额不符") && page.contains("实收 0.01 元"),
+            "{page}"
+        );
+        let path = format!("/admin/dues/incidents/{incident}/resolve");
+        // Without a reason: refused (a flash error), still open.
+        let r = c.post(&app, &path, &[("resolution", " ")]).await;
+        assert!(c.follow(&app, r).await.contains("请填写处理结果"));
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM dues_incidents WHERE status = 'open'")
+                .await,
+            1
+        );
+        let r = c
+            .post(
+                &app,
+                &path,
+                &[("resolution", "已联系党员，按原金额重新缴纳")],
+            )
+            .await;
+        assert!(c.follow(&app, r).await.contains("已处理"));
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM dues_incidents WHERE status = 'open'")
+                .await,
+            0
+        );
+        assert_eq!(app.audit_count("dues_incident.resolve").await, 1);
+
+        // Yesterday's trade bill holds 王一's payment with another amount: shown as a difference.
+        let yuan = |fen: i64| dangjian::dues::rules::Fen(fen).yuan();
+        app.fake.set_trade_bill(
+            &date,
+            crate::helpers::dues_trade_bill_csv(&[(
+                no.clone(),
+                paid.transaction_id.clone().unwrap(),
+                yuan(paid.amount.total + 100),
+            )]),
+        );
+        let r = c
+            .post(&app, "/admin/dues/tradebill", &[("date", &date)])
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let page = r.text().await.unwrap();
+        let result = after(&page, "id=\"tradebill-result\"", 400);
+        assert!(
+            result.contains("对账单交易<b>1</b>") && result.contains("核对一致<b>0</b>"),
+            "{result}"
+        );
+        assert!(page.contains("对账单金额不符") && page.contains(&yuan(paid.amount.total + 100)));
+        // A day that is not over yet: a flash error, no page of numbers.
+        let today = time::OffsetDateTime::now_utc()
+            .to_offset(time::macros::offset!(+8))
+            .date()
+            .to_string();
+        let r = c
+            .post(&app, "/admin/dues/tradebill", &[("date", &today)])
+            .await;
+        assert!(c.follow(&app, r).await.contains("对账单获取失败"));
     });
 }

@@ -1561,6 +1561,21 @@ impl Console {
 }
 
 // ---- dues console ----
+
+/// A trade bill CSV in WeChat Pay's layout: (out_trade_no, transaction_id, yuan).
+pub fn dues_trade_bill_csv(rows: &[(String, String, String)]) -> String {
+    let mut s = String::from("交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注\n");
+    for (no, tid, yuan) in rows {
+        s.push_str(&format!("`2026-11-04 12:00:05,`wxdemomp000000000,`{},`0,`,`{tid},`{no},`mp_x,`JSAPI,`SUCCESS,`OTHERS,`CNY,`{yuan},`0.00,`0,`0,`0.00,`0.00,`,`,`党费,`,`0.00000,`0.60%,`{yuan},`0.00,`\n", wechat::fake::test_keys::MCH_ID));
+    }
+    s.push_str("总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额\n");
+    s.push_str(&format!(
+        "`{},`0.00,`0.00,`0.00,`0.00000,`0.00,`0.00\n",
+        rows.len()
+    ));
+    s
+}
+
 impl TestApp {
     /// Pay dues bill `bill_id` now, as the bound member `member_token`: the mini-program's pay
     /// call, then WeChat Pay's (fake, correctly signed) notification; panics unless credited.
