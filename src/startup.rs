@@ -217,6 +217,7 @@ fn console_pages() -> Router<AppState> {
         .merge(articles::console_router())
         .merge(submissions::console_router())
         .merge(push::console_router())
+        .merge(dues::console_router())
 }
 
 /// Every feature's background workers (`serve` and `worker` run them; `serve --no-workers` not).

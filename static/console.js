@@ -21,6 +21,10 @@
       pending = null;
     });
   }
+  // <button data-print>: the browser's print dialog (the dues ledger has a print stylesheet).
+  document.addEventListener('click', function (ev) {
+    if (ev.target.closest && ev.target.closest('[data-print]')) window.print();
+  });
   // A push's progress: <div id="push-progress" data-push="ID" data-state="...">; polls the admin API.
   var box = document.getElementById('push-progress');
   if (box) {

@@ -6,7 +6,7 @@
 
 use axum::{
     extract::{Path, State},
-    http::{header, HeaderMap, StatusCode},
+    http::{header, HeaderMap},
     response::{IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize};
@@ -142,6 +142,7 @@ async fn list_bills(
         status,
         scope: &scope,
         unit: unit.as_ref(),
+        members: None,
     };
     let (rows, total, names) = service::bills(&st, &filter, page.size, page.offset()).await?;
     Ok(AppJson(ListOut {
@@ -488,39 +489,7 @@ async fn resolve(
     Id(id): Id,
     AppJson(body): AppJson<ResolveIn>,
 ) -> AppResult<AppJson<IncidentOut>> {
-    let resolution = body.resolution.trim();
-    if resolution.is_empty() || resolution.chars().count() > 500 {
-        return Err(AppError::Validation(
-            "resolution: required, at most 500 characters".into(),
-        ));
-    }
-    let found = store::incident_get(st.db.pool(), id)
-        .await?
-        .ok_or_else(|| AppError::NotFound("incident".into()))?;
-    let scope = session.org_scope(&st.db).await?;
-    let visible = match found.org_unit_id {
-        Some(u) => scope.contains(u),
-        None => scope == crate::platform::org::OrgScope::All,
-    };
-    if !visible {
-        return Err(AppError::NotFound("incident".into()));
-    }
-    let now = st.clock.unix_ms();
-    let mut tx = st.db.begin_write().await?;
-    if !store::incident_resolve(&mut *tx, id, &session.username, resolution, now).await? {
-        return Err(AppError::rejected(
-            StatusCode::CONFLICT,
-            "incident_resolved",
-            "the incident is already resolved",
-        ));
-    }
-    let entry = session
-        .audit("dues_incident.resolve", "dues_incident", id)
-        .details(json!({"kind": found.kind, "resolution": resolution}));
-    audit::record(&mut *tx, &entry).await?;
-    let row = store::incident_get(&mut *tx, id)
-        .await?
-        .ok_or_else(|| AppError::NotFound("incident".into()))?;
-    tx.commit().await?;
-    Ok(AppJson(incident_out(row)))
+    Ok(AppJson(incident_out(
+        service::resolve_incident(&st, &session, id, &body.resolution).await?,
+    )))
 }

@@ -37,6 +37,7 @@
 //! `{"code":"FAIL","message":...}`; with payment off (no merchant) 503.
 
 pub mod admin;
+pub mod console;
 pub mod mp;
 pub mod notify;
 pub mod rules;
@@ -61,6 +62,28 @@ const NOTIFY_MAX_BODY_BYTES: usize = 64 * 1024;
 /// The admin routes: assessments, bills, months, profiles, reconciliation, ledgers, incidents.
 pub fn admin_routes(r: AdminRoutes) -> AdminRoutes {
     admin::routes(r)
+}
+
+/// The treasurer's console pages (`/admin/dues...`); startup wraps them in the console's layers.
+pub fn console_router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/dues", get(console::months))
+        .route("/admin/dues/assess", post(console::assess))
+        .route("/admin/dues/months/{month}/settle", post(console::settle))
+        .route("/admin/dues/bills", get(console::bills))
+        .route("/admin/dues/bills/{id}", get(console::bill))
+        .route("/admin/dues/bills/{id}/adjust", post(console::adjust))
+        .route("/admin/dues/members/{id}", get(console::member))
+        .route("/admin/dues/members/{id}/reveal", post(console::reveal))
+        .route(
+            "/admin/dues/members/{id}/profile",
+            post(console::set_profile),
+        )
+        .route("/admin/dues/collection", get(console::collection))
+        .route("/admin/dues/incidents", get(console::incidents))
+        .route("/admin/dues/incidents/{id}/resolve", post(console::resolve))
+        .route("/admin/dues/tradebill", post(console::tradebill))
+        .route("/admin/dues/ledger", get(console::ledger))
 }
 
 /// The mini-program's dues routes and WeChat Pay's notification endpoint.

@@ -51,6 +51,28 @@ impl Fen {
         let a = self.0.unsigned_abs();
         format!("{sign}{}.{:02}", a / 100, a % 100)
     }
+
+    /// A yuan amount as people type it (`12`, `12.3`, `12.34`, `¥12.34`, spaces around) → fen.
+    /// None for anything else: a sign, a third decimal, a thousands separator, an overflow.
+    pub fn parse_yuan(s: &str) -> Option<Fen> {
+        let s = s.trim();
+        let s = s
+            .strip_prefix('¥')
+            .or_else(|| s.strip_prefix('￥'))
+            .unwrap_or(s)
+            .trim_start();
+        let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+        let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty() || !digits(whole) || !digits(frac) || frac.len() > 2 {
+            return None;
+        }
+        if s.ends_with('.') {
+            return None;
+        }
+        let yuan: i64 = whole.parse().ok()?;
+        let fen: i64 = format!("{frac:0<2}").parse().ok()?;
+        yuan.checked_mul(100)?.checked_add(fen).map(Fen)
+    }
 }
 
 impl fmt::Display for Fen {
@@ -444,6 +466,42 @@ pub fn is_late(month: Month, paid_at_ms: i64) -> bool {
     paid_at_ms >= month.end_ms()
 }
 
+/// Where a month stands in the treasurer's cycle: bills made and nothing paid yet (`open`),
+/// payments coming in (`collecting`), closed (`settled`: changes only by adjustments).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MonthPhase {
+    Open,
+    Collecting,
+    Settled,
+}
+
+impl MonthPhase {
+    /// From the stored month status (`open` / `settled`) and how many of its bills are paid.
+    pub fn of(status: &str, paid_count: i64) -> MonthPhase {
+        match status {
+            "settled" => MonthPhase::Settled,
+            _ if paid_count > 0 => MonthPhase::Collecting,
+            _ => MonthPhase::Open,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            MonthPhase::Open => "open",
+            MonthPhase::Collecting => "collecting",
+            MonthPhase::Settled => "settled",
+        }
+    }
+}
+
+/// A per-mille rate for people: `667` → `66.7%`; None (nothing due) → `—`.
+pub fn percent_label(permille: Option<i64>) -> String {
+    match permille {
+        Some(p) => format!("{}.{}%", p / 10, p % 10),
+        None => "—".into(),
+    }
+}
+
 /// Collection rate in per-mille of the bills that are due (exempt ones are not).
 pub fn collection_rate_permille(paid: i64, due: i64) -> Option<i64> {
     (due > 0).then(|| (paid.max(0) * 1000 + due / 2) / due)
@@ -808,9 +866,65 @@ mod tests {
 
     #[test]
     fn fen_formats_as_yuan() {
-        assert_eq!(Fen(12_185).yuan(), "121.85");
-        assert_eq!(Fen(20).yuan(), "0.20");
-        assert_eq!(Fen(-5).yuan(), "-0.05");
+        for (fen, yuan) in [
+            (12_185, "121.85"),
+            (20, "0.20"),
+            (0, "0.00"),
+            (5, "0.05"),
+            (100, "1.00"),
+            (1_000_000, "10000.00"),
+            (-5, "-0.05"),
+            (-12_345, "-123.45"),
+            (i64::MIN, "-92233720368547758.08"),
+        ] {
+            assert_eq!(Fen(fen).yuan(), yuan, "{fen}");
+        }
+    }
+
+    #[test]
+    fn yuan_as_typed_parses_to_fen() {
+        for (text, want) in [
+            ("121.85", Some(12_185)),
+            ("0.2", Some(20)),
+            ("0.20", Some(20)),
+            ("15", Some(1_500)),
+            (" 15.00 ", Some(1_500)),
+            ("¥30", Some(3_000)),
+            ("￥ 30.5", Some(3_050)),
+            ("0", Some(0)),
+            ("", None),
+            (".5", None),
+            ("5.", None),
+            ("1.234", None),
+            ("-1", None),
+            ("+1", None),
+            ("1,000", None),
+            ("1e3", None),
+            ("12.3a", None),
+            ("一百", None),
+            ("92233720368547758.08", None),
+        ] {
+            assert_eq!(Fen::parse_yuan(text).map(Fen::get), want, "{text:?}");
+        }
+        for fen in [0, 1, 20, 99, 100, 12_185, 1_000_000] {
+            assert_eq!(Fen::parse_yuan(&Fen(fen).yuan()), Some(Fen(fen)));
+        }
+    }
+
+    #[test]
+    fn a_month_is_open_then_collecting_then_settled() {
+        for (status, paid, want) in [
+            ("open", 0, MonthPhase::Open),
+            ("open", 3, MonthPhase::Collecting),
+            ("settled", 0, MonthPhase::Settled),
+            ("settled", 7, MonthPhase::Settled),
+        ] {
+            assert_eq!(MonthPhase::of(status, paid), want, "{status} {paid}");
+        }
+        assert_eq!(percent_label(Some(667)), "66.7%");
+        assert_eq!(percent_label(Some(1000)), "100.0%");
+        assert_eq!(percent_label(Some(0)), "0.0%");
+        assert_eq!(percent_label(None), "—");
     }
 
     proptest! {

@@ -103,6 +103,23 @@ pub async fn unit_filter(
     )))
 }
 
+/// The roster's income (or pension) of `m` in clear, for the rules; never logged.
+fn decrypt_base(st: &AppState, m: &members::store::MemberRow) -> AppResult<Option<Fen>> {
+    let Some(enc) = m.monthly_income_enc.as_deref() else {
+        return Ok(None);
+    };
+    let slot = members::store::INCOME.at(m.id);
+    let clear = st
+        .cipher
+        .open(slot, enc)
+        .map_err(|e| AppError::Internal(sealed::refused(slot, e)))?;
+    clear
+        .trim()
+        .parse::<i64>()
+        .map(|v| Some(Fen(v)))
+        .map_err(|_| internal(format!("member {} income is not a number of fen", m.id)))
+}
+
 // ---------------------------------------------------------------- assessment
 
 #[derive(Debug, Serialize)]
@@ -165,19 +182,7 @@ pub async fn assess(st: &AppState, session: &AdminSession, month: &str) -> AppRe
     let mut skipped = Vec::new();
     let mut bills = Vec::with_capacity(roster.len());
     for m in &roster {
-        let base = match m.monthly_income_enc.as_deref() {
-            None => None,
-            Some(enc) => {
-                let slot = crate::members::store::INCOME.at(m.id);
-                let clear = st
-                    .cipher
-                    .open(slot, enc)
-                    .map_err(|e| AppError::Internal(sealed::refused(slot, e)))?;
-                Some(Fen(clear.trim().parse::<i64>().map_err(|_| {
-                    internal(format!("member {} income is not a number of fen", m.id))
-                })?))
-            }
-        };
+        let base = decrypt_base(st, m)?;
         let profile = profiles.get(&m.id);
         let facts = MemberFacts {
             category: &m.category,
@@ -959,6 +964,63 @@ async fn incident(tx: &mut Tx, i: NewIncident<'_>, now: i64) -> AppResult<i64> {
     Ok(store::incident_upsert(&mut **tx, &i, now).await?.0)
 }
 
+// ---------------------------------------------------------------- incidents
+
+/// An incident the session may see: tied to an org unit in its scope, or (untied, e.g. an
+/// unknown order) only for administrators. Anything else is "not found".
+pub async fn incident_in_scope(
+    st: &AppState,
+    session: &AdminSession,
+    id: i64,
+) -> AppResult<store::IncidentRow> {
+    let found = store::incident_get(st.db.pool(), id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("incident".into()))?;
+    let scope = session.org_scope(&st.db).await?;
+    let visible = match found.org_unit_id {
+        Some(u) => scope.contains(u),
+        None => scope == OrgScope::All,
+    };
+    if !visible {
+        return Err(AppError::NotFound("incident".into()));
+    }
+    Ok(found)
+}
+
+/// Close an open incident with what a person decided (audited).
+pub async fn resolve_incident(
+    st: &AppState,
+    session: &AdminSession,
+    id: i64,
+    resolution: &str,
+) -> AppResult<store::IncidentRow> {
+    let resolution = resolution.trim();
+    if resolution.is_empty() || resolution.chars().count() > 500 {
+        return Err(AppError::Validation(
+            "resolution: required, at most 500 characters".into(),
+        ));
+    }
+    let found = incident_in_scope(st, session, id).await?;
+    let now = st.clock.unix_ms();
+    let mut tx = st.db.begin_write().await?;
+    if !store::incident_resolve(&mut *tx, id, &session.username, resolution, now).await? {
+        return Err(AppError::rejected(
+            StatusCode::CONFLICT,
+            "incident_resolved",
+            "the incident is already resolved",
+        ));
+    }
+    let entry = session
+        .audit("dues_incident.resolve", "dues_incident", id)
+        .details(json!({"kind": found.kind, "resolution": resolution}));
+    audit::record(&mut *tx, &entry).await?;
+    let row = store::incident_get(&mut *tx, id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("incident".into()))?;
+    tx.commit().await?;
+    Ok(row)
+}
+
 // ---------------------------------------------------------------- notifications
 
 /// Why a notification is refused, and how to answer (`{"code":"FAIL","message"}`).
@@ -1635,4 +1697,63 @@ pub async fn bills(
     let ids: Vec<i64> = rows.iter().map(|r| r.member_id).collect();
     let names = members::store::names_by_ids(&st.db, &ids).await?;
     Ok((rows, total, names))
+}
+
+/// Roster members in `scope` whose name contains `text` (the console's bill search). The roster
+/// is read through the members store; names are not personal data the way phones are.
+pub async fn members_named(st: &AppState, scope: &OrgScope, text: &str) -> AppResult<Vec<i64>> {
+    Ok(members::store::in_scope(&st.db, scope)
+        .await?
+        .into_iter()
+        .filter(|m| m.name.contains(text))
+        .map(|m| m.id)
+        .collect())
+}
+
+// ---------------------------------------------------------------- a member's dues profile
+
+/// What dues know of a member: the roster's category and base (income or pension; in clear only
+/// when revealed), and the exemption / voluntary amount of the dues profile.
+pub struct DuesProfile {
+    pub member: members::store::MemberRow,
+    pub profile: Option<store::ProfileRow>,
+    /// The roster has a base for this member.
+    pub has_base: bool,
+    /// The base in clear: only when revealed.
+    pub base: Option<Fen>,
+}
+
+/// A member in the session's scope (404 otherwise) with their dues profile. Every read is in the
+/// audit log like the members API's (`member.read`); `reveal` needs `RevealPersonalData` and is
+/// recorded as `member.reveal` before the income is decrypted. The income is never logged.
+pub async fn dues_profile(
+    st: &AppState,
+    session: &AdminSession,
+    member_id: i64,
+    reveal: bool,
+) -> AppResult<DuesProfile> {
+    let scope = session.org_scope(&st.db).await?;
+    let member = members::service::member_in_scope(st, &scope, member_id).await?;
+    let has_base = member.monthly_income_enc.is_some();
+    let base = if reveal {
+        session.require(crate::auth::Permission::RevealPersonalData)?;
+        let entry = session
+            .audit("member.reveal", "member", member.id)
+            .details(json!({"fields": ["monthly_income_fen"], "via": "dues"}));
+        audit::record(st.db.pool(), &entry).await?;
+        decrypt_base(st, &member)?
+    } else {
+        let entry = session
+            .audit("member.read", "member", member.id)
+            .details(json!({"via": "dues"}));
+        audit::record(st.db.pool(), &entry).await?;
+        None
+    };
+    let profile = store::profile_get(st.db.pool(), member.id).await?;
+    Ok(DuesProfile {
+        member,
+        profile,
+        has_base,
+        base,
+    })
 }

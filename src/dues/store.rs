@@ -294,6 +294,8 @@ pub struct BillFilter<'a> {
     pub status: Option<&'a str>,
     pub scope: &'a OrgScope,
     pub unit: Option<&'a OrgScope>,
+    /// Only these members' bills (a name search resolved through the roster); empty: none.
+    pub members: Option<&'a [i64]>,
 }
 
 impl BillFilter<'_> {
@@ -301,6 +303,15 @@ impl BillFilter<'_> {
         let mut cond = vec![self.scope.sql_condition("b.org_unit_id")];
         if let Some(u) = self.unit {
             cond.push(u.sql_condition("b.org_unit_id"));
+        }
+        match self.members {
+            None => {}
+            Some([]) => cond.push("1=0".into()),
+            Some(ids) => {
+                // Integer ids from the database, inlined.
+                let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+                cond.push(format!("b.member_id IN ({})", list.join(",")));
+            }
         }
         let mut args = Vec::new();
         if let Some(m) = self.month {
@@ -459,6 +470,39 @@ where
     .fetch_one(exec)
     .await?
     .get(0))
+}
+
+/// One adjustment of a bill, as recorded.
+#[derive(Debug, Clone)]
+pub struct AdjustmentRow {
+    pub old_amount_fen: i64,
+    pub new_amount_fen: i64,
+    pub reason: String,
+    pub actor: String,
+    pub created_at: i64,
+}
+
+/// A bill's adjustments, oldest first.
+pub async fn adjustments_of_bill<'c, E>(exec: E, bill_id: i64) -> sqlx::Result<Vec<AdjustmentRow>>
+where
+    E: Executor<'c, Database = Any>,
+{
+    Ok(sqlx::query(
+        "SELECT old_amount_fen, new_amount_fen, reason, actor, created_at FROM dues_adjustments \
+         WHERE bill_id = $1 ORDER BY id",
+    )
+    .bind(bill_id)
+    .fetch_all(exec)
+    .await?
+    .iter()
+    .map(|r| AdjustmentRow {
+        old_amount_fen: r.get(0),
+        new_amount_fen: r.get(1),
+        reason: r.get(2),
+        actor: r.get(3),
+        created_at: r.get(4),
+    })
+    .collect())
 }
 
 // ---------------------------------------------------------------- orders

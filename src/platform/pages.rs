@@ -50,6 +50,42 @@ const TEMPLATES: &[(&str, &str)] = &[
         "console/pushes/detail.html",
         include_str!("../../templates/console/pushes/detail.html"),
     ),
+    (
+        "console/dues/tabs.html",
+        include_str!("../../templates/console/dues/tabs.html"),
+    ),
+    (
+        "console/dues/months.html",
+        include_str!("../../templates/console/dues/months.html"),
+    ),
+    (
+        "console/dues/bills.html",
+        include_str!("../../templates/console/dues/bills.html"),
+    ),
+    (
+        "console/dues/bill.html",
+        include_str!("../../templates/console/dues/bill.html"),
+    ),
+    (
+        "console/dues/member.html",
+        include_str!("../../templates/console/dues/member.html"),
+    ),
+    (
+        "console/dues/collection.html",
+        include_str!("../../templates/console/dues/collection.html"),
+    ),
+    (
+        "console/dues/incidents.html",
+        include_str!("../../templates/console/dues/incidents.html"),
+    ),
+    (
+        "console/dues/tradebill.html",
+        include_str!("../../templates/console/dues/tradebill.html"),
+    ),
+    (
+        "console/dues/ledger.html",
+        include_str!("../../templates/console/dues/ledger.html"),
+    ),
 ];
 
 fn env() -> &'static Environment<'static> {

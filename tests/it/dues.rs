@@ -22,7 +22,7 @@ use wechat::{
 
 use crate::{
     each_backend,
-    helpers::{backends, Spawn, TestApp},
+    helpers::{backends, dues_trade_bill_csv, Spawn, TestApp},
 };
 
 // ---------------------------------------------------------------- fixtures
@@ -1663,20 +1663,6 @@ async fn the_ledger_lists_members_payments_and_marks_late_payments_for_earlier_m
     });
 }
 
-/// A trade bill CSV in WeChat Pay's layout: (out_trade_no, transaction_id, yuan).
-fn trade_bill_csv(rows: &[(String, String, String)]) -> String {
-    let mut s = String::from("交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注\n");
-    for (no, tid, yuan) in rows {
-        s.push_str(&format!("`2026-11-04 12:00:05,`wxdemomp000000000,`{},`0,`,`{tid},`{no},`mp_x,`JSAPI,`SUCCESS,`OTHERS,`CNY,`{yuan},`0.00,`0,`0,`0.00,`0.00,`,`,`党费,`,`0.00000,`0.60%,`{yuan},`0.00,`\n", test_keys::MCH_ID));
-    }
-    s.push_str("总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额\n");
-    s.push_str(&format!(
-        "`{},`0.00,`0.00,`0.00,`0.00000,`0.00,`0.00\n",
-        rows.len()
-    ));
-    s
-}
-
 #[tokio::test]
 async fn the_trade_bill_is_compared_with_our_payments_and_differences_become_incidents() {
     each_backend!(spawn = spawn(), |app| {
@@ -1716,7 +1702,7 @@ async fn the_trade_bill_is_compared_with_our_payments_and_differences_become_inc
         }
         // WeChat Pay's bill: 王一 right, 王二 with another amount, 王三 missing, 王四 present.
         let yuan = |fen: i64| format!("{}.{:02}", fen / 100, fen % 100);
-        let csv = trade_bill_csv(&[
+        let csv = dues_trade_bill_csv(&[
             (orders[0].0.clone(), orders[0].1.clone(), yuan(orders[0].2)),
             (
                 orders[1].0.clone(),

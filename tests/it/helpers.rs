@@ -1559,3 +1559,94 @@ impl Console {
             .unwrap()
     }
 }
+
+// ---- dues console ----
+
+/// A trade bill CSV in WeChat Pay's layout: (out_trade_no, transaction_id, yuan).
+pub fn dues_trade_bill_csv(rows: &[(String, String, String)]) -> String {
+    let mut s = String::from("交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注\n");
+    for (no, tid, yuan) in rows {
+        s.push_str(&format!("`2026-11-04 12:00:05,`wxdemomp000000000,`{},`0,`,`{tid},`{no},`mp_x,`JSAPI,`SUCCESS,`OTHERS,`CNY,`{yuan},`0.00,`0,`0,`0.00,`0.00,`,`,`党费,`,`0.00000,`0.60%,`{yuan},`0.00,`\n", wechat::fake::test_keys::MCH_ID));
+    }
+    s.push_str("总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额\n");
+    s.push_str(&format!(
+        "`{},`0.00,`0.00,`0.00,`0.00000,`0.00,`0.00\n",
+        rows.len()
+    ));
+    s
+}
+
+impl TestApp {
+    /// Pay dues bill `bill_id` now, as the bound member `member_token`: the mini-program's pay
+    /// call, then WeChat Pay's (fake, correctly signed) notification; panics unless credited.
+    pub async fn dues_pay_now(&self, member_token: &str, bill_id: i64) {
+        let (status, v) = self
+            .dues_call(
+                reqwest::Method::POST,
+                &format!("/api/mp/dues/{bill_id}/pay"),
+                Some(member_token),
+                None,
+            )
+            .await;
+        assert_eq!(status, reqwest::StatusCode::OK, "pay bill {bill_id}: {v}");
+        let no: String =
+            sqlx::query("SELECT out_trade_no FROM dues_orders WHERE bill_id = $1 ORDER BY id DESC")
+                .bind(bill_id)
+                .fetch_one(self.state.db.pool())
+                .await
+                .unwrap()
+                .get(0);
+        let n = self
+            .fake
+            .notification_for(&no, &wechat::fake::NotificationTamper::default())
+            .expect("the fake knows the order");
+        let (status, body) = self.dues_notify(&self.base, &n.headers, &n.body).await;
+        assert_eq!(status, reqwest::StatusCode::NO_CONTENT, "notify: {body}");
+    }
+
+    /// The id of `name`'s dues bill for `month` (YYYY-MM).
+    pub async fn dues_bill_of(&self, name: &str, month: &str) -> i64 {
+        sqlx::query(
+            "SELECT b.id FROM dues_bills b JOIN members m ON m.id = b.member_id \
+             WHERE m.name = $1 AND b.month = $2",
+        )
+        .bind(name)
+        .bind(month)
+        .fetch_one(self.state.db.pool())
+        .await
+        .unwrap_or_else(|e| panic!("bill of {name} for {month}: {e}"))
+        .get(0)
+    }
+}
+
+impl Console {
+    /// Follow a console redirect (303) like a browser: GET its target with the flash cookie it
+    /// set; returns the page's HTML.
+    pub async fn follow(&self, app: &TestApp, r: reqwest::Response) -> String {
+        assert_eq!(r.status(), reqwest::StatusCode::SEE_OTHER, "a redirect");
+        let to = r.headers()[reqwest::header::LOCATION]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let flash = r
+            .headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with("dj_flash="))
+            .map(|c| c.split(';').next().unwrap().to_owned());
+        let cookie = match flash {
+            Some(f) => format!("{}; {f}", self.cookie),
+            None => self.cookie.clone(),
+        };
+        let r = self
+            .http
+            .get(app.url(&to))
+            .header(reqwest::header::COOKIE, cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::OK, "{to}");
+        r.text().await.unwrap()
+    }
+}

@@ -8,6 +8,7 @@ mod console;
 mod content;
 mod development;
 mod dues;
+mod dues_console;
 mod hardening;
 mod helpers;
 mod members;
