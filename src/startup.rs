@@ -25,7 +25,7 @@ use crate::{
     platform::interactions::Interactions,
     platform::metrics::Metrics,
     platform::outbound::Outbound,
-    push, submissions,
+    portal, push, stats, submissions,
 };
 
 /// Seams that tests (and the dev mode) replace.
@@ -143,6 +143,7 @@ pub fn admin_routes(state: &AppState) -> AdminRoutes {
     let r = development::admin_routes(r);
     let r = activities::admin_routes(r);
     let r = dues::admin_routes(r);
+    let r = stats::admin_routes(r);
     submissions::admin::routes(r)
 }
 
@@ -159,6 +160,7 @@ pub fn router(state: AppState) -> Router {
         .merge(development::router())
         .merge(activities::router())
         .merge(dues::router())
+        .merge(portal::router())
         .merge(http::health::router())
         .merge(http::openapi::router(table))
         .merge(admin.into_router())
@@ -179,6 +181,7 @@ fn console_pages() -> Router<AppState> {
         .merge(articles::console_router())
         .merge(submissions::console_router())
         .merge(push::console_router())
+        .merge(stats::console_router())
 }
 
 /// Every feature's background workers (`serve` and `worker` run them; `serve --no-workers` not).
