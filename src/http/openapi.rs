@@ -179,12 +179,23 @@ fn stats_schema() -> Value {
     let arr = |items: Value| json!({"type": "array", "items": items});
     let s = || json!({"type": "string"});
     let dues = [
-        ("bills", int()), ("paid", int()), ("unpaid", int()), ("exempt", int()),
-        ("due_fen", int()), ("paid_fen", int()), ("rate", rate()),
+        ("bills", int()),
+        ("paid", int()),
+        ("unpaid", int()),
+        ("exempt", int()),
+        ("due_fen", int()),
+        ("paid_fen", int()),
+        ("rate", rate()),
     ];
     let att = [
-        ("meetings", int()), ("expected", int()), ("attended", int()), ("present", int()),
-        ("late", int()), ("leave", int()), ("absent", int()), ("rate", rate()),
+        ("meetings", int()),
+        ("expected", int()),
+        ("attended", int()),
+        ("present", int()),
+        ("late", int()),
+        ("leave", int()),
+        ("absent", int()),
+        ("rate", rate()),
     ];
     let with = |extra: &[(&str, Value)], base: &[(&str, Value)]| {
         let v: Vec<(&str, Value)> = extra.iter().chain(base).cloned().collect();
@@ -192,49 +203,103 @@ fn stats_schema() -> Value {
     };
     let unit = [("org_unit_id", int()), ("org_unit", s())];
     let month = [("month", s())];
-    let fol = [("subscribed", int()), ("unsubscribed", int()), ("net", int())];
+    let fol = [
+        ("subscribed", int()),
+        ("unsubscribed", int()),
+        ("net", int()),
+    ];
     let del = [
-        ("total", int()), ("sent", int()), ("failed", int()), ("unknown", int()),
-        ("skipped", int()), ("pending", int()), ("delivery_rate", rate()), ("failure_rate", rate()),
+        ("total", int()),
+        ("sent", int()),
+        ("failed", int()),
+        ("unknown", int()),
+        ("skipped", int()),
+        ("pending", int()),
+        ("delivery_rate", rate()),
+        ("failure_rate", rate()),
     ];
     let modr = [
-        ("month", s()), ("kind", json!({"type": "string", "enum": ["submissions", "board_posts"]})),
-        ("count", int()), ("approved", int()), ("rejected", int()), ("pending", int()),
-        ("median_decision_seconds", json!({"type": "integer", "nullable": true})),
+        ("month", s()),
+        (
+            "kind",
+            json!({"type": "string", "enum": ["submissions", "board_posts"]}),
+        ),
+        ("count", int()),
+        ("approved", int()),
+        ("rejected", int()),
+        ("pending", int()),
+        (
+            "median_decision_seconds",
+            json!({"type": "integer", "nullable": true}),
+        ),
     ];
     let unit_month: Vec<(&str, Value)> = month.iter().chain(&unit).cloned().collect();
     obj(&[
         ("from", json!({"type": "string", "example": "2026-06"})),
         ("to", json!({"type": "string", "example": "2026-11"})),
-        ("org_unit", json!({"type": "object", "nullable": true, "properties": {"id": int(), "name": s()}})),
-        ("dues", obj(&[
-            ("by_unit_month", arr(with(&unit_month, &dues))),
-            ("by_month", arr(with(&month, &dues))),
-            ("by_unit", arr(with(&unit, &dues))),
-        ])),
-        ("attendance", obj(&[
-            ("by_unit", arr(with(&unit, &att))),
-            ("by_month", arr(with(&month, &att))),
-            ("members", json!({"type": "array", "nullable": true, "items": with(&[("member_id", int()), ("name", s()), ("org_unit_id", int()), ("org_unit", s())], &att)})),
-        ])),
-        ("followers", obj(&[
-            ("subscribed_now", int()),
-            ("daily", arr(with(&[("date", s())], &fol))),
-            ("monthly", arr(with(&month, &fol))),
-        ])),
-        ("pushes", obj(&[
-            ("pushes", arr(with(&[("id", int()), ("channel", s()), ("status", s()), ("scheduled_at", json!({"type": "string", "format": "date-time"})), ("month", s())], &del))),
-            ("monthly", arr(with(&month, &del))),
-        ])),
-        ("moderation", obj(&[("monthly", arr(obj(&modr))), ("totals", arr(obj(&modr)))])),
+        (
+            "org_unit",
+            json!({"type": "object", "nullable": true, "properties": {"id": int(), "name": s()}}),
+        ),
+        (
+            "dues",
+            obj(&[
+                ("by_unit_month", arr(with(&unit_month, &dues))),
+                ("by_month", arr(with(&month, &dues))),
+                ("by_unit", arr(with(&unit, &dues))),
+            ]),
+        ),
+        (
+            "attendance",
+            obj(&[
+                ("by_unit", arr(with(&unit, &att))),
+                ("by_month", arr(with(&month, &att))),
+                (
+                    "members",
+                    json!({"type": "array", "nullable": true, "items": with(&[("member_id", int()), ("name", s()), ("org_unit_id", int()), ("org_unit", s())], &att)}),
+                ),
+            ]),
+        ),
+        (
+            "followers",
+            obj(&[
+                ("subscribed_now", int()),
+                ("daily", arr(with(&[("date", s())], &fol))),
+                ("monthly", arr(with(&month, &fol))),
+            ]),
+        ),
+        (
+            "pushes",
+            obj(&[
+                (
+                    "pushes",
+                    arr(with(
+                        &[
+                            ("id", int()),
+                            ("channel", s()),
+                            ("status", s()),
+                            (
+                                "scheduled_at",
+                                json!({"type": "string", "format": "date-time"}),
+                            ),
+                            ("month", s()),
+                        ],
+                        &del,
+                    )),
+                ),
+                ("monthly", arr(with(&month, &del))),
+            ]),
+        ),
+        (
+            "moderation",
+            obj(&[("monthly", arr(obj(&modr))), ("totals", arr(obj(&modr)))]),
+        ),
     ])
 }
 
 /// Query parameters of the admin routes that take them.
 fn query_params(method: &str, path: &str) -> Vec<Value> {
-    let q = |name: &str, description: &str| {
-        json!({"name": name, "in": "query", "required": false, "schema": {"type": "string"}, "description": description})
-    };
+    let q = |name: &str, description: &str| json!({"name": name, "in": "query", "required": false, "schema": {"type": "string"}, "description": description});
     match (method, path) {
         ("get", "/api/admin/stats") => vec![
             q("from", "first month, YYYY-MM (default: five months before `to`)"),

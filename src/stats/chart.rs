@@ -92,7 +92,13 @@ impl Frame {
 }
 
 /// The axes, grid, x labels and legend; returns the frame to draw in.
-fn open(out: &mut String, title: &str, labels: &[String], series: &[Series], scale: Scale) -> Frame {
+fn open(
+    out: &mut String,
+    title: &str,
+    labels: &[String],
+    series: &[Series],
+    scale: Scale,
+) -> Frame {
     let (lo, hi) = range(scale, series);
     let f = Frame {
         lo,
@@ -264,7 +270,11 @@ mod tests {
             Scale::Rate,
         );
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
-        assert_eq!(svg.matches("<rect x=").count(), 1 + 1, "one legend swatch, one bar");
+        assert_eq!(
+            svg.matches("<rect x=").count(),
+            1 + 1,
+            "one legend swatch, one bar"
+        );
         // A full bar spans the plot: from y(1) = TOP to y(0) = H - BOTTOM.
         assert!(svg.contains(&format!("y=\"{TOP:.1}\" width=")), "{svg}");
         assert!(svg.contains(&format!("height=\"{:.1}\"", H - TOP - BOTTOM)));

@@ -220,7 +220,10 @@ impl AttendanceAcc {
 /// Attendance per key (org unit or member) over the period, and per month over every key.
 pub fn fold_attendance(
     groups: &[AttendanceGroup],
-) -> (BTreeMap<i64, AttendanceFigures>, BTreeMap<String, AttendanceFigures>) {
+) -> (
+    BTreeMap<i64, AttendanceFigures>,
+    BTreeMap<String, AttendanceFigures>,
+) {
     let mut by_key: BTreeMap<i64, AttendanceAcc> = BTreeMap::new();
     let mut by_month: BTreeMap<String, AttendanceAcc> = BTreeMap::new();
     for g in groups {
@@ -262,7 +265,10 @@ pub fn fold_followers(
     period: Period,
     today: i64,
     groups: &[(i64, String, i64)],
-) -> (Vec<(String, FollowerFigures)>, Vec<(String, FollowerFigures)>) {
+) -> (
+    Vec<(String, FollowerFigures)>,
+    Vec<(String, FollowerFigures)>,
+) {
     let first = day_of(period.start_ms());
     let last = (day_of(period.end_ms()) - 1).min(today).max(first - 1);
     let mut days: BTreeMap<i64, FollowerFigures> =
@@ -368,7 +374,10 @@ pub fn moderation_figures<'a>(items: impl IntoIterator<Item = &'a Moderated>) ->
 }
 
 /// Per month of the period (every month, zeros included), by the month an item came in.
-pub fn moderation_by_month(period: Period, items: &[Moderated]) -> Vec<(String, ModerationFigures)> {
+pub fn moderation_by_month(
+    period: Period,
+    items: &[Moderated],
+) -> Vec<(String, ModerationFigures)> {
     period
         .months()
         .into_iter()
@@ -402,7 +411,11 @@ mod tests {
             (Some("2026-03"), Some("2026-03"), Ok(("2026-03", "2026-03"))),
             (Some("2023-12"), Some("2026-11"), Ok(("2023-12", "2026-11"))),
             (Some("2023-11"), Some("2026-11"), Err("to: at most 36")),
-            (Some("2026-05"), Some("2026-04"), Err("from: must not be after")),
+            (
+                Some("2026-05"),
+                Some("2026-04"),
+                Err("from: must not be after"),
+            ),
             (Some("2026-13"), None, Err("from: a month")),
             (None, Some("26-1"), Err("to: a month")),
         ];
@@ -411,7 +424,10 @@ mod tests {
             match want {
                 Ok((f, t)) => {
                     let p = got.unwrap();
-                    assert_eq!((p.from.to_string(), p.to.to_string()), (f.to_string(), t.to_string()));
+                    assert_eq!(
+                        (p.from.to_string(), p.to.to_string()),
+                        (f.to_string(), t.to_string())
+                    );
                 }
                 Err(msg) => assert!(got.unwrap_err().starts_with(msg), "{from:?} {to:?}"),
             }
@@ -420,7 +436,10 @@ mod tests {
         let months: Vec<String> = p.months().iter().map(|m| m.to_string()).collect();
         assert_eq!(months, ["2025-11", "2025-12", "2026-01", "2026-02"]);
         // 2026-01-01 00:00 Asia/Shanghai is 2025-12-31 16:00 UTC.
-        assert_eq!(crate::platform::time::rfc3339(m("2026-01").start_ms()), "2025-12-31T16:00:00Z");
+        assert_eq!(
+            crate::platform::time::rfc3339(m("2026-01").start_ms()),
+            "2025-12-31T16:00:00Z"
+        );
     }
 
     #[test]
@@ -482,7 +501,15 @@ mod tests {
         ]);
         let u1 = &f.by_unit_month[&("2026-10".to_string(), 1)];
         assert_eq!(
-            (u1.bills, u1.paid, u1.unpaid, u1.exempt, u1.due_fen, u1.paid_fen, u1.rate),
+            (
+                u1.bills,
+                u1.paid,
+                u1.unpaid,
+                u1.exempt,
+                u1.due_fen,
+                u1.paid_fen,
+                u1.rate
+            ),
             (5, 3, 2, 2, 4500, 3100, Some(0.6))
         );
         let u2 = &f.by_unit_month[&("2026-10".to_string(), 2)];
@@ -541,8 +568,22 @@ mod tests {
         assert_eq!(
             months,
             vec![
-                ("2026-10".into(), FollowerFigures { subscribed: 2, unsubscribed: 0, net: 2 }),
-                ("2026-11".into(), FollowerFigures { subscribed: 3, unsubscribed: 1, net: 2 }),
+                (
+                    "2026-10".into(),
+                    FollowerFigures {
+                        subscribed: 2,
+                        unsubscribed: 0,
+                        net: 2
+                    }
+                ),
+                (
+                    "2026-11".into(),
+                    FollowerFigures {
+                        subscribed: 3,
+                        unsubscribed: 1,
+                        net: 2
+                    }
+                ),
             ]
         );
     }
@@ -550,14 +591,26 @@ mod tests {
     #[test]
     fn delivery_rates_leave_skipped_rows_out() {
         let mut f = DeliveryFigures::default();
-        for (s, n) in [("sent", 6), ("failed", 1), ("unknown", 1), ("skipped", 2), ("pending", 0)] {
+        for (s, n) in [
+            ("sent", 6),
+            ("failed", 1),
+            ("unknown", 1),
+            ("skipped", 2),
+            ("pending", 0),
+        ] {
             f.add(s, n);
         }
-        assert_eq!((f.total, f.delivery_rate, f.failure_rate), (10, Some(0.75), Some(0.125)));
+        assert_eq!(
+            (f.total, f.delivery_rate, f.failure_rate),
+            (10, Some(0.75), Some(0.125))
+        );
         let mut sum = DeliveryFigures::default();
         sum.merge(&f);
         sum.merge(&f);
-        assert_eq!((sum.total, sum.sent, sum.delivery_rate), (20, 12, Some(0.75)));
+        assert_eq!(
+            (sum.total, sum.sent, sum.delivery_rate),
+            (20, 12, Some(0.75))
+        );
         assert_eq!(DeliveryFigures::default().delivery_rate, None);
     }
 
@@ -579,10 +632,19 @@ mod tests {
         let p = Period::parse(Some("2026-10"), Some("2026-11"), m("2026-11")).unwrap();
         let by_month = moderation_by_month(p, &items);
         assert_eq!(by_month[0].0, "2026-10");
-        assert_eq!((by_month[0].1.count, by_month[0].1.median_decision_seconds), (1, Some(5)));
+        assert_eq!(
+            (by_month[0].1.count, by_month[0].1.median_decision_seconds),
+            (1, Some(5))
+        );
         let nov = &by_month[1].1;
         assert_eq!(
-            (nov.count, nov.approved, nov.rejected, nov.pending, nov.median_decision_seconds),
+            (
+                nov.count,
+                nov.approved,
+                nov.rejected,
+                nov.pending,
+                nov.median_decision_seconds
+            ),
             (4, 2, 1, 1, Some(120))
         );
         assert_eq!(moderation_figures(&items).median_decision_seconds, Some(90));

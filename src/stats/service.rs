@@ -159,7 +159,8 @@ pub struct ModerationSection {
 /// The report for this session.
 pub async fn report(st: &AppState, session: &AdminSession, q: &Query<'_>) -> AppResult<Report> {
     let now = st.clock.unix_ms();
-    let period = Period::parse(q.from, q.to, Month::of_unix_ms(now)).map_err(AppError::Validation)?;
+    let period =
+        Period::parse(q.from, q.to, Month::of_unix_ms(now)).map_err(AppError::Validation)?;
     let mut scope = session.org_scope(&st.db).await?;
     let mut unit_ref = None;
     if let Some(u) = q.org_unit.map(str::trim).filter(|s| !s.is_empty()) {
@@ -277,8 +278,7 @@ async fn attendance_section(
         false => None,
         true => {
             let groups =
-                store::attendance_groups(&st.db, period, now, scope, AttendanceKey::Member)
-                    .await?;
+                store::attendance_groups(&st.db, period, now, scope, AttendanceKey::Member).await?;
             let (by_member, _) = rules::fold_attendance(&groups);
             let ids: Vec<i64> = by_member.keys().copied().collect();
             let rows = store::member_names(&st.db, &ids).await?;
@@ -461,8 +461,16 @@ pub fn csv(report: &Report, section: CsvSection) -> AppResult<Vec<u8>> {
                 ]);
             }
             &[
-                "month", "org_unit_id", "org_unit", "bills", "paid", "unpaid", "exempt", "due_fen",
-                "paid_fen", "rate",
+                "month",
+                "org_unit_id",
+                "org_unit",
+                "bills",
+                "paid",
+                "unpaid",
+                "exempt",
+                "due_fen",
+                "paid_fen",
+                "rate",
             ]
         }
         CsvSection::Attendance | CsvSection::AttendanceMembers => {
@@ -482,8 +490,16 @@ pub fn csv(report: &Report, section: CsvSection) -> AppResult<Vec<u8>> {
                     rows.push(row);
                 }
                 &[
-                    "org_unit_id", "org_unit", "meetings", "expected", "attended", "present",
-                    "late", "leave", "absent", "rate",
+                    "org_unit_id",
+                    "org_unit",
+                    "meetings",
+                    "expected",
+                    "attended",
+                    "present",
+                    "late",
+                    "leave",
+                    "absent",
+                    "rate",
                 ]
             } else {
                 for r in a.members.iter().flatten() {
@@ -497,8 +513,18 @@ pub fn csv(report: &Report, section: CsvSection) -> AppResult<Vec<u8>> {
                     rows.push(row);
                 }
                 &[
-                    "member_id", "name", "org_unit_id", "org_unit", "meetings", "expected",
-                    "attended", "present", "late", "leave", "absent", "rate",
+                    "member_id",
+                    "name",
+                    "org_unit_id",
+                    "org_unit",
+                    "meetings",
+                    "expected",
+                    "attended",
+                    "present",
+                    "late",
+                    "leave",
+                    "absent",
+                    "rate",
                 ]
             }
         }
@@ -535,8 +561,18 @@ pub fn csv(report: &Report, section: CsvSection) -> AppResult<Vec<u8>> {
                 ]);
             }
             &[
-                "push_id", "channel", "status", "scheduled_at", "total", "sent", "failed",
-                "unknown", "skipped", "pending", "delivery_rate", "failure_rate",
+                "push_id",
+                "channel",
+                "status",
+                "scheduled_at",
+                "total",
+                "sent",
+                "failed",
+                "unknown",
+                "skipped",
+                "pending",
+                "delivery_rate",
+                "failure_rate",
             ]
         }
         CsvSection::Moderation => {
@@ -554,7 +590,12 @@ pub fn csv(report: &Report, section: CsvSection) -> AppResult<Vec<u8>> {
                 ]);
             }
             &[
-                "month", "kind", "count", "approved", "rejected", "pending",
+                "month",
+                "kind",
+                "count",
+                "approved",
+                "rejected",
+                "pending",
                 "median_decision_seconds",
             ]
         }

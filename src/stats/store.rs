@@ -85,7 +85,10 @@ pub async fn member_names(db: &Db, ids: &[i64]) -> sqlx::Result<Vec<(i64, String
 }
 
 /// Follower events in the period: (Shanghai day number, kind, count).
-pub async fn follower_event_groups(db: &Db, period: Period) -> sqlx::Result<Vec<(i64, String, i64)>> {
+pub async fn follower_event_groups(
+    db: &Db,
+    period: Period,
+) -> sqlx::Result<Vec<(i64, String, i64)>> {
     let rows = sqlx::query(
         "SELECT (at + 28800000) / 86400000 AS day, kind, COUNT(*) FROM follower_events
          WHERE at >= $1 AND at < $2 GROUP BY (at + 28800000) / 86400000, kind ORDER BY day, kind",
@@ -168,7 +171,11 @@ impl ModeratedKind {
 }
 
 /// Submissions (not drafts) or board posts that came in during the period.
-pub async fn moderated(db: &Db, kind: ModeratedKind, period: Period) -> sqlx::Result<Vec<Moderated>> {
+pub async fn moderated(
+    db: &Db,
+    kind: ModeratedKind,
+    period: Period,
+) -> sqlx::Result<Vec<Moderated>> {
     let table = kind.as_str();
     let rows = sqlx::query(&format!(
         "SELECT created_at, status, decided_at FROM {table}
