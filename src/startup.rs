@@ -161,6 +161,7 @@ pub fn router(state: AppState) -> Router {
         .merge(activities::router())
         .merge(dues::router())
         .merge(portal::router())
+        .merge(http::public::static_router())
         .merge(http::health::router())
         .merge(http::openapi::router(table))
         .merge(admin.into_router())

@@ -1,4 +1,5 @@
-//! Public HTML pages (the article page, the portal): the headers they all carry.
+//! Public HTML pages (the article page, the portal): the headers they all carry, and the dev
+//! mode's demo banner images.
 
 use axum::{
     http::{header, HeaderValue},
@@ -33,4 +34,34 @@ pub fn page(html: String) -> Response {
         HeaderValue::from_static("public, max-age=60"),
     );
     resp
+}
+
+const DEMO_BANNERS: [&str; 2] = [
+    include_str!("../../static/banner-1.svg"),
+    include_str!("../../static/banner-2.svg"),
+];
+
+/// `GET /static/banner-1.svg` and `/static/banner-2.svg`: the dev mode's demo focus banners (the
+/// demo articles' banners point here), served by the binary like the console's assets.
+pub fn static_router<S: Clone + Send + Sync + 'static>() -> axum::Router<S> {
+    let banner = |svg: &'static str| {
+        move || async move {
+            (
+                [
+                    (header::CONTENT_TYPE, "image/svg+xml"),
+                    (header::CACHE_CONTROL, "public, max-age=3600"),
+                ],
+                svg,
+            )
+        }
+    };
+    axum::Router::new()
+        .route(
+            "/static/banner-1.svg",
+            axum::routing::get(banner(DEMO_BANNERS[0])),
+        )
+        .route(
+            "/static/banner-2.svg",
+            axum::routing::get(banner(DEMO_BANNERS[1])),
+        )
 }

@@ -44,26 +44,24 @@ fn esc(s: &str) -> String {
     o
 }
 
-/// The y range (min, max): rates 0..1; counts 0 (or below) to 1, 2 or 5 × 10ⁿ.
-fn range(scale: Scale, series: &[Series]) -> (f64, f64) {
+/// The y axis (min, max, step between grid lines): rates 0..1 in quarters; counts in whole
+/// steps of 1, 2 or 5 × 10ⁿ, about four of them, from 0 (or below, for negative values).
+fn range(scale: Scale, series: &[Series]) -> (f64, f64, f64) {
     if scale == Scale::Rate {
-        return (0.0, 1.0);
+        return (0.0, 1.0, 0.25);
     }
     let vals = series.iter().flat_map(|s| s.values.iter().flatten());
     let (lo, hi) = vals.fold((0.0f64, 0.0f64), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
-    let nice = |x: f64| {
-        if x <= 0.0 {
-            return 0.0;
-        }
-        let p = 10f64.powf(x.log10().floor());
-        [1.0, 2.0, 5.0, 10.0]
-            .into_iter()
-            .map(|m| m * p)
-            .find(|c| *c >= x)
-            .unwrap_or(10.0 * p)
-    };
-    let hi = nice(hi).max(1.0);
-    (-nice(-lo), hi)
+    let rough = (hi.max(-lo) / 4.0).max(1.0);
+    let p = 10f64.powf(rough.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * p)
+        .find(|c| *c >= rough)
+        .unwrap_or(10.0 * p);
+    let hi = ((hi / step).ceil() * step).max(step);
+    let lo = (lo / step).floor() * step;
+    (lo, hi, step)
 }
 
 fn tick(scale: Scale, v: f64) -> String {
@@ -99,7 +97,7 @@ fn open(
     series: &[Series],
     scale: Scale,
 ) -> Frame {
-    let (lo, hi) = range(scale, series);
+    let (lo, hi, step) = range(scale, series);
     let f = Frame {
         lo,
         hi,
@@ -110,8 +108,9 @@ fn open(
         r#"<svg class="chart" width="100%" viewBox="0 0 {W} {H}" role="img" aria-label="{t}" xmlns="http://www.w3.org/2000/svg"><title>{t}</title>"#,
         t = esc(title)
     );
-    for k in 0..=4 {
-        let v = lo + (hi - lo) * f64::from(k) / 4.0;
+    let lines = ((hi - lo) / step).round() as i64;
+    for k in 0..=lines {
+        let v = lo + step * k as f64;
         let y = f.y(v);
         let _ = write!(
             out,
@@ -237,25 +236,29 @@ mod tests {
     }
 
     #[test]
-    fn count_ranges_are_round() {
+    fn count_axes_step_in_round_whole_numbers() {
         let s = |v: &[f64]| {
             vec![Series {
                 name: "x",
                 values: v.iter().copied().map(Some).collect(),
             }]
         };
-        let cases: &[(&[f64], (f64, f64))] = &[
-            (&[], (0.0, 1.0)),
-            (&[0.0], (0.0, 1.0)),
-            (&[3.0], (0.0, 5.0)),
-            (&[7.0, 12.0], (0.0, 20.0)),
-            (&[50.0], (0.0, 50.0)),
-            (&[-3.0, 8.0], (-5.0, 10.0)),
+        type Axis = (f64, f64, f64);
+        let cases: &[(&[f64], Axis)] = &[
+            (&[], (0.0, 1.0, 1.0)),
+            (&[0.0], (0.0, 1.0, 1.0)),
+            (&[3.0], (0.0, 3.0, 1.0)),
+            (&[7.0, 12.0], (0.0, 15.0, 5.0)),
+            (&[50.0], (0.0, 60.0, 20.0)),
+            (&[-3.0, 8.0], (-4.0, 8.0, 2.0)),
         ];
         for (v, want) in cases {
             assert_eq!(range(Scale::Count, &s(v)), *want, "{v:?}");
         }
-        assert_eq!(range(Scale::Rate, &s(&[3.0])), (0.0, 1.0));
+        assert_eq!(range(Scale::Rate, &s(&[3.0])), (0.0, 1.0, 0.25));
+        // Whole-number ticks only: a maximum of 1 is not labelled 0, 0, 1, 1, 1.
+        let svg = bars("t", &labels(&["a"]), &s(&[1.0]), Scale::Count);
+        assert_eq!(svg.matches("text-anchor=\"end\"").count(), 2, "{svg}");
     }
 
     #[test]

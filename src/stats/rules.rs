@@ -259,16 +259,16 @@ impl FollowerFigures {
     }
 }
 
+/// (label, figures) rows: a day (`2026-11-05`) or a month (`2026-11`).
+pub type Labelled<F> = Vec<(String, F)>;
+
 /// Follower events per day (every day of the period up to `today`, zeros included, so a chart's
 /// x axis is the calendar) and per month. `groups` are (day number, kind, count).
 pub fn fold_followers(
     period: Period,
     today: i64,
     groups: &[(i64, String, i64)],
-) -> (
-    Vec<(String, FollowerFigures)>,
-    Vec<(String, FollowerFigures)>,
-) {
+) -> (Labelled<FollowerFigures>, Labelled<FollowerFigures>) {
     let first = day_of(period.start_ms());
     let last = (day_of(period.end_ms()) - 1).min(today).max(first - 1);
     let mut days: BTreeMap<i64, FollowerFigures> =
@@ -374,10 +374,7 @@ pub fn moderation_figures<'a>(items: impl IntoIterator<Item = &'a Moderated>) ->
 }
 
 /// Per month of the period (every month, zeros included), by the month an item came in.
-pub fn moderation_by_month(
-    period: Period,
-    items: &[Moderated],
-) -> Vec<(String, ModerationFigures)> {
+pub fn moderation_by_month(period: Period, items: &[Moderated]) -> Labelled<ModerationFigures> {
     period
         .months()
         .into_iter()
@@ -404,7 +401,12 @@ mod tests {
     #[test]
     fn periods_default_to_six_months_and_refuse_bad_input() {
         let now = m("2026-11");
-        let cases: &[(Option<&str>, Option<&str>, Result<(&str, &str), &str>)] = &[
+        type Case<'a> = (
+            Option<&'a str>,
+            Option<&'a str>,
+            Result<(&'a str, &'a str), &'a str>,
+        );
+        let cases: &[Case] = &[
             (None, None, Ok(("2026-06", "2026-11"))),
             (Some("2026-01"), None, Ok(("2026-01", "2026-11"))),
             (None, Some("2026-02"), Ok(("2025-09", "2026-02"))),

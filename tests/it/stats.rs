@@ -557,11 +557,7 @@ async fn the_console_draws_the_figures_as_svg_charts() {
         assert!(html.contains("class=\"active\">统计</a>"));
         let resp = console.get(&app, "/admin/stats?from=bad").await;
         assert_eq!(resp.status(), StatusCode::OK);
-        assert!(resp
-            .text()
-            .await
-            .unwrap()
-            .contains("a month as YYYY-MM"));
+        assert!(resp.text().await.unwrap().contains("a month as YYYY-MM"));
     });
 }
 
