@@ -17,7 +17,9 @@ pub mod development;
 pub mod dues;
 pub mod members;
 pub mod official_account;
+pub mod portal;
 pub mod push;
+pub mod stats;
 pub mod submissions;
 
 pub use app::AppState;

@@ -26,7 +26,7 @@ use crate::{
     platform::metrics::Metrics,
     platform::outbound::Outbound,
     platform::pii::Column,
-    push, submissions,
+    portal, push, stats, submissions,
 };
 
 /// Seams that tests (and the dev mode) replace.
@@ -181,6 +181,7 @@ pub fn admin_routes(state: &AppState) -> AdminRoutes {
     let r = development::admin_routes(r);
     let r = activities::admin_routes(r);
     let r = dues::admin_routes(r);
+    let r = stats::admin_routes(r);
     submissions::admin::routes(r)
 }
 
@@ -197,6 +198,8 @@ pub fn router(state: AppState) -> Router {
         .merge(development::router())
         .merge(activities::router())
         .merge(dues::router())
+        .merge(portal::router())
+        .merge(http::public::static_router())
         .merge(http::health::router())
         .merge(http::openapi::router(table))
         .merge(admin.into_router())
@@ -218,6 +221,7 @@ fn console_pages() -> Router<AppState> {
         .merge(submissions::console_router())
         .merge(push::console_router())
         .merge(dues::console_router())
+        .merge(stats::console_router())
 }
 
 /// Every feature's background workers (`serve` and `worker` run them; `serve --no-workers` not).

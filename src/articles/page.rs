@@ -3,23 +3,15 @@
 //! Only published articles are served; anything else is 404 in the one error shape. The body was
 //! sanitised when it was saved, and the page's Content-Security-Policy forbids scripts anyway.
 
-use axum::{
-    extract::State,
-    http::{header, HeaderValue},
-    response::{Html, IntoResponse, Response},
-};
+use axum::{extract::State, response::Response};
 
 use crate::{
     app::AppState,
     articles::store::{self, PublicArticle},
-    http::Id,
+    http::{public, Id},
     platform::error::{AppError, AppResult},
     platform::{pages, time::local_minute},
 };
-
-/// No scripts, no frames, no forms; images from anywhere over http(s) (covers live on CDNs).
-const CSP: &str = "default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; \
-                   base-uri 'none'; form-action 'none'; frame-ancestors 'self'";
 
 fn render(a: &PublicArticle) -> Result<String, minijinja::Error> {
     pages::render(
@@ -36,26 +28,7 @@ pub async fn article(State(st): State<AppState>, Id(id): Id) -> AppResult<Respon
         .await?
         .ok_or_else(|| AppError::NotFound("article".into()))?;
     let html = render(&a).map_err(|e| AppError::Internal(e.into()))?;
-    let mut resp = Html(html).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("strict-origin-when-cross-origin"),
-    );
-    // Short: an archived article should disappear from caches soon.
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=60"),
-    );
-    Ok(resp)
+    Ok(public::page(html))
 }
 
 #[cfg(test)]

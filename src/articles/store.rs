@@ -280,6 +280,20 @@ pub async fn list_published(
     list(db, &filter, page, "a.published_at DESC, a.id DESC").await
 }
 
+/// Published articles with `tag`, newest first (the portal's 党务公开).
+pub async fn list_published_tagged(
+    db: &Db,
+    tag: &str,
+    page: Page,
+) -> sqlx::Result<(Vec<ArticleListItem>, i64)> {
+    let filter = ArticleFilter {
+        status: Some(Status::Published),
+        tag: Some(tag.to_owned()),
+        ..Default::default()
+    };
+    list(db, &filter, page, "a.published_at DESC, a.id DESC").await
+}
+
 /// What the console filters on. `q` matches title and summary (case-insensitive substring).
 #[derive(Debug, Clone, Default)]
 pub struct ArticleFilter {

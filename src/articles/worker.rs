@@ -43,7 +43,7 @@ pub async fn load_demo_articles(st: &AppState) -> anyhow::Result<()> {
             let banner = crate::articles::rules::ValidBanner {
                 title: a.title.clone(),
                 image_url: format!(
-                    "{}/static/banner-{}.png",
+                    "{}/static/banner-{}.svg",
                     st.settings.public_url.trim_end_matches('/'),
                     i + 1
                 ),

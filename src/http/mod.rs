@@ -1,6 +1,7 @@
 //! The HTTP toolkit every feature shares, importing none of them: the JSON extractors with the
 //! one error shape (`json`), the id extractor, pagination and list envelope (`extract`), the
-//! admin route table with permissions (`routes`), OpenAPI, health, and the tower-http layers.
+//! admin route table with permissions (`routes`), OpenAPI, health, the public pages' headers
+//! (`public`), and the tower-http layers.
 //! `startup` assembles the features' routers and wraps them with [`layers`].
 
 pub mod console;
@@ -8,6 +9,7 @@ pub mod extract;
 pub mod health;
 pub mod json;
 pub mod openapi;
+pub mod public;
 pub mod routes;
 
 use std::time::Duration;

@@ -157,8 +157,160 @@ fn schemas() -> Value {
             "status": {"type": "string", "enum": ["scheduled", "running", "paused", "completed", "cancelled", "failed"]},
             "counts": {"type": "object", "properties": {
                 "pending": {"type": "integer"}, "in_flight": {"type": "integer"}, "sent": {"type": "integer"},
-                "failed": {"type": "integer"}, "unknown": {"type": "integer"}, "skipped": {"type": "integer"}}}}}
+                "failed": {"type": "integer"}, "unknown": {"type": "integer"}, "skipped": {"type": "integer"}}}}},
+        "StatsReport": stats_schema()
     })
+}
+
+/// `GET /api/admin/stats`: sections are null when the session lacks the permission of the work
+/// they count (dues ManageDues, attendance ManageActivities — both within the org-unit scope —,
+/// followers and pushes ManagePushes, moderation Moderate). Rates are fractions 0..1 with four
+/// decimals, null when there is nothing to divide by.
+fn stats_schema() -> Value {
+    let int = || json!({"type": "integer"});
+    let rate = || json!({"type": "number", "nullable": true, "minimum": 0, "maximum": 1});
+    let obj = |props: &[(&str, Value)]| {
+        let mut m = Map::new();
+        for (k, v) in props {
+            m.insert((*k).into(), v.clone());
+        }
+        json!({"type": "object", "properties": Value::Object(m)})
+    };
+    let arr = |items: Value| json!({"type": "array", "items": items});
+    let s = || json!({"type": "string"});
+    let dues = [
+        ("bills", int()),
+        ("paid", int()),
+        ("unpaid", int()),
+        ("exempt", int()),
+        ("due_fen", int()),
+        ("paid_fen", int()),
+        ("rate", rate()),
+    ];
+    let att = [
+        ("meetings", int()),
+        ("expected", int()),
+        ("attended", int()),
+        ("present", int()),
+        ("late", int()),
+        ("leave", int()),
+        ("absent", int()),
+        ("rate", rate()),
+    ];
+    let with = |extra: &[(&str, Value)], base: &[(&str, Value)]| {
+        let v: Vec<(&str, Value)> = extra.iter().chain(base).cloned().collect();
+        obj(&v)
+    };
+    let unit = [("org_unit_id", int()), ("org_unit", s())];
+    let month = [("month", s())];
+    let fol = [
+        ("subscribed", int()),
+        ("unsubscribed", int()),
+        ("net", int()),
+    ];
+    let del = [
+        ("total", int()),
+        ("sent", int()),
+        ("failed", int()),
+        ("unknown", int()),
+        ("skipped", int()),
+        ("pending", int()),
+        ("delivery_rate", rate()),
+        ("failure_rate", rate()),
+    ];
+    let modr = [
+        ("month", s()),
+        (
+            "kind",
+            json!({"type": "string", "enum": ["submissions", "board_posts"]}),
+        ),
+        ("count", int()),
+        ("approved", int()),
+        ("rejected", int()),
+        ("pending", int()),
+        (
+            "median_decision_seconds",
+            json!({"type": "integer", "nullable": true}),
+        ),
+    ];
+    let unit_month: Vec<(&str, Value)> = month.iter().chain(&unit).cloned().collect();
+    obj(&[
+        ("from", json!({"type": "string", "example": "2026-06"})),
+        ("to", json!({"type": "string", "example": "2026-11"})),
+        (
+            "org_unit",
+            json!({"type": "object", "nullable": true, "properties": {"id": int(), "name": s()}}),
+        ),
+        (
+            "dues",
+            obj(&[
+                ("by_unit_month", arr(with(&unit_month, &dues))),
+                ("by_month", arr(with(&month, &dues))),
+                ("by_unit", arr(with(&unit, &dues))),
+            ]),
+        ),
+        (
+            "attendance",
+            obj(&[
+                ("by_unit", arr(with(&unit, &att))),
+                ("by_month", arr(with(&month, &att))),
+                (
+                    "members",
+                    json!({"type": "array", "nullable": true, "items": with(&[("member_id", int()), ("name", s()), ("org_unit_id", int()), ("org_unit", s())], &att)}),
+                ),
+            ]),
+        ),
+        (
+            "followers",
+            obj(&[
+                ("subscribed_now", int()),
+                ("daily", arr(with(&[("date", s())], &fol))),
+                ("monthly", arr(with(&month, &fol))),
+            ]),
+        ),
+        (
+            "pushes",
+            obj(&[
+                (
+                    "pushes",
+                    arr(with(
+                        &[
+                            ("id", int()),
+                            ("channel", s()),
+                            ("status", s()),
+                            (
+                                "scheduled_at",
+                                json!({"type": "string", "format": "date-time"}),
+                            ),
+                            ("month", s()),
+                        ],
+                        &del,
+                    )),
+                ),
+                ("monthly", arr(with(&month, &del))),
+            ]),
+        ),
+        (
+            "moderation",
+            obj(&[("monthly", arr(obj(&modr))), ("totals", arr(obj(&modr)))]),
+        ),
+    ])
+}
+
+/// Query parameters of the admin routes that take them.
+fn query_params(method: &str, path: &str) -> Vec<Value> {
+    let q = |name: &str, description: &str| json!({"name": name, "in": "query", "required": false, "schema": {"type": "string"}, "description": description});
+    match (method, path) {
+        ("get", "/api/admin/stats") => vec![
+            q("from", "first month, YYYY-MM (default: five months before `to`)"),
+            q("to", "last month, YYYY-MM (default: this month, Asia/Shanghai); at most 36 months"),
+            q("org_unit", "an org unit (id or name): it and its descendants"),
+            q("members", "true: attendance per member as well"),
+            q("format", "json (default) or csv"),
+            q("section", "with format=csv, the table: dues, attendance, attendance_members, followers, pushes, moderation"),
+        ],
+        _ => Vec::new(),
+    }
 }
 
 /// Request body schema for the routes whose body the contract names.
@@ -180,6 +332,7 @@ fn operation(method: &str, path: &str, summary: &str, secured: bool) -> Value {
         .split('/')
         .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
         .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .chain(query_params(method, path))
         .collect();
     if !params.is_empty() {
         op.insert("parameters".into(), Value::Array(params));
@@ -203,6 +356,11 @@ fn operation(method: &str, path: &str, summary: &str, secured: bool) -> Value {
     });
     if path == "/api/admin/pushes/{id}" && method == "get" {
         responses["200"] = json!({"description": "OK", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PushStatus"}}}});
+    }
+    if path == "/api/admin/stats" && method == "get" {
+        responses["200"] = json!({"description": "OK (JSON, or text/csv with format=csv)", "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/StatsReport"}},
+            "text/csv": {"schema": {"type": "string"}}}});
     }
     if path == "/api/admin/login" {
         responses["200"] = json!({"description": "OK", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LoginResponse"}}}});

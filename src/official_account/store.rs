@@ -4,12 +4,14 @@ use sqlx::Row;
 
 use crate::platform::db::{Db, Tx};
 
+/// A `subscribe` event: the follower's state, and a row in the event log (the statistics' history).
 pub async fn subscribe(
     db: &Db,
     openid: &str,
     scene: Option<&str>,
     now_ms: i64,
 ) -> sqlx::Result<()> {
+    let mut tx = db.begin_write().await?;
     sqlx::query(
         "INSERT INTO followers (openid, status, scene, subscribed_at, last_interaction_at, created_at, updated_at)
          VALUES ($1, 'subscribed', $2, $3, $3, $3, $3)
@@ -20,12 +22,15 @@ pub async fn subscribe(
     .bind(openid)
     .bind(scene)
     .bind(now_ms)
-    .execute(db.pool())
+    .execute(&mut *tx)
     .await?;
-    Ok(())
+    log_event(&mut tx, openid, "subscribe", now_ms).await?;
+    tx.commit().await
 }
 
+/// An `unsubscribe` event: the follower's state, and a row in the event log.
 pub async fn unsubscribe(db: &Db, openid: &str, now_ms: i64) -> sqlx::Result<()> {
+    let mut tx = db.begin_write().await?;
     sqlx::query(
         "INSERT INTO followers (openid, status, unsubscribed_at, created_at, updated_at)
          VALUES ($1, 'unsubscribed', $2, $2, $2)
@@ -34,8 +39,19 @@ pub async fn unsubscribe(db: &Db, openid: &str, now_ms: i64) -> sqlx::Result<()>
     )
     .bind(openid)
     .bind(now_ms)
-    .execute(db.pool())
+    .execute(&mut *tx)
     .await?;
+    log_event(&mut tx, openid, "unsubscribe", now_ms).await?;
+    tx.commit().await
+}
+
+async fn log_event(tx: &mut Tx, openid: &str, kind: &str, at: i64) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO follower_events (openid, kind, at) VALUES ($1, $2, $3)")
+        .bind(openid)
+        .bind(kind)
+        .bind(at)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

@@ -86,6 +86,30 @@ const TEMPLATES: &[(&str, &str)] = &[
         "console/dues/ledger.html",
         include_str!("../../templates/console/dues/ledger.html"),
     ),
+    (
+        "console/stats/index.html",
+        include_str!("../../templates/console/stats/index.html"),
+    ),
+    (
+        "portal/layout.html",
+        include_str!("../../templates/portal/layout.html"),
+    ),
+    (
+        "portal/macros.html",
+        include_str!("../../templates/portal/macros.html"),
+    ),
+    (
+        "portal/index.html",
+        include_str!("../../templates/portal/index.html"),
+    ),
+    (
+        "portal/list.html",
+        include_str!("../../templates/portal/list.html"),
+    ),
+    (
+        "portal/board.html",
+        include_str!("../../templates/portal/board.html"),
+    ),
 ];
 
 fn env() -> &'static Environment<'static> {

@@ -1,6 +1,7 @@
 // Walks the console in headless system Chromium: login, article write/preview/publish, a push to
-// completion (dev-mode fake WeChat), approving a submission. On every page: no console error, no
-// request to another host, a CSRF field in every POST form; screenshots at 1280 px and 390 px.
+// completion (dev-mode fake WeChat), approving a submission, the statistics' SVG charts and a CSV
+// download, then the public portal. On every page: no console error, no request to another host,
+// a CSRF field in every POST form; screenshots at 1280 px and 390 px.
 import { chromium } from 'playwright-core';
 import assert from 'node:assert/strict';
 
@@ -16,6 +17,7 @@ const page = await ctx.newPage();
 const problems = [];
 page.on('console', (m) => { if (m.type() === 'error') problems.push(`console error on ${page.url()}: ${m.text()}`); });
 page.on('pageerror', (e) => problems.push(`page error on ${page.url()}: ${e.message}`));
+page.on('response', (r) => { if (r.status() >= 400) problems.push(`HTTP ${r.status()} for ${r.url()} on ${page.url()}`); });
 page.on('request', (r) => {
   const u = new URL(r.url());
   if (u.protocol !== 'data:' && u.origin !== origin) problems.push(`request to another host: ${r.url()}`);
@@ -96,6 +98,32 @@ assert.match(await page.textContent('.flash.ok'), /已通过/);
 await page.goto(`${BASE}/admin/moderation?tab=board`);
 await check('moderation-board');
 step('approve a submission');
+
+// 5. Statistics: the figures as inline SVG charts, a CSV download per table.
+await page.goto(`${BASE}/admin/stats`);
+assert.ok((await page.locator('svg.chart').count()) >= 4, 'statistics charts');
+assert.equal(await page.locator('#stats-pushes svg.chart').count(), 1, 'the push chart');
+assert.equal(await page.locator('#stats-pushes a[href^="/admin/pushes/"]').count(), 1, 'the push in the table');
+await check('stats');
+const csvHref = await page.getAttribute('#stats-pushes a[download]', 'href');
+const csv = await ctx.request.get(new URL(csvHref, BASE).href);
+assert.ok(csv.ok(), `stats CSV ${csv.status()}`);
+assert.match(await csv.text(), /^\uFEFF?push_id,channel,status/);
+step('see the statistics as SVG charts and download a CSV');
+
+// 6. The public portal at desktop and phone widths, then an article from it.
+await page.goto(`${BASE}/portal`);
+assert.ok((await page.textContent('main')).includes('浏览器测试文章'), 'the published article on the portal');
+await check('portal');
+await page.goto(`${BASE}/portal/board`);
+await check('portal-board');
+await page.goto(`${BASE}/portal/notices`);
+await check('portal-notices');
+await page.goto(`${BASE}/portal`);
+await Promise.all([page.waitForURL(/\/articles\/\d+$/), page.click(`a[href="/articles/${articleId}"]`)]);
+assert.equal(await page.textContent('h1'), '浏览器测试文章');
+await check('portal-article');
+step('read the portal at 1280 px and 390 px');
 
 await browser.close();
 if (problems.length) {

@@ -14,6 +14,7 @@ mod helpers;
 mod members;
 mod mp;
 mod push;
+mod stats;
 mod submissions;
 mod webhook;
 mod wechat_sync;
