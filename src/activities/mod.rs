@@ -57,6 +57,7 @@
 //! units in their subtree and manages those whose audience lies entirely inside it.
 
 pub mod admin;
+pub mod console;
 pub mod mp;
 pub mod rules;
 pub mod service;
@@ -66,6 +67,7 @@ pub mod worker;
 use std::sync::Arc;
 
 use axum::{
+    extract::DefaultBodyLimit,
     routing::{get, post},
     Extension, Router,
 };
@@ -89,4 +91,32 @@ pub fn router() -> Router<AppState> {
         .route("/api/mp/activities/{id}/checkin", post(mp::check_in))
         // This instance's sign-up queue (group commit, see `service::SignupQueue`).
         .layer(Extension(Arc::new(service::SignupQueue::default())))
+}
+
+/// The secretaries' console pages (`/admin/activities...`); startup wraps them in the console's
+/// layers.
+pub fn console_router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/activities", get(console::list))
+        .route(
+            "/admin/activities/new",
+            get(console::new_page).post(console::create),
+        )
+        .route("/admin/activities/rhythm", get(console::rhythm))
+        .route("/admin/activities/{id}", get(console::detail))
+        .route(
+            "/admin/activities/{id}/edit",
+            get(console::edit_page).post(console::update),
+        )
+        .route("/admin/activities/{id}/checkin", get(console::checkin))
+        .route(
+            "/admin/activities/{id}/photos",
+            post(console::upload_photo).layer(DefaultBodyLimit::max(admin::PHOTO_REQUEST_LIMIT)),
+        )
+        .route("/admin/activities/{id}/photos/{photo}", get(console::photo))
+        .route(
+            "/admin/activities/{id}/photos/{photo}/delete",
+            post(console::delete_photo),
+        )
+        .route("/admin/activities/{id}/{action}", post(console::act))
 }
