@@ -734,8 +734,16 @@ async fn minutes(
 ) -> AppResult<AppJson<ActivityOut>> {
     let m = rules::validate_minutes(&body.host, &body.recorder, &body.minutes, &body.photos)
         .map_err(AppError::Validation)?;
-    service::record_minutes(&st, &session, id, &m.host, &m.recorder, &m.minutes, &body.photos)
-        .await?;
+    service::record_minutes(
+        &st,
+        &session,
+        id,
+        &m.host,
+        &m.recorder,
+        &m.minutes,
+        &body.photos,
+    )
+    .await?;
     Ok(AppJson(one(&st, id).await?))
 }
 
@@ -777,7 +785,9 @@ async fn rhythm(
     session: AdminSession,
     AppQuery(q): AppQuery<RhythmQuery>,
 ) -> AppResult<AppJson<RhythmOut>> {
-    Ok(AppJson(rhythm_report(&st, &session, q.quarter.as_deref()).await?))
+    Ok(AppJson(
+        rhythm_report(&st, &session, q.quarter.as_deref()).await?,
+    ))
 }
 
 /// The rhythm of `quarter` (`2026Q4`; blank: the current one) for the session's org units.
@@ -930,7 +940,10 @@ async fn upload_photos(
     service::manageable(&st, &session, id).await?;
     let files = photo_files(multipart).await?;
     service::add_photos(&st, &session, id, &files).await?;
-    Ok((StatusCode::CREATED, AppJson(photos_out(&st, &session, id).await?)))
+    Ok((
+        StatusCode::CREATED,
+        AppJson(photos_out(&st, &session, id).await?),
+    ))
 }
 
 async fn photos_out(st: &AppState, session: &AdminSession, id: i64) -> AppResult<PhotosOut> {
@@ -964,7 +977,10 @@ pub(super) fn photo_response(meta: &PhotoRow, bytes: Vec<u8>) -> Response {
             (header::CACHE_CONTROL, "private, no-store".to_owned()),
             (
                 header::CONTENT_DISPOSITION,
-                format!("inline; filename=\"activity-{}-photo-{}\"", meta.activity_id, meta.id),
+                format!(
+                    "inline; filename=\"activity-{}-photo-{}\"",
+                    meta.activity_id, meta.id
+                ),
             ),
         ],
         bytes,

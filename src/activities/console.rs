@@ -229,10 +229,7 @@ impl ActivityForm {
                 None
             }
             Err(_) => {
-                errors.insert(
-                    field.to_owned(),
-                    "时间格式应为 2026-07-01T08:00".to_owned(),
-                );
+                errors.insert(field.to_owned(), "时间格式应为 2026-07-01T08:00".to_owned());
                 None
             }
         };
@@ -259,23 +256,26 @@ impl ActivityForm {
             errors.insert("kind".into(), "请选择活动类型".into());
         }
         match (starts_at, opens, closes, capacity, remind, kind) {
-            (Some(starts_at), Some(opens), Some(closes), Some(capacity), Some(remind), Some(kind))
-                if errors.is_empty() =>
-            {
-                Ok(Fields {
-                    title: self.title.clone(),
-                    kind,
-                    description: self.description.clone(),
-                    location: self.location.clone(),
-                    capacity,
-                    starts_at,
-                    ends_at,
-                    signup_opens_at: opens,
-                    signup_closes_at: closes,
-                    remind_minutes: remind,
-                    audience: self.audience.clone(),
-                })
-            }
+            (
+                Some(starts_at),
+                Some(opens),
+                Some(closes),
+                Some(capacity),
+                Some(remind),
+                Some(kind),
+            ) if errors.is_empty() => Ok(Fields {
+                title: self.title.clone(),
+                kind,
+                description: self.description.clone(),
+                location: self.location.clone(),
+                capacity,
+                starts_at,
+                ends_at,
+                signup_opens_at: opens,
+                signup_closes_at: closes,
+                remind_minutes: remind,
+                audience: self.audience.clone(),
+            }),
             _ => Err(errors),
         }
     }
@@ -627,8 +627,7 @@ pub async fn act(
                         recorder: form.recorder,
                         minutes: form.minutes,
                     };
-                    detail_page(&st, &headers, &session, id, Some(&values), field_errors(&e))
-                        .await
+                    detail_page(&st, &headers, &session, id, Some(&values), field_errors(&e)).await
                 }
                 Err(e) => Err(e),
             };
@@ -725,6 +724,8 @@ pub async fn checkin(
     }
     let t = service::ticket(&st, id);
     let svg = service::qr_svg(&t.text)?;
+    // Inline in HTML: the SVG element without its XML prolog.
+    let svg = svg.find("<svg").map_or(svg.as_str(), |i| &svg[i..]);
     console::page(
         &headers,
         "console/activities/checkin.html",

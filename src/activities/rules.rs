@@ -848,7 +848,12 @@ mod tests {
             (&big, Err(PhotoRefusal::TooLarge)),
         ];
         for (bytes, want) in cases {
-            assert_eq!(photo_type(bytes), want, "{:?}", &bytes[..bytes.len().min(12)]);
+            assert_eq!(
+                photo_type(bytes),
+                want,
+                "{:?}",
+                &bytes[..bytes.len().min(12)]
+            );
         }
     }
 }

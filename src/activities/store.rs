@@ -1029,8 +1029,8 @@ pub async fn photos(db: &Db, activity: i64) -> sqlx::Result<Vec<PhotoRow>> {
 
 /// One photo of the activity with its bytes (base64).
 pub async fn photo(db: &Db, activity: i64, id: i64) -> sqlx::Result<Option<(PhotoRow, String)>> {
-    let sql = PHOTO.replacen(" FROM", ", content_b64 FROM", 1)
-        + " WHERE activity_id = $1 AND id = $2";
+    let sql =
+        PHOTO.replacen(" FROM", ", content_b64 FROM", 1) + " WHERE activity_id = $1 AND id = $2";
     Ok(sqlx::query(&sql)
         .bind(activity)
         .bind(id)

@@ -163,14 +163,17 @@ pub async fn csrf_layer(State(st): State<AppState>, req: Request, next: Next) ->
 }
 
 /// The `csrf` field of a multipart upload form. It comes before the file inputs (the form puts it
-/// first, and browsers send fields in document order), so the files are not parsed here.
+/// first, and browsers send fields in document order), so only the start of the body is parsed.
 async fn multipart_csrf(content_type: HeaderValue, bytes: &axum::body::Bytes) -> Option<String> {
     use axum::extract::FromRequest;
+    let head = bytes.slice(..bytes.len().min(FORM_LIMIT));
     let req = Request::builder()
         .header(header::CONTENT_TYPE, content_type)
-        .body(Body::from(bytes.clone()))
+        .body(Body::from(head))
         .ok()?;
-    let mut form = axum::extract::Multipart::from_request(req, &()).await.ok()?;
+    let mut form = axum::extract::Multipart::from_request(req, &())
+        .await
+        .ok()?;
     while let Ok(Some(field)) = form.next_field().await {
         if field.name() == Some("csrf") {
             return field.text().await.ok();

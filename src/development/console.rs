@@ -26,11 +26,7 @@ use crate::{
     auth::{ConsoleSession, Permission},
     http::console::{self, field_errors, pager, redirect_flash},
     http::{extract::blank_to_none, page_of, Id},
-    platform::{
-        audit,
-        error::AppResult,
-        org,
-    },
+    platform::{audit, error::AppResult, org},
 };
 
 const NAV: &str = "development";
