@@ -45,8 +45,9 @@
 //! lecture, theme day) have an audience (org units, with their subtrees) that is expected to
 //! attend: each audience member gets an attendance record (absent until checked in or marked),
 //! on creation and whenever the sheet is read; secretaries mark present / late / absent /
-//! leave (sick, official, personal, with a reason) and record host, recorder and minutes. The
-//! rhythm report counts meetings per audience org unit and quarter against the 三会一课 rules.
+//! leave (sick, official, personal, with a reason) and record host, recorder and minutes, with
+//! photos (`activity_photos`: the bytes in the database, so every replica serves them; the type
+//! read from the magic bytes; checked whole before anything is stored). The rhythm report counts meetings per audience org unit and quarter against the 三会一课 rules.
 //!
 //! **Telling members.** Cancellations, promotions and reminders are recorded once each in
 //! `activity_notices` (unique per member, activity, kind and sign-up), in the transaction that
@@ -54,7 +55,8 @@
 //! member's openid per channel (issue 10 §1); until then they stay `pending`.
 //!
 //! **Who manages what.** Administrators every activity; a secretary creates activities for org
-//! units in their subtree and manages those whose audience lies entirely inside it.
+//! units in their subtree and manages those whose audience lies entirely inside it. The console
+//! pages (`console.rs`) apply the same rules through the same service.
 
 pub mod admin;
 pub mod console;
