@@ -214,7 +214,6 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Every feature's console pages (`/admin/...`), wrapped by the console's CSRF layer and headers.
-/// Activities (活动) and dues (党费) add theirs here when they land.
 fn console_pages() -> Router<AppState> {
     Router::new()
         .merge(articles::console_router())
@@ -222,6 +221,8 @@ fn console_pages() -> Router<AppState> {
         .merge(push::console_router())
         .merge(dues::console_router())
         .merge(stats::console_router())
+        .merge(activities::console_router())
+        .merge(development::console_router())
 }
 
 /// Every feature's background workers (`serve` and `worker` run them; `serve --no-workers` not).

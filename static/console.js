@@ -1,4 +1,4 @@
-// 党建云平台 console: confirmation dialogs and live progress. Same origin only (CSP script-src 'self').
+// 党建云平台 console: confirmation dialogs, live progress and the check-in code. Same origin only (CSP script-src 'self').
 (function () {
   'use strict';
   var dialog = document.getElementById('confirm-dialog');
@@ -51,5 +51,24 @@
       }).catch(function () { setTimeout(poll, 5000); });
     };
     poll();
+  }
+  // The venue's check-in code: <div id="checkin-qr" data-activity="ID">. A ticket lasts two
+  // 30-second windows, so a fresh code every 20 s keeps the one on screen valid.
+  var qr = document.getElementById('checkin-qr');
+  if (qr) {
+    var note = document.getElementById('checkin-status');
+    var say = function (text) { if (note) note.textContent = text; };
+    var refresh = function () {
+      fetch('/api/admin/activities/' + encodeURIComponent(qr.getAttribute('data-activity')) + '/checkin-code', {
+        credentials: 'same-origin', headers: { 'Accept': 'application/json' }
+      }).then(function (r) { return r.ok ? r.json() : null; }).then(function (c) {
+        if (!c || !c.svg) { say('二维码更新失败，正在重试…'); return; }
+        var svg = new DOMParser().parseFromString(c.svg, 'image/svg+xml').documentElement;
+        if (!svg || svg.nodeName.toLowerCase() !== 'svg') { say('二维码更新失败，正在重试…'); return; }
+        qr.replaceChildren(document.importNode(svg, true));
+        say('本码有效至 ' + String(c.expires_at).slice(11, 19));
+      }).catch(function () { say('网络中断，正在重试…'); });
+    };
+    setInterval(refresh, 20000);
   }
 })();

@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use axum::{
     extract::State,
-    http::{header, HeaderMap, StatusCode},
+    extract::{multipart::MultipartRejection, Multipart, Path},
+    http::{header, HeaderMap, Method, StatusCode},
     response::{IntoResponse, Response},
 };
 use serde::{Deserialize, Deserializer, Serialize};
@@ -17,7 +18,7 @@ use serde_json::json;
 use super::{
     rules::{self, time_field, Attendance, Fields, Kind, LeaveKind},
     service::{self, AttendanceLine, AttendanceSummary},
-    store::{self, ActivityRow, Listed},
+    store::{self, ActivityRow, ListFilter, Listed, PhotoRow},
 };
 use crate::{
     app::AppState,
@@ -27,6 +28,7 @@ use crate::{
     platform::{
         audit,
         error::{AppError, AppResult},
+        org::{self, OrgScope},
         time::rfc3339_shanghai,
     },
 };
@@ -44,7 +46,28 @@ pub fn routes(r: AdminRoutes) -> AdminRoutes {
         .post("/api/admin/activities/{id}/attendance", p, mark)
         .get("/api/admin/activities/{id}/checkin-code", p, checkin_code)
         .post("/api/admin/activities/{id}/minutes", p, minutes)
+        .route_with_limit(
+            Method::POST,
+            "/api/admin/activities/{id}/minutes/photos",
+            p,
+            Some(PHOTO_REQUEST_LIMIT),
+            upload_photos,
+        )
+        .get("/api/admin/activities/{id}/minutes/photos", p, list_photos)
+        .get(
+            "/api/admin/activities/{id}/minutes/photos/{photo_id}",
+            p,
+            get_photo,
+        )
+        .delete(
+            "/api/admin/activities/{id}/minutes/photos/{photo_id}",
+            p,
+            delete_photo,
+        )
 }
+
+/// The body of one photo upload: the photo and the multipart framing around it.
+pub const PHOTO_REQUEST_LIMIT: usize = rules::MAX_PHOTO_BYTES + 256 * 1024;
 
 // ---------------------------------------------------------------- shapes
 
@@ -130,7 +153,7 @@ fn activity_out(l: Listed, audience: Vec<i64>) -> ActivityOut {
     }
 }
 
-async fn one(st: &AppState, id: i64) -> AppResult<ActivityOut> {
+pub(super) async fn one(st: &AppState, id: i64) -> AppResult<ActivityOut> {
     let l = store::listed_one(&st.db, id)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("activity {id}")))?;
@@ -326,17 +349,62 @@ async fn cancel(
 pub struct ListQuery {
     page: Option<String>,
     page_size: Option<String>,
+    kind: Option<String>,
+    status: Option<String>,
+    org_unit: Option<String>,
 }
 
-/// `GET /api/admin/activities?page=&page_size=`: newest start first, with counts.
-async fn list(
-    State(st): State<AppState>,
-    session: AdminSession,
-    AppQuery(q): AppQuery<ListQuery>,
-) -> AppResult<AppJson<ListOut<ActivityOut>>> {
-    let page = page_of(&q.page, &q.page_size, 100)?;
-    let scope = session.org_scope(&st.db).await?;
-    let (rows, total) = store::list(&st.db, &scope, page).await?;
+/// The list's filters from their query values (blank: no filter): a kind, `open` or
+/// `cancelled`, an org unit by name or id (its subtree).
+pub(super) async fn list_filter(
+    st: &AppState,
+    kind: Option<&str>,
+    status: Option<&str>,
+    org_unit: Option<&str>,
+) -> AppResult<ListFilter> {
+    fn blank(v: Option<&str>) -> Option<&str> {
+        v.map(str::trim).filter(|v| !v.is_empty())
+    }
+    let kind = match blank(kind) {
+        None => None,
+        Some(k) => Some(Kind::parse(k).ok_or_else(|| {
+            AppError::Validation(
+                "kind: activity, branch_general_meeting, branch_committee_meeting, party_group_meeting, party_lecture or theme_day".into(),
+            )
+        })?),
+    };
+    let status = match blank(status) {
+        None => None,
+        Some("open") => Some("open"),
+        Some("cancelled") => Some("cancelled"),
+        Some(_) => return Err(AppError::Validation("status: open or cancelled".into())),
+    };
+    let units = match blank(org_unit) {
+        None => None,
+        Some(u) => {
+            let unit = match u.parse::<i64>() {
+                Ok(id) => org::get(&st.db, id).await?,
+                Err(_) => org::find_by_name(st.db.pool(), u).await?,
+            }
+            .ok_or_else(|| AppError::Validation(format!("org_unit: no org unit {u}")))?;
+            Some(org::subtree_ids(&st.db, unit.id).await?)
+        }
+    };
+    Ok(ListFilter {
+        kind,
+        status,
+        units,
+    })
+}
+
+/// A page of activities in the session's scope, with their audiences.
+pub(super) async fn page_of_activities(
+    st: &AppState,
+    scope: &OrgScope,
+    filter: &ListFilter,
+    page: crate::platform::db::Page,
+) -> AppResult<(Vec<ActivityOut>, i64)> {
+    let (rows, total) = store::list(&st.db, scope, filter, page).await?;
     let ids: Vec<i64> = rows.iter().map(|r| r.activity.id).collect();
     let mut audiences = store::audiences(&st.db, &ids).await?;
     let items = rows
@@ -346,6 +414,26 @@ async fn list(
             activity_out(l, audience)
         })
         .collect();
+    Ok((items, total))
+}
+
+/// `GET /api/admin/activities?page=&page_size=&kind=&status=&org_unit=`: newest start first,
+/// with counts.
+async fn list(
+    State(st): State<AppState>,
+    session: AdminSession,
+    AppQuery(q): AppQuery<ListQuery>,
+) -> AppResult<AppJson<ListOut<ActivityOut>>> {
+    let page = page_of(&q.page, &q.page_size, 100)?;
+    let scope = session.org_scope(&st.db).await?;
+    let filter = list_filter(
+        &st,
+        q.kind.as_deref(),
+        q.status.as_deref(),
+        q.org_unit.as_deref(),
+    )
+    .await?;
+    let (items, total) = page_of_activities(&st, &scope, &filter, page).await?;
     Ok(AppJson(ListOut {
         items,
         page: page.number,
@@ -393,6 +481,12 @@ async fn signups(
     Id(id): Id,
 ) -> AppResult<AppJson<SignupsOut>> {
     let (a, _) = service::manageable(&st, &session, id).await?;
+    Ok(AppJson(signups_of(&st, &a).await?))
+}
+
+/// The confirmed sign-ups and the waitlist (in order, with places) of an activity.
+pub(super) async fn signups_of(st: &AppState, a: &ActivityRow) -> AppResult<SignupsOut> {
+    let id = a.id;
     let rows = store::active_signups(&st.db, id).await?;
     let ids: Vec<i64> = rows.iter().map(|s| s.member_id).collect();
     let people: HashMap<i64, members::MemberRow> = members::by_ids(&st.db, &ids)
@@ -426,7 +520,7 @@ async fn signups(
             out.waitlist.push(line);
         }
     }
-    Ok(AppJson(out))
+    Ok(out)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -638,34 +732,18 @@ async fn minutes(
     Id(id): Id,
     AppJson(body): AppJson<MinutesIn>,
 ) -> AppResult<AppJson<ActivityOut>> {
-    let short = |field: &str, v: &str| -> AppResult<String> {
-        let v = v.trim();
-        if v.is_empty() || v.chars().count() > 50 {
-            return Err(AppError::Validation(format!(
-                "{field}: a name of 1 to 50 characters"
-            )));
-        }
-        Ok(v.to_owned())
-    };
-    let host = short("host", &body.host)?;
-    let recorder = short("recorder", &body.recorder)?;
-    let text = body.minutes.trim();
-    if text.is_empty() || text.chars().count() > 50_000 {
-        return Err(AppError::Validation(
-            "minutes: 1 to 50000 characters".into(),
-        ));
-    }
-    if body.photos.len() > 20
-        || body
-            .photos
-            .iter()
-            .any(|p| !(p.starts_with("https://") || p.starts_with("http://")) || p.len() > 1000)
-    {
-        return Err(AppError::Validation(
-            "photos: at most 20 http(s) URLs".into(),
-        ));
-    }
-    service::record_minutes(&st, &session, id, &host, &recorder, text, &body.photos).await?;
+    let m = rules::validate_minutes(&body.host, &body.recorder, &body.minutes, &body.photos)
+        .map_err(AppError::Validation)?;
+    service::record_minutes(
+        &st,
+        &session,
+        id,
+        &m.host,
+        &m.recorder,
+        &m.minutes,
+        &body.photos,
+    )
+    .await?;
     Ok(AppJson(one(&st, id).await?))
 }
 
@@ -707,19 +785,25 @@ async fn rhythm(
     session: AdminSession,
     AppQuery(q): AppQuery<RhythmQuery>,
 ) -> AppResult<AppJson<RhythmOut>> {
-    let quarter = match q
-        .quarter
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
+    Ok(AppJson(
+        rhythm_report(&st, &session, q.quarter.as_deref()).await?,
+    ))
+}
+
+/// The rhythm of `quarter` (`2026Q4`; blank: the current one) for the session's org units.
+pub(super) async fn rhythm_report(
+    st: &AppState,
+    session: &AdminSession,
+    quarter: Option<&str>,
+) -> AppResult<RhythmOut> {
+    let quarter = match quarter.map(str::trim).filter(|s| !s.is_empty()) {
         Some(s) => s.to_ascii_uppercase(),
         None => rules::quarter_of(st.clock.unix_ms()),
     };
     let (from, until) = rules::parse_quarter(&quarter)
         .ok_or_else(|| AppError::Validation("quarter: a year and quarter such as 2026Q4".into()))?;
     let scope = session.org_scope(&st.db).await?;
-    let units = service::rhythm(&st, &scope, from, until)
+    let units = service::rhythm(st, &scope, from, until)
         .await?
         .into_iter()
         .map(|(unit, counts)| {
@@ -747,10 +831,181 @@ async fn rhythm(
             }
         })
         .collect();
-    Ok(AppJson(RhythmOut {
+    Ok(RhythmOut {
         quarter,
         from: rfc3339_shanghai(from),
         until: rfc3339_shanghai(until),
         units,
-    }))
+    })
+}
+
+// ---------------------------------------------------------------- minutes photos
+
+#[derive(Debug, Serialize)]
+pub struct PhotoOut {
+    pub id: i64,
+    pub activity_id: i64,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub uploaded_by: String,
+    pub uploaded_at: String,
+    /// Where the image is served (signed-in console users and API clients only).
+    pub url: String,
+}
+
+pub(super) fn photo_out(p: PhotoRow) -> PhotoOut {
+    PhotoOut {
+        url: format!(
+            "/api/admin/activities/{}/minutes/photos/{}",
+            p.activity_id, p.id
+        ),
+        id: p.id,
+        activity_id: p.activity_id,
+        content_type: p.content_type,
+        size_bytes: p.size_bytes,
+        sha256: p.sha256,
+        uploaded_by: p.uploaded_by,
+        uploaded_at: rfc3339_shanghai(p.uploaded_at),
+    }
+}
+
+/// The files of a `multipart/form-data` upload (every part with a file name; other fields such
+/// as the console's `csrf` are skipped). A body over the route's limit is 413, anything that is
+/// not multipart 415, a broken body 400 — all in the one error shape.
+pub(super) async fn photo_files(
+    multipart: Result<Multipart, MultipartRejection>,
+) -> AppResult<Vec<Vec<u8>>> {
+    let too_large = |status: StatusCode| status == StatusCode::PAYLOAD_TOO_LARGE;
+    let mut multipart = multipart.map_err(|e| {
+        if too_large(e.status()) {
+            AppError::PayloadTooLarge
+        } else {
+            AppError::rejected(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the photo as multipart/form-data",
+            )
+        }
+    })?;
+    let broken = |e: axum::extract::multipart::MultipartError| {
+        if too_large(e.status()) {
+            AppError::PayloadTooLarge
+        } else {
+            AppError::BadRequest("could not read the multipart body".into())
+        }
+    };
+    let mut files = Vec::new();
+    while let Some(field) = multipart.next_field().await.map_err(broken)? {
+        if field.file_name().is_none() {
+            continue;
+        }
+        let bytes = field.bytes().await.map_err(broken)?;
+        if bytes.len() > rules::MAX_PHOTO_BYTES {
+            return Err(AppError::PayloadTooLarge);
+        }
+        files.push(bytes.to_vec());
+    }
+    Ok(files)
+}
+
+/// The path `{id}/minutes/photos/{photo_id}` (anything not numeric: 404).
+fn activity_and_photo(
+    p: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
+) -> AppResult<(i64, i64)> {
+    let Path((id, photo)) = p.map_err(|_| AppError::NotFound("photo".into()))?;
+    match (id.parse(), photo.parse()) {
+        (Ok(id), Ok(photo)) => Ok((id, photo)),
+        _ => Err(AppError::NotFound("photo".into())),
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct PhotosOut {
+    pub items: Vec<PhotoOut>,
+    pub total: usize,
+    pub max: i64,
+}
+
+/// `POST /api/admin/activities/{id}/minutes/photos` (multipart, one or more image files, each
+/// JPEG, PNG or WebP by its bytes, at most 5 MiB; at most 20 per meeting) → 201 with the
+/// meeting's photos.
+async fn upload_photos(
+    State(st): State<AppState>,
+    session: AdminSession,
+    Id(id): Id,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> AppResult<(StatusCode, AppJson<PhotosOut>)> {
+    // Unknown or foreign activity first: nothing of the body matters then.
+    service::manageable(&st, &session, id).await?;
+    let files = photo_files(multipart).await?;
+    service::add_photos(&st, &session, id, &files).await?;
+    Ok((
+        StatusCode::CREATED,
+        AppJson(photos_out(&st, &session, id).await?),
+    ))
+}
+
+async fn photos_out(st: &AppState, session: &AdminSession, id: i64) -> AppResult<PhotosOut> {
+    let items: Vec<PhotoOut> = service::photos(st, session, id)
+        .await?
+        .into_iter()
+        .map(photo_out)
+        .collect();
+    Ok(PhotosOut {
+        total: items.len(),
+        items,
+        max: rules::MAX_PHOTOS,
+    })
+}
+
+/// `GET /api/admin/activities/{id}/minutes/photos`
+async fn list_photos(
+    State(st): State<AppState>,
+    session: AdminSession,
+    Id(id): Id,
+) -> AppResult<AppJson<PhotosOut>> {
+    Ok(AppJson(photos_out(&st, &session, id).await?))
+}
+
+/// A photo as an HTTP response: its own content type, never sniffed, never cached by others.
+pub(super) fn photo_response(meta: &PhotoRow, bytes: Vec<u8>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, meta.content_type.clone()),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+            (header::CACHE_CONTROL, "private, no-store".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!(
+                    "inline; filename=\"activity-{}-photo-{}\"",
+                    meta.activity_id, meta.id
+                ),
+            ),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+/// `GET /api/admin/activities/{id}/minutes/photos/{photo_id}`: the image.
+async fn get_photo(
+    State(st): State<AppState>,
+    session: AdminSession,
+    path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
+) -> AppResult<Response> {
+    let (id, photo_id) = activity_and_photo(path)?;
+    let (meta, bytes) = service::photo(&st, &session, id, photo_id).await?;
+    Ok(photo_response(&meta, bytes))
+}
+
+/// `DELETE /api/admin/activities/{id}/minutes/photos/{photo_id}` → 204.
+async fn delete_photo(
+    State(st): State<AppState>,
+    session: AdminSession,
+    path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
+) -> AppResult<StatusCode> {
+    let (id, photo_id) = activity_and_photo(path)?;
+    service::delete_photo(&st, &session, id, photo_id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

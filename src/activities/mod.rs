@@ -45,8 +45,9 @@
 //! lecture, theme day) have an audience (org units, with their subtrees) that is expected to
 //! attend: each audience member gets an attendance record (absent until checked in or marked),
 //! on creation and whenever the sheet is read; secretaries mark present / late / absent /
-//! leave (sick, official, personal, with a reason) and record host, recorder and minutes. The
-//! rhythm report counts meetings per audience org unit and quarter against the 三会一课 rules.
+//! leave (sick, official, personal, with a reason) and record host, recorder and minutes, with
+//! photos (`activity_photos`: the bytes in the database, so every replica serves them; the type
+//! read from the magic bytes; checked whole before anything is stored). The rhythm report counts meetings per audience org unit and quarter against the 三会一课 rules.
 //!
 //! **Telling members.** Cancellations, promotions and reminders are recorded once each in
 //! `activity_notices` (unique per member, activity, kind and sign-up), in the transaction that
@@ -54,9 +55,11 @@
 //! member's openid per channel (issue 10 §1); until then they stay `pending`.
 //!
 //! **Who manages what.** Administrators every activity; a secretary creates activities for org
-//! units in their subtree and manages those whose audience lies entirely inside it.
+//! units in their subtree and manages those whose audience lies entirely inside it. The console
+//! pages (`console.rs`) apply the same rules through the same service.
 
 pub mod admin;
+pub mod console;
 pub mod mp;
 pub mod rules;
 pub mod service;
@@ -66,6 +69,7 @@ pub mod worker;
 use std::sync::Arc;
 
 use axum::{
+    extract::DefaultBodyLimit,
     routing::{get, post},
     Extension, Router,
 };
@@ -89,4 +93,32 @@ pub fn router() -> Router<AppState> {
         .route("/api/mp/activities/{id}/checkin", post(mp::check_in))
         // This instance's sign-up queue (group commit, see `service::SignupQueue`).
         .layer(Extension(Arc::new(service::SignupQueue::default())))
+}
+
+/// The secretaries' console pages (`/admin/activities...`); startup wraps them in the console's
+/// layers.
+pub fn console_router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/activities", get(console::list))
+        .route(
+            "/admin/activities/new",
+            get(console::new_page).post(console::create),
+        )
+        .route("/admin/activities/rhythm", get(console::rhythm))
+        .route("/admin/activities/{id}", get(console::detail))
+        .route(
+            "/admin/activities/{id}/edit",
+            get(console::edit_page).post(console::update),
+        )
+        .route("/admin/activities/{id}/checkin", get(console::checkin))
+        .route(
+            "/admin/activities/{id}/photos",
+            post(console::upload_photo).layer(DefaultBodyLimit::max(admin::PHOTO_REQUEST_LIMIT)),
+        )
+        .route("/admin/activities/{id}/photos/{photo}", get(console::photo))
+        .route(
+            "/admin/activities/{id}/photos/{photo}/delete",
+            post(console::delete_photo),
+        )
+        .route("/admin/activities/{id}/{action}", post(console::act))
 }

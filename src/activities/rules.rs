@@ -492,6 +492,86 @@ pub fn quarter_of(ms: i64) -> String {
     format!("{}Q{}", t.year(), (u8::from(t.month()) - 1) / 3 + 1)
 }
 
+// ---------------------------------------------------------------- minutes
+
+/// A meeting's minutes after validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Minutes {
+    pub host: String,
+    pub recorder: String,
+    pub minutes: String,
+}
+
+/// Host and recorder: names of 1 to 50 characters; the minutes 1 to 50 000 characters; at most
+/// 20 photo URLs (http or https).
+pub fn validate_minutes(
+    host: &str,
+    recorder: &str,
+    minutes: &str,
+    photo_urls: &[String],
+) -> Result<Minutes, String> {
+    let short = |field: &str, v: &str| -> Result<String, String> {
+        let v = v.trim();
+        if v.is_empty() || v.chars().count() > 50 {
+            return Err(format!("{field}: a name of 1 to 50 characters"));
+        }
+        Ok(v.to_owned())
+    };
+    let host = short("host", host)?;
+    let recorder = short("recorder", recorder)?;
+    let text = minutes.trim();
+    if text.is_empty() || text.chars().count() > 50_000 {
+        return Err("minutes: 1 to 50000 characters".into());
+    }
+    if photo_urls.len() > 20
+        || photo_urls
+            .iter()
+            .any(|p| !(p.starts_with("https://") || p.starts_with("http://")) || p.len() > 1000)
+    {
+        return Err("photos: at most 20 http(s) URLs".into());
+    }
+    Ok(Minutes {
+        host,
+        recorder,
+        minutes: text.to_owned(),
+    })
+}
+
+// ---------------------------------------------------------------- minutes photos
+
+/// A photo of the minutes is at most this large.
+pub const MAX_PHOTO_BYTES: usize = 5 * 1024 * 1024;
+/// A meeting keeps at most this many photos.
+pub const MAX_PHOTOS: i64 = 20;
+
+/// Why an uploaded file is not taken as a photo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhotoRefusal {
+    Empty,
+    TooLarge,
+    NotAnImage,
+}
+
+/// The image type of an upload, read from its magic bytes (what the client calls it does not
+/// count): JPEG, PNG or WebP.
+pub fn photo_type(bytes: &[u8]) -> Result<&'static str, PhotoRefusal> {
+    if bytes.is_empty() {
+        return Err(PhotoRefusal::Empty);
+    }
+    if bytes.len() > MAX_PHOTO_BYTES {
+        return Err(PhotoRefusal::TooLarge);
+    }
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Ok("image/jpeg")
+    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Ok("image/png")
+    } else if bytes.len() >= 12 && bytes.starts_with(b"RIFF") && &bytes[8..12] == b"WEBP" {
+        Ok("image/webp")
+    } else {
+        Err(PhotoRefusal::NotAnImage)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -753,5 +833,27 @@ mod tests {
         }
         assert_eq!(quarter_of(ms("2026-09-30T23:59:59+08:00")), "2026Q3");
         assert_eq!(quarter_of(ms("2026-09-30T16:00:00Z")), "2026Q4");
+    }
+
+    #[test]
+    fn photos_are_known_by_their_magic_bytes() {
+        let big = vec![0xFF; MAX_PHOTO_BYTES + 1];
+        let cases: [(&[u8], Result<&str, PhotoRefusal>); 7] = [
+            (b"\xFF\xD8\xFF\xE0rest", Ok("image/jpeg")),
+            (b"\x89PNG\r\n\x1a\n\0\0", Ok("image/png")),
+            (b"RIFF\x10\0\0\0WEBPVP8 ", Ok("image/webp")),
+            (b"RIFF\x10\0\0\0WAVEfmt ", Err(PhotoRefusal::NotAnImage)),
+            (b"hello, I am a .jpg", Err(PhotoRefusal::NotAnImage)),
+            (b"", Err(PhotoRefusal::Empty)),
+            (&big, Err(PhotoRefusal::TooLarge)),
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(
+                photo_type(bytes),
+                want,
+                "{:?}",
+                &bytes[..bytes.len().min(12)]
+            );
+        }
     }
 }

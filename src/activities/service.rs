@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{
-    rules::{self, Attendance, Fields, Kind, LeaveKind, Refusal, Ticket},
+    rules::{self, Attendance, Fields, Kind, LeaveKind, PhotoRefusal, Refusal, Ticket},
     store::{self, ActivityRow, ActivityWrite},
 };
 use crate::{
@@ -290,12 +290,7 @@ pub async fn record_minutes(
     photos: &[String],
 ) -> AppResult<()> {
     let (a, _) = manageable(st, session, id).await?;
-    if !a.kind.is_meeting() {
-        return Err(AppError::Validation(
-            "minutes are recorded for meetings (三会一课 and 主题党日), not for a plain activity"
-                .into(),
-        ));
-    }
+    require_meeting(&a)?;
     let now = st.clock.unix_ms();
     let mut tx = st.db.begin_write().await?;
     store::set_minutes(&mut tx, id, host, recorder, minutes, photos, now).await?;
@@ -304,6 +299,138 @@ pub async fn record_minutes(
         &session
             .audit("activity.minutes", "activity", id)
             .details(json!({"host": host, "recorder": recorder, "chars": minutes.chars().count(), "photos": photos.len()})),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Minutes (and their photos) belong to meetings.
+fn require_meeting(a: &ActivityRow) -> AppResult<()> {
+    if a.kind.is_meeting() {
+        Ok(())
+    } else {
+        Err(AppError::Validation(
+            "minutes are recorded for meetings (三会一课 and 主题党日), not for a plain activity"
+                .into(),
+        ))
+    }
+}
+
+/// The error for a file that is not taken as a photo.
+pub fn photo_refused(r: PhotoRefusal) -> AppError {
+    match r {
+        PhotoRefusal::Empty => AppError::Validation("photo: the file is empty".into()),
+        PhotoRefusal::TooLarge => AppError::PayloadTooLarge,
+        PhotoRefusal::NotAnImage => AppError::rejected(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "photo: JPEG, PNG or WebP images only",
+        ),
+    }
+}
+
+/// Attach photos to a meeting's minutes: every file is checked (magic bytes, size) and the
+/// meeting's limit kept before anything is stored; all or none are stored, in one audited
+/// transaction under the activity's lock. Returns the new photos' ids.
+pub async fn add_photos(
+    st: &AppState,
+    session: &AdminSession,
+    id: i64,
+    files: &[Vec<u8>],
+) -> AppResult<Vec<i64>> {
+    use base64::{engine::general_purpose::STANDARD as B64, Engine};
+    use sha2::{Digest, Sha256};
+    let (a, _) = manageable(st, session, id).await?;
+    require_meeting(&a)?;
+    if files.is_empty() {
+        return Err(AppError::Validation("photo: choose an image file".into()));
+    }
+    let types = files
+        .iter()
+        .map(|f| rules::photo_type(f))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(photo_refused)?;
+    let now = st.clock.unix_ms();
+    let mut tx = st.db.begin_write().await?;
+    store::lock(&mut tx, st.db.backend(), id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let have = store::photo_count(&mut tx, id).await?;
+    if have + files.len() as i64 > rules::MAX_PHOTOS {
+        return Err(AppError::Validation(format!(
+            "photo: a meeting keeps at most {} photos ({have} already)",
+            rules::MAX_PHOTOS
+        )));
+    }
+    let mut ids = Vec::with_capacity(files.len());
+    for (bytes, content_type) in files.iter().zip(types) {
+        let sha = hex::encode(Sha256::digest(bytes));
+        let photo = store::NewPhoto {
+            content_type,
+            size_bytes: bytes.len() as i64,
+            sha256: &sha,
+            content_b64: &B64.encode(bytes),
+        };
+        let pid = store::insert_photo(&mut tx, id, &photo, &session.username, now).await?;
+        audit::record(
+            &mut *tx,
+            &session
+                .audit("activity.photo.upload", "activity", id)
+                .details(json!({"photo_id": pid, "content_type": content_type, "size_bytes": bytes.len(), "sha256": sha})),
+        )
+        .await?;
+        ids.push(pid);
+    }
+    tx.commit().await?;
+    Ok(ids)
+}
+
+/// A meeting's photos (metadata), for a session that may manage it.
+pub async fn photos(
+    st: &AppState,
+    session: &AdminSession,
+    id: i64,
+) -> AppResult<Vec<store::PhotoRow>> {
+    manageable(st, session, id).await?;
+    Ok(store::photos(&st.db, id).await?)
+}
+
+/// One photo's bytes.
+pub async fn photo(
+    st: &AppState,
+    session: &AdminSession,
+    id: i64,
+    photo_id: i64,
+) -> AppResult<(store::PhotoRow, Vec<u8>)> {
+    use base64::{engine::general_purpose::STANDARD as B64, Engine};
+    manageable(st, session, id).await?;
+    let (meta, b64) = store::photo(&st.db, id, photo_id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("photo {photo_id}")))?;
+    let bytes = B64
+        .decode(b64)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("photo {photo_id}: {e}")))?;
+    Ok((meta, bytes))
+}
+
+/// Remove a photo from the minutes (audited).
+pub async fn delete_photo(
+    st: &AppState,
+    session: &AdminSession,
+    id: i64,
+    photo_id: i64,
+) -> AppResult<()> {
+    manageable(st, session, id).await?;
+    let mut tx = st.db.begin_write().await?;
+    if !store::delete_photo(&mut tx, id, photo_id).await? {
+        return Err(AppError::NotFound(format!("photo {photo_id}")));
+    }
+    audit::record(
+        &mut *tx,
+        &session
+            .audit("activity.photo.delete", "activity", id)
+            .details(json!({"photo_id": photo_id})),
     )
     .await?;
     tx.commit().await?;

@@ -252,9 +252,44 @@ fn listed(r: &sqlx::any::AnyRow) -> Listed {
     }
 }
 
-/// One page of the activities in `scope`, newest start first; with the total.
-pub async fn list(db: &Db, scope: &OrgScope, page: Page) -> sqlx::Result<(Vec<Listed>, i64)> {
-    let cond = scope_condition(scope);
+/// Narrowing of the activity list (the console's filters and the API's query).
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub kind: Option<Kind>,
+    /// open | cancelled
+    pub status: Option<&'static str>,
+    /// Activities whose audience has one of these org units (a subtree, resolved by the caller).
+    pub units: Option<Vec<i64>>,
+}
+
+impl ListFilter {
+    /// The filter as SQL (kinds and states are fixed words, unit ids integers: inlined safely).
+    fn condition(&self) -> String {
+        let mut cond = String::new();
+        if let Some(k) = self.kind {
+            cond.push_str(&format!(" AND a.kind = '{}'", k.as_str()));
+        }
+        if let Some(s) = self.status {
+            cond.push_str(&format!(" AND a.status = '{s}'"));
+        }
+        if let Some(units) = &self.units {
+            cond.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM activity_audience f WHERE f.activity_id = a.id AND {})",
+                OrgScope::Units(units.clone()).sql_condition("f.org_unit_id")
+            ));
+        }
+        cond
+    }
+}
+
+/// One page of the activities in `scope` that pass `filter`, newest start first; with the total.
+pub async fn list(
+    db: &Db,
+    scope: &OrgScope,
+    filter: &ListFilter,
+    page: Page,
+) -> sqlx::Result<(Vec<Listed>, i64)> {
+    let cond = format!("{}{}", scope_condition(scope), filter.condition());
     let total: i64 = sqlx::query(&format!("SELECT COUNT(*) FROM activities a WHERE {cond}"))
         .fetch_one(db.pool())
         .await?
@@ -908,4 +943,110 @@ pub async fn settle_notice(
     .await?
     .rows_affected()
         == 1)
+}
+
+// ---------------------------------------------------------------- minutes photos
+
+/// A photo of a meeting's minutes, without its bytes.
+#[derive(Debug, Clone)]
+pub struct PhotoRow {
+    pub id: i64,
+    pub activity_id: i64,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub uploaded_by: String,
+    pub uploaded_at: i64,
+}
+
+const PHOTO: &str =
+    "SELECT id, activity_id, content_type, size_bytes, sha256, uploaded_by, uploaded_at FROM activity_photos";
+
+fn photo_row(r: &sqlx::any::AnyRow) -> PhotoRow {
+    PhotoRow {
+        id: r.get(0),
+        activity_id: r.get(1),
+        content_type: r.get(2),
+        size_bytes: r.get(3),
+        sha256: r.get(4),
+        uploaded_by: r.get(5),
+        uploaded_at: r.get(6),
+    }
+}
+
+pub struct NewPhoto<'a> {
+    pub content_type: &'a str,
+    pub size_bytes: i64,
+    pub sha256: &'a str,
+    pub content_b64: &'a str,
+}
+
+pub async fn insert_photo(
+    tx: &mut Tx,
+    activity: i64,
+    p: &NewPhoto<'_>,
+    by: &str,
+    now: i64,
+) -> sqlx::Result<i64> {
+    Ok(sqlx::query(
+        "INSERT INTO activity_photos (activity_id, content_type, size_bytes, sha256, content_b64, \
+         uploaded_by, uploaded_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+    )
+    .bind(activity)
+    .bind(p.content_type)
+    .bind(p.size_bytes)
+    .bind(p.sha256)
+    .bind(p.content_b64)
+    .bind(by)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?
+    .get(0))
+}
+
+pub async fn photo_count(tx: &mut Tx, activity: i64) -> sqlx::Result<i64> {
+    Ok(
+        sqlx::query("SELECT COUNT(*) FROM activity_photos WHERE activity_id = $1")
+            .bind(activity)
+            .fetch_one(&mut **tx)
+            .await?
+            .get(0),
+    )
+}
+
+/// An activity's photos in upload order.
+pub async fn photos(db: &Db, activity: i64) -> sqlx::Result<Vec<PhotoRow>> {
+    Ok(
+        sqlx::query(&format!("{PHOTO} WHERE activity_id = $1 ORDER BY id"))
+            .bind(activity)
+            .fetch_all(db.pool())
+            .await?
+            .iter()
+            .map(photo_row)
+            .collect(),
+    )
+}
+
+/// One photo of the activity with its bytes (base64).
+pub async fn photo(db: &Db, activity: i64, id: i64) -> sqlx::Result<Option<(PhotoRow, String)>> {
+    let sql =
+        PHOTO.replacen(" FROM", ", content_b64 FROM", 1) + " WHERE activity_id = $1 AND id = $2";
+    Ok(sqlx::query(&sql)
+        .bind(activity)
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?
+        .map(|r| (photo_row(&r), r.get(7))))
+}
+
+pub async fn delete_photo(tx: &mut Tx, activity: i64, id: i64) -> sqlx::Result<bool> {
+    Ok(
+        sqlx::query("DELETE FROM activity_photos WHERE activity_id = $1 AND id = $2")
+            .bind(activity)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected()
+            == 1,
+    )
 }

@@ -111,17 +111,33 @@ pub async fn csrf_layer(State(st): State<AppState>, req: Request, next: Next) ->
         return next.run(req).await;
     }
     let (mut parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, FORM_LIMIT).await {
+    let multipart = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .filter(|v| {
+            v.to_str()
+                .is_ok_and(|t| t.to_ascii_lowercase().starts_with("multipart/form-data"))
+        })
+        .cloned();
+    let limit = if multipart.is_some() {
+        console::UPLOAD_LIMIT
+    } else {
+        FORM_LIMIT
+    };
+    let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(_) => return AppError::PayloadTooLarge.into_response(),
     };
-    let sent = parts
+    let header_token = parts
         .headers
         .get(CSRF_HEADER)
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| parse_form(&bytes).remove("csrf"))
-        .unwrap_or_default();
+        .map(str::to_owned);
+    let sent = match (header_token, multipart) {
+        (Some(t), _) => t,
+        (None, Some(ct)) => multipart_csrf(ct, &bytes).await.unwrap_or_default(),
+        (None, None) => parse_form(&bytes).remove("csrf").unwrap_or_default(),
+    };
     let expected = if parts.uri.path() == "/admin/login" {
         cookie(&parts.headers, login_csrf_cookie_name(&st).0).map(str::to_owned)
     } else {
@@ -144,6 +160,29 @@ pub async fn csrf_layer(State(st): State<AppState>, req: Request, next: Next) ->
         }
         _ => csrf_failed(),
     }
+}
+
+/// The `csrf` field of a multipart upload form. It comes before the file inputs (the form puts it
+/// first, and browsers send fields in document order), so only the start of the body is parsed.
+async fn multipart_csrf(content_type: HeaderValue, bytes: &axum::body::Bytes) -> Option<String> {
+    use axum::extract::FromRequest;
+    let head = bytes.slice(..bytes.len().min(FORM_LIMIT));
+    let req = Request::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from(head))
+        .ok()?;
+    let mut form = axum::extract::Multipart::from_request(req, &())
+        .await
+        .ok()?;
+    while let Ok(Some(field)) = form.next_field().await {
+        if field.name() == Some("csrf") {
+            return field.text().await.ok();
+        }
+        if field.file_name().is_some() {
+            return None;
+        }
+    }
+    None
 }
 
 fn login_form(csrf: &str, error: Option<&str>) -> String {

@@ -231,7 +231,7 @@ fn entry_out(st: &AppState, s: &StepRow) -> EntryOut {
     }
 }
 
-async fn timeline(st: &AppState, id: i64, today: Date) -> AppResult<TimelineOut> {
+pub(super) async fn timeline(st: &AppState, id: i64, today: Date) -> AppResult<TimelineOut> {
     let record = store::record(st.db.pool(), id)
         .await?
         .ok_or_else(|| AppError::NotFound("development record".into()))?;
@@ -248,7 +248,7 @@ async fn timeline(st: &AppState, id: i64, today: Date) -> AppResult<TimelineOut>
     })
 }
 
-fn today(session: &AdminSession) -> Date {
+pub(super) fn today(session: &AdminSession) -> Date {
     rules::today(session.now)
 }
 
@@ -306,6 +306,8 @@ async fn create(
 pub struct ListQuery {
     org_unit: Option<String>,
     stage: Option<String>,
+    /// `true`: only records with an overdue item.
+    overdue: Option<String>,
     page: Option<String>,
     page_size: Option<String>,
 }
@@ -316,7 +318,31 @@ async fn list(
     AppQuery(q): AppQuery<ListQuery>,
 ) -> AppResult<AppJson<ListOut<RecordOut>>> {
     let page = page_of(&q.page, &q.page_size, 100)?;
-    let stage = match blank_to_none(&q.stage) {
+    let overdue = match blank_to_none(&q.overdue) {
+        None | Some("false" | "0") => false,
+        Some("true" | "1") => true,
+        Some(_) => return Err(AppError::Validation("overdue: true or false".into())),
+    };
+    let (items, total) = records(&st, &session, &q.org_unit, &q.stage, overdue, page).await?;
+    Ok(AppJson(ListOut {
+        items,
+        page: page.number,
+        page_size: page.size,
+        total,
+    }))
+}
+
+/// One page of the records in the session's scope (an audited read): in an org unit's subtree,
+/// at a stage, only those with an overdue item; with the total.
+pub(super) async fn records(
+    st: &AppState,
+    session: &AdminSession,
+    org_unit: &Option<String>,
+    stage: &Option<String>,
+    overdue: bool,
+    page: crate::platform::db::Page,
+) -> AppResult<(Vec<RecordOut>, i64)> {
+    let stage = match blank_to_none(stage) {
         Some(s) => Some(Stage::parse(s).ok_or_else(|| {
             AppError::Validation(
                 "stage: applicant, activist, target, probationary, full or cancelled".into(),
@@ -325,35 +351,53 @@ async fn list(
         None => None,
     };
     let scope = session.org_scope(&st.db).await?;
-    let units = unit_filter(&st, &q.org_unit).await?;
-    let (rows, total) = store::list_records(
-        &st.db,
-        &scope,
-        units.as_ref(),
-        stage.map(Stage::as_str),
-        page.size,
-        page.offset(),
-    )
-    .await?;
+    let units = unit_filter(st, org_unit).await?;
+    let today = today(session);
+    let (loaded, total) = if overdue {
+        // Overdue is computed from the rules, not stored: filter the open records, then page.
+        let rows = store::all_records(&st.db, &scope, units.as_ref(), true).await?;
+        let content = service::content(st);
+        let defs = crate::development::definitions(&content);
+        let late: Vec<Loaded> = service::load_many(&st.db, rows)
+            .await?
+            .into_iter()
+            .filter(|l| stage.is_none_or(|s| l.record.stage == s.as_str()))
+            .filter(|l| {
+                service::compute(defs, l, today)
+                    .deadlines
+                    .iter()
+                    .any(|d| d.status(today) == DeadlineStatus::Overdue)
+            })
+            .collect();
+        let total = late.len() as i64;
+        let skip = usize::try_from(page.offset()).unwrap_or(usize::MAX);
+        let size = usize::try_from(page.size).unwrap_or(usize::MAX);
+        (late.into_iter().skip(skip).take(size).collect(), total)
+    } else {
+        let (rows, total) = store::list_records(
+            &st.db,
+            &scope,
+            units.as_ref(),
+            stage.map(Stage::as_str),
+            page.size,
+            page.offset(),
+        )
+        .await?;
+        (service::load_many(&st.db, rows).await?, total)
+    };
     let entry = session
         .audit("development.list", "development_record", "")
         .details(json!({
-            "org_unit": q.org_unit, "stage": q.stage, "page": page.number,
-            "record_ids": rows.iter().map(|r| r.id).collect::<Vec<_>>(),
+            "org_unit": org_unit, "stage": stage.map(Stage::as_str), "overdue": overdue,
+            "page": page.number,
+            "record_ids": loaded.iter().map(|l| l.record.id).collect::<Vec<_>>(),
         }));
     audit::record(st.db.pool(), &entry).await?;
-    let today = today(&session);
-    let items = service::load_many(&st.db, rows)
-        .await?
+    let items = loaded
         .iter()
-        .map(|l| record_out(&st, l, today))
+        .map(|l| record_out(st, l, today))
         .collect::<AppResult<Vec<_>>>()?;
-    Ok(AppJson(ListOut {
-        items,
-        page: page.number,
-        page_size: page.size,
-        total,
-    }))
+    Ok((items, total))
 }
 
 async fn show(
@@ -565,9 +609,9 @@ async fn queue(
 
 #[derive(Debug, Default, Deserialize)]
 pub struct UnitQuery {
-    org_unit: Option<String>,
-    format: Option<String>,
-    year: Option<String>,
+    pub(super) org_unit: Option<String>,
+    pub(super) format: Option<String>,
+    pub(super) year: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -596,7 +640,7 @@ pub struct OverdueListOut {
     pub by_org_unit: Vec<UnitCountOut>,
 }
 
-async fn loaded_in_scope(
+pub(super) async fn loaded_in_scope(
     st: &AppState,
     session: &AdminSession,
     q: &UnitQuery,
@@ -705,7 +749,7 @@ pub struct PipelineOut {
     pub totals: StageCounts,
 }
 
-fn by_unit<'a>(
+pub(super) fn by_unit<'a>(
     items: impl Iterator<Item = (&'a RecordRow, Stage)>,
 ) -> (Vec<UnitStagesOut>, StageCounts) {
     let mut map: BTreeMap<(String, i64), StageCounts> = BTreeMap::new();

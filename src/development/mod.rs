@@ -15,6 +15,7 @@
 //!   missed — once each, whatever runs the pass how often.
 
 pub mod admin;
+pub mod console;
 pub mod mp;
 pub mod rules;
 pub mod service;
@@ -48,6 +49,15 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/mp/development", get(mp::mine))
         .route("/api/mp/development/reports", post(mp::report))
+}
+
+/// The 发展党员 console pages (`/admin/development...`); startup wraps them in the console's layers.
+pub fn console_router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/development", get(console::list))
+        .route("/admin/development/deadlines", get(console::deadlines))
+        .route("/admin/development/{id}", get(console::record))
+        .route("/admin/development/{id}/steps", post(console::add_step))
 }
 
 /// `content/development.toml`: the step definitions, registered with the content store in

@@ -21,6 +21,9 @@ use crate::platform::{
 };
 
 pub const FLASH_COOKIE: &str = "dj_flash";
+/// The largest console request: a multipart upload form (the CSRF layer reads it whole; each
+/// upload route sets its own, smaller, limit).
+pub const UPLOAD_LIMIT: usize = 6 * 1024 * 1024;
 const CSS: &str = include_str!("../../static/console.css");
 const JS: &str = include_str!("../../static/console.js");
 

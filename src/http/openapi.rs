@@ -350,6 +350,14 @@ fn operation(method: &str, path: &str, summary: &str, secured: bool) -> Value {
                 "text/csv": {"schema": {"type": "string"}}}}),
         );
     }
+    if path == "/api/admin/activities/{id}/minutes/photos" && method == "post" {
+        op.insert(
+            "requestBody".into(),
+            json!({"required": true, "description": "One or more image files (JPEG, PNG or WebP by their bytes), at most 5 MiB each, at most 20 per meeting.",
+                "content": {"multipart/form-data": {"schema": {"type": "object", "properties": {
+                    "photo": {"type": "string", "format": "binary"}}}}}}),
+        );
+    }
     let mut responses = json!({
         "200": {"description": "OK"},
         "4XX": {"description": "Rejected", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
@@ -361,6 +369,12 @@ fn operation(method: &str, path: &str, summary: &str, secured: bool) -> Value {
         responses["200"] = json!({"description": "OK (JSON, or text/csv with format=csv)", "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/StatsReport"}},
             "text/csv": {"schema": {"type": "string"}}}});
+    }
+    if path == "/api/admin/activities/{id}/minutes/photos/{photo_id}" && method == "get" {
+        responses["200"] = json!({"description": "The image (X-Content-Type-Options: nosniff)", "content": {
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "image/webp": {"schema": {"type": "string", "format": "binary"}}}});
     }
     if path == "/api/admin/login" {
         responses["200"] = json!({"description": "OK", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LoginResponse"}}}});

@@ -110,6 +110,38 @@ const TEMPLATES: &[(&str, &str)] = &[
         "portal/board.html",
         include_str!("../../templates/portal/board.html"),
     ),
+    (
+        "console/activities/list.html",
+        include_str!("../../templates/console/activities/list.html"),
+    ),
+    (
+        "console/activities/edit.html",
+        include_str!("../../templates/console/activities/edit.html"),
+    ),
+    (
+        "console/activities/detail.html",
+        include_str!("../../templates/console/activities/detail.html"),
+    ),
+    (
+        "console/activities/checkin.html",
+        include_str!("../../templates/console/activities/checkin.html"),
+    ),
+    (
+        "console/activities/rhythm.html",
+        include_str!("../../templates/console/activities/rhythm.html"),
+    ),
+    (
+        "console/development/list.html",
+        include_str!("../../templates/console/development/list.html"),
+    ),
+    (
+        "console/development/record.html",
+        include_str!("../../templates/console/development/record.html"),
+    ),
+    (
+        "console/development/deadlines.html",
+        include_str!("../../templates/console/development/deadlines.html"),
+    ),
 ];
 
 fn env() -> &'static Environment<'static> {

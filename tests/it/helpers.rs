@@ -1648,5 +1648,83 @@ impl Console {
             .unwrap();
         assert_eq!(r.status(), reqwest::StatusCode::OK, "{to}");
         r.text().await.unwrap()
+
+// ---- activities console ----
+
+/// One file of a `multipart/form-data` body.
+pub struct FilePart<'a> {
+    pub name: &'a str,
+    pub file_name: &'a str,
+    pub content_type: &'a str,
+    pub bytes: &'a [u8],
+}
+
+/// A `multipart/form-data` body: the text fields first (the console's `csrf` must come before
+/// the files, as a browser sends a form whose hidden field comes first), then the files.
+/// Returns (content type, body).
+pub fn multipart_body(fields: &[(&str, &str)], files: &[FilePart<'_>]) -> (String, Vec<u8>) {
+    let boundary = format!("----dangjian{}", random_suffix());
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                .as_bytes(),
+        );
+    }
+    for f in files {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"{}\"\r\nContent-Type: {}\r\n\r\n",
+                f.name, f.file_name, f.content_type
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(f.bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+impl Console {
+    /// A multipart form POST with the session's CSRF field first.
+    pub async fn post_multipart(
+        &self,
+        app: &TestApp,
+        path: &str,
+        files: &[FilePart<'_>],
+    ) -> reqwest::Response {
+        let (content_type, body) = multipart_body(&[("csrf", &self.csrf)], files);
+        self.http
+            .post(app.url(path))
+            .header(reqwest::header::COOKIE, &self.cookie)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+impl TestApp {
+    /// A multipart POST to the admin API with a bearer token: (status, JSON or Null).
+    pub async fn multipart_call(
+        &self,
+        path: &str,
+        token: &str,
+        files: &[FilePart<'_>],
+    ) -> (StatusCode, Value) {
+        let (content_type, body) = multipart_body(&[], files);
+        let resp = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
     }
 }

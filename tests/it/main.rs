@@ -2,11 +2,13 @@
 //! `DANGJIAN_TEST_DATABASE_URL` / `DANGJIAN_TEST_REDIS_URL` are set — on PostgreSQL and Redis too.
 
 mod activities;
+mod activities_console;
 mod admin;
 mod admin_console;
 mod console;
 mod content;
 mod development;
+mod development_console;
 mod dues;
 mod dues_console;
 mod hardening;

@@ -67,6 +67,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(9, "0009_development"),
     migration!(10, "0010_identity"),
     migration!(11, "0011_hardening"),
+    migration!(13, "0013_activity_photos"),
     migration!(15, "0015_follower_events"),
 ];
 
