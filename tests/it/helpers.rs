@@ -1648,6 +1648,8 @@ impl Console {
             .unwrap();
         assert_eq!(r.status(), reqwest::StatusCode::OK, "{to}");
         r.text().await.unwrap()
+    }
+}
 
 // ---- activities console ----
 
