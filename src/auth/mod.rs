@@ -17,6 +17,7 @@ pub mod ratelimit;
 pub mod session;
 pub mod store;
 pub mod token_store;
+pub mod users;
 pub mod users_admin;
 pub mod worker;
 
