@@ -179,6 +179,8 @@ fn console_pages() -> Router<AppState> {
         .merge(articles::console_router())
         .merge(submissions::console_router())
         .merge(push::console_router())
+        .merge(members::console_router())
+        .merge(auth::console_router())
 }
 
 /// Every feature's background workers (`serve` and `worker` run them; `serve --no-workers` not).
