@@ -71,7 +71,8 @@ pub async fn create(
     session: &AdminSession,
     req: &NewUser,
 ) -> AppResult<(users::AdminUser, Option<String>)> {
-    users::check_username(&req.username).map_err(|m| AppError::Validation(format!("username: {m}")))?;
+    users::check_username(&req.username)
+        .map_err(|m| AppError::Validation(format!("username: {m}")))?;
     needs_unit(req.role, req.org_unit.as_deref())?;
     let (pw, generated) = match req.password.as_deref().filter(|p| !p.is_empty()) {
         Some(p) => {
@@ -89,7 +90,9 @@ pub async fn create(
         .ok_or_else(|| AppError::Conflict("username is taken".into()))?;
     let entry = session
         .audit("admin_user.create", "admin_user", id)
-        .details(json!({"after": {"username": req.username, "role": req.role, "org_unit_id": unit}}));
+        .details(
+            json!({"after": {"username": req.username, "role": req.role, "org_unit_id": unit}}),
+        );
     audit::record(&mut *tx, &entry).await?;
     tx.commit().await?;
     Ok((account(st, id).await?, generated.then_some(pw)))
@@ -104,9 +107,7 @@ pub async fn change_role(
     req: &RoleChange,
 ) -> AppResult<users::AdminUser> {
     if id == session.user_id {
-        return Err(AppError::Conflict(
-            "you cannot change your own role".into(),
-        ));
+        return Err(AppError::Conflict("you cannot change your own role".into()));
     }
     needs_unit(req.role, req.org_unit.as_deref())?;
     let before = account(st, id).await?;
@@ -146,7 +147,11 @@ pub async fn set_status(
     } else {
         0
     };
-    let verb = if status == "disabled" { "disable" } else { "enable" };
+    let verb = if status == "disabled" {
+        "disable"
+    } else {
+        "enable"
+    };
     let entry = session
         .audit(&format!("admin_user.{verb}"), "admin_user", id)
         .details(json!({

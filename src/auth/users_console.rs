@@ -79,7 +79,11 @@ async fn users_page(
             last_login: u.last_login_at.map(local_minute).unwrap_or_default(),
         })
         .collect();
-    let units: Vec<String> = org::list(&st.db).await?.into_iter().map(|u| u.name).collect();
+    let units: Vec<String> = org::list(&st.db)
+        .await?
+        .into_iter()
+        .map(|u| u.name)
+        .collect();
     let roles = ROLES;
     form_page(
         headers,
@@ -135,7 +139,11 @@ pub async fn create(
         Ok((user, password)) => {
             let created = password.map(|p| (user.username.clone(), p));
             if created.is_none() {
-                return Ok(redirect_flash(BACK, true, &format!("已创建账号 {}", user.username)));
+                return Ok(redirect_flash(
+                    BACK,
+                    true,
+                    &format!("已创建账号 {}", user.username),
+                ));
             }
             let form = CreateForm {
                 role: "secretary".into(),

@@ -23,9 +23,7 @@ use super::{
 use crate::{
     app::AppState,
     auth::{ConsoleSession, Permission},
-    http::console::{
-        self, field_errors_of, form_page, pager, redirect_error, redirect_flash,
-    },
+    http::console::{self, field_errors_of, form_page, pager, redirect_error, redirect_flash},
     http::{extract::blank_to_none, page_of, Id},
     platform::db::Page,
     platform::error::AppResult,
@@ -351,7 +349,11 @@ async fn member_page(
         }
     });
     let mut errors = d.errors;
-    errors.extend(d.transfer_errors.into_iter().map(|(k, v)| (format!("t.{k}"), v)));
+    errors.extend(
+        d.transfer_errors
+            .into_iter()
+            .map(|(k, v)| (format!("t.{k}"), v)),
+    );
     form_page(
         headers,
         "console/members/detail.html",
@@ -598,7 +600,8 @@ pub async fn transfers(
     Query(q): Query<TransfersQuery>,
 ) -> AppResult<Response> {
     session.require(Permission::ReadMembers)?;
-    let status = blank_to_none(&q.status).and_then(|s| TRANSFER_STATES.into_iter().find(|x| *x == s));
+    let status =
+        blank_to_none(&q.status).and_then(|s| TRANSFER_STATES.into_iter().find(|x| *x == s));
     let page = page_of(&q.page, &None, 100)?;
     let scope = session.org_scope(&st.db).await?;
     let (rows, total) =
@@ -892,14 +895,27 @@ pub async fn import(
                 ImportError::Invalid(m) => m,
                 ImportError::BadJson => "CSV 无法读取".to_owned(),
             };
-            return import_page(&headers, &session, &form, minijinja::Value::UNDEFINED, general(m))
-                .await;
+            return import_page(
+                &headers,
+                &session,
+                &form,
+                minijinja::Value::UNDEFINED,
+                general(m),
+            )
+            .await;
         }
     };
     match service::import(&st, &session, &raw, service::ImportFormat::Csv).await {
         Ok(Ok(done)) => {
             let outcome = minijinja::context! { done };
-            import_page(&headers, &session, &ImportForm::default(), outcome, BTreeMap::new()).await
+            import_page(
+                &headers,
+                &session,
+                &ImportForm::default(),
+                outcome,
+                BTreeMap::new(),
+            )
+            .await
         }
         Ok(Err(rows)) => {
             let bad: std::collections::BTreeSet<usize> = rows.iter().map(|e| e.row).collect();

@@ -148,28 +148,32 @@ pub async fn act(
         .parse()
         .map_err(|_| AppError::NotFound("org unit".into()))?;
     let result = match action.as_str() {
-        "rename" => async {
-            let patch = UnitPatch {
-                name: Some(f.name.clone()),
-                kind: kind_of(&f.kind)?,
-                parent_id: None,
-            };
-            service::update_unit(&st, &session, id, &patch)
-                .await
-                .map(|_| "已保存")
+        "rename" => {
+            async {
+                let patch = UnitPatch {
+                    name: Some(f.name.clone()),
+                    kind: kind_of(&f.kind)?,
+                    parent_id: None,
+                };
+                service::update_unit(&st, &session, id, &patch)
+                    .await
+                    .map(|_| "已保存")
+            }
+            .await
         }
-        .await,
-        "move" => async {
-            let patch = UnitPatch {
-                name: None,
-                kind: None,
-                parent_id: Some(parent_of(&f.parent_id)?),
-            };
-            service::update_unit(&st, &session, id, &patch)
-                .await
-                .map(|_| "已移动")
+        "move" => {
+            async {
+                let patch = UnitPatch {
+                    name: None,
+                    kind: None,
+                    parent_id: Some(parent_of(&f.parent_id)?),
+                };
+                service::update_unit(&st, &session, id, &patch)
+                    .await
+                    .map(|_| "已移动")
+            }
+            .await
         }
-        .await,
         "delete" => service::delete_unit(&st, &session, id)
             .await
             .map(|_| "已删除"),

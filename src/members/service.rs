@@ -1225,7 +1225,6 @@ pub async fn delete_unit(st: &AppState, session: &AdminSession, id: i64) -> AppR
     Ok(unit)
 }
 
-
 // ---------------------------------------------------------------- roster import
 
 /// An org unit as a member refers to it.

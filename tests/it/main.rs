@@ -11,6 +11,7 @@ mod dues;
 mod hardening;
 mod helpers;
 mod members;
+mod members_console;
 mod mp;
 mod push;
 mod submissions;
