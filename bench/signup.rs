@@ -191,20 +191,17 @@ fn main() {
         let mut tx = state.db.begin_write().await.unwrap();
         for i in 0..args.members {
             let phone = format!("136{i:08}");
-            let (enc, idx) = (
-                state.cipher.encrypt(&phone),
-                state.cipher.phone_index(&phone),
-            );
             let name = format!("压测{i}");
             let id = store::insert(
                 &mut tx,
+                &state.cipher,
                 &MemberWrite {
                     name: &name,
-                    phone_enc: &enc,
-                    phone_idx: &idx,
-                    id_number_enc: None,
+                    phone: &phone,
+                    phone_idx: state.cipher.phone_index(&phone),
+                    id_number: None,
                     category: "employed",
-                    monthly_income_enc: None,
+                    income: None,
                     org_unit_id: unit,
                     party_status: "full",
                     joined_at: None,

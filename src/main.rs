@@ -125,9 +125,11 @@ async fn main() -> anyhow::Result<()> {
             let db = dangjian::platform::db::Db::connect(&settings.database_url).await?;
             db.migrate().await?;
             let cipher = dangjian::platform::pii::DataCipher::from_settings(&settings)?;
-            let n = dangjian::members::cli::rotate_key(&db, &cipher).await?;
+            let columns = dangjian::startup::sealed_columns();
+            let (values, indexes) =
+                dangjian::members::cli::rotate_key(&db, &cipher, &columns).await?;
             println!(
-                "{n} member(s) re-encrypted under key {}",
+                "{values} value(s) re-sealed and {indexes} phone index(es) rewritten under key {}",
                 cipher.current_key_id()
             );
             Ok(())

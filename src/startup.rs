@@ -25,6 +25,7 @@ use crate::{
     platform::interactions::Interactions,
     platform::metrics::Metrics,
     platform::outbound::Outbound,
+    platform::pii::Column,
     push, submissions,
 };
 
@@ -132,6 +133,43 @@ impl Application {
 /// Content files that features define (parsed and validated on every load, like the menu).
 const FEATURE_CONTENT: &[ContentFile] = &[development::CONTENT_FILE];
 
+/// Every encrypted column of every feature: the re-seal pass (key rotation, and the migration of
+/// values written before they were bound to their rows) walks exactly these.
+pub fn sealed_columns() -> Vec<Column> {
+    [members::SEALED, dues::SEALED, development::SEALED].concat()
+}
+
+/// Once per worker process: seal to their rows the values written before the binding (and any
+/// under an old key). Conditional rewrites, so replicas starting together do no harm.
+async fn reseal_at_start(st: AppState) {
+    match db::sealed::reseal_all(&st.db, &st.cipher, &sealed_columns()).await {
+        Ok(r) if r.rewritten > 0 => {
+            tracing::info!(
+                checked = r.checked,
+                rewritten = r.rewritten,
+                "personal data re-sealed to its rows under the current key"
+            );
+            let entry = crate::platform::audit::AuditEntry::system(
+                st.clock.unix_ms(),
+                "worker",
+                "pii.reseal",
+                "data_key",
+                Some(st.cipher.current_key_id().to_owned()),
+            )
+            .details(
+                serde_json::json!({"values_checked": r.checked, "values_rewritten": r.rewritten}),
+            );
+            if let Err(e) = crate::platform::audit::record(st.db.pool(), &entry).await {
+                tracing::warn!(error = %e, "could not audit the re-seal pass");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "re-sealing personal data failed; `dangjian admin rotate-key` retries it")
+        }
+    }
+}
+
 /// The admin route table: every feature's `/api/admin` routes, each behind its permission.
 pub fn admin_routes(state: &AppState) -> AdminRoutes {
     let r = AdminRoutes::new(state.clone(), auth::admin_guard);
@@ -188,6 +226,7 @@ fn spawn_workers(state: &AppState, workers: &TaskTracker) {
     workers.spawn(official_account::service::follower_sync_loop(state.clone()));
     workers.spawn(articles::worker::scheduled_publishing_loop(state.clone()));
     workers.spawn(members::worker::link_loop(state.clone()));
+    workers.spawn(reseal_at_start(state.clone()));
     push::worker::spawn(state, workers);
     workers.spawn(development::worker::reminder_loop(state.clone()));
     workers.spawn(activities::worker::reminder_loop(state.clone()));

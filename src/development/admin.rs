@@ -29,6 +29,7 @@ use crate::{
     http::{extract::blank_to_none, page_of, routes::AdminRoutes, AppJson, AppQuery, Id, ListOut},
     platform::{
         audit,
+        db::sealed,
         error::{AppError, AppResult},
         org::{self, OrgScope},
         pii,
@@ -170,10 +171,11 @@ fn record_out(st: &AppState, l: &Loaded, today: Date) -> AppResult<RecordOut> {
     let content = service::content(st);
     let c = service::compute(crate::development::definitions(&content), l, today);
     let r = &l.record;
+    let slot = store::ID_NUMBER.at(r.id);
     let id_number = st
         .cipher
-        .decrypt_opt(r.id_number_enc.as_deref())
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("development record {}: {e}", r.id)))?
+        .open_opt(slot, r.id_number_enc.as_deref())
+        .map_err(|e| AppError::Internal(sealed::refused(slot, e)))?
         .map(|v| pii::mask_id_number(&v));
     Ok(RecordOut {
         id: r.id,
@@ -1092,8 +1094,10 @@ async fn list_reports(
                 source: r.source,
                 content: st
                     .cipher
-                    .decrypt(&r.content_enc)
-                    .map_err(|e| AppError::Internal(anyhow::anyhow!("report {}: {e}", r.id)))?,
+                    .open(store::REPORT_CONTENT.at(r.id), &r.content_enc)
+                    .map_err(|e| {
+                        AppError::Internal(sealed::refused(store::REPORT_CONTENT.at(r.id), e))
+                    })?,
                 created_by: r.created_by,
                 created_at: rfc3339_shanghai(r.created_at),
             })

@@ -27,7 +27,16 @@ use crate::{
     app::AppState,
     http::routes::AdminRoutes,
     platform::content::{ContentFile, ContentSet},
+    platform::pii::Column,
 };
+
+/// This feature's encrypted columns (for the re-seal pass).
+pub const SEALED: &[Column] = &[
+    store::ID_NUMBER,
+    store::BIRTH_DATE,
+    store::DOCUMENT_CONTENT,
+    store::REPORT_CONTENT,
+];
 
 /// This feature's admin routes.
 pub fn admin_routes(r: AdminRoutes) -> AdminRoutes {

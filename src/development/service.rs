@@ -30,7 +30,7 @@ use crate::{
     platform::{
         audit::{self, AuditEntry},
         content::ContentSet,
-        db::{Db, Tx},
+        db::{sealed, Db, Tx},
         error::{AppError, AppResult},
         org::{self, OrgScope},
         pii::{self, DataCipher},
@@ -173,9 +173,10 @@ pub fn done_of(steps: &[StepRow], except: Option<i64>) -> Vec<Done> {
 }
 
 pub fn person_of(cipher: &DataCipher, r: &RecordRow) -> AppResult<Person> {
+    let slot = store::BIRTH_DATE.at(r.id);
     let birth_date = cipher
-        .decrypt_opt(r.birth_date_enc.as_deref())
-        .map_err(internal)?
+        .open_opt(slot, r.birth_date_enc.as_deref())
+        .map_err(|e| AppError::Internal(sealed::refused(slot, e)))?
         .and_then(|s| rules::parse_date(&s));
     Ok(Person { birth_date })
 }
@@ -285,10 +286,11 @@ pub async fn create_record(
                 .await?
                 .filter(|m| scope.contains(m.org_unit_id))
                 .ok_or_else(|| AppError::NotFound("member".into()))?;
+            let slot = members::ID_NUMBER.at(m.id);
             let id_number = st
                 .cipher
-                .decrypt_opt(m.id_number_enc.as_deref())
-                .map_err(internal)?;
+                .open_opt(slot, m.id_number_enc.as_deref())
+                .map_err(|e| AppError::Internal(sealed::refused(slot, e)))?;
             (m.name, m.org_unit_id, id_number)
         }
         None => {
@@ -339,13 +341,10 @@ pub async fn create_record(
             .into());
         }
     }
-    let id_enc = st.cipher.encrypt_opt(id_number.as_deref());
     let id_idx = id_number
         .as_deref()
         .map(|v| st.cipher.blind_index("id_number", v));
-    let birth_enc = st
-        .cipher
-        .encrypt_opt(birth.map(rules::format_date).as_deref());
+    let birth_text = birth.map(rules::format_date);
     let now = session.now;
     let mut tx = st.db.begin_write().await?;
     let id = store::insert_record(
@@ -353,9 +352,7 @@ pub async fn create_record(
         &NewRecord {
             member_id: input.member_id,
             name: &name,
-            id_number_enc: id_enc.as_deref(),
             id_number_idx: id_idx.as_deref(),
-            birth_date_enc: birth_enc.as_deref(),
             org_unit_id,
             created_by: &session.username,
         },
@@ -369,6 +366,16 @@ pub async fn create_record(
         )),
         e => e.into(),
     })?;
+    let cipher = &st.cipher;
+    sealed::write(&mut tx, cipher, store::ID_NUMBER, id, id_number.as_deref()).await?;
+    sealed::write(
+        &mut tx,
+        cipher,
+        store::BIRTH_DATE,
+        id,
+        birth_text.as_deref(),
+    )
+    .await?;
     let entry = session
         .audit("development.create", "development_record", id)
         .details(json!({
@@ -897,7 +904,6 @@ pub async fn upload_document(
     let scope = session.org_scope(&st.db).await?;
     visible_record(&st.db, &scope, id).await?;
     let sha = hex::encode(Sha256::digest(u.bytes));
-    let content_enc = st.cipher.encrypt(&B64.encode(u.bytes));
     let now = session.now;
     let mut tx = st.db.begin_write().await?;
     if !store::lock_record(&mut tx, id, now).await? {
@@ -912,10 +918,18 @@ pub async fn upload_document(
             content_type: u.content_type,
             size_bytes: u.bytes.len() as i64,
             sha256: &sha,
-            content_enc: &content_enc,
             uploaded_by: &session.username,
         },
         now,
+    )
+    .await?;
+    let content = B64.encode(u.bytes);
+    sealed::write(
+        &mut tx,
+        &st.cipher,
+        store::DOCUMENT_CONTENT,
+        doc_id,
+        Some(&content),
     )
     .await?;
     let entry = session
@@ -951,7 +965,11 @@ pub async fn read_document(
     let (meta, enc) = store::document(&st.db, id, doc_id)
         .await?
         .ok_or_else(|| AppError::NotFound("document".into()))?;
-    let b64 = st.cipher.decrypt(&enc).map_err(internal)?;
+    let slot = store::DOCUMENT_CONTENT.at(doc_id);
+    let b64 = st
+        .cipher
+        .open(slot, &enc)
+        .map_err(|e| AppError::Internal(sealed::refused(slot, e)))?;
     let bytes = B64.decode(b64).map_err(internal)?;
     let entry = session
         .audit("development.document.read", "development_record", id)
@@ -1013,14 +1031,14 @@ pub async fn add_report(
         Reporter::Admin(s) => ("admin", s.username.clone()),
     };
     let report_on = rules::format_date(date);
-    let rid = store::insert_report(
+    let rid =
+        store::insert_report(&mut tx, record_id, &report_on, source, &created_by, now).await?;
+    sealed::write(
         &mut tx,
-        record_id,
-        &report_on,
-        &st.cipher.encrypt(content),
-        source,
-        &created_by,
-        now,
+        &st.cipher,
+        store::REPORT_CONTENT,
+        rid,
+        Some(content),
     )
     .await?;
     let details = json!({"report_id": rid, "date": report_on, "source": source, "chars": content.chars().count()});

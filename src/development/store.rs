@@ -7,6 +7,7 @@ use sqlx::{Any, Executor, Row};
 use crate::platform::{
     db::{Db, Tx},
     org::OrgScope,
+    pii::Column,
 };
 
 // ---------------------------------------------------------------- records
@@ -53,24 +54,20 @@ fn record_row(r: &sqlx::any::AnyRow) -> RecordRow {
 pub struct NewRecord<'a> {
     pub member_id: Option<i64>,
     pub name: &'a str,
-    pub id_number_enc: Option<&'a str>,
     pub id_number_idx: Option<&'a str>,
-    pub birth_date_enc: Option<&'a str>,
     pub org_unit_id: i64,
     pub created_by: &'a str,
 }
 
 pub async fn insert_record(tx: &mut Tx, r: &NewRecord<'_>, now: i64) -> sqlx::Result<i64> {
     Ok(sqlx::query(
-        "INSERT INTO development_records (member_id, name, id_number_enc, id_number_idx, \
-         birth_date_enc, org_unit_id, stage, created_by, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, 'applicant', $7, $8, $8) RETURNING id",
+        "INSERT INTO development_records (member_id, name, id_number_idx, \
+         org_unit_id, stage, created_by, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 'applicant', $5, $6, $6) RETURNING id",
     )
     .bind(r.member_id)
     .bind(r.name)
-    .bind(r.id_number_enc)
     .bind(r.id_number_idx)
-    .bind(r.birth_date_enc)
     .bind(r.org_unit_id)
     .bind(r.created_by)
     .bind(now)
@@ -451,14 +448,19 @@ pub struct NewDocument<'a> {
     pub content_type: &'a str,
     pub size_bytes: i64,
     pub sha256: &'a str,
-    pub content_enc: &'a str,
     pub uploaded_by: &'a str,
 }
+
+/// This feature's encrypted columns: each value sealed to its row once the row exists.
+pub const ID_NUMBER: Column = Column::new("development_records", "id_number_enc");
+pub const BIRTH_DATE: Column = Column::new("development_records", "birth_date_enc");
+pub const DOCUMENT_CONTENT: Column = Column::new("development_documents", "content_enc");
+pub const REPORT_CONTENT: Column = Column::new("development_reports", "content_enc");
 
 pub async fn insert_document(tx: &mut Tx, d: &NewDocument<'_>, now: i64) -> sqlx::Result<i64> {
     Ok(sqlx::query(
         "INSERT INTO development_documents (record_id, kind, file_name, content_type, size_bytes, \
-         sha256, content_enc, uploaded_by, uploaded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         sha256, content_enc, uploaded_by, uploaded_at) VALUES ($1, $2, $3, $4, $5, $6, '', $7, $8) \
          RETURNING id",
     )
     .bind(d.record_id)
@@ -467,7 +469,6 @@ pub async fn insert_document(tx: &mut Tx, d: &NewDocument<'_>, now: i64) -> sqlx
     .bind(d.content_type)
     .bind(d.size_bytes)
     .bind(d.sha256)
-    .bind(d.content_enc)
     .bind(d.uploaded_by)
     .bind(now)
     .fetch_one(&mut **tx)
@@ -524,18 +525,16 @@ pub async fn insert_report(
     tx: &mut Tx,
     record_id: i64,
     report_on: &str,
-    content_enc: &str,
     source: &str,
     created_by: &str,
     now: i64,
 ) -> sqlx::Result<i64> {
     Ok(sqlx::query(
         "INSERT INTO development_reports (record_id, report_on, content_enc, source, created_by, \
-         created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+         created_at) VALUES ($1, $2, '', $3, $4, $5) RETURNING id",
     )
     .bind(record_id)
     .bind(report_on)
-    .bind(content_enc)
     .bind(source)
     .bind(created_by)
     .bind(now)

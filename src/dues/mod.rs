@@ -50,7 +50,10 @@ use axum::{
     Router,
 };
 
-use crate::{app::AppState, http::routes::AdminRoutes};
+use crate::{app::AppState, http::routes::AdminRoutes, platform::pii::Column};
+
+/// This feature's encrypted columns (for the re-seal pass).
+pub const SEALED: &[Column] = &[store::BASE];
 
 /// WeChat Pay notifications are small; anything bigger is not one.
 const NOTIFY_MAX_BODY_BYTES: usize = 64 * 1024;

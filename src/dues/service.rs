@@ -22,7 +22,7 @@ use crate::{
     members,
     platform::{
         audit::{self, AuditEntry},
-        db::Tx,
+        db::{sealed, Tx},
         error::{AppError, AppResult},
         org::{self, OrgScope},
         time::rfc3339_shanghai,
@@ -168,10 +168,11 @@ pub async fn assess(st: &AppState, session: &AdminSession, month: &str) -> AppRe
         let base = match m.monthly_income_enc.as_deref() {
             None => None,
             Some(enc) => {
+                let slot = crate::members::store::INCOME.at(m.id);
                 let clear = st
                     .cipher
-                    .decrypt(enc)
-                    .map_err(|e| internal(format!("member {} income: {e}", m.id)))?;
+                    .open(slot, enc)
+                    .map_err(|e| AppError::Internal(sealed::refused(slot, e)))?;
                 Some(Fen(clear.trim().parse::<i64>().map_err(|_| {
                     internal(format!("member {} income is not a number of fen", m.id))
                 })?))
@@ -209,7 +210,7 @@ pub async fn assess(st: &AppState, session: &AdminSession, month: &str) -> AppRe
     store::month_open(&mut *tx, &key, &session.username, now).await?;
     let (mut created, mut existing, mut exempt, mut total) = (0, 0, 0, 0);
     for (m, a) in &bills {
-        let base_enc = a.standard.base.map(|b| st.cipher.encrypt(&b.0.to_string()));
+        let base = a.standard.base.map(|b| b.0.to_string());
         let is_exempt = a.rule == rules::Rule::Exempt;
         let new = NewBill {
             member_id: m.id,
@@ -219,7 +220,6 @@ pub async fn assess(st: &AppState, session: &AdminSession, month: &str) -> AppRe
             standard_fen: a.standard.amount.0,
             rule: a.rule.code(),
             standard_rule: a.standard.rule.code(),
-            base_enc: base_enc.as_deref(),
             note: a.note.as_deref(),
             status: if is_exempt || a.amount.0 == 0 {
                 "exempt"
@@ -228,7 +228,9 @@ pub async fn assess(st: &AppState, session: &AdminSession, month: &str) -> AppRe
             },
         };
         match store::bill_insert(&mut *tx, &new, now).await? {
-            Some(_) => {
+            Some(id) => {
+                // The base is personal data (the income): sealed to the bill's row.
+                sealed::write(&mut tx, &st.cipher, store::BASE, id, base.as_deref()).await?;
                 created += 1;
                 total += a.amount.0;
                 if is_exempt {

@@ -8,7 +8,7 @@
 
 use sqlx::{any::AnyRow, Any, Executor, Row};
 
-use crate::platform::{db::Backend, org::OrgScope};
+use crate::platform::{db::Backend, org::OrgScope, pii::Column};
 
 // ---------------------------------------------------------------- months
 
@@ -225,10 +225,12 @@ pub struct NewBill<'a> {
     pub standard_fen: i64,
     pub rule: &'a str,
     pub standard_rule: &'a str,
-    pub base_enc: Option<&'a str>,
     pub note: Option<&'a str>,
     pub status: &'a str,
 }
+
+/// The bill's income base (personal data), sealed to the bill's row once it exists.
+pub const BASE: Column = Column::new("dues_bills", "base_enc");
 
 /// Insert unless the member already has a bill for the month: Some(id) when created.
 pub async fn bill_insert<'c, E>(exec: E, b: &NewBill<'_>, now: i64) -> sqlx::Result<Option<i64>>
@@ -237,8 +239,8 @@ where
 {
     Ok(sqlx::query(
         "INSERT INTO dues_bills (member_id, month, org_unit_id, amount_fen, standard_fen, rule, \
-         standard_rule, base_enc, note, status, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
+         standard_rule, note, status, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
          ON CONFLICT (member_id, month) DO NOTHING RETURNING id",
     )
     .bind(b.member_id)
@@ -248,7 +250,6 @@ where
     .bind(b.standard_fen)
     .bind(b.rule)
     .bind(b.standard_rule)
-    .bind(b.base_enc)
     .bind(b.note)
     .bind(b.status)
     .bind(now)

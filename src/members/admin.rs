@@ -35,8 +35,9 @@ use crate::{
     app::AppState,
     auth::{AdminSession, Permission},
     platform::audit,
+    platform::db::sealed,
     platform::error::{AppError, AppResult},
-    platform::pii::{self, DataCipher},
+    platform::pii::{self, Column, DataCipher},
     push::service::{FollowerState, Reachable},
 };
 
@@ -125,33 +126,51 @@ pub struct MemberOut {
     pub reachable: Option<Reachable>,
 }
 
+/// Shown in place of a masked value that does not open where it is stored.
+pub const UNREADABLE: &str = "（无法解密）";
+
 impl MemberOut {
     pub fn of(m: &MemberRow, cipher: &DataCipher, reveal: bool) -> AppResult<MemberOut> {
-        let dec = |v: &str| {
-            cipher
-                .decrypt(v)
-                .map_err(|e| AppError::Internal(anyhow::anyhow!("member {}: {e}", m.id)))
+        // Revealing a value that does not open where it is stored (copied from another row,
+        // tampered) is an error; a masked view shows a marker instead, so one damaged row does
+        // not take the whole roster list down. Either way the log names the place, not the value.
+        let dec = |col: Column, v: &str| -> AppResult<String> {
+            match cipher.open(col.at(m.id), v) {
+                Ok(clear) => Ok(clear),
+                Err(e) if reveal => Err(AppError::Internal(sealed::refused(col.at(m.id), e))),
+                Err(e) => {
+                    tracing::error!(error = %sealed::refused(col.at(m.id), e), "personal data does not open");
+                    Ok(UNREADABLE.to_owned())
+                }
+            }
         };
-        let phone = dec(&m.phone_enc)?;
-        let id_number = m.id_number_enc.as_deref().map(dec).transpose()?;
+        let phone = dec(store::PHONE, &m.phone_enc)?;
+        let id_number = m
+            .id_number_enc
+            .as_deref()
+            .map(|v| dec(store::ID_NUMBER, v))
+            .transpose()?;
         let income = if reveal {
             m.monthly_income_enc
                 .as_deref()
-                .map(dec)
+                .map(|v| dec(store::INCOME, v))
                 .transpose()?
                 .and_then(|s| s.parse::<i64>().ok())
         } else {
             None
         };
+        let mask = |v: String, f: fn(&str) -> String| {
+            if reveal || v == UNREADABLE {
+                v
+            } else {
+                f(&v)
+            }
+        };
         Ok(MemberOut {
             id: m.id,
             name: m.name.clone(),
-            phone: if reveal {
-                phone
-            } else {
-                pii::mask_phone(&phone)
-            },
-            id_number: id_number.map(|v| if reveal { v } else { pii::mask_id_number(&v) }),
+            phone: mask(phone, pii::mask_phone),
+            id_number: id_number.map(|v| mask(v, pii::mask_id_number)),
             category: m.category.clone(),
             monthly_income_fen: income,
             org_unit: UnitRef {
@@ -514,9 +533,9 @@ pub async fn letter(
     let id_number = m
         .id_number_enc
         .as_deref()
-        .map(|v| st.cipher.decrypt(v))
+        .map(|v| st.cipher.open(store::ID_NUMBER.at(m.id), v))
         .transpose()
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("member {}: {e}", m.id)))?;
+        .map_err(|e| AppError::Internal(sealed::refused(store::ID_NUMBER.at(m.id), e)))?;
     let html = super::letter::render(
         &st.settings.content_dir,
         &super::letter::Letter {

@@ -20,7 +20,10 @@ use axum::{
     Router,
 };
 
-use crate::{app::AppState, http::routes::AdminRoutes};
+use crate::{app::AppState, http::routes::AdminRoutes, platform::pii::Column};
+
+/// This feature's encrypted columns (for the re-seal pass).
+pub const SEALED: &[Column] = &[store::PHONE, store::ID_NUMBER, store::INCOME];
 
 /// This feature's admin routes: org units and the roster.
 pub fn admin_routes(r: AdminRoutes) -> AdminRoutes {

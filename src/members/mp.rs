@@ -47,9 +47,10 @@ pub struct MpMemberOut {
 
 impl MpMemberOut {
     fn of(m: &MemberRow, cipher: &DataCipher) -> AppResult<MpMemberOut> {
+        let slot = super::store::PHONE.at(m.id);
         let phone = cipher
-            .decrypt(&m.phone_enc)
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("member {}: {e}", m.id)))?;
+            .open(slot, &m.phone_enc)
+            .map_err(|e| AppError::Internal(crate::platform::db::sealed::refused(slot, e)))?;
         Ok(MpMemberOut {
             id: m.id,
             name: m.name.clone(),

@@ -406,7 +406,7 @@ pub async fn edit(
                     "monthly_income_fen must be a whole number of fen, 0 or more".into(),
                 ));
             }
-            Some(st.cipher.encrypt(&fen.to_string()))
+            Some(st.cipher.seal(store::INCOME.at(m.id), &fen.to_string()))
         }
     };
     if rules::needs_income(&category) && income_enc.is_none() {
@@ -931,12 +931,11 @@ pub async fn register_incoming(
     }
     let now = session.now;
     let cipher = &st.cipher;
-    let sealed = Sealed::new(cipher, &row);
-    let write = sealed.write(&row, unit.id);
+    let write = member_write(cipher, &row, unit.id);
     let mut tx = st.db.begin_write().await?;
     let (member_id, returning) = match &existing {
         Some(m) => {
-            if !store::reactivate(&mut tx, m.id, &write, now).await? {
+            if !store::reactivate(&mut tx, cipher, m.id, &write, now).await? {
                 return Err(conflict(
                     "already_on_roster",
                     "a member with this phone is already on the active roster",
@@ -944,7 +943,7 @@ pub async fn register_incoming(
             }
             (m.id, true)
         }
-        None => match store::insert(&mut tx, &write, now).await {
+        None => match store::insert(&mut tx, cipher, &write, now).await {
             Ok(id) => (id, false),
             Err(e) if is_unique_violation(&e) => {
                 return Err(conflict(
@@ -1370,14 +1369,13 @@ pub async fn import(
     let (mut created, mut updated) = (Vec::new(), Vec::new());
     for (_, row) in &rows {
         let unit = units[&row.org_unit].expect("resolved above");
-        let sealed = Sealed::new(cipher, row);
-        let write = sealed.write(row, unit);
+        let write = member_write(cipher, row, unit);
         match existing.get(&row.phone) {
             Some((id, _)) => {
-                store::update(&mut tx, *id, &write, now).await?;
+                store::update(&mut tx, cipher, *id, &write, now).await?;
                 updated.push(*id);
             }
-            None => created.push(store::insert(&mut tx, &write, now).await?),
+            None => created.push(store::insert(&mut tx, cipher, &write, now).await?),
         }
     }
     // Personal data is not repeated in the audit log: ids and counts only.
@@ -1402,38 +1400,19 @@ pub async fn import(
     }))
 }
 
-/// A roster row's personal data encrypted for storage (phone, its blind index, ID number,
-/// income), shared by the import and the registration of an incoming transfer.
-pub struct Sealed {
-    phone_enc: String,
-    phone_idx: String,
-    id_number_enc: Option<String>,
-    monthly_income_enc: Option<String>,
-}
-
-impl Sealed {
-    pub fn new(cipher: &DataCipher, row: &ImportRow) -> Sealed {
-        Sealed {
-            phone_enc: cipher.encrypt(&row.phone),
-            phone_idx: cipher.phone_index(&row.phone),
-            id_number_enc: cipher.encrypt_opt(row.id_number.as_deref()),
-            monthly_income_enc: cipher
-                .encrypt_opt(row.income_fen.map(|v| v.to_string()).as_deref()),
-        }
-    }
-
-    /// The member write of `row` in org unit `unit`.
-    pub fn write<'a>(&'a self, row: &'a ImportRow, unit: i64) -> MemberWrite<'a> {
-        MemberWrite {
-            name: &row.name,
-            phone_enc: &self.phone_enc,
-            phone_idx: &self.phone_idx,
-            id_number_enc: self.id_number_enc.as_deref(),
-            category: row.category,
-            monthly_income_enc: self.monthly_income_enc.as_deref(),
-            org_unit_id: unit,
-            party_status: row.party_status,
-            joined_at: row.joined_at,
-        }
+/// The member write of a roster row in org unit `unit` (its phone's blind index computed; the
+/// store seals the personal data to the row), shared by the import and the registration of an
+/// incoming transfer.
+pub fn member_write<'a>(cipher: &DataCipher, row: &'a ImportRow, unit: i64) -> MemberWrite<'a> {
+    MemberWrite {
+        name: &row.name,
+        phone: &row.phone,
+        phone_idx: cipher.phone_index(&row.phone),
+        id_number: row.id_number.as_deref(),
+        category: row.category,
+        income: row.income_fen.map(|v| v.to_string()),
+        org_unit_id: unit,
+        party_status: row.party_status,
+        joined_at: row.joined_at,
     }
 }

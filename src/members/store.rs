@@ -6,7 +6,7 @@ use sqlx::Row;
 use crate::platform::{
     db::{Db, Tx},
     org::OrgScope,
-    pii::DataCipher,
+    pii::{Column, DataCipher},
 };
 
 /// Rows per page of the roster list.
@@ -205,32 +205,61 @@ pub async fn ids_by_phone_index(
     Ok(out)
 }
 
-/// A member's fields as written by an import, personal data already encrypted.
+/// The members table's encrypted columns (each value sealed to its row, see `platform::pii`).
+pub const PHONE: Column = Column::new("members", "phone_enc");
+pub const ID_NUMBER: Column = Column::new("members", "id_number_enc");
+pub const INCOME: Column = Column::new("members", "monthly_income_enc");
+
+/// A member's fields as written by an import or an incoming transfer. The personal data is in
+/// the clear here: the store seals each value to the row it lands in.
 pub struct MemberWrite<'a> {
     pub name: &'a str,
-    pub phone_enc: &'a str,
-    pub phone_idx: &'a str,
-    pub id_number_enc: Option<&'a str>,
+    pub phone: &'a str,
+    pub phone_idx: String,
+    pub id_number: Option<&'a str>,
     pub category: &'a str,
-    pub monthly_income_enc: Option<&'a str>,
+    /// Monthly income in fen, as text.
+    pub income: Option<String>,
     pub org_unit_id: i64,
     pub party_status: &'a str,
     pub joined_at: Option<i64>,
 }
 
-/// Overwrite member `id` (an ID number or join date not given keeps the stored one).
-pub async fn update(tx: &mut Tx, id: i64, m: &MemberWrite<'_>, now: i64) -> sqlx::Result<()> {
+/// Seal the personal data of `m` into row `id` (an ID number not given keeps the stored one).
+async fn seal_pii(
+    tx: &mut Tx,
+    cipher: &DataCipher,
+    id: i64,
+    m: &MemberWrite<'_>,
+) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE members SET name = $1, phone_enc = $2, phone_idx = $3, id_number_enc = COALESCE($4, id_number_enc), \
-         category = $5, monthly_income_enc = $6, org_unit_id = $7, party_status = $8, \
-         joined_at = COALESCE($9, joined_at), updated_at = $10 WHERE id = $11",
+        "UPDATE members SET phone_enc = $1, phone_idx = $2, id_number_enc = COALESCE($3, id_number_enc), \
+         monthly_income_enc = $4 WHERE id = $5",
+    )
+    .bind(cipher.seal(PHONE.at(id), m.phone))
+    .bind(&m.phone_idx)
+    .bind(cipher.seal_opt(ID_NUMBER.at(id), m.id_number))
+    .bind(cipher.seal_opt(INCOME.at(id), m.income.as_deref()))
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Overwrite member `id` (an ID number or join date not given keeps the stored one).
+pub async fn update(
+    tx: &mut Tx,
+    cipher: &DataCipher,
+    id: i64,
+    m: &MemberWrite<'_>,
+    now: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE members SET name = $1, category = $2, org_unit_id = $3, party_status = $4, \
+         joined_at = COALESCE($5, joined_at), updated_at = $6 WHERE id = $7",
     )
     .bind(m.name)
-    .bind(m.phone_enc)
-    .bind(m.phone_idx)
-    .bind(m.id_number_enc)
     .bind(m.category)
-    .bind(m.monthly_income_enc)
     .bind(m.org_unit_id)
     .bind(m.party_status)
     .bind(m.joined_at)
@@ -238,28 +267,32 @@ pub async fn update(tx: &mut Tx, id: i64, m: &MemberWrite<'_>, now: i64) -> sqlx
     .bind(id)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    seal_pii(tx, cipher, id, m).await
 }
 
-pub async fn insert(tx: &mut Tx, m: &MemberWrite<'_>, now: i64) -> sqlx::Result<i64> {
-    Ok(sqlx::query(
-        "INSERT INTO members (name, phone_enc, phone_idx, id_number_enc, category, monthly_income_enc, \
-         org_unit_id, party_status, joined_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING id",
+/// A new member; its personal data is sealed once the row (and so its id) exists.
+pub async fn insert(
+    tx: &mut Tx,
+    cipher: &DataCipher,
+    m: &MemberWrite<'_>,
+    now: i64,
+) -> sqlx::Result<i64> {
+    let id: i64 = sqlx::query(
+        "INSERT INTO members (name, phone_enc, phone_idx, category, org_unit_id, party_status, \
+         joined_at, created_at, updated_at) VALUES ($1, '', $2, $3, $4, $5, $6, $7, $7) RETURNING id",
     )
     .bind(m.name)
-    .bind(m.phone_enc)
-    .bind(m.phone_idx)
-    .bind(m.id_number_enc)
+    .bind(&m.phone_idx)
     .bind(m.category)
-    .bind(m.monthly_income_enc)
     .bind(m.org_unit_id)
     .bind(m.party_status)
     .bind(m.joined_at)
     .bind(now)
     .fetch_one(&mut **tx)
     .await?
-    .get(0))
+    .get(0);
+    seal_pii(tx, cipher, id, m).await?;
+    Ok(id)
 }
 
 // ---------------------------------------------------------------- identity and organisation
@@ -576,24 +609,32 @@ pub async fn change_status(
 
 /// A member who comes back (an incoming transfer of someone once on our roster): active again in
 /// `org_unit_id`, with the fields of the arrival.
-pub async fn reactivate(tx: &mut Tx, id: i64, m: &MemberWrite<'_>, now: i64) -> sqlx::Result<bool> {
+pub async fn reactivate(
+    tx: &mut Tx,
+    cipher: &DataCipher,
+    id: i64,
+    m: &MemberWrite<'_>,
+    now: i64,
+) -> sqlx::Result<bool> {
     let r = sqlx::query(
-        "UPDATE members SET name = $1, category = $2, monthly_income_enc = $3, org_unit_id = $4, party_status = $5, \
-         joined_at = COALESCE($6, joined_at), id_number_enc = COALESCE($7, id_number_enc), status = 'active', \
-         left_at = NULL, updated_at = $8 WHERE id = $9 AND status <> 'active'",
+        "UPDATE members SET name = $1, category = $2, org_unit_id = $3, party_status = $4, \
+         joined_at = COALESCE($5, joined_at), status = 'active', \
+         left_at = NULL, updated_at = $6 WHERE id = $7 AND status <> 'active'",
     )
     .bind(m.name)
     .bind(m.category)
-    .bind(m.monthly_income_enc)
     .bind(m.org_unit_id)
     .bind(m.party_status)
     .bind(m.joined_at)
-    .bind(m.id_number_enc)
     .bind(now)
     .bind(id)
     .execute(&mut **tx)
     .await?;
-    Ok(r.rows_affected() == 1)
+    if r.rows_affected() != 1 {
+        return Ok(false);
+    }
+    seal_pii(tx, cipher, id, m).await?;
+    Ok(true)
 }
 
 /// Members (of any status) whose Party relation is in org unit `unit`.
@@ -841,23 +882,21 @@ pub async fn bind_openid(tx: &mut Tx, id: i64, openid: &str, now: i64) -> sqlx::
 
 /// One member's encrypted fields and blind index, for re-encryption under a new key.
 #[derive(Debug, Clone)]
-pub struct EncryptedFields {
+/// A member's phone and its blind index, as the index pass reads them.
+pub struct PhoneIndexRow {
     pub id: i64,
     pub phone_enc: String,
     pub phone_idx: String,
-    pub id_number_enc: Option<String>,
-    pub monthly_income_enc: Option<String>,
 }
 
-/// Up to `limit` members after id `after`, by id (key rotation walks the roster in batches).
-pub async fn encrypted_batch(
+/// Up to `limit` members after id `after`, by id (the index pass walks the roster in batches).
+pub async fn phone_index_batch(
     db: &Db,
     after: i64,
     limit: i64,
-) -> sqlx::Result<Vec<EncryptedFields>> {
+) -> sqlx::Result<Vec<PhoneIndexRow>> {
     let rows = sqlx::query(
-        "SELECT id, phone_enc, id_number_enc, monthly_income_enc, phone_idx FROM members \
-         WHERE id > $1 ORDER BY id LIMIT $2",
+        "SELECT id, phone_enc, phone_idx FROM members WHERE id > $1 ORDER BY id LIMIT $2",
     )
     .bind(after)
     .bind(limit)
@@ -865,39 +904,28 @@ pub async fn encrypted_batch(
     .await?;
     Ok(rows
         .iter()
-        .map(|r| EncryptedFields {
+        .map(|r| PhoneIndexRow {
             id: r.get(0),
             phone_enc: r.get(1),
-            id_number_enc: r.get(2),
-            monthly_income_enc: r.get(3),
-            phone_idx: r.get(4),
+            phone_idx: r.get(2),
         })
         .collect())
 }
 
-/// Write `new` over the row only if it still holds `old` (what the rotation read): an edit or
-/// import that ran in between is never reverted. `false`: the row changed meanwhile (its new
-/// values were written under the current key anyway).
-pub async fn rewrite_encrypted(
+/// Write the phone's new blind index only if the row still holds the phone and index the pass
+/// read: an edit or import that ran in between is never reverted (its index is current anyway).
+pub async fn rewrite_phone_index(
     tx: &mut Tx,
-    old: &EncryptedFields,
-    new: &EncryptedFields,
+    old: &PhoneIndexRow,
+    idx: &str,
 ) -> sqlx::Result<bool> {
     let r = sqlx::query(
-        "UPDATE members SET phone_enc = $1, phone_idx = $2, id_number_enc = $3, monthly_income_enc = $4 \
-         WHERE id = $5 AND phone_enc = $6 AND phone_idx = $7 \
-         AND COALESCE(id_number_enc, '') = COALESCE($8, '') \
-         AND COALESCE(monthly_income_enc, '') = COALESCE($9, '')",
+        "UPDATE members SET phone_idx = $1 WHERE id = $2 AND phone_enc = $3 AND phone_idx = $4",
     )
-    .bind(&new.phone_enc)
-    .bind(&new.phone_idx)
-    .bind(&new.id_number_enc)
-    .bind(&new.monthly_income_enc)
-    .bind(new.id)
+    .bind(idx)
+    .bind(old.id)
     .bind(&old.phone_enc)
     .bind(&old.phone_idx)
-    .bind(&old.id_number_enc)
-    .bind(&old.monthly_income_enc)
     .execute(&mut **tx)
     .await?;
     Ok(r.rows_affected() == 1)

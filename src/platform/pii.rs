@@ -1,9 +1,17 @@
 //! Personal data at rest and on the way out: encryption, blind indexes, masking.
 //!
-//! Values are stored as TEXT `v1:<key_id>:<base64(nonce ‖ ciphertext+tag)>` (AES-256-GCM, random
-//! 96-bit nonce). The key id is derived from the key itself, so configuration only lists keys:
-//! `DANGJIAN_DATA_KEY` (the current one) and `DANGJIAN_DATA_KEYS_OLD` (comma-separated, still
-//! readable). `dangjian admin rotate-key` re-encrypts every value under the current key.
+//! Values are stored as TEXT `v2:<key_id>:<base64(nonce ‖ ciphertext+tag)>` (AES-256-GCM, random
+//! 96-bit nonce) and are **bound to where they live**: the associated data is
+//! `dangjian:<table>.<column>:<row id>` (a [`Slot`]), so a value copied into another row or another
+//! column by someone with write access to the database no longer opens. The key id is derived from
+//! the key itself, so configuration only lists keys: `DANGJIAN_DATA_KEY` (the current one) and
+//! `DANGJIAN_DATA_KEYS_OLD` (comma-separated, still readable).
+//!
+//! Migration path: values written before the binding (`v1:`, no associated data) are still read,
+//! and [`DataCipher::needs_rotation`] reports them; the re-seal pass (`platform::db::sealed`, run by
+//! `dangjian admin rotate-key` and by every worker process at start) rewrites them as `v2` in
+//! place, like values under an old key. Each feature lists its sealed columns (`SEALED`), and
+//! `startup::SEALED_COLUMNS` collects them, so no column is forgotten by the pass.
 //!
 //! Exact lookups (phone) use an HMAC-SHA256 blind index under a key derived from the data key; the
 //! index never reveals the value and is recomputed on rotation.
@@ -11,7 +19,7 @@
 use std::{collections::HashMap, path::Path};
 
 use aes_gcm::{
-    aead::{Aead, KeyInit},
+    aead::{Aead, KeyInit, Payload},
     Aes256Gcm, Nonce,
 };
 use anyhow::Context;
@@ -25,11 +33,48 @@ use crate::platform::config::Settings;
 
 type HmacSha256 = Hmac<Sha256>;
 
-const VERSION: &str = "v1";
+/// Bound to table, column and row (the current format).
+const VERSION: &str = "v2";
+/// Unbound, written before the binding; read for migration only.
+const LEGACY: &str = "v1";
+
+/// An encrypted column: its table and column names (static, from the code, never from input).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Column {
+    pub table: &'static str,
+    pub column: &'static str,
+}
+
+impl Column {
+    pub const fn new(table: &'static str, column: &'static str) -> Column {
+        Column { table, column }
+    }
+
+    /// This column of row `id`.
+    pub fn at(self, id: i64) -> Slot {
+        Slot { column: self, id }
+    }
+}
+
+/// Where one sealed value lives: a column of one row. Its text is the AES-GCM associated data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    pub column: Column,
+    pub id: i64,
+}
+
+impl Slot {
+    fn aad(&self) -> String {
+        format!(
+            "dangjian:{}.{}:{}",
+            self.column.table, self.column.column, self.id
+        )
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PiiError {
-    #[error("stored value is not in the v1 format")]
+    #[error("stored value is not in the v1/v2 format")]
     Format,
     #[error("no key with id {0} is configured (DANGJIAN_DATA_KEY / DANGJIAN_DATA_KEYS_OLD)")]
     UnknownKey(String),
@@ -141,13 +186,25 @@ impl DataCipher {
         &self.current.id
     }
 
-    pub fn encrypt(&self, plain: &str) -> String {
+    /// Encrypt `plain` for `slot` (the row must exist: its id is part of the binding).
+    pub fn seal(&self, slot: Slot, plain: &str) -> String {
         let mut nonce = [0u8; 12];
         rand::thread_rng().fill_bytes(&mut nonce);
+        self.seal_with_nonce(slot, plain, nonce)
+    }
+
+    fn seal_with_nonce(&self, slot: Slot, plain: &str, nonce: [u8; 12]) -> String {
+        let aad = slot.aad();
         let ct = self
             .current
             .aead
-            .encrypt(Nonce::from_slice(&nonce), plain.as_bytes())
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plain.as_bytes(),
+                    aad: aad.as_bytes(),
+                },
+            )
             .expect("AES-GCM encryption");
         let mut out = Vec::with_capacity(12 + ct.len());
         out.extend_from_slice(&nonce);
@@ -155,8 +212,10 @@ impl DataCipher {
         format!("{VERSION}:{}:{}", self.current.id, B64.encode(out))
     }
 
-    pub fn decrypt(&self, stored: &str) -> Result<String, PiiError> {
-        let (id, payload) = split(stored)?;
+    /// Decrypt the value stored at `slot`. A value copied from another row or column fails
+    /// authentication; a legacy (`v1`, unbound) value is read as written.
+    pub fn open(&self, slot: Slot, stored: &str) -> Result<String, PiiError> {
+        let (version, id, payload) = split(stored)?;
         let key = if id == self.current.id {
             &self.current
         } else {
@@ -169,31 +228,55 @@ impl DataCipher {
             return Err(PiiError::Format);
         }
         let (nonce, ct) = raw.split_at(12);
+        let aad = slot.aad();
+        let payload = Payload {
+            msg: ct,
+            aad: if version == VERSION {
+                aad.as_bytes()
+            } else {
+                b""
+            },
+        };
         let plain = key
             .aead
-            .decrypt(Nonce::from_slice(nonce), ct)
+            .decrypt(Nonce::from_slice(nonce), payload)
             .map_err(|_| PiiError::Decrypt)?;
         String::from_utf8(plain).map_err(|_| PiiError::Decrypt)
     }
 
-    pub fn encrypt_opt(&self, plain: Option<&str>) -> Option<String> {
-        plain.map(|p| self.encrypt(p))
+    pub fn seal_opt(&self, slot: Slot, plain: Option<&str>) -> Option<String> {
+        plain.map(|p| self.seal(slot, p))
     }
 
-    pub fn decrypt_opt(&self, stored: Option<&str>) -> Result<Option<String>, PiiError> {
-        stored.map(|s| self.decrypt(s)).transpose()
+    pub fn open_opt(&self, slot: Slot, stored: Option<&str>) -> Result<Option<String>, PiiError> {
+        stored.map(|s| self.open(slot, s)).transpose()
     }
 
-    /// True when `stored` is not under the current key (rotation still has work to do).
+    /// True when `stored` is not bound or not under the current key (the re-seal pass has work).
     pub fn needs_rotation(&self, stored: &str) -> bool {
         split(stored)
-            .map(|(id, _)| id != self.current.id)
+            .map(|(version, id, _)| version != VERSION || id != self.current.id)
             .unwrap_or(true)
     }
 
-    /// Decrypt with whichever key applies and encrypt under the current key.
-    pub fn reencrypt(&self, stored: &str) -> Result<String, PiiError> {
-        Ok(self.encrypt(&self.decrypt(stored)?))
+    /// Open `stored` at `slot` with whichever key applies and seal it there under the current key.
+    pub fn reseal(&self, slot: Slot, stored: &str) -> Result<String, PiiError> {
+        Ok(self.seal(slot, &self.open(slot, stored)?))
+    }
+
+    /// A value in the legacy unbound format (what releases before the binding wrote). Only the
+    /// tests of the migration path need to make one.
+    pub fn legacy_unbound(&self, plain: &str) -> String {
+        let mut nonce = [0u8; 12];
+        rand::thread_rng().fill_bytes(&mut nonce);
+        let ct = self
+            .current
+            .aead
+            .encrypt(Nonce::from_slice(&nonce), plain.as_bytes())
+            .expect("AES-GCM encryption");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ct);
+        format!("{LEGACY}:{}:{}", self.current.id, B64.encode(out))
     }
 
     /// Blind index of `value` for exact lookups, under the current key; `kind` separates domains
@@ -234,10 +317,12 @@ fn index_with(key: &Key, kind: &str, value: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-fn split(stored: &str) -> Result<(&str, &str), PiiError> {
+fn split(stored: &str) -> Result<(&str, &str, &str), PiiError> {
     let mut it = stored.splitn(3, ':');
     match (it.next(), it.next(), it.next()) {
-        (Some(VERSION), Some(id), Some(payload)) if !id.is_empty() => Ok((id, payload)),
+        (Some(v @ (VERSION | LEGACY)), Some(id), Some(payload)) if !id.is_empty() => {
+            Ok((v, id, payload))
+        }
         _ => Err(PiiError::Format),
     }
 }
@@ -333,54 +418,137 @@ mod tests {
         [b; 32]
     }
 
+    const PHONE: Column = Column::new("members", "phone_enc");
+    const ID_NUMBER: Column = Column::new("members", "id_number_enc");
+
     #[test]
     fn cipher_round_trips_and_uses_a_fresh_nonce_each_time() {
         let c = DataCipher::new(&key(1), &[]);
-        let a = c.encrypt("13800000001");
-        let b = c.encrypt("13800000001");
+        let a = c.seal(PHONE.at(7), "13800000001");
+        let b = c.seal(PHONE.at(7), "13800000001");
         assert_ne!(a, b, "random nonce");
-        assert!(a.starts_with(&format!("v1:{}:", c.current_key_id())));
+        assert!(a.starts_with(&format!("v2:{}:", c.current_key_id())));
         assert!(!a.contains("13800000001"));
-        assert_eq!(c.decrypt(&a).unwrap(), "13800000001");
-        assert_eq!(c.decrypt(&b).unwrap(), "13800000001");
+        assert_eq!(c.open(PHONE.at(7), &a).unwrap(), "13800000001");
+        assert_eq!(c.open(PHONE.at(7), &b).unwrap(), "13800000001");
+    }
+
+    #[test]
+    fn ciphertexts_are_bound_to_table_column_and_row() {
+        let c = DataCipher::new(&key(1), &[]);
+        let v = c.seal(PHONE.at(7), "13800000001");
+        // Copied to another member's row, or into another column of the same row: refused.
+        assert!(matches!(c.open(PHONE.at(8), &v), Err(PiiError::Decrypt)));
+        assert!(matches!(
+            c.open(ID_NUMBER.at(7), &v),
+            Err(PiiError::Decrypt)
+        ));
+        let other_table = Column::new("development_records", "phone_enc");
+        assert!(matches!(
+            c.open(other_table.at(7), &v),
+            Err(PiiError::Decrypt)
+        ));
+        assert_eq!(c.open(PHONE.at(7), &v).unwrap(), "13800000001");
+    }
+
+    #[test]
+    fn legacy_unbound_values_are_read_and_reported_for_the_reseal_pass() {
+        let c = DataCipher::new(&key(1), &[]);
+        let legacy = c.legacy_unbound("110101199003077578");
+        assert!(legacy.starts_with("v1:"));
+        assert!(c.needs_rotation(&legacy));
+        assert_eq!(
+            c.open(ID_NUMBER.at(3), &legacy).unwrap(),
+            "110101199003077578"
+        );
+        let bound = c.reseal(ID_NUMBER.at(3), &legacy).unwrap();
+        assert!(!c.needs_rotation(&bound));
+        assert_eq!(
+            c.open(ID_NUMBER.at(3), &bound).unwrap(),
+            "110101199003077578"
+        );
+        assert!(matches!(
+            c.open(ID_NUMBER.at(4), &bound),
+            Err(PiiError::Decrypt)
+        ));
     }
 
     #[test]
     fn tampered_or_foreign_values_are_refused() {
         let c = DataCipher::new(&key(1), &[]);
-        let mut v = c.encrypt("secret").into_bytes();
+        let mut v = c.seal(PHONE.at(1), "secret").into_bytes();
         let last = v.len() - 2;
         v[last] = if v[last] == b'A' { b'B' } else { b'A' };
         assert!(matches!(
-            c.decrypt(std::str::from_utf8(&v).unwrap()),
+            c.open(PHONE.at(1), std::str::from_utf8(&v).unwrap()),
             Err(PiiError::Decrypt)
         ));
         let other = DataCipher::new(&key(2), &[]);
         assert!(matches!(
-            c.decrypt(&other.encrypt("x")),
+            c.open(PHONE.at(1), &other.seal(PHONE.at(1), "x")),
             Err(PiiError::UnknownKey(_))
         ));
-        assert!(matches!(c.decrypt("13800000001"), Err(PiiError::Format)));
+        assert!(matches!(
+            c.open(PHONE.at(1), "13800000001"),
+            Err(PiiError::Format)
+        ));
+        assert!(matches!(
+            c.open(PHONE.at(1), "v3:38a57814:AAAA"),
+            Err(PiiError::Format)
+        ));
     }
 
     #[test]
     fn rotation_reads_old_values_and_rewrites_them_under_the_new_key() {
         let old = DataCipher::new(&key(1), &[]);
-        let stored = old.encrypt("110101199003077578");
+        let stored = old.seal(ID_NUMBER.at(5), "110101199003077578");
         let new = DataCipher::new(&key(2), &[key(1)]);
         assert_ne!(old.current_key_id(), new.current_key_id());
         assert!(new.needs_rotation(&stored));
-        assert_eq!(new.decrypt(&stored).unwrap(), "110101199003077578");
-        let rotated = new.reencrypt(&stored).unwrap();
+        assert_eq!(
+            new.open(ID_NUMBER.at(5), &stored).unwrap(),
+            "110101199003077578"
+        );
+        let rotated = new.reseal(ID_NUMBER.at(5), &stored).unwrap();
         assert!(!new.needs_rotation(&rotated));
         assert_eq!(
-            DataCipher::new(&key(2), &[]).decrypt(&rotated).unwrap(),
+            DataCipher::new(&key(2), &[])
+                .open(ID_NUMBER.at(5), &rotated)
+                .unwrap(),
             "110101199003077578"
         );
         assert_eq!(
             new.phone_index_candidates("13800000001")[1],
             old.phone_index("13800000001")
         );
+    }
+
+    /// Values made by an independent implementation (Python `cryptography`'s AESGCM, see
+    /// `testdata/pii/gen_pii_vectors.py`): the format, the key id and the associated data match.
+    #[test]
+    fn opens_values_sealed_by_an_independent_implementation() {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("../../testdata/pii/pii_vectors.json")).unwrap();
+        for v in doc["vectors"].as_array().unwrap() {
+            let raw = B64.decode(v["key_b64"].as_str().unwrap()).unwrap();
+            let c = DataCipher::new(&raw.try_into().unwrap(), &[]);
+            assert_eq!(c.current_key_id(), v["key_id"].as_str().unwrap());
+            let table: &'static str = Box::leak(v["table"].as_str().unwrap().to_owned().into());
+            let column: &'static str = Box::leak(v["column"].as_str().unwrap().to_owned().into());
+            let slot = Column::new(table, column).at(v["row"].as_i64().unwrap());
+            let stored = v["stored"].as_str().unwrap();
+            assert_eq!(c.open(slot, stored).unwrap(), v["plain"].as_str().unwrap());
+            let nonce: [u8; 12] = hex::decode(v["nonce_hex"].as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap();
+            assert_eq!(
+                c.seal_with_nonce(slot, v["plain"].as_str().unwrap(), nonce),
+                stored
+            );
+            let moved = Column::new(table, column).at(v["row"].as_i64().unwrap() + 1);
+            assert!(matches!(c.open(moved, stored), Err(PiiError::Decrypt)));
+        }
     }
 
     #[test]

@@ -822,7 +822,7 @@ async fn raw_tables_hold_no_clear_personal_data() {
             .unwrap();
         for r in &rows {
             let enc: String = r.get(0);
-            assert!(enc.starts_with(&format!("v1:{}:", app.state.cipher.current_key_id())));
+            assert!(enc.starts_with(&format!("v2:{}:", app.state.cipher.current_key_id())));
         }
         if matches!(app.backend, crate::helpers::Backend::Sqlite) {
             // The SQLite file and its WAL, byte for byte.
@@ -868,29 +868,40 @@ async fn rotate_key_reencrypts_every_value_under_the_new_key() {
                 .unwrap()
                 .is_some()
         );
+        let columns = dangjian::startup::sealed_columns();
+        let values = app
+            .count(
+                "SELECT COUNT(phone_enc) + COUNT(id_number_enc) + COUNT(monthly_income_enc) FROM members",
+            )
+            .await as u64;
+        assert!(values > 3, "phones and incomes: {values}");
         assert_eq!(
-            dangjian::members::cli::rotate_key(&app.state.db, &new)
+            dangjian::members::cli::rotate_key(&app.state.db, &new, &columns)
                 .await
                 .unwrap(),
-            3
+            (values, 3),
+            "every value re-sealed, every phone index rewritten"
         );
         assert_eq!(
-            dangjian::members::cli::rotate_key(&app.state.db, &new)
+            dangjian::members::cli::rotate_key(&app.state.db, &new, &columns)
                 .await
                 .unwrap(),
-            0,
+            (0, 0),
             "idempotent"
         );
         let only_new = DataCipher::new(&[9u8; 32], &[]);
-        let rows = sqlx::query("SELECT phone_enc, id_number_enc, monthly_income_enc FROM members")
-            .fetch_all(app.state.db.pool())
-            .await
-            .unwrap();
+        let rows =
+            sqlx::query("SELECT id, phone_enc, id_number_enc, monthly_income_enc FROM members")
+                .fetch_all(app.state.db.pool())
+                .await
+                .unwrap();
+        use dangjian::members::store::{ID_NUMBER, INCOME, PHONE};
         for r in &rows {
-            for i in 0..3 {
+            let id: i64 = r.get(0);
+            for (i, col) in [(1, PHONE), (2, ID_NUMBER), (3, INCOME)] {
                 if let Some(v) = r.get::<Option<String>, _>(i) {
                     assert!(!only_new.needs_rotation(&v));
-                    only_new.decrypt(&v).unwrap();
+                    only_new.open(col.at(id), &v).unwrap();
                 }
             }
         }
@@ -1041,7 +1052,8 @@ async fn first_admin_is_created_once_and_the_dev_data_key_is_generated_once() {
         b.current_key_id(),
         "the generated key is reused"
     );
-    assert_eq!(b.decrypt(&a.encrypt("x")).unwrap(), "x");
+    let slot = dangjian::members::store::PHONE.at(1);
+    assert_eq!(b.open(slot, &a.seal(slot, "x")).unwrap(), "x");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -1060,11 +1072,15 @@ async fn key_rotation_never_reverts_an_edit_made_after_it_read_the_row() {
         let t = app.admin_token().await;
         let r = app.adm_import_json(&t, roster()).await;
         assert_eq!(r.status(), StatusCode::OK);
-        // The rotation reads a batch ...
-        let batch = dangjian::members::store::encrypted_batch(&app.state.db, 0, 500)
-            .await
-            .unwrap();
-        let before = batch[0].clone();
+        // The re-seal pass reads a value (here: one still in the legacy unbound format) ...
+        use dangjian::members::store::INCOME;
+        let (id, seen): (i64, String) = {
+            let r = sqlx::query("SELECT id, monthly_income_enc FROM members WHERE monthly_income_enc IS NOT NULL ORDER BY id LIMIT 1")
+                .fetch_one(app.state.db.pool())
+                .await
+                .unwrap();
+            (r.get(0), r.get(1))
+        };
         // ... an import changes the same member meanwhile ...
         let edited = json!([{"name": "张三", "phone": "13912340001", "category": "employed",
                              "monthly_income_fen": 999_999, "org_unit": "第一党支部"}]);
@@ -1072,20 +1088,23 @@ async fn key_rotation_never_reverts_an_edit_made_after_it_read_the_row() {
             app.adm_import_json(&t, edited).await.status(),
             StatusCode::OK
         );
-        // ... and the rotation's write of what it read is refused, so the edit stays.
-        let stale = dangjian::members::store::EncryptedFields {
-            phone_enc: app.state.cipher.encrypt("13912340001"),
-            ..before.clone()
-        };
+        // ... and the pass's write of what it read is refused, so the edit stays.
+        let fresh = app.state.cipher.reseal(INCOME.at(id), &seen).unwrap();
         let mut tx = app.state.db.begin_write().await.unwrap();
-        let written = dangjian::members::store::rewrite_encrypted(&mut tx, &before, &stale)
-            .await
-            .unwrap();
+        let written =
+            dangjian::platform::db::sealed::rewrite_one(&mut tx, INCOME, id, &seen, &fresh)
+                .await
+                .unwrap();
         tx.commit().await.unwrap();
         assert!(
             !written,
             "a row changed since the read must not be overwritten"
         );
+        let before = dangjian::members::store::by_id(&app.state.db, id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(before.name, "张三");
         let now = dangjian::members::store::by_id(&app.state.db, before.id)
             .await
             .unwrap()
@@ -1093,8 +1112,149 @@ async fn key_rotation_never_reverts_an_edit_made_after_it_read_the_row() {
         let income = app
             .state
             .cipher
-            .decrypt(now.monthly_income_enc.as_deref().unwrap())
+            .open(INCOME.at(id), now.monthly_income_enc.as_deref().unwrap())
             .unwrap();
         assert_eq!(income, "999999");
+    });
+}
+
+async fn member_id_of(app: &crate::helpers::TestApp, name: &str) -> i64 {
+    sqlx::query("SELECT id FROM members WHERE name = $1")
+        .bind(name)
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn raw_column(app: &crate::helpers::TestApp, column: &str, id: i64) -> Option<String> {
+    sqlx::query(&format!("SELECT {column} FROM members WHERE id = $1"))
+        .bind(id)
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn set_raw_column(app: &crate::helpers::TestApp, column: &str, id: i64, value: Option<&str>) {
+    sqlx::query(&format!("UPDATE members SET {column} = $1 WHERE id = $2"))
+        .bind(value)
+        .bind(id)
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
+}
+
+/// Issue 13 item 13: someone with write access to the database swaps ciphertexts between rows
+/// or columns; the swapped values no longer open, and nothing of them is shown.
+#[tokio::test]
+async fn personal_data_ciphertexts_are_bound_to_table_column_and_row() {
+    each_backend!(|app| {
+        let t = app.admin_token().await;
+        assert_eq!(
+            app.adm_import_json(&t, roster()).await.status(),
+            StatusCode::OK
+        );
+        let (zhang, li) = (
+            member_id_of(&app, "张三").await,
+            member_id_of(&app, "李四").await,
+        );
+        let reveal = |id: i64| {
+            app.adm_req(
+                Method::GET,
+                &format!("/api/admin/members/{id}?reveal=true"),
+                &t,
+            )
+            .send()
+        };
+        let r = reveal(zhang).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "untouched rows open");
+        // Li's phone copied into Zhang's row: refused, and Li's number is not shown as Zhang's.
+        let li_phone = raw_column(&app, "phone_enc", li).await;
+        set_raw_column(&app, "phone_enc", zhang, li_phone.as_deref()).await;
+        let r = reveal(zhang).await.unwrap();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = r.text().await.unwrap();
+        assert!(body.contains("\"code\":\"internal\""), "{body}");
+        assert!(
+            !body.contains("13912340002") && !body.contains("0002"),
+            "{body}"
+        );
+        assert_eq!(
+            reveal(li).await.unwrap().status(),
+            StatusCode::OK,
+            "Li's own row still opens"
+        );
+        // Zhang's ID number moved into his income column of the same row: refused as well.
+        let id_number = raw_column(&app, "id_number_enc", zhang).await;
+        set_raw_column(&app, "monthly_income_enc", li, id_number.as_deref()).await;
+        assert_eq!(
+            reveal(li).await.unwrap().status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        // The server keeps serving; the masked list marks the damaged value instead of failing.
+        let list = app.adm_get("/api/admin/members", &t).await;
+        let items = list["members"].as_array().unwrap();
+        let zhang_row = items.iter().find(|m| m["id"] == zhang).unwrap();
+        assert_eq!(zhang_row["phone"], dangjian::members::admin::UNREADABLE);
+        let li_row = items.iter().find(|m| m["id"] == li).unwrap();
+        assert_eq!(li_row["phone"], "139****0002");
+    });
+}
+
+/// Issue 13 item 13, the migration path: values written before the binding (`v1`, no associated
+/// data) are read, and the re-seal pass (run by `rotate-key` and by each worker at start)
+/// rewrites them bound to their rows, in place.
+#[tokio::test]
+async fn values_written_before_the_binding_are_resealed_in_place() {
+    each_backend!(|app| {
+        let t = app.admin_token().await;
+        assert_eq!(
+            app.adm_import_json(&t, roster()).await.status(),
+            StatusCode::OK
+        );
+        let zhang = member_id_of(&app, "张三").await;
+        let cipher = &app.state.cipher;
+        let legacy_phone = cipher.legacy_unbound("13912340001");
+        let legacy_income = cipher.legacy_unbound("812345");
+        set_raw_column(&app, "phone_enc", zhang, Some(&legacy_phone)).await;
+        set_raw_column(&app, "monthly_income_enc", zhang, Some(&legacy_income)).await;
+        let columns = dangjian::startup::sealed_columns();
+        let db = &app.state.db;
+        use dangjian::platform::db::sealed;
+        assert_eq!(sealed::stale_count(db, cipher, &columns).await.unwrap(), 2);
+        // Still readable before the pass.
+        let m = app
+            .adm_get(&format!("/api/admin/members/{zhang}?reveal=true"), &t)
+            .await;
+        assert_eq!(m["member"]["phone"], "13912340001");
+        assert_eq!(m["member"]["monthly_income_fen"], 812_345);
+        let r = sealed::reseal_all(db, cipher, &columns).await.unwrap();
+        assert_eq!(r.rewritten, 2);
+        assert_eq!(sealed::stale_count(db, cipher, &columns).await.unwrap(), 0);
+        let phone = raw_column(&app, "phone_enc", zhang).await.unwrap();
+        assert!(phone.starts_with("v2:"), "{phone}");
+        use dangjian::members::store::{ID_NUMBER, PHONE};
+        assert_eq!(cipher.open(PHONE.at(zhang), &phone).unwrap(), "13912340001");
+        assert!(
+            cipher.open(PHONE.at(zhang + 1), &phone).is_err(),
+            "now bound to its row"
+        );
+        assert!(
+            cipher.open(ID_NUMBER.at(zhang), &phone).is_err(),
+            "and to its column"
+        );
+        let m = app
+            .adm_get(&format!("/api/admin/members/{zhang}?reveal=true"), &t)
+            .await;
+        assert_eq!(m["member"]["phone"], "13912340001");
+        assert_eq!(m["member"]["monthly_income_fen"], 812_345);
+        assert_eq!(
+            sealed::reseal_all(db, cipher, &columns)
+                .await
+                .unwrap()
+                .rewritten,
+            0
+        );
     });
 }

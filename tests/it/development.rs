@@ -1083,7 +1083,7 @@ async fn a_missed_quarterly_report_is_reminded_exactly_once_to_the_applicant_and
             .await
             .unwrap()
             .get(0);
-        assert!(!raw.contains("二十大") && raw.starts_with("v1:"), "{raw}");
+        assert!(!raw.contains("二十大") && raw.starts_with("v2:"), "{raw}");
     });
 }
 
@@ -1647,7 +1647,7 @@ async fn bad_input_is_refused_in_the_one_shape_and_changes_nothing() {
                 .await
                 .unwrap()
                 .get(0);
-        assert!(raw.starts_with("v1:"), "{raw}");
+        assert!(raw.starts_with("v2:"), "{raw}");
     });
 }
 

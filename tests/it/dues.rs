@@ -285,7 +285,7 @@ async fn assessment_makes_one_bill_per_eligible_member_with_its_rule_and_a_secon
         assert!(bases
             .iter()
             .flatten()
-            .all(|b| !b.contains("812345") && b.starts_with("v1:")));
+            .all(|b| !b.contains("812345") && b.starts_with("v2:")));
 
         let before = snapshot(&app).await;
         let (status, again) = assess(&app, &token, &month).await;

@@ -1104,17 +1104,17 @@ impl TestApp {
                 let seq = SEEDED_PHONES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let phone = format!("137{seq:08}");
                 let name = format!("{prefix}{i}");
-                let phone_enc = self.state.cipher.encrypt(&phone);
                 let phone_idx = self.state.cipher.phone_index(&phone);
                 let id = store::insert(
                     &mut tx,
+                    &self.state.cipher,
                     &MemberWrite {
                         name: &name,
-                        phone_enc: &phone_enc,
-                        phone_idx: &phone_idx,
-                        id_number_enc: None,
+                        phone: &phone,
+                        phone_idx,
+                        id_number: None,
                         category: "employed",
-                        monthly_income_enc: None,
+                        income: None,
                         org_unit_id: unit,
                         party_status: "full",
                         joined_at: None,

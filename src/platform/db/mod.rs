@@ -9,6 +9,7 @@
 //! conventions that cover the engines' DDL differences), embedded in the binary.
 
 mod migrate;
+pub mod sealed;
 
 use std::{str::FromStr, time::Duration};
 
