@@ -223,6 +223,8 @@ fn console_pages() -> Router<AppState> {
         .merge(stats::console_router())
         .merge(activities::console_router())
         .merge(development::console_router())
+        .merge(members::console_router())
+        .merge(auth::console_router())
 }
 
 /// Every feature's background workers (`serve` and `worker` run them; `serve --no-workers` not).

@@ -25,6 +25,23 @@
   document.addEventListener('click', function (ev) {
     if (ev.target.closest && ev.target.closest('[data-print]')) window.print();
   });
+  // <input type=file data-fill="ID">: the chosen text file goes into textarea #ID (the form posts
+  // the text; without JS the text can be pasted).
+  document.querySelectorAll('input[type=file][data-fill]').forEach(function (input) {
+    input.addEventListener('change', function () {
+      var target = document.getElementById(input.getAttribute('data-fill'));
+      var file = input.files && input.files[0];
+      if (!target || !file) return;
+      var reader = new FileReader();
+      reader.onload = function () { target.value = String(reader.result).replace(/^\uFEFF/, ''); };
+      reader.readAsText(file, 'utf-8');
+    });
+  });
+  // A long form submit (the roster import): the button says it is working and is not pressed twice.
+  document.addEventListener('submit', function (ev) {
+    var busy = ev.target.querySelector && ev.target.querySelector('button[data-busy]');
+    if (busy && !ev.defaultPrevented) { busy.disabled = true; busy.textContent = busy.getAttribute('data-busy'); }
+  });
   // A push's progress: <div id="push-progress" data-push="ID" data-state="...">; polls the admin API.
   var box = document.getElementById('push-progress');
   if (box) {

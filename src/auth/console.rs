@@ -291,6 +291,7 @@ impl ConsoleSession {
         Chrome {
             user: self.0.username.clone(),
             role: role_label(self.0.role).to_owned(),
+            role_key: self.0.role.as_str(),
             csrf: self.0.csrf.clone().unwrap_or_default(),
             nav,
         }

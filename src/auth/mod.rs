@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod audit_admin;
+pub mod audit_console;
 pub mod cli;
 pub mod console;
 pub mod login;
@@ -17,7 +18,9 @@ pub mod ratelimit;
 pub mod session;
 pub mod store;
 pub mod token_store;
+pub mod users;
 pub mod users_admin;
+pub mod users_console;
 pub mod worker;
 
 pub use crate::platform::org::OrgScope;
@@ -28,4 +31,14 @@ pub use session::{admin_guard, AdminSession, ClientIp, SessionKind};
 /// This feature's admin routes: login and own account, admin users, the audit log.
 pub fn admin_routes(r: crate::http::routes::AdminRoutes) -> crate::http::routes::AdminRoutes {
     audit_admin::routes(users_admin::routes(admin::routes(r)))
+}
+
+/// The administrators' console pages: accounts (`/admin/users`) and the audit log (`/admin/audit`).
+pub fn console_router() -> axum::Router<crate::app::AppState> {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/admin/audit", get(audit_console::list))
+        .route("/admin/users", get(users_console::list))
+        .route("/admin/users/new", post(users_console::create))
+        .route("/admin/users/{id}/{action}", post(users_console::act))
 }

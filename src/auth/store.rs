@@ -154,6 +154,28 @@ where
     )
 }
 
+pub async fn set_role<'c, E>(
+    exec: E,
+    id: i64,
+    role: Role,
+    org_unit_id: Option<i64>,
+    now: i64,
+) -> sqlx::Result<u64>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    Ok(sqlx::query(
+        "UPDATE admin_users SET role = $1, org_unit_id = $2, updated_at = $3 WHERE id = $4",
+    )
+    .bind(role.as_str())
+    .bind(org_unit_id)
+    .bind(now)
+    .bind(id)
+    .execute(exec)
+    .await?
+    .rows_affected())
+}
+
 /// Create the first administrator when no active admin exists: from `DANGJIAN_ADMIN_USER` /
 /// `DANGJIAN_ADMIN_PASSWORD`, else `admin` with a random password.
 pub async fn ensure_first_admin(db: &Db, settings: &Settings, now: i64) -> anyhow::Result<()> {

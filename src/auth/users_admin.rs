@@ -1,22 +1,23 @@
 //! Admin accounts (admins only).
 
 use axum::{extract::State, http::StatusCode};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
 use super::admin::{public_user, UserOut};
 use crate::http::{routes::AdminRoutes, AppJson, Id};
 use crate::{
     app::AppState,
-    auth::{password, store as users, token_store as tokens, AdminSession, Permission, Role},
+    auth::users::{self as accounts, NewUser, RoleChange},
+    auth::{password, store as users, token_store as tokens, AdminSession, Permission},
     platform::audit,
     platform::error::{AppError, AppResult},
-    platform::org,
 };
 
 pub fn routes(r: AdminRoutes) -> AdminRoutes {
     r.get("/api/admin/users", Permission::ManageUsers, list)
         .post("/api/admin/users", Permission::ManageUsers, create)
+        .patch("/api/admin/users/{id}", Permission::ManageUsers, update)
         .post(
             "/api/admin/users/{id}/disable",
             Permission::ManageUsers,
@@ -60,68 +61,31 @@ async fn list(State(st): State<AppState>) -> AppResult<AppJson<UsersOut>> {
     }))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewUser {
-    username: String,
-    role: Role,
-    /// Org unit by name (secretaries).
-    org_unit: Option<String>,
-    /// Omitted: a random password is generated and returned once.
-    password: Option<String>,
-}
-
 async fn create(
     State(st): State<AppState>,
     session: AdminSession,
     AppJson(body): AppJson<NewUser>,
 ) -> AppResult<(StatusCode, AppJson<OneUserOut>)> {
-    users::check_username(&body.username).map_err(AppError::Validation)?;
-    if body.role == Role::Secretary && body.org_unit.is_none() {
-        return Err(AppError::Validation("a secretary needs an org_unit".into()));
-    }
-    let (pw, generated) = match body.password {
-        Some(p) => {
-            password::check_policy(&body.username, &p).map_err(AppError::Validation)?;
-            (p, false)
-        }
-        None => (password::generate(), true),
-    };
-    let hash = password::hash_blocking(pw.clone()).await?;
-    let mut tx = st.db.begin_write().await?;
-    let unit_id = match &body.org_unit {
-        None => None,
-        Some(name) => Some(
-            org::find_by_name(&mut *tx, name)
-                .await?
-                .ok_or_else(|| AppError::Validation("unknown org_unit".into()))?
-                .id,
-        ),
-    };
-    let id = users::insert(
-        &mut *tx,
-        &body.username,
-        body.role,
-        unit_id,
-        &hash,
-        session.now,
-    )
-    .await?
-    .ok_or_else(|| AppError::Conflict("username is taken".into()))?;
-    let entry = session
-        .audit("admin_user.create", "admin_user", id)
-        .details(json!({"after": {"username": body.username, "role": body.role, "org_unit_id": unit_id}}));
-    audit::record(&mut *tx, &entry).await?;
-    tx.commit().await?;
-    let user = users::by_id(&st.db, id)
-        .await?
-        .ok_or_else(|| AppError::NotFound("user".into()))?
-        .user;
+    let (user, password) = accounts::create(&st, &session, &body).await?;
     let out = OneUserOut {
         user: public_user(&user),
-        password: generated.then_some(pw),
+        password,
     };
     Ok((StatusCode::CREATED, AppJson(out)))
+}
+
+/// `PATCH /api/admin/users/{id} {"role","org_unit"}`: the account's sessions end.
+async fn update(
+    State(st): State<AppState>,
+    session: AdminSession,
+    Id(id): Id,
+    AppJson(body): AppJson<RoleChange>,
+) -> AppResult<AppJson<OneUserOut>> {
+    let user = accounts::change_role(&st, &session, id, &body).await?;
+    Ok(AppJson(OneUserOut {
+        user: public_user(&user),
+        password: None,
+    }))
 }
 
 async fn set_status(
@@ -130,33 +94,7 @@ async fn set_status(
     id: i64,
     status: &str,
 ) -> AppResult<AppJson<OneUserOut>> {
-    if id == session.user_id && status == "disabled" {
-        return Err(AppError::Conflict(
-            "you cannot disable your own account".into(),
-        ));
-    }
-    let before = users::by_id(&st.db, id)
-        .await?
-        .ok_or_else(|| AppError::NotFound("user".into()))?
-        .user;
-    let mut tx = st.db.begin_write().await?;
-    users::set_status(&mut *tx, id, status, session.now).await?;
-    let revoked = if status == "disabled" {
-        tokens::revoke_all_for_user(&mut *tx, id, None, session.now).await?
-    } else {
-        0
-    };
-    let entry = session
-        .audit(&format!("admin_user.{}", if status == "disabled" { "disable" } else { "enable" }), "admin_user", id)
-        .details(
-            json!({"before": {"status": before.status}, "after": {"status": status}, "sessions_revoked": revoked}),
-        );
-    audit::record(&mut *tx, &entry).await?;
-    tx.commit().await?;
-    let user = users::by_id(&st.db, id)
-        .await?
-        .ok_or_else(|| AppError::NotFound("user".into()))?
-        .user;
+    let user = accounts::set_status(st, session, id, status).await?;
     Ok(AppJson(OneUserOut {
         user: public_user(&user),
         password: None,

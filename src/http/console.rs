@@ -32,7 +32,10 @@ const JS: &str = include_str!("../../static/console.js");
 #[derive(Debug, Clone, Serialize)]
 pub struct Chrome {
     pub user: String,
+    /// The role as people read it (管理员, 支部书记, 编辑).
     pub role: String,
+    /// The role's key (`admin`, `secretary`, `editor`): the layout shows each role its links.
+    pub role_key: &'static str,
     pub csrf: String,
     pub nav: &'static str,
 }
@@ -167,6 +170,35 @@ pub fn field_errors(e: &AppError) -> BTreeMap<String, String> {
     out
 }
 
+/// Like [`field_errors`], and a message that starts with one of `fields` (the rules' own wording:
+/// "phone must be ...") goes next to that field too.
+pub fn field_errors_of(e: &AppError, fields: &[&str]) -> BTreeMap<String, String> {
+    let mut out = field_errors(e);
+    if let Some(msg) = out.remove("") {
+        let field = fields
+            .iter()
+            .find(|f| msg.starts_with(&format!("{f} ")))
+            .map_or_else(String::new, |f| (*f).to_owned());
+        out.insert(field, msg);
+    }
+    out
+}
+
+/// A form page: like [`page`], answered 422 when `errors` is not empty.
+pub fn form_page<C: Serialize>(
+    headers: &HeaderMap,
+    name: &str,
+    chrome: &Chrome,
+    ctx: C,
+    errors: &BTreeMap<String, String>,
+) -> AppResult<Response> {
+    let resp = page(headers, name, chrome, ctx)?;
+    if errors.is_empty() {
+        return Ok(resp);
+    }
+    Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, resp).into_response())
+}
+
 /// The pagination partial's values: page links keep the other query parameters.
 #[derive(Debug, Serialize)]
 pub struct Pager {
@@ -244,6 +276,11 @@ mod tests {
         assert_eq!(e["title"], "must not be empty");
         let e = field_errors(&AppError::Validation("something odd".into()));
         assert_eq!(e[""], "something odd");
+        let e = field_errors_of(
+            &AppError::Validation("phone must be 11 digits".into()),
+            &["name", "phone"],
+        );
+        assert_eq!(e["phone"], "phone must be 11 digits");
     }
 
     #[test]

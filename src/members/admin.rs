@@ -5,7 +5,7 @@
 //! Phone, ID number and income are encrypted at rest ([`crate::platform::pii::DataCipher`]); the phone also
 //! has a blind index (`phone_idx`) for exact matches (re-import, mini-program binding).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use axum::{
     body::Bytes,
@@ -18,12 +18,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{
-    rules::{self, ImportError, ImportRow, RowError},
-    service::member_write,
+    rules::{self, ImportError, RowError},
     service::{
         self, CloseTransfer, IncomingRefused, IncomingTransfer, MemberPatch, TransferRequest,
+        UnitRef,
     },
-    store::{self, MemberRow, Search, TransferRow, PAGE_SIZE},
+    store::{self, MemberRow, TransferRow, PAGE_SIZE},
 };
 use crate::http::{
     extract::{page_of, ListOut},
@@ -33,11 +33,10 @@ use crate::http::{
 use crate::platform::time::{local_date, rfc3339};
 use crate::{
     app::AppState,
-    auth::{AdminSession, Permission, Role},
+    auth::{AdminSession, Permission},
     platform::audit,
     platform::db::sealed,
     platform::error::{AppError, AppResult},
-    platform::org::{self, OrgScope},
     platform::pii::{self, Column, DataCipher},
     push::service::{FollowerState, Reachable},
 };
@@ -85,13 +84,6 @@ pub fn routes(r: AdminRoutes) -> AdminRoutes {
         Permission::WriteMembers,
         transfer,
     )
-}
-
-/// An org unit as a member refers to it.
-#[derive(Debug, Clone, Serialize)]
-pub struct UnitRef {
-    pub id: i64,
-    pub name: String,
 }
 
 /// Which WeChat identities of the member are known.
@@ -241,7 +233,7 @@ fn unit_ref(id: Option<i64>, name: &Option<String>) -> Option<UnitRef> {
 }
 
 impl TransferOut {
-    fn of(t: &TransferRow, now: i64) -> TransferOut {
+    pub fn of(t: &TransferRow, now: i64) -> TransferOut {
         TransferOut {
             id: t.id,
             member: UnitRef {
@@ -279,6 +271,8 @@ struct ListQuery {
     page: Option<i64>,
     /// `active` (default), `transferred_out`, `left` or `all`.
     status: Option<String>,
+    /// `full` or `probationary`; empty: both.
+    party_status: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -294,66 +288,21 @@ async fn list(
     session: AdminSession,
     AppQuery(q): AppQuery<ListQuery>,
 ) -> AppResult<AppJson<MembersPage>> {
-    let status = match q.status.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        None => Some(store::STATUS_ACTIVE),
-        Some("all") => None,
-        Some(s) => Some(
-            rules::MEMBER_STATUSES
-                .iter()
-                .copied()
-                .find(|x| *x == s)
-                .ok_or_else(|| {
-                    AppError::Validation(
-                        "status must be active, transferred_out, left or all".into(),
-                    )
-                })?,
-        ),
+    let query = service::RosterQuery {
+        org_unit: q.org_unit.as_deref(),
+        q: q.q.as_deref(),
+        status: q.status.as_deref(),
+        party_status: q.party_status.as_deref(),
+        page: crate::http::extract::page_number(q.page)?,
     };
-    let scope = session.org_scope(&st.db).await?;
-    let unit_filter = match q.org_unit.as_deref().filter(|s| !s.is_empty()) {
-        Some(name) => {
-            let unit = org::find_by_name(st.db.pool(), name)
-                .await?
-                .ok_or_else(|| AppError::NotFound("org unit".into()))?;
-            Some(OrgScope::Units(org::subtree_ids(&st.db, unit.id).await?))
-        }
-        None => None,
-    };
-    let search = match q.q.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        None => Search::None,
-        Some(text) if pii::normalize_phone(text).is_some() => {
-            Search::PhoneIndex(st.cipher.phone_index_candidates(text))
-        }
-        Some(text) => Search::Name(text),
-    };
-    let page = crate::http::extract::page_number(q.page)?;
-    let (rows, total) =
-        store::list(&st.db, &scope, unit_filter.as_ref(), &search, status, page).await?;
-    // Even masked, a roster read is a read of personal data: who looked at whom is audited
-    // (the search text is not repeated: a phone number there would be personal data itself).
-    let search =
-        q.q.as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|t| {
-                if pii::normalize_phone(t).is_some() {
-                    "phone"
-                } else {
-                    "name"
-                }
-            });
-    let entry = session.audit("member.list", "member", "").details(json!({
-        "org_unit": q.org_unit, "search": search, "page": page, "status": status,
-        "member_ids": rows.iter().map(|m| m.id).collect::<Vec<_>>(),
-    }));
-    audit::record(st.db.pool(), &entry).await?;
+    let (rows, total) = service::roster_page(&st, &session, &query).await?;
     let members = rows
         .iter()
         .map(|m| MemberOut::of(m, &st.cipher, false))
         .collect::<AppResult<Vec<_>>>()?;
     Ok(AppJson(MembersPage {
         members,
-        page,
+        page: query.page,
         page_size: PAGE_SIZE,
         total,
     }))
@@ -381,21 +330,7 @@ async fn show(
     Id(id): Id,
     AppQuery(q): AppQuery<ShowQuery>,
 ) -> AppResult<AppJson<ShowOut>> {
-    let scope = session.org_scope(&st.db).await?;
-    let m = service::member_in_scope(&st, &scope, id).await?;
-    if q.reveal {
-        session.require(Permission::RevealPersonalData)?;
-        let fields: Vec<&str> = std::iter::once("phone")
-            .chain(m.id_number_enc.as_ref().map(|_| "id_number"))
-            .chain(m.monthly_income_enc.as_ref().map(|_| "monthly_income_fen"))
-            .collect();
-        let entry = session
-            .audit("member.reveal", "member", m.id)
-            .details(json!({"fields": fields}));
-        audit::record(st.db.pool(), &entry).await?;
-    } else {
-        audit::record(st.db.pool(), &session.audit("member.read", "member", m.id)).await?;
-    }
+    let m = service::read(&st, &session, id, q.reveal).await?;
     let mut member = MemberOut::of(&m, &st.cipher, q.reveal)?;
     member.reachable = Some(if m.is_active() {
         let follower = match m.oa_openid.as_deref() {
@@ -705,156 +640,13 @@ async fn import(
         ),
         ImportError::Invalid(m) => AppError::Validation(m),
     })?;
-    if raw.is_empty() {
-        return Err(AppError::Validation("no members in the import".into()));
+    let format = if ctype.starts_with("text/csv") {
+        service::ImportFormat::Csv
+    } else {
+        service::ImportFormat::Json
+    };
+    match service::import(&st, &session, &raw, format).await? {
+        Ok(done) => Ok((StatusCode::OK, AppJson(done)).into_response()),
+        Err(errors) => Ok(rows_invalid(errors)),
     }
-
-    let mut errors = Vec::new();
-    let mut rows: Vec<(usize, ImportRow)> = Vec::new();
-    let mut seen_phones: HashMap<String, usize> = HashMap::new();
-    for (i, r) in raw.iter().enumerate() {
-        let n = i + 1;
-        if let Some(row) = rules::validate_row(n, r, &mut errors) {
-            if let Some(first) = seen_phones.insert(row.phone.clone(), n) {
-                errors.push(RowError {
-                    row: n,
-                    field: "phone",
-                    message: format!("same phone as row {first}"),
-                });
-                continue;
-            }
-            rows.push((n, row));
-        }
-    }
-
-    let scope = session.org_scope(&st.db).await?;
-    let may_create_units = session.role == Role::Admin;
-    let mut units: HashMap<String, Option<i64>> = HashMap::new();
-    for (n, row) in &rows {
-        if !units.contains_key(&row.org_unit) {
-            let found = org::find_by_name(st.db.pool(), &row.org_unit)
-                .await?
-                .map(|u| u.id);
-            units.insert(row.org_unit.clone(), found);
-        }
-        match units[&row.org_unit] {
-            Some(id) if !scope.contains(id) => errors.push(RowError {
-                row: *n,
-                field: "org_unit",
-                message: "org_unit is outside your org units".into(),
-            }),
-            None if !may_create_units => errors.push(RowError {
-                row: *n,
-                field: "org_unit",
-                message: "unknown org_unit (only administrators create them)".into(),
-            }),
-            _ => {}
-        }
-    }
-
-    // Existing members by blind index (any configured key), in chunks.
-    let mut existing: HashMap<String, (i64, i64)> = HashMap::new(); // phone -> (id, org_unit_id)
-    let mut by_idx: HashMap<String, String> = HashMap::new();
-    for (_, row) in &rows {
-        for idx in st.cipher.phone_index_candidates(&row.phone) {
-            by_idx.insert(idx, row.phone.clone());
-        }
-    }
-    let all_idx: Vec<&String> = by_idx.keys().collect();
-    for (idx, id, unit) in store::ids_by_phone_index(&st.db, &all_idx).await? {
-        if let Some(phone) = by_idx.get(&idx) {
-            existing.insert(phone.clone(), (id, unit));
-        }
-    }
-    // A phone held by a member outside the caller's units must not tell the caller that this
-    // phone is a Party member's: the row only "needs an administrator", and the attempt is audited.
-    let mut needs_admin = Vec::new();
-    for (n, row) in &rows {
-        if let Some((id, unit)) = existing.get(&row.phone) {
-            if !scope.contains(*unit) {
-                needs_admin.push(*id);
-                errors.push(RowError {
-                    row: *n,
-                    field: "row",
-                    message: "this row needs an administrator".into(),
-                });
-            }
-        }
-    }
-    if !needs_admin.is_empty() {
-        let entry = session
-            .audit("member.import_refused", "member", "")
-            .details(json!({"reason": "out_of_scope_rows", "rows": needs_admin.len()}));
-        audit::record(st.db.pool(), &entry).await?;
-    }
-    if !errors.is_empty() {
-        errors.sort_by_key(|e| e.row);
-        return Ok(rows_invalid(errors));
-    }
-
-    let now = session.now;
-    let cipher = &st.cipher;
-    let mut tx = st.db.begin_write().await?;
-    let mut units_created = Vec::new();
-    for (name, id) in units.iter_mut() {
-        if id.is_none() {
-            let new_id = match org::find_by_name(&mut *tx, name).await? {
-                Some(u) => u.id,
-                None => org::create(&mut *tx, name, None, now).await?,
-            };
-            *id = Some(new_id);
-            units_created.push(UnitRef {
-                id: new_id,
-                name: name.clone(),
-            });
-            let entry = session
-                .audit("org_unit.create", "org_unit", new_id)
-                .details(json!({"after": {"name": name}, "via": "member.import"}));
-            audit::record(&mut *tx, &entry).await?;
-        }
-    }
-    let (mut created, mut updated) = (Vec::new(), Vec::new());
-    for (_, row) in &rows {
-        let unit = units[&row.org_unit].expect("resolved above");
-        let write = member_write(cipher, row, unit);
-        match existing.get(&row.phone) {
-            Some((id, _)) => {
-                store::update(&mut tx, cipher, *id, &write, now).await?;
-                updated.push(*id);
-            }
-            None => created.push(store::insert(&mut tx, cipher, &write, now).await?),
-        }
-    }
-    // Personal data is not repeated in the audit log: ids and counts only.
-    let entry = session.audit("member.import", "member", "").details(json!({
-        "format": if ctype.starts_with("text/csv") { "csv" } else { "json" },
-        "created": created,
-        "updated": updated,
-        "org_units_created": units_created,
-    }));
-    audit::record(&mut *tx, &entry).await?;
-    tx.commit().await?;
-    tracing::info!(
-        created = created.len(),
-        updated = updated.len(),
-        "members imported"
-    );
-    Ok((
-        StatusCode::OK,
-        AppJson(ImportOut {
-            created: created.len(),
-            updated: updated.len(),
-            total: rows.len(),
-            org_units_created: units_created,
-        }),
-    )
-        .into_response())
-}
-
-#[derive(Debug, Serialize)]
-struct ImportOut {
-    created: usize,
-    updated: usize,
-    total: usize,
-    org_units_created: Vec<UnitRef>,
 }

@@ -5,9 +5,11 @@
 
 pub mod admin;
 pub mod cli;
+pub mod console;
 pub mod letter;
 pub mod mp;
 pub mod org_admin;
+pub mod org_console;
 pub mod rules;
 pub mod service;
 pub mod store;
@@ -38,4 +40,32 @@ pub fn router() -> Router<AppState> {
         .route("/api/mp/me", get(mp::me))
         .route("/api/mp/subscriptions", post(mp::subscriptions))
         .route("/admin/members/transfers/{id}/letter", get(admin::letter))
+}
+
+/// The roster and org-tree console pages (`/admin/members...`, `/admin/org...`); startup wraps
+/// them in the console's layers.
+pub fn console_router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/members", get(console::list))
+        .route(
+            "/admin/members/import",
+            get(console::import_form).post(console::import),
+        )
+        .route("/admin/members/transfers", get(console::transfers))
+        .route(
+            "/admin/members/transfers/incoming",
+            get(console::incoming_form).post(console::incoming),
+        )
+        .route("/admin/members/transfers/{id}/close", post(console::close))
+        .route(
+            "/admin/members/{id}",
+            get(console::show).post(console::update),
+        )
+        .route("/admin/members/{id}/reveal", post(console::reveal))
+        .route("/admin/members/{id}/delete", post(console::remove))
+        .route("/admin/members/{id}/unbind", post(console::unbind))
+        .route("/admin/members/{id}/transfer", post(console::transfer))
+        .route("/admin/org", get(org_console::tree))
+        .route("/admin/org/new", post(org_console::create))
+        .route("/admin/org/{id}/{action}", post(org_console::act))
 }

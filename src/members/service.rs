@@ -10,7 +10,9 @@
 //! `no_account_openid`.
 
 use axum::http::StatusCode;
-use serde::Deserialize;
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{
@@ -25,7 +27,7 @@ use crate::{
         db::Tx,
         error::{AppError, AppResult},
         org::{self, OrgKind, OrgScope, OrgUnit},
-        pii::DataCipher,
+        pii::{self, DataCipher},
     },
 };
 
@@ -190,6 +192,128 @@ pub async fn member_in_scope(st: &AppState, scope: &OrgScope, id: i64) -> AppRes
         Some(m) if scope.contains(m.org_unit_id) => Ok(m),
         _ => Err(AppError::NotFound("member".into())),
     }
+}
+
+/// What the roster list shows: the filters of `GET /api/admin/members` and the console's list.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RosterQuery<'a> {
+    /// An org unit by name: that unit and everything under it.
+    pub org_unit: Option<&'a str>,
+    /// A phone (exact, by blind index) or part of a name.
+    pub q: Option<&'a str>,
+    /// `active` (default), `transferred_out`, `left` or `all`.
+    pub status: Option<&'a str>,
+    /// `full` or `probationary`; none: both.
+    pub party_status: Option<&'a str>,
+    pub page: i64,
+}
+
+fn blank(v: Option<&str>) -> Option<&str> {
+    v.map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// One page of the roster in the caller's scope, with the total. Even masked, a roster read is a
+/// read of personal data: who looked at whom is audited (`member.list`; the search text is not
+/// repeated: a phone number there would be personal data itself).
+pub async fn roster_page(
+    st: &AppState,
+    session: &AdminSession,
+    q: &RosterQuery<'_>,
+) -> AppResult<(Vec<MemberRow>, i64)> {
+    let status = match blank(q.status) {
+        None => Some(store::STATUS_ACTIVE),
+        Some("all") => None,
+        Some(s) => Some(
+            rules::MEMBER_STATUSES
+                .iter()
+                .copied()
+                .find(|x| *x == s)
+                .ok_or_else(|| {
+                    AppError::Validation(
+                        "status must be active, transferred_out, left or all".into(),
+                    )
+                })?,
+        ),
+    };
+    let party_status = match blank(q.party_status) {
+        None => None,
+        Some(p) => Some(
+            rules::PARTY_STATUSES
+                .iter()
+                .copied()
+                .find(|x| *x == p)
+                .ok_or_else(|| {
+                    AppError::Validation("party_status must be full or probationary".into())
+                })?,
+        ),
+    };
+    let scope = session.org_scope(&st.db).await?;
+    let unit_filter = match blank(q.org_unit) {
+        Some(name) => {
+            let unit = org::find_by_name(st.db.pool(), name)
+                .await?
+                .ok_or_else(|| AppError::NotFound("org unit".into()))?;
+            Some(OrgScope::Units(org::subtree_ids(&st.db, unit.id).await?))
+        }
+        None => None,
+    };
+    let text = blank(q.q);
+    let search = match text {
+        None => store::Search::None,
+        Some(t) if pii::normalize_phone(t).is_some() => {
+            store::Search::PhoneIndex(st.cipher.phone_index_candidates(t))
+        }
+        Some(t) => store::Search::Name(t),
+    };
+    let filter = store::ListFilter {
+        scope: &scope,
+        units: unit_filter.as_ref(),
+        search: &search,
+        status,
+        party_status,
+    };
+    let (rows, total) = store::list(&st.db, &filter, q.page).await?;
+    let searched_by = text.map(|t| {
+        if pii::normalize_phone(t).is_some() {
+            "phone"
+        } else {
+            "name"
+        }
+    });
+    let entry = session.audit("member.list", "member", "").details(json!({
+        "org_unit": blank(q.org_unit), "search": searched_by, "page": q.page, "status": status,
+        "party_status": party_status,
+        "member_ids": rows.iter().map(|m| m.id).collect::<Vec<_>>(),
+    }));
+    audit::record(st.db.pool(), &entry).await?;
+    Ok((rows, total))
+}
+
+/// Read member `id` (in the caller's scope, else 404) for showing it. `reveal` (phone, ID number
+/// and income in clear) needs `RevealPersonalData` and is written to the audit log
+/// (`member.reveal`, the fields named) before the data leaves; a masked read is `member.read`.
+pub async fn read(
+    st: &AppState,
+    session: &AdminSession,
+    id: i64,
+    reveal: bool,
+) -> AppResult<MemberRow> {
+    let scope = session.org_scope(&st.db).await?;
+    let m = member_in_scope(st, &scope, id).await?;
+    let entry = if reveal {
+        session.require(crate::auth::Permission::RevealPersonalData)?;
+        let fields: Vec<&str> = std::iter::once("phone")
+            .chain(m.id_number_enc.as_ref().map(|_| "id_number"))
+            .chain(m.monthly_income_enc.as_ref().map(|_| "monthly_income_fen"))
+            .collect();
+        session
+            .audit("member.reveal", "member", m.id)
+            .details(json!({"fields": fields}))
+    } else {
+        session.audit("member.read", "member", m.id)
+    };
+    audit::record(st.db.pool(), &entry).await?;
+    Ok(m)
 }
 
 fn double_option<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
@@ -1098,6 +1222,182 @@ pub async fn delete_unit(st: &AppState, session: &AdminSession, id: i64) -> AppR
     audit::record(&mut *tx, &entry).await?;
     tx.commit().await?;
     Ok(unit)
+}
+
+// ---------------------------------------------------------------- roster import
+
+/// An org unit as a member refers to it.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnitRef {
+    pub id: i64,
+    pub name: String,
+}
+
+/// How the rows of an import arrived (recorded in the audit entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportFormat {
+    Json,
+    Csv,
+}
+
+/// A committed import.
+#[derive(Debug, Serialize)]
+pub struct ImportDone {
+    pub created: usize,
+    pub updated: usize,
+    pub total: usize,
+    pub org_units_created: Vec<UnitRef>,
+}
+
+/// Import roster rows: all or none. Any invalid row (a field, a phone twice, an org unit outside
+/// the caller's scope or unknown to a secretary, a phone of a member outside the scope) → the row
+/// errors, sorted by row, and nothing is written. An existing phone updates that member; unknown
+/// org units are created (administrators only).
+pub async fn import(
+    st: &AppState,
+    session: &AdminSession,
+    raw: &[rules::RawRow],
+    format: ImportFormat,
+) -> AppResult<Result<ImportDone, Vec<RowError>>> {
+    if raw.is_empty() {
+        return Err(AppError::Validation("no members in the import".into()));
+    }
+    let mut errors = Vec::new();
+    let mut rows: Vec<(usize, ImportRow)> = Vec::new();
+    let mut seen_phones: HashMap<String, usize> = HashMap::new();
+    for (i, r) in raw.iter().enumerate() {
+        let n = i + 1;
+        if let Some(row) = rules::validate_row(n, r, &mut errors) {
+            if let Some(first) = seen_phones.insert(row.phone.clone(), n) {
+                errors.push(RowError {
+                    row: n,
+                    field: "phone",
+                    message: format!("same phone as row {first}"),
+                });
+                continue;
+            }
+            rows.push((n, row));
+        }
+    }
+
+    let scope = session.org_scope(&st.db).await?;
+    let may_create_units = session.role == crate::auth::Role::Admin;
+    let mut units: HashMap<String, Option<i64>> = HashMap::new();
+    for (n, row) in &rows {
+        if !units.contains_key(&row.org_unit) {
+            let found = org::find_by_name(st.db.pool(), &row.org_unit)
+                .await?
+                .map(|u| u.id);
+            units.insert(row.org_unit.clone(), found);
+        }
+        match units[&row.org_unit] {
+            Some(id) if !scope.contains(id) => errors.push(RowError {
+                row: *n,
+                field: "org_unit",
+                message: "org_unit is outside your org units".into(),
+            }),
+            None if !may_create_units => errors.push(RowError {
+                row: *n,
+                field: "org_unit",
+                message: "unknown org_unit (only administrators create them)".into(),
+            }),
+            _ => {}
+        }
+    }
+
+    // Existing members by blind index (any configured key), in chunks.
+    let mut existing: HashMap<String, (i64, i64)> = HashMap::new(); // phone -> (id, org_unit_id)
+    let mut by_idx: HashMap<String, String> = HashMap::new();
+    for (_, row) in &rows {
+        for idx in st.cipher.phone_index_candidates(&row.phone) {
+            by_idx.insert(idx, row.phone.clone());
+        }
+    }
+    let all_idx: Vec<&String> = by_idx.keys().collect();
+    for (idx, id, unit) in store::ids_by_phone_index(&st.db, &all_idx).await? {
+        if let Some(phone) = by_idx.get(&idx) {
+            existing.insert(phone.clone(), (id, unit));
+        }
+    }
+    // A phone held by a member outside the caller's units must not tell the caller that this
+    // phone is a Party member's: the row only "needs an administrator", and the attempt is audited.
+    let mut needs_admin = Vec::new();
+    for (n, row) in &rows {
+        if let Some((id, unit)) = existing.get(&row.phone) {
+            if !scope.contains(*unit) {
+                needs_admin.push(*id);
+                errors.push(RowError {
+                    row: *n,
+                    field: "row",
+                    message: "this row needs an administrator".into(),
+                });
+            }
+        }
+    }
+    if !needs_admin.is_empty() {
+        let entry = session
+            .audit("member.import_refused", "member", "")
+            .details(json!({"reason": "out_of_scope_rows", "rows": needs_admin.len()}));
+        audit::record(st.db.pool(), &entry).await?;
+    }
+    if !errors.is_empty() {
+        errors.sort_by_key(|e| e.row);
+        return Ok(Err(errors));
+    }
+
+    let now = session.now;
+    let cipher = &st.cipher;
+    let mut tx = st.db.begin_write().await?;
+    let mut units_created = Vec::new();
+    for (name, id) in units.iter_mut() {
+        if id.is_none() {
+            let new_id = match org::find_by_name(&mut *tx, name).await? {
+                Some(u) => u.id,
+                None => org::create(&mut *tx, name, None, now).await?,
+            };
+            *id = Some(new_id);
+            units_created.push(UnitRef {
+                id: new_id,
+                name: name.clone(),
+            });
+            let entry = session
+                .audit("org_unit.create", "org_unit", new_id)
+                .details(json!({"after": {"name": name}, "via": "member.import"}));
+            audit::record(&mut *tx, &entry).await?;
+        }
+    }
+    let (mut created, mut updated) = (Vec::new(), Vec::new());
+    for (_, row) in &rows {
+        let unit = units[&row.org_unit].expect("resolved above");
+        let write = member_write(cipher, row, unit);
+        match existing.get(&row.phone) {
+            Some((id, _)) => {
+                store::update(&mut tx, cipher, *id, &write, now).await?;
+                updated.push(*id);
+            }
+            None => created.push(store::insert(&mut tx, cipher, &write, now).await?),
+        }
+    }
+    // Personal data is not repeated in the audit log: ids and counts only.
+    let entry = session.audit("member.import", "member", "").details(json!({
+        "format": if format == ImportFormat::Csv { "csv" } else { "json" },
+        "created": created,
+        "updated": updated,
+        "org_units_created": units_created,
+    }));
+    audit::record(&mut *tx, &entry).await?;
+    tx.commit().await?;
+    tracing::info!(
+        created = created.len(),
+        updated = updated.len(),
+        "members imported"
+    );
+    Ok(Ok(ImportDone {
+        created: created.len(),
+        updated: updated.len(),
+        total: rows.len(),
+        org_units_created: units_created,
+    }))
 }
 
 /// The member write of a roster row in org unit `unit` (its phone's blind index computed; the

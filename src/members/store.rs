@@ -116,27 +116,35 @@ pub enum Search<'a> {
     Name(&'a str),
 }
 
-/// One page of members within `scope` (and `unit_filter`) whose status is `status` (None: any),
-/// by id; with the total count.
-pub async fn list(
-    db: &Db,
-    scope: &OrgScope,
-    unit_filter: Option<&OrgScope>,
-    search: &Search<'_>,
-    status: Option<&str>,
-    page: i64,
-) -> sqlx::Result<(Vec<MemberRow>, i64)> {
-    let mut cond = vec![scope.sql_condition("m.org_unit_id")];
-    if let Some(s) = status {
+/// Which members a roster page lists.
+pub struct ListFilter<'a> {
+    pub scope: &'a OrgScope,
+    /// A unit and its subtree (the list's org-unit filter).
+    pub units: Option<&'a OrgScope>,
+    pub search: &'a Search<'a>,
+    /// Roster status (None: any); one of `rules::MEMBER_STATUSES`.
+    pub status: Option<&'a str>,
+    /// One of `rules::PARTY_STATUSES` (None: any).
+    pub party_status: Option<&'a str>,
+}
+
+/// One page of the members `f` selects, by id; with the total count.
+pub async fn list(db: &Db, f: &ListFilter<'_>, page: i64) -> sqlx::Result<(Vec<MemberRow>, i64)> {
+    let mut cond = vec![f.scope.sql_condition("m.org_unit_id")];
+    if let Some(s) = f.status {
         // One of the fixed statuses (checked by the caller), never user text.
         debug_assert!(super::rules::MEMBER_STATUSES.contains(&s));
         cond.push(format!("m.status = '{s}'"));
     }
-    if let Some(f) = unit_filter {
-        cond.push(f.sql_condition("m.org_unit_id"));
+    if let Some(p) = f.party_status {
+        debug_assert!(super::rules::PARTY_STATUSES.contains(&p));
+        cond.push(format!("m.party_status = '{p}'"));
+    }
+    if let Some(u) = f.units {
+        cond.push(u.sql_condition("m.org_unit_id"));
     }
     let mut args: Vec<String> = Vec::new();
-    match search {
+    match f.search {
         Search::None => {}
         Search::PhoneIndex(idx) => {
             let mut ph = Vec::new();

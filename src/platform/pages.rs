@@ -142,6 +142,38 @@ const TEMPLATES: &[(&str, &str)] = &[
         "console/development/deadlines.html",
         include_str!("../../templates/console/development/deadlines.html"),
     ),
+    (
+        "console/members/list.html",
+        include_str!("../../templates/console/members/list.html"),
+    ),
+    (
+        "console/members/detail.html",
+        include_str!("../../templates/console/members/detail.html"),
+    ),
+    (
+        "console/members/import.html",
+        include_str!("../../templates/console/members/import.html"),
+    ),
+    (
+        "console/members/transfers.html",
+        include_str!("../../templates/console/members/transfers.html"),
+    ),
+    (
+        "console/members/incoming.html",
+        include_str!("../../templates/console/members/incoming.html"),
+    ),
+    (
+        "console/org/tree.html",
+        include_str!("../../templates/console/org/tree.html"),
+    ),
+    (
+        "console/audit/list.html",
+        include_str!("../../templates/console/audit/list.html"),
+    ),
+    (
+        "console/users/list.html",
+        include_str!("../../templates/console/users/list.html"),
+    ),
 ];
 
 fn env() -> &'static Environment<'static> {

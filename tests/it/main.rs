@@ -14,6 +14,7 @@ mod dues_console;
 mod hardening;
 mod helpers;
 mod members;
+mod members_console;
 mod mp;
 mod push;
 mod stats;
