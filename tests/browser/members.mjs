@@ -95,7 +95,10 @@ await Promise.all([page.waitForURL(/\/admin\/members\/\d+$/), page.click('#roste
 assert.equal(await page.textContent('#phone'), '135****3001');
 await check('member');
 await page.click('#reveal');
-await Promise.all([page.waitForLoadState('load'), page.click('#confirm-dialog button[value=ok]')]);
+await page.click('#confirm-dialog button[value=ok]');
+// The confirmed form posts and the revealed page replaces this one: wait for it, not for "load"
+// (which the current page has already reached).
+await page.waitForSelector('#revealed', { timeout: 15000 });
 assert.equal(await page.textContent('#phone'), '13587653001');
 assert.ok(await page.isVisible('#revealed'));
 await check('member-revealed');
