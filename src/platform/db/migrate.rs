@@ -67,6 +67,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(9, "0009_development"),
     migration!(10, "0010_identity"),
     migration!(11, "0011_hardening"),
+    migration!(12, "0012_notices"),
 ];
 
 /// An arbitrary constant: the PostgreSQL advisory-lock id for migrations.
