@@ -620,7 +620,7 @@ mod tests {
             data: [
                 (
                     "thing1".to_owned(),
-                    "学习贯彻党的二十届三中全会精神专题党课".to_owned(),
+                    "学习贯彻党的二十届三中全会精神专题党课通知全文".to_owned(),
                 ),
                 ("time2".to_owned(), shanghai_datetime(1_727_766_060_000)),
             ]
