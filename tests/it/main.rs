@@ -12,6 +12,7 @@ mod hardening;
 mod helpers;
 mod members;
 mod mp;
+mod notices;
 mod push;
 mod submissions;
 mod webhook;
