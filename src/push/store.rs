@@ -426,17 +426,23 @@ pub async fn claim(
     now: i64,
     lease_until: i64,
 ) -> sqlx::Result<Vec<Claimed>> {
-    let lock = match db.backend() {
-        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-        // The UPDATE holds SQLite's one write lock for its duration: no other claim interleaves.
-        Backend::Sqlite => "",
-    };
-    let sql = format!(
-        "UPDATE push_deliveries SET status = 'in_flight', worker_id = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3 \
-         WHERE status = 'pending' AND id IN (SELECT id FROM push_deliveries WHERE push_id = $4 AND status = 'pending' \
+    let due = "SELECT id FROM push_deliveries WHERE push_id = $4 AND status = 'pending' \
          AND openid IS NOT NULL AND next_attempt_at <= $3 AND EXISTS (SELECT 1 FROM pushes WHERE id = $4 AND status = 'running') \
-         ORDER BY id LIMIT $5{lock}) RETURNING id, openid, attempts"
-    );
+         ORDER BY id LIMIT $5";
+    let set = "SET status = 'in_flight', worker_id = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3";
+    let sql = match db.backend() {
+        // The batch is chosen once (a materialised CTE): a sub-select under `IN` may be rescanned
+        // during the UPDATE and, with SKIP LOCKED, hand out more than `n` rows.
+        Backend::Postgres => format!(
+            "WITH batch AS MATERIALIZED ({due} FOR UPDATE SKIP LOCKED) \
+             UPDATE push_deliveries {set} FROM batch WHERE push_deliveries.id = batch.id \
+             AND push_deliveries.status = 'pending' RETURNING push_deliveries.id, push_deliveries.openid, push_deliveries.attempts"
+        ),
+        // The UPDATE holds SQLite's one write lock for its duration: no other claim interleaves.
+        Backend::Sqlite => format!(
+            "UPDATE push_deliveries {set} WHERE status = 'pending' AND id IN ({due}) RETURNING id, openid, attempts"
+        ),
+    };
     let mut tx = db.begin_write().await?;
     let rows = sqlx::query(&sql)
         .bind(worker)

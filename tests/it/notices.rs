@@ -35,7 +35,13 @@ fn at(minutes: i64) -> String {
         .unwrap()
 }
 
+/// The app's settings for these tests, its clock set to T0 (each backend starts afresh).
 fn spawn(clock: &ManualClock, extra: &[(&'static str, &str)]) -> Spawn {
+    spawn_at(clock, t0(), extra)
+}
+
+fn spawn_at(clock: &ManualClock, start: OffsetDateTime, extra: &[(&'static str, &str)]) -> Spawn {
+    clock.set(start);
     let mut overrides: Vec<(&'static str, String)> = vec![
         ("rate_limit_mp_per_minute", "10000000".into()),
         ("push_rate_per_second", "0".into()),
@@ -381,6 +387,11 @@ async fn a_sender_killed_mid_notice_leaves_unknown_rows_that_are_never_resent() 
                 .await;
             assert_eq!(status, StatusCode::OK);
             deliver_notices(&app.state).await.unwrap();
+            // The background loop may hold them (SKIP LOCKED): wait for whoever took them.
+            app.eventually(
+                "SELECT CAST(CASE WHEN COUNT(*) = 3 THEN 1 ELSE 0 END AS BIGINT) FROM activity_notices WHERE status = 'queued'",
+            )
+            .await;
             let push_id = app.count("SELECT MAX(push_id) FROM activity_notices").await;
             // A sender marks two rows in flight and dies before it records anything.
             let now = app.state.clock.unix_ms();
@@ -485,8 +496,9 @@ async fn wait_pushes_done(app: &TestApp) {
 
 #[tokio::test]
 async fn dues_reminders_go_once_per_interval_and_never_to_paid_members() {
-    let clock = ManualClock::at(OffsetDateTime::now_utc());
-    each_backend!(spawn = spawn(&clock, &[]), |app| {
+    let start = OffsetDateTime::now_utc();
+    let clock = ManualClock::at(start);
+    each_backend!(spawn = spawn_at(&clock, start, &[]), |app| {
         let (codes, month) = dues_roster(&app, &clock).await;
         app.grant_mp(codes[0], DUES_TEMPLATE).await;
         let token = app.admin_token().await;
@@ -602,8 +614,9 @@ async fn automatic_dues_reminders_wait_one_interval_after_the_bill_and_then_go_o
 
 #[tokio::test]
 async fn a_consent_event_delivered_twice_adds_one_credit() {
-    let clock = ManualClock::at(OffsetDateTime::now_utc());
-    each_backend!(spawn = spawn(&clock, &[]), |app| {
+    let start = OffsetDateTime::now_utc();
+    let clock = ManualClock::at(start);
+    each_backend!(spawn = spawn_at(&clock, start, &[]), |app| {
         let event = |create_time: i64| {
             format!(
                 "<xml><ToUserName><![CDATA[{}]]></ToUserName><FromUserName><![CDATA[o_consent]]></FromUserName>\
