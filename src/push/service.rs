@@ -609,7 +609,7 @@ pub async fn create_notice_in(
             ids: take,
         };
         let push_id = store::insert_on(
-            &mut **tx,
+            tx,
             &store::NewPush {
                 channel,
                 audience: &audience,
