@@ -50,9 +50,16 @@
 //! read from the magic bytes; checked whole before anything is stored). The rhythm report counts meetings per audience org unit and quarter against the 三会一课 rules.
 //!
 //! **Telling members.** Cancellations, promotions and reminders are recorded once each in
-//! `activity_notices` (unique per member, activity, kind and sign-up), in the transaction that
-//! caused them. Delivering them over WeChat is left to the push machinery once it resolves each
-//! member's openid per channel (issue 10 §1); until then they stay `pending`.
+//! `activity_notices` (unique per member, activity, kind and sign-up), `pending`, in the
+//! transaction that caused them. The worker ([`worker::deliver_notices`]) hands them to the push
+//! machinery: per (activity, kind) one notice push for each channel used — the channels of
+//! `DANGJIAN_ACTIVITY_NOTICE_CHANNELS` in order (default: the mini-program's subscribe message
+//! when the member has consent left for the kind's template, else a customer-service message
+//! inside the 48-hour window; the rest are `skipped` with a reason such as `outside_48h` or
+//! `no_account_openid`), texts in Chinese (活动取消 / 候补转正 / 活动提醒 with title, time and
+//! place; [`rules::notice`]). In the same transaction each notice becomes `queued` with its
+//! `push_id` and `delivery_id`, so a crash or two replicas never send one twice nor lose one;
+//! the delivery row then says how it ended (sent, skipped and why, failed, unknown).
 //!
 //! **Who manages what.** Administrators every activity; a secretary creates activities for org
 //! units in their subtree and manages those whose audience lies entirely inside it. The console

@@ -572,6 +572,109 @@ pub fn photo_type(bytes: &[u8]) -> Result<&'static str, PhotoRefusal> {
     }
 }
 
+// ---------------------------------------------------------------- notices
+
+/// What an `activity_notices` row tells a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NoticeKind {
+    Cancelled,
+    Promoted,
+    Reminder,
+}
+
+impl NoticeKind {
+    pub fn parse(s: &str) -> Option<NoticeKind> {
+        match s {
+            "cancelled" => Some(NoticeKind::Cancelled),
+            "promoted" => Some(NoticeKind::Promoted),
+            "reminder" => Some(NoticeKind::Reminder),
+            _ => None,
+        }
+    }
+
+    /// `pushes.notice.kind`.
+    pub fn push_kind(self) -> &'static str {
+        match self {
+            NoticeKind::Cancelled => "activity_cancelled",
+            NoticeKind::Promoted => "activity_promoted",
+            NoticeKind::Reminder => "activity_reminder",
+        }
+    }
+}
+
+/// What a notice says about its activity.
+pub struct NoticeFacts<'a> {
+    pub activity_id: i64,
+    pub title: &'a str,
+    pub starts_at: i64,
+    pub location: &'a str,
+    pub cancel_reason: Option<&'a str>,
+}
+
+/// The mini-program page of an activity.
+pub fn activity_page(id: i64) -> String {
+    format!("pages/activity/index?id={id}")
+}
+
+/// The notice of `kind` (Chinese): a heading, a sentence for customer-service text, the
+/// mini-program page, and template data — `thing1` the title, `time2` the start, `thing3` the
+/// place, `thing4` what happened (free text is cut to WeChat's 20 characters when sent).
+pub fn notice(kind: NoticeKind, f: &NoticeFacts<'_>) -> crate::push::Notice {
+    let when = crate::push::templates::shanghai_datetime(f.starts_at);
+    let place = match f.location.trim() {
+        "" => "待定",
+        p => p,
+    };
+    let title = f.title.trim();
+    let (heading, text, what) = match kind {
+        NoticeKind::Cancelled => {
+            let reason = f
+                .cancel_reason
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(|r| format!("取消原因：{r}。"))
+                .unwrap_or_default();
+            (
+                "活动取消",
+                format!("您报名的活动「{title}」（{when}，{place}）已取消。{reason}"),
+                match f.cancel_reason.map(str::trim).filter(|r| !r.is_empty()) {
+                    Some(r) => format!("活动已取消：{r}"),
+                    None => "活动已取消".to_owned(),
+                },
+            )
+        }
+        NoticeKind::Promoted => (
+            "候补转正",
+            format!("您已由候补转为活动「{title}」的正式报名。时间：{when}，地点：{place}。"),
+            "您已由候补转为正式报名".to_owned(),
+        ),
+        NoticeKind::Reminder => (
+            "活动提醒",
+            match f.location.trim() {
+                "" => format!("您报名的活动「{title}」将于{when}开始，请准时参加。"),
+                p => format!("您报名的活动「{title}」将于{when}在{p}开始，请准时参加。"),
+            },
+            "活动即将开始，请准时参加".to_owned(),
+        ),
+    };
+    crate::push::Notice {
+        kind: kind.push_kind().to_owned(),
+        title: heading.to_owned(),
+        text,
+        url: None,
+        page: Some(activity_page(f.activity_id)),
+        data: [
+            ("thing1", title.to_owned()),
+            ("time2", when),
+            ("thing3", place.to_owned()),
+            ("thing4", what),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -854,6 +957,64 @@ mod tests {
                 "{:?}",
                 &bytes[..bytes.len().min(12)]
             );
+        }
+    }
+
+    #[test]
+    fn notices_say_what_happened_in_chinese() {
+        let facts = |reason| NoticeFacts {
+            activity_id: 7,
+            title: "主题党日",
+            starts_at: 1_727_766_060_000,
+            location: "",
+            cancel_reason: reason,
+        };
+        struct Case {
+            kind: NoticeKind,
+            reason: Option<&'static str>,
+            heading: &'static str,
+            text: &'static str,
+            what: &'static str,
+        }
+        for c in [
+            Case {
+                kind: NoticeKind::Cancelled,
+                reason: Some("天气原因"),
+                heading: "活动取消",
+                text: "您报名的活动「主题党日」（2024年10月1日 15:01，待定）已取消。取消原因：天气原因。",
+                what: "活动已取消：天气原因",
+            },
+            Case {
+                kind: NoticeKind::Cancelled,
+                reason: Some("  "),
+                heading: "活动取消",
+                text: "您报名的活动「主题党日」（2024年10月1日 15:01，待定）已取消。",
+                what: "活动已取消",
+            },
+            Case {
+                kind: NoticeKind::Promoted,
+                reason: None,
+                heading: "候补转正",
+                text: "您已由候补转为活动「主题党日」的正式报名。时间：2024年10月1日 15:01，地点：待定。",
+                what: "您已由候补转为正式报名",
+            },
+            Case {
+                kind: NoticeKind::Reminder,
+                reason: None,
+                heading: "活动提醒",
+                text: "您报名的活动「主题党日」将于2024年10月1日 15:01开始，请准时参加。",
+                what: "活动即将开始，请准时参加",
+            },
+        ] {
+            let n = notice(c.kind, &facts(c.reason));
+            assert_eq!(n.title, c.heading);
+            assert_eq!(n.text, c.text);
+            assert_eq!(n.data["thing4"], c.what);
+            assert_eq!(n.data["time2"], "2024年10月1日 15:01");
+            assert_eq!(n.data["thing3"], "待定");
+            assert_eq!(n.page.as_deref(), Some("pages/activity/index?id=7"));
+            assert_eq!(n.kind, c.kind.push_kind());
+            assert_eq!(NoticeKind::parse(&c.kind.push_kind()[9..]), Some(c.kind));
         }
     }
 }

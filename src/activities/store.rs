@@ -180,6 +180,17 @@ pub async fn get(db: &Db, id: i64) -> sqlx::Result<Option<ActivityRow>> {
         .map(activity))
 }
 
+/// [`get`] inside `tx` (no lock).
+pub async fn get_in(tx: &mut Tx, id: i64) -> sqlx::Result<Option<ActivityRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM activities WHERE id = $1");
+    Ok(sqlx::query(&sql)
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .as_ref()
+        .map(activity))
+}
+
 /// Read the activity inside `tx` and, on PostgreSQL, lock its row until the transaction ends:
 /// withdrawals, capacity changes and cancellation of one activity run one at a time, and after
 /// any sign-up in flight ([`sign_up_in`] takes the same row lock with its UPDATE). (SQLite:
@@ -905,14 +916,25 @@ pub struct NoticeRow {
     pub kind: String,
 }
 
-/// Pending notices, oldest first.
-pub async fn pending_notices(db: &Db, limit: i64) -> sqlx::Result<Vec<NoticeRow>> {
-    Ok(sqlx::query(
+/// Take up to `limit` pending notices, oldest first, for the rest of `tx`: on PostgreSQL their
+/// rows are locked (`FOR UPDATE SKIP LOCKED`: another replica takes the next ones); on SQLite
+/// `begin_write` already holds the one write lock. Each is then marked [`mark_queued`] or
+/// [`mark_skipped`] in the same transaction.
+pub async fn claim_pending_notices(
+    tx: &mut Tx,
+    backend: Backend,
+    limit: i64,
+) -> sqlx::Result<Vec<NoticeRow>> {
+    let lock = match backend {
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    Ok(sqlx::query(&format!(
         "SELECT id, activity_id, member_id, kind FROM activity_notices WHERE status = 'pending' \
-         ORDER BY id LIMIT $1",
-    )
+         ORDER BY id LIMIT $1{lock}"
+    ))
     .bind(limit)
-    .fetch_all(db.pool())
+    .fetch_all(&mut **tx)
     .await?
     .iter()
     .map(|r| NoticeRow {
@@ -924,22 +946,37 @@ pub async fn pending_notices(db: &Db, limit: i64) -> sqlx::Result<Vec<NoticeRow>
     .collect())
 }
 
-/// Settle a pending notice (state guard: one outcome each).
-pub async fn settle_notice(
-    db: &Db,
+/// A pending notice handed to a push: the delivery row that carries it (state guard: once).
+pub async fn mark_queued(
+    tx: &mut Tx,
     id: i64,
-    status: &str,
-    error: Option<&str>,
+    push_id: i64,
+    delivery_id: i64,
     now: i64,
 ) -> sqlx::Result<bool> {
     Ok(sqlx::query(
-        "UPDATE activity_notices SET status = $1, error = $2, sent_at = $3 WHERE id = $4 AND status = 'pending'",
+        "UPDATE activity_notices SET status = 'queued', push_id = $1, delivery_id = $2, sent_at = $3 \
+         WHERE id = $4 AND status = 'pending'",
     )
-    .bind(status)
-    .bind(error)
+    .bind(push_id)
+    .bind(delivery_id)
     .bind(now)
     .bind(id)
-    .execute(db.pool())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// A pending notice that no push can carry (no channel configured, the activity gone).
+pub async fn mark_skipped(tx: &mut Tx, id: i64, reason: &str, now: i64) -> sqlx::Result<bool> {
+    Ok(sqlx::query(
+        "UPDATE activity_notices SET status = 'skipped', error = $1, sent_at = $2 WHERE id = $3 AND status = 'pending'",
+    )
+    .bind(reason)
+    .bind(now)
+    .bind(id)
+    .execute(&mut **tx)
     .await?
     .rows_affected()
         == 1)

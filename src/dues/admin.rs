@@ -38,6 +38,7 @@ pub fn routes(r: AdminRoutes) -> AdminRoutes {
         .post("/api/admin/dues/bills/{id}/adjust", p, adjust)
         .get("/api/admin/dues/months", p, months)
         .post("/api/admin/dues/months/{month}/settle", p, settle)
+        .post("/api/admin/dues/months/{month}/remind", p, remind)
         .put("/api/admin/dues/members/{id}/profile", p, set_profile)
         .get("/api/admin/dues/reconciliation", p, reconciliation)
         .get("/api/admin/dues/collection", p, collection)
@@ -228,6 +229,17 @@ async fn settle(
     Ok(AppJson(month_out(
         service::settle(&st, &session, &month).await?,
     )))
+}
+
+/// `POST /api/admin/dues/months/{month}/remind`: remind now the members of an open month with an
+/// unpaid bill in the caller's scope (not those reminded within the interval) → `{"month",
+/// "queued","push_ids"}`; audited.
+async fn remind(
+    State(st): State<AppState>,
+    session: AdminSession,
+    Path(month): Path<String>,
+) -> AppResult<AppJson<service::RemindOut>> {
+    Ok(AppJson(service::remind(&st, &session, &month).await?))
 }
 
 #[derive(Debug, Deserialize)]

@@ -1757,3 +1757,222 @@ pub async fn dues_profile(
         base,
     })
 }
+
+// ---------------------------------------------------------------- reminders
+
+/// Reminders queued in one transaction at most (a notice push takes 10,000 members).
+const REMINDER_BATCH: i64 = 5_000;
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+/// The reminder of an unpaid bill of `month` (Chinese), the same for every member of the month:
+/// template data `thing1` the month's dues, `thing2` what to do; the mini-program's dues page.
+pub fn reminder_notice(month: Month) -> crate::push::Notice {
+    let label = format!("{}年{}月党费", month.year(), month.month());
+    crate::push::Notice {
+        kind: "dues_reminder".into(),
+        title: "党费缴纳提醒".into(),
+        text: format!("您的{label}尚未缴纳，请在小程序“党费”页面缴纳。"),
+        url: None,
+        page: Some("pages/dues/index".into()),
+        data: [
+            ("thing1".to_owned(), label),
+            ("thing2".to_owned(), "请在小程序中缴纳党费".to_owned()),
+        ]
+        .into_iter()
+        .collect(),
+    }
+}
+
+/// `POST /api/admin/dues/months/{month}/remind`.
+#[derive(Debug, Serialize)]
+pub struct RemindOut {
+    pub month: String,
+    /// Bills whose member was sent a reminder now (each one delivery row of `push_ids`; the
+    /// push report says which were sent or skipped and why).
+    pub queued: usize,
+    pub push_ids: Vec<i64>,
+}
+
+/// The channels of `dues_reminder_channels` this account can use with the configured template.
+fn reminder_channels(st: &AppState) -> (Vec<crate::push::Channel>, Option<&str>) {
+    let s = &st.settings;
+    let template_id = Some(s.dues_reminder_template_id.trim()).filter(|t| !t.is_empty());
+    let order = crate::push::Channel::parse_list(&s.dues_reminder_channels);
+    (
+        crate::push::service::usable_channels(s, &order, template_id),
+        template_id,
+    )
+}
+
+/// Claim the due reminders of `claim` and queue them as notice pushes, in `tx`: each claimed
+/// bill's `reminded_at` and its `dues_reminders` row are written with the delivery rows, so a
+/// crash leaves either nothing or all of it, and no bill is reminded twice inside the interval.
+async fn queue_reminders(
+    st: &AppState,
+    tx: &mut Tx,
+    claim: &store::ReminderClaim<'_>,
+    created_by: &str,
+) -> AppResult<(usize, Vec<i64>)> {
+    let (channels, template_id) = reminder_channels(st);
+    if channels.is_empty() {
+        return Err(AppError::rejected(
+            StatusCode::CONFLICT,
+            "no_reminder_channel",
+            "no channel can carry dues reminders: set DANGJIAN_DUES_REMINDER_TEMPLATE_ID or add custom to DANGJIAN_DUES_REMINDER_CHANNELS",
+        ));
+    }
+    let now = st.clock.unix_ms();
+    let claimed = store::claim_reminders(&mut **tx, st.db.backend(), claim, now).await?;
+    let mut by_month: std::collections::BTreeMap<&str, Vec<&store::Reminded>> =
+        std::collections::BTreeMap::new();
+    for r in &claimed {
+        by_month.entry(r.month.as_str()).or_default().push(r);
+    }
+    let mut push_ids = Vec::new();
+    for (month, bills) in by_month {
+        let notice = reminder_notice(parse_month(month)?);
+        let members: Vec<i64> = bills.iter().map(|b| b.member_id).collect();
+        let deliveries = crate::push::service::create_notice_in(
+            st,
+            tx,
+            &crate::push::service::NoticeRequest {
+                member_ids: &members,
+                channels: &channels,
+                template_id,
+                notice: &notice,
+                created_by,
+            },
+        )
+        .await?;
+        let by_member: HashMap<i64, (i64, i64)> = deliveries
+            .iter()
+            .map(|d| (d.member_id, (d.push_id, d.delivery_id)))
+            .collect();
+        for b in bills {
+            let Some(&(push_id, delivery_id)) = by_member.get(&b.member_id) else {
+                continue;
+            };
+            store::insert_reminder(
+                &mut **tx,
+                &store::NewReminder {
+                    bill_id: b.bill_id,
+                    member_id: b.member_id,
+                    month,
+                    push_id,
+                    delivery_id: Some(delivery_id),
+                },
+                created_by,
+                now,
+            )
+            .await?;
+        }
+        let mut ids: Vec<i64> = deliveries.iter().map(|d| d.push_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        push_ids.extend(ids);
+    }
+    Ok((claimed.len(), push_ids))
+}
+
+/// Remind now the members of `month` (open) with an unpaid bill in the caller's scope, except
+/// bills reminded within `dues_reminder_interval_days`; audited `dues_month.remind`.
+pub async fn remind(st: &AppState, session: &AdminSession, month: &str) -> AppResult<RemindOut> {
+    let month = parse_month(month)?.to_string();
+    let Some(row) = store::month_get(st.db.pool(), &month).await? else {
+        return Err(AppError::NotFound("dues month".into()));
+    };
+    if row.status != "open" {
+        return Err(AppError::rejected(
+            StatusCode::CONFLICT,
+            "month_settled",
+            "the month is settled: its members are not reminded",
+        ));
+    }
+    let scope = session.org_scope(&st.db).await?;
+    let now = st.clock.unix_ms();
+    let interval = st.settings.dues_reminder_interval_days as i64 * DAY_MS;
+    let mut tx = st.db.begin_write().await?;
+    let (queued, push_ids) = queue_reminders(
+        st,
+        &mut tx,
+        &store::ReminderClaim {
+            month: Some(&month),
+            scope: &scope,
+            cutoff: now - interval,
+            wait_after_creation: false,
+            limit: REMINDER_BATCH,
+        },
+        &session.username,
+    )
+    .await?;
+    audit::record(
+        &mut *tx,
+        &session
+            .audit("dues_month.remind", "dues_month", &month)
+            .details(json!({"after": {"queued": queued, "push_ids": push_ids}})),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(RemindOut {
+        month,
+        queued,
+        push_ids,
+    })
+}
+
+/// The automatic round (`dues_reminder_auto`): every unpaid bill of an open month one interval
+/// after it was made or last reminded. The number of bills reminded.
+pub async fn remind_due(st: &AppState) -> AppResult<usize> {
+    let interval = st.settings.dues_reminder_interval_days as i64 * DAY_MS;
+    let mut total = 0;
+    loop {
+        let now = st.clock.unix_ms();
+        let mut tx = st.db.begin_write().await?;
+        let (n, _) = queue_reminders(
+            st,
+            &mut tx,
+            &store::ReminderClaim {
+                month: None,
+                scope: &OrgScope::All,
+                cutoff: now - interval,
+                wait_after_creation: true,
+                limit: REMINDER_BATCH,
+            },
+            crate::push::service::CREATED_BY_DUES,
+        )
+        .await?;
+        tx.commit().await?;
+        total += n;
+        if (n as i64) < REMINDER_BATCH || st.shutdown.is_cancelled() {
+            return Ok(total);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reminder_names_the_month_and_renders_on_every_channel() {
+        let n = reminder_notice(Month::new(2026, 11).unwrap());
+        assert_eq!(n.title, "党费缴纳提醒");
+        assert_eq!(
+            n.text,
+            "您的2026年11月党费尚未缴纳，请在小程序“党费”页面缴纳。"
+        );
+        assert_eq!(n.data["thing1"], "2026年11月党费");
+        use crate::push::{templates::render_notice, Channel};
+        for c in [
+            Channel::Template,
+            Channel::Subscribe,
+            Channel::SubscribeOa,
+            Channel::Custom,
+        ] {
+            assert!(
+                render_notice(c, &n, "o1", Some("tpl"), "wxmp").is_ok(),
+                "{c:?}"
+            );
+        }
+    }
+}

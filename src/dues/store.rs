@@ -1356,3 +1356,110 @@ where
     .await
     .map(|_| ())
 }
+
+// ---------------------------------------------------------------- reminders
+
+/// A bill whose reminder was just claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reminded {
+    pub bill_id: i64,
+    pub member_id: i64,
+    pub month: String,
+}
+
+/// Which bills a reminder round takes.
+pub struct ReminderClaim<'a> {
+    /// One month, or every open month.
+    pub month: Option<&'a str>,
+    pub scope: &'a OrgScope,
+    /// Bills last reminded at or before this (now − the interval) are due again.
+    pub cutoff: i64,
+    /// Automatic rounds: a bill never reminded is due one interval after it was made (on
+    /// request it is due at once).
+    pub wait_after_creation: bool,
+    pub limit: i64,
+}
+
+/// Claim the due reminders: unpaid bills (`unpaid` or `paying`, amount > 0) of open months, in
+/// scope, not reminded since `cutoff`; their `reminded_at` becomes `now` in the caller's
+/// transaction (with the reminder rows it records), so two replicas or two requests never both
+/// take a bill: the outer UPDATE repeats the guard (PostgreSQL re-checks it on the locked row;
+/// `SKIP LOCKED` passes over rows another round holds).
+pub async fn claim_reminders<'c, E>(
+    exec: E,
+    backend: Backend,
+    c: &ReminderClaim<'_>,
+    now: i64,
+) -> sqlx::Result<Vec<Reminded>>
+where
+    E: Executor<'c, Database = Any>,
+{
+    let lock = match backend {
+        Backend::Postgres => " FOR UPDATE OF b SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    let never = if c.wait_after_creation {
+        "b.reminded_at IS NULL AND b.created_at <= $2"
+    } else {
+        "b.reminded_at IS NULL"
+    };
+    let sql = format!(
+        "UPDATE dues_bills SET reminded_at = $1 WHERE id IN (\
+           SELECT b.id FROM dues_bills b JOIN dues_months mo ON mo.month = b.month \
+           WHERE mo.status = 'open' AND b.status IN ('unpaid', 'paying') AND b.amount_fen > 0 \
+           AND (({never}) OR b.reminded_at <= $2) AND ($4 = '' OR b.month = $4) AND {} ORDER BY b.id LIMIT $3{lock}) \
+         AND status IN ('unpaid', 'paying') AND (reminded_at IS NULL OR reminded_at <= $2) \
+         RETURNING id, member_id, month",
+        c.scope.sql_condition("b.org_unit_id")
+    );
+    let mut rows: Vec<Reminded> = sqlx::query(&sql)
+        .bind(now)
+        .bind(c.cutoff)
+        .bind(c.limit)
+        .bind(c.month.unwrap_or(""))
+        .fetch_all(exec)
+        .await?
+        .iter()
+        .map(|r| Reminded {
+            bill_id: r.get(0),
+            member_id: r.get(1),
+            month: r.get(2),
+        })
+        .collect();
+    rows.sort_by_key(|r| r.bill_id);
+    Ok(rows)
+}
+
+/// One reminder queued: the bill and the push delivery row that carries it.
+pub struct NewReminder<'a> {
+    pub bill_id: i64,
+    pub member_id: i64,
+    pub month: &'a str,
+    pub push_id: i64,
+    pub delivery_id: Option<i64>,
+}
+
+pub async fn insert_reminder<'c, E>(
+    exec: E,
+    r: &NewReminder<'_>,
+    created_by: &str,
+    now: i64,
+) -> sqlx::Result<()>
+where
+    E: Executor<'c, Database = Any>,
+{
+    sqlx::query(
+        "INSERT INTO dues_reminders (bill_id, member_id, month, push_id, delivery_id, created_by, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(r.bill_id)
+    .bind(r.member_id)
+    .bind(r.month)
+    .bind(r.push_id)
+    .bind(r.delivery_id)
+    .bind(created_by)
+    .bind(now)
+    .execute(exec)
+    .await?;
+    Ok(())
+}

@@ -1,4 +1,6 @@
-//! Background work for dues: orders whose notification may never come are queried at WeChat Pay
+//! Background work for dues: unpaid-member reminders ([`service::remind_due`], once per
+//! `dues_reminder_interval_days` per bill, claimed in the transaction that queues the notice
+//! push, so replicas and crashes never remind twice), orders whose notification may never come are queried at WeChat Pay
 //! (a paid one is credited through the same idempotent path as notifications), expired unpaid
 //! orders are closed (`ORDER_PAID` on close → query and credit), and in certificate mode the
 //! platform certificates are refreshed.
@@ -17,8 +19,12 @@ use crate::app::AppState;
 /// Orders one replica checks per round.
 const BATCH: i64 = 20;
 
-/// Start the dues workers (nothing when online payment is off).
+/// Start the dues workers: reminders (when `dues_reminder_auto`), and the order checks and
+/// certificate refresh (only when online payment is on).
 pub fn spawn(state: &AppState, workers: &TaskTracker) {
+    if state.settings.dues_reminder_auto {
+        workers.spawn(reminder_loop(state.clone()));
+    }
     let Some(pay) = &state.pay else {
         return;
     };
@@ -43,6 +49,21 @@ async fn order_check_loop(st: AppState) {
         }
         if let Err(e) = check_round(&st, &owner).await {
             tracing::warn!(error = %e, "dues order checks failed; retrying next round");
+        }
+    }
+}
+
+async fn reminder_loop(st: AppState) {
+    let poll = Duration::from_millis(st.settings.notice_poll_ms.max(10));
+    loop {
+        match service::remind_due(&st).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(bills = n, "dues reminders queued"),
+            Err(e) => tracing::warn!(error = %e, "dues reminders failed; retrying next round"),
+        }
+        tokio::select! {
+            _ = st.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(poll) => {}
         }
     }
 }

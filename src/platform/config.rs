@@ -14,11 +14,15 @@ const DEFAULTS: &str = include_str!("../../config/default.toml");
 
 /// Settings that are identifiers made of digits as often as not (a merchant id, a key, a
 /// serial): read from the environment as the exact text, never as numbers.
-const VERBATIM_KEYS: [&str; 4] = [
+const VERBATIM_KEYS: [&str; 8] = [
     "pay_mch_id",
     "pay_api_v3_key",
     "pay_cert_serial",
     "pay_platform_public_key_id",
+    "activity_cancelled_template_id",
+    "activity_promoted_template_id",
+    "activity_reminder_template_id",
+    "dues_reminder_template_id",
 ];
 
 /// Demo credentials that ship in `default.toml`; refused in production.
@@ -172,6 +176,57 @@ pub struct Settings {
     pub dues_requery_after_secs: u64,
     /// How often the dues worker looks for orders to query or close.
     pub dues_poll_ms: u64,
+
+    /// Activity notices (cancellation, waitlist promotion, reminder): channels tried in order per
+    /// member, comma-separated (`template`, `custom`, `subscribe`, `subscribe_oa`; at most one of
+    /// those that name a template). Template ids of the three kinds, for that channel; a kind
+    /// without one skips the templated channel.
+    pub activity_notice_channels: String,
+    pub activity_cancelled_template_id: String,
+    pub activity_promoted_template_id: String,
+    pub activity_reminder_template_id: String,
+    /// Dues reminders to members with an unpaid bill of an open month: channels in order and the
+    /// template id, as for activity notices.
+    pub dues_reminder_channels: String,
+    pub dues_reminder_template_id: String,
+    /// A bill is reminded at most once per this many days (automatic or on request).
+    pub dues_reminder_interval_days: u64,
+    /// Remind automatically (each bill one interval after it was made or last reminded).
+    pub dues_reminder_auto: bool,
+    /// How often pending activity notices and due dues reminders are handed to pushes.
+    pub notice_poll_ms: u64,
+}
+
+/// The channels a notice may name in a channel-order setting.
+const NOTICE_CHANNELS: [&str; 4] = ["template", "custom", "subscribe", "subscribe_oa"];
+
+/// Check a comma-separated channel order (`activity_notice_channels`, `dues_reminder_channels`).
+fn notice_channels(var: &str, list: &str) -> Result<(), ConfigError> {
+    let names: Vec<&str> = list.split(',').map(str::trim).collect();
+    if names.iter().all(|n| n.is_empty()) {
+        return Err(invalid(
+            var,
+            "name at least one channel, e.g. \"subscribe,custom\"",
+        ));
+    }
+    for (i, n) in names.iter().enumerate() {
+        if !NOTICE_CHANNELS.contains(n) {
+            return Err(invalid(
+                var,
+                format!("{n:?} is not one of template, custom, subscribe, subscribe_oa"),
+            ));
+        }
+        if names[..i].contains(n) {
+            return Err(invalid(var, format!("{n:?} is named twice")));
+        }
+    }
+    if names.iter().filter(|n| **n != "custom").count() > 1 {
+        return Err(invalid(
+            var,
+            "at most one of template, subscribe, subscribe_oa (the template id belongs to one app)",
+        ));
+    }
+    Ok(())
 }
 
 /// How WeChat Pay is set up (see [`Settings::pay_mch_id`]).
@@ -326,6 +381,17 @@ impl Settings {
             return Err(invalid("mp_session_ttl_secs", "must be at least 1 second"));
         }
         self.validate_pay()?;
+        notice_channels("activity_notice_channels", &self.activity_notice_channels)?;
+        notice_channels("dues_reminder_channels", &self.dues_reminder_channels)?;
+        if self.dues_reminder_interval_days == 0 {
+            return Err(invalid(
+                "dues_reminder_interval_days",
+                "must be at least 1 (day)",
+            ));
+        }
+        if self.notice_poll_ms == 0 {
+            return Err(invalid("notice_poll_ms", "must be at least 1"));
+        }
         if self.env == Environment::Production {
             let demo = |v: &str| DEMO_MARKERS.iter().any(|m| v.contains(m));
             let checks: [(&str, &str); 6] = [
@@ -600,6 +666,38 @@ mod tests {
             );
         }
         assert!(Settings::with_overrides([("audit_retention_days", "30".into())]).is_ok());
+    }
+
+    #[test]
+    fn notice_channel_orders_are_checked_by_name() {
+        for (list, ok) in [
+            ("subscribe,custom", true),
+            ("custom", true),
+            ("template, custom", true),
+            ("subscribe,template", false),
+            ("custom,custom", false),
+            ("mass", false),
+            ("", false),
+        ] {
+            let r = Settings::with_overrides([("dues_reminder_channels", list.into())]);
+            match r {
+                Ok(_) => assert!(ok, "{list:?} accepted"),
+                Err(e) => {
+                    assert!(!ok, "{list:?} refused: {e}");
+                    assert!(
+                        e.to_string().contains("DANGJIAN_DUES_REMINDER_CHANNELS"),
+                        "{e}"
+                    );
+                }
+            }
+        }
+        let err =
+            Settings::with_overrides([("dues_reminder_interval_days", "0".into())]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("DANGJIAN_DUES_REMINDER_INTERVAL_DAYS"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -72,6 +72,34 @@ pub fn materialise_sql(m: &Materialise<'_>) -> Sql {
     let mut sql = Sql::default();
     let push = sql.bind(Bind::I64(m.push_id));
     let now = sql.bind(Bind::I64(m.now_ms));
+    let with = audience_cte(&mut sql, m);
+    // A row without an openid can only be skipped (its reason says which openid is missing).
+    sql.text = format!(
+        "{with} \
+         INSERT INTO push_deliveries (push_id, openid, member_id, status, error_code, attempts, next_attempt_at, updated_at) \
+         SELECT {push}, openid, member_id, CASE WHEN reason IS NULL AND openid IS NOT NULL THEN 'pending' ELSE 'skipped' END, \
+         CASE WHEN reason IS NULL AND openid IS NULL THEN 'no_openid' ELSE reason END, 0, 0, {now} \
+         FROM audience WHERE openid IS NOT NULL OR member_id IS NOT NULL \
+         ON CONFLICT (push_id, openid) DO NOTHING"
+    );
+    sql
+}
+
+/// The members of a member audience (`Members` / `OrgUnit`) that the channel reaches now: the rows
+/// [`materialise_sql`] would make `pending`, by the same rules. A notice uses it to choose each
+/// member's channel before it makes the push.
+pub fn reachable_sql(m: &Materialise<'_>) -> Sql {
+    let mut sql = Sql::default();
+    let with = audience_cte(&mut sql, m);
+    sql.text = format!(
+        "{with} SELECT DISTINCT member_id FROM audience WHERE reason IS NULL AND openid IS NOT NULL AND member_id IS NOT NULL"
+    );
+    sql
+}
+
+/// `WITH [RECURSIVE] ..., audience(openid, member_id, reason) AS (...)`: every recipient with the
+/// reason it is skipped (NULL = send).
+fn audience_cte(sql: &mut Sql, m: &Materialise<'_>) -> String {
     // The follower-side reason a row is skipped (NULL = send).
     let follower_reason = match m.channel {
         Channel::Custom => {
@@ -122,8 +150,8 @@ pub fn materialise_sql(m: &Materialise<'_>) -> Sql {
             "SELECT CAST(NULL AS TEXT) AS openid, {no_member} AS member_id, CAST(NULL AS TEXT) AS reason WHERE 1 = 0"
         ),
         (Channel::Subscribe, _) => {
-            let join = consent_join(&mut sql, "m.openid");
-            let filter = member_filter(&mut sql, &mut ctes);
+            let join = consent_join(&mut *sql, "m.openid");
+            let filter = member_filter(&mut *sql, &mut ctes);
             format!(
                 "SELECT m.openid AS openid, m.id AS member_id, CASE {inactive} WHEN m.openid IS NULL THEN 'no_mp_openid' \
                  WHEN g.openid IS NULL THEN 'no_consent' ELSE NULL END AS reason \
@@ -132,14 +160,14 @@ pub fn materialise_sql(m: &Materialise<'_>) -> Sql {
         }
         // The account's subscribe notices to everyone: followers with consent.
         (Channel::SubscribeOa, AudienceKind::All) => {
-            let join = consent_join(&mut sql, "f.openid").replacen("LEFT JOIN", "JOIN", 1);
+            let join = consent_join(&mut *sql, "f.openid").replacen("LEFT JOIN", "JOIN", 1);
             format!(
                 "SELECT f.openid AS openid, {no_member} AS member_id, CAST(NULL AS TEXT) AS reason \
                  FROM followers f {join} WHERE f.status = 'subscribed'"
             )
         }
         (Channel::SubscribeOa, AudienceKind::Tag) => {
-            let join = consent_join(&mut sql, "f.openid");
+            let join = consent_join(&mut *sql, "f.openid");
             let list = sql.list(m.ids);
             format!(
                 "SELECT DISTINCT f.openid AS openid, {no_member} AS member_id, \
@@ -161,13 +189,13 @@ pub fn materialise_sql(m: &Materialise<'_>) -> Sql {
         (channel, AudienceKind::OrgUnit | AudienceKind::Members) => {
             let (join, consent) = if channel == Channel::SubscribeOa {
                 (
-                    consent_join(&mut sql, "m.oa_openid"),
+                    consent_join(&mut *sql, "m.oa_openid"),
                     "WHEN g.openid IS NULL THEN 'no_consent'",
                 )
             } else {
                 (String::new(), "")
             };
-            let filter = member_filter(&mut sql, &mut ctes);
+            let filter = member_filter(&mut *sql, &mut ctes);
             format!(
                 "SELECT m.oa_openid AS openid, m.id AS member_id, CASE {inactive} \
                  WHEN m.oa_openid IS NULL THEN 'no_account_openid' \
@@ -183,17 +211,7 @@ pub fn materialise_sql(m: &Materialise<'_>) -> Sql {
     } else {
         ""
     };
-    // A row without an openid can only be skipped (its reason says which openid is missing).
-    sql.text = format!(
-        "WITH {recursive}{} \
-         INSERT INTO push_deliveries (push_id, openid, member_id, status, error_code, attempts, next_attempt_at, updated_at) \
-         SELECT {push}, openid, member_id, CASE WHEN reason IS NULL AND openid IS NOT NULL THEN 'pending' ELSE 'skipped' END, \
-         CASE WHEN reason IS NULL AND openid IS NULL THEN 'no_openid' ELSE reason END, 0, 0, {now} \
-         FROM audience WHERE openid IS NOT NULL OR member_id IS NOT NULL \
-         ON CONFLICT (push_id, openid) DO NOTHING",
-        ctes.join(", ")
-    );
-    sql
+    format!("WITH {recursive}{}", ctes.join(", "))
 }
 
 #[cfg(test)]

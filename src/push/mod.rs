@@ -1,4 +1,7 @@
-//! Pushes: an editor's articles sent to an audience over one channel, now or at a time.
+//! Pushes: an editor's articles sent to an audience over one channel, now or at a time — or a
+//! [`Notice`] (a title, a short text, links, template data) that another feature sends to a list of
+//! members through [`service::create_notice`] (activity cancellations, promotions and reminders,
+//! dues reminders).
 //!
 //! A push (`pushes` row) moves through
 //!
@@ -25,6 +28,17 @@
 //! can only leave rows whose outcome is unknown; those become `unknown` and are reported, never sent
 //! again automatically. Mass sends (群发) are one API call per push, not rows: the push records the
 //! call's state (`mass_state`) and WeChat's `msg_id`, and MASSSENDJOBFINISH fills in the counts.
+//!
+//! **Notices.** A notice push is an ordinary row-by-row push (template, custom, subscribe or
+//! subscribe_oa) whose content is `pushes.notice` instead of articles, to the members listed. A
+//! caller names the channels in order of preference; each member goes to the first channel that
+//! reaches them *now* (an openid of that channel's app, following, consent left for the template,
+//! inside the 48-hour window), found with the same SQL that materialises an audience, and the
+//! members no channel reaches go to the last one, where they are `skipped` with that channel's
+//! reason. Per-member choice is one push per channel used, all created and started (delivery rows
+//! materialised) in the caller's transaction: the caller records which delivery row each of its
+//! notices went into in the same commit, so a notice is handed over exactly once and every
+//! guarantee of delivery rows (leases, `unknown` never resent, consent spent) applies to it.
 
 pub mod admin;
 pub mod audience_store;
@@ -100,12 +114,32 @@ impl Channel {
         Channel::ALL.into_iter().find(|c| c.as_str() == s)
     }
 
+    /// A comma-separated order of channels (a setting such as `subscribe,custom`); unknown names
+    /// are left out (the settings were validated at start-up).
+    pub fn parse_list(s: &str) -> Vec<Channel> {
+        let mut out = Vec::new();
+        for c in s.split(',').filter_map(|c| Channel::parse(c.trim())) {
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
+        out
+    }
+
     /// The app whose API, token and openids this channel uses.
     pub fn app(self) -> App {
         match self {
             Channel::Subscribe => App::Mp,
             _ => App::Oa,
         }
+    }
+
+    /// Whether a send names a template (template messages and both subscribe channels).
+    pub fn needs_template(self) -> bool {
+        matches!(
+            self,
+            Channel::Template | Channel::Subscribe | Channel::SubscribeOa
+        )
     }
 
     /// Whether a send spends a one-time consent (订阅消息 / 订阅通知).
@@ -129,6 +163,30 @@ impl Channel {
             (c, _) => Channel::parse(c).filter(|c| *c != Channel::SubscribeOa),
         }
     }
+}
+
+/// What a notice push says (stored as JSON in `pushes.notice`, rendered by
+/// [`templates::render_notice`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    /// What it is about (`activity_cancelled`, `activity_promoted`, `activity_reminder`,
+    /// `dues_reminder`, ...), for the push list and the logs.
+    pub kind: String,
+    /// A short heading (`活动取消`); customer-service messages start with it.
+    pub title: String,
+    /// The message of a customer-service text (a sentence or two).
+    pub text: String,
+    /// A web page (template messages, the account's subscribe notices, customer-service text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// A mini-program page with its query (`pages/activity/index?id=7`): subscribe messages, and
+    /// the mini-program link of template messages and the account's subscribe notices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<String>,
+    /// Keyword → value of template and subscribe messages (`thing1`, `time2`, ...), checked
+    /// against WeChat's value limits.
+    #[serde(default)]
+    pub data: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -1,7 +1,8 @@
 //! WeChat's delivery reports and consent events, from the webhook:
 //! TEMPLATESENDJOBFINISH (by `msgid` → delivery row), MASSSENDJOBFINISH (by `msg_id` → push),
 //! subscribe_msg_popup_event / subscribe_msg_change_event (→ `subscribe_grants` of the official
-//! account: these events are the account's 订阅通知 consent, not the mini-program's).
+//! account: these events are the account's 订阅通知 consent, not the mini-program's; recorded
+//! once per event identity, see [`consent_event_id`]).
 
 use std::time::Duration;
 
@@ -41,26 +42,42 @@ pub async fn handle(st: &AppState, msg: &InboundMessage) -> anyhow::Result<()> {
             }
         }
         Event::SubscribeMsgPopup { items } | Event::SubscribeMsgChange { items } => {
-            for item in items {
-                let status = match item.status.as_str() {
-                    "accept" => "accept",
-                    "ban" => "ban",
-                    _ => "reject",
-                };
-                store::record_consent(
-                    &st.db,
-                    super::App::Oa,
-                    &msg.from_user,
-                    &item.template_id,
-                    status,
-                    now,
-                )
-                .await?;
-            }
+            let answers: Vec<(&str, &str)> = items
+                .iter()
+                .map(|item| {
+                    let status = match item.status.as_str() {
+                        "accept" => "accept",
+                        "ban" => "ban",
+                        _ => "reject",
+                    };
+                    (item.template_id.as_str(), status)
+                })
+                .collect();
+            store::record_consents(
+                &st.db,
+                super::App::Oa,
+                &msg.from_user,
+                Some(&consent_event_id(msg)),
+                &answers,
+                now,
+            )
+            .await?;
         }
         _ => {}
     }
     Ok(())
+}
+
+/// The identity of a consent event: WeChat resends an event with the same `FromUserName`,
+/// `CreateTime` and `Event` (the template ids are keyed beside it), so a retry — after a partial
+/// failure, a lost answer or the de-duplication window — is recognised and credits nothing.
+pub fn consent_event_id(msg: &InboundMessage) -> String {
+    format!(
+        "{}:{}:{}",
+        msg.from_user,
+        msg.create_time,
+        msg.event_name().unwrap_or_default()
+    )
 }
 
 /// TEMPLATESENDJOBFINISH → the delivery row with that msgid; retried in the background when the

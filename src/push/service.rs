@@ -9,9 +9,14 @@ use wechat::client::{DraftArticle, MassContent, MassFilter, MassMessage};
 use super::{
     store::{self, Counts, PushRow, Reservation},
     templates::{self, ArticleView, MassPlan, PushContext, Rendered, Templates},
-    Action, Audience, AudienceKind, Channel, Outcome, PushStatus,
+    Action, Audience, AudienceKind, Channel, Notice, Outcome, PushStatus,
 };
-use crate::{app::AppState, platform::config::AccountType, platform::error::AppError};
+use crate::{
+    app::AppState,
+    platform::config::{AccountType, Settings},
+    platform::db::Tx,
+    platform::error::AppError,
+};
 
 /// The customer-service window: 48 hours after the follower's last message or event.
 pub const CUSTOM_WINDOW_MS: i64 = 48 * 3600 * 1000;
@@ -219,6 +224,7 @@ pub async fn create(
             channel: req.channel,
             audience: &req.audience,
             article_ids: &req.article_ids,
+            notice: None,
             template_id: template_id.as_deref(),
             scheduled_at: at,
             created_by: actor,
@@ -473,6 +479,162 @@ pub async fn run_mass(st: &AppState, id: i64) -> anyhow::Result<()> {
         (Outcome::Sent { .. }, Err(_)) => unreachable!("classify maps errors to failures"),
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------- notices
+
+/// `pushes.created_by` of the activities' notices.
+pub const CREATED_BY_ACTIVITIES: &str = "system:activities";
+/// `pushes.created_by` of automatic dues reminders.
+pub const CREATED_BY_DUES: &str = "system:dues";
+
+/// A notice to members (see [`create_notice`]).
+#[derive(Debug, Clone, Copy)]
+pub struct NoticeRequest<'a> {
+    pub member_ids: &'a [i64],
+    /// Channels in order of preference; at most one of them names a template (template messages
+    /// and the two subscribe channels each have their own template ids), which is `template_id`.
+    pub channels: &'a [Channel],
+    pub template_id: Option<&'a str>,
+    pub notice: &'a Notice,
+    /// Who sends it (`activities`, `dues`, or the administrator), as `pushes.created_by`.
+    pub created_by: &'a str,
+}
+
+/// The delivery row a member's notice went into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct NoticeDelivery {
+    pub member_id: i64,
+    pub push_id: i64,
+    pub delivery_id: i64,
+}
+
+/// Of `channels` (in order), those that can carry a notice on this account: template messages
+/// only on a service account, and channels that name a template only when `template_id` is set.
+/// Mass sends never carry notices.
+pub fn usable_channels(
+    settings: &Settings,
+    channels: &[Channel],
+    template_id: Option<&str>,
+) -> Vec<Channel> {
+    let has_template = template_id.is_some_and(|t| !t.trim().is_empty());
+    channels
+        .iter()
+        .copied()
+        .filter(|c| *c != Channel::Mass)
+        .filter(|c| !c.needs_template() || has_template)
+        .filter(|c| *c != Channel::Template || settings.wechat_account_type == AccountType::Service)
+        .collect()
+}
+
+/// Send a notice to members: see [`create_notice_in`]; its own transaction.
+pub async fn create_notice(
+    st: &AppState,
+    req: &NoticeRequest<'_>,
+) -> Result<Vec<NoticeDelivery>, AppError> {
+    let mut tx = st.db.begin_write().await?;
+    let out = create_notice_in(st, &mut tx, req).await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// Send a notice to `req.member_ids` inside the caller's transaction: each member goes to the
+/// first channel of `req.channels` that reaches them now, the rest to the last channel (where they
+/// are `skipped` with its reason: `no_mp_openid`, `no_consent`, `outside_48h`, ...). One running
+/// push per channel used, its delivery rows made; the answer names each member's delivery row, so
+/// the caller can record it in the same commit. Refused (nothing made) when a channel cannot
+/// carry it or the notice breaks WeChat's limits.
+pub async fn create_notice_in(
+    st: &AppState,
+    tx: &mut Tx,
+    req: &NoticeRequest<'_>,
+) -> Result<Vec<NoticeDelivery>, AppError> {
+    if req.channels.is_empty() {
+        return Err(invalid("a notice needs at least one channel"));
+    }
+    let templated = req.channels.iter().filter(|c| c.needs_template()).count();
+    if templated > 1 {
+        return Err(invalid(
+            "a notice names one template: at most one of template, subscribe, subscribe_oa",
+        ));
+    }
+    let mp_app_id = &st.settings.mp_app_id;
+    for channel in req.channels {
+        if *channel == Channel::Template && st.settings.wechat_account_type != AccountType::Service
+        {
+            return Err(invalid(
+                "channel \"template\": template messages need a service account",
+            ));
+        }
+        templates::render_notice(
+            *channel,
+            req.notice,
+            "o_preview",
+            req.template_id,
+            mp_app_id,
+        )
+        .map_err(render_error)?;
+    }
+    let mut remaining: Vec<i64> = req.member_ids.to_vec();
+    remaining.sort_unstable();
+    remaining.dedup();
+    if remaining.len() > 10_000 {
+        return Err(invalid("a notice goes to at most 10000 members at once"));
+    }
+    let now = st.clock.unix_ms();
+    let cutoff = now - CUSTOM_WINDOW_MS;
+    let mut out = Vec::with_capacity(remaining.len());
+    for (i, &channel) in req.channels.iter().enumerate() {
+        if remaining.is_empty() {
+            break;
+        }
+        let template_id = req.template_id.filter(|_| channel.needs_template());
+        let take = if i + 1 == req.channels.len() {
+            std::mem::take(&mut remaining)
+        } else {
+            let reached: std::collections::HashSet<i64> =
+                store::reachable_members(tx, channel, template_id, &remaining, now, cutoff)
+                    .await?
+                    .into_iter()
+                    .collect();
+            let (take, rest) = remaining.into_iter().partition(|m| reached.contains(m));
+            remaining = rest;
+            take
+        };
+        if take.is_empty() {
+            continue;
+        }
+        let audience = Audience {
+            kind: AudienceKind::Members,
+            ids: take,
+        };
+        let push_id = store::insert_on(
+            tx,
+            &store::NewPush {
+                channel,
+                audience: &audience,
+                article_ids: &[],
+                notice: Some(req.notice),
+                template_id,
+                scheduled_at: now,
+                created_by: Some(req.created_by),
+            },
+            now,
+        )
+        .await?;
+        store::start_in(tx, push_id, now, cutoff).await?;
+        out.extend(
+            store::member_deliveries(tx, push_id)
+                .await?
+                .into_iter()
+                .map(|(member_id, delivery_id)| NoticeDelivery {
+                    member_id,
+                    push_id,
+                    delivery_id,
+                }),
+        );
+    }
+    Ok(out)
 }
 
 /// Whether a member can be reached on each channel now: their openid for the channel's app, a

@@ -8,9 +8,9 @@ use sqlx::Row;
 
 use super::{
     audience_store::{self, Materialise},
-    Action, App, Audience, AudienceKind, Channel, DeliveryStatus, Outcome, PushStatus,
+    Action, App, Audience, AudienceKind, Channel, DeliveryStatus, Notice, Outcome, PushStatus,
 };
-use crate::platform::db::{Backend, Db};
+use crate::platform::db::{Backend, Db, Tx};
 
 /// An arbitrary constant: the PostgreSQL advisory-lock id that serialises mass-quota reservations.
 const MASS_QUOTA_LOCK: i64 = 0x00da_691a_0004;
@@ -21,6 +21,8 @@ pub struct PushRow {
     pub channel: Channel,
     pub audience: Audience,
     pub article_ids: Vec<i64>,
+    /// What a notice push says (None for an article push).
+    pub notice: Option<Notice>,
     pub template_id: Option<String>,
     pub status: PushStatus,
     pub status_reason: Option<String>,
@@ -37,7 +39,7 @@ pub struct PushRow {
 }
 
 const PUSH_COLUMNS: &str = "id, channel, audience_kind, audience_ids, article_ids, template_id, status, status_reason, \
-    scheduled_at, started_at, finished_at, total, mass_state, mass_msg_id, mass_msg_data_id, mass_report, created_by, created_at, app";
+    scheduled_at, started_at, finished_at, total, mass_state, mass_msg_id, mass_msg_data_id, mass_report, created_by, created_at, app, notice";
 
 fn push_of(r: &sqlx::any::AnyRow) -> PushRow {
     let ids = |s: String| serde_json::from_str::<Vec<i64>>(&s).unwrap_or_default();
@@ -53,6 +55,9 @@ fn push_of(r: &sqlx::any::AnyRow) -> PushRow {
             ids: ids(r.get(3)),
         },
         article_ids: ids(r.get(4)),
+        notice: r
+            .get::<Option<String>, _>(19)
+            .and_then(|s| serde_json::from_str(&s).ok()),
         template_id: r.get(5),
         status: PushStatus::parse(&r.get::<String, _>(6)).unwrap_or(PushStatus::Failed),
         status_reason: r.get(7),
@@ -75,15 +80,26 @@ pub struct NewPush<'a> {
     pub channel: Channel,
     pub audience: &'a Audience,
     pub article_ids: &'a [i64],
+    pub notice: Option<&'a Notice>,
     pub template_id: Option<&'a str>,
     pub scheduled_at: i64,
     pub created_by: Option<&'a str>,
 }
 
 pub async fn insert(db: &Db, p: &NewPush<'_>, now: i64) -> sqlx::Result<i64> {
+    let mut conn = db.pool().acquire().await?;
+    insert_on(&mut conn, p, now).await
+}
+
+/// [`insert`] on a connection or inside the caller's transaction.
+pub async fn insert_on(
+    conn: &mut sqlx::AnyConnection,
+    p: &NewPush<'_>,
+    now: i64,
+) -> sqlx::Result<i64> {
     let row = sqlx::query(
         "INSERT INTO pushes (channel, audience_kind, audience_ids, article_ids, template_id, status, scheduled_at, \
-         created_by, created_at, updated_at, app) VALUES ($1, $2, $3, $4, $5, 'scheduled', $6, $7, $8, $8, $9) RETURNING id",
+         created_by, created_at, updated_at, app, notice) VALUES ($1, $2, $3, $4, $5, 'scheduled', $6, $7, $8, $8, $9, $10) RETURNING id",
     )
     .bind(p.channel.db_channel())
     .bind(p.audience.kind.as_str())
@@ -94,7 +110,8 @@ pub async fn insert(db: &Db, p: &NewPush<'_>, now: i64) -> sqlx::Result<i64> {
     .bind(p.created_by)
     .bind(now)
     .bind(p.channel.app().as_str())
-    .fetch_one(db.pool())
+    .bind(p.notice.and_then(|n| serde_json::to_string(n).ok()))
+    .fetch_one(&mut *conn)
     .await?;
     Ok(row.get(0))
 }
@@ -278,16 +295,27 @@ pub async fn due(db: &Db, now: i64) -> sqlx::Result<Vec<i64>> {
 /// False when someone else started (or cancelled) it first.
 pub async fn start(db: &Db, id: i64, now: i64, custom_cutoff_ms: i64) -> sqlx::Result<bool> {
     let mut tx = db.begin_write().await?;
+    if start_in(&mut tx, id, now, custom_cutoff_ms).await? {
+        tx.commit().await?;
+        Ok(true)
+    } else {
+        tx.rollback().await?;
+        Ok(false)
+    }
+}
+
+/// [`start`] inside the caller's transaction (a notice's pushes start in the transaction that
+/// records which delivery row each notice went into).
+pub async fn start_in(tx: &mut Tx, id: i64, now: i64, custom_cutoff_ms: i64) -> sqlx::Result<bool> {
     let row = sqlx::query(
         "UPDATE pushes SET status = 'running', started_at = $1, updated_at = $1 WHERE id = $2 AND status = 'scheduled' \
          RETURNING channel, audience_kind, audience_ids, template_id, app",
     )
     .bind(now)
     .bind(id)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut **tx)
     .await?;
     let Some(row) = row else {
-        tx.rollback().await?;
         return Ok(false);
     };
     let channel = Channel::from_db(
@@ -308,15 +336,58 @@ pub async fn start(db: &Db, id: i64, now: i64, custom_cutoff_ms: i64) -> sqlx::R
             custom_cutoff_ms,
             subscribe_template_id: template_id.as_deref().unwrap_or(""),
         });
-        let n = sql.query().execute(&mut *tx).await?.rows_affected();
+        let n = sql.query().execute(&mut **tx).await?.rows_affected();
         sqlx::query("UPDATE pushes SET total = $1 WHERE id = $2")
             .bind(n as i64)
             .bind(id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
     }
-    tx.commit().await?;
     Ok(true)
+}
+
+/// Of `members`, those `channel` reaches now (openid of its app, following, consent left for
+/// `template_id`, inside the 48-hour window): the rows a push would make `pending`.
+pub async fn reachable_members(
+    tx: &mut Tx,
+    channel: Channel,
+    template_id: Option<&str>,
+    members: &[i64],
+    now: i64,
+    custom_cutoff_ms: i64,
+) -> sqlx::Result<Vec<i64>> {
+    if members.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = audience_store::reachable_sql(&Materialise {
+        push_id: 0,
+        channel,
+        kind: AudienceKind::Members,
+        ids: members,
+        now_ms: now,
+        custom_cutoff_ms,
+        subscribe_template_id: template_id.unwrap_or(""),
+    });
+    Ok(sql
+        .query()
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+/// The delivery row made for each member of a started push: (member id, delivery id).
+pub async fn member_deliveries(tx: &mut Tx, push_id: i64) -> sqlx::Result<Vec<(i64, i64)>> {
+    Ok(sqlx::query(
+        "SELECT member_id, id FROM push_deliveries WHERE push_id = $1 AND member_id IS NOT NULL ORDER BY id",
+    )
+    .bind(push_id)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect())
 }
 
 /// Running pushes that send row by row.
@@ -355,17 +426,23 @@ pub async fn claim(
     now: i64,
     lease_until: i64,
 ) -> sqlx::Result<Vec<Claimed>> {
-    let lock = match db.backend() {
-        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-        // The UPDATE holds SQLite's one write lock for its duration: no other claim interleaves.
-        Backend::Sqlite => "",
-    };
-    let sql = format!(
-        "UPDATE push_deliveries SET status = 'in_flight', worker_id = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3 \
-         WHERE status = 'pending' AND id IN (SELECT id FROM push_deliveries WHERE push_id = $4 AND status = 'pending' \
+    let due = "SELECT id FROM push_deliveries WHERE push_id = $4 AND status = 'pending' \
          AND openid IS NOT NULL AND next_attempt_at <= $3 AND EXISTS (SELECT 1 FROM pushes WHERE id = $4 AND status = 'running') \
-         ORDER BY id LIMIT $5{lock}) RETURNING id, openid, attempts"
-    );
+         ORDER BY id LIMIT $5";
+    let set = "SET status = 'in_flight', worker_id = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3";
+    let sql = match db.backend() {
+        // The batch is chosen once (a materialised CTE): a sub-select under `IN` may be rescanned
+        // during the UPDATE and, with SKIP LOCKED, hand out more than `n` rows.
+        Backend::Postgres => format!(
+            "WITH batch AS MATERIALIZED ({due} FOR UPDATE SKIP LOCKED) \
+             UPDATE push_deliveries {set} FROM batch WHERE push_deliveries.id = batch.id \
+             AND push_deliveries.status = 'pending' RETURNING push_deliveries.id, push_deliveries.openid, push_deliveries.attempts"
+        ),
+        // The UPDATE holds SQLite's one write lock for its duration: no other claim interleaves.
+        Backend::Sqlite => format!(
+            "UPDATE push_deliveries {set} WHERE status = 'pending' AND id IN ({due}) RETURNING id, openid, attempts"
+        ),
+    };
     let mut tx = db.begin_write().await?;
     let rows = sqlx::query(&sql)
         .bind(worker)
@@ -801,9 +878,7 @@ pub async fn record_grant(
     record_consent(db, App::Mp, openid, template_id, status, now).await
 }
 
-/// A user's answer to a subscribe request of `app` (the mini-program's 订阅消息 or the account's
-/// 订阅通知 popup): `accept` adds one send credit (one-time subscription); `reject` / `ban` stop
-/// sends until accepted again.
+/// One answer to a subscribe request that carries no identity (see [`record_consents`]).
 pub async fn record_consent(
     db: &Db,
     app: App,
@@ -812,25 +887,69 @@ pub async fn record_consent(
     status: &str,
     now: i64,
 ) -> sqlx::Result<()> {
+    record_consents(db, app, openid, None, &[(template_id, status)], now)
+        .await
+        .map(|_| ())
+}
+
+/// A user's answers `(template id, status)` to one subscribe request of `app` (the mini-program's
+/// 订阅消息 or the account's 订阅通知 popup), in one transaction: `accept` adds one send credit
+/// (one-time subscription); `reject` / `ban` stop sends until accepted again.
+///
+/// `event_id` is the identity of what carried the answers (the account's event:
+/// `FromUserName:CreateTime:Event`; a mini-program request id). An answer already recorded under
+/// that identity and template is not applied again, so an event WeChat delivers twice — a retry
+/// after a partial failure, or after the de-duplication window — adds one credit, not two.
+/// Returns the answers applied.
+pub async fn record_consents(
+    db: &Db,
+    app: App,
+    openid: &str,
+    event_id: Option<&str>,
+    answers: &[(&str, &str)],
+    now: i64,
+) -> sqlx::Result<usize> {
     let mut tx = db.begin_write().await?;
-    if status == "accept" {
-        sqlx::query(
-            "INSERT INTO subscribe_grants (app, openid, template_id, status, credits, updated_at) VALUES ($1, $2, $3, 'accept', 1, $4) \
-             ON CONFLICT (app, openid, template_id) DO UPDATE SET status = 'accept', \
-             credits = CASE WHEN subscribe_grants.status = 'accept' THEN subscribe_grants.credits + 1 ELSE 1 END, \
-             updated_at = excluded.updated_at",
-        )
-        .bind(app.as_str())
-        .bind(openid)
-        .bind(template_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    } else {
-        let status = if status == "ban" { "ban" } else { "reject" };
-        set_grant_status(&mut tx, app, openid, template_id, status, now).await?;
+    let mut applied = 0;
+    for (template_id, status) in answers {
+        if let Some(event_id) = event_id {
+            let first = sqlx::query(
+                "INSERT INTO subscribe_grant_events (app, event_id, template_id, created_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (app, event_id, template_id) DO NOTHING",
+            )
+            .bind(app.as_str())
+            .bind(event_id)
+            .bind(*template_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if !first {
+                continue;
+            }
+        }
+        if *status == "accept" {
+            sqlx::query(
+                "INSERT INTO subscribe_grants (app, openid, template_id, status, credits, updated_at) VALUES ($1, $2, $3, 'accept', 1, $4) \
+                 ON CONFLICT (app, openid, template_id) DO UPDATE SET status = 'accept', \
+                 credits = CASE WHEN subscribe_grants.status = 'accept' THEN subscribe_grants.credits + 1 ELSE 1 END, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(app.as_str())
+            .bind(openid)
+            .bind(*template_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        } else {
+            let status = if *status == "ban" { "ban" } else { "reject" };
+            set_grant_status(&mut tx, app, openid, template_id, status, now).await?;
+        }
+        applied += 1;
     }
-    tx.commit().await
+    tx.commit().await?;
+    Ok(applied)
 }
 
 /// Sends `openid` may still receive on `app`'s subscribe template `template_id`.

@@ -8,11 +8,11 @@ use anyhow::Context;
 use minijinja::Environment;
 use serde::{Deserialize, Serialize};
 use wechat::client::{
-    BizSubscribeMessage, CustomMessage, NewsArticle, SubscribeMessage, TemplateMessage,
-    TemplateValue,
+    BizSubscribeMessage, CustomMessage, MiniProgram, NewsArticle, SubscribeMessage,
+    TemplateMessage, TemplateValue,
 };
 
-use super::{limits, Channel};
+use super::{limits, Channel, Notice};
 
 const BUILTIN_TEMPLATE_MESSAGE: &str =
     include_str!("../../content/templates/template_message.toml");
@@ -416,6 +416,106 @@ impl Templates {
     }
 }
 
+/// The longest customer-service text a notice sends (WeChat allows 2048 bytes).
+pub const NOTICE_TEXT_MAX: usize = 600;
+
+/// Render a notice for `channel` to `openid`: the push's `template_id` for template and subscribe
+/// channels, `mp_app_id` for the mini-program link of template messages and the account's
+/// subscribe notices. Values are checked against WeChat's limits (free text truncated, times and
+/// amounts refused when malformed). Pure: the same input renders the same message.
+pub fn render_notice(
+    channel: Channel,
+    notice: &Notice,
+    openid: &str,
+    template_id: Option<&str>,
+    mp_app_id: &str,
+) -> Result<Rendered, RenderError> {
+    let template_id = || -> Result<String, RenderError> {
+        match template_id.filter(|t| !t.trim().is_empty()) {
+            Some(t) => Ok(t.to_owned()),
+            None => Err(RenderError::Config(format!(
+                "channel {}: a notice needs a template id",
+                channel.as_str()
+            ))),
+        }
+    };
+    let data = || -> Result<BTreeMap<String, TemplateValue>, RenderError> {
+        if notice.data.is_empty() {
+            return Err(RenderError::Config(format!(
+                "channel {}: a notice needs template data",
+                channel.as_str()
+            )));
+        }
+        notice
+            .data
+            .iter()
+            .map(|(k, v)| {
+                Ok((
+                    k.clone(),
+                    TemplateValue {
+                        value: limits::enforce(k, v)?,
+                    },
+                ))
+            })
+            .collect()
+    };
+    let miniprogram = || {
+        notice
+            .page
+            .as_ref()
+            .filter(|_| !mp_app_id.is_empty())
+            .map(|p| MiniProgram {
+                appid: mp_app_id.to_owned(),
+                pagepath: Some(p.clone()),
+            })
+    };
+    Ok(match channel {
+        Channel::Template => Rendered::Template {
+            message: TemplateMessage {
+                touser: openid.to_owned(),
+                template_id: template_id()?,
+                url: notice.url.clone(),
+                miniprogram: miniprogram(),
+                client_msg_id: None,
+                data: data()?,
+            },
+        },
+        Channel::Custom => {
+            let mut text = format!("【{}】{}", notice.title.trim(), notice.text.trim());
+            if let Some(url) = &notice.url {
+                text = format!("{text}\n{url}");
+            }
+            Rendered::Custom {
+                message: CustomMessage::text(openid, limits::truncate(&text, NOTICE_TEXT_MAX)),
+            }
+        }
+        Channel::Subscribe => Rendered::Subscribe {
+            message: SubscribeMessage {
+                touser: openid.to_owned(),
+                template_id: template_id()?,
+                page: notice.page.clone(),
+                data: data()?,
+                miniprogram_state: None,
+                lang: None,
+            },
+        },
+        Channel::SubscribeOa => Rendered::SubscribeOa {
+            message: BizSubscribeMessage {
+                touser: openid.to_owned(),
+                template_id: template_id()?,
+                page: notice.url.clone(),
+                miniprogram: miniprogram(),
+                data: data()?,
+            },
+        },
+        Channel::Mass => {
+            return Err(RenderError::Config(
+                "notices go to members one by one, never by mass send".into(),
+            ))
+        }
+    })
+}
+
 /// `2024年10月1日 15:01` in Asia/Shanghai.
 pub fn shanghai_datetime(unix_ms: i64) -> String {
     let t = to_shanghai(unix_ms);
@@ -508,6 +608,117 @@ mod tests {
             panic!()
         };
         assert!(text.contains("【党建动态】"));
+    }
+
+    fn notice() -> Notice {
+        Notice {
+            kind: "activity_cancelled".into(),
+            title: "活动取消".into(),
+            text: "您报名的活动已取消。".into(),
+            url: Some("https://x/a/1".into()),
+            page: Some("pages/activity/index?id=1".into()),
+            data: [
+                (
+                    "thing1".to_owned(),
+                    "学习贯彻党的二十届三中全会精神专题党课通知全文".to_owned(),
+                ),
+                ("time2".to_owned(), shanghai_datetime(1_727_766_060_000)),
+            ]
+            .into_iter()
+            .collect(),
+        }
+    }
+
+    #[test]
+    fn notices_render_per_channel() {
+        let n = notice();
+        struct Case {
+            channel: Channel,
+            want_link: Option<&'static str>,
+        }
+        let cases = [
+            Case {
+                channel: Channel::Template,
+                want_link: Some("https://x/a/1"),
+            },
+            Case {
+                channel: Channel::Subscribe,
+                want_link: Some("pages/activity/index?id=1"),
+            },
+            Case {
+                channel: Channel::SubscribeOa,
+                want_link: Some("https://x/a/1"),
+            },
+        ];
+        for c in cases {
+            let r = render_notice(c.channel, &n, "o1", Some("tpl"), "wxmp").unwrap();
+            let (touser, template_id, link, data, mp) = match r {
+                Rendered::Template { message: m } => {
+                    (m.touser, m.template_id, m.url, m.data, m.miniprogram)
+                }
+                Rendered::Subscribe { message: m } => {
+                    (m.touser, m.template_id, m.page, m.data, None)
+                }
+                Rendered::SubscribeOa { message: m } => {
+                    (m.touser, m.template_id, m.page, m.data, m.miniprogram)
+                }
+                other => panic!("{:?}: {other:?}", c.channel),
+            };
+            assert_eq!(touser, "o1");
+            assert_eq!(template_id, "tpl");
+            assert_eq!(link.as_deref(), c.want_link, "{:?}", c.channel);
+            // A `thing` is cut to 20 characters, a time kept as it is.
+            assert_eq!(data["thing1"].value.chars().count(), 20, "{:?}", c.channel);
+            assert_eq!(data["time2"].value, "2024年10月1日 15:01");
+            if c.channel != Channel::Subscribe {
+                assert_eq!(
+                    mp.and_then(|m| m.pagepath).as_deref(),
+                    Some("pages/activity/index?id=1")
+                );
+            }
+        }
+        let Rendered::Custom { message } =
+            render_notice(Channel::Custom, &n, "o1", None, "wxmp").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            message,
+            CustomMessage::text("o1", "【活动取消】您报名的活动已取消。\nhttps://x/a/1")
+        );
+    }
+
+    #[test]
+    fn notices_refuse_what_wechat_would_refuse_for_everyone() {
+        let n = notice();
+        // No template id, no data, a malformed time, a mass send.
+        assert!(render_notice(Channel::Subscribe, &n, "o1", None, "").is_err());
+        assert!(render_notice(Channel::Template, &n, "o1", Some(" "), "").is_err());
+        let empty = Notice {
+            data: BTreeMap::new(),
+            ..notice()
+        };
+        assert!(render_notice(Channel::Subscribe, &empty, "o1", Some("t"), "").is_err());
+        let mut bad = notice();
+        bad.data.insert("time2".into(), "明天下午".into());
+        let err = render_notice(Channel::Subscribe, &bad, "o1", Some("t"), "").unwrap_err();
+        assert!(err.to_string().contains("time2"), "{err}");
+        assert!(render_notice(Channel::Mass, &n, "", None, "").is_err());
+        // Customer-service text needs neither template nor data, and is bounded.
+        let long = Notice {
+            text: "长".repeat(2000),
+            url: None,
+            ..empty
+        };
+        let Rendered::Custom { message } =
+            render_notice(Channel::Custom, &long, "o1", None, "").unwrap()
+        else {
+            panic!()
+        };
+        let wechat::client::CustomBody::Text { text } = message.body else {
+            panic!()
+        };
+        assert_eq!(text.content.chars().count(), NOTICE_TEXT_MAX);
     }
 
     #[test]

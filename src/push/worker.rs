@@ -16,17 +16,17 @@ use super::{
     rate::RateLimiter,
     service,
     store::{self, Backoff, Claimed},
-    templates::{PushContext, Rendered, Templates},
+    templates::{render_notice, PushContext, Rendered, Templates},
     Channel, Outcome,
 };
 use crate::app::AppState;
 
 /// Everything a sender needs to send one push.
 struct Prepared {
-    templates: Templates,
-    context: PushContext,
+    /// An article push's layouts and articles, to render per recipient (None for a notice).
+    layouts: Option<(Templates, PushContext)>,
     template_id: Option<String>,
-    /// The message rendered once, when no layout mentions the recipient.
+    /// The message rendered once: a notice, or articles when no layout mentions the recipient.
     shared: Option<Rendered>,
 }
 
@@ -268,6 +268,20 @@ async fn prepare(st: &AppState, push_id: i64) -> anyhow::Result<Prepared> {
     let push = store::get(&st.db, push_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("push {push_id} is gone"))?;
+    if let Some(notice) = &push.notice {
+        let shared = render_notice(
+            push.channel,
+            notice,
+            "",
+            push.template_id.as_deref(),
+            &st.settings.mp_app_id,
+        )?;
+        return Ok(Prepared {
+            layouts: None,
+            template_id: push.template_id,
+            shared: Some(shared),
+        });
+    }
     let (templates, context) = service::render_inputs(st, push_id, &push.article_ids).await?;
     let shared = if templates.is_personal() {
         None
@@ -280,8 +294,7 @@ async fn prepare(st: &AppState, push_id: i64) -> anyhow::Result<Prepared> {
         )?)
     };
     Ok(Prepared {
-        templates,
-        context,
+        layouts: Some((templates, context)),
         template_id: push.template_id,
         shared,
     })
@@ -294,11 +307,11 @@ async fn send_one(
     push_id: i64,
     row: &Claimed,
 ) -> Outcome {
-    let rendered = match &prep.shared {
-        Some(shared) => with_recipient(shared.clone(), &row.openid),
-        None => match prep.templates.render(
+    let rendered = match (&prep.shared, &prep.layouts) {
+        (Some(shared), _) => with_recipient(shared.clone(), &row.openid),
+        (None, Some((templates, context))) => match templates.render(
             channel,
-            &prep.context,
+            context,
             &row.openid,
             &st.settings.wechat_news_template_id,
         ) {
@@ -310,6 +323,7 @@ async fn send_one(
                 }
             }
         },
+        (None, None) => unreachable!("a prepared push has a message or its layouts"),
     };
     let result = match rendered {
         Rendered::Template { mut message } => {

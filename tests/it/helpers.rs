@@ -1730,3 +1730,42 @@ impl TestApp {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 }
+
+// ---- notices ----
+impl TestApp {
+    /// A second instance on this app's database, cache and clock that runs the background workers
+    /// (HTTP too), with `push_workers` senders: a replacement worker process after a crash.
+    pub async fn worker_replica(&self, push_workers: usize) -> Sibling {
+        let mut settings = (*self.state.settings).clone();
+        settings.bind = "127.0.0.1:0".parse().unwrap();
+        settings.push_workers = push_workers;
+        let app = Application::build_with(
+            settings,
+            Overrides {
+                clock: Some(self.state.clock.clone()),
+                ..Default::default()
+            },
+            Role::All,
+            false,
+        )
+        .await
+        .expect("worker instance builds");
+        let base = format!("http://{}", app.local_addr());
+        let state = app.state();
+        Sibling {
+            base,
+            state,
+            server: tokio::spawn(app.run()),
+        }
+    }
+
+    /// Give member `member_id` the account openid `oa_openid` (as UnionID linking does).
+    pub async fn set_oa_openid(&self, member_id: i64, oa_openid: &str) {
+        sqlx::query("UPDATE members SET oa_openid = $1 WHERE id = $2")
+            .bind(oa_openid)
+            .bind(member_id)
+            .execute(self.state.db.pool())
+            .await
+            .unwrap();
+    }
+}

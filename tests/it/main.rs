@@ -16,6 +16,7 @@ mod helpers;
 mod members;
 mod members_console;
 mod mp;
+mod notices;
 mod push;
 mod stats;
 mod submissions;

@@ -67,8 +67,9 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(9, "0009_development"),
     migration!(10, "0010_identity"),
     migration!(11, "0011_hardening"),
+    migration!(12, "0012_notices"),
     migration!(13, "0013_activity_photos"),
-    migration!(15, "0015_follower_events"),
+    migration!(14, "0014_follower_events"),
 ];
 
 /// An arbitrary constant: the PostgreSQL advisory-lock id for migrations.
