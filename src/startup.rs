@@ -221,6 +221,7 @@ fn console_pages() -> Router<AppState> {
         .merge(push::console_router())
         .merge(dues::console_router())
         .merge(stats::console_router())
+        .merge(official_account::console_router())
         .merge(activities::console_router())
         .merge(development::console_router())
         .merge(members::console_router())

@@ -42,6 +42,28 @@
     var busy = ev.target.querySelector && ev.target.querySelector('button[data-busy]');
     if (busy && !ev.defaultPrevented) { busy.disabled = true; busy.textContent = busy.getAttribute('data-busy'); }
   });
+  // The follower sync's progress: <div id="follower-sync" data-running="true|false">; polls the
+  // admin API every second while a sync runs.
+  var sync = document.getElementById('follower-sync');
+  if (sync) {
+    var syncPoll = function () {
+      fetch('/api/admin/wechat/followers/sync', {
+        credentials: 'same-origin', headers: { 'Accept': 'application/json' }
+      }).then(function (r) { return r.ok ? r.json() : null; }).then(function (p) {
+        if (!p) return;
+        sync.querySelector('.state').textContent = p.running ? '同步中' : '空闲';
+        sync.querySelector('.seen').textContent = p.seen;
+        sync.querySelector('.total').textContent = p.total ? ' / ' + p.total : '';
+        sync.querySelector('.subscribed').textContent = p.subscribed;
+        var pct = p.total ? Math.min(100, Math.floor(p.seen * 100 / p.total)) : (p.running ? 0 : 100);
+        sync.querySelector('.progress > div').style.width = pct + '%';
+        var start = document.getElementById('follower-sync-start');
+        if (start) start.disabled = !!p.running;
+        if (p.running) setTimeout(syncPoll, 1000);
+      });
+    };
+    if (sync.getAttribute('data-running') === 'true') setTimeout(syncPoll, 1000);
+  }
   // A push's progress: <div id="push-progress" data-push="ID" data-state="...">; polls the admin API.
   var box = document.getElementById('push-progress');
   if (box) {

@@ -286,6 +286,11 @@ pub struct SubscriptionsIn {
     template_ids: Vec<String>,
     /// The object `wx.requestSubscribeMessage` resolves with (its `errMsg` is ignored).
     results: BTreeMap<String, Value>,
+    /// Optional: an id the mini-program makes once per `wx.requestSubscribeMessage` call and sends
+    /// again when it retries the report (8–64 of `A-Za-z0-9_-`). A report repeated with the same
+    /// id adds no credit a second time.
+    #[serde(default)]
+    request_id: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -336,12 +341,36 @@ pub async fn subscriptions(
             }
         }
     }
+    let request_id = match body.request_id.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(r)
+            if (8..=64).contains(&r.len())
+                && r.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            // Scoped to the user: two users' ids never collide.
+            Some(format!("{}:{r}", session.openid))
+        }
+        Some(_) => {
+            return Err(AppError::Validation(
+                "request_id must be 8 to 64 of A-Za-z0-9_-".into(),
+            ))
+        }
+    };
     let now = st.clock.unix_ms();
-    let mut recorded = BTreeMap::new();
-    for (id, status) in answers {
-        // The mini-program's consent (订阅消息), not the account's.
-        push_store::record_consent(&st.db, App::Mp, &session.openid, id, status, now).await?;
-        recorded.insert(id.to_owned(), status.to_owned());
-    }
+    // The mini-program's consent (订阅消息), not the account's; one transaction for the request.
+    push_store::record_consents(
+        &st.db,
+        App::Mp,
+        &session.openid,
+        request_id.as_deref(),
+        &answers,
+        now,
+    )
+    .await?;
+    let recorded = answers
+        .iter()
+        .map(|(id, status)| (id.to_string(), status.to_string()))
+        .collect();
     Ok(AppJson(SubscriptionsOut { recorded }))
 }

@@ -3,7 +3,6 @@
 
 use axum::{extract::State, http::StatusCode, response::IntoResponse};
 use serde::Serialize;
-use serde_json::json;
 use wechat::client::Menu;
 
 use crate::{
@@ -11,12 +10,11 @@ use crate::{
     auth::{AdminSession, Permission},
     http::{routes::AdminRoutes, AppJson},
     official_account::service,
-    platform::audit,
-    platform::error::{AppError, AppResult},
+    platform::error::AppResult,
 };
 
 #[derive(Serialize)]
-struct MenuCheck {
+pub struct MenuCheck {
     valid: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     menu: Option<Menu>,
@@ -51,6 +49,11 @@ pub fn routes(r: AdminRoutes) -> AdminRoutes {
         Permission::ManagePushes,
         sync_followers,
     )
+    .get(
+        "/api/admin/wechat/followers/sync",
+        Permission::ManagePushes,
+        follower_sync_progress,
+    )
 }
 
 /// The menu as it would be sent, or why WeChat would refuse it.
@@ -75,15 +78,7 @@ async fn sync_menu(
     State(st): State<AppState>,
     session: AdminSession,
 ) -> AppResult<AppJson<MenuSynced>> {
-    let content = st.content.get();
-    let menu =
-        service::build_menu(&content.menu).map_err(|e| AppError::Validation(e.to_string()))?;
-    st.wechat.menu_create(&menu).await?;
-    let buttons = content.menu.buttons().count();
-    let entry = session
-        .audit("wechat.menu_sync", "menu", "")
-        .details(json!({"buttons": buttons}));
-    audit::record(st.db.pool(), &entry).await?;
+    let buttons = service::sync_menu_audited(&st, &session).await?;
     Ok(AppJson(MenuSynced {
         synced: true,
         buttons,
@@ -95,32 +90,13 @@ async fn sync_followers(
     State(st): State<AppState>,
     session: AdminSession,
 ) -> AppResult<impl IntoResponse> {
-    let lock = hex::encode(rand::random::<[u8; 8]>());
-    if !st
-        .cache
-        .set_nx(
-            service::FOLLOWER_SYNC_LOCK,
-            &lock,
-            std::time::Duration::from_secs(3600),
-        )
-        .await?
-    {
-        return Err(AppError::Conflict(
-            "a follower sync is already running".into(),
-        ));
-    }
-    audit::record(
-        st.db.pool(),
-        &session.audit("wechat.follower_sync", "followers", ""),
-    )
-    .await?;
-    let task_state = st.clone();
-    st.tasks.spawn(async move {
-        let st = task_state;
-        if let Err(e) = service::sync_followers(&st, None).await {
-            tracing::warn!(error = %format!("{e:#}"), "follower sync failed; the next run resumes it");
-        }
-        let _ = st.cache.del_if_eq(service::FOLLOWER_SYNC_LOCK, &lock).await;
-    });
+    service::start_follower_sync(&st, &session).await?;
     Ok((StatusCode::ACCEPTED, AppJson(Started { status: "started" })))
+}
+
+/// `GET /api/admin/wechat/followers/sync`: whether a sync runs, followers seen and WeChat's total.
+async fn follower_sync_progress(
+    State(st): State<AppState>,
+) -> AppResult<AppJson<service::SyncProgress>> {
+    Ok(AppJson(service::sync_progress(&st).await?))
 }

@@ -5,7 +5,14 @@ use serde::{Deserialize, Serialize};
 use wechat::client::{Button, Lang, Menu};
 
 use super::store;
-use crate::{app::AppState, platform::content, platform::db::Db};
+use crate::{
+    app::AppState,
+    auth::AdminSession,
+    platform::audit,
+    platform::content,
+    platform::db::Db,
+    platform::error::{AppError, AppResult},
+};
 
 /// Why a menu file can't be sent to WeChat (checked before calling `menu/create`).
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -137,6 +144,79 @@ pub struct SyncCursor {
     pub run: i64,
     pub next_openid: Option<String>,
     pub seen: i64,
+    /// WeChat's count of all followers, from the latest page (0 before the first).
+    #[serde(default)]
+    pub total: i64,
+}
+
+/// What the console's progress bar shows of a follower sync.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SyncProgress {
+    pub running: bool,
+    /// Followers read by the current (or interrupted) run.
+    pub seen: i64,
+    /// WeChat's count of all followers, when known.
+    pub total: Option<i64>,
+    /// Subscribed followers on record now.
+    pub subscribed: i64,
+}
+
+/// Push content/menu.toml to WeChat (422 when it breaks one of WeChat's limits), audited; the
+/// number of buttons sent.
+pub async fn sync_menu_audited(st: &AppState, session: &AdminSession) -> AppResult<usize> {
+    let content = st.content.get();
+    let menu = build_menu(&content.menu).map_err(|e| AppError::Validation(e.to_string()))?;
+    st.wechat.menu_create(&menu).await?;
+    let buttons = content.menu.buttons().count();
+    let entry = session
+        .audit("wechat.menu_sync", "menu", "")
+        .details(serde_json::json!({"buttons": buttons}));
+    audit::record(st.db.pool(), &entry).await?;
+    Ok(buttons)
+}
+
+/// Start a follower sync in the background, audited; 409 while one runs on any replica.
+pub async fn start_follower_sync(st: &AppState, session: &AdminSession) -> AppResult<()> {
+    let lock = hex::encode(rand::random::<[u8; 8]>());
+    if !st
+        .cache
+        .set_nx(
+            FOLLOWER_SYNC_LOCK,
+            &lock,
+            std::time::Duration::from_secs(3600),
+        )
+        .await?
+    {
+        return Err(AppError::Conflict(
+            "a follower sync is already running".into(),
+        ));
+    }
+    audit::record(
+        st.db.pool(),
+        &session.audit("wechat.follower_sync", "followers", ""),
+    )
+    .await?;
+    let task_state = st.clone();
+    st.tasks.spawn(async move {
+        let st = task_state;
+        if let Err(e) = sync_followers(&st, None).await {
+            tracing::warn!(error = %format!("{e:#}"), "follower sync failed; the next run resumes it");
+        }
+        let _ = st.cache.del_if_eq(FOLLOWER_SYNC_LOCK, &lock).await;
+    });
+    Ok(())
+}
+
+/// The follower sync's progress (the saved cursor and the cross-replica lock).
+pub async fn sync_progress(st: &AppState) -> AppResult<SyncProgress> {
+    let running = st.cache.get(FOLLOWER_SYNC_LOCK).await?.is_some();
+    let cursor = load_cursor(&st.db).await?;
+    Ok(SyncProgress {
+        running,
+        seen: cursor.as_ref().map_or(0, |c| c.seen),
+        total: cursor.as_ref().map(|c| c.total).filter(|t| *t > 0),
+        subscribed: store::count_subscribed(&st.db).await?,
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -168,6 +248,7 @@ pub async fn sync_followers(
                 run: st.clock.unix_ms(),
                 next_openid: None,
                 seen: 0,
+                total: 0,
             },
             false,
         ),
@@ -185,6 +266,7 @@ pub async fn sync_followers(
             infos.extend(st.wechat.user_info_batchget(chunk, Lang::ZhCn).await?);
         }
         cursor.seen += infos.len() as i64;
+        cursor.total = page.total as i64;
         cursor.next_openid = Some(page.next_openid.clone());
         let last = page.is_last() || openids.is_empty();
         let mut tx = db.begin_write().await?;

@@ -174,6 +174,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "console/users/list.html",
         include_str!("../../templates/console/users/list.html"),
     ),
+    (
+        "console/wechat/index.html",
+        include_str!("../../templates/console/wechat/index.html"),
+    ),
 ];
 
 fn env() -> &'static Environment<'static> {

@@ -426,3 +426,60 @@ async fn login_and_bind_log_no_phone_number_and_no_session_key() {
         assert!(!text.contains(&key), "session_key appears in the logs");
     });
 }
+
+/// Issue 13 item 15 on the mini-program side: a subscription report retried with the same
+/// `request_id` (a lost answer, a retry after a partial failure) adds one credit, not two; another
+/// request, or another user's request with the same id, counts on its own.
+#[tokio::test]
+async fn a_subscription_report_repeated_with_its_request_id_adds_one_credit() {
+    each_backend!(|app| {
+        let (token, _) = app.mp_login("rq").await;
+        let (other, _) = app.mp_login("rq2").await;
+        let report = |rid: &str| json!({"template_ids": ["tpl_a"], "results": {"tpl_a": "accept"}, "request_id": rid});
+        let credits = |openid: &'static str| {
+            format!("SELECT COALESCE(MAX(credits), 0) FROM subscribe_grants WHERE app = 'mp' AND openid = '{openid}' AND template_id = 'tpl_a'")
+        };
+        for _ in 0..3 {
+            let (status, v) = app
+                .mp_post("/api/mp/subscriptions", Some(&token), report("req-0001"))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{v}");
+            assert_eq!(
+                v["recorded"],
+                json!({"tpl_a": "accept"}),
+                "the first answer again"
+            );
+        }
+        assert_eq!(app.count(&credits("mp_rq")).await, 1);
+        let (status, _) = app
+            .mp_post("/api/mp/subscriptions", Some(&token), report("req-0002"))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            app.count(&credits("mp_rq")).await,
+            2,
+            "a new request is a new grant"
+        );
+        let (status, _) = app
+            .mp_post("/api/mp/subscriptions", Some(&other), report("req-0001"))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(app.count(&credits("mp_rq2")).await, 1, "ids are per user");
+        for bad in ["short", "has space in it", &"x".repeat(65)] {
+            let (status, v) = app
+                .mp_post("/api/mp/subscriptions", Some(&token), report(bad))
+                .await;
+            assert_error(
+                status,
+                &v,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+            );
+        }
+        assert_eq!(
+            app.count(&credits("mp_rq")).await,
+            2,
+            "refused reports change nothing"
+        );
+    });
+}

@@ -224,3 +224,68 @@ async fn editors_push_the_menu_and_admins_start_a_follower_sync_from_the_api() {
         );
     });
 }
+
+/// Issue 16: the menu and the follower sync in the console, with the sync's progress read by the
+/// page's poller from `GET /api/admin/wechat/followers/sync`.
+#[tokio::test]
+async fn the_console_shows_the_menu_syncs_it_and_follows_a_follower_sync() {
+    each_backend!(|app| {
+        use crate::helpers::{ADMIN_PASSWORD, ADMIN_USER};
+        let c = app.console_login(ADMIN_USER, ADMIN_PASSWORD).await;
+        let page = c.get(&app, "/admin/wechat").await;
+        assert_eq!(page.status(), reqwest::StatusCode::OK);
+        let html = page.text().await.unwrap();
+        assert!(
+            html.contains("id=\"menu\"") && html.contains("同步菜单到微信"),
+            "{html}"
+        );
+        assert!(
+            html.contains(&format!("value=\"{}\"", c.csrf)),
+            "CSRF in the forms"
+        );
+        // Without the CSRF field nothing is sent to WeChat.
+        let calls = app.fake.count_calls(wechat::client::api::MENU_CREATE);
+        let r = c.post_raw(&app, "/admin/wechat/menu/sync", &[]).await;
+        assert_eq!(r.status(), reqwest::StatusCode::FORBIDDEN);
+        assert_eq!(
+            app.fake.count_calls(wechat::client::api::MENU_CREATE),
+            calls
+        );
+        let r = c.post(&app, "/admin/wechat/menu/sync", &[]).await;
+        let html = c.follow(&app, r).await;
+        assert!(html.contains("菜单已同步到微信"), "{html}");
+        assert_eq!(
+            app.fake.count_calls(wechat::client::api::MENU_CREATE),
+            calls + 1
+        );
+        assert!(app.fake.menu().is_some());
+
+        app.fake
+            .add_followers(&(0..25).map(|i| format!("o_con_{i}")).collect::<Vec<_>>());
+        let r = c.post(&app, "/admin/wechat/followers/sync", &[]).await;
+        let html = c.follow(&app, r).await;
+        assert!(
+            html.contains("粉丝同步已开始") && html.contains("id=\"follower-sync\""),
+            "{html}"
+        );
+        let mut progress = serde_json::Value::Null;
+        for _ in 0..300 {
+            progress = c
+                .get(&app, "/api/admin/wechat/followers/sync")
+                .await
+                .json()
+                .await
+                .unwrap();
+            if progress["running"] == false {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(progress["running"], false, "{progress}");
+        let subscribed = app
+            .count("SELECT COUNT(*) FROM followers WHERE status = 'subscribed'")
+            .await;
+        assert!(subscribed >= 25);
+        assert_eq!(progress["subscribed"], subscribed);
+    });
+}
