@@ -443,6 +443,7 @@ pub async fn build_state(
     });
     if state.settings.dev_mode() {
         crate::articles::worker::load_demo_articles(&state).await?;
+        crate::official_account::service::load_demo_followers(&state).await?;
     }
     Ok(state)
 }

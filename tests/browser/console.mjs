@@ -77,6 +77,8 @@ await page.check(`input[name=article][value="${articleId}"]`);
 await Promise.all([page.waitForURL(/\/admin\/pushes\/\d+$/), page.click('main button[type=submit]')]);
 await page.waitForSelector('#push-progress[data-state=completed]', { timeout: 30000 });
 assert.equal(await page.textContent('#push-progress .pct'), '100%');
+// Dev mode's demo followers: the push really went out, through the built-in fake WeChat.
+assert.ok(Number(await page.textContent('#push-progress [data-count=sent]')) > 0, 'sends recorded');
 await check('push-detail');
 await page.goto(`${BASE}/admin/pushes`);
 await check('pushes');
