@@ -413,6 +413,27 @@ pub async fn interactions_loop(st: AppState) {
     }
 }
 
+/// Dev mode: the built-in fake WeChat gets a dozen demo followers, synced once into `followers`,
+/// so that a push composed in the console has recipients to deliver to.
+pub async fn load_demo_followers(st: &AppState) -> anyhow::Result<()> {
+    let Some(fake) = &st.dev_fake else {
+        return Ok(());
+    };
+    if store::count_subscribed(&st.db).await? > 0 {
+        return Ok(());
+    }
+    let demo: Vec<String> = (1..=12)
+        .map(|i| format!("o_demo_follower_{i:02}"))
+        .collect();
+    fake.add_followers(&demo);
+    let report = sync_followers(st, None).await?;
+    tracing::info!(
+        followers = report.map_or(0, |r| r.subscribed),
+        "dev mode: demo followers synced from the built-in fake"
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,25 +476,4 @@ mod tests {
         let dup = "[[button]]\nname = \"a\"\ntype = \"click\"\nkey = \"k\"\ntext = \"t\"\n[[button]]\nname = \"b\"\ntype = \"click\"\nkey = \"k\"\ntext = \"t\"\n";
         assert!(build_menu(&menu(dup)).unwrap_err().0.contains("unique"));
     }
-}
-
-/// Dev mode: the built-in fake WeChat gets a dozen demo followers, synced once into `followers`,
-/// so that a push composed in the console has recipients to deliver to.
-pub async fn load_demo_followers(st: &AppState) -> anyhow::Result<()> {
-    let Some(fake) = &st.dev_fake else {
-        return Ok(());
-    };
-    if store::count_subscribed(&st.db).await? > 0 {
-        return Ok(());
-    }
-    let demo: Vec<String> = (1..=12)
-        .map(|i| format!("o_demo_follower_{i:02}"))
-        .collect();
-    fake.add_followers(&demo);
-    let report = sync_followers(st, None).await?;
-    tracing::info!(
-        followers = report.map_or(0, |r| r.subscribed),
-        "dev mode: demo followers synced from the built-in fake"
-    );
-    Ok(())
 }

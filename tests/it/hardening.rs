@@ -1051,3 +1051,68 @@ async fn chat_has_the_mini_program_length_caps() {
         app.stop().await;
     }
 }
+
+/// POST `body` to `path` over a raw connection, sending the second half only after `pause`
+/// (a client on a slow uplink); the response body.
+async fn post_slowly(app: &TestApp, path: &str, body: &str, pause: Duration) -> String {
+    let url = reqwest::Url::parse(&app.url(path)).unwrap();
+    let addr = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap());
+    let target = format!("{}?{}", url.path(), url.query().unwrap_or(""));
+    let head = format!(
+        "POST {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let body = body.to_owned();
+    // A plain blocking socket on its own thread: the server keeps running on the test's runtime.
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let (a, b) = body.as_bytes().split_at(body.len() / 2);
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(a).unwrap();
+        s.flush().unwrap();
+        std::thread::sleep(pause);
+        s.write_all(b).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        out.split_once("\r\n\r\n").unwrap().1.to_owned()
+    })
+    .await
+    .unwrap()
+}
+
+/// Issue 13 item 3: WeChat's budget runs from the request's arrival, so the time spent receiving
+/// the body counts. Deterministic, not timed: the body alone takes longer than the whole (test)
+/// budget, so the answer is `success` and the reply follows as a customer-service message, while
+/// the same message sent at once gets its passive reply.
+#[tokio::test]
+async fn the_reply_budget_runs_from_the_requests_arrival() {
+    crate::each_backend!(
+        spawn = Spawn {
+            overrides: vec![("reply_budget_ms", "300".into())],
+            ..Default::default()
+        },
+        |app| {
+            let prompt = app
+                .reply_of(app.post_msg(&text_xml("o_fast", "帮助", 90_001)).await)
+                .await;
+            assert!(
+                prompt.contains("<MsgType><![CDATA[text]]></MsgType>"),
+                "{prompt}"
+            );
+            assert_eq!(app.fake.outbox_len(), 0);
+            let (path, body) = app.wechat_request(&text_xml("o_uplink", "帮助", 90_002));
+            let answer = post_slowly(&app, &path, &body, Duration::from_millis(900)).await;
+            assert_eq!(answer, "success", "the budget was spent receiving the body");
+            let sent = app.wait_outbox(1).await;
+            assert_eq!(
+                sent.len(),
+                1,
+                "the reply follows once, by customer-service message"
+            );
+            assert_eq!(sent[0].channel, "custom");
+            assert_eq!(sent[0].to_user.as_deref(), Some("o_uplink"));
+        }
+    );
+}
