@@ -1,10 +1,12 @@
 //! The push workers of one process: `push_workers` senders, and one scheduler that starts due
 //! pushes, makes mass calls, expires leases and completes finished pushes.
 //!
-//! A sender claims a batch of rows (`in_flight` + lease, committed), sends them at the shared rate
-//! with `push_concurrency` calls at a time, then records every outcome in one transaction. A crash
-//! between claim and record leaves at most `push_batch_size × push_workers` rows in flight per
-//! process; their leases expire and they become `unknown`.
+//! A sender claims a batch of rows (`in_flight` + lease, committed), then sends it in groups of
+//! `push_concurrency` rows at the shared rate: each group is marked *sending* in one statement
+//! just before its calls start, and its outcomes are recorded in one transaction as soon as they
+//! all answered. A crash leaves at most one group per sender (`push_concurrency × push_workers`
+//! rows per process) sending — their leases expire and they become `unknown` — while the rest of
+//! the claimed batch, never sent, goes back to `pending` and is sent by whoever claims it next.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -80,12 +82,18 @@ async fn scheduler_loop(st: AppState) {
 async fn scheduler_tick(st: &AppState) -> anyhow::Result<()> {
     let now = st.clock.unix_ms();
     let reaped = store::reap_expired(&st.db, now).await?;
-    if reaped > 0 {
+    if reaped.returned > 0 {
         tracing::warn!(
-            rows = reaped,
+            rows = reaped.returned,
+            "claimed push rows whose worker stopped before sending them are pending again"
+        );
+    }
+    if reaped.unknown > 0 {
+        tracing::warn!(
+            rows = reaped.unknown,
             "push sends whose worker stopped in flight are now `unknown` (not resent)"
         );
-        st.metrics.push_unknown.inc_by(reaped);
+        st.metrics.push_unknown.inc_by(reaped.unknown);
     }
     for id in store::due(&st.db, now).await? {
         if service::start(st, id).await? {
@@ -198,6 +206,42 @@ async fn send_batch(
         },
     };
     let concurrency = st.settings.push_concurrency.max(1);
+    // A group of `concurrency` rows at a time: marked sending in one statement just before their
+    // calls start, recorded as soon as they all answered. A crash leaves at most one group
+    // `unknown`; the rest of the batch is only claimed and goes back to `pending`.
+    for (g, group) in rows.chunks(concurrency).enumerate() {
+        if st.shutdown.is_cancelled()
+            || send_group(st, worker, limiter, &prep, push_id, channel, group).await?
+        {
+            // Shutting down, or the push stopped: what is still claimed is given back untouched
+            // (rows this group recorded are no longer `in_flight`, so release leaves them alone).
+            let rest: Vec<i64> = rows[g * concurrency..].iter().map(|r| r.id).collect();
+            store::release(&st.db, worker, &rest, st.clock.unix_ms()).await?;
+            break;
+        }
+    }
+    Ok(rows.len())
+}
+
+/// Send one group of claimed rows concurrently and record their outcomes. True when the push
+/// must not go on (quota reached, or shutting down): the caller gives the rest of the batch back.
+async fn send_group(
+    st: &AppState,
+    worker: &str,
+    limiter: &RateLimiter,
+    prep: &Arc<Prepared>,
+    push_id: i64,
+    channel: Channel,
+    group: &[Claimed],
+) -> anyhow::Result<bool> {
+    let ids: Vec<i64> = group.iter().map(|r| r.id).collect();
+    let marked = store::mark_sending(&st.db, worker, &ids, st.clock.unix_ms()).await?;
+    // A row not marked was taken back (lease expired): someone else may send it.
+    let rows: Vec<Claimed> = group
+        .iter()
+        .filter(|r| marked.binary_search(&r.id).is_ok())
+        .cloned()
+        .collect();
     // Owned items: a stream of closures over borrowed rows trips the `Send` check of the task.
     let outcomes: Vec<(usize, Outcome)> =
         futures_util::stream::iter(rows.clone().into_iter().enumerate())
@@ -211,7 +255,7 @@ async fn send_batch(
                     (i, Some(send_one(st, &prep, channel, push_id, &row).await))
                 }
             })
-            .buffer_unordered(concurrency)
+            .buffer_unordered(rows.len().max(1))
             .filter_map(|(i, o)| std::future::ready(o.map(|o| (i, o))))
             .collect()
             .await;
@@ -260,8 +304,9 @@ async fn send_batch(
         if store::fail(&st.db, push_id, &reason, now).await? {
             tracing::warn!(push_id, errcode = %code, "push stopped: WeChat quota reached");
         }
+        return Ok(true);
     }
-    Ok(rows.len())
+    Ok(!not_sent.is_empty())
 }
 
 async fn prepare(st: &AppState, push_id: i64) -> anyhow::Result<Prepared> {
