@@ -154,6 +154,7 @@ pub async fn list(
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
     pub pending: i64,
+    /// Claimed by a worker (not sent yet) or sending (the call has started).
     pub in_flight: i64,
     pub sent: i64,
     pub failed: i64,
