@@ -472,6 +472,17 @@ pub async fn claim(
 /// Returns the ids marked; a row not returned was taken back (its lease expired) and must not be
 /// sent.
 pub async fn mark_sending(db: &Db, worker: &str, ids: &[i64], now: i64) -> sqlx::Result<Vec<i64>> {
+    let mut conn = db.pool().acquire().await?;
+    mark_sending_on(&mut conn, worker, ids, now).await
+}
+
+/// [`mark_sending`] on a connection or inside the caller's transaction.
+async fn mark_sending_on(
+    conn: &mut sqlx::AnyConnection,
+    worker: &str,
+    ids: &[i64],
+    now: i64,
+) -> sqlx::Result<Vec<i64>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -485,7 +496,7 @@ pub async fn mark_sending(db: &Db, worker: &str, ids: &[i64], now: i64) -> sqlx:
     );
     let mut marked: Vec<i64> = sql
         .query()
-        .fetch_all(db.pool())
+        .fetch_all(&mut *conn)
         .await?
         .iter()
         .map(|r| r.get(0))
@@ -515,10 +526,13 @@ impl Backoff {
     }
 }
 
-/// Record the outcomes of one batch in one transaction. Only rows still leased by this worker are
-/// written (`unknown` included: a lease that expired during a slow batch loses to what we know).
-/// 43004 marks the follower unsubscribed; a subscribe send (either app) uses one consent credit of
-/// that app, and 43101 (no consent left) zeroes it.
+/// Record the outcomes of one group of sends in one transaction, and in the same commit mark the
+/// next group `next` sending (see [`mark_sending`]; its calls start right after): one write per
+/// group. Only rows still leased by this worker are written (`unknown` included: a lease that
+/// expired during a slow batch loses to what we know). 43004 marks the follower unsubscribed; a
+/// subscribe send (either app) uses one consent credit of that app, and 43101 (no consent left)
+/// zeroes it. Returns the ids of `next` marked.
+#[allow(clippy::too_many_arguments)]
 pub async fn record(
     db: &Db,
     worker: &str,
@@ -527,7 +541,8 @@ pub async fn record(
     results: &[Result_<'_>],
     backoff: Backoff,
     now: i64,
-) -> sqlx::Result<()> {
+    next: &[i64],
+) -> sqlx::Result<Vec<i64>> {
     let mut tx = db.begin_write().await?;
     // The common case, sent, in one statement per chunk (one round trip instead of hundreds).
     let sent: Vec<(i64, Option<i64>)> = results
@@ -650,7 +665,9 @@ pub async fn record(
             _ => {}
         }
     }
-    tx.commit().await
+    let marked = mark_sending_on(&mut tx, worker, next, now).await?;
+    tx.commit().await?;
+    Ok(marked)
 }
 
 /// What [`reap_expired`] did.
