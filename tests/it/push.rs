@@ -613,6 +613,10 @@ async fn a_worker_killed_mid_push_resumes_without_sending_anything_twice() {
             unknown <= in_flight_at_kill,
             "unknown {unknown} > in flight at kill {in_flight_at_kill}"
         );
+        eprintln!(
+            "{unknown} rows unknown, {} resumed and sent",
+            in_flight_at_kill - unknown
+        );
         // Only sends whose call had started: one group of `push_concurrency` per sender at most.
         assert!(
             unknown <= 16 * 4,
