@@ -17,11 +17,11 @@
 //! transaction when the push starts:
 //!
 //! ```text
-//! pending ──claim (lease)──▶ in_flight: claimed ──mark sending──▶ in_flight: sending ──ok──▶ sent
-//!  ▲ ▲                                │                                │ ├── -1 / HTTP 5xx ──▶ pending (backoff)
-//!  │ └──── lease expired (crash) ─────┘                                │ ├── 43004 / outside 48 h / no consent ──▶ skipped
-//!  └───────────────────────────────────────────────────────────────────┘ ├── other errcode, retries exhausted ──▶ failed
-//!                                                                        └── timeout, crash (lease expired) ──▶ unknown
+//! pending ──claim (lease)──▶ in_flight (claimed) ──mark sending──▶ in_flight (sending) ──ok──▶ sent
+//!  ▲ ▲                          │                                   │ ├── -1 / 5xx ──▶ pending (backoff)
+//!  │ └── lease expired (crash) ─┘                                   │ ├── 43004 / 48 h / consent ──▶ skipped
+//!  └────────────────────────────────────────────────────────────────┘ ├── other errcode ──▶ failed
+//!                                                                     └── timeout, crash ──▶ unknown
 //! ```
 //!
 //! A row is `in_flight`, with the worker's id and a lease, *before* WeChat is called. It is first
