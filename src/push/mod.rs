@@ -17,16 +17,20 @@
 //! transaction when the push starts:
 //!
 //! ```text
-//! pending ──claim (lease)──▶ in_flight ──ok──▶ sent
-//!    ▲                          │ ├── -1 / HTTP 5xx ──▶ pending (next_attempt_at = backoff)
-//!    └──────────────────────────┘ ├── 43004 / outside 48 h / no consent ──▶ skipped
-//!                                 ├── other errcode, retries exhausted ──▶ failed
-//!                                 └── timeout, crash (lease expired) ──▶ unknown (never resent)
+//! pending ──claim (lease)──▶ in_flight (claimed) ──mark sending──▶ in_flight (sending) ──ok──▶ sent
+//!  ▲ ▲                          │                                   │ ├── -1 / 5xx ──▶ pending (backoff)
+//!  │ └── lease expired (crash) ─┘                                   │ ├── 43004 / 48 h / consent ──▶ skipped
+//!  └────────────────────────────────────────────────────────────────┘ ├── other errcode ──▶ failed
+//!                                                                     └── timeout, crash ──▶ unknown
 //! ```
 //!
-//! A row is `in_flight`, with the worker's id and a lease, *before* WeChat is called, so a crash
-//! can only leave rows whose outcome is unknown; those become `unknown` and are reported, never sent
-//! again automatically. Mass sends (群发) are one API call per push, not rows: the push records the
+//! A row is `in_flight`, with the worker's id and a lease, *before* WeChat is called. It is first
+//! only *claimed*; a sender marks `push_concurrency` rows at a time *sending* (`sending_at`, one
+//! statement) just before their calls start and records their outcomes as soon as they answered.
+//! A crash therefore leaves two kinds of rows once the lease expires: claimed rows, never sent,
+//! go back to `pending` and are sent by the next worker; sending rows (at most one group per
+//! sender) become `unknown` and are reported, never sent again automatically. The API counts both
+//! kinds as `in_flight`. Mass sends (群发) are one API call per push, not rows: the push records the
 //! call's state (`mass_state`) and WeChat's `msg_id`, and MASSSENDJOBFINISH fills in the counts.
 //!
 //! **Notices.** A notice push is an ordinary row-by-row push (template, custom, subscribe or

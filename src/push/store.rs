@@ -154,6 +154,7 @@ pub async fn list(
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
     pub pending: i64,
+    /// Claimed by a worker (not sent yet) or sending (the call has started).
     pub in_flight: i64,
     pub sent: i64,
     pub failed: i64,
@@ -417,7 +418,8 @@ pub struct Claimed {
 }
 
 /// Claim up to `n` due rows of a running push: they become `in_flight` under this worker's lease
-/// (committed before anything is sent).
+/// (committed before anything is sent), *claimed* but not yet sending (`sending_at` NULL): if the
+/// lease runs out before [`mark_sending`], they go back to `pending` (see [`reap_expired`]).
 pub async fn claim(
     db: &Db,
     push_id: i64,
@@ -429,7 +431,7 @@ pub async fn claim(
     let due = "SELECT id FROM push_deliveries WHERE push_id = $4 AND status = 'pending' \
          AND openid IS NOT NULL AND next_attempt_at <= $3 AND EXISTS (SELECT 1 FROM pushes WHERE id = $4 AND status = 'running') \
          ORDER BY id LIMIT $5";
-    let set = "SET status = 'in_flight', worker_id = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3";
+    let set = "SET status = 'in_flight', worker_id = $1, lease_until = $2, sending_at = NULL, attempts = attempts + 1, updated_at = $3";
     let sql = match db.backend() {
         // The batch is chosen once (a materialised CTE): a sub-select under `IN` may be rescanned
         // during the UPDATE and, with SKIP LOCKED, hand out more than `n` rows.
@@ -465,6 +467,44 @@ pub async fn claim(
     Ok(claimed)
 }
 
+/// Of the rows `ids` this worker claimed, mark those it still holds *sending*, in one statement,
+/// just before their WeChat calls start: from now on a crash makes them `unknown`, never resent.
+/// Returns the ids marked; a row not returned was taken back (its lease expired) and must not be
+/// sent.
+pub async fn mark_sending(db: &Db, worker: &str, ids: &[i64], now: i64) -> sqlx::Result<Vec<i64>> {
+    let mut conn = db.pool().acquire().await?;
+    mark_sending_on(&mut conn, worker, ids, now).await
+}
+
+/// [`mark_sending`] on a connection or inside the caller's transaction.
+async fn mark_sending_on(
+    conn: &mut sqlx::AnyConnection,
+    worker: &str,
+    ids: &[i64],
+    now: i64,
+) -> sqlx::Result<Vec<i64>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = audience_store::Sql::default();
+    let now_p = sql.bind(audience_store::Bind::I64(now));
+    let worker_p = sql.bind(audience_store::Bind::Str(worker.to_owned()));
+    let list = sql.list(ids);
+    sql.text = format!(
+        "UPDATE push_deliveries SET sending_at = {now_p}, updated_at = {now_p} \
+         WHERE id IN ({list}) AND worker_id = {worker_p} AND status = 'in_flight' RETURNING id"
+    );
+    let mut marked: Vec<i64> = sql
+        .query()
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    marked.sort_unstable();
+    Ok(marked)
+}
+
 /// What the worker learned about one claimed row.
 pub struct Result_<'a> {
     pub row: &'a Claimed,
@@ -486,10 +526,13 @@ impl Backoff {
     }
 }
 
-/// Record the outcomes of one batch in one transaction. Only rows still leased by this worker are
-/// written (`unknown` included: a lease that expired during a slow batch loses to what we know).
-/// 43004 marks the follower unsubscribed; a subscribe send (either app) uses one consent credit of
-/// that app, and 43101 (no consent left) zeroes it.
+/// Record the outcomes of one group of sends in one transaction, and in the same commit mark the
+/// next group `next` sending (see [`mark_sending`]; its calls start right after): one write per
+/// group. Only rows still leased by this worker are written (`unknown` included: a lease that
+/// expired during a slow batch loses to what we know). 43004 marks the follower unsubscribed; a
+/// subscribe send (either app) uses one consent credit of that app, and 43101 (no consent left)
+/// zeroes it. Returns the ids of `next` marked.
+#[allow(clippy::too_many_arguments)]
 pub async fn record(
     db: &Db,
     worker: &str,
@@ -498,7 +541,8 @@ pub async fn record(
     results: &[Result_<'_>],
     backoff: Backoff,
     now: i64,
-) -> sqlx::Result<()> {
+    next: &[i64],
+) -> sqlx::Result<Vec<i64>> {
     let mut tx = db.begin_write().await?;
     // The common case, sent, in one statement per chunk (one round trip instead of hundreds).
     let sent: Vec<(i64, Option<i64>)> = results
@@ -621,19 +665,41 @@ pub async fn record(
             _ => {}
         }
     }
-    tx.commit().await
+    let marked = mark_sending_on(&mut tx, worker, next, now).await?;
+    tx.commit().await?;
+    Ok(marked)
 }
 
-/// Rows in flight whose lease expired: their worker died (or hung) after marking them, so whether
-/// WeChat got them is unknown. They become `unknown` and are never resent automatically.
-pub async fn reap_expired(db: &Db, now: i64) -> sqlx::Result<u64> {
+/// What [`reap_expired`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reaped {
+    /// Claimed rows whose worker stopped before their call started: `pending` again, to be sent.
+    pub returned: u64,
+    /// Rows (and mass calls) whose call had started: `unknown`, never resent automatically.
+    pub unknown: u64,
+}
+
+/// Rows in flight whose lease expired: their worker died (or hung). A row only claimed was never
+/// sent: it goes back to `pending` (the attempt not counted). A row marked sending may have
+/// reached WeChat: it becomes `unknown` and is never resent automatically. A mass call in flight
+/// is likewise `unknown`.
+pub async fn reap_expired(db: &Db, now: i64) -> sqlx::Result<Reaped> {
+    let mut tx = db.begin_write().await?;
+    let returned = sqlx::query(
+        "UPDATE push_deliveries SET status = 'pending', attempts = attempts - 1, lease_until = NULL, updated_at = $1 \
+         WHERE status = 'in_flight' AND lease_until < $1 AND sending_at IS NULL",
+    )
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
     let rows = sqlx::query(
         "UPDATE push_deliveries SET status = 'unknown', error_code = 'lease_expired', \
          error = 'the worker stopped while this send was in flight', updated_at = $1 \
-         WHERE status = 'in_flight' AND lease_until < $1",
+         WHERE status = 'in_flight' AND lease_until < $1 AND sending_at IS NOT NULL",
     )
     .bind(now)
-    .execute(db.pool())
+    .execute(&mut *tx)
     .await?
     .rows_affected();
     let mass = sqlx::query(
@@ -642,10 +708,14 @@ pub async fn reap_expired(db: &Db, now: i64) -> sqlx::Result<u64> {
          finished_at = $1, updated_at = $1 WHERE mass_state = 'in_flight' AND mass_lease_until < $1",
     )
     .bind(now)
-    .execute(db.pool())
+    .execute(&mut *tx)
     .await?
     .rows_affected();
-    Ok(rows + mass)
+    tx.commit().await?;
+    Ok(Reaped {
+        returned,
+        unknown: rows + mass,
+    })
 }
 
 /// Running row-by-row pushes with nothing pending or in flight are complete.
@@ -681,8 +751,8 @@ pub async fn release(db: &Db, worker: &str, ids: &[i64], now: i64) -> sqlx::Resu
     let mut tx = db.begin_write().await?;
     for id in ids {
         sqlx::query(
-            "UPDATE push_deliveries SET status = 'pending', attempts = attempts - 1, lease_until = NULL, updated_at = $1 \
-             WHERE id = $2 AND worker_id = $3 AND status = 'in_flight'",
+            "UPDATE push_deliveries SET status = 'pending', attempts = attempts - 1, lease_until = NULL, sending_at = NULL, \
+             updated_at = $1 WHERE id = $2 AND worker_id = $3 AND status = 'in_flight'",
         )
         .bind(now)
         .bind(id)

@@ -1,10 +1,12 @@
 //! The push workers of one process: `push_workers` senders, and one scheduler that starts due
 //! pushes, makes mass calls, expires leases and completes finished pushes.
 //!
-//! A sender claims a batch of rows (`in_flight` + lease, committed), sends them at the shared rate
-//! with `push_concurrency` calls at a time, then records every outcome in one transaction. A crash
-//! between claim and record leaves at most `push_batch_size × push_workers` rows in flight per
-//! process; their leases expire and they become `unknown`.
+//! A sender claims a batch of rows (`in_flight` + lease, committed), then sends it in groups of
+//! `push_concurrency` rows at the shared rate: each group is marked *sending* (one UPDATE, in the
+//! commit that records the group before it) just before its calls start, and its outcomes are
+//! recorded in one transaction as soon as they all answered. A crash leaves at most one group per sender (`push_concurrency × push_workers`
+//! rows per process) sending — their leases expire and they become `unknown` — while the rest of
+//! the claimed batch, never sent, goes back to `pending` and is sent by whoever claims it next.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -80,12 +82,18 @@ async fn scheduler_loop(st: AppState) {
 async fn scheduler_tick(st: &AppState) -> anyhow::Result<()> {
     let now = st.clock.unix_ms();
     let reaped = store::reap_expired(&st.db, now).await?;
-    if reaped > 0 {
+    if reaped.returned > 0 {
         tracing::warn!(
-            rows = reaped,
+            rows = reaped.returned,
+            "claimed push rows whose worker stopped before sending them are pending again"
+        );
+    }
+    if reaped.unknown > 0 {
+        tracing::warn!(
+            rows = reaped.unknown,
             "push sends whose worker stopped in flight are now `unknown` (not resent)"
         );
-        st.metrics.push_unknown.inc_by(reaped);
+        st.metrics.push_unknown.inc_by(reaped.unknown);
     }
     for id in store::due(&st.db, now).await? {
         if service::start(st, id).await? {
@@ -198,70 +206,142 @@ async fn send_batch(
         },
     };
     let concurrency = st.settings.push_concurrency.max(1);
-    // Owned items: a stream of closures over borrowed rows trips the `Send` check of the task.
-    let outcomes: Vec<(usize, Outcome)> =
-        futures_util::stream::iter(rows.clone().into_iter().enumerate())
-            .map(|(i, row)| {
-                let prep = prep.clone();
-                async move {
-                    if !limiter.acquire(&st.shutdown).await {
-                        // Shutting down before the call: nothing was sent.
-                        return (i, None);
-                    }
-                    (i, Some(send_one(st, &prep, channel, push_id, &row).await))
-                }
-            })
-            .buffer_unordered(concurrency)
-            .filter_map(|(i, o)| std::future::ready(o.map(|o| (i, o))))
-            .collect()
-            .await;
-    let not_sent: Vec<i64> = rows
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !outcomes.iter().any(|(j, _)| j == i))
-        .map(|(_, r)| r.id)
-        .collect();
-    let results: Vec<store::Result_<'_>> = outcomes
-        .iter()
-        .map(|(i, o)| store::Result_ {
-            row: &rows[*i],
-            outcome: o,
-        })
-        .collect();
-    let backoff = Backoff {
-        base_ms: st.settings.push_retry_base_ms as i64,
-        max_attempts: st.settings.push_max_attempts,
-    };
-    let now = st.clock.unix_ms();
-    store::record(
-        &st.db,
+    // A group of `concurrency` rows at a time: marked sending just before their calls start (the
+    // first alone, each next one in the commit that records the group before it), recorded as
+    // soon as they all answered. A crash leaves at most one group `unknown`; the rest of the batch
+    // is only claimed and goes back to `pending`.
+    let batch = Batch {
+        st,
         worker,
+        limiter,
+        prep: &prep,
+        push_id,
         channel,
-        prep.template_id.as_deref(),
-        &results,
-        backoff,
-        now,
-    )
-    .await?;
-    if !not_sent.is_empty() {
-        store::release(&st.db, worker, &not_sent, now).await?;
-    }
-    for (_, o) in &outcomes {
-        let (name, code) = o.labels();
-        st.metrics.push_outcome(channel.as_str(), name, code);
-    }
-    if let Some((_, Outcome::Quota { code, error })) = outcomes
-        .iter()
-        .find(|(_, o)| matches!(o, Outcome::Quota { .. }))
-    {
-        let reason = format!(
-            "WeChat quota reached (errcode {code}: {error}); resume when the quota is back"
-        );
-        if store::fail(&st.db, push_id, &reason, now).await? {
-            tracing::warn!(push_id, errcode = %code, "push stopped: WeChat quota reached");
+    };
+    let ids_of = |g: &[Claimed]| g.iter().map(|r| r.id).collect::<Vec<i64>>();
+    let groups: Vec<&[Claimed]> = rows.chunks(concurrency).collect();
+    let mut marked =
+        store::mark_sending(&st.db, worker, &ids_of(groups[0]), st.clock.unix_ms()).await?;
+    for (g, group) in groups.iter().enumerate() {
+        let next = groups.get(g + 1).map(|n| ids_of(n)).unwrap_or_default();
+        match batch.send_group(group, &marked, &next).await? {
+            Some(next_marked) => marked = next_marked,
+            None => {
+                // Shutting down, or the push stopped: the groups not sent are given back untouched.
+                let rest: Vec<i64> = groups[g + 1..].iter().flat_map(|n| ids_of(n)).collect();
+                if !rest.is_empty() {
+                    store::release(&st.db, worker, &rest, st.clock.unix_ms()).await?;
+                }
+                break;
+            }
         }
     }
     Ok(rows.len())
+}
+
+/// One claimed batch of a push being sent by one sender.
+struct Batch<'a> {
+    st: &'a AppState,
+    worker: &'a str,
+    limiter: &'a RateLimiter,
+    prep: &'a Arc<Prepared>,
+    push_id: i64,
+    channel: Channel,
+}
+
+impl Batch<'_> {
+    /// Send the rows of `group` that were marked sending (`marked`; the others were taken back) and
+    /// record their outcomes, marking `next` sending in the same commit. The ids of `next` marked, or
+    /// None when the push must not go on (quota reached, or shutting down): then `next` is not marked
+    /// and the caller gives the rest of the batch back.
+    async fn send_group(
+        &self,
+        group: &[Claimed],
+        marked: &[i64],
+        next: &[i64],
+    ) -> anyhow::Result<Option<Vec<i64>>> {
+        let Batch {
+            st,
+            worker,
+            limiter,
+            prep,
+            push_id,
+            channel,
+        } = *self;
+        // A row not marked was taken back (lease expired): someone else may send it.
+        let rows: Vec<Claimed> = group
+            .iter()
+            .filter(|r| marked.binary_search(&r.id).is_ok())
+            .cloned()
+            .collect();
+        // Owned items: a stream of closures over borrowed rows trips the `Send` check of the task.
+        let outcomes: Vec<(usize, Outcome)> =
+            futures_util::stream::iter(rows.clone().into_iter().enumerate())
+                .map(|(i, row)| {
+                    let prep = prep.clone();
+                    async move {
+                        if !limiter.acquire(&st.shutdown).await {
+                            // Shutting down before the call: nothing was sent.
+                            return (i, None);
+                        }
+                        (i, Some(send_one(st, &prep, channel, push_id, &row).await))
+                    }
+                })
+                .buffer_unordered(rows.len().max(1))
+                .filter_map(|(i, o)| std::future::ready(o.map(|o| (i, o))))
+                .collect()
+                .await;
+        let not_sent: Vec<i64> = rows
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !outcomes.iter().any(|(j, _)| j == i))
+            .map(|(_, r)| r.id)
+            .collect();
+        let results: Vec<store::Result_<'_>> = outcomes
+            .iter()
+            .map(|(i, o)| store::Result_ {
+                row: &rows[*i],
+                outcome: o,
+            })
+            .collect();
+        let backoff = Backoff {
+            base_ms: st.settings.push_retry_base_ms as i64,
+            max_attempts: st.settings.push_max_attempts,
+        };
+        let quota = outcomes.iter().find_map(|(_, o)| match o {
+            Outcome::Quota { code, error } => Some((code, error)),
+            _ => None,
+        });
+        let stop = quota.is_some() || !not_sent.is_empty() || st.shutdown.is_cancelled();
+        let now = st.clock.unix_ms();
+        let next_marked = store::record(
+            &st.db,
+            worker,
+            channel,
+            prep.template_id.as_deref(),
+            &results,
+            backoff,
+            now,
+            if stop { &[] } else { next },
+        )
+        .await?;
+        if !not_sent.is_empty() {
+            store::release(&st.db, worker, &not_sent, now).await?;
+        }
+        for (_, o) in &outcomes {
+            let (name, code) = o.labels();
+            st.metrics.push_outcome(channel.as_str(), name, code);
+        }
+        if let Some((code, error)) = quota {
+            let reason = format!(
+                "WeChat quota reached (errcode {code}: {error}); resume when the quota is back"
+            );
+            if store::fail(&st.db, push_id, &reason, now).await? {
+                tracing::warn!(push_id, errcode = %code, "push stopped: WeChat quota reached");
+            }
+        }
+        Ok((!stop).then_some(next_marked))
+    }
 }
 
 async fn prepare(st: &AppState, push_id: i64) -> anyhow::Result<Prepared> {

@@ -357,7 +357,7 @@ async fn a_promotion_and_a_reminder_are_each_told_exactly_once() {
 }
 
 #[tokio::test]
-async fn a_sender_killed_mid_notice_leaves_unknown_rows_that_are_never_resent() {
+async fn a_sender_killed_mid_notice_leaves_only_started_sends_unknown_and_never_resends_them() {
     let clock = ManualClock::at(t0());
     each_backend!(
         spawn = spawn(
@@ -393,7 +393,7 @@ async fn a_sender_killed_mid_notice_leaves_unknown_rows_that_are_never_resent() 
             )
             .await;
             let push_id = app.count("SELECT MAX(push_id) FROM activity_notices").await;
-            // A sender marks two rows in flight and dies before it records anything.
+            // A sender claims two rows, starts the call of one and dies before it records anything.
             let now = app.state.clock.unix_ms();
             let claimed = dangjian::push::store::claim(
                 &app.state.db,
@@ -406,23 +406,33 @@ async fn a_sender_killed_mid_notice_leaves_unknown_rows_that_are_never_resent() 
             .await
             .unwrap();
             assert_eq!(claimed.len(), 2);
+            let sending = &claimed[0];
+            let marked = dangjian::push::store::mark_sending(
+                &app.state.db,
+                "dead-worker",
+                &[sending.id],
+                now,
+            )
+            .await
+            .unwrap();
+            assert_eq!(marked, vec![sending.id]);
             clock.advance(Duration::from_secs(3));
-            // A new worker process: the expired leases become `unknown`; the third row is sent.
+            // A new worker process: the row whose call had started becomes `unknown`; the one only
+            // claimed goes back to pending and is sent with the third.
             let workers = app.worker_replica(2).await;
             settled(&app).await;
             workers.stop().await;
             let custom = received(&app, "custom");
-            assert_eq!(custom.len(), 1, "{custom:?}");
-            for row in &claimed {
-                assert!(
-                    !custom.contains_key(&row.openid),
-                    "{} was resent",
-                    row.openid
-                );
-            }
+            assert_eq!(custom.len(), 2, "{custom:?}");
+            assert!(
+                !custom.contains_key(&sending.openid),
+                "{} was resent",
+                sending.openid
+            );
+            assert!(custom.contains_key(&claimed[1].openid), "{custom:?}");
             assert_eq!(
                 app.count(&format!("SELECT COUNT(*) FROM push_deliveries WHERE push_id = {push_id} AND status = 'unknown' AND error_code = 'lease_expired'")).await,
-                2
+                1
             );
             assert_eq!(deliver_notices(&app.state).await.unwrap(), 0);
             assert_eq!(

@@ -503,6 +503,15 @@ async fn tag_audiences_template_reports_and_preview() {
 
 /// A `dangjian worker` child process sharing the test app's database and fake WeChat.
 fn start_worker(app: &TestApp, log: &std::path::Path) -> std::process::Child {
+    start_worker_with(app, log, &[])
+}
+
+/// [`start_worker`] with some `DANGJIAN_*` variables changed.
+fn start_worker_with(
+    app: &TestApp,
+    log: &std::path::Path,
+    env: &[(&str, &str)],
+) -> std::process::Child {
     let s = &app.state.settings;
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dangjian"));
     cmd.arg("worker")
@@ -524,6 +533,9 @@ fn start_worker(app: &TestApp, log: &std::path::Path) -> std::process::Child {
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(log).unwrap());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     if let Some(r) = &s.redis_url {
         cmd.env("DANGJIAN_REDIS_URL", r.expose_secret())
             .env("DANGJIAN_REDIS_PREFIX", &s.redis_prefix);
@@ -601,6 +613,15 @@ async fn a_worker_killed_mid_push_resumes_without_sending_anything_twice() {
             unknown <= in_flight_at_kill,
             "unknown {unknown} > in flight at kill {in_flight_at_kill}"
         );
+        eprintln!(
+            "{unknown} rows unknown, {} resumed and sent",
+            in_flight_at_kill - unknown
+        );
+        // Only sends whose call had started: one group of `push_concurrency` per sender at most.
+        assert!(
+            unknown <= 16 * 4,
+            "unknown {unknown} > concurrency × workers"
+        );
         // The fake's log: no recipient got two messages, and none was even called twice.
         let delivered = template_recipients(&app);
         assert_no_duplicates(&delivered);
@@ -610,6 +631,126 @@ async fn a_worker_killed_mid_push_resumes_without_sending_anything_twice() {
             v["errors_by_code"]["lease_expired"].as_i64().unwrap_or(0),
             unknown
         );
+    });
+}
+
+/// Openids of push `id`'s delivery rows in `status`.
+async fn openids_in(app: &TestApp, id: i64, status: &str) -> HashSet<String> {
+    use sqlx::Row;
+    sqlx::query("SELECT openid FROM push_deliveries WHERE push_id = $1 AND status = $2")
+        .bind(id)
+        .bind(status)
+        .fetch_all(app.state.db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_batch_leaves_only_its_started_sends_unknown() {
+    each_backend!(spawn = watcher(), |app| {
+        const CONCURRENCY: i64 = 16;
+        app.register_template();
+        let token = app.admin_token().await;
+        app.seed_followers("k", 1_000, None).await;
+        // WeChat answers 250 sends, then stalls: calls are received (and delivered) but not answered.
+        app.fake
+            .inject(api::TEMPLATE_SEND, Fault::Latency(Duration::ZERO), 250);
+        app.fake.inject(
+            api::TEMPLATE_SEND,
+            Fault::Latency(Duration::from_secs(600)),
+            1_000,
+        );
+        let article = app.article("关于召开组织生活会的通知").await;
+        let id = app.create_push(&token, json!({"article_ids": [article], "audience": {"kind": "all"}, "channel": "template"})).await;
+        let dir = tempfile::tempdir().unwrap();
+        let concurrency = CONCURRENCY.to_string();
+        let mut first = start_worker_with(
+            &app,
+            &dir.path().join("worker1.log"),
+            &[
+                ("DANGJIAN_PUSH_WORKERS", "1"),
+                ("DANGJIAN_PUSH_CONCURRENCY", &concurrency),
+            ],
+        );
+        let start = Instant::now();
+        while app.fake.count_calls(api::TEMPLATE_SEND) <= 250 {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the worker never reached the stall"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The sender is stuck in the calls of one group; the rest of its batch is only claimed.
+        let in_flight = |sending: bool| {
+            format!(
+                "SELECT COUNT(*) FROM push_deliveries WHERE push_id = {id} AND status = 'in_flight' AND sending_at IS {} NULL",
+                if sending { "NOT" } else { "" }
+            )
+        };
+        let sending_at_kill = app.count(&in_flight(true)).await;
+        let claimed_at_kill = app.count(&in_flight(false)).await;
+        // Every call of the stalled group has reached WeChat (they start together).
+        let recorded = app
+            .count(&format!(
+                "SELECT COUNT(*) FROM push_deliveries WHERE push_id = {id} AND status = 'sent'"
+            ))
+            .await;
+        while app.fake.count_calls(api::TEMPLATE_SEND) < (recorded + sending_at_kill) as usize {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the group's calls never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        first.kill().unwrap(); // SIGKILL, with sends in flight
+        first.wait().unwrap();
+        assert!(
+            (1..=CONCURRENCY).contains(&sending_at_kill),
+            "killed with {sending_at_kill} sends in flight"
+        );
+        assert!(
+            claimed_at_kill > 0,
+            "the kill must leave claimed rows never sent"
+        );
+        let attempted_before: HashSet<String> =
+            template_calls_per_openid(&app).into_keys().collect();
+        assert!(attempted_before.len() < 1_000);
+        app.fake.clear_faults();
+
+        let mut second = start_worker(&app, &dir.path().join("worker2.log"));
+        let v = wait_counts(&app, &token, id, Duration::from_secs(120)).await;
+        second.kill().unwrap();
+        second.wait().unwrap();
+        let c = &v["counts"];
+        let (sent, unknown) = (c["sent"].as_i64().unwrap(), c["unknown"].as_i64().unwrap());
+        assert_eq!(sent + unknown, 1_000, "every row is sent or unknown: {v}");
+        // `unknown` is exactly the group whose calls had started, at most the concurrency.
+        assert_eq!(unknown, sending_at_kill, "{v}");
+        assert!(unknown <= CONCURRENCY, "{v}");
+        assert_eq!(v["errors_by_code"]["lease_expired"], unknown, "{v}");
+        let unknown_rows = openids_in(&app, id, "unknown").await;
+        assert!(
+            unknown_rows.is_subset(&attempted_before),
+            "an `unknown` row was never attempted"
+        );
+        // Every recipient was called exactly once: the claimed rows and the rest of the push went
+        // out from the second worker, nothing was sent twice.
+        let calls = template_calls_per_openid(&app);
+        assert_eq!(calls.len(), 1_000);
+        assert!(
+            calls.values().all(|n| *n == 1),
+            "a recipient was called twice"
+        );
+        let sent_rows = openids_in(&app, id, "sent").await;
+        assert_eq!(sent_rows.len() as i64, sent);
+        assert!(calls
+            .keys()
+            .filter(|o| !attempted_before.contains(*o))
+            .all(|o| sent_rows.contains(o)));
+        assert_no_duplicates(&template_recipients(&app));
     });
 }
 

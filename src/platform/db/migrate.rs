@@ -70,6 +70,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(12, "0012_notices"),
     migration!(13, "0013_activity_photos"),
     migration!(14, "0014_follower_events"),
+    migration!(15, "0015_push_sending"),
 ];
 
 /// An arbitrary constant: the PostgreSQL advisory-lock id for migrations.
