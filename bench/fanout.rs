@@ -7,6 +7,11 @@
 //! Default: the embedded backend (SQLite file in a temp dir, in-process cache). Prints one markdown
 //! table row per run (see bench/README.md).
 
+/// The allocator the shipped binary uses (`src/main.rs`): the application runs in-process here,
+/// so measuring it on the system allocator would measure something nobody runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::{Duration, Instant};
 
 use dangjian::{

@@ -12,6 +12,11 @@
 //! The application runs in-process on its own runtime (SQLite in a temp dir unless
 //! `--database-url`), the fake WeChat on the load generator's: all share this machine's cores.
 
+/// The allocator the shipped binary uses (`src/main.rs`): the application runs in-process here,
+/// so measuring it on the system allocator would measure something nobody runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::{
     sync::{
         atomic::{AtomicUsize, Ordering},

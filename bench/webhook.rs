@@ -9,6 +9,11 @@
 //! Without `--url` it starts the whole application in-process on the embedded backend (SQLite,
 //! in-process cache), on its own runtime, so server and load generator share this machine's cores.
 
+/// The allocator the shipped binary uses (`src/main.rs`): the application runs in-process here,
+/// so measuring it on the system allocator would measure something nobody runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::{
     sync::{
         atomic::{AtomicUsize, Ordering},
