@@ -980,7 +980,14 @@ mod against_the_fake {
             "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o",
             "https://dangjian.example.cn/pay/notify",
         );
-        o.time_expire = Some(time::OffsetDateTime::now_utc() + time::Duration::minutes(30));
+        // One expiry for the whole run: repeating an order must repeat its parameters exactly
+        // (a fresh `now` per call would differ across a second boundary and be refused as a
+        // changed order, as WeChat Pay does).
+        static EXPIRE: std::sync::OnceLock<time::OffsetDateTime> = std::sync::OnceLock::new();
+        o.time_expire = Some(*EXPIRE.get_or_init(|| {
+            let now = time::OffsetDateTime::now_utc();
+            now.replace_nanosecond(0).unwrap_or(now) + time::Duration::minutes(30)
+        }));
         o
     }
 
