@@ -68,6 +68,8 @@
   var box = document.getElementById('push-progress');
   if (box) {
     var done = ['completed', 'cancelled', 'failed'];
+    var shown = box.getAttribute('data-state');
+    var labels = { scheduled: '已排期', running: '发送中', paused: '已暂停', completed: '已完成', cancelled: '已取消', failed: '失败' };
     var poll = function () {
       fetch('/api/admin/pushes/' + encodeURIComponent(box.getAttribute('data-push')), {
         credentials: 'same-origin', headers: { 'Accept': 'application/json' }
@@ -84,8 +86,12 @@
         var pct = total ? Math.round(finished * 100 / total) : (done.indexOf(p.status) >= 0 ? 100 : 0);
         box.querySelector('.progress > div').style.width = pct + '%';
         box.querySelector('.pct').textContent = pct + '%';
-        box.querySelector('.state').textContent = p.status;
-        box.setAttribute('data-state', p.status);
+        box.querySelector('.state').textContent = labels[p.status] || p.status;
+        if (p.status !== shown && done.indexOf(p.status) >= 0) {
+          // Finished: the page again from the server, with its badge and the actions that apply.
+          window.location.reload();
+          return;
+        }
         if (done.indexOf(p.status) < 0) setTimeout(poll, 1500);
       }).catch(function () { setTimeout(poll, 5000); });
     };
