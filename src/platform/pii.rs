@@ -252,6 +252,11 @@ impl DataCipher {
         stored.map(|s| self.open(slot, s)).transpose()
     }
 
+    /// How every value sealed now begins (`v2:<current key id>:`).
+    pub fn sealed_prefix(&self) -> String {
+        format!("{VERSION}:{}:", self.current.id)
+    }
+
     /// True when `stored` is not bound or not under the current key (the re-seal pass has work).
     pub fn needs_rotation(&self, stored: &str) -> bool {
         split(stored)

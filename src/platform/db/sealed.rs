@@ -15,7 +15,7 @@ const BATCH: i64 = 500;
 /// What one pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Resealed {
-    /// Values read.
+    /// Values read: those not already sealed under the current key.
     pub checked: u64,
     /// Values rewritten.
     pub rewritten: u64,
@@ -38,15 +38,20 @@ pub async fn reseal_all(
 
 async fn reseal_column(db: &Db, cipher: &DataCipher, col: Column) -> anyhow::Result<Resealed> {
     let (table, column) = (col.table, col.column);
+    // Only values not already in the current form are read: at a start with nothing to do, the
+    // pass reads no ciphertext (documents are large), only an index range per column.
     let select = format!(
-        "SELECT id, {column} FROM {table} WHERE id > $1 AND {column} IS NOT NULL ORDER BY id LIMIT $2"
+        "SELECT id, {column} FROM {table} WHERE id > $1 AND {column} IS NOT NULL \
+         AND {column} NOT LIKE $3 ORDER BY id LIMIT $2"
     );
+    let current = current_prefix(cipher);
     let mut done = Resealed::default();
     let mut last = 0i64;
     loop {
         let rows = sqlx::query(&select)
             .bind(last)
             .bind(BATCH)
+            .bind(&current)
             .fetch_all(db.pool())
             .await?;
         let Some(end) = rows.last() else { break };
@@ -112,20 +117,26 @@ pub async fn write(
     Ok(())
 }
 
-/// How many values of `columns` still need the pass (readiness and the CLI report it).
+/// `LIKE` pattern of values already sealed under the current key (the key id is hex: no
+/// wildcard characters).
+fn current_prefix(cipher: &DataCipher) -> String {
+    format!("{}%", cipher.sealed_prefix())
+}
+
+/// How many values of `columns` still need the pass (counted in the database).
 pub async fn stale_count(db: &Db, cipher: &DataCipher, columns: &[Column]) -> anyhow::Result<u64> {
+    let current = current_prefix(cipher);
     let mut n = 0;
     for col in columns {
-        let rows = sqlx::query(&format!(
-            "SELECT {} FROM {} WHERE {} IS NOT NULL",
-            col.column, col.table, col.column
+        let count: i64 = sqlx::query(&format!(
+            "SELECT COUNT(*) FROM {} WHERE {} IS NOT NULL AND {} NOT LIKE $1",
+            col.table, col.column, col.column
         ))
-        .fetch_all(db.pool())
-        .await?;
-        n += rows
-            .iter()
-            .filter(|r| cipher.needs_rotation(&r.get::<String, _>(0)))
-            .count() as u64;
+        .bind(&current)
+        .fetch_one(db.pool())
+        .await?
+        .get(0);
+        n += count as u64;
     }
     Ok(n)
 }
