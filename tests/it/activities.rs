@@ -3,6 +3,8 @@
 //! rotating ticket under the app's clock, meetings' attendance and CSV, the 三会一课 rhythm,
 //! secretaries' scope, reminders, and bad input that changes nothing — on every backend.
 
+use dangjian_test_macros::backend_test;
+
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use dangjian::platform::clock::ManualClock;
@@ -176,7 +178,7 @@ fn ids(list: &Value) -> Vec<i64> {
         .collect()
 }
 
-#[tokio::test]
+#[backend_test]
 async fn flash_crowd_of_2000_for_100_places_confirms_100_and_promotes_exactly_the_first_20() {
     let clock = ManualClock::at(t0());
     for backend in crate::helpers::backends() {
@@ -362,7 +364,7 @@ async fn flash_crowd_of_2000_for_100_places_confirms_100_and_promotes_exactly_th
     }
 }
 
-#[tokio::test]
+#[backend_test]
 async fn bad_signups_are_refused_in_the_one_shape_and_change_nothing() {
     let clock = ManualClock::at(t0());
     each_backend!(spawn = spawn(&clock), |app| {
@@ -463,7 +465,7 @@ async fn bad_signups_are_refused_in_the_one_shape_and_change_nothing() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn the_checkin_ticket_rotates_every_30_seconds_and_refuses_forged_expired_and_foreign_ones() {
     let clock = ManualClock::at(t0());
     each_backend!(spawn = spawn(&clock), |app| {
@@ -543,7 +545,7 @@ async fn the_checkin_ticket_rotates_every_30_seconds_and_refuses_forged_expired_
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn checkin_is_once_only_in_time_and_only_for_confirmed_members() {
     let clock = ManualClock::at(t0());
     each_backend!(spawn = spawn(&clock), |app| {
@@ -599,7 +601,7 @@ async fn checkin_is_once_only_in_time_and_only_for_confirmed_members() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn a_meeting_expects_its_audience_records_marks_and_exports_attendance_as_csv() {
     let clock = ManualClock::at(t0());
     each_backend!(spawn = spawn(&clock), |app| {
@@ -764,7 +766,7 @@ async fn a_meeting_expects_its_audience_records_marks_and_exports_attendance_as_
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn rhythm_counts_meetings_per_org_unit_and_quarter_against_the_rules() {
     let clock = ManualClock::at(t0());
     each_backend!(spawn = spawn(&clock), |app| {
@@ -867,7 +869,7 @@ async fn rhythm_counts_meetings_per_org_unit_and_quarter_against_the_rules() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn capacity_cannot_drop_below_confirmed_and_a_larger_capacity_promotes_in_order() {
     let clock = ManualClock::at(t0());
     each_backend!(spawn = spawn(&clock), |app| {
@@ -950,7 +952,7 @@ async fn capacity_cannot_drop_below_confirmed_and_a_larger_capacity_promotes_in_
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn secretaries_manage_only_activities_of_their_subtree() {
     let clock = ManualClock::at(t0());
     each_backend!(spawn = spawn(&clock), |app| {
@@ -1063,7 +1065,7 @@ async fn secretaries_manage_only_activities_of_their_subtree() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn cancelling_an_activity_tells_each_signed_up_member_once_and_closes_it() {
     let clock = ManualClock::at(t0());
     each_backend!(spawn = spawn(&clock), |app| {
@@ -1149,7 +1151,7 @@ async fn cancelling_an_activity_tells_each_signed_up_member_once_and_closes_it()
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn reminders_are_queued_once_per_confirmed_member_at_the_reminder_time() {
     let clock = ManualClock::at(t0());
     each_backend!(spawn = spawn(&clock), |app| {
@@ -1185,7 +1187,7 @@ async fn reminders_are_queued_once_per_confirmed_member_at_the_reminder_time() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn the_mini_program_lists_what_is_open_to_me_with_places_and_my_status() {
     let clock = ManualClock::at(t0());
     each_backend!(spawn = spawn(&clock), |app| {
@@ -1249,7 +1251,7 @@ async fn the_mini_program_lists_what_is_open_to_me_with_places_and_my_status() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn creating_an_activity_validates_every_field_and_bad_input_changes_nothing() {
     let clock = ManualClock::at(t0());
     each_backend!(spawn = spawn(&clock), |app| {
@@ -1394,7 +1396,7 @@ async fn creating_an_activity_validates_every_field_and_bad_input_changes_nothin
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn one_member_signing_up_many_times_at_once_holds_one_place_and_others_are_unaffected() {
     let clock = ManualClock::at(t0());
     each_backend!(spawn = spawn(&clock), |app| {

@@ -3,6 +3,8 @@
 //! minutes' photos (console and admin API: images only, size limit, nothing stored on refusal,
 //! served to signed-in users only) — on every backend.
 
+use dangjian_test_macros::backend_test;
+
 use reqwest::{header, Method, StatusCode};
 use serde_json::{json, Value};
 use time::{format_description::well_known::Rfc3339, Duration, OffsetDateTime};
@@ -100,7 +102,7 @@ fn form<'a>(title: &'a str, capacity: &'a str, times: &'a [String; 3]) -> Vec<(&
     ]
 }
 
-#[tokio::test]
+#[backend_test]
 async fn console_form_creates_an_activity_and_puts_errors_beside_the_fields() {
     each_backend!(|app| {
         let c = admin(&app).await;
@@ -172,7 +174,7 @@ async fn console_form_creates_an_activity_and_puts_errors_beside_the_fields() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn a_secretary_is_refused_another_branchs_activity() {
     each_backend!(|app| {
         let (first, second) = branches(&app).await;
@@ -223,7 +225,7 @@ async fn a_secretary_is_refused_another_branchs_activity() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn attendance_marks_show_in_the_sheet() {
     each_backend!(|app| {
         let (first, _) = branches(&app).await;
@@ -310,7 +312,7 @@ async fn attendance_marks_show_in_the_sheet() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn the_checkin_page_shows_the_rotating_qr_code() {
     each_backend!(|app| {
         let (first, _) = branches(&app).await;
@@ -365,7 +367,7 @@ async fn photo_count(app: &TestApp) -> i64 {
     app.count("SELECT COUNT(*) FROM activity_photos").await
 }
 
-#[tokio::test]
+#[backend_test]
 async fn minutes_photos_are_images_only_and_served_to_sessions_only() {
     each_backend!(|app| {
         let (first, _) = branches(&app).await;

@@ -1,6 +1,8 @@
 //! Admin accounts, the role matrix over the whole route table, the audit log, the members roster
 //! and personal-data protection, on every backend.
 
+use dangjian_test_macros::backend_test;
+
 use std::time::Duration;
 
 use dangjian::{auth::Role, platform::pii::DataCipher};
@@ -48,7 +50,7 @@ fn roster() -> Value {
     ])
 }
 
-#[tokio::test]
+#[backend_test]
 async fn login_issues_a_token_that_me_accepts_and_logout_revokes() {
     each_backend!(|app| {
         let resp = app
@@ -104,7 +106,7 @@ async fn login_issues_a_token_that_me_accepts_and_logout_revokes() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn repeated_failed_logins_lock_the_account_even_for_the_right_password() {
     // The account lock alone (the per-address throttle, which comes first, is tested in
     // hardening.rs); every failure, the locked one included, gets the same answer (issue 13).
@@ -168,7 +170,7 @@ async fn repeated_failed_logins_lock_the_account_even_for_the_right_password() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn login_is_rate_limited_per_ip() {
     let spawn = || Spawn {
         overrides: vec![("rate_limit_login_per_minute", "3".into())],
@@ -196,7 +198,7 @@ async fn login_is_rate_limited_per_ip() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn tokens_expire_after_their_ttl() {
     let spawn = || Spawn {
         overrides: vec![("admin_token_ttl_secs", "1".into())],
@@ -215,7 +217,7 @@ async fn tokens_expire_after_their_ttl() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn password_change_checks_the_old_password_and_revokes_other_tokens() {
     each_backend!(|app| {
         let a = app.admin_token().await;
@@ -260,7 +262,7 @@ async fn password_change_checks_the_old_password_and_revokes_other_tokens() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn bad_json_bodies_get_the_one_error_shape() {
     each_backend!(|app| {
         let t = app.admin_token().await;
@@ -299,7 +301,7 @@ async fn bad_json_bodies_get_the_one_error_shape() {
 }
 
 /// Every route of the one route table: no token → 401; a role without the route's permission → 403.
-#[tokio::test]
+#[backend_test]
 async fn every_admin_route_refuses_callers_without_its_permission() {
     each_backend!(|app| {
         app.create_org_unit("矩阵支部", None).await;
@@ -386,7 +388,7 @@ async fn every_admin_route_refuses_callers_without_its_permission() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn admin_writes_and_reveals_are_in_the_audit_log_which_is_append_only() {
     each_backend!(|app| {
         let t = app.admin_token().await;
@@ -518,7 +520,7 @@ async fn admin_writes_and_reveals_are_in_the_audit_log_which_is_append_only() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn import_json_and_csv_then_reimport_updates_by_phone() {
     each_backend!(|app| {
         let t = app.admin_token().await;
@@ -602,7 +604,7 @@ async fn import_json_and_csv_then_reimport_updates_by_phone() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn bad_rows_are_listed_with_422_and_nothing_is_written() {
     each_backend!(|app| {
         let t = app.admin_token().await;
@@ -668,7 +670,7 @@ async fn bad_rows_are_listed_with_422_and_nothing_is_written() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn secretaries_see_and_change_only_their_subtree() {
     each_backend!(|app| {
         let t = app.admin_token().await;
@@ -787,7 +789,7 @@ fn cell_strings(row: &sqlx::any::AnyRow) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
+#[backend_test]
 async fn raw_tables_hold_no_clear_personal_data() {
     each_backend!(|app| {
         let t = app.admin_token().await;
@@ -845,7 +847,7 @@ async fn raw_tables_hold_no_clear_personal_data() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn rotate_key_reencrypts_every_value_under_the_new_key() {
     use base64::Engine;
     let k1 = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
@@ -918,7 +920,7 @@ async fn rotate_key_reencrypts_every_value_under_the_new_key() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn cors_is_closed_unless_configured() {
     each_backend!(|app| {
         let r = app
@@ -951,7 +953,7 @@ async fn cors_is_closed_unless_configured() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn mp_api_is_rate_limited_per_client_ip_behind_trusted_proxies_only() {
     let spawn = |trusted: &str| Spawn {
         overrides: vec![
@@ -1066,7 +1068,7 @@ async fn first_admin_is_created_once_and_the_dev_data_key_is_generated_once() {
     db.close().await;
 }
 
-#[tokio::test]
+#[backend_test]
 async fn key_rotation_never_reverts_an_edit_made_after_it_read_the_row() {
     each_backend!(|app| {
         let t = app.admin_token().await;
@@ -1147,7 +1149,7 @@ async fn set_raw_column(app: &crate::helpers::TestApp, column: &str, id: i64, va
 
 /// Issue 13 item 13: someone with write access to the database swaps ciphertexts between rows
 /// or columns; the swapped values no longer open, and nothing of them is shown.
-#[tokio::test]
+#[backend_test]
 async fn personal_data_ciphertexts_are_bound_to_table_column_and_row() {
     each_backend!(|app| {
         let t = app.admin_token().await;
@@ -1205,7 +1207,7 @@ async fn personal_data_ciphertexts_are_bound_to_table_column_and_row() {
 /// Issue 13 item 13, the migration path: values written before the binding (`v1`, no associated
 /// data) are read, and the re-seal pass (run by `rotate-key` and by each worker at start)
 /// rewrites them bound to their rows, in place.
-#[tokio::test]
+#[backend_test]
 async fn values_written_before_the_binding_are_resealed_in_place() {
     each_backend!(|app| {
         let t = app.admin_token().await;

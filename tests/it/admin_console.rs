@@ -1,6 +1,8 @@
 //! The console (cookie session, CSRF, security headers) and a full scenario whose logs must hold
 //! no personal data and no passwords.
 
+use dangjian_test_macros::backend_test;
+
 use std::sync::{Arc, Mutex, OnceLock};
 
 use reqwest::{header, Method, StatusCode};
@@ -39,7 +41,7 @@ fn hidden_csrf(html: &str) -> String {
     html[at..].split('"').next().unwrap().to_owned()
 }
 
-#[tokio::test]
+#[backend_test]
 async fn console_login_uses_a_hardened_cookie_and_csrf_protects_every_post() {
     each_backend!(|app| {
         let http = no_redirects();
@@ -167,7 +169,7 @@ async fn console_login_uses_a_hardened_cookie_and_csrf_protects_every_post() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn session_cookies_are_secure_when_the_public_url_is_https() {
     let spawn = || Spawn {
         overrides: vec![("public_url", "https://dangjian.example.edu".into())],
@@ -226,7 +228,7 @@ pub(crate) fn captured() -> Arc<Mutex<Vec<u8>>> {
     .clone()
 }
 
-#[tokio::test]
+#[backend_test]
 async fn a_full_scenario_logs_no_personal_data_and_no_passwords() {
     let logs = captured();
     each_backend!(|app| {

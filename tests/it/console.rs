@@ -1,6 +1,8 @@
 //! The console's pages (server side): each page answers 200 with a session, redirects to the login
 //! without one, refuses a POST without the CSRF token (changing nothing), and escapes user text.
 
+use dangjian_test_macros::backend_test;
+
 use reqwest::{header, StatusCode};
 
 use crate::{
@@ -33,7 +35,7 @@ const PAGES: &[&str] = &[
     "/admin/moderation?tab=board",
 ];
 
-#[tokio::test]
+#[backend_test]
 async fn console_pages_need_a_session_and_answer_with_the_shell() {
     each_backend!(|app| {
         let c = admin(&app).await;
@@ -66,7 +68,7 @@ async fn console_pages_need_a_session_and_answer_with_the_shell() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn an_editor_writes_previews_and_publishes_an_article_in_the_console() {
     each_backend!(|app| {
         let c = admin(&app).await;
@@ -204,7 +206,7 @@ async fn an_editor_writes_previews_and_publishes_an_article_in_the_console() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn scheduling_from_the_console_keeps_the_draft_until_the_time() {
     each_backend!(|app| {
         let c = admin(&app).await;
@@ -247,7 +249,7 @@ async fn scheduling_from_the_console_keeps_the_draft_until_the_time() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn an_editor_approves_a_submission_and_answers_a_board_post_in_the_console() {
     each_backend!(|app| {
         let c = admin(&app).await;
@@ -340,7 +342,7 @@ async fn an_editor_approves_a_submission_and_answers_a_board_post_in_the_console
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn an_editor_composes_a_push_and_its_page_polls_the_admin_api_with_the_cookie() {
     each_backend!(|app| {
         let c = admin(&app).await;

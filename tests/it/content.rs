@@ -1,6 +1,8 @@
 //! The content model end to end: articles through their status machine, categories, banners,
 //! and what readers (mini-program, public page, webhook cards) get to see.
 
+use dangjian_test_macros::backend_test;
+
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -187,7 +189,7 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
         .unwrap()
 }
 
-#[tokio::test]
+#[backend_test]
 async fn status_machine_allows_only_editorial_transitions() {
     each_backend!(spawn = spawn(), |app| {
         let app = Editor::login(&app).await;
@@ -275,7 +277,7 @@ async fn status_machine_allows_only_editorial_transitions() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn publishing_shows_the_article_to_readers_and_archiving_hides_it() {
     each_backend!(spawn = spawn(), |app| {
         let app = Editor::login(&app).await;
@@ -382,7 +384,7 @@ async fn publishing_shows_the_article_to_readers_and_archiving_hides_it() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn reader_list_pages_and_filters_by_category() {
     each_backend!(spawn = spawn(), |app| {
         let app = Editor::login(&app).await;
@@ -455,7 +457,7 @@ async fn reader_list_pages_and_filters_by_category() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn admin_list_filters_by_status_tag_and_text() {
     each_backend!(spawn = spawn(), |app| {
         let app = Editor::login(&app).await;
@@ -521,7 +523,7 @@ async fn admin_list_filters_by_status_tag_and_text() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn banners_are_shown_inside_their_window_in_order() {
     each_backend!(spawn = spawn(), |app| {
         let app = Editor::login(&app).await;
@@ -632,7 +634,7 @@ async fn banners_are_shown_inside_their_window_in_order() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn raw_html_and_scripts_never_reach_readers() {
     each_backend!(spawn = spawn(), |app| {
         let app = Editor::login(&app).await;
@@ -695,7 +697,7 @@ async fn raw_html_and_scripts_never_reach_readers() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn bad_requests_get_the_one_error_shape() {
     each_backend!(spawn = spawn(), |app| {
         let app = Editor::login(&app).await;
@@ -792,7 +794,7 @@ async fn bad_requests_get_the_one_error_shape() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn refused_requests_write_nothing() {
     each_backend!(spawn = spawn(), |app| {
         let app = Editor::login(&app).await;
@@ -871,7 +873,7 @@ async fn refused_requests_write_nothing() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn categories_can_be_added_renamed_and_reordered_but_menu_names_stay() {
     each_backend!(spawn = spawn(), |app| {
         let app = Editor::login(&app).await;
@@ -973,7 +975,7 @@ async fn categories_can_be_added_renamed_and_reordered_but_menu_names_stay() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn scheduled_publication_happens_at_its_time() {
     each_backend!(spawn = spawn(), |app| {
         let app = Editor::login(&app).await;
@@ -1032,7 +1034,7 @@ async fn scheduled_publication_happens_at_its_time() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn content_admin_needs_an_editor_and_every_write_is_audited() {
     each_backend!(spawn = spawn(), |app| {
         let anonymous = app

@@ -2,6 +2,8 @@
 //! enforced, the upper committee's queue, corrections, reminders sent once, scoping and bad
 //! input — on every backend.
 
+use dangjian_test_macros::backend_test;
+
 use std::sync::Arc;
 
 use dangjian::platform::clock::ManualClock;
@@ -339,7 +341,7 @@ async fn roster_status(app: &TestApp, member: i64) -> (String, Option<i64>) {
     (r.get(0), r.get(1))
 }
 
-#[tokio::test]
+#[backend_test]
 async fn an_applicant_moves_from_application_to_full_membership_within_the_rules() {
     let clock = ManualClock::at(at("2024-07-15T10:00:00+08:00"));
     each_backend!(spawn = spawn_with(&clock), |app| {
@@ -777,7 +779,7 @@ async fn walk_from(
     panic!("{until} is not on the main path after {after:?}");
 }
 
-#[tokio::test]
+#[backend_test]
 async fn a_date_breaking_a_rule_is_refused_with_the_rules_name_and_changes_nothing() {
     let clock = ManualClock::at(at("2024-07-15T10:00:00+08:00"));
     each_backend!(spawn = spawn_with(&clock), |app| {
@@ -905,7 +907,7 @@ async fn a_date_breaking_a_rule_is_refused_with_the_rules_name_and_changes_nothi
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn a_missed_quarterly_report_is_reminded_exactly_once_to_the_applicant_and_the_secretary() {
     let clock = ManualClock::at(at("2023-08-20T10:00:00+08:00"));
     each_backend!(spawn = spawn_with(&clock), |app| {
@@ -1087,7 +1089,7 @@ async fn a_missed_quarterly_report_is_reminded_exactly_once_to_the_applicant_and
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn a_secretary_cannot_see_or_touch_another_branchs_people() {
     let clock = ManualClock::at(at("2024-07-15T10:00:00+08:00"));
     each_backend!(spawn = spawn_with(&clock), |app| {
@@ -1229,7 +1231,7 @@ async fn a_secretary_cannot_see_or_touch_another_branchs_people() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn a_correction_is_a_new_audited_entry_and_entries_are_never_edited() {
     let clock = ManualClock::at(at("2024-07-15T10:00:00+08:00"));
     each_backend!(spawn = spawn_with(&clock), |app| {
@@ -1315,7 +1317,7 @@ async fn a_correction_is_a_new_audited_entry_and_entries_are_never_edited() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn bad_input_is_refused_in_the_one_shape_and_changes_nothing() {
     let clock = ManualClock::at(at("2024-07-15T10:00:00+08:00"));
     each_backend!(spawn = spawn_with(&clock), |app| {
@@ -1651,7 +1653,7 @@ async fn bad_input_is_refused_in_the_one_shape_and_changes_nothing() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn the_rules_follow_an_edited_development_toml() {
     let builtin = include_str!("../../content/development.toml");
     let edited = builtin

@@ -2,6 +2,8 @@
 //! form (a date that breaks a time rule is refused naming the rule, beside the date; a valid one
 //! is recorded), the deadlines page, and secretaries kept to their subtree — on every backend.
 
+use dangjian_test_macros::backend_test;
+
 use reqwest::{header, Method, StatusCode};
 use serde_json::json;
 
@@ -53,7 +55,7 @@ fn date_field(html: &str) -> &str {
     &rest[..rest.find("</div>").unwrap()]
 }
 
-#[tokio::test]
+#[backend_test]
 async fn the_step_form_refuses_a_date_that_breaks_a_rule_and_records_a_valid_one() {
     each_backend!(|app| {
         let (rec, doc) = setup(&app).await;
@@ -145,7 +147,7 @@ async fn the_step_form_refuses_a_date_that_breaks_a_rule_and_records_a_valid_one
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn a_secretary_sees_only_records_of_the_own_subtree() {
     each_backend!(|app| {
         let (rec, _) = setup(&app).await;

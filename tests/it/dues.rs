@@ -4,6 +4,8 @@
 //! database), every tampering refused with nothing changed, mismatches as incidents, the
 //! re-query and close jobs, reconciliation, the trade bill and the ledger.
 
+use dangjian_test_macros::backend_test;
+
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -306,7 +308,7 @@ async fn assessment_makes_one_bill_per_eligible_member_with_its_rule_and_a_secon
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn assessment_of_a_malformed_or_out_of_window_month_is_refused_and_changes_nothing() {
     each_backend!(spawn = spawn(), |app| {
         roster(&app).await;
@@ -371,7 +373,7 @@ async fn assessment_of_a_malformed_or_out_of_window_month_is_refused_and_changes
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn secretaries_assess_and_see_only_their_subtree() {
     each_backend!(spawn = spawn(), |app| {
         app.create_org_unit("第一党支部", None).await;
@@ -450,7 +452,7 @@ async fn secretaries_assess_and_see_only_their_subtree() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn exemptions_and_voluntary_amounts_shape_the_next_assessment() {
     each_backend!(spawn = spawn(), |app| {
         roster(&app).await;
@@ -572,7 +574,7 @@ async fn exemptions_and_voluntary_amounts_shape_the_next_assessment() {
 
 // ---------------------------------------------------------------- adjustments and months
 
-#[tokio::test]
+#[backend_test]
 async fn adjustments_need_a_reason_are_audited_and_a_paid_bill_is_never_adjusted() {
     each_backend!(spawn = spawn(), |app| {
         roster(&app).await;
@@ -687,7 +689,7 @@ async fn adjustments_need_a_reason_are_audited_and_a_paid_bill_is_never_adjusted
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn a_settled_month_takes_no_new_bills_and_changes_only_by_adjustment() {
     each_backend!(spawn = spawn(), |app| {
         roster(&app).await;
@@ -745,7 +747,7 @@ async fn a_settled_month_takes_no_new_bills_and_changes_only_by_adjustment() {
 
 // ---------------------------------------------------------------- paying
 
-#[tokio::test]
+#[backend_test]
 async fn paying_answers_exactly_the_request_payment_parameters_and_the_pay_sign_verifies() {
     each_backend!(spawn = spawn(), |app| {
         roster(&app).await;
@@ -855,7 +857,7 @@ async fn paying_answers_exactly_the_request_payment_parameters_and_the_pay_sign_
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn paying_someone_elses_or_an_unknown_bill_is_404_and_changes_nothing() {
     each_backend!(spawn = spawn(), |app| {
         roster(&app).await;
@@ -945,7 +947,7 @@ async fn assert_paid_once(app: &TestApp, bill: i64, amount: i64) {
     assert_eq!(r["paid_total_fen"], amount, "{r}");
 }
 
-#[tokio::test]
+#[backend_test]
 async fn a_thousand_identical_notifications_at_once_make_exactly_one_payment() {
     each_backend!(spawn = spawn(), |app| {
         let (_, bill, no) = paying_member(&app).await;
@@ -974,7 +976,7 @@ async fn a_thousand_identical_notifications_at_once_make_exactly_one_payment() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn two_app_instances_on_one_database_count_a_notification_storm_once() {
     for backend in backends() {
         let app = TestApp::spawn_with(&backend, spawn()).await;
@@ -1016,7 +1018,7 @@ async fn two_app_instances_on_one_database_count_a_notification_storm_once() {
 /// (what, headers, body, expected status)
 type Case = (String, Vec<(String, String)>, String, StatusCode);
 
-#[tokio::test]
+#[backend_test]
 async fn every_tampered_notification_is_refused_and_changes_nothing() {
     each_backend!(spawn = spawn(), |app| {
         let (_, bill, no) = paying_member(&app).await;
@@ -1184,7 +1186,7 @@ async fn every_tampered_notification_is_refused_and_changes_nothing() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn a_mismatched_payment_becomes_an_incident_for_a_person_and_is_never_credited() {
     each_backend!(spawn = spawn(), |app| {
         let (_, bill, no) = paying_member(&app).await;
@@ -1371,7 +1373,7 @@ async fn a_mismatched_payment_becomes_an_incident_for_a_person_and_is_never_cred
 
 // ---------------------------------------------------------------- jobs
 
-#[tokio::test]
+#[backend_test]
 async fn the_requery_job_credits_a_paid_order_whose_notification_never_came() {
     each_backend!(
         spawn = TestApp::dues_spawn(&[("dues_requery_after_secs", "1")]),
@@ -1413,7 +1415,7 @@ async fn the_requery_job_credits_a_paid_order_whose_notification_never_came() {
     );
 }
 
-#[tokio::test]
+#[backend_test]
 async fn expired_orders_are_closed_and_the_bill_can_be_paid_again_with_a_new_order() {
     for backend in backends() {
         let clock = ManualClock::at(time::OffsetDateTime::now_utc());
@@ -1459,7 +1461,7 @@ async fn expired_orders_are_closed_and_the_bill_can_be_paid_again_with_a_new_ord
     }
 }
 
-#[tokio::test]
+#[backend_test]
 async fn closing_an_order_that_was_paid_meanwhile_credits_it_instead() {
     each_backend!(spawn = spawn(), |app| {
         let (_, bill, no) = paying_member(&app).await;
@@ -1488,7 +1490,7 @@ async fn closing_an_order_that_was_paid_meanwhile_credits_it_instead() {
 
 // ---------------------------------------------------------------- reconciliation, ledgers, trade bill
 
-#[tokio::test]
+#[backend_test]
 async fn the_ledger_lists_members_payments_and_marks_late_payments_for_earlier_months() {
     each_backend!(spawn = spawn(), |app| {
         roster(&app).await;
@@ -1663,7 +1665,7 @@ async fn the_ledger_lists_members_payments_and_marks_late_payments_for_earlier_m
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn the_trade_bill_is_compared_with_our_payments_and_differences_become_incidents() {
     each_backend!(spawn = spawn(), |app| {
         roster(&app).await;
@@ -1827,7 +1829,7 @@ async fn the_trade_bill_is_compared_with_our_payments_and_differences_become_inc
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn the_dues_routes_are_in_the_openapi_document() {
     each_backend!(spawn = spawn(), |app| {
         let doc: Value = app

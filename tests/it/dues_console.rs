@@ -3,6 +3,8 @@
 //! and changes nothing, secretaries see their subtree only, the printable ledger totals the paid
 //! bills and marks late payments, and income stays masked unless a reveal (audited) asks for it.
 
+use dangjian_test_macros::backend_test;
+
 use dangjian::dues::rules::Month;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -75,7 +77,7 @@ async fn amount_of(app: &TestApp, bill: i64) -> i64 {
     .await
 }
 
-#[tokio::test]
+#[backend_test]
 async fn opening_a_month_through_the_form_makes_its_bills_once_shown_in_yuan() {
     each_backend!(spawn = spawn(), |app| {
         roster(&app).await;
@@ -150,7 +152,7 @@ async fn opening_a_month_through_the_form_makes_its_bills_once_shown_in_yuan() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn an_adjustment_without_a_reason_shows_the_field_error_and_changes_nothing() {
     each_backend!(spawn = spawn(), |app| {
         roster(&app).await;
@@ -214,7 +216,7 @@ async fn an_adjustment_without_a_reason_shows_the_field_error_and_changes_nothin
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn a_secretary_never_sees_another_branchs_bills() {
     each_backend!(spawn = spawn(), |app| {
         app.create_org_unit("第一党支部", None).await;
@@ -287,7 +289,7 @@ async fn a_secretary_never_sees_another_branchs_bills() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn the_printable_ledger_totals_the_paid_bills_and_marks_a_late_payment() {
     each_backend!(spawn = spawn(), |app| {
         roster(&app).await;
@@ -382,7 +384,7 @@ async fn the_printable_ledger_totals_the_paid_bills_and_marks_a_late_payment() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn income_is_masked_and_only_an_audited_reveal_shows_it() {
     each_backend!(spawn = spawn(), |app| {
         roster(&app).await;
@@ -459,7 +461,7 @@ async fn income_is_masked_and_only_an_audited_reveal_shows_it() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn an_incident_is_resolved_with_a_reason_and_the_trade_bill_comparison_is_shown() {
     each_backend!(spawn = spawn(), |app| {
         roster(&app).await;

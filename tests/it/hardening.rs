@@ -2,6 +2,8 @@
 //! (throttles, evasive words, invented HTTP methods, logins), bounded pages, the audit log's
 //! integrity and hardened cookies — each test named after the item it closes, on every backend.
 
+use dangjian_test_macros::backend_test;
+
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -69,7 +71,7 @@ fn signed_query(ts: i64, nonce: &str) -> String {
 
 // ---- 1. forged plaintext in compatible mode; replayed signed URLs in plaintext mode ----------
 
-#[tokio::test]
+#[backend_test]
 async fn compatible_mode_trusts_only_the_encrypted_part() {
     for backend in backends() {
         let app = TestApp::spawn_with(
@@ -148,7 +150,7 @@ async fn compatible_mode_trusts_only_the_encrypted_part() {
     }
 }
 
-#[tokio::test]
+#[backend_test]
 async fn safe_is_the_default_message_mode_and_refuses_plaintext() {
     for backend in backends() {
         let app = TestApp::spawn_with(&backend, Spawn::default()).await;
@@ -172,7 +174,7 @@ async fn safe_is_the_default_message_mode_and_refuses_plaintext() {
     }
 }
 
-#[tokio::test]
+#[backend_test]
 async fn plaintext_mode_lets_one_signed_url_carry_one_body_only() {
     for backend in backends() {
         let app = TestApp::spawn_with(
@@ -219,7 +221,7 @@ async fn plaintext_mode_lets_one_signed_url_carry_one_body_only() {
 
 // ---- 2. two events of one kind in one second ------------------------------------------------
 
-#[tokio::test]
+#[backend_test]
 async fn two_menu_clicks_in_one_second_are_two_events() {
     for backend in backends() {
         let app = TestApp::spawn_with(&backend, Spawn::default()).await;
@@ -308,7 +310,7 @@ impl TestApp {
     }
 }
 
-#[tokio::test]
+#[backend_test(postgres)]
 async fn redis_down_does_not_take_the_webhook_down_and_it_recovers() {
     for backend in backends() {
         let Some((app, proxy, prefix)) = spawn_behind_proxy(&backend, vec![]).await else {
@@ -387,7 +389,7 @@ async fn redis_down_does_not_take_the_webhook_down_and_it_recovers() {
     }
 }
 
-#[tokio::test]
+#[backend_test(postgres)]
 async fn redis_down_keeps_rate_limits_in_process_instead_of_open() {
     for backend in backends() {
         let Some((app, proxy, _)) =
@@ -423,7 +425,7 @@ async fn redis_down_keeps_rate_limits_in_process_instead_of_open() {
 
 // ---- 8. metrics labels and access -----------------------------------------------------------
 
-#[tokio::test]
+#[backend_test]
 async fn invented_http_methods_are_counted_as_other() {
     for backend in backends() {
         let app = TestApp::spawn_with(&backend, Spawn::default()).await;
@@ -445,7 +447,7 @@ async fn invented_http_methods_are_counted_as_other() {
     }
 }
 
-#[tokio::test]
+#[backend_test]
 async fn metrics_need_the_token_or_a_direct_trusted_address() {
     const METRICS_TOKEN: &str = "metrics-token-0123456789";
     for backend in backends() {
@@ -493,7 +495,7 @@ async fn metrics_need_the_token_or_a_direct_trusted_address() {
 
 // ---- 11. page numbers -----------------------------------------------------------------------
 
-#[tokio::test]
+#[backend_test]
 async fn huge_page_numbers_are_refused_in_the_one_shape_everywhere() {
     for backend in backends() {
         let app = TestApp::spawn_with(&backend, Spawn::default()).await;
@@ -571,7 +573,7 @@ fn cookie_value(cookies: &[String], name: &str) -> Option<String> {
     })
 }
 
-#[tokio::test]
+#[backend_test]
 async fn console_cookies_are_host_prefixed_and_secure_on_https() {
     use reqwest::header::{COOKIE, LOCATION};
     for backend in backends() {
@@ -634,7 +636,7 @@ async fn console_cookies_are_host_prefixed_and_secure_on_https() {
     }
 }
 
-#[tokio::test]
+#[backend_test]
 async fn console_cookies_stay_plain_on_an_http_dev_url() {
     for backend in backends() {
         let app = TestApp::spawn_with(&backend, Spawn::default()).await;
@@ -658,7 +660,7 @@ async fn console_cookies_stay_plain_on_an_http_dev_url() {
 
 // ---- 14. the audit log's integrity ----------------------------------------------------------
 
-#[tokio::test]
+#[backend_test]
 async fn audit_log_refuses_delete_except_through_the_retention_purge() {
     for backend in backends() {
         let app = TestApp::spawn_with(&backend, Spawn::default()).await;
@@ -746,7 +748,7 @@ async fn answer_of(resp: reqwest::Response) -> (StatusCode, Value) {
     (resp.status(), resp.json().await.unwrap())
 }
 
-#[tokio::test]
+#[backend_test]
 async fn every_failed_login_gets_the_same_answer() {
     for backend in backends() {
         let app = TestApp::spawn_with(
@@ -816,7 +818,7 @@ async fn every_failed_login_gets_the_same_answer() {
     }
 }
 
-#[tokio::test]
+#[backend_test]
 async fn failed_logins_slow_the_address_before_they_lock_the_account() {
     for backend in backends() {
         // Defaults: 5 failures per address and 15 minutes; the account locks only after 20.
@@ -866,7 +868,7 @@ async fn failed_logins_slow_the_address_before_they_lock_the_account() {
     }
 }
 
-#[tokio::test]
+#[backend_test]
 async fn password_change_attempts_are_throttled() {
     for backend in backends() {
         let app = TestApp::spawn_with(&backend, Spawn::default()).await;
@@ -930,7 +932,7 @@ impl TestApp {
     }
 }
 
-#[tokio::test]
+#[backend_test]
 async fn submissions_and_board_posts_are_throttled_per_member() {
     for backend in backends() {
         let app = TestApp::spawn_with(
@@ -983,7 +985,7 @@ async fn submissions_and_board_posts_are_throttled_per_member() {
     }
 }
 
-#[tokio::test]
+#[backend_test]
 async fn the_same_text_twice_within_a_minute_is_one_item() {
     for backend in backends() {
         let app = TestApp::spawn_with(&backend, Spawn::default()).await;
@@ -1022,7 +1024,7 @@ async fn the_same_text_twice_within_a_minute_is_one_item() {
     }
 }
 
-#[tokio::test]
+#[backend_test]
 async fn chat_has_the_mini_program_length_caps() {
     for backend in backends() {
         let app = TestApp::spawn_with(&backend, Spawn::default()).await;
@@ -1086,7 +1088,7 @@ async fn post_slowly(app: &TestApp, path: &str, body: &str, pause: Duration) -> 
 /// the body counts. Deterministic, not timed: the body alone takes longer than the whole (test)
 /// budget, so the answer is `success` and the reply follows as a customer-service message, while
 /// the same message sent at once gets its passive reply.
-#[tokio::test]
+#[backend_test]
 async fn the_reply_budget_runs_from_the_requests_arrival() {
     crate::each_backend!(
         spawn = Spawn {

@@ -38,18 +38,54 @@ impl Backend {
     }
 }
 
-/// The embedded backend always; PostgreSQL (+ Redis) as well when the CI variables are set.
+tokio::task_local! {
+    /// The backend the running generated test (`backend_tests!`) is for.
+    static CURRENT: Backend;
+}
+
+/// The PostgreSQL (+ Redis) backend the CI variables describe, if they are set.
+pub fn postgres_backend() -> Option<Backend> {
+    let url = std::env::var("DANGJIAN_TEST_DATABASE_URL").ok()?;
+    Some(Backend::Postgres {
+        admin_url: url,
+        redis_url: std::env::var("DANGJIAN_TEST_REDIS_URL").ok(),
+    })
+}
+
+/// The backends a test body runs on: inside a generated test, exactly that test's backend;
+/// elsewhere the embedded backend and, when the CI variables are set, PostgreSQL (+ Redis).
 pub fn backends() -> Vec<Backend> {
-    let mut v = vec![Backend::Sqlite];
-    if let Ok(url) = std::env::var("DANGJIAN_TEST_DATABASE_URL") {
-        let redis_url = std::env::var("DANGJIAN_TEST_REDIS_URL").ok();
-        v.push(Backend::Postgres {
-            admin_url: url,
-            redis_url,
-        });
+    if let Ok(current) = CURRENT.try_with(Backend::clone) {
+        return vec![current];
     }
+    let mut v = vec![Backend::Sqlite];
+    v.extend(postgres_backend());
     v
 }
+
+/// Which backend a generated test runs on.
+pub enum On {
+    Sqlite,
+    Postgres,
+}
+
+/// Run one generated test's body with `backends()` (and so `each_backend!`) bound to one backend,
+/// under a deadline: a hung test fails in minutes instead of holding CI for its whole budget.
+pub async fn run_on<F: std::future::Future<Output = ()>>(on: On, body: F) {
+    let backend = match on {
+        On::Sqlite => Backend::Sqlite,
+        On::Postgres => postgres_backend().expect(
+            "this test is compiled for PostgreSQL (DANGJIAN_TEST_DATABASE_URL was set at build \
+             time) but the variable is not set now",
+        ),
+    };
+    tokio::time::timeout(TEST_DEADLINE, CURRENT.scope(backend, body))
+        .await
+        .unwrap_or_else(|_| panic!("test did not finish within {TEST_DEADLINE:?}"));
+}
+
+/// The longest any one integration test may run.
+pub const TEST_DEADLINE: Duration = Duration::from_secs(240);
 
 pub fn random_suffix() -> String {
     use rand::Rng;
@@ -269,7 +305,7 @@ impl TestApp {
     }
 }
 
-/// Run `body` once per available backend, each on a fresh app.
+/// Run `body` on the current backend (see `backend_tests!`), on a fresh app.
 #[macro_export]
 macro_rules! each_backend {
     (|$app:ident| $body:block) => {

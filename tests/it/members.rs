@@ -3,6 +3,8 @@
 //! org-unit tree keeps its shape, roster edits / unbinds / transfers are audited, secretaries stay
 //! in their subtree, bad input changes nothing — on every backend, through the fake WeChat.
 
+use dangjian_test_macros::backend_test;
+
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -46,7 +48,7 @@ fn roster() -> Value {
     ])
 }
 
-#[tokio::test]
+#[backend_test]
 async fn a_member_bound_in_the_mini_program_gets_an_org_unit_template_push_on_the_account_openid() {
     each_backend!(spawn = spawn(), |app| {
         app.accept_news_template();
@@ -101,7 +103,7 @@ async fn a_member_bound_in_the_mini_program_gets_an_org_unit_template_push_on_th
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn a_member_who_only_follows_the_account_is_matched_when_they_later_bind() {
     each_backend!(spawn = spawn(), |app| {
         app.accept_news_template();
@@ -160,7 +162,7 @@ async fn a_member_who_only_follows_the_account_is_matched_when_they_later_bind()
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn subscribe_pushes_use_each_apps_openid_token_and_consent_and_spend_it_once() {
     each_backend!(spawn = spawn(), |app| {
         app.import_roster(roster()).await;
@@ -234,7 +236,7 @@ async fn subscribe_pushes_use_each_apps_openid_token_and_consent_and_spend_it_on
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn members_without_an_openid_or_consent_for_the_channel_are_skipped_with_a_reason() {
     each_backend!(spawn = spawn(), |app| {
         app.accept_news_template();
@@ -298,7 +300,7 @@ async fn members_without_an_openid_or_consent_for_the_channel_are_skipped_with_a
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn the_org_tree_refuses_cycles_misplaced_kinds_and_deleting_units_that_are_not_empty() {
     each_backend!(|app| {
         let t = app.admin_token().await;
@@ -466,7 +468,7 @@ async fn the_org_tree_refuses_cycles_misplaced_kinds_and_deleting_units_that_are
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn secretaries_see_and_manage_only_their_own_subtree() {
     each_backend!(|app| {
         app.create_org_unit("党委", None).await;
@@ -622,7 +624,7 @@ async fn secretaries_see_and_manage_only_their_own_subtree() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn edits_unbinds_and_removals_are_audited_and_bad_input_changes_nothing() {
     each_backend!(|app| {
         app.import_roster(roster()).await;
@@ -814,7 +816,7 @@ async fn edits_unbinds_and_removals_are_audited_and_bad_input_changes_nothing() 
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn transfers_within_and_out_keep_history_and_print_an_escaped_introduction_letter() {
     each_backend!(|app| {
         app.import_roster(json!([

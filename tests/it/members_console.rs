@@ -2,6 +2,8 @@
 //! masked lists, audited reveals, secretaries kept to their subtree, CSRF, the CSV import's row
 //! report, the org tree's rules, the audit filters and the account rules.
 
+use dangjian_test_macros::backend_test;
+
 use reqwest::{header, StatusCode};
 use serde_json::json;
 
@@ -63,7 +65,7 @@ async fn two_branches(app: &TestApp) {
     .await;
 }
 
-#[tokio::test]
+#[backend_test]
 async fn the_roster_masks_phones_and_a_reveal_is_audited_and_shown_once() {
     each_backend!(|app| {
         two_branches(&app).await;
@@ -122,7 +124,7 @@ async fn the_roster_masks_phones_and_a_reveal_is_audited_and_shown_once() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn a_secretary_sees_and_edits_only_their_branch() {
     each_backend!(|app| {
         two_branches(&app).await;
@@ -226,7 +228,7 @@ async fn a_secretary_sees_and_edits_only_their_branch() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn a_member_is_transferred_unbound_and_removed_and_an_arrival_is_registered() {
     each_backend!(|app| {
         two_branches(&app).await;
@@ -377,7 +379,7 @@ async fn a_member_is_transferred_unbound_and_removed_and_an_arrival_is_registere
 
 const CSV_HEAD: &str = "name,phone,category,monthly_income_fen,org_unit\n";
 
-#[tokio::test]
+#[backend_test]
 async fn a_csv_import_with_a_bad_row_shows_that_row_and_writes_nothing() {
     each_backend!(|app| {
         app.create_org_unit("导入支部", None).await;
@@ -447,7 +449,7 @@ async fn a_csv_import_with_a_bad_row_shows_that_row_and_writes_nothing() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn the_org_tree_is_edited_in_the_console_and_a_unit_with_members_is_not_deleted() {
     each_backend!(|app| {
         let c = admin(&app).await;
@@ -556,7 +558,7 @@ async fn the_org_tree_is_edited_in_the_console_and_a_unit_with_members_is_not_de
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn the_audit_page_filters_by_action_actor_and_date() {
     each_backend!(|app| {
         two_branches(&app).await;
@@ -616,7 +618,7 @@ async fn the_audit_page_filters_by_action_actor_and_date() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn accounts_are_created_changed_and_disabled_with_the_api_rules() {
     each_backend!(|app| {
         app.create_org_unit("账号支部", None).await;
@@ -772,7 +774,7 @@ async fn accounts_are_created_changed_and_disabled_with_the_api_rules() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn every_new_page_needs_a_session_and_puts_the_csrf_token_in_every_form() {
     each_backend!(|app| {
         two_branches(&app).await;

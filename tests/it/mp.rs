@@ -1,6 +1,8 @@
 //! The mini-program session: login with a `wx.login` code, roster binding by a WeChat-verified
 //! phone and the member's name, `me`, and subscribe-message consent — on every backend.
 
+use dangjian_test_macros::backend_test;
+
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -18,7 +20,7 @@ fn assert_error(status: StatusCode, v: &Value, want_status: StatusCode, want_cod
     );
 }
 
-#[tokio::test]
+#[backend_test]
 async fn login_with_a_valid_code_gives_a_session_and_no_member_yet() {
     each_backend!(|app| {
         let (token, v) = app.mp_login("alice").await;
@@ -67,7 +69,7 @@ async fn login_with_a_valid_code_gives_a_session_and_no_member_yet() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn a_session_expires_after_mp_session_ttl_secs() {
     use dangjian::platform::clock::Clock as _;
     let clock = dangjian::platform::clock::ManualClock::at(time::OffsetDateTime::now_utc());
@@ -98,7 +100,7 @@ async fn a_session_expires_after_mp_session_ttl_secs() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn invalid_code_is_a_client_error_in_the_one_shape_and_creates_no_session() {
     each_backend!(|app| {
         let (status, v) = app
@@ -138,7 +140,7 @@ async fn invalid_code_is_a_client_error_in_the_one_shape_and_creates_no_session(
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn routes_that_need_the_session_answer_401_without_a_valid_token() {
     each_backend!(|app| {
         let (status, v) = app.mp_get("/api/mp/me", None).await;
@@ -162,7 +164,7 @@ async fn routes_that_need_the_session_answer_401_without_a_valid_token() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn bind_with_the_right_name_and_phone_binds_audits_and_later_logins_see_the_member() {
     each_backend!(|app| {
         app.mp_roster().await;
@@ -218,7 +220,7 @@ async fn bind_with_the_right_name_and_phone_binds_audits_and_later_logins_see_th
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn wrong_name_or_unknown_phone_is_404_with_the_same_answer_and_writes_nothing() {
     each_backend!(|app| {
         app.mp_roster().await;
@@ -260,7 +262,7 @@ async fn wrong_name_or_unknown_phone_is_404_with_the_same_answer_and_writes_noth
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn a_member_bound_to_another_openid_is_409_and_stays_bound() {
     each_backend!(|app| {
         app.mp_roster().await;
@@ -287,7 +289,7 @@ async fn a_member_bound_to_another_openid_is_409_and_stays_bound() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn bind_attempts_are_rate_limited_per_openid() {
     each_backend!(|app| {
         app.mp_roster().await;
@@ -306,7 +308,7 @@ async fn bind_attempts_are_rate_limited_per_openid() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn subscription_results_are_recorded_as_grants() {
     each_backend!(|app| {
         let (token, _) = app.mp_login("sub").await;
@@ -369,7 +371,7 @@ async fn subscription_results_are_recorded_as_grants() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn the_new_routes_are_in_the_openapi_document() {
     each_backend!(|app| {
         let (_, doc) = app.mp_get("/api/openapi.json", None).await;
@@ -388,7 +390,7 @@ async fn the_new_routes_are_in_the_openapi_document() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn login_and_bind_log_no_phone_number_and_no_session_key() {
     let logs = crate::admin_console::captured();
     each_backend!(|app| {
@@ -430,7 +432,7 @@ async fn login_and_bind_log_no_phone_number_and_no_session_key() {
 /// Issue 13 item 15 on the mini-program side: a subscription report retried with the same
 /// `request_id` (a lost answer, a retry after a partial failure) adds one credit, not two; another
 /// request, or another user's request with the same id, counts on its own.
-#[tokio::test]
+#[backend_test]
 async fn a_subscription_report_repeated_with_its_request_id_adds_one_credit() {
     each_backend!(|app| {
         let (token, _) = app.mp_login("rq").await;

@@ -5,6 +5,8 @@
 //! dues reminders (once per interval, never to paid members, on request and automatically), and
 //! consent events delivered twice crediting once.
 
+use dangjian_test_macros::backend_test;
+
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use dangjian::{
@@ -172,7 +174,7 @@ impl TestApp {
     }
 }
 
-#[tokio::test]
+#[backend_test]
 async fn cancelling_an_activity_tells_each_member_once_on_the_first_channel_that_reaches_them() {
     let clock = ManualClock::at(t0());
     each_backend!(spawn = spawn(&clock, &[]), |app| {
@@ -266,7 +268,7 @@ async fn cancelling_an_activity_tells_each_member_once_on_the_first_channel_that
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn a_promotion_and_a_reminder_are_each_told_exactly_once() {
     let clock = ManualClock::at(t0());
     each_backend!(
@@ -356,7 +358,7 @@ async fn a_promotion_and_a_reminder_are_each_told_exactly_once() {
     );
 }
 
-#[tokio::test]
+#[backend_test]
 async fn a_sender_killed_mid_notice_leaves_only_started_sends_unknown_and_never_resends_them() {
     let clock = ManualClock::at(t0());
     each_backend!(
@@ -504,7 +506,7 @@ async fn wait_pushes_done(app: &TestApp) {
     .await;
 }
 
-#[tokio::test]
+#[backend_test]
 async fn dues_reminders_go_once_per_interval_and_never_to_paid_members() {
     let start = OffsetDateTime::now_utc();
     let clock = ManualClock::at(start);
@@ -592,7 +594,7 @@ async fn dues_reminders_go_once_per_interval_and_never_to_paid_members() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn automatic_dues_reminders_wait_one_interval_after_the_bill_and_then_go_once() {
     let clock = ManualClock::at(OffsetDateTime::now_utc());
     each_backend!(
@@ -622,7 +624,7 @@ async fn automatic_dues_reminders_wait_one_interval_after_the_bill_and_then_go_o
 
 // ---------------------------------------------------------------- consent
 
-#[tokio::test]
+#[backend_test]
 async fn a_consent_event_delivered_twice_adds_one_credit() {
     let start = OffsetDateTime::now_utc();
     let clock = ManualClock::at(start);

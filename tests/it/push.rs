@@ -2,6 +2,8 @@
 //! unsubscribed followers, cancel/pause/resume, scheduling with a manual clock, channel rules,
 //! delivery reports, and worker processes killed mid-push.
 
+use dangjian_test_macros::backend_test;
+
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
@@ -58,7 +60,7 @@ fn assert_no_duplicates(openids: &[String]) {
     }
 }
 
-#[tokio::test]
+#[backend_test]
 async fn template_push_to_10k_followers_delivers_each_exactly_once() {
     each_backend!(spawn = spawn(&[]), |app| {
         app.register_template();
@@ -128,7 +130,7 @@ async fn template_push_to_10k_followers_delivers_each_exactly_once() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn transient_errors_are_retried_until_the_push_completes() {
     each_backend!(spawn = spawn(&[]), |app| {
         app.register_template();
@@ -150,7 +152,7 @@ async fn transient_errors_are_retried_until_the_push_completes() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn unsubscribed_followers_are_marked_and_skipped() {
     each_backend!(spawn = spawn(&[]), |app| {
         app.register_template();
@@ -176,7 +178,7 @@ async fn unsubscribed_followers_are_marked_and_skipped() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn pause_stops_sending_resume_finishes_and_cancel_skips_the_rest() {
     // A slow rate so that the push is still running when it is paused.
     each_backend!(
@@ -283,7 +285,7 @@ async fn pause_stops_sending_resume_finishes_and_cancel_skips_the_rest() {
     );
 }
 
-#[tokio::test]
+#[backend_test]
 async fn a_scheduled_push_starts_on_time_by_the_app_clock_and_can_be_cancelled_before() {
     for backend in backends() {
         let t0 = time::macros::datetime!(2026-11-02 00:00 UTC);
@@ -327,7 +329,7 @@ async fn a_scheduled_push_starts_on_time_by_the_app_clock_and_can_be_cancelled_b
     }
 }
 
-#[tokio::test]
+#[backend_test]
 async fn channel_rules_are_checked_before_anything_is_sent() {
     each_backend!(
         spawn = spawn(&[("wechat_account_type", "subscription")]),
@@ -401,7 +403,7 @@ async fn channel_rules_are_checked_before_anything_is_sent() {
     );
 }
 
-#[tokio::test]
+#[backend_test]
 async fn custom_messages_go_only_to_followers_active_in_the_last_48_hours() {
     each_backend!(spawn = spawn(&[]), |app| {
         let token = app.admin_token().await;
@@ -434,7 +436,7 @@ async fn custom_messages_go_only_to_followers_active_in_the_last_48_hours() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn tag_audiences_template_reports_and_preview() {
     each_backend!(spawn = spawn(&[]), |app| {
         app.register_template();
@@ -573,7 +575,7 @@ fn template_calls_per_openid(app: &TestApp) -> HashMap<String, usize> {
     m
 }
 
-#[tokio::test]
+#[backend_test]
 async fn a_worker_killed_mid_push_resumes_without_sending_anything_twice() {
     each_backend!(spawn = watcher(), |app| {
         app.register_template();
@@ -648,7 +650,7 @@ async fn openids_in(app: &TestApp, id: i64, status: &str) -> HashSet<String> {
         .collect()
 }
 
-#[tokio::test]
+#[backend_test]
 async fn a_worker_killed_mid_batch_leaves_only_its_started_sends_unknown() {
     each_backend!(spawn = watcher(), |app| {
         const CONCURRENCY: i64 = 16;
@@ -754,7 +756,7 @@ async fn a_worker_killed_mid_batch_leaves_only_its_started_sends_unknown() {
     });
 }
 
-#[tokio::test]
+#[backend_test(postgres)]
 async fn two_worker_processes_on_postgres_share_one_push_without_duplicates() {
     for backend in backends() {
         if !matches!(backend, Backend::Postgres { .. }) {

@@ -12,6 +12,8 @@
 //! - submissions in M: approved after 60 s, rejected after 180 s, one pending; board posts in
 //!   M: approved after 120 s (answered), one pending.
 
+use dangjian_test_macros::backend_test;
+
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -307,7 +309,7 @@ async fn csv_rows(
         .collect()
 }
 
-#[tokio::test]
+#[backend_test]
 async fn stats_of_a_known_fixture_equal_the_hand_computed_figures() {
     each_backend!(|app| {
         let fx = fixture(&app).await;
@@ -471,7 +473,7 @@ async fn stats_of_a_known_fixture_equal_the_hand_computed_figures() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn a_secretary_sees_only_the_subtree_and_no_account_wide_sections() {
     each_backend!(|app| {
         let fx = fixture(&app).await;
@@ -536,7 +538,7 @@ async fn a_secretary_sees_only_the_subtree_and_no_account_wide_sections() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn the_console_draws_the_figures_as_svg_charts() {
     each_backend!(|app| {
         let fx = fixture(&app).await;
@@ -561,7 +563,7 @@ async fn the_console_draws_the_figures_as_svg_charts() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn the_portal_shows_published_articles_and_answered_posts_and_nothing_personal() {
     each_backend!(|app| {
         let fx = fixture(&app).await;

@@ -2,6 +2,8 @@
 //! list, then msgSecCheck), the editors' queue and decisions, answers back in chat, and the
 //! mini-program side — on every backend.
 
+use dangjian_test_macros::backend_test;
+
 use std::{sync::Arc, time::Duration};
 
 use dangjian::platform::clock::ManualClock;
@@ -13,7 +15,7 @@ use crate::{
     helpers::{image_xml, msg_id, text_xml_at, Spawn},
 };
 
-#[tokio::test]
+#[backend_test]
 async fn draft_collects_text_and_images_and_finish_gives_a_receipt_number() {
     each_backend!(|app| {
         let who = "o_draft_1";
@@ -62,7 +64,7 @@ async fn draft_collects_text_and_images_and_finish_gives_a_receipt_number() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn cancel_drops_the_draft_and_a_draft_expires_after_ten_minutes() {
     let clock = ManualClock::at(time::OffsetDateTime::now_utc());
     let spawn = || Spawn {
@@ -94,7 +96,7 @@ async fn cancel_drops_the_draft_and_a_draft_expires_after_ten_minutes() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn one_shot_submission_and_board_post_beat_keyword_rules_and_wait_for_editors() {
     let replies = r#"
         welcome = { text = "hi" }
@@ -142,7 +144,7 @@ async fn one_shot_submission_and_board_post_beat_keyword_rules_and_wait_for_edit
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn a_local_sensitive_word_is_refused_politely_and_never_queued_or_sent_to_wechat() {
     let spawn = || Spawn {
         write_content: vec![(
@@ -182,7 +184,7 @@ async fn a_local_sensitive_word_is_refused_politely_and_never_queued_or_sent_to_
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn msg_sec_check_risky_is_refused_and_review_goes_to_the_queue() {
     each_backend!(|app| {
         app.fake
@@ -209,7 +211,7 @@ async fn msg_sec_check_risky_is_refused_and_review_goes_to_the_queue() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn a_failed_msg_sec_check_never_approves_and_queues_unchecked() {
     each_backend!(|app| {
         // 40003: what real WeChat may say for an official-account openid.
@@ -224,7 +226,7 @@ async fn a_failed_msg_sec_check_never_approves_and_queues_unchecked() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn duplicate_msgid_gets_same_reply_and_one_submission() {
     each_backend!(|app| {
         let id = msg_id();
@@ -243,7 +245,7 @@ async fn duplicate_msgid_gets_same_reply_and_one_submission() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn editors_decide_once_with_audit_and_other_roles_get_403() {
     each_backend!(|app| {
         app.say("o_dec_1", "投稿 第一篇", msg_id()).await;
@@ -358,7 +360,7 @@ async fn editors_decide_once_with_audit_and_other_roles_get_403() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn an_answer_to_a_chat_post_reaches_the_member_and_shows_on_the_public_board() {
     each_backend!(|app| {
         app.say("o_ans_1", "留言 党费可以在小程序缴纳吗", msg_id())
@@ -428,7 +430,7 @@ async fn an_answer_to_a_chat_post_reaches_the_member_and_shows_on_the_public_boa
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn mini_program_members_post_on_the_board_and_follow_their_own_submissions() {
     each_backend!(|app| {
         let (status, _) = app

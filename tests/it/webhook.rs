@@ -1,5 +1,7 @@
 //! `GET/POST /wechat` end to end: signatures, the three message modes, bad input, retries.
 
+use dangjian_test_macros::backend_test;
+
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -24,7 +26,7 @@ async fn error_code(resp: reqwest::Response) -> (StatusCode, String) {
     )
 }
 
-#[tokio::test]
+#[backend_test]
 async fn url_verification_echoes_echostr_only_with_a_valid_signature() {
     each_backend!(|app| {
         let ok = app
@@ -55,7 +57,7 @@ async fn url_verification_echoes_echostr_only_with_a_valid_signature() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn keyword_text_gets_the_configured_reply_in_plaintext() {
     let spawn = || Spawn {
         overrides: vec![("wechat_message_mode", "plaintext".into())],
@@ -77,7 +79,7 @@ async fn keyword_text_gets_the_configured_reply_in_plaintext() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn encrypted_message_gets_an_encrypted_reply_with_a_valid_msg_signature() {
     each_backend!(
         spawn = Spawn {
@@ -113,7 +115,7 @@ async fn encrypted_message_gets_an_encrypted_reply_with_a_valid_msg_signature() 
     );
 }
 
-#[tokio::test]
+#[backend_test]
 async fn bad_input_is_rejected_with_4xx_and_changes_nothing() {
     each_backend!(
         spawn = Spawn {
@@ -219,7 +221,7 @@ async fn bad_input_is_rejected_with_4xx_and_changes_nothing() {
     );
 }
 
-#[tokio::test]
+#[backend_test]
 async fn retried_subscribe_gets_the_same_reply_and_one_side_effect() {
     each_backend!(|app| {
         let xml = event_xml("o_new", "subscribe", "qrscene_42", now());
@@ -238,7 +240,7 @@ async fn retried_subscribe_gets_the_same_reply_and_one_side_effect() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn same_msgid_from_two_users_is_two_messages() {
     each_backend!(|app| {
         let a = app
@@ -258,7 +260,7 @@ async fn same_msgid_from_two_users_is_two_messages() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn unsubscribe_marks_the_follower() {
     each_backend!(|app| {
         app.reply_of(
@@ -277,7 +279,7 @@ async fn unsubscribe_marks_the_follower() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn menu_click_answers_with_the_newest_article_card() {
     each_backend!(|app| {
         let empty = app
@@ -330,7 +332,7 @@ async fn menu_click_answers_with_the_newest_article_card() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn slow_reply_answers_success_then_follows_up_by_customer_service() {
     each_backend!(
         spawn = Spawn {
@@ -373,7 +375,7 @@ async fn slow_reply_answers_success_then_follows_up_by_customer_service() {
     );
 }
 
-#[tokio::test]
+#[backend_test]
 async fn content_changes_apply_without_a_restart() {
     each_backend!(|app| {
         let dir = &app.state.settings.content_dir;
@@ -390,7 +392,7 @@ async fn content_changes_apply_without_a_restart() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn operators_endpoints_report_health_and_metrics() {
     each_backend!(|app| {
         app.reply_of(app.post_msg(&text_xml("o_m", "帮助", 6001)).await)
@@ -442,7 +444,7 @@ async fn operators_endpoints_report_health_and_metrics() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn welcome_is_followed_by_the_newest_article_card_once() {
     each_backend!(|app| {
         let a = dangjian::articles::store::NewArticle {
@@ -473,7 +475,7 @@ async fn welcome_is_followed_by_the_newest_article_card_once() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn openapi_lists_every_admin_route_with_its_permission() {
     each_backend!(|app| {
         let doc: serde_json::Value = app
@@ -513,7 +515,7 @@ async fn openapi_lists_every_admin_route_with_its_permission() {
 /// The request below was produced by Python `wechatpy` (wechat/testdata/gen_vectors.py), an
 /// implementation independent of ours: it must be accepted, and our encrypted reply must be what
 /// WeChat's algorithm decrypts (checked with the same key and the msg_signature rule).
-#[tokio::test]
+#[backend_test]
 async fn a_message_encrypted_by_wechatpy_is_accepted_and_answered_encrypted() {
     let vectors: serde_json::Value =
         serde_json::from_str(include_str!("../../wechat/testdata/crypto_vectors.json")).unwrap();
@@ -575,7 +577,7 @@ async fn a_message_encrypted_by_wechatpy_is_accepted_and_answered_encrypted() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn subscribe_message_consent_is_recorded_for_subscribe_pushes() {
     each_backend!(|app| {
         let xml = format!(

@@ -1,5 +1,7 @@
 //! Menu and follower sync against the fake WeChat, and the shared access token in Redis.
 
+use dangjian_test_macros::backend_test;
+
 use std::sync::Arc;
 
 use dangjian::official_account::service;
@@ -7,7 +9,7 @@ use secrecy::ExposeSecret;
 
 use crate::{each_backend, helpers::APP_ID};
 
-#[tokio::test]
+#[backend_test]
 async fn menu_toml_is_pushed_with_menu_create() {
     each_backend!(|app| {
         let leaves = service::sync_menu(&app.state).await.unwrap();
@@ -21,7 +23,7 @@ async fn menu_toml_is_pushed_with_menu_create() {
     });
 }
 
-#[tokio::test]
+#[backend_test]
 async fn follower_sync_pages_upserts_tags_and_marks_the_gone_resumably() {
     each_backend!(|app| {
         let openids: Vec<String> = (0..250).map(|i| format!("o_sync_{i:03}")).collect();
@@ -83,7 +85,7 @@ async fn follower_sync_pages_upserts_tags_and_marks_the_gone_resumably() {
     });
 }
 
-#[tokio::test]
+#[backend_test(postgres)]
 async fn two_replicas_sharing_redis_fetch_the_token_once() {
     for backend in crate::helpers::backends() {
         let crate::helpers::Backend::Postgres {
@@ -139,7 +141,7 @@ async fn two_replicas_sharing_redis_fetch_the_token_once() {
     }
 }
 
-#[tokio::test]
+#[backend_test]
 async fn editors_push_the_menu_and_admins_start_a_follower_sync_from_the_api() {
     each_backend!(|app| {
         let editor = app.user_token("menu_editor", "editor", None).await;
@@ -227,7 +229,7 @@ async fn editors_push_the_menu_and_admins_start_a_follower_sync_from_the_api() {
 
 /// Issue 16: the menu and the follower sync in the console, with the sync's progress read by the
 /// page's poller from `GET /api/admin/wechat/followers/sync`.
-#[tokio::test]
+#[backend_test]
 async fn the_console_shows_the_menu_syncs_it_and_follows_a_follower_sync() {
     each_backend!(|app| {
         use crate::helpers::{ADMIN_PASSWORD, ADMIN_USER};
