@@ -1805,3 +1805,56 @@ impl TestApp {
             .unwrap();
     }
 }
+
+// ---- lead: bounded waits ----
+
+impl TestApp {
+    /// Wait until the fake WeChat has delivered at least `n` messages, failing after `within`.
+    pub async fn wait_for_outbox(&self, n: usize, within: Duration) {
+        let start = Instant::now();
+        while self.fake.outbox_len() < n {
+            assert!(
+                start.elapsed() < within,
+                "the fake WeChat delivered {} messages in {within:?}, expected at least {n}",
+                self.fake.outbox_len()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// For a test that installs process-wide state (a global trace-level log subscriber): in the test
+/// process, run this very test again in a child process of its own and check that it passed there
+/// (returns false: the caller returns at once); in that child, returns true and the test goes on.
+/// So the state never reaches the other tests that `cargo test` runs in the same process.
+pub fn in_a_process_of_its_own() -> bool {
+    const CHILD: &str = "DANGJIAN_TEST_OWN_PROCESS";
+    if std::env::var_os(CHILD).is_some() {
+        return true;
+    }
+    let name = std::thread::current()
+        .name()
+        .expect("the test harness names each test's thread after the test")
+        .to_owned();
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([name.as_str(), "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .output()
+            .expect("the test binary runs")
+    });
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{name}, run in a process of its own, failed:\n{text}"
+    );
+    assert!(
+        text.contains("1 passed"),
+        "{name} did not run in its child process:\n{text}"
+    );
+    false
+}

@@ -392,6 +392,9 @@ async fn the_new_routes_are_in_the_openapi_document() {
 
 #[backend_test]
 async fn login_and_bind_log_no_phone_number_and_no_session_key() {
+    if !crate::helpers::in_a_process_of_its_own() {
+        return;
+    }
     let logs = crate::admin_console::captured();
     each_backend!(|app| {
         app.mp_roster().await;

@@ -189,9 +189,7 @@ async fn pause_stops_sending_resume_finishes_and_cancel_skips_the_rest() {
             app.seed_followers("p", 1_500, None).await;
             let article = app.article("党费收缴通知").await;
             let id = app.create_push(&token, json!({"article_ids": [article], "audience": {"kind": "all"}, "channel": "template"})).await;
-            while app.fake.outbox_len() < 100 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            app.wait_for_outbox(100, Duration::from_secs(60)).await;
             let (s, v) = app
                 .admin(
                     &token,
@@ -235,9 +233,7 @@ async fn pause_stops_sending_resume_finishes_and_cancel_skips_the_rest() {
                 "{v}"
             );
             // Cancel while running: what is pending is skipped, and the push stays cancelled.
-            while app.fake.outbox_len() < at_pause + 100 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            app.wait_for_outbox(at_pause + 100, Duration::from_secs(60)).await;
             let (s, v) = app
                 .admin(
                     &token,
@@ -600,6 +596,10 @@ async fn a_worker_killed_mid_push_resumes_without_sending_anything_twice() {
         let sent_at_kill = app.fake.outbox_len();
         eprintln!("killed after {sent_at_kill} sends with {in_flight_at_kill} rows in flight");
         assert!(sent_at_kill < 20_000, "killed too late to test anything");
+        assert!(
+            in_flight_at_kill > 0,
+            "the kill must land while the worker holds leased rows"
+        );
         assert!(
             in_flight_at_kill <= 100 * 4,
             "at most a batch per sender is in flight"
