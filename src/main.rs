@@ -68,10 +68,12 @@ enum DevCommand {
     /// Send a correctly signed (and, unless plaintext mode, encrypted) text message to the
     /// running server at DANGJIAN_PUBLIC_URL, as a follower would; prints the reply.
     SendMessage {
-        /// The text, e.g. 帮助
-        text: String,
+        /// Who sends it (an openid).
         #[arg(long, default_value = "o_dev_follower")]
         from: String,
+        /// The text: the rest of the line, e.g. `帮助` or `投稿 我的心得`.
+        #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+        text: Vec<String>,
     },
 }
 
@@ -117,7 +119,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Dev(DevCommand::SendMessage { text, from }) => {
             println!(
                 "{}",
-                dangjian::official_account::dev::send_text(&settings, &from, &text).await?
+                dangjian::official_account::dev::send_text(&settings, &from, &text.join(" "))
+                    .await?
             );
             Ok(())
         }

@@ -233,7 +233,8 @@ async fn pause_stops_sending_resume_finishes_and_cancel_skips_the_rest() {
                 "{v}"
             );
             // Cancel while running: what is pending is skipped, and the push stays cancelled.
-            app.wait_for_outbox(at_pause + 100, Duration::from_secs(60)).await;
+            app.wait_for_outbox(at_pause + 100, Duration::from_secs(60))
+                .await;
             let (s, v) = app
                 .admin(
                     &token,
