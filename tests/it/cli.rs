@@ -362,3 +362,118 @@ async fn dev_send_message_takes_the_rest_of_the_line_as_the_text() {
         assert!(!out.trim().is_empty());
     });
 }
+
+/// A port free a moment ago (the child binds it).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Ends the child (SIGKILL) however the test ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The reply text of `帮助`-style messages sent through `dev send-message` to `base`.
+async fn reply_from(app: &TestApp, base: &str, text: &str) -> String {
+    let xml = ok(&dangjian(
+        app,
+        &["dev", "send-message", text],
+        &[("DANGJIAN_PUBLIC_URL", base)],
+    )
+    .await);
+    crate::helpers::field(&xml, "Content").unwrap_or(xml)
+}
+
+fn replies(text: &str) -> String {
+    format!(
+        "[welcome]\ntext = \"欢迎\"\n[default]\ntext = \"默认\"\n[[rules]]\nkind = \"exact\"\npattern = \"重载\"\ntext = \"{text}\"\n"
+    )
+}
+
+#[backend_test]
+async fn a_running_server_picks_up_content_edits_and_rereads_on_sighup() {
+    each_backend!(|app| {
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let s = &app.state.settings;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dangjian"));
+        cmd.args(["serve", "--no-workers"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DANGJIAN_BIND", format!("127.0.0.1:{port}"))
+            .env("DANGJIAN_PUBLIC_URL", &base)
+            .env("DANGJIAN_DATABASE_URL", s.database_url.expose_secret())
+            .env("DANGJIAN_WECHAT_API_BASE", app.fake_base())
+            .env("DANGJIAN_CONTENT_DIR", &s.content_dir)
+            .env("DANGJIAN_DATA_DIR", &s.data_dir)
+            .env("DANGJIAN_LOG", "warn")
+            .stdout(std::process::Stdio::null());
+        if let Some(r) = &s.redis_url {
+            cmd.env("DANGJIAN_REDIS_URL", r.expose_secret())
+                .env("DANGJIAN_REDIS_PREFIX", &s.redis_prefix);
+        }
+        let child = Child(cmd.spawn().expect("dangjian serve starts"));
+        let start = std::time::Instant::now();
+        while app
+            .http
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .map_or(true, |r| !r.status().is_success())
+        {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "the server never came up"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_ne!(reply_from(&app, &base, "重载").await, "第一版");
+
+        // An edit is picked up by the file watch, without a signal or a restart.
+        let path = s.content_dir.join("replies.toml");
+        std::fs::write(&path, replies("第一版")).unwrap();
+        let start = std::time::Instant::now();
+        while reply_from(&app, &base, "重载").await != "第一版" {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(15),
+                "the edit was never picked up"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+
+        // An edit the watch cannot see (its modification time put back) waits for SIGHUP.
+        let stamp = std::fs::metadata(&path).unwrap().modified().unwrap();
+        std::fs::write(&path, replies("第二版")).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(stamp)
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(2_500)).await; // > one watch period
+        assert_eq!(reply_from(&app, &base, "重载").await, "第一版");
+        let hup = std::process::Command::new("kill")
+            .args(["-HUP", &child.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(hup.success());
+        let start = std::time::Instant::now();
+        while reply_from(&app, &base, "重载").await != "第二版" {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(15),
+                "SIGHUP did not reload"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        drop(child);
+    });
+}

@@ -384,11 +384,24 @@ async fn content_changes_apply_without_a_restart() {
             "[welcome]\ntext = \"新版欢迎词\"\n[default]\ntext = \"默认\"\n[[rules]]\nkind = \"exact\"\npattern = \"测试\"\ntext = \"已更新\"\n",
         )
         .unwrap();
-        app.state.content.reload().unwrap();
-        let body = app
-            .reply_of(app.post_msg(&text_xml("o_r", "测试", 5001)).await)
-            .await;
-        assert_eq!(field(&body, "Content").as_deref(), Some("已更新"));
+        // The app's content watch notices the edit (no reload call, no restart); the binary's
+        // SIGHUP is tested in `cli::a_running_server_picks_up_content_edits_and_rereads_on_sighup`.
+        let start = std::time::Instant::now();
+        let mut msg_id = 5001;
+        loop {
+            let body = app
+                .reply_of(app.post_msg(&text_xml("o_r", "测试", msg_id)).await)
+                .await;
+            if field(&body, "Content").as_deref() == Some("已更新") {
+                break;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(15),
+                "the edit was never picked up: {body}"
+            );
+            msg_id += 1;
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
     });
 }
 
