@@ -607,3 +607,60 @@ async fn subscribe_message_consent_is_recorded_for_subscribe_pushes() {
         assert_eq!(app.count("SELECT COUNT(*) FROM subscribe_grants WHERE openid = 'o_consent' AND template_id = 'tpl_other' AND status = 'reject'").await, 1);
     });
 }
+
+/// WeChat's retry of a message whose first delivery is still being handled, landing on another
+/// replica: the replica waits (polling the shared Redis record) and answers with the first
+/// delivery's reply; it never handles the message itself.
+#[backend_test(postgres)]
+async fn a_retry_on_another_replica_waits_for_the_first_delivery_and_replays_its_reply() {
+    each_backend!(|app| {
+        assert_eq!(app.state.cache.kind(), "redis", "replicas share Redis");
+        let replica = app.sibling().await;
+        let from = "o_retry_replica";
+        let msg_id = crate::helpers::msg_id();
+        // The first delivery is in the middle of its handling on this instance: it holds the claim.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
+        let dangjian::platform::dedup::Claim::First(ticket) = app
+            .state
+            .dedup
+            .claim(&format!("{from}:{msg_id}"), deadline)
+            .await
+        else {
+            panic!("a fresh message is a first delivery");
+        };
+        // WeChat gives up waiting and retries; the retry lands on the replica.
+        let (path, body) = app.wechat_request(&text_xml(from, "投稿 跨副本的重试", msg_id));
+        let http = app.http.clone();
+        let url = format!("{}{path}", replica.base);
+        let retry = tokio::spawn(async move { http.post(url).body(body).send().await.unwrap() });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            !retry.is_finished(),
+            "the replica waits for the first delivery"
+        );
+        assert_eq!(app.count("SELECT COUNT(*) FROM submissions").await, 0);
+        // The first delivery finishes with its reply.
+        let first = "<xml><ToUserName><![CDATA[o_retry_replica]]></ToUserName><FromUserName><![CDATA[gh_demo_account]]></FromUserName><CreateTime>1</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[第一次投递的回复]]></Content></xml>";
+        app.state.dedup.complete(ticket, first).await;
+        let answer = crate::helpers::TestApp::wechat_reply(retry.await.unwrap()).await;
+        assert_eq!(
+            field(&answer, "Content").as_deref(),
+            Some("第一次投递的回复"),
+            "{answer}"
+        );
+        // The replica handled nothing: no submission from the retry, and a later retry on either
+        // instance gets the same reply.
+        assert_eq!(app.count("SELECT COUNT(*) FROM submissions").await, 0);
+        let again = app
+            .reply_of(
+                app.post_msg(&text_xml(from, "投稿 跨副本的重试", msg_id))
+                    .await,
+            )
+            .await;
+        assert_eq!(
+            field(&again, "Content").as_deref(),
+            Some("第一次投递的回复")
+        );
+        replica.stop().await;
+    });
+}
