@@ -5,6 +5,12 @@
 //!
 //!   cargo bench --bench webhook -- [--messages N] [--concurrency C] [--url http://host:port]
 //!                                  [--database-url postgres://...] [--redis-url redis://...]
+//!   cargo bench --bench webhook -- --url http://host:port --rate R --duration SECS   # a soak
+//!
+//! Every message of every run is distinct: MsgIds start at the current time in microseconds, so
+//! a second run against the same server is never answered from its de-duplication record.
+//! `--rate`/`--duration` sends R messages a second for SECS seconds, each built when it is sent
+//! (fresh timestamp), and prints one line every 10 s: a steady load for memory soaks.
 //!
 //! Without `--url` it starts the whole application in-process on the embedded backend (SQLite,
 //! in-process cache), on its own runtime, so server and load generator share this machine's cores.
@@ -38,6 +44,8 @@ struct Args {
     url: Option<String>,
     database_url: Option<String>,
     redis_url: Option<String>,
+    rate: Option<u64>,
+    duration_secs: u64,
 }
 
 fn parse_args() -> Args {
@@ -47,6 +55,8 @@ fn parse_args() -> Args {
         url: None,
         database_url: None,
         redis_url: None,
+        rate: None,
+        duration_secs: 600,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -66,6 +76,13 @@ fn parse_args() -> Args {
             "--url" => args.url = it.next(),
             "--database-url" => args.database_url = it.next(),
             "--redis-url" => args.redis_url = it.next(),
+            "--rate" => args.rate = Some(it.next().and_then(|v| v.parse().ok()).expect("--rate R")),
+            "--duration" => {
+                args.duration_secs = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--duration SECS")
+            }
             "--bench" => {} // passed by `cargo bench`
             other => panic!("unknown argument {other}"),
         }
@@ -78,32 +95,121 @@ struct Prepared {
     body: String,
 }
 
+/// The first MsgId of this run: the current time in microseconds (runs never overlap).
+fn msg_id_base() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000) as i64
+}
+
 fn prepare(n: usize) -> Vec<Prepared> {
     let crypto = MessageCrypto::new(AES_KEY, APP_ID).unwrap();
-    let ts = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
+    let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+    let base = msg_id_base();
+    (0..n).map(|i| message(&crypto, ts, base, i)).collect()
+}
+
+/// Message `i` of a run: a keyword reply, signed and encrypted, MsgId `base + i`.
+fn message(crypto: &MessageCrypto, ts: i64, base: i64, i: usize) -> Prepared {
     let keywords = ["帮助", "党费", "联系方式", "hello world"];
-    (0..n)
-        .map(|i| {
-            let xml = format!(
-                "<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[o_bench_{}]]></FromUserName>\
-                 <CreateTime>{ts}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{}]]></Content>\
-                 <MsgId>{}</MsgId></xml>",
-                i % 5000,
-                keywords[i % keywords.len()],
-                10_000_000 + i
+    let xml = format!(
+        "<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[o_bench_{}]]></FromUserName>\
+         <CreateTime>{ts}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{}]]></Content>\
+         <MsgId>{}</MsgId></xml>",
+        i % 5000,
+        keywords[i % keywords.len()],
+        base + i as i64
+    );
+    let encrypt = crypto.encrypt(xml.as_bytes());
+    let ts = ts.to_string();
+    let nonce = format!("{i}");
+    let sig = signature::signature(TOKEN, &ts, &nonce);
+    let msg_sig = signature::msg_signature(TOKEN, &ts, &nonce, &encrypt);
+    Prepared {
+        path: format!(
+            "/wechat?signature={sig}&timestamp={ts}&nonce={nonce}&openid=o_bench&encrypt_type=aes&msg_signature={msg_sig}"
+        ),
+        body: format!("<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"),
+    }
+}
+
+/// One request; true when the answer is a 200 with a reply.
+async fn send(client: &reqwest::Client, base: &str, p: &Prepared) -> bool {
+    match client
+        .post(format!("{base}{}", p.path))
+        .body(p.body.clone())
+        .send()
+        .await
+    {
+        Ok(r) => {
+            r.status().is_success()
+                && r.bytes()
+                    .await
+                    .map(|b| b.starts_with(b"<xml>"))
+                    .unwrap_or(false)
+        }
+        Err(_) => false,
+    }
+}
+
+/// `--rate R --duration SECS`: a steady load, each message built as it is sent.
+fn soak(args: &Args, base: &str, rate: u64) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let crypto = Arc::new(MessageCrypto::new(AES_KEY, APP_ID).unwrap());
+        let first = msg_id_base();
+        let sent = Arc::new(AtomicUsize::new(0));
+        let errors = Arc::new(AtomicUsize::new(0));
+        let started = Instant::now();
+        let end = started + std::time::Duration::from_secs(args.duration_secs);
+        let mut tick =
+            tokio::time::interval(std::time::Duration::from_secs(1) / rate.max(1) as u32);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut report = Instant::now();
+        let mut i = 0usize;
+        while Instant::now() < end {
+            tick.tick().await;
+            let p = message(
+                &crypto,
+                time::OffsetDateTime::now_utc().unix_timestamp(),
+                first,
+                i,
             );
-            let encrypt = crypto.encrypt(xml.as_bytes());
-            let nonce = format!("{i}");
-            let sig = signature::signature(TOKEN, &ts, &nonce);
-            let msg_sig = signature::msg_signature(TOKEN, &ts, &nonce, &encrypt);
-            Prepared {
-                path: format!(
-                    "/wechat?signature={sig}&timestamp={ts}&nonce={nonce}&openid=o_bench&encrypt_type=aes&msg_signature={msg_sig}"
-                ),
-                body: format!("<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"),
+            i += 1;
+            let (c, b, n, e) = (
+                client.clone(),
+                base.to_owned(),
+                sent.clone(),
+                errors.clone(),
+            );
+            tokio::spawn(async move {
+                if !send(&c, &b, &p).await {
+                    e.fetch_add(1, Ordering::Relaxed);
+                }
+                n.fetch_add(1, Ordering::Relaxed);
+            });
+            if report.elapsed() >= std::time::Duration::from_secs(10) {
+                report = Instant::now();
+                println!(
+                    "t={:>4}s sent={} errors={}",
+                    started.elapsed().as_secs(),
+                    sent.load(Ordering::Relaxed),
+                    errors.load(Ordering::Relaxed)
+                );
             }
-        })
-        .collect()
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        let (n, e) = (sent.load(Ordering::Relaxed), errors.load(Ordering::Relaxed));
+        println!(
+            "soak: {n} messages at {rate}/s in {:.0?}, errors: {e}",
+            started.elapsed()
+        );
+        if e > 0 {
+            std::process::exit(1);
+        }
+    });
 }
 
 fn start_server(args: &Args) -> (String, tempfile::TempDir) {
@@ -156,6 +262,13 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 
 fn main() {
     let args = parse_args();
+    if let Some(rate) = args.rate {
+        let base = args
+            .url
+            .clone()
+            .expect("--rate needs --url (a server in its own process)");
+        return soak(&args, &base, rate);
+    }
     let t = Instant::now();
     let prepared = Arc::new(prepare(args.messages));
     eprintln!(
@@ -191,21 +304,7 @@ fn main() {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(p) = prepared.get(i) else { break };
                     let t = Instant::now();
-                    let ok = match client
-                        .post(format!("{base}{}", p.path))
-                        .body(p.body.clone())
-                        .send()
-                        .await
-                    {
-                        Ok(r) => {
-                            r.status().is_success()
-                                && r.bytes()
-                                    .await
-                                    .map(|b| b.starts_with(b"<xml>"))
-                                    .unwrap_or(false)
-                        }
-                        Err(_) => false,
-                    };
+                    let ok = send(&client, &base, p).await;
                     lat.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
                     if !ok {
                         errors += 1;

@@ -34,7 +34,7 @@ start_dangjian() { # port, database url, redis url or ""
   local dir="$work/dj$1"; mkdir -p "$dir/content"
   env DANGJIAN_BIND=127.0.0.1:$1 DANGJIAN_DATABASE_URL="$2" ${3:+DANGJIAN_REDIS_URL=$3} \
     DANGJIAN_REDIS_PREFIX="peer$1:" DANGJIAN_CONTENT_DIR="$dir/content" DANGJIAN_DATA_DIR="$dir/data" \
-    DANGJIAN_WECHAT_MESSAGE_MODE=safe RUST_LOG=warn "$TARGET"/release/dangjian serve >"$dir/log" 2>&1 &
+    DANGJIAN_WECHAT_MESSAGE_MODE=safe DANGJIAN_LOG=warn "$TARGET"/release/dangjian serve >"$dir/log" 2>&1 &
   pids+=($!); wait_port "$1"
 }
 
@@ -50,7 +50,7 @@ run() { # label, port, messages, conns -> prints "label|conns|rps|p50|p99|errors
 }
 
 replays() { # our server's de-duplication replays must stay 0 (every message distinct)
-  curl -s "http://127.0.0.1:$1/metrics" | awk '/^webhook_outcomes_total\{outcome="retry_(replayed|while_running)"\}/ {s += $2} END {print s + 0}'
+  curl -s "http://127.0.0.1:$1/metrics" | awk '/^dangjian_webhook_outcomes_total\{/ { all += $2; if ($1 ~ /retry_(replayed|while_running)/) r += $2 } END { printf "%d of %d messages", r, all }'
 }
 
 "$HELLO" --bind 127.0.0.1:18091 >/dev/null 2>&1 & pids+=($!); wait_port 18091
