@@ -797,10 +797,28 @@ async fn run_batch(st: &AppState, activity: i64, batch: Vec<Job>) {
     let backend = st.db.backend();
     let together = async {
         let mut tx = st.db.begin_write().await?;
-        let mut out = Vec::with_capacity(batch.len());
-        for job in &batch {
-            out.push(store::sign_up_in(&mut tx, backend, activity, job.member, job.now).await?);
-        }
+        let out = match backend {
+            // One statement for the whole batch: the row lock is held for one round trip.
+            crate::platform::db::Backend::Postgres => {
+                let members: Vec<i64> = batch.iter().map(|j| j.member).collect();
+                // The jobs were queued moments apart; the batch is taken at the latest of them
+                // (the truest "now" for the window check, which each passed on its own too).
+                let now = batch.iter().map(|j| j.now).max().unwrap_or_default();
+                match store::sign_up_batch_in(&mut tx, activity, &members, now).await? {
+                    Some(landed) => landed.into_iter().map(Some).collect(),
+                    None => vec![None; batch.len()],
+                }
+            }
+            crate::platform::db::Backend::Sqlite => {
+                let mut out = Vec::with_capacity(batch.len());
+                for job in &batch {
+                    out.push(
+                        store::sign_up_in(&mut tx, backend, activity, job.member, job.now).await?,
+                    );
+                }
+                out
+            }
+        };
         tx.commit().await?;
         Ok::<_, sqlx::Error>(out)
     };

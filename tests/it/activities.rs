@@ -36,7 +36,12 @@ fn at(minutes: i64) -> String {
 fn spawn(clock: &ManualClock) -> Spawn {
     clock.set(t0());
     Spawn {
-        overrides: vec![("rate_limit_mp_per_minute", "10000000".into())],
+        overrides: vec![
+            ("rate_limit_mp_per_minute", "10000000".into()),
+            // What these tests prove is the database's, not Redis's speed: a loaded test machine
+            // must not turn a slow session read into a 503 (hardening.rs tests the bound).
+            ("redis_timeout_ms", "5000".into()),
+        ],
         clock: Some(Arc::new(clock.clone())),
         ..Default::default()
     }
@@ -1450,5 +1455,80 @@ async fn one_member_signing_up_many_times_at_once_holds_one_place_and_others_are
             .collect();
         positions.sort_unstable();
         assert_eq!(positions, (1..=6).collect::<Vec<_>>());
+    });
+}
+
+/// The PostgreSQL batch statement of a flash crowd, on its own: a batch is decided as the same
+/// sign-ups one by one would be — places first while nobody waits, then the waitlist in order —
+/// and a batch with a member already signed up changes nothing.
+#[backend_test(postgres)]
+async fn a_batch_of_signups_lands_exactly_as_the_same_signups_one_by_one() {
+    let clock = ManualClock::at(t0());
+    each_backend!(spawn = spawn(&clock), |app| {
+        let (_, people) = app.crowd("批量支部", "batch", 7).await;
+        let members: Vec<i64> = people.iter().map(|(m, _)| *m).collect();
+        let id = app.create_activity(activity("批量报名", 3)).await;
+        clock.set(t0() + time::Duration::minutes(1));
+        let now = dangjian::platform::time::unix_ms(t0() + time::Duration::minutes(1));
+        let store_batch = |ms: Vec<i64>| {
+            let db = app.state.db.clone();
+            async move {
+                let mut tx = db.begin_write().await.unwrap();
+                let r = dangjian::activities::store::sign_up_batch_in(&mut tx, id, &ms, now).await;
+                match r {
+                    Ok(v) => {
+                        tx.commit().await.unwrap();
+                        Ok(v)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        // Two sign up first, on their own (one at a time through the API).
+        for (_, token) in &people[..2] {
+            let (s, v) = app
+                .call(
+                    Method::POST,
+                    &app.base,
+                    &format!("/api/mp/activities/{id}/signup"),
+                    token,
+                    None,
+                )
+                .await;
+            assert_eq!(
+                (s, v["status"].as_str()),
+                (StatusCode::OK, Some("confirmed")),
+                "{v}"
+            );
+        }
+        // Then a batch of four: one place left, then the waitlist from 1.
+        let landed = store_batch(members[2..6].to_vec()).await.unwrap().unwrap();
+        let got: Vec<Option<i64>> = landed.iter().map(|l| l.position).collect();
+        assert_eq!(got, vec![None, Some(1), Some(2), Some(3)]);
+        let seqs: Vec<i64> = landed.iter().map(|l| l.seq).collect();
+        assert_eq!(seqs, vec![3, 4, 5, 6]);
+        // A batch with someone already signed up is refused as a whole and changes nothing.
+        let before = app.count("SELECT signup_seq * 1000 + confirmed_count * 100 + waitlisted_count FROM activities").await;
+        let err = store_batch(vec![members[6], members[2]]).await.unwrap_err();
+        assert!(
+            matches!(&err, sqlx::Error::Database(d) if d.is_unique_violation()),
+            "{err}"
+        );
+        assert_eq!(
+            app.count("SELECT signup_seq * 1000 + confirmed_count * 100 + waitlisted_count FROM activities").await,
+            before
+        );
+        assert_eq!(app.count("SELECT COUNT(*) FROM activity_signups").await, 6);
+        // Closed for sign-up (after the window): nothing at all.
+        clock.set(t0() + time::Duration::days(400));
+        let later = dangjian::platform::time::unix_ms(t0() + time::Duration::days(400));
+        let mut tx = app.state.db.begin_write().await.unwrap();
+        assert!(
+            dangjian::activities::store::sign_up_batch_in(&mut tx, id, &[members[6]], later)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        tx.rollback().await.unwrap();
     });
 }
