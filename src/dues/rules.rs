@@ -928,6 +928,63 @@ mod tests {
     }
 
     proptest! {
+        /// Money as people read and type it: every amount prints as yuan with two decimals and
+        /// parses back to the same fen, with or without the ¥ sign.
+        #[test]
+        fn yuan_round_trips_for_every_amount(fen in 0i64..i64::MAX / 2) {
+            let text = Fen(fen).yuan();
+            prop_assert_eq!(Fen::parse_yuan(&text), Some(Fen(fen)));
+            prop_assert_eq!(Fen::parse_yuan(&format!("¥{text}")), Some(Fen(fen)));
+            let (whole, frac) = text.split_once('.').unwrap();
+            prop_assert_eq!(frac.len(), 2);
+            prop_assert_eq!(whole.parse::<i64>().unwrap() * 100 + frac.parse::<i64>().unwrap(), fen);
+        }
+
+        /// A collection rate is a per-mille within 0..=1000 while no more is paid than is due,
+        /// rounded to the nearest per-mille, and absent when nothing is due.
+        #[test]
+        fn collection_rates_are_per_mille_of_what_is_due(due in 0i64..10_000_000, paid_share in 0.0f64..=1.0) {
+            let paid = (due as f64 * paid_share) as i64;
+            match collection_rate_permille(paid, due) {
+                None => prop_assert_eq!(due, 0),
+                Some(r) => {
+                    prop_assert!((0..=1000).contains(&r));
+                    let exact = paid as f64 * 1000.0 / due as f64;
+                    prop_assert!((r as f64 - exact).abs() <= 0.5 + 1e-9, "{r} vs {exact}");
+                    if paid == due { prop_assert_eq!(r, 1000); }
+                }
+            }
+        }
+
+        /// A transaction is credited only when it says exactly what our order says: any change
+        /// of amount (a single fen either way, a coupon's payer total is not compared) is an
+        /// incident.
+        #[test]
+        fn only_an_exact_transaction_is_credited(amount in 1i64..100_000_000, delta in -10_000i64..10_000) {
+            let want = Expected { mch_id: "1900000109", app_id: "wxmp", out_trade_no: "DJ1_abc", amount_fen: amount };
+            let got = Reported { mch_id: "1900000109", app_id: "wxmp", out_trade_no: "DJ1_abc", total_fen: amount + delta, currency: Some("CNY") };
+            let mismatches = check_transaction(&want, &got);
+            if delta == 0 {
+                prop_assert!(mismatches.is_empty());
+            } else {
+                prop_assert_eq!(mismatches, vec![Mismatch::Amount]);
+            }
+        }
+
+        /// A printed ledger adds up: the bills of a roster, printed in yuan and read back, sum
+        /// to the fen total of the bills, and no bill is more than 2 % of its base (half-up).
+        #[test]
+        fn a_printed_ledger_adds_up_to_its_bills(bases in proptest::collection::vec(0i64..3_000_000, 0..200)) {
+            let bills: Vec<i64> = bases.iter().map(|b| employed(*b).amount.0).collect();
+            let printed: i64 = bills.iter().map(|f| Fen::parse_yuan(&Fen(*f).yuan()).unwrap().0).sum();
+            prop_assert_eq!(printed, bills.iter().sum::<i64>());
+            for (b, fen) in bases.iter().zip(&bills) {
+                prop_assert!(*fen >= 0 && *fen * 10_000 <= *b * 200 + 5_000, "{b} → {fen}");
+            }
+        }
+    }
+
+    proptest! {
         /// Half-up: the result is within half a fen of the exact value, and exact halves go up.
         #[test]
         fn rounding_is_half_up_to_the_nearest_fen(base in 0i64..1_000_000_000_000, bp in prop::sample::select(vec![50i64, 100, 150, 200])) {
