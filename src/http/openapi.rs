@@ -325,13 +325,26 @@ fn body_for(method: &str, path: &str) -> Option<&'static str> {
     }
 }
 
+/// The type of a path parameter, so that a request valid by the document names something real
+/// (anything else is a 404 in the one error shape): ids are positive integers, months `YYYY-MM`,
+/// step and document keys short identifiers.
+fn path_schema(name: &str) -> Value {
+    match name {
+        n if n == "id" || n.ends_with("_id") => {
+            json!({"type": "integer", "format": "int64", "minimum": 1})
+        }
+        "month" => json!({"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"}),
+        _ => json!({"type": "string", "minLength": 1, "maxLength": 64}),
+    }
+}
+
 fn operation(method: &str, path: &str, summary: &str, secured: bool) -> Value {
     let mut op = Map::new();
     op.insert("summary".into(), json!(summary));
     let params: Vec<Value> = path
         .split('/')
         .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": path_schema(name)}))
         .chain(query_params(method, path))
         .collect();
     if !params.is_empty() {
@@ -358,26 +371,27 @@ fn operation(method: &str, path: &str, summary: &str, secured: bool) -> Value {
                     "photo": {"type": "string", "format": "binary"}}}}}}),
         );
     }
+    // 2XX: some answers are 201 Created or 202 Accepted (work started in the background).
     let mut responses = json!({
-        "200": {"description": "OK"},
+        "2XX": {"description": "OK (200, 201 Created or 202 Accepted)"},
         "4XX": {"description": "Rejected", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     });
     if path == "/api/admin/pushes/{id}" && method == "get" {
-        responses["200"] = json!({"description": "OK", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PushStatus"}}}});
+        responses["2XX"] = json!({"description": "OK", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PushStatus"}}}});
     }
     if path == "/api/admin/stats" && method == "get" {
-        responses["200"] = json!({"description": "OK (JSON, or text/csv with format=csv)", "content": {
+        responses["2XX"] = json!({"description": "OK (JSON, or text/csv with format=csv)", "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/StatsReport"}},
             "text/csv": {"schema": {"type": "string"}}}});
     }
     if path == "/api/admin/activities/{id}/minutes/photos/{photo_id}" && method == "get" {
-        responses["200"] = json!({"description": "The image (X-Content-Type-Options: nosniff)", "content": {
+        responses["2XX"] = json!({"description": "The image (X-Content-Type-Options: nosniff)", "content": {
             "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
             "image/png": {"schema": {"type": "string", "format": "binary"}},
             "image/webp": {"schema": {"type": "string", "format": "binary"}}}});
     }
     if path == "/api/admin/login" {
-        responses["200"] = json!({"description": "OK", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LoginResponse"}}}});
+        responses["2XX"] = json!({"description": "OK", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LoginResponse"}}}});
     }
     op.insert("responses".into(), responses);
     if secured {
