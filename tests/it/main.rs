@@ -5,6 +5,7 @@ mod activities;
 mod activities_console;
 mod admin;
 mod admin_console;
+mod articles_console;
 mod console;
 mod content;
 mod development;
