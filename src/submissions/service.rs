@@ -486,17 +486,15 @@ pub struct Drafted {
 /// number), and the attribution line `来稿：<branch> <name>`. A sender not on the roster is a
 /// reader: no name.
 async fn attribution(st: &AppState, s: &db::Submission) -> AppResult<(Option<String>, String)> {
-    let member = match s.source.as_str() {
-        "chat" => crate::members::store::by_oa_openid(&st.db, &s.openid).await?,
-        _ => crate::members::store::bound_to(&st.db, &s.openid).await?,
-    };
-    Ok(match member {
-        Some(m) => {
-            let line = format!("来稿：{} {}", m.org_unit, m.name);
-            (Some(m.name), line)
-        }
-        None => (None, "来稿：读者投稿".to_owned()),
-    })
+    Ok(
+        match db::sender_byline(&st.db, &s.source, &s.openid).await? {
+            Some((name, unit)) => {
+                let line = format!("来稿：{unit} {name}");
+                (Some(name), line)
+            }
+            None => (None, "来稿：读者投稿".to_owned()),
+        },
+    )
 }
 
 fn clip(s: &str, max: usize) -> String {

@@ -374,6 +374,30 @@ pub async fn set_article(tx: &mut Tx, id: i64, article_id: i64, now: i64) -> sql
     Ok(done.rows_affected() == 1)
 }
 
+/// The sender's byline for an article made from their submission: (roster name, org unit name)
+/// of the member whose account openid (`chat`) or mini-program openid (`mp`, active members) sent
+/// it; only those two columns, never a phone or ID number. Read here rather than through
+/// `members::store` because the roster sits above this feature (members → official_account →
+/// submissions), as push's audience store reads `members` too.
+pub async fn sender_byline(
+    db: &Db,
+    source: &str,
+    openid: &str,
+) -> sqlx::Result<Option<(String, String)>> {
+    let sql = if source == "chat" {
+        "SELECT m.name, o.name FROM members m JOIN org_units o ON o.id = m.org_unit_id
+         WHERE m.oa_openid = $1"
+    } else {
+        "SELECT m.name, o.name FROM members m JOIN org_units o ON o.id = m.org_unit_id
+         WHERE m.openid = $1 AND m.status = 'active'"
+    };
+    let row = sqlx::query(sql)
+        .bind(openid)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
 /// Forget a recorded article (its row is gone).
 pub async fn clear_article(tx: &mut Tx, id: i64) -> sqlx::Result<()> {
     sqlx::query("UPDATE submissions SET article_id = NULL WHERE id = $1")
