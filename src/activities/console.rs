@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use axum::{
     extract::{multipart::MultipartRejection, Multipart, Path, Query, State},
-    http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Response},
+    http::HeaderMap,
+    response::Response,
 };
 use serde::{Deserialize, Serialize};
 
@@ -304,18 +304,13 @@ async fn editor(
     errors: BTreeMap<String, String>,
 ) -> AppResult<Response> {
     let units = units_in_scope(st, session).await?;
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    let resp = console::page(
+    console::form_page(
         headers,
         "console/activities/edit.html",
         &session.chrome(NAV),
         minijinja::context! { id, form, errors, units, kinds => KINDS },
-    )?;
-    Ok((status, resp).into_response())
+        &errors,
+    )
 }
 
 pub async fn new_page(
@@ -507,12 +502,7 @@ async fn detail_page(
         photo_urls: a.photos.clone(),
         title: a.title,
     };
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    let resp = console::page(
+    console::form_page(
         headers,
         "console/activities/detail.html",
         &session.chrome(NAV),
@@ -521,8 +511,8 @@ async fn detail_page(
             max_photos => rules::MAX_PHOTOS,
             max_photo_mib => rules::MAX_PHOTO_BYTES / (1024 * 1024),
         },
-    )?;
-    Ok((status, resp).into_response())
+        &errors,
+    )
 }
 
 pub async fn detail(

@@ -4,7 +4,6 @@
 
 use axum::{body::Bytes, extract::State, http::StatusCode, response::IntoResponse};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use serde_json::json;
 
 use crate::{
     app::AppState,
@@ -14,7 +13,6 @@ use crate::{
     auth::{AdminSession, Permission},
     http::{json::sanitize, routes::AdminRoutes, AppJson, AppQuery},
     http::{page_of, Id, ItemsOut, ListOut},
-    platform::audit,
     platform::error::{AppError, AppResult},
 };
 
@@ -149,7 +147,7 @@ fn invalid(e: FieldError) -> AppError {
     AppError::Validation(e.to_string())
 }
 
-use super::service::{self, article_url, category_filter, fk_conflict};
+use super::service::{self, article_url, category_filter};
 
 fn not_found(what: &str) -> AppError {
     AppError::NotFound(what.into())
@@ -293,7 +291,7 @@ pub struct CategoryOut {
 
 fn category_out(st: &AppState, c: Category) -> CategoryOut {
     CategoryOut {
-        from_menu: is_menu_category(st, &c.name),
+        from_menu: service::is_menu_category(st, &c.name),
         id: c.id,
         name: c.name,
         position: c.position,
@@ -301,18 +299,6 @@ fn category_out(st: &AppState, c: Category) -> CategoryOut {
         article_count: c.article_count,
         published_count: c.published_count,
     }
-}
-
-fn is_menu_category(st: &AppState, name: &str) -> bool {
-    st.content.get().menu.categories.iter().any(|c| c == name)
-}
-
-fn menu_category(verb: &str) -> AppError {
-    AppError::rejected(
-        StatusCode::CONFLICT,
-        "menu_category",
-        format!("this category is defined in content/menu.toml; {verb} it there"),
-    )
 }
 
 async fn list_categories(State(st): State<AppState>) -> AppResult<AppJson<ItemsOut<CategoryOut>>> {
@@ -345,15 +331,8 @@ async fn create_category(
     session: AdminSession,
     AppJson(b): AppJson<CategoryBody>,
 ) -> AppResult<impl IntoResponse> {
-    let name =
-        rules::check_category_name(b.name.as_deref().unwrap_or_default()).map_err(invalid)?;
-    let mut tx = st.db.begin_write().await?;
-    let id = articles::create_category(&mut tx, &name, b.position, session.now).await?;
-    let entry = session
-        .audit("category.create", "category", id)
-        .details(json!({"after": {"name": name, "position": b.position}}));
-    audit::record(&mut *tx, &entry).await?;
-    tx.commit().await?;
+    let name = b.name.as_deref().unwrap_or_default();
+    let id = service::create_category(&st, &session, name, b.position).await?;
     Ok((StatusCode::CREATED, category_response(&st, id).await?))
 }
 
@@ -365,28 +344,7 @@ async fn update_category(
     Id(id): Id,
     AppJson(b): AppJson<CategoryBody>,
 ) -> AppResult<AppJson<CategoryOut>> {
-    let name = b
-        .name
-        .as_deref()
-        .map(rules::check_category_name)
-        .transpose()
-        .map_err(invalid)?;
-    let current = articles::category_by_id(&st.db, id)
-        .await?
-        .ok_or_else(|| not_found("category"))?;
-    if name.as_ref().is_some_and(|n| *n != current.name) && is_menu_category(&st, &current.name) {
-        return Err(menu_category("rename"));
-    }
-    let mut tx = st.db.begin_write().await?;
-    if !articles::update_category(&mut tx, id, name.as_deref(), b.position).await? {
-        return Err(not_found("category"));
-    }
-    let entry = session.audit("category.update", "category", id).details(json!({
-        "before": {"name": current.name, "position": current.position},
-        "after": {"name": name.as_deref().unwrap_or(&current.name), "position": b.position.unwrap_or(current.position)},
-    }));
-    audit::record(&mut *tx, &entry).await?;
-    tx.commit().await?;
+    service::update_category(&st, &session, id, b.name.as_deref(), b.position).await?;
     category_response(&st, id).await
 }
 
@@ -396,23 +354,7 @@ async fn delete_category(
     session: AdminSession,
     Id(id): Id,
 ) -> AppResult<StatusCode> {
-    let current = articles::category_by_id(&st.db, id)
-        .await?
-        .ok_or_else(|| not_found("category"))?;
-    if is_menu_category(&st, &current.name) {
-        return Err(menu_category("remove"));
-    }
-    let mut tx = st.db.begin_write().await?;
-    if !articles::delete_empty_category(&mut tx, id).await? {
-        return Err(AppError::Conflict(
-            "the category has articles; move or delete them first".into(),
-        ));
-    }
-    let entry = session
-        .audit("category.delete", "category", id)
-        .details(json!({"before": {"name": current.name}}));
-    audit::record(&mut *tx, &entry).await?;
-    tx.commit().await?;
+    service::delete_category(&st, &session, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -450,13 +392,6 @@ fn banner_out(b: Banner, active: bool) -> BannerOut {
     }
 }
 
-fn banner_audit(b: &rules::ValidBanner) -> serde_json::Value {
-    json!({
-        "title": b.title, "image_url": b.image_url, "article_id": b.article_id, "link_url": b.link_url,
-        "position": b.position, "valid_from": time_opt(b.valid_from), "valid_until": time_opt(b.valid_until),
-    })
-}
-
 async fn list_banners(State(st): State<AppState>) -> AppResult<AppJson<ItemsOut<BannerOut>>> {
     let active: Vec<i64> = banners::list_valid(&st.db, st.clock.unix_ms())
         .await?
@@ -483,31 +418,13 @@ async fn banner_response(st: &AppState, id: i64) -> AppResult<AppJson<BannerOut>
     Ok(AppJson(banner_out(b, active)))
 }
 
-async fn valid_banner(st: &AppState, input: BannerInput) -> AppResult<rules::ValidBanner> {
-    let b = input.validate().map_err(invalid)?;
-    if let Some(article_id) = b.article_id {
-        if !banners::article_exists(&st.db, article_id).await? {
-            return Err(AppError::Validation("article_id: no such article".into()));
-        }
-    }
-    Ok(b)
-}
-
 async fn create_banner(
     State(st): State<AppState>,
     session: AdminSession,
     AppJson(input): AppJson<BannerInput>,
 ) -> AppResult<impl IntoResponse> {
-    let b = valid_banner(&st, input).await?;
-    let mut tx = st.db.begin_write().await?;
-    let id = banners::create(&mut tx, &b, session.now)
-        .await
-        .map_err(|e| fk_conflict(e, "the linked article was deleted meanwhile"))?;
-    let entry = session
-        .audit("banner.create", "banner", id)
-        .details(json!({"after": banner_audit(&b)}));
-    audit::record(&mut *tx, &entry).await?;
-    tx.commit().await?;
+    let b = service::valid_banner(&st, &input).await?;
+    let id = service::create_banner(&st, &session, &b).await?;
     Ok((StatusCode::CREATED, banner_response(&st, id).await?))
 }
 
@@ -518,25 +435,8 @@ async fn update_banner(
     Id(id): Id,
     AppJson(input): AppJson<BannerInput>,
 ) -> AppResult<AppJson<BannerOut>> {
-    let b = valid_banner(&st, input).await?;
-    let before = banners::get(&st.db, id)
-        .await?
-        .ok_or_else(|| not_found("banner"))?;
-    let mut tx = st.db.begin_write().await?;
-    let found = banners::update(&mut tx, id, &b, session.now)
-        .await
-        .map_err(|e| fk_conflict(e, "the linked article was deleted meanwhile"))?;
-    if !found {
-        return Err(not_found("banner"));
-    }
-    let entry = session.audit("banner.update", "banner", id).details(json!({
-        "before": {"title": before.title, "article_id": before.article_id, "link_url": before.link_url,
-                   "position": before.position, "valid_from": time_opt(before.valid_from),
-                   "valid_until": time_opt(before.valid_until)},
-        "after": banner_audit(&b),
-    }));
-    audit::record(&mut *tx, &entry).await?;
-    tx.commit().await?;
+    let b = service::valid_banner(&st, &input).await?;
+    service::update_banner(&st, &session, id, &b).await?;
     banner_response(&st, id).await
 }
 
@@ -545,18 +445,7 @@ async fn delete_banner(
     session: AdminSession,
     Id(id): Id,
 ) -> AppResult<StatusCode> {
-    let before = banners::get(&st.db, id)
-        .await?
-        .ok_or_else(|| not_found("banner"))?;
-    let mut tx = st.db.begin_write().await?;
-    if !banners::delete(&mut tx, id).await? {
-        return Err(not_found("banner"));
-    }
-    let entry = session
-        .audit("banner.delete", "banner", id)
-        .details(json!({"before": {"title": before.title}}));
-    audit::record(&mut *tx, &entry).await?;
-    tx.commit().await?;
+    service::delete_banner(&st, &session, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

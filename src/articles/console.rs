@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use axum::{
     extract::{Path, Query, State},
     http::HeaderMap,
-    response::{IntoResponse, Response},
+    response::Response,
     Form,
 };
 use serde::{Deserialize, Serialize};
@@ -175,18 +175,13 @@ async fn editor(
         .into_iter()
         .map(|c| c.name)
         .collect();
-    let status = if errors.is_empty() {
-        axum::http::StatusCode::OK
-    } else {
-        axum::http::StatusCode::UNPROCESSABLE_ENTITY
-    };
-    let resp = console::page(
+    console::form_page(
         headers,
         "console/articles/edit.html",
         &session.chrome("articles"),
         minijinja::context! { article => current, form, errors, preview, categories },
-    )?;
-    Ok((status, resp).into_response())
+        &errors,
+    )
 }
 
 pub async fn new_page(

@@ -3,6 +3,8 @@
 
 pub mod admin;
 pub mod banner_store;
+pub mod banners_console;
+pub mod categories_console;
 pub mod console;
 pub mod mp;
 pub mod page;
@@ -32,6 +34,31 @@ pub fn router() -> Router<AppState> {
 pub fn console_router() -> Router<AppState> {
     Router::new()
         .route("/admin/articles", get(console::list))
+        .route(
+            "/admin/articles/categories",
+            get(categories_console::list).post(categories_console::create),
+        )
+        .route(
+            "/admin/articles/categories/{id}",
+            post(categories_console::update),
+        )
+        .route(
+            "/admin/articles/categories/{id}/delete",
+            post(categories_console::delete),
+        )
+        .route("/admin/articles/banners", get(banners_console::list))
+        .route(
+            "/admin/articles/banners/new",
+            get(banners_console::new_page).post(banners_console::create),
+        )
+        .route(
+            "/admin/articles/banners/{id}",
+            get(banners_console::edit_page).post(banners_console::update),
+        )
+        .route(
+            "/admin/articles/banners/{id}/delete",
+            post(banners_console::delete),
+        )
         .route(
             "/admin/articles/new",
             get(console::new_page).post(console::create),

@@ -185,3 +185,186 @@ pub async fn delete_draft(st: &AppState, session: &AdminSession, id: i64) -> App
     tx.commit().await?;
     Ok(())
 }
+
+// ---- categories (the admin API and the console share these) ------------------------------------
+
+use crate::articles::banner_store as banners;
+
+/// Named in content/menu.toml: the menu and the start-up seeding refer to it by name, so it
+/// can't be renamed or deleted from the API or the console.
+pub fn is_menu_category(st: &AppState, name: &str) -> bool {
+    st.content.get().menu.categories.iter().any(|c| c == name)
+}
+
+pub fn menu_category(verb: &str) -> AppError {
+    AppError::rejected(
+        axum::http::StatusCode::CONFLICT,
+        "menu_category",
+        format!("this category is defined in content/menu.toml; {verb} it there"),
+    )
+}
+
+fn invalid(e: rules::FieldError) -> AppError {
+    AppError::Validation(e.to_string())
+}
+
+/// A new category (last unless `position` is given), audited `category.create`.
+pub async fn create_category(
+    st: &AppState,
+    session: &AdminSession,
+    name: &str,
+    position: Option<i64>,
+) -> AppResult<i64> {
+    let name = rules::check_category_name(name).map_err(invalid)?;
+    let mut tx = st.db.begin_write().await?;
+    let id = store::create_category(&mut tx, &name, position, session.now).await?;
+    let entry = session
+        .audit("category.create", "category", id)
+        .details(json!({"after": {"name": name, "position": position}}));
+    audit::record(&mut *tx, &entry).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Rename and/or reorder, audited `category.update`. Menu categories keep their name.
+pub async fn update_category(
+    st: &AppState,
+    session: &AdminSession,
+    id: i64,
+    name: Option<&str>,
+    position: Option<i64>,
+) -> AppResult<()> {
+    let name = name
+        .map(rules::check_category_name)
+        .transpose()
+        .map_err(invalid)?;
+    let current = store::category_by_id(&st.db, id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("category".into()))?;
+    if name.as_ref().is_some_and(|n| *n != current.name) && is_menu_category(st, &current.name) {
+        return Err(menu_category("rename"));
+    }
+    let mut tx = st.db.begin_write().await?;
+    if !store::update_category(&mut tx, id, name.as_deref(), position).await? {
+        return Err(AppError::NotFound("category".into()));
+    }
+    let entry = session.audit("category.update", "category", id).details(json!({
+        "before": {"name": current.name, "position": current.position},
+        "after": {"name": name.as_deref().unwrap_or(&current.name), "position": position.unwrap_or(current.position)},
+    }));
+    audit::record(&mut *tx, &entry).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Only an empty category that content/menu.toml doesn't name; audited `category.delete`.
+pub async fn delete_category(st: &AppState, session: &AdminSession, id: i64) -> AppResult<()> {
+    let current = store::category_by_id(&st.db, id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("category".into()))?;
+    if is_menu_category(st, &current.name) {
+        return Err(menu_category("remove"));
+    }
+    let mut tx = st.db.begin_write().await?;
+    if !store::delete_empty_category(&mut tx, id).await? {
+        return Err(AppError::Conflict(
+            "the category has articles; move or delete them first".into(),
+        ));
+    }
+    let entry = session
+        .audit("category.delete", "category", id)
+        .details(json!({"before": {"name": current.name}}));
+    audit::record(&mut *tx, &entry).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+// ---- banners (the admin API and the console share these) ---------------------------------------
+
+fn time_opt(ms: Option<i64>) -> Option<String> {
+    ms.map(rules::rfc3339_shanghai)
+}
+
+fn banner_audit(b: &rules::ValidBanner) -> serde_json::Value {
+    json!({
+        "title": b.title, "image_url": b.image_url, "article_id": b.article_id, "link_url": b.link_url,
+        "position": b.position, "valid_from": time_opt(b.valid_from), "valid_until": time_opt(b.valid_until),
+    })
+}
+
+/// Validate a banner; a linked article must exist.
+pub async fn valid_banner(
+    st: &AppState,
+    input: &rules::BannerInput,
+) -> AppResult<rules::ValidBanner> {
+    let b = input.validate().map_err(invalid)?;
+    if let Some(article_id) = b.article_id {
+        if !banners::article_exists(&st.db, article_id).await? {
+            return Err(AppError::Validation("article_id: no such article".into()));
+        }
+    }
+    Ok(b)
+}
+
+/// A new banner, audited `banner.create`.
+pub async fn create_banner(
+    st: &AppState,
+    session: &AdminSession,
+    b: &rules::ValidBanner,
+) -> AppResult<i64> {
+    let mut tx = st.db.begin_write().await?;
+    let id = banners::create(&mut tx, b, session.now)
+        .await
+        .map_err(|e| fk_conflict(e, "the linked article was deleted meanwhile"))?;
+    let entry = session
+        .audit("banner.create", "banner", id)
+        .details(json!({"after": banner_audit(b)}));
+    audit::record(&mut *tx, &entry).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Full replacement, audited `banner.update`.
+pub async fn update_banner(
+    st: &AppState,
+    session: &AdminSession,
+    id: i64,
+    b: &rules::ValidBanner,
+) -> AppResult<()> {
+    let before = banners::get(&st.db, id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("banner".into()))?;
+    let mut tx = st.db.begin_write().await?;
+    let found = banners::update(&mut tx, id, b, session.now)
+        .await
+        .map_err(|e| fk_conflict(e, "the linked article was deleted meanwhile"))?;
+    if !found {
+        return Err(AppError::NotFound("banner".into()));
+    }
+    let entry = session.audit("banner.update", "banner", id).details(json!({
+        "before": {"title": before.title, "article_id": before.article_id, "link_url": before.link_url,
+                   "position": before.position, "valid_from": time_opt(before.valid_from),
+                   "valid_until": time_opt(before.valid_until)},
+        "after": banner_audit(b),
+    }));
+    audit::record(&mut *tx, &entry).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Audited `banner.delete`.
+pub async fn delete_banner(st: &AppState, session: &AdminSession, id: i64) -> AppResult<()> {
+    let before = banners::get(&st.db, id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("banner".into()))?;
+    let mut tx = st.db.begin_write().await?;
+    if !banners::delete(&mut tx, id).await? {
+        return Err(AppError::NotFound("banner".into()));
+    }
+    let entry = session
+        .audit("banner.delete", "banner", id)
+        .details(json!({"before": {"title": before.title}}));
+    audit::record(&mut *tx, &entry).await?;
+    tx.commit().await?;
+    Ok(())
+}

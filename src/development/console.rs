@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use axum::{
     extract::{Query, State},
-    http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Response},
+    http::HeaderMap,
+    response::Response,
 };
 use serde::{Deserialize, Serialize};
 
@@ -251,18 +251,13 @@ async fn record_page(
             .unwrap_or_default(),
         ..Default::default()
     });
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    let resp = console::page(
+    console::form_page(
         headers,
         "console/development/record.html",
         &session.chrome(NAV),
         minijinja::context! { t => timeline, steps, form, errors },
-    )?;
-    Ok((status, resp).into_response())
+        &errors,
+    )
 }
 
 pub async fn record(

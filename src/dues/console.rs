@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use axum::{
     extract::{Path, Query, State},
     http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Response},
+    response::Response,
     Form,
 };
 use serde::{Deserialize, Serialize};
@@ -122,15 +122,6 @@ fn zh_errors(e: &AppError) -> BTreeMap<String, String> {
             (field.to_owned(), zh.to_owned())
         })
         .collect()
-}
-
-/// A page answered with its form's errors: 422 when there are any.
-fn with_errors(resp: Response, errors: &BTreeMap<String, String>) -> Response {
-    if errors.is_empty() {
-        resp
-    } else {
-        (StatusCode::UNPROCESSABLE_ENTITY, resp).into_response()
-    }
 }
 
 #[derive(Serialize)]
@@ -474,13 +465,13 @@ async fn bill_page(
         })
         .collect();
     let row = bill_row(bill, &names, &units);
-    let resp = console::page(
+    console::form_page(
         headers,
         "console/dues/bill.html",
         &session.chrome(NAV),
         minijinja::context! { bill => row, form, errors, settled, adjustments },
-    )?;
-    Ok(with_errors(resp, &errors))
+        &errors,
+    )
 }
 
 /// `GET /admin/dues/bills/{id}`: the bill, its adjustments and the adjustment form.
@@ -575,7 +566,7 @@ async fn member_page(
         .take(24)
         .map(|b| bill_row(b, &names, &units))
         .collect();
-    let resp = console::page(
+    console::form_page(
         headers,
         "console/dues/member.html",
         &session.chrome(NAV),
@@ -595,8 +586,8 @@ async fn member_page(
             errors,
             bills,
         },
-    )?;
-    Ok(with_errors(resp, &errors))
+        &errors,
+    )
 }
 
 /// `GET /admin/dues/members/{id}`: category, base (masked), exemption, voluntary amount, bills.

@@ -35,6 +35,22 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/console/articles/edit.html"),
     ),
     (
+        "console/articles/tabs.html",
+        include_str!("../../templates/console/articles/tabs.html"),
+    ),
+    (
+        "console/articles/categories.html",
+        include_str!("../../templates/console/articles/categories.html"),
+    ),
+    (
+        "console/articles/banners.html",
+        include_str!("../../templates/console/articles/banners.html"),
+    ),
+    (
+        "console/articles/banner.html",
+        include_str!("../../templates/console/articles/banner.html"),
+    ),
+    (
         "console/moderation/queue.html",
         include_str!("../../templates/console/moderation/queue.html"),
     ),

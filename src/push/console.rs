@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use axum::{
     extract::{Path, Query, State},
     http::HeaderMap,
-    response::{IntoResponse, Response},
+    response::Response,
 };
 use serde::{Deserialize, Serialize};
 
@@ -120,18 +120,13 @@ async fn compose_page(
             category: a.category,
         })
         .collect();
-    let status = if errors.is_empty() {
-        axum::http::StatusCode::OK
-    } else {
-        axum::http::StatusCode::UNPROCESSABLE_ENTITY
-    };
-    let resp = console::page(
+    console::form_page(
         headers,
         "console/pushes/new.html",
         &session.chrome("pushes"),
         minijinja::context! { form, choices, chosen, errors },
-    )?;
-    Ok((status, resp).into_response())
+        &errors,
+    )
 }
 
 pub async fn new_page(

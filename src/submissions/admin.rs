@@ -2,7 +2,7 @@
 //! queue, decisions (only from `pending`; a second decision is a 409) and answers to posts. Every
 //! write is audited in its transaction. Needs `Permission::Moderate` (editors and admins).
 
-use axum::extract::State;
+use axum::{extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -21,6 +21,7 @@ pub fn routes(r: AdminRoutes) -> AdminRoutes {
     r.get("/api/admin/submissions", p, list_submissions)
         .get("/api/admin/submissions/{id}", p, get_submission)
         .post("/api/admin/submissions/{id}/decision", p, decide_submission)
+        .post("/api/admin/submissions/{id}/draft", p, draft_submission)
         .get("/api/admin/board", p, list_posts)
         .post("/api/admin/board/{id}/decision", p, decide_post)
         .post("/api/admin/board/{id}/answer", p, answer_post)
@@ -42,6 +43,8 @@ pub struct SubmissionOut {
     pub reason: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// The article draft an editor turned it into (`POST .../draft`).
+    pub article_id: Option<i64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -70,6 +73,7 @@ pub fn submission_out(s: Submission) -> SubmissionOut {
         reason: s.reason,
         created_at: rfc3339_shanghai(s.created_at),
         updated_at: rfc3339_shanghai(s.updated_at),
+        article_id: s.article_id,
     }
 }
 
@@ -204,6 +208,37 @@ async fn decide_submission(
     Ok(AppJson(submission_out(
         after.ok_or_else(|| AppError::NotFound("submission".into()))?,
     )))
+}
+
+#[derive(Debug, Serialize)]
+pub struct DraftOut {
+    pub article_id: i64,
+    /// False when the submission had been turned already (the same draft, nothing written).
+    pub created: bool,
+}
+
+/// Turn a pending or approved submission into an article draft with the sender's attribution;
+/// 201 with the new article's id, or 200 with the one made before. Needs `Moderate`, and the
+/// article is written as `ManageArticles` would (the same roles hold both).
+async fn draft_submission(
+    State(st): State<AppState>,
+    session: AdminSession,
+    Id(id): Id,
+) -> AppResult<(StatusCode, AppJson<DraftOut>)> {
+    session.require(Permission::ManageArticles)?;
+    let d = service::to_article_draft(&st, &session, id).await?;
+    let status = if d.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        AppJson(DraftOut {
+            article_id: d.article_id,
+            created: d.created,
+        }),
+    ))
 }
 
 async fn list_posts(

@@ -44,6 +44,7 @@ struct Item {
     reason: Option<String>,
     answer: Option<String>,
     created: String,
+    article_id: Option<i64>,
 }
 
 const STATES: [&str; 3] = ["pending", "approved", "rejected"];
@@ -78,6 +79,7 @@ pub async fn queue(
                 reason: p.reason,
                 answer: p.answer,
                 created: local_minute(p.created_at),
+                article_id: None,
             })
             .collect();
         (items, total)
@@ -96,6 +98,7 @@ pub async fn queue(
                 reason: s.reason,
                 answer: None,
                 created: local_minute(s.created_at),
+                article_id: s.article_id,
             })
             .collect();
         (items, total)
@@ -197,5 +200,29 @@ pub async fn answer(
         )),
         Ok(_) => Ok(redirect_flash(&to, true, "已回复")),
         Err(e) => redirect_error(&to, e),
+    }
+}
+
+/// `POST /admin/moderation/submissions/{id}/draft`: turn a pending or approved submission into
+/// an article draft (or open the one made before) and land on its edit page.
+pub async fn to_draft(
+    State(st): State<AppState>,
+    session: ConsoleSession,
+    crate::http::Id(id): crate::http::Id,
+    Form(f): Form<AnswerForm>,
+) -> AppResult<Response> {
+    session.require(Permission::Moderate)?;
+    session.require(Permission::ManageArticles)?;
+    match service::to_article_draft(&st, &session, id).await {
+        Ok(d) => Ok(redirect_flash(
+            &format!("/admin/articles/{}", d.article_id),
+            true,
+            if d.created {
+                "已转为文章草稿，请编辑后提交审核"
+            } else {
+                "此投稿已转为文章草稿，已打开该草稿"
+            },
+        )),
+        Err(e) => redirect_error(&back(&f.back), e),
     }
 }

@@ -32,4 +32,8 @@ pub fn console_router() -> Router<AppState> {
             post(console::decide),
         )
         .route("/admin/moderation/board/{id}/answer", post(console::answer))
+        .route(
+            "/admin/moderation/submissions/{id}/draft",
+            post(console::to_draft),
+        )
 }

@@ -472,3 +472,168 @@ fn excerpt(s: &str) -> String {
     }
     out
 }
+
+// ---- submission → article draft -----------------------------------------------------------------
+
+/// The article a submission became: its id, and whether this call created it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drafted {
+    pub article_id: i64,
+    pub created: bool,
+}
+
+/// The byline of a submission: the roster name of the member who sent it (never a phone or ID
+/// number), and the attribution line `来稿：<branch> <name>`. A sender not on the roster is a
+/// reader: no name.
+async fn attribution(st: &AppState, s: &db::Submission) -> AppResult<(Option<String>, String)> {
+    Ok(
+        match db::sender_byline(&st.db, &s.source, &s.openid).await? {
+            Some((name, unit)) => {
+                let line = format!("来稿：{unit} {name}");
+                (Some(name), line)
+            }
+            None => (None, "来稿：读者投稿".to_owned()),
+        },
+    )
+}
+
+fn clip(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+/// The category a submission's draft starts in: one named for submissions (投稿) if there is
+/// one, else the first; the editor moves it.
+async fn draft_category(st: &AppState) -> AppResult<String> {
+    let cats = crate::articles::store::list_categories(&st.db).await?;
+    cats.iter()
+        .find(|c| c.name.contains("投稿") || c.name.contains("来稿"))
+        .or_else(|| cats.first())
+        .map(|c| c.name.clone())
+        .ok_or_else(|| {
+            AppError::Conflict("there is no article category to put the draft in".into())
+        })
+}
+
+/// The draft's Markdown: the text as written, then the pictures.
+fn draft_body(s: &db::Submission) -> String {
+    let mut body = s.content.trim().to_owned();
+    for img in &s.images {
+        if !body.is_empty() {
+            body.push_str("\n\n");
+        }
+        body.push_str(&format!("![]({})", img.url.replace(')', "%29")));
+    }
+    if body.is_empty() {
+        body.push_str(&s.title);
+    }
+    body
+}
+
+/// Turn a pending or approved submission into an article draft with the sender's attribution
+/// (author: the roster name; source: `来稿：<branch> <name>`), audited `submission.draft` and
+/// `article.create` in one transaction. Idempotent: a submission already turned gives the same
+/// article (`created: false`) and writes nothing.
+pub async fn to_article_draft(
+    st: &AppState,
+    session: &AdminSession,
+    id: i64,
+) -> AppResult<Drafted> {
+    use crate::articles::{rules::ArticleInput, store as articles};
+    let s = db::get(&st.db, id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("submission".into()))?;
+    if let Some(article_id) = s.article_id {
+        if articles::get(&st.db, article_id).await?.is_some() {
+            return Ok(Drafted {
+                article_id,
+                created: false,
+            });
+        }
+    }
+    if !matches!(s.status.as_str(), "pending" | "approved") {
+        return Err(AppError::rejected(
+            StatusCode::CONFLICT,
+            "invalid_transition",
+            format!(
+                "the submission is {}; only pending or approved submissions become articles",
+                s.status
+            ),
+        ));
+    }
+    let (author, source) = attribution(st, &s).await?;
+    let title = if s.title.trim().is_empty() {
+        title_of(&s.content)
+    } else {
+        s.title.clone()
+    };
+    let summary: String = s.content.split_whitespace().collect::<Vec<_>>().join(" ");
+    let input = ArticleInput {
+        title: clip(title.trim(), crate::articles::rules::TITLE_MAX),
+        summary: clip(&summary, crate::articles::rules::SUMMARY_MAX),
+        body_md: draft_body(&s),
+        category: draft_category(st).await?,
+        cover_url: None,
+        author: author.map(|a| clip(&a, crate::articles::rules::AUTHOR_MAX)),
+        source: Some(clip(&source, crate::articles::rules::SOURCE_MAX)),
+        tags: vec!["来稿".to_owned()],
+    };
+    let a = input
+        .validate()
+        .map_err(|e| AppError::Validation(e.to_string()))?;
+    let html = crate::platform::markdown::render(&a.body_md);
+
+    let mut tx = st.db.begin_write().await?;
+    // Re-read under the lock: another editor may have turned it meanwhile.
+    let (status, existing) = db::draft_state_for_update(&mut tx, st.db.backend(), id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("submission".into()))?;
+    if let Some(article_id) = existing {
+        if s.article_id != Some(article_id) {
+            return Ok(Drafted {
+                article_id,
+                created: false,
+            });
+        }
+    }
+    if !matches!(status.as_str(), "pending" | "approved") {
+        return Err(AppError::rejected(
+            StatusCode::CONFLICT,
+            "invalid_transition",
+            format!(
+                "the submission is {status}; only pending or approved submissions become articles"
+            ),
+        ));
+    }
+    let article_id = articles::create_draft(&mut tx, &a, &html, session.now)
+        .await?
+        .ok_or_else(|| AppError::Conflict("the draft's category was removed meanwhile".into()))?;
+    // A recorded id whose article is gone (deleted without the column being cleared) is replaced.
+    if existing.is_some() {
+        db::clear_article(&mut tx, id).await?;
+    }
+    if !db::set_article(&mut tx, id, article_id, session.now).await? {
+        return Err(AppError::Conflict(
+            "the submission changed meanwhile; reload and retry".into(),
+        ));
+    }
+    let entry = session
+        .audit("article.create", "article", article_id)
+        .details(
+            json!({"after": {"title": a.title, "category": a.category, "tags": a.tags},
+                        "from_submission": id}),
+        );
+    audit::record(&mut *tx, &entry).await?;
+    let mut details = json!({"article_id": article_id, "status": status});
+    if let Some(r) = &s.receipt_no {
+        details["receipt_no"] = json!(r);
+    }
+    let entry = session
+        .audit("submission.draft", "submission", id)
+        .details(details);
+    audit::record(&mut *tx, &entry).await?;
+    tx.commit().await?;
+    Ok(Drafted {
+        article_id,
+        created: true,
+    })
+}

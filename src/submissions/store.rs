@@ -30,11 +30,13 @@ pub struct Submission {
     pub reason: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The article draft an editor turned it into.
+    pub article_id: Option<i64>,
 }
 
 const SELECT: &str = "SELECT id, receipt_no, openid, source, title, content, images, status, \
-     moderation_suggest, moderation_label, decided_by, decided_at, reason, created_at, updated_at \
-     FROM submissions";
+     moderation_suggest, moderation_label, decided_by, decided_at, reason, created_at, updated_at, \
+     article_id FROM submissions";
 
 fn submission(r: sqlx::any::AnyRow) -> Submission {
     Submission {
@@ -53,6 +55,7 @@ fn submission(r: sqlx::any::AnyRow) -> Submission {
         reason: r.get(12),
         created_at: r.get(13),
         updated_at: r.get(14),
+        article_id: r.get(15),
     }
 }
 
@@ -337,6 +340,71 @@ pub async fn get(db: &Db, id: i64) -> sqlx::Result<Option<Submission>> {
         .fetch_optional(db.pool())
         .await?;
     Ok(row.map(submission))
+}
+
+/// A submission read for turning it into an article, inside the write transaction (locked on
+/// PostgreSQL; on SQLite `begin_write` already holds the write lock): (status, article_id).
+pub async fn draft_state_for_update(
+    tx: &mut Tx,
+    backend: crate::platform::db::Backend,
+    id: i64,
+) -> sqlx::Result<Option<(String, Option<i64>)>> {
+    let sql = match backend {
+        crate::platform::db::Backend::Postgres => {
+            "SELECT status, article_id FROM submissions WHERE id = $1 AND status <> 'draft' FOR UPDATE"
+        }
+        crate::platform::db::Backend::Sqlite => {
+            "SELECT status, article_id FROM submissions WHERE id = $1 AND status <> 'draft'"
+        }
+    };
+    let row = sqlx::query(sql).bind(id).fetch_optional(&mut **tx).await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
+/// Record the article a submission became (only once: `false` when one is recorded already).
+pub async fn set_article(tx: &mut Tx, id: i64, article_id: i64, now: i64) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE submissions SET article_id = $2, updated_at = $3 WHERE id = $1 AND article_id IS NULL",
+    )
+    .bind(id)
+    .bind(article_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The sender's byline for an article made from their submission: (roster name, org unit name)
+/// of the member whose account openid (`chat`) or mini-program openid (`mp`, active members) sent
+/// it; only those two columns, never a phone or ID number. Read here rather than through
+/// `members::store` because the roster sits above this feature (members → official_account →
+/// submissions), as push's audience store reads `members` too.
+pub async fn sender_byline(
+    db: &Db,
+    source: &str,
+    openid: &str,
+) -> sqlx::Result<Option<(String, String)>> {
+    let sql = if source == "chat" {
+        "SELECT m.name, o.name FROM members m JOIN org_units o ON o.id = m.org_unit_id
+         WHERE m.oa_openid = $1"
+    } else {
+        "SELECT m.name, o.name FROM members m JOIN org_units o ON o.id = m.org_unit_id
+         WHERE m.openid = $1 AND m.status = 'active'"
+    };
+    let row = sqlx::query(sql)
+        .bind(openid)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
+/// Forget a recorded article (its row is gone).
+pub async fn clear_article(tx: &mut Tx, id: i64) -> sqlx::Result<()> {
+    sqlx::query("UPDATE submissions SET article_id = NULL WHERE id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
 }
 
 /// Newest first; drafts never. `status` None = every state; `openid` limits to one author.

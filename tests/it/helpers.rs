@@ -1857,4 +1857,28 @@ pub fn in_a_process_of_its_own() -> bool {
         "{name} did not run in its child process:\n{text}"
     );
     false
+// ---- console16 helpers ----
+
+/// The flash message a console redirect sets (`ok:…` or `error:…`), decoded; empty if none.
+pub fn flash_of(r: &reqwest::Response) -> String {
+    let raw = r
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("dj_flash="))
+        .map(|v| v.split(';').next().unwrap().to_owned())
+        .unwrap_or_default();
+    form_urlencoded::parse(format!("m={raw}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// The `Location` of a redirect.
+pub fn location_of(r: &reqwest::Response) -> String {
+    r.headers()[reqwest::header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned()
 }

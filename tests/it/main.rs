@@ -6,6 +6,7 @@ mod activities_console;
 mod admin;
 mod admin_console;
 mod cli;
+mod articles_console;
 mod console;
 mod content;
 mod development;

@@ -71,6 +71,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(13, "0013_activity_photos"),
     migration!(14, "0014_follower_events"),
     migration!(15, "0015_push_sending"),
+    migration!(16, "0016_submission_drafts"),
 ];
 
 /// An arbitrary constant: the PostgreSQL advisory-lock id for migrations.
