@@ -1857,6 +1857,8 @@ pub fn in_a_process_of_its_own() -> bool {
         "{name} did not run in its child process:\n{text}"
     );
     false
+}
+
 // ---- console16 helpers ----
 
 /// The flash message a console redirect sets (`ok:…` or `error:…`), decoded; empty if none.
