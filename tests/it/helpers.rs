@@ -1420,8 +1420,12 @@ impl TestApp {
 ///   dropped) and new ones are accepted but never connected (a hung server or a partition);
 /// - [`slow`](Self::slow): every forwarded chunk, both ways, is delayed by the given duration;
 /// - [`restore`](Self::restore): forwards again (stalled connections resume with what they held).
+///
+/// [`retarget`](Self::retarget) points new connections elsewhere (a service whose address is
+/// known only after the app that must use the proxy was configured, e.g. the test's fake WeChat).
 pub struct FaultProxy {
     pub addr: std::net::SocketAddr,
+    target: std::sync::Arc<std::sync::Mutex<String>>,
     control: tokio::sync::watch::Sender<FaultControl>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -1459,14 +1463,15 @@ impl FaultProxy {
             resets: 0,
         });
         let controls = control.clone();
-        let target = target.to_owned();
+        let target = std::sync::Arc::new(std::sync::Mutex::new(target.to_owned()));
+        let targets = target.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((inbound, _)) = listener.accept().await else {
                     return;
                 };
                 let mut rx = controls.subscribe();
-                let target = target.clone();
+                let target = targets.lock().unwrap().clone();
                 tokio::spawn(async move {
                     let now = *rx.borrow_and_update();
                     let born = now.resets;
@@ -1497,6 +1502,7 @@ impl FaultProxy {
         });
         FaultProxy {
             addr,
+            target,
             control,
             task,
         }
@@ -1575,6 +1581,11 @@ impl FaultProxy {
 
     pub fn restore(&self) {
         self.set_mode(FaultMode::Forward);
+    }
+
+    /// Forward connections accepted from now on to `target` ("host:port").
+    pub fn retarget(&self, target: &str) {
+        *self.target.lock().unwrap() = target.to_owned();
     }
 
     /// Close the connections open now; new ones are accepted in the current mode.

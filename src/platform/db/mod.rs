@@ -125,7 +125,9 @@ impl Db {
 /// exhausted or closed) rather than a refused or wrong query: worth a 503 and a retry.
 pub fn is_unavailable(e: &sqlx::Error) -> bool {
     match e {
+        // A connection that broke mid-conversation (cut, reset, a half-answered handshake).
         sqlx::Error::Io(_)
+        | sqlx::Error::Protocol(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
