@@ -347,7 +347,7 @@ pub async fn build_state(
         Duration::from_millis(settings.database_acquire_timeout_ms),
     )
     .await
-        .context("DANGJIAN_DATABASE_URL: cannot connect")?;
+    .context("DANGJIAN_DATABASE_URL: cannot connect")?;
     if migrate {
         db.migrate().await.context("applying migrations")?;
     }

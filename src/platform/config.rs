@@ -365,7 +365,10 @@ impl Settings {
             ));
         }
         if self.database_acquire_timeout_ms == 0 {
-            return Err(invalid("database_acquire_timeout_ms", "must be at least 1 ms"));
+            return Err(invalid(
+                "database_acquire_timeout_ms",
+                "must be at least 1 ms",
+            ));
         }
         if self.redis_timeout_ms == 0 {
             return Err(invalid("redis_timeout_ms", "must be at least 1 ms"));

@@ -25,8 +25,8 @@ use wechat::{
 };
 
 use crate::helpers::{
-    backends, event_xml, field, now, random_suffix, text_xml, Backend, FaultProxy, Spawn,
-    TestApp, ADMIN_PASSWORD, ADMIN_USER,
+    backends, event_xml, field, now, random_suffix, text_xml, Backend, FaultProxy, Spawn, TestApp,
+    ADMIN_PASSWORD, ADMIN_USER,
 };
 
 fn spawn_with(overrides: Vec<(&'static str, String)>) -> Spawn {
@@ -47,10 +47,7 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(
-            start.elapsed() < within,
-            "{what}: not within {within:?}"
-        );
+        assert!(start.elapsed() < within, "{what}: not within {within:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -392,16 +389,20 @@ async fn redis_cut_under_webhook_load_answers_every_message_in_time_and_once() {
         // Back on Redis: a new message's claim is in Redis again.
         let key_of = |msg_id: i64| format!("{prefix}dedup:o_back:{msg_id}");
         let mut msg_id = 7_900_000;
-        eventually("de-duplication back on Redis", Duration::from_secs(15), || {
-            msg_id += 1;
-            let (app, key) = (&app, key_of(msg_id));
-            let xml = text_xml("o_back", "帮助", msg_id);
-            async move {
-                let r = app.wechat_post(&xml).await;
-                assert_eq!(r.status(), StatusCode::OK);
-                redis_get(&key).await.map(|_| ())
-            }
-        })
+        eventually(
+            "de-duplication back on Redis",
+            Duration::from_secs(15),
+            || {
+                msg_id += 1;
+                let (app, key) = (&app, key_of(msg_id));
+                let xml = text_xml("o_back", "帮助", msg_id);
+                async move {
+                    let r = app.wechat_post(&xml).await;
+                    assert_eq!(r.status(), StatusCode::OK);
+                    redis_get(&key).await.map(|_| ())
+                }
+            },
+        )
         .await;
         assert_eq!(app.fl_mp_login("code_back").await.status(), StatusCode::OK);
         app.stop().await;
@@ -430,7 +431,10 @@ async fn spawn_behind_pg_proxy(
         redis_url: redis_url.clone(),
     };
     let mut overrides = vec![
-        ("database_acquire_timeout_ms", ACQUIRE_TIMEOUT_MS.to_string()),
+        (
+            "database_acquire_timeout_ms",
+            ACQUIRE_TIMEOUT_MS.to_string(),
+        ),
         ("request_timeout_secs", REQUEST_TIMEOUT_SECS.to_string()),
         ("rate_limit_mp_per_minute", "1000000".into()),
     ];
@@ -482,7 +486,11 @@ fn assert_unavailable(a: &Answer, within: Duration, what: &str) {
         "{what}: {a:?}"
     );
     assert!(a.body["error"]["message"].is_string(), "{what}: {a:?}");
-    assert_eq!(a.body.as_object().map(|o| o.len()), Some(1), "{what}: {a:?}");
+    assert_eq!(
+        a.body.as_object().map(|o| o.len()),
+        Some(1),
+        "{what}: {a:?}"
+    );
     assert!(a.took < within, "{what}: answered after {:?}", a.took);
 }
 
@@ -597,7 +605,10 @@ async fn postgres_cut_during_writes_fails_cleanly_and_the_pool_recovers_without_
             failed_signups.len(),
             units_failed.len()
         );
-        assert!(signed_up.len() >= cut_after / 2, "the load ran before the cut");
+        assert!(
+            signed_up.len() >= cut_after / 2,
+            "the load ran before the cut"
+        );
         assert!(!failed_signups.is_empty(), "the cut landed during the load");
 
         // While cut: a write fails within the acquire timeout, reads too.
@@ -608,26 +619,38 @@ async fn postgres_cut_during_writes_fails_cleanly_and_the_pool_recovers_without_
                 Duration::from_millis(ACQUIRE_TIMEOUT_MS + 2000),
                 "a sign-up while cut",
             );
-            let a = timed(app.http.get(app.url("/api/admin/org-units")).bearer_auth(&admin)).await;
+            let a = timed(
+                app.http
+                    .get(app.url("/api/admin/org-units"))
+                    .bearer_auth(&admin),
+            )
+            .await;
             assert_unavailable(
                 &a,
                 Duration::from_millis(ACQUIRE_TIMEOUT_MS + 2000),
                 "a read while cut",
             );
         }
-        assert!(app
-            .fl_metrics()
-            .await
-            .contains("status=\"503\""));
+        assert!(app.fl_metrics().await.contains("status=\"503\""));
+        // The load balancer's readiness check says which dependency is missing.
+        let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let ready: Value = r.json().await.unwrap();
+        assert_eq!(ready["database"], "unavailable", "{ready}");
 
         // Restored: the same app (no restart) answers again, and every member whose sign-up
         // failed signs up now.
         proxy.restore();
         eventually("the pool recovers", Duration::from_secs(20), || {
-            let req = app.http.get(app.url("/api/admin/org-units")).bearer_auth(&admin);
+            let req = app
+                .http
+                .get(app.url("/api/admin/org-units"))
+                .bearer_auth(&admin);
             async move { (req.send().await.unwrap().status() == StatusCode::OK).then_some(()) }
         })
         .await;
+        let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "ready again");
         for id in &failed_signups {
             let token = &tokens.iter().find(|(m, _)| m == id).unwrap().1;
             let a = timed(signup(token)).await;
@@ -668,16 +691,19 @@ async fn postgres_cut_during_writes_fails_cleanly_and_the_pool_recovers_without_
             seq >= signed_up.len() as i64,
             "the sequence counter covers every sign-up"
         );
-        let units: HashSet<String> = sqlx::query("SELECT name FROM org_units WHERE name LIKE '断线新建%'")
-            .fetch_all(app.state.db.pool())
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let units: HashSet<String> =
+            sqlx::query("SELECT name FROM org_units WHERE name LIKE '断线新建%'")
+                .fetch_all(app.state.db.pool())
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
         assert!(units_created.is_subset(&units), "every 201 is there");
         assert!(
-            units.iter().all(|u| units_created.contains(u) || units_failed.contains(u)),
+            units
+                .iter()
+                .all(|u| units_created.contains(u) || units_failed.contains(u)),
             "nothing unasked for: {units:?}"
         );
         // The audit log has exactly one entry per org unit that exists.
@@ -700,7 +726,11 @@ async fn postgres_blackholed_fails_requests_within_the_acquire_timeout_and_recov
     for backend in backends() {
         let (app, proxy) = spawn_behind_pg_proxy(&backend, vec![]).await;
         let admin = app.admin_token().await;
-        let list = || app.http.get(app.url("/api/admin/org-units")).bearer_auth(&admin);
+        let list = || {
+            app.http
+                .get(app.url("/api/admin/org-units"))
+                .bearer_auth(&admin)
+        };
         let create = |name: &str| {
             app.http
                 .post(app.url("/api/admin/org-units"))
@@ -733,10 +763,7 @@ async fn postgres_blackholed_fails_requests_within_the_acquire_timeout_and_recov
         // Once the stalled connections are gone, it is the acquire timeout that answers.
         proxy.reset();
         let a = timed(list()).await;
-        assert_eq!(
-            a.body["error"]["code"], "database_unavailable",
-            "{a:?}"
-        );
+        assert_eq!(a.body["error"]["code"], "database_unavailable", "{a:?}");
         assert!(
             a.took < Duration::from_millis(ACQUIRE_TIMEOUT_MS + 1500),
             "bounded by the acquire timeout: {:?}",
@@ -751,8 +778,10 @@ async fn postgres_blackholed_fails_requests_within_the_acquire_timeout_and_recov
         .await;
         // Creates refused while hung left no rows; the one after is there once.
         assert!(
-            app.count("SELECT COUNT(*) FROM org_units WHERE name LIKE '黑洞%' AND name <> '黑洞之后'")
-                .await
+            app.count(
+                "SELECT COUNT(*) FROM org_units WHERE name LIKE '黑洞%' AND name <> '黑洞之后'"
+            )
+            .await
                 <= 6
         );
         assert_eq!(
@@ -826,23 +855,26 @@ async fn assert_clear_states(app: &TestApp, id: i64, v: &Value, followers: &[Str
         .iter()
         .map(|k| c[*k].as_i64().unwrap())
         .sum();
-    assert_eq!(total, followers.len() as i64, "every recipient accounted: {v}");
+    assert_eq!(
+        total,
+        followers.len() as i64,
+        "every recipient accounted: {v}"
+    );
     let got = delivered(app);
     assert!(
         got.values().all(|n| *n == 1),
         "nothing delivered twice: {:?}",
         got.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>()
     );
-    let sent: HashSet<String> = sqlx::query(
-        "SELECT openid FROM push_deliveries WHERE push_id = $1 AND status = 'sent'",
-    )
-    .bind(id)
-    .fetch_all(app.state.db.pool())
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| r.get(0))
-    .collect();
+    let sent: HashSet<String> =
+        sqlx::query("SELECT openid FROM push_deliveries WHERE push_id = $1 AND status = 'sent'")
+            .bind(id)
+            .fetch_all(app.state.db.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
     for o in &sent {
         assert_eq!(got.get(o), Some(&1), "{o} is sent: delivered once");
     }
@@ -862,6 +894,7 @@ async fn wechat_5xx_and_garbage_are_retried_a_bounded_number_of_times_and_never_
         assert_clear_states(&app, id, &v, &followers).await;
         let c = &v["counts"];
         assert_eq!(c["unknown"], 5, "the garbage answers: {v}");
+        assert_eq!(v["errors_by_code"]["decode"], 5, "{v}");
         assert_eq!(c["sent"], 195, "{v}");
         assert_eq!(c["failed"], 0, "{v}");
         // Bounded retries: exactly one call per injected fault beyond one per recipient.
@@ -872,15 +905,20 @@ async fn wechat_5xx_and_garbage_are_retried_a_bounded_number_of_times_and_never_
             "at most client attempts × worker attempts per recipient"
         );
         let unknown_delivered = delivered(&app).len();
-        assert_eq!(unknown_delivered, 195, "the garbage ones were not delivered");
+        assert_eq!(
+            unknown_delivered, 195,
+            "the garbage ones were not delivered"
+        );
         let metrics = app.fl_metrics().await;
         assert!(
             metrics.contains("dangjian_push_errors_total{channel=\"template\",code=\"http_5xx\"}")
-                || metrics.contains("dangjian_push_sends_total{channel=\"template\",outcome=\"retry\"}"),
+                || metrics
+                    .contains("dangjian_push_sends_total{channel=\"template\",outcome=\"retry\"}"),
             "{metrics}"
         );
         assert!(
-            metrics.contains("dangjian_push_sends_total{channel=\"template\",outcome=\"unknown\"} 5"),
+            metrics
+                .contains("dangjian_push_sends_total{channel=\"template\",outcome=\"unknown\"} 5"),
             "{metrics}"
         );
     });
@@ -892,8 +930,11 @@ async fn wechat_answering_after_the_client_timeout_leaves_those_unknown_and_send
         app.register_template();
         let followers = app.seed_followers("s", 60, None).await;
         // Four calls are handled (delivered) but answered after the client's 10 s timeout.
-        app.fake
-            .inject(api::TEMPLATE_SEND, Fault::Latency(Duration::from_secs(11)), 4);
+        app.fake.inject(
+            api::TEMPLATE_SEND,
+            Fault::Latency(Duration::from_secs(11)),
+            4,
+        );
         let started = Instant::now();
         let (id, v) = push_and_finish(&app, Duration::from_secs(60)).await;
         eprintln!("completed in {:?}", started.elapsed());
@@ -974,7 +1015,11 @@ async fn access_token_fetch_failing_is_a_clear_error_and_recovers() {
         };
         // The token endpoint answers 500, then garbage, then an errcode: each sync is a 502
         // `upstream_error` after a bounded number of token fetches, and nothing was created.
-        for fault in [Fault::Status(500), Fault::Status(200), Fault::Errcode(40013)] {
+        for fault in [
+            Fault::Status(500),
+            Fault::Status(200),
+            Fault::Errcode(40013),
+        ] {
             app.fake.clear_faults();
             // The client waits out its 1 s failure cooldown before it asks WeChat again.
             tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -1044,7 +1089,10 @@ impl Server {
             .env("DANGJIAN_BIND", format!("127.0.0.1:{port}"))
             .env("DANGJIAN_DATABASE_URL", database_url)
             .env("DANGJIAN_WECHAT_API_BASE", app.fake_base())
-            .env("DANGJIAN_PAY_NOTIFY_URL", "https://dangjian.test/pay/notify")
+            .env(
+                "DANGJIAN_PAY_NOTIFY_URL",
+                "https://dangjian.test/pay/notify",
+            )
             .env("DANGJIAN_CONTENT_DIR", &s.content_dir)
             .env("DANGJIAN_DATA_DIR", &s.data_dir)
             .env("DANGJIAN_ADMIN_USER", ADMIN_USER)
@@ -1064,18 +1112,22 @@ impl Server {
             log,
         };
         let health = format!("{}/healthz", server.base);
-        eventually("the server answers /healthz", Duration::from_secs(30), || {
-            let (http, health) = (&app.http, &health);
-            async move {
-                let ok = http
-                    .get(health)
-                    .timeout(Duration::from_secs(2))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status() == StatusCode::OK);
-                ok.then_some(())
-            }
-        })
+        eventually(
+            "the server answers /healthz",
+            Duration::from_secs(30),
+            || {
+                let (http, health) = (&app.http, &health);
+                async move {
+                    let ok = http
+                        .get(health)
+                        .timeout(Duration::from_secs(2))
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status() == StatusCode::OK);
+                    ok.then_some(())
+                }
+            },
+        )
         .await;
         server
     }
@@ -1090,12 +1142,13 @@ async fn a_server_killed_mid_payment_notification_credits_the_retry_exactly_once
     for backend in backends() {
         let app = TestApp::spawn_with(&backend, TestApp::dues_spawn(&[])).await;
         // One member, assessed, paying: an order at the fake WeChat Pay.
-        app.dues_import(json!([{"name": "王一", "phone": "13800000001", "category": "employed",
-            "monthly_income_fen": 812_345, "org_unit": "第一党支部"}]))
-            .await;
+        app.dues_import(
+            json!([{"name": "王一", "phone": "13800000001", "category": "employed",
+            "monthly_income_fen": 812_345, "org_unit": "第一党支部"}]),
+        )
+        .await;
         let admin = app.admin_token().await;
-        let month =
-            dangjian::dues::rules::Month::of_unix_ms(app.state.clock.unix_ms()).to_string();
+        let month = dangjian::dues::rules::Month::of_unix_ms(app.state.clock.unix_ms()).to_string();
         let (status, v) = app
             .dues_call(
                 Method::POST,
@@ -1116,13 +1169,12 @@ async fn a_server_killed_mid_payment_notification_credits_the_retry_exactly_once
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{v}");
-        let no: String =
-            sqlx::query("SELECT out_trade_no FROM dues_orders WHERE bill_id = $1")
-                .bind(bill)
-                .fetch_one(app.state.db.pool())
-                .await
-                .unwrap()
-                .get(0);
+        let no: String = sqlx::query("SELECT out_trade_no FROM dues_orders WHERE bill_id = $1")
+            .bind(bill)
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap()
+            .get(0);
         let n = app
             .fake
             .notification_for(&no, &NotificationTamper::default())
@@ -1174,16 +1226,22 @@ async fn a_server_killed_mid_payment_notification_credits_the_retry_exactly_once
         );
         drop(first);
         // PostgreSQL rolls the transaction back when its connection goes: nothing half-written.
-        let gone = format!(
-            "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = '{victim}'"
-        );
-        eventually("the killed server's sessions end", Duration::from_secs(30), || {
-            let (app, gone) = (&app, &gone);
-            async move { (app.count(gone).await == 0).then_some(()) }
-        })
+        let gone =
+            format!("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = '{victim}'");
+        eventually(
+            "the killed server's sessions end",
+            Duration::from_secs(30),
+            || {
+                let (app, gone) = (&app, &gone);
+                async move { (app.count(gone).await == 0).then_some(()) }
+            },
+        )
         .await;
         assert_eq!(app.count("SELECT COUNT(*) FROM dues_payments").await, 0);
-        assert_eq!(app.count("SELECT COUNT(*) FROM dues_notifications").await, 0);
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM dues_notifications").await,
+            0
+        );
         assert_eq!(
             app.count(&format!(
                 "SELECT COUNT(*) FROM dues_bills WHERE id = {bill} AND status = 'paid'"
@@ -1220,7 +1278,10 @@ async fn a_server_killed_mid_payment_notification_credits_the_retry_exactly_once
             .await,
             1
         );
-        assert_eq!(app.count("SELECT COUNT(*) FROM dues_notifications").await, 1);
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM dues_notifications").await,
+            1
+        );
         assert_eq!(
             app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'dues_bill.paid'")
                 .await,

@@ -11,8 +11,7 @@ use serde_json::{json, Value};
 use wechat::{crypto::MessageCrypto, signature};
 
 use crate::helpers::{
-    backends, Spawn, TestApp, ACCOUNT, ADMIN_PASSWORD, ADMIN_USER, AES_KEY,
-    APP_ID, TOKEN,
+    backends, Spawn, TestApp, ACCOUNT, ADMIN_PASSWORD, ADMIN_USER, AES_KEY, APP_ID, TOKEN,
 };
 
 fn now() -> i64 {
