@@ -156,3 +156,27 @@ impl IntoResponse for AppError {
         error_response(status, self.code(), &self.public_message())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_database_is_a_503_with_its_own_code_even_inside_an_internal_error() {
+        for e in [
+            AppError::Db(sqlx::Error::PoolTimedOut),
+            AppError::Db(sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into())),
+            AppError::Internal(
+                anyhow::Error::new(sqlx::Error::PoolTimedOut).context("crediting a payment"),
+            ),
+        ] {
+            assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE, "{e:?}");
+            assert_eq!(e.code(), "database_unavailable", "{e:?}");
+        }
+        let e = AppError::Db(sqlx::Error::RowNotFound);
+        assert_eq!(
+            (e.status(), e.code()),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
+    }
+}
