@@ -342,9 +342,12 @@ pub async fn build_state(
              set DANGJIAN_ENV=production with real credentials for a deployment"
         );
     }
-    let db = Db::connect(&settings.database_url)
-        .await
-        .context("DANGJIAN_DATABASE_URL: cannot connect")?;
+    let db = Db::connect_with_acquire_timeout(
+        &settings.database_url,
+        Duration::from_millis(settings.database_acquire_timeout_ms),
+    )
+    .await
+    .context("DANGJIAN_DATABASE_URL: cannot connect")?;
     if migrate {
         db.migrate().await.context("applying migrations")?;
     }

@@ -15,8 +15,9 @@ pub mod routes;
 use std::time::Duration;
 
 use axum::{
+    extract::{Request, State},
     http::{HeaderName, StatusCode},
-    middleware,
+    middleware::{self, Next},
     response::Response,
     Router,
 };
@@ -24,7 +25,6 @@ use tower::ServiceBuilder;
 use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    timeout::TimeoutLayer,
     trace::TraceLayer,
 };
 
@@ -32,6 +32,22 @@ pub use extract::{page_number, page_of, Id, ItemsOut, ListOut, MAX_PAGE};
 pub use json::{AppJson, AppQuery};
 
 use crate::{app::AppState, platform::error::error_response};
+
+/// The request timeout (`request_timeout_secs`): a request not answered by then (e.g. its
+/// database connection hung) is dropped and answered 503 `request_timeout` in the one shape.
+async fn request_deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            tracing::warn!(limit = ?limit, "request timed out");
+            error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "request_timeout",
+                "the request took too long; try again shortly",
+            )
+        }
+    }
+}
 
 /// The answer for a path no route matches, in the one error shape.
 pub async fn not_found() -> Response {
@@ -72,9 +88,6 @@ pub fn layers(router: Router<AppState>, state: &AppState) -> Router<AppState> {
                         "internal error; the incident has been logged",
                     )
                 }))
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    timeout,
-                )),
+                .layer(middleware::from_fn_with_state(timeout, request_deadline)),
         )
 }

@@ -68,6 +68,9 @@ pub struct Settings {
     pub bind: SocketAddr,
     pub public_url: String,
     pub database_url: SecretString,
+    /// How long a request waits for a database connection before it is answered 503
+    /// `database_unavailable` (PostgreSQL down or hung, or the pool exhausted), in milliseconds.
+    pub database_acquire_timeout_ms: u64,
     pub redis_url: Option<SecretString>,
     pub redis_prefix: String,
     /// Bound of every Redis call on a request path, in milliseconds.
@@ -359,6 +362,12 @@ impl Settings {
             return Err(invalid(
                 "audit_retention_days",
                 format!("must be at least {MIN_AUDIT_RETENTION_DAYS} (days)"),
+            ));
+        }
+        if self.database_acquire_timeout_ms == 0 {
+            return Err(invalid(
+                "database_acquire_timeout_ms",
+                "must be at least 1 ms",
             ));
         }
         if self.redis_timeout_ms == 0 {

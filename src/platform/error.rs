@@ -72,6 +72,7 @@ impl AppError {
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Upstream(_) => StatusCode::BAD_GATEWAY,
             AppError::Db(e) if is_unique_violation(e) => StatusCode::CONFLICT,
+            _ if self.is_database_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Db(_) | AppError::Cache(_) | AppError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -91,6 +92,7 @@ impl AppError {
             AppError::TooManyRequests(_) => "rate_limited",
             AppError::Upstream(_) => "upstream_error",
             AppError::Db(e) if is_unique_violation(e) => "conflict",
+            _ if self.is_database_unavailable() => "database_unavailable",
             AppError::Db(_) | AppError::Cache(_) | AppError::Internal(_) => "internal",
             AppError::Rejected { code, .. } => code,
         }
@@ -104,10 +106,28 @@ impl AppError {
             }
             AppError::Upstream(_) => "WeChat could not be reached".into(),
             AppError::Db(e) if is_unique_violation(e) => "already exists".into(),
+            _ if self.is_database_unavailable() => {
+                "the database is unavailable; try again shortly".into()
+            }
             AppError::Db(_) | AppError::Cache(_) | AppError::Internal(_) => {
                 "internal error; the incident has been logged".into()
             }
             other => other.to_string(),
+        }
+    }
+}
+
+impl AppError {
+    /// The database could not be reached (see [`crate::platform::db::is_unavailable`]), directly
+    /// or as the cause of an internal error: a 503 `database_unavailable`, never a 500.
+    pub fn is_database_unavailable(&self) -> bool {
+        match self {
+            AppError::Db(e) => crate::platform::db::is_unavailable(e),
+            AppError::Internal(e) => e.chain().any(|c| {
+                c.downcast_ref::<sqlx::Error>()
+                    .is_some_and(crate::platform::db::is_unavailable)
+            }),
+            _ => false,
         }
     }
 }
@@ -134,5 +154,29 @@ impl IntoResponse for AppError {
             tracing::debug!(code = self.code(), "request rejected");
         }
         error_response(status, self.code(), &self.public_message())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_database_is_a_503_with_its_own_code_even_inside_an_internal_error() {
+        for e in [
+            AppError::Db(sqlx::Error::PoolTimedOut),
+            AppError::Db(sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into())),
+            AppError::Internal(
+                anyhow::Error::new(sqlx::Error::PoolTimedOut).context("crediting a payment"),
+            ),
+        ] {
+            assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE, "{e:?}");
+            assert_eq!(e.code(), "database_unavailable", "{e:?}");
+        }
+        let e = AppError::Db(sqlx::Error::RowNotFound);
+        assert_eq!(
+            (e.status(), e.code()),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
     }
 }

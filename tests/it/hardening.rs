@@ -11,8 +11,7 @@ use serde_json::{json, Value};
 use wechat::{crypto::MessageCrypto, signature};
 
 use crate::helpers::{
-    backends, Backend, FaultProxy, Spawn, TestApp, ACCOUNT, ADMIN_PASSWORD, ADMIN_USER, AES_KEY,
-    APP_ID, TOKEN,
+    backends, Spawn, TestApp, ACCOUNT, ADMIN_PASSWORD, ADMIN_USER, AES_KEY, APP_ID, TOKEN,
 };
 
 fn now() -> i64 {
@@ -251,42 +250,7 @@ async fn two_menu_clicks_in_one_second_are_two_events() {
     }
 }
 
-// ---- 4. Redis outages -----------------------------------------------------------------------
-
-/// Each backend with its cache behind a [`FaultProxy`] to the CI Redis (the SQLite backend too).
-async fn spawn_behind_proxy(
-    backend: &Backend,
-    extra: Vec<(&'static str, String)>,
-) -> Option<(TestApp, FaultProxy, String)> {
-    let Ok(redis_url) = std::env::var("DANGJIAN_TEST_REDIS_URL") else {
-        eprintln!(
-            "{}: DANGJIAN_TEST_REDIS_URL unset; no Redis to take away",
-            backend.name()
-        );
-        return None;
-    };
-    let proxy = FaultProxy::start(&FaultProxy::target_of(&redis_url)).await;
-    let prefix = format!("dj_test:{}:", crate::helpers::random_suffix());
-    let mut overrides = vec![
-        ("redis_url", proxy.url_for(&redis_url)),
-        ("redis_prefix", prefix.clone()),
-    ];
-    overrides.extend(extra);
-    let app = TestApp::spawn_with(backend, spawn_with(overrides)).await;
-    assert_eq!(app.state.cache.kind(), "redis");
-    Some((app, proxy, prefix))
-}
-
-async fn redis_get(key: &str) -> Option<String> {
-    let url = std::env::var("DANGJIAN_TEST_REDIS_URL").unwrap();
-    let client = redis::Client::open(url).unwrap();
-    let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    redis::cmd("GET")
-        .arg(key)
-        .query_async(&mut c)
-        .await
-        .unwrap()
-}
+// ---- 4. Redis outages: see tests/it/faults.rs -----------------------------------------------
 
 impl TestApp {
     async fn metrics_text(&self) -> String {
@@ -307,119 +271,6 @@ impl TestApp {
             .send()
             .await
             .unwrap()
-    }
-}
-
-#[backend_test(postgres)]
-async fn redis_down_does_not_take_the_webhook_down_and_it_recovers() {
-    for backend in backends() {
-        let Some((app, proxy, prefix)) = spawn_behind_proxy(&backend, vec![]).await else {
-            continue;
-        };
-        let before = event_xml("o_before", "subscribe", "", now());
-        let first = TestApp::wechat_reply(app.wechat_post(&before).await).await;
-
-        for fault in ["cut", "blackhole"] {
-            match fault {
-                "cut" => proxy.cut(),
-                _ => proxy.blackhole(),
-            }
-            let openid = format!("o_during_{fault}");
-            let xml = event_xml(&openid, "subscribe", "", now());
-            let (path, body) = app.wechat_request(&xml);
-            let send = || app.http.post(app.url(&path)).body(body.clone()).send();
-            let reply = TestApp::wechat_reply(send().await.unwrap()).await;
-            assert!(
-                field(&reply, "Content").unwrap().contains("欢迎关注"),
-                "{fault}: answered without Redis"
-            );
-            // WeChat's retries are still de-duplicated, in process.
-            let (a, b) = tokio::join!(send(), send());
-            assert_eq!(TestApp::wechat_reply(a.unwrap()).await, reply);
-            assert_eq!(TestApp::wechat_reply(b.unwrap()).await, reply);
-            assert_eq!(
-                app.count(&format!(
-                    "SELECT COUNT(*) FROM followers WHERE openid = '{openid}'"
-                ))
-                .await,
-                1,
-                "{fault}: one side effect"
-            );
-            // A retry of a message answered just before the outage still gets that answer.
-            assert_eq!(
-                TestApp::wechat_reply(app.wechat_post(&before).await).await,
-                first
-            );
-            // Mini-program sessions live in Redis: a clear 503, not a hang or a 500.
-            let r = app.hd_mp_login("code_outage").await;
-            assert_eq!(
-                error_of(r).await,
-                (StatusCode::SERVICE_UNAVAILABLE, "cache_unavailable".into()),
-                "{fault}"
-            );
-        }
-        let metrics = app.metrics_text().await;
-        assert!(
-            metrics.contains("dangjian_cache_fallbacks_total{component=\"dedup\"}"),
-            "{metrics}"
-        );
-        assert_eq!(
-            app.count("SELECT COUNT(*) FROM followers WHERE openid = 'o_before'")
-                .await,
-            1
-        );
-
-        // Redis returns: de-duplication goes back to it (the claim is in Redis again).
-        proxy.restore();
-        let mut recovered = false;
-        for msg_id in 4000..4100 {
-            let after = text_xml("o_after", "帮助", msg_id);
-            let key = format!("{prefix}dedup:o_after:{msg_id}");
-            let r = app.wechat_post(&after).await;
-            assert_eq!(r.status(), StatusCode::OK);
-            if redis_get(&key).await.is_some() {
-                recovered = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(recovered, "{}: back on Redis", backend.name());
-        assert_eq!(app.hd_mp_login("code_after").await.status(), StatusCode::OK);
-        app.stop().await;
-    }
-}
-
-#[backend_test(postgres)]
-async fn redis_down_keeps_rate_limits_in_process_instead_of_open() {
-    for backend in backends() {
-        let Some((app, proxy, _)) =
-            spawn_behind_proxy(&backend, vec![("rate_limit_mp_per_minute", "3".into())]).await
-        else {
-            continue;
-        };
-        proxy.cut();
-        let mut statuses = Vec::new();
-        for _ in 0..4 {
-            statuses.push(
-                app.http
-                    .get(app.url("/api/mp/articles"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .status(),
-            );
-        }
-        assert_eq!(
-            statuses.last().copied(),
-            Some(StatusCode::TOO_MANY_REQUESTS),
-            "{}: {statuses:?}",
-            backend.name()
-        );
-        assert!(app
-            .metrics_text()
-            .await
-            .contains("dangjian_cache_fallbacks_total{component=\"rate_limit\"}"));
-        app.stop().await;
     }
 }
 

@@ -1410,13 +1410,23 @@ impl TestApp {
     }
 }
 
-/// A TCP proxy in front of a service (Redis today; PostgreSQL or WeChat later) that a test can
-/// cut and restore: `let p = FaultProxy::start(target).await; ... p.cut(); ... p.restore();`.
-/// `cut` closes every open connection and refuses new ones at once; `blackhole` keeps accepting
-/// but never answers (a hung server); `restore` forwards again.
+/// A TCP proxy in front of a service (Redis, PostgreSQL, the fake WeChat) that a test can break
+/// on demand: `let p = FaultProxy::start(target).await; ... p.cut(); ... p.restore();`.
+///
+/// - [`cut`](Self::cut): closes every open connection and refuses new ones (the service is gone);
+/// - [`reset`](Self::reset): closes only the connections open now and keeps accepting new ones
+///   (a connection reset a pool must recover from; the mode does not change);
+/// - [`blackhole`](Self::blackhole): nothing answers: open connections stall (bytes held, not
+///   dropped) and new ones are accepted but never connected (a hung server or a partition);
+/// - [`slow`](Self::slow): every forwarded chunk, both ways, is delayed by the given duration;
+/// - [`restore`](Self::restore): forwards again (stalled connections resume with what they held).
+///
+/// [`retarget`](Self::retarget) points new connections elsewhere (a service whose address is
+/// known only after the app that must use the proxy was configured, e.g. the test's fake WeChat).
 pub struct FaultProxy {
     pub addr: std::net::SocketAddr,
-    mode: tokio::sync::watch::Sender<FaultMode>,
+    target: std::sync::Arc<std::sync::Mutex<String>>,
+    control: tokio::sync::watch::Sender<FaultControl>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -1425,6 +1435,22 @@ pub enum FaultMode {
     Forward,
     Refuse,
     Blackhole,
+    Slow(Duration),
+}
+
+/// The mode, and how many [`FaultProxy::reset`]s happened: a connection opened before the latest
+/// reset is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FaultControl {
+    mode: FaultMode,
+    resets: u64,
+}
+
+impl FaultControl {
+    /// Whether a connection accepted at reset count `born` must close now.
+    fn closes(&self, born: u64) -> bool {
+        self.mode == FaultMode::Refuse || self.resets > born
+    }
 }
 
 impl FaultProxy {
@@ -1432,41 +1458,100 @@ impl FaultProxy {
     pub async fn start(target: &str) -> FaultProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (mode, _) = tokio::sync::watch::channel(FaultMode::Forward);
-        let modes = mode.clone();
-        let target = target.to_owned();
+        let (control, _) = tokio::sync::watch::channel(FaultControl {
+            mode: FaultMode::Forward,
+            resets: 0,
+        });
+        let controls = control.clone();
+        let target = std::sync::Arc::new(std::sync::Mutex::new(target.to_owned()));
+        let targets = target.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
+                let Ok((inbound, _)) = listener.accept().await else {
                     return;
                 };
-                let mut rx = modes.subscribe();
-                let target = target.clone();
+                let mut rx = controls.subscribe();
+                let target = targets.lock().unwrap().clone();
                 tokio::spawn(async move {
                     let now = *rx.borrow_and_update();
-                    match now {
+                    let born = now.resets;
+                    match now.mode {
                         FaultMode::Refuse => return, // dropped: the client sees a reset/EOF
                         FaultMode::Blackhole => {
-                            // Hold the socket, answer nothing, until restored or cut.
-                            let _ = rx.wait_for(|m| *m != FaultMode::Blackhole).await;
+                            // Hold the socket, answer nothing, until the mode changes or a reset.
+                            let _ = rx
+                                .wait_for(|c| c.mode != FaultMode::Blackhole || c.closes(born))
+                                .await;
+                            drop(inbound);
                             return;
                         }
-                        FaultMode::Forward => {}
+                        FaultMode::Forward | FaultMode::Slow(_) => {}
                     }
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                    let Ok(outbound) = tokio::net::TcpStream::connect(&target).await else {
                         return;
                     };
+                    let (in_r, in_w) = inbound.into_split();
+                    let (out_r, out_w) = outbound.into_split();
+                    // When either direction ends, both sockets are dropped (closed).
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = rx.wait_for(|m| *m != FaultMode::Forward) => {}
+                        _ = Self::pump(in_r, out_w, rx.clone(), born) => {}
+                        _ = Self::pump(out_r, in_w, rx, born) => {}
                     }
                 });
             }
         });
-        FaultProxy { addr, mode, task }
+        FaultProxy {
+            addr,
+            target,
+            control,
+            task,
+        }
     }
 
-    /// The target of a `redis://host:port[/db]` URL, for [`FaultProxy::start`].
+    /// Copy one direction chunk by chunk, obeying the mode before each chunk is passed on.
+    async fn pump(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        mut rx: tokio::sync::watch::Receiver<FaultControl>,
+        born: u64,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = tokio::select! {
+                r = from.read(&mut buf) => match r {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                },
+                _ = rx.wait_for(|c| c.closes(born)) => return,
+            };
+            loop {
+                let now = *rx.borrow_and_update();
+                if now.closes(born) {
+                    return;
+                }
+                match now.mode {
+                    FaultMode::Blackhole => {
+                        if rx.changed().await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    FaultMode::Slow(delay) => tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = rx.wait_for(|c| c.closes(born)) => return,
+                    },
+                    FaultMode::Forward | FaultMode::Refuse => {}
+                }
+                break;
+            }
+            if to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The target of a `scheme://[user@]host:port[/db]` URL, for [`FaultProxy::start`].
     pub fn target_of(url: &str) -> String {
         let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
         let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);
@@ -1478,16 +1563,34 @@ impl FaultProxy {
         url.replacen(&Self::target_of(url), &self.addr.to_string(), 1)
     }
 
+    fn set_mode(&self, mode: FaultMode) {
+        self.control.send_modify(|c| c.mode = mode);
+    }
+
     pub fn cut(&self) {
-        self.mode.send_replace(FaultMode::Refuse);
+        self.set_mode(FaultMode::Refuse);
     }
 
     pub fn blackhole(&self) {
-        self.mode.send_replace(FaultMode::Blackhole);
+        self.set_mode(FaultMode::Blackhole);
+    }
+
+    pub fn slow(&self, per_chunk: Duration) {
+        self.set_mode(FaultMode::Slow(per_chunk));
     }
 
     pub fn restore(&self) {
-        self.mode.send_replace(FaultMode::Forward);
+        self.set_mode(FaultMode::Forward);
+    }
+
+    /// Forward connections accepted from now on to `target` ("host:port").
+    pub fn retarget(&self, target: &str) {
+        *self.target.lock().unwrap() = target.to_owned();
+    }
+
+    /// Close the connections open now; new ones are accepted in the current mode.
+    pub fn reset(&self) {
+        self.control.send_modify(|c| c.resets += 1);
     }
 }
 

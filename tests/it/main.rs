@@ -13,6 +13,7 @@ mod development;
 mod development_console;
 mod dues;
 mod dues_console;
+mod faults;
 mod hardening;
 mod helpers;
 mod members;

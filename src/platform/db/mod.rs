@@ -36,7 +36,17 @@ pub struct Db {
 }
 
 impl Db {
+    /// Connect with the default acquire timeout (10 s): command-line tools.
     pub async fn connect(url: &secrecy::SecretString) -> anyhow::Result<Db> {
+        Self::connect_with_acquire_timeout(url, Duration::from_secs(10)).await
+    }
+
+    /// Connect; a query waits at most `acquire_timeout` for a connection, then fails with
+    /// `PoolTimedOut` (answered 503 `database_unavailable`, see [`is_unavailable`]).
+    pub async fn connect_with_acquire_timeout(
+        url: &secrecy::SecretString,
+        acquire_timeout: Duration,
+    ) -> anyhow::Result<Db> {
         sqlx::any::install_default_drivers();
         let url = url.expose_secret();
         let backend = if url.starts_with("sqlite:") {
@@ -53,7 +63,7 @@ impl Db {
                 AnyPoolOptions::new()
                     // WAL lets readers run beside the one writer; writers queue on busy_timeout.
                     .max_connections(if url.contains(":memory:") { 1 } else { 8 })
-                    .acquire_timeout(Duration::from_secs(10))
+                    .acquire_timeout(acquire_timeout)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             conn.execute(
@@ -70,7 +80,7 @@ impl Db {
             Backend::Postgres => {
                 AnyPoolOptions::new()
                     .max_connections(16)
-                    .acquire_timeout(Duration::from_secs(10))
+                    .acquire_timeout(acquire_timeout)
                     .connect_with(options)
                     .await?
             }
@@ -108,6 +118,26 @@ impl Db {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Whether `e` means the database could not be reached (down, hung, connection cut, pool
+/// exhausted or closed) rather than a refused or wrong query: worth a 503 and a retry.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        // A connection that broke mid-conversation (cut, reset, a half-answered handshake).
+        sqlx::Error::Io(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // PostgreSQL's connection exceptions (08…) and operator intervention (57P…: shutdown,
+        // crash recovery, cannot connect now).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
     }
 }
 
