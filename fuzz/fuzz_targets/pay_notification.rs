@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
     // What follows a valid signature: the envelope, its resource, the transaction inside.
     let key = ApiV3Key::new("00000000000000000000000000000000").unwrap();
     if let Ok(n) = serde_json::from_slice::<Notification>(body) {
-        let _ = n.decrypt(&key);
+        let _ = n.resource.decrypt(&key);
     }
     let _ = decrypt_aes_256_gcm(&key, &nonce, &ts, &sig);
     let _ = serde_json::from_slice::<Transaction>(body);
@@ -48,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
             "ciphertext": ciphertext, "associated_data": "transaction", "nonce": "0123456789ab"},
     });
     let n: Notification = serde_json::from_value(envelope).unwrap();
-    let plain = n.decrypt(&key).unwrap();
+    let plain = n.resource.decrypt(&key).unwrap();
     assert_eq!(plain, body);
     let _ = serde_json::from_slice::<Transaction>(&plain);
 });
