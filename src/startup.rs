@@ -372,10 +372,21 @@ pub async fn build_state(
                     "no DANGJIAN_REDIS_URL: in-process cache; run a single instance only"
                 );
             }
+            // Half the bound for sessions and rate limits (TinyLFU keeps what is read), half for
+            // de-duplication records in a store of their own (below).
             Arc::new(MemoryCache::with_capacity_bytes(
-                settings.memory_cache_max_bytes,
+                settings.memory_cache_max_bytes / 2,
             ))
         }
+    };
+    // De-duplication records: in Redis when there is one (shared by the replicas), else in an
+    // LRU store of their own, so that a flood of messages never evicts a session and the newest
+    // answers (what a retry asks for) are the ones kept.
+    let (dedup_store, dedup_local_bytes): (Arc<dyn Cache>, u64) = if cache.kind() == "memory" {
+        let half = settings.memory_cache_max_bytes / 2;
+        (Arc::new(MemoryCache::lru_with_capacity_bytes(half)), half)
+    } else {
+        (cache.clone(), settings.memory_cache_max_bytes / 8)
     };
     if db.backend() == db::Backend::Sqlite
         && settings.env == crate::platform::config::Environment::Production
@@ -422,9 +433,10 @@ pub async fn build_state(
         cipher,
         trusted_proxies,
         dedup: Arc::new(Dedup::new(
-            cache.clone(),
+            dedup_store,
             Duration::from_secs(settings.dedup_ttl_secs),
             Duration::from_secs(settings.dedup_pending_ttl_secs),
+            dedup_local_bytes,
             metrics.clone(),
         )),
         settings,

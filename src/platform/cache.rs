@@ -72,6 +72,7 @@ impl moka::Expiry<String, Entry> for PerEntry {
 
 /// In-process cache (one instance only): `moka` with a per-entry TTL and a size bound, so memory
 /// stays flat however many messages arrive; when full, the least useful entries go first.
+#[derive(Clone)]
 pub struct MemoryCache {
     entries: moka::sync::Cache<String, Entry>,
 }
@@ -83,13 +84,28 @@ impl Default for MemoryCache {
 }
 
 impl MemoryCache {
+    /// Bounded by `max_bytes`; when full, moka's TinyLFU keeps the entries read most (sessions,
+    /// rate-limit windows) against a flood of entries written once.
     pub fn with_capacity_bytes(max_bytes: u64) -> MemoryCache {
+        MemoryCache::build(max_bytes, moka::policy::EvictionPolicy::tiny_lfu())
+    }
+
+    /// Bounded by `max_bytes`; when full, the least recently used entry goes. For records where
+    /// the newest matter most whatever was read before (de-duplication: a retry comes within
+    /// seconds of its first delivery), which TinyLFU could refuse to admit at capacity.
+    pub fn lru_with_capacity_bytes(max_bytes: u64) -> MemoryCache {
+        MemoryCache::build(max_bytes, moka::policy::EvictionPolicy::lru())
+    }
+
+    fn build(max_bytes: u64, policy: moka::policy::EvictionPolicy) -> MemoryCache {
         MemoryCache {
             entries: moka::sync::Cache::builder()
                 .max_capacity(max_bytes)
-                // Key, value and about 100 bytes of bookkeeping per entry.
+                .eviction_policy(policy)
+                // Key, value and the measured bookkeeping per entry (moka's node, its timer
+                // entry, the key's and value's allocations): about 200 bytes.
                 .weigher(|k: &String, e: &Entry| {
-                    (k.len() + e.value.len() + 100).min(u32::MAX as usize) as u32
+                    (k.len() + e.value.len() + 200).min(u32::MAX as usize) as u32
                 })
                 .expire_after(PerEntry)
                 .build(),
@@ -404,6 +420,30 @@ mod tests {
         assert!(c.del_if_eq("k", "b").await.unwrap());
         assert_eq!(c.incr("n", Duration::from_secs(1)).await.unwrap(), 1);
         assert_eq!(c.incr("n", Duration::from_secs(1)).await.unwrap(), 2);
+    }
+
+    /// The de-duplication store at capacity: whatever came before, the newest records — the
+    /// ones a retry a few seconds later asks for — are all kept.
+    #[tokio::test]
+    async fn the_lru_store_keeps_the_newest_records_at_capacity() {
+        let c = MemoryCache::lru_with_capacity_bytes(1024 * 1024);
+        let value = "x".repeat(400);
+        for i in 0..20_000 {
+            c.set(&format!("dedup:o:{i}"), &value, Duration::from_secs(600))
+                .await
+                .unwrap();
+            if i % 1000 == 0 {
+                c.entries.run_pending_tasks();
+            }
+        }
+        c.entries.run_pending_tasks();
+        for i in 19_500..20_000 {
+            assert!(
+                c.get(&format!("dedup:o:{i}")).await.unwrap().is_some(),
+                "record {i} of the newest 500 was evicted"
+            );
+        }
+        assert!(c.len() * 600 <= 1024 * 1024, "{} held", c.len());
     }
 
     #[tokio::test]

@@ -66,6 +66,8 @@ pub struct Dedup {
 
 struct Inner {
     cache: Arc<dyn Cache>,
+    /// `cache` is in this process (no Redis): nothing to mirror.
+    in_process: bool,
     /// The in-process stand-in while the cache fails, and the mirror of recent answers.
     fallback: MemoryCache,
     ttl: Duration,
@@ -158,18 +160,26 @@ impl Inner {
 }
 
 impl Dedup {
-    /// `ttl`: how long an answer is kept for retries; `pending_ttl`: how long an unfinished claim
-    /// holds when its holder vanished without releasing it (crash).
+    /// `cache`: where the records live (Redis, shared by the replicas; without Redis an
+    /// in-process store of their own, see `startup`); `ttl`: how long an answer is kept for
+    /// retries; `pending_ttl`: how long an unfinished claim holds when its holder vanished without
+    /// releasing it (crash); `local_bytes`: the bound of what is kept in this process while Redis
+    /// fails and of the last minute's answers mirrored from Redis (LRU: the newest are kept).
+    /// An in-process `cache` cannot fail, so nothing is mirrored from it.
     pub fn new(
         cache: Arc<dyn Cache>,
         ttl: Duration,
         pending_ttl: Duration,
+        local_bytes: u64,
         metrics: Arc<Metrics>,
     ) -> Dedup {
+        let fallback = MemoryCache::lru_with_capacity_bytes(local_bytes);
+        let in_process = cache.kind() == "memory";
         Dedup {
             inner: Arc::new(Inner {
                 cache,
-                fallback: MemoryCache::default(),
+                in_process,
+                fallback,
                 ttl,
                 pending_ttl,
                 local: Mutex::new(HashMap::new()),
@@ -286,12 +296,14 @@ impl Dedup {
                 kept_in_process = true;
             }
         }
-        let local_ttl = if kept_in_process {
-            inner.ttl
-        } else {
-            inner.ttl.min(MIRROR_TTL)
-        };
-        let _ = inner.fallback.set(&ck, reply, local_ttl).await;
+        if !inner.in_process {
+            let local_ttl = if kept_in_process {
+                inner.ttl
+            } else {
+                inner.ttl.min(MIRROR_TTL)
+            };
+            let _ = inner.fallback.set(&ck, reply, local_ttl).await;
+        }
         inner.forget_running(&ticket.key, ticket.id);
         if let Some(tx) = ticket.tx.take() {
             let _ = tx.send(Some(reply.to_owned()));
@@ -360,6 +372,7 @@ mod tests {
             cache,
             Duration::from_secs(60),
             Duration::from_secs(30),
+            crate::platform::cache::DEFAULT_MEMORY_CACHE_BYTES,
             Arc::new(Metrics::default()),
         ))
     }
@@ -479,6 +492,7 @@ mod tests {
             cache.clone(),
             Duration::from_secs(600),
             Duration::from_millis(50),
+            crate::platform::cache::DEFAULT_MEMORY_CACHE_BYTES,
             Arc::new(Metrics::default()),
         );
         let Claim::First(t) = d.claim("k", within(10)).await else {
@@ -490,6 +504,7 @@ mod tests {
             cache,
             Duration::from_secs(600),
             Duration::from_millis(50),
+            crate::platform::cache::DEFAULT_MEMORY_CACHE_BYTES,
             Arc::new(Metrics::default()),
         );
         assert!(matches!(
