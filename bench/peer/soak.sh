@@ -14,7 +14,7 @@ DURATION=${DURATION:-600}
 PORT=${PORT:-18095}
 TARGET=${CARGO_TARGET_DIR:-target}
 work=$(mktemp -d)
-cleanup() { [ -n "${srv:-}" ] && kill "$srv" 2>/dev/null; [ -n "${sampler:-}" ] && kill "$sampler" 2>/dev/null; rm -rf "$work"; }
+cleanup() { kill "${srv:-}" "${sampler:-}" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
 cargo build --release --bin dangjian 2>&1 | tail -1
@@ -33,7 +33,7 @@ rss() { awk '/VmRSS/ {print $2}' /proc/$srv/status; }
 sampler=$!
 
 "$GEN" --url "http://127.0.0.1:$PORT" --rate "$RATE" --duration "$DURATION"
-kill "$sampler"
+kill "$sampler"; sampler=
 peak=$(awk '/VmHWM/ {print $2}' /proc/$srv/status)
 echo
 echo "RSS samples (kB, every 10 s):"
@@ -44,3 +44,4 @@ replays=$(curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^dangjian_webhook_out
 echo "de-duplication replays (must be 0): $replays"
 [ "${replays%% *}" = 0 ] || { echo "FAIL: replays" >&2; exit 1; }
 [ "$peak" -lt $((100 * 1024)) ] || { echo "FAIL: peak RSS ${peak} kB >= 100 MiB" >&2; exit 1; }
+echo "PASS: no errors, no replays, peak RSS ${peak} kB < 100 MiB"
