@@ -7,7 +7,6 @@ use dangjian_test_macros::backend_test;
 use std::process::Output;
 
 use reqwest::StatusCode;
-use secrecy::ExposeSecret;
 use serde_json::json;
 
 use crate::{
@@ -18,21 +17,8 @@ use crate::{
 /// Run `dangjian <args>` with exactly the app's settings (database, Redis, content, data, WeChat
 /// base) and nothing else from this process's environment, plus `env`.
 async fn dangjian(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let s = &app.state.settings;
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dangjian"));
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DANGJIAN_DATABASE_URL", s.database_url.expose_secret())
-        .env("DANGJIAN_WECHAT_API_BASE", app.fake_base())
-        .env("DANGJIAN_CONTENT_DIR", &s.content_dir)
-        .env("DANGJIAN_DATA_DIR", &s.data_dir)
-        .env("DANGJIAN_PUBLIC_URL", &app.base)
-        .env("DANGJIAN_LOG", "warn");
-    if let Some(r) = &s.redis_url {
-        cmd.env("DANGJIAN_REDIS_URL", r.expose_secret())
-            .env("DANGJIAN_REDIS_PREFIX", &s.redis_prefix);
-    }
+    let mut cmd = app.dangjian_binary();
+    cmd.args(args).env("DANGJIAN_PUBLIC_URL", &app.base);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -405,22 +391,11 @@ async fn a_running_server_picks_up_content_edits_and_rereads_on_sighup() {
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
         let s = &app.state.settings;
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dangjian"));
+        let mut cmd = app.dangjian_binary();
         cmd.args(["serve", "--no-workers"])
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("DANGJIAN_BIND", format!("127.0.0.1:{port}"))
             .env("DANGJIAN_PUBLIC_URL", &base)
-            .env("DANGJIAN_DATABASE_URL", s.database_url.expose_secret())
-            .env("DANGJIAN_WECHAT_API_BASE", app.fake_base())
-            .env("DANGJIAN_CONTENT_DIR", &s.content_dir)
-            .env("DANGJIAN_DATA_DIR", &s.data_dir)
-            .env("DANGJIAN_LOG", "warn")
             .stdout(std::process::Stdio::null());
-        if let Some(r) = &s.redis_url {
-            cmd.env("DANGJIAN_REDIS_URL", r.expose_secret())
-                .env("DANGJIAN_REDIS_PREFIX", &s.redis_prefix);
-        }
         let child = Child(cmd.spawn().expect("dangjian serve starts"));
         let start = std::time::Instant::now();
         while app

@@ -1081,30 +1081,20 @@ impl Server {
             .local_addr()
             .unwrap()
             .port();
-        let s = &app.state.settings;
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dangjian"));
+        let mut cmd = app.dangjian_binary();
         cmd.args(["serve", "--no-workers", "--no-migrate"])
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("DANGJIAN_BIND", format!("127.0.0.1:{port}"))
+            // Through the test's proxy, not the database directly.
             .env("DANGJIAN_DATABASE_URL", database_url)
-            .env("DANGJIAN_WECHAT_API_BASE", app.fake_base())
             .env(
                 "DANGJIAN_PAY_NOTIFY_URL",
                 "https://dangjian.test/pay/notify",
             )
-            .env("DANGJIAN_CONTENT_DIR", &s.content_dir)
-            .env("DANGJIAN_DATA_DIR", &s.data_dir)
             .env("DANGJIAN_ADMIN_USER", ADMIN_USER)
             .env("DANGJIAN_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("DANGJIAN_FOLLOWER_SYNC_INTERVAL_HOURS", "0")
-            .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
-        if let Some(r) = &s.redis_url {
-            cmd.env("DANGJIAN_REDIS_URL", r.expose_secret())
-                .env("DANGJIAN_REDIS_PREFIX", &s.redis_prefix);
-        }
         let child = cmd.spawn().expect("start `dangjian serve`");
         let server = Server {
             child,

@@ -1909,6 +1909,31 @@ impl TestApp {
     }
 }
 
+// ---- lead: the binary ----
+
+impl TestApp {
+    /// `dangjian` (the binary cargo built for these tests) configured exactly as this app: its
+    /// database, Redis and prefix, content and data directories, the fake WeChat, warnings only;
+    /// nothing else from this process's environment. Callers add the arguments and what differs.
+    pub fn dangjian_binary(&self) -> std::process::Command {
+        use secrecy::ExposeSecret;
+        let s = &self.state.settings;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dangjian"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DANGJIAN_DATABASE_URL", s.database_url.expose_secret())
+            .env("DANGJIAN_WECHAT_API_BASE", self.fake_base())
+            .env("DANGJIAN_CONTENT_DIR", &s.content_dir)
+            .env("DANGJIAN_DATA_DIR", &s.data_dir)
+            .env("DANGJIAN_LOG", "warn");
+        if let Some(r) = &s.redis_url {
+            cmd.env("DANGJIAN_REDIS_URL", r.expose_secret())
+                .env("DANGJIAN_REDIS_PREFIX", &s.redis_prefix);
+        }
+        cmd
+    }
+}
+
 // ---- lead: bounded waits ----
 
 impl TestApp {

@@ -12,7 +12,6 @@ use std::{
 
 use dangjian::platform::clock::ManualClock;
 use reqwest::StatusCode;
-use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use wechat::{client::api, fake::Fault};
 
@@ -511,15 +510,8 @@ fn start_worker_with(
     log: &std::path::Path,
     env: &[(&str, &str)],
 ) -> std::process::Child {
-    let s = &app.state.settings;
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dangjian"));
+    let mut cmd = app.dangjian_binary();
     cmd.arg("worker")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DANGJIAN_DATABASE_URL", s.database_url.expose_secret())
-        .env("DANGJIAN_WECHAT_API_BASE", app.fake_base())
-        .env("DANGJIAN_CONTENT_DIR", &s.content_dir)
-        .env("DANGJIAN_DATA_DIR", &s.data_dir)
         .env("DANGJIAN_ADMIN_USER", ADMIN_USER)
         .env("DANGJIAN_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("DANGJIAN_PUSH_RATE_PER_SECOND", "0")
@@ -529,15 +521,10 @@ fn start_worker_with(
         .env("DANGJIAN_PUSH_LEASE_SECS", "2")
         .env("DANGJIAN_PUSH_POLL_MS", "20")
         .env("DANGJIAN_FOLLOWER_SYNC_INTERVAL_HOURS", "0")
-        .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(log).unwrap());
     for (k, v) in env {
         cmd.env(k, v);
-    }
-    if let Some(r) = &s.redis_url {
-        cmd.env("DANGJIAN_REDIS_URL", r.expose_secret())
-            .env("DANGJIAN_REDIS_PREFIX", &s.redis_prefix);
     }
     cmd.spawn().expect("start `dangjian worker`")
 }
