@@ -48,10 +48,11 @@ async function check(name) {
 }
 const step = (s) => console.log(`ok - ${s}`);
 // Confirm the console's dialog after a click on a form with data-confirm.
+// A destructive action: its button, then OK in the confirmation dialog, then the page the form's
+// redirect leads to (waiting for a `.flash` alone could read the previous page's message).
 async function confirmed(selector) {
   await page.click(selector);
-  await page.click('#confirm-dialog button[value=ok]');
-  await page.waitForSelector('.flash');
+  await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.click('#confirm-dialog button[value=ok]')]);
 }
 
 // 1. Log in.

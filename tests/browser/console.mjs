@@ -61,8 +61,8 @@ assert.match(await page.textContent('.flash.ok'), /草稿已保存/);
 const articleId = page.url().split('/').pop();
 page.once('dialog', (d) => d.accept());
 await page.click('#publish');
-await page.click('#confirm-dialog button[value=ok]');
-await page.waitForSelector('.flash.ok');
+// Wait for the page the publish redirect leads to: the draft's page already shows a flash.
+await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.click('#confirm-dialog button[value=ok]')]);
 assert.match(await page.textContent('.flash.ok'), /已发布/);
 await check('article-published');
 await page.goto(`${BASE}/admin/articles?status=published`);
