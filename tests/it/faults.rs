@@ -52,28 +52,6 @@ where
     }
 }
 
-impl TestApp {
-    async fn fl_metrics(&self) -> String {
-        self.http
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    }
-
-    async fn fl_mp_login(&self, code: &str) -> reqwest::Response {
-        self.http
-            .post(self.url("/api/mp/login"))
-            .json(&json!({"code": code}))
-            .send()
-            .await
-            .unwrap()
-    }
-}
-
 /// A response in the one error shape: (status, code).
 async fn error_of(resp: reqwest::Response) -> (StatusCode, String) {
     let status = resp.status();
@@ -163,14 +141,14 @@ async fn redis_down_does_not_take_the_webhook_down_and_it_recovers() {
                 first
             );
             // Mini-program sessions live in Redis: a clear 503, not a hang or a 500.
-            let r = app.fl_mp_login("code_outage").await;
+            let r = app.mp_login_response("code_outage").await;
             assert_eq!(
                 error_of(r).await,
                 (StatusCode::SERVICE_UNAVAILABLE, "cache_unavailable".into()),
                 "{fault}"
             );
         }
-        let metrics = app.fl_metrics().await;
+        let metrics = app.metrics_text().await;
         assert!(
             metrics.contains("dangjian_cache_fallbacks_total{component=\"dedup\"}"),
             "{metrics}"
@@ -196,7 +174,10 @@ async fn redis_down_does_not_take_the_webhook_down_and_it_recovers() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(recovered, "{}: back on Redis", backend.name());
-        assert_eq!(app.fl_mp_login("code_after").await.status(), StatusCode::OK);
+        assert_eq!(
+            app.mp_login_response("code_after").await.status(),
+            StatusCode::OK
+        );
         app.stop().await;
     }
 }
@@ -229,7 +210,7 @@ async fn redis_down_keeps_rate_limits_in_process_instead_of_open() {
             backend.name()
         );
         assert!(app
-            .fl_metrics()
+            .metrics_text()
             .await
             .contains("dangjian_cache_fallbacks_total{component=\"rate_limit\"}"));
         app.stop().await;
@@ -334,7 +315,7 @@ async fn redis_cut_under_webhook_load_answers_every_message_in_time_and_once() {
         .await
         .expect("the load finished");
         let first: HashMap<String, String> = first.into_iter().collect();
-        let metrics = app.fl_metrics().await;
+        let metrics = app.metrics_text().await;
         assert!(
             metrics.contains("dangjian_cache_fallbacks_total{component=\"dedup\"}"),
             "the outage was felt: {metrics}"
@@ -404,7 +385,10 @@ async fn redis_cut_under_webhook_load_answers_every_message_in_time_and_once() {
             },
         )
         .await;
-        assert_eq!(app.fl_mp_login("code_back").await.status(), StatusCode::OK);
+        assert_eq!(
+            app.mp_login_response("code_back").await.status(),
+            StatusCode::OK
+        );
         app.stop().await;
     }
 }
@@ -631,7 +615,7 @@ async fn postgres_cut_during_writes_fails_cleanly_and_the_pool_recovers_without_
                 "a read while cut",
             );
         }
-        assert!(app.fl_metrics().await.contains("status=\"503\""));
+        assert!(app.metrics_text().await.contains("status=\"503\""));
         // The load balancer's readiness check says which dependency is missing.
         let r = app.http.get(app.url("/readyz")).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -909,7 +893,7 @@ async fn wechat_5xx_and_garbage_are_retried_a_bounded_number_of_times_and_never_
             unknown_delivered, 195,
             "the garbage ones were not delivered"
         );
-        let metrics = app.fl_metrics().await;
+        let metrics = app.metrics_text().await;
         assert!(
             metrics.contains("dangjian_push_errors_total{channel=\"template\",code=\"http_5xx\"}")
                 || metrics

@@ -252,28 +252,6 @@ async fn two_menu_clicks_in_one_second_are_two_events() {
 
 // ---- 4. Redis outages: see tests/it/faults.rs -----------------------------------------------
 
-impl TestApp {
-    async fn metrics_text(&self) -> String {
-        self.http
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    }
-
-    async fn hd_mp_login(&self, code: &str) -> reqwest::Response {
-        self.http
-            .post(self.url("/api/mp/login"))
-            .json(&json!({"code": code}))
-            .send()
-            .await
-            .unwrap()
-    }
-}
-
 // ---- 8. metrics labels and access -----------------------------------------------------------
 
 #[backend_test]
@@ -764,7 +742,7 @@ impl TestApp {
     }
 
     async fn hd_mp_token(&self, code: &str) -> String {
-        let r = self.hd_mp_login(code).await;
+        let r = self.mp_login_response(code).await;
         assert_eq!(r.status(), StatusCode::OK);
         r.json::<Value>().await.unwrap()["token"]
             .as_str()

@@ -1934,6 +1934,32 @@ impl TestApp {
     }
 }
 
+// ---- lead: raw answers for fault tests ----
+
+impl TestApp {
+    /// `GET /metrics` as text.
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// `POST /api/mp/login` with `code`, the answer as it came (for tests of 503s and limits).
+    pub async fn mp_login_response(&self, code: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("/api/mp/login"))
+            .json(&json!({"code": code}))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
 // ---- lead: bounded waits ----
 
 impl TestApp {
