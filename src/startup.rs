@@ -14,7 +14,10 @@ use crate::{
     activities,
     app::{AppState, Services, WebhookKeys},
     articles, auth, development, dues,
-    http::{self, routes::AdminRoutes},
+    http::{
+        self,
+        routes::{AdminRoutes, MpRoutes},
+    },
     members, official_account,
     platform::cache::{Cache, MemoryCache, RedisCache},
     platform::clock::{Clock, SystemClock},
@@ -185,23 +188,34 @@ pub fn admin_routes(state: &AppState) -> AdminRoutes {
     submissions::admin::routes(r)
 }
 
+/// The mini-program's route table: every feature's `/api/mp` routes.
+pub fn mp_routes() -> MpRoutes {
+    let r = MpRoutes::new();
+    let r = members::mp_routes(r);
+    let r = articles::mp_routes(r);
+    let r = submissions::mp_routes(r);
+    let r = development::mp_routes(r);
+    let r = activities::mp_routes(r);
+    dues::mp_routes(r)
+}
+
 /// The whole HTTP surface: each feature's router, the admin table, the console, operators'
 /// endpoints and OpenAPI, inside the shared layers.
 pub fn router(state: AppState) -> Router {
     let admin = admin_routes(&state);
     let table = admin.table().to_vec();
+    let mp = mp_routes();
+    let mp_table = mp.table().to_vec();
     let features = Router::new()
         .merge(official_account::router())
         .merge(articles::router())
         .merge(members::router())
-        .merge(submissions::router())
-        .merge(development::router())
-        .merge(activities::router())
+        .merge(mp.into_router())
         .merge(dues::router())
         .merge(portal::router())
         .merge(http::public::static_router())
         .merge(http::health::router())
-        .merge(http::openapi::router(table))
+        .merge(http::openapi::router(table, mp_table))
         .merge(admin.into_router())
         .merge(auth::console::router(state.clone(), console_pages()))
         .fallback(http::not_found)

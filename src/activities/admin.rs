@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use axum::{
     extract::State,
-    extract::{multipart::MultipartRejection, Multipart, Path},
+    extract::{multipart::MultipartRejection, Multipart},
     http::{header, HeaderMap, Method, StatusCode},
     response::{IntoResponse, Response},
 };
@@ -23,7 +23,7 @@ use super::{
 use crate::{
     app::AppState,
     auth::{AdminSession, Permission},
-    http::{page_of, routes::AdminRoutes, AppJson, AppQuery, Id, ListOut},
+    http::{extract::IdPair, page_of, routes::AdminRoutes, AppJson, AppQuery, Id, ListOut},
     members::store as members,
     platform::{
         audit,
@@ -53,6 +53,11 @@ pub fn routes(r: AdminRoutes) -> AdminRoutes {
             Some(PHOTO_REQUEST_LIMIT),
             upload_photos,
         )
+        .documented(|op, _| {
+            op.body = Some(json!({"required": true, "description": "One or more image files (JPEG, PNG or WebP by their bytes), at most 5 MiB each, at most 20 per meeting.",
+                "content": {"multipart/form-data": {"schema": {"type": "object", "properties": {
+                    "photo": {"type": "string", "format": "binary"}}}}}}))
+        })
         .get("/api/admin/activities/{id}/minutes/photos", p, list_photos)
         .get(
             "/api/admin/activities/{id}/minutes/photos/{photo_id}",
@@ -163,18 +168,26 @@ pub(super) async fn one(st: &AppState, id: i64) -> AppResult<ActivityOut> {
 
 // ---------------------------------------------------------------- create / update
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct CreateIn {
+    #[schemars(length(min = 1, max = 200), regex(pattern = r"\S"))]
     title: String,
+    #[schemars(range(min = 1, max = crate::activities::rules::MAX_CAPACITY))]
     capacity: i64,
+    #[schemars(schema_with = "crate::http::doc::date_time")]
     starts_at: String,
+    #[schemars(schema_with = "crate::http::doc::date_time")]
     signup_opens_at: String,
+    #[schemars(schema_with = "crate::http::doc::date_time")]
     signup_closes_at: String,
     #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::date_time")]
     ends_at: Option<String>,
     #[serde(default)]
+    #[schemars(length(max = 200))]
     location: Option<String>,
     #[serde(default)]
+    #[schemars(length(max = 20000))]
     description: Option<String>,
     #[serde(default)]
     kind: Option<Kind>,
@@ -182,6 +195,7 @@ pub struct CreateIn {
     audience_org_units: Option<Vec<i64>>,
     /// Minutes before the start at which confirmed members are reminded (0: none; default 60).
     #[serde(default)]
+    #[schemars(range(min = 0, max = crate::activities::rules::MAX_REMIND_MINUTES))]
     remind_minutes: Option<i64>,
 }
 
@@ -226,7 +240,7 @@ fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct UpdateIn {
     title: Option<String>,
     capacity: Option<i64>,
@@ -345,11 +359,17 @@ async fn cancel(
 
 // ---------------------------------------------------------------- reads
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct ListQuery {
+    #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::page")]
     page: Option<String>,
+    #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::page_size_100")]
     page_size: Option<String>,
+    #[schemars(extend("enum" = ["activity", "branch_general_meeting", "branch_committee_meeting", "party_group_meeting", "party_lecture", "theme_day"]))]
     kind: Option<String>,
+    #[schemars(extend("enum" = ["open", "cancelled"]))]
     status: Option<String>,
     org_unit: Option<String>,
 }
@@ -523,8 +543,10 @@ pub(super) async fn signups_of(st: &AppState, a: &ActivityRow) -> AppResult<Sign
     Ok(out)
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct AttendanceQuery {
+    #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::json_or_csv")]
     format: Option<String>,
 }
 
@@ -639,7 +661,7 @@ fn neutralise(s: &str) -> String {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct MarkIn {
     member_id: i64,
     status: Attendance,
@@ -716,12 +738,17 @@ async fn checkin_code(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct MinutesIn {
+    #[schemars(length(min = 1, max = 50), regex(pattern = r"\S"))]
     host: String,
+    #[schemars(length(min = 1, max = 50), regex(pattern = r"\S"))]
     recorder: String,
+    #[schemars(length(min = 1, max = 50000), regex(pattern = r"\S"))]
     minutes: String,
     #[serde(default)]
+    #[schemars(length(min = 0, max = 20))]
+    #[schemars(inner(length(max = 1000), regex(pattern = r"^https?://")))]
     photos: Vec<String>,
 }
 
@@ -747,8 +774,9 @@ async fn minutes(
     Ok(AppJson(one(&st, id).await?))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct RhythmQuery {
+    #[schemars(regex(pattern = r"^[0-9]{4}Q[1-4]$"))]
     quarter: Option<String>,
 }
 
@@ -909,17 +937,6 @@ pub(super) async fn photo_files(
     Ok(files)
 }
 
-/// The path `{id}/minutes/photos/{photo_id}` (anything not numeric: 404).
-fn activity_and_photo(
-    p: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
-) -> AppResult<(i64, i64)> {
-    let Path((id, photo)) = p.map_err(|_| AppError::NotFound("photo".into()))?;
-    match (id.parse(), photo.parse()) {
-        (Ok(id), Ok(photo)) => Ok((id, photo)),
-        _ => Err(AppError::NotFound("photo".into())),
-    }
-}
-
 #[derive(Debug, Serialize)]
 pub struct PhotosOut {
     pub items: Vec<PhotoOut>,
@@ -992,9 +1009,8 @@ pub(super) fn photo_response(meta: &PhotoRow, bytes: Vec<u8>) -> Response {
 async fn get_photo(
     State(st): State<AppState>,
     session: AdminSession,
-    path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
+    IdPair(id, photo_id): IdPair,
 ) -> AppResult<Response> {
-    let (id, photo_id) = activity_and_photo(path)?;
     let (meta, bytes) = service::photo(&st, &session, id, photo_id).await?;
     Ok(photo_response(&meta, bytes))
 }
@@ -1003,9 +1019,8 @@ async fn get_photo(
 async fn delete_photo(
     State(st): State<AppState>,
     session: AdminSession,
-    path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
+    IdPair(id, photo_id): IdPair,
 ) -> AppResult<StatusCode> {
-    let (id, photo_id) = activity_and_photo(path)?;
     service::delete_photo(&st, &session, id, photo_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

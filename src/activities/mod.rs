@@ -77,11 +77,15 @@ use std::sync::Arc;
 
 use axum::{
     extract::DefaultBodyLimit,
+    http::Method,
     routing::{get, post},
     Extension, Router,
 };
 
-use crate::{app::AppState, http::routes::AdminRoutes};
+use crate::{
+    app::AppState,
+    http::routes::{AdminRoutes, MpRoutes},
+};
 
 /// This feature's admin routes.
 pub fn admin_routes(r: AdminRoutes) -> AdminRoutes {
@@ -89,17 +93,37 @@ pub fn admin_routes(r: AdminRoutes) -> AdminRoutes {
 }
 
 /// The mini-program's activity routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/mp/activities", get(mp::list))
-        .route("/api/mp/activities/{id}", get(mp::detail))
-        .route(
-            "/api/mp/activities/{id}/signup",
-            post(mp::sign_up).delete(mp::withdraw),
+pub fn mp_routes(r: MpRoutes) -> MpRoutes {
+    // This instance's sign-up queue (group commit, see `service::SignupQueue`).
+    let queue = Extension(Arc::new(service::SignupQueue::default()));
+    r
+        .get(
+            "/api/mp/activities",
+            "Activities open to me (my org units, or everyone) that have not ended: remaining places, my_signup",
+            mp::list,
         )
-        .route("/api/mp/activities/{id}/checkin", post(mp::check_in))
-        // This instance's sign-up queue (group commit, see `service::SignupQueue`).
-        .layer(Extension(Arc::new(service::SignupQueue::default())))
+        .get(
+            "/api/mp/activities/{id}",
+            "One activity with my_signup: {status, position}|null (position: 1-based waitlist place, null when confirmed)",
+            mp::detail,
+        )
+        .route(
+            Method::POST,
+            "/api/mp/activities/{id}/signup",
+            "Sign up → {status: confirmed|waitlisted, position: waitlist place|null}; 403 not_bound, 409 signup_not_open|signup_closed|activity_cancelled|already_signed_up",
+            mp::sign_up,
+            |mr| mr.layer(queue),
+        )
+        .delete(
+            "/api/mp/activities/{id}/signup",
+            "Withdraw → {status: cancelled}; a confirmed place goes to the first waitlisted member",
+            mp::withdraw,
+        )
+        .post(
+            "/api/mp/activities/{id}/checkin",
+            "Check in with the venue's QR ticket: {ticket} → {status: present|late, checked_in_at}; 422 ticket_invalid|ticket_expired|ticket_other_activity, 409 checkin_not_open|checkin_closed|already_checked_in",
+            mp::check_in,
+        )
 }
 
 /// The secretaries' console pages (`/admin/activities...`); startup wraps them in the console's

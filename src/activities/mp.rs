@@ -199,8 +199,9 @@ pub async fn withdraw(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct CheckinIn {
+    #[schemars(length(min = 1, max = 512), regex(pattern = r"\S"))]
     ticket: String,
 }
 

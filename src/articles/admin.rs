@@ -2,8 +2,8 @@
 //! All need `Permission::ManageArticles` (editors and admins); every write is audited in the same
 //! transaction, so a refused request leaves nothing behind — not even an audit entry.
 
-use axum::{body::Bytes, extract::State, http::StatusCode, response::IntoResponse};
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use axum::{extract::State, http::StatusCode, response::IntoResponse};
+use serde::{Deserialize, Serialize};
 
 use crate::{
     app::AppState,
@@ -11,8 +11,8 @@ use crate::{
     articles::rules::{self as rules, Action, ArticleInput, BannerInput, FieldError, Status},
     articles::store::{self as articles, Article, ArticleFilter, ArticleListItem, Category},
     auth::{AdminSession, Permission},
-    http::{json::sanitize, routes::AdminRoutes, AppJson, AppQuery},
     http::{page_of, Id, ItemsOut, ListOut},
+    http::{routes::AdminRoutes, AppJson, AppQuery, OptionalJson},
     platform::error::{AppError, AppResult},
 };
 
@@ -123,26 +123,6 @@ fn item_out(a: ArticleListItem) -> ArticleItemOut {
     }
 }
 
-// ---- request plumbing --------------------------------------------------------------------------
-
-/// An optional JSON body (publish takes one or none): malformed → 400 `bad_json`, wrong shape →
-/// 422, as `AppJson` does.
-pub fn parse_body<T: DeserializeOwned>(bytes: &Bytes) -> AppResult<Option<T>> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    serde_json::from_slice(bytes)
-        .map(Some)
-        .map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => AppError::Validation(sanitize(&e.to_string())),
-            _ => AppError::rejected(
-                StatusCode::BAD_REQUEST,
-                "bad_json",
-                "the body is not valid JSON",
-            ),
-        })
-}
-
 fn invalid(e: FieldError) -> AppError {
     AppError::Validation(e.to_string())
 }
@@ -153,13 +133,18 @@ fn not_found(what: &str) -> AppError {
     AppError::NotFound(what.into())
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct ListQuery {
+    #[schemars(extend("enum" = ["draft", "review", "published", "archived"]))]
     pub status: Option<String>,
     pub category: Option<String>,
     pub tag: Option<String>,
     pub q: Option<String>,
+    #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::page")]
     pub page: Option<String>,
+    #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::page_size_100")]
     pub page_size: Option<String>,
 }
 
@@ -199,11 +184,12 @@ async fn update_article(
     article_response(&st, id).await
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishBody {
     /// RFC 3339; a future time schedules the publication, a past one (or none) publishes now.
     #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::date_time")]
     pub publish_at: Option<String>,
 }
 
@@ -231,9 +217,9 @@ async fn publish_article(
     State(st): State<AppState>,
     session: AdminSession,
     Id(id): Id,
-    body: Bytes,
+    OptionalJson(b): OptionalJson<PublishBody>,
 ) -> AppResult<AppJson<ArticleOut>> {
-    let b: PublishBody = parse_body(&body)?.unwrap_or_default();
+    let b = b.unwrap_or_default();
     let at = rules::parse_time_field("publish_at", b.publish_at.as_deref()).map_err(invalid)?;
     service::publish(&st, &session, id, at).await?;
     article_response(&st, id).await
@@ -310,10 +296,16 @@ async fn list_categories(State(st): State<AppState>) -> AppResult<AppJson<ItemsO
     Ok(AppJson(ItemsOut { items }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CategoryBody {
     #[serde(default)]
+    #[schemars(
+        length(min = 1, max = 32),
+        regex(
+            pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f0-9+-][^\x00-\x1f\x7f-\x9f]*$"
+        )
+    )]
     pub name: Option<String>,
     #[serde(default)]
     pub position: Option<i64>,
@@ -447,20 +439,4 @@ async fn delete_banner(
 ) -> AppResult<StatusCode> {
     service::delete_banner(&st, &session, id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bodies_parse_with_the_right_status() {
-        let e = parse_body::<PublishBody>(&Bytes::from_static(b"{oops")).unwrap_err();
-        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
-        let e = parse_body::<PublishBody>(&Bytes::from_static(b"{\"publish_at\": 5}")).unwrap_err();
-        assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
-        assert!(parse_body::<PublishBody>(&Bytes::from_static(b" \n"))
-            .unwrap()
-            .is_none());
-    }
 }

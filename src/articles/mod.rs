@@ -18,16 +18,35 @@ use axum::{
     Router,
 };
 
-use crate::app::AppState;
+use crate::{app::AppState, http::routes::MpRoutes};
 
-/// The public article page and the mini-program's content reads.
+/// The public article page.
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/articles/{id}", get(page::article))
-        .route("/api/mp/articles", get(mp::list_articles))
-        .route("/api/mp/articles/{id}", get(mp::get_article))
-        .route("/api/mp/categories", get(mp::list_categories))
-        .route("/api/mp/banners", get(mp::list_banners))
+    Router::new().route("/articles/{id}", get(page::article))
+}
+
+/// The mini-program's content reads.
+pub fn mp_routes(r: MpRoutes) -> MpRoutes {
+    r.get(
+        "/api/mp/articles",
+        "Published articles, newest first (?category=&page=)",
+        mp::list_articles,
+    )
+    .get(
+        "/api/mp/articles/{id}",
+        "One published article with body_html",
+        mp::get_article,
+    )
+    .get(
+        "/api/mp/categories",
+        "Article categories in menu order",
+        mp::list_categories,
+    )
+    .get(
+        "/api/mp/banners",
+        "Focus banners valid now, in order",
+        mp::list_banners,
+    )
 }
 
 /// The editors' console pages (`/admin/articles...`); startup wraps them in the console's layers.

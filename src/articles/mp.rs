@@ -15,10 +15,14 @@ use crate::{
 /// Mini-program pages are small; a page holds at most this many articles.
 const MAX_PAGE_SIZE: i64 = 50;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct ArticlesQuery {
     pub category: Option<String>,
+    #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::page")]
     pub page: Option<String>,
+    #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::page_size_50")]
     pub page_size: Option<String>,
 }
 

@@ -121,21 +121,40 @@ pub const TAGS_MAX: usize = 10;
 pub const CATEGORY_NAME_MAX: usize = 32;
 
 /// An article as an editor sends it (create and full-replacement edit).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ArticleInput {
+    #[schemars(
+        length(min = 1, max = 64),
+        regex(pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")
+    )]
     pub title: String,
     #[serde(default)]
+    #[schemars(length(max = 120))]
     pub summary: String,
+    #[schemars(length(min = 1, max = 100000), regex(pattern = r"\S"))]
     pub body_md: String,
+    #[schemars(
+        length(min = 1, max = 32),
+        regex(pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")
+    )]
     pub category: String,
     #[serde(default)]
     pub cover_url: Option<String>,
     #[serde(default)]
+    #[schemars(
+        length(min = 1, max = 32),
+        regex(pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")
+    )]
     pub author: Option<String>,
     #[serde(default)]
+    #[schemars(
+        length(min = 1, max = 200),
+        regex(pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")
+    )]
     pub source: Option<String>,
     #[serde(default)]
+    #[schemars(length(min = 0, max = 10))]
     pub tags: Vec<String>,
 }
 
@@ -288,10 +307,20 @@ pub fn check_category_name(name: &str) -> Result<String, FieldError> {
 
 /// A focus banner as an editor sends it. `link_url` is an http(s) URL or a mini-program page
 /// path (`/pages/...`); a banner links to an article or a URL, not both (or to nothing).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BannerInput {
+    #[schemars(
+        length(min = 1, max = 64),
+        regex(pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")
+    )]
     pub title: String,
+    #[schemars(
+        length(max = 1024),
+        regex(
+            pattern = r#"^https?://[^/\s"\'<>`\x00-\x1f\x7f-\x9f][^\s"\'<>`\x00-\x1f\x7f-\x9f]*$"#
+        )
+    )]
     pub image_url: String,
     #[serde(default)]
     pub article_id: Option<i64>,

@@ -27,7 +27,7 @@ pub fn routes(r: AdminRoutes) -> AdminRoutes {
         )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct LoginBody {
     username: String,
     password: String,
@@ -123,7 +123,7 @@ async fn me(State(st): State<AppState>, session: AdminSession) -> AppResult<AppJ
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct PasswordBody {
     old_password: String,
     new_password: String,

@@ -148,3 +148,10 @@ impl FromRequestParts<AppState> for MpSession {
         Ok(s)
     }
 }
+
+/// The route takes a mini-program session's bearer token.
+impl crate::http::doc::DocArg for MpSession {
+    fn document(op: &mut crate::http::doc::OpDoc, _gen: &mut schemars::SchemaGenerator) {
+        op.secured = true;
+    }
+}

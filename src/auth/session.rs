@@ -315,6 +315,15 @@ pub fn admin_guard(
     })
 }
 
+/// The route takes an admin session's bearer token.
+impl crate::http::doc::DocArg for AdminSession {
+    fn document(op: &mut crate::http::doc::OpDoc, _gen: &mut schemars::SchemaGenerator) {
+        op.secured = true;
+    }
+}
+
+impl crate::http::doc::DocArg for ClientIp {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@ use crate::{
 };
 
 /// `POST /api/admin/users`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     pub username: String,
@@ -28,7 +28,7 @@ pub struct NewUser {
 }
 
 /// `PATCH /api/admin/users/{id}`: the role and the org unit (by name; a secretary needs one).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleChange {
     pub role: Role,

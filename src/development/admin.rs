@@ -26,7 +26,12 @@ use super::{
 use crate::{
     app::AppState,
     auth::{AdminSession, Permission},
-    http::{extract::blank_to_none, page_of, routes::AdminRoutes, AppJson, AppQuery, Id, ListOut},
+    http::{
+        extract::{blank_to_none, IdKey},
+        page_of,
+        routes::AdminRoutes,
+        AppJson, AppQuery, Id, ListOut,
+    },
     platform::{
         audit,
         db::sealed,
@@ -66,6 +71,13 @@ pub fn routes(r: AdminRoutes) -> AdminRoutes {
             Some(service::MAX_DOCUMENT_BYTES),
             upload,
         )
+        .documented(|op, _| {
+            let file = || json!({"schema": {"type": "string", "format": "binary"}});
+            op.body = Some(
+                json!({"required": true, "description": "The file itself, at most 5 MiB.",
+                "content": {"application/pdf": file(), "image/jpeg": file(), "image/png": file()}}),
+            )
+        })
         .get("/api/admin/development/{id}/documents/{doc}", m, download)
         .post("/api/admin/development/{id}/reports", m, add_report)
         .get("/api/admin/development/{id}/reports", m, list_reports)
@@ -269,7 +281,7 @@ async fn unit_filter(st: &AppState, name: &Option<String>) -> AppResult<Option<O
 
 // ---------------------------------------------------------------- records
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateIn {
     member_id: Option<i64>,
@@ -302,13 +314,20 @@ async fn create(
     ))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct ListQuery {
     org_unit: Option<String>,
+    #[schemars(extend("enum" = ["applicant", "activist", "target", "probationary", "full", "cancelled"]))]
     stage: Option<String>,
     /// `true`: only records with an overdue item.
+    #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::boolean")]
     overdue: Option<String>,
+    #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::page")]
     page: Option<String>,
+    #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::page_size_100")]
     page_size: Option<String>,
 }
 
@@ -417,7 +436,7 @@ async fn show(
 
 // ---------------------------------------------------------------- steps and decisions
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepIn {
     step: String,
@@ -473,18 +492,7 @@ async fn add_step(
     ))
 }
 
-/// The path `{id}/steps/{step}`: a numeric record id and a step key (anything else: 404).
-fn record_and_step(
-    p: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
-) -> AppResult<(i64, String)> {
-    let Path((id, step)) = p.map_err(|_| AppError::NotFound("resource".into()))?;
-    let id = id
-        .parse::<i64>()
-        .map_err(|_| AppError::NotFound("development record".into()))?;
-    Ok((id, step))
-}
-
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApproveIn {
     date: Option<String>,
@@ -495,10 +503,9 @@ pub struct ApproveIn {
 async fn approve(
     State(st): State<AppState>,
     session: AdminSession,
-    path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
+    IdKey(id, step): IdKey,
     AppJson(body): AppJson<ApproveIn>,
 ) -> DevResult<AppJson<ChangedOut>> {
-    let (id, step) = record_and_step(path)?;
     let entry_id = service::decide(
         &st,
         &session,
@@ -516,19 +523,19 @@ async fn approve(
     Ok(AppJson(ChangedOut { entry_id, timeline }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReturnIn {
+    #[schemars(length(min = 1, max = 500), regex(pattern = r"\S"))]
     reason: String,
 }
 
 async fn return_step(
     State(st): State<AppState>,
     session: AdminSession,
-    path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
+    IdKey(id, step): IdKey,
     AppJson(body): AppJson<ReturnIn>,
 ) -> DevResult<AppJson<ChangedOut>> {
-    let (id, step) = record_and_step(path)?;
     let entry_id = service::decide(
         &st,
         &session,
@@ -607,11 +614,42 @@ async fn queue(
 
 // ---------------------------------------------------------------- overdue, pipeline, stats
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct UnitQuery {
     pub(super) org_unit: Option<String>,
+    #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::json_or_csv")]
     pub(super) format: Option<String>,
+    #[schemars(regex(pattern = r"^(1949|19[5-9][0-9]|2[01][0-9]{2}|2200)$"))]
     pub(super) year: Option<String>,
+}
+
+impl UnitQuery {
+    /// `format`: json (default) or csv.
+    fn csv(&self) -> AppResult<bool> {
+        match blank_to_none(&self.format) {
+            None | Some("json") => Ok(false),
+            Some("csv") => Ok(true),
+            Some(_) => Err(AppError::Validation("format: json or csv".into())),
+        }
+    }
+
+    /// `year`: 1949 to 2200, `default` when absent.
+    fn year(&self, default: i32) -> AppResult<i32> {
+        match blank_to_none(&self.year) {
+            None => Ok(default),
+            Some(y) => y
+                .parse::<i32>()
+                .ok()
+                .filter(|y| (1949..=2200).contains(y))
+                .ok_or_else(|| AppError::Validation("year: a year such as 2025".into())),
+        }
+    }
+
+    /// Every value is checked wherever the query is read, also by a handler that ignores it.
+    fn check(&self) -> AppResult<(bool, i32)> {
+        Ok((self.csv()?, self.year(0)?))
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -665,6 +703,7 @@ async fn overdue(
     session: AdminSession,
     AppQuery(q): AppQuery<UnitQuery>,
 ) -> AppResult<AppJson<OverdueListOut>> {
+    q.check()?;
     let today = today(&session);
     let content = service::content(&st);
     let mut items = Vec::new();
@@ -776,11 +815,7 @@ async fn pipeline(
     session: AdminSession,
     AppQuery(q): AppQuery<UnitQuery>,
 ) -> AppResult<Response> {
-    let csv = match blank_to_none(&q.format) {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(_) => return Err(AppError::Validation("format: json or csv".into())),
-    };
+    let (csv, _) = q.check()?;
     let scope = session.org_scope(&st.db).await?;
     let units = unit_filter(&st, &q.org_unit).await?;
     let records = store::all_records(&st.db, &scope, units.as_ref(), false).await?;
@@ -865,14 +900,8 @@ async fn stats(
     AppQuery(q): AppQuery<UnitQuery>,
 ) -> AppResult<AppJson<StatsOut>> {
     let today = today(&session);
-    let year = match blank_to_none(&q.year) {
-        None => today.year(),
-        Some(y) => y
-            .parse::<i32>()
-            .ok()
-            .filter(|y| (1949..=2200).contains(y))
-            .ok_or_else(|| AppError::Validation("year: a year such as 2025".into()))?,
-    };
+    q.check()?;
+    let year = q.year(today.year())?;
     let content = service::content(&st);
     let defs = crate::development::definitions(&content);
     let loaded = loaded_in_scope(&st, &session, &q, false).await?;
@@ -933,10 +962,14 @@ async fn stats(
     }))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct RemindersQuery {
     audience: Option<String>,
+    #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::page")]
     page: Option<String>,
+    #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::page_size_100")]
     page_size: Option<String>,
 }
 
@@ -997,9 +1030,12 @@ async fn reminders(
 
 // ---------------------------------------------------------------- documents
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct UploadQuery {
+    #[schemars(length(min = 1, max = 50), regex(pattern = r"\S"))]
+    #[schemars(required)]
     kind: Option<String>,
+    #[schemars(length(max = 200))]
     file_name: Option<String>,
 }
 
@@ -1066,7 +1102,7 @@ async fn download(
 
 // ---------------------------------------------------------------- thought reports
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReportIn {
     content: String,

@@ -26,7 +26,7 @@ use axum::{routing::get, routing::post, Router};
 
 use crate::{
     app::AppState,
-    http::routes::AdminRoutes,
+    http::routes::{AdminRoutes, MpRoutes},
     platform::content::{ContentFile, ContentSet},
     platform::pii::Column,
 };
@@ -45,10 +45,18 @@ pub fn admin_routes(r: AdminRoutes) -> AdminRoutes {
 }
 
 /// The mini-program's development routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/mp/development", get(mp::mine))
-        .route("/api/mp/development/reports", post(mp::report))
+pub fn mp_routes(r: MpRoutes) -> MpRoutes {
+    r
+        .get(
+            "/api/mp/development",
+            "发展党员: my stage, the next step (earliest, due) and open deadlines; 403 not_bound, 404 without a record",
+            mp::mine,
+        )
+        .post(
+            "/api/mp/development/reports",
+            "Submit a thought report (思想汇报): {content} → 201 {id, date}; counts for the quarterly rule in probation",
+            mp::report,
+        )
 }
 
 /// The 发展党员 console pages (`/admin/development...`); startup wraps them in the console's layers.

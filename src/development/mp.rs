@@ -84,7 +84,7 @@ pub async fn mine(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct ReportIn {
     content: String,
 }

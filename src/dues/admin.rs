@@ -5,7 +5,7 @@
 //! organisation's, so administrators only. Every write is in the audit log.
 
 use axum::{
-    extract::{Path, State},
+    extract::State,
     http::{header, HeaderMap},
     response::{IntoResponse, Response},
 };
@@ -20,7 +20,7 @@ use crate::{
     app::AppState,
     auth::{AdminSession, Permission},
     http::{
-        extract::{blank_to_none, page_of},
+        extract::{blank_to_none, page_of, MonthKey},
         routes::AdminRoutes,
         AppJson, AppQuery, Id, ListOut,
     },
@@ -50,9 +50,10 @@ pub fn routes(r: AdminRoutes) -> AdminRoutes {
 
 // ---------------------------------------------------------------- assessments and bills
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct AssessIn {
+    #[schemars(schema_with = "crate::http::doc::month")]
     month: String,
 }
 
@@ -108,12 +109,19 @@ fn bill_out(b: BillRow, member: String) -> BillOut {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct BillsQuery {
+    #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::query_month")]
     month: Option<String>,
     org_unit: Option<String>,
+    #[schemars(extend("enum" = ["unpaid", "paying", "paid", "exempt"]))]
     status: Option<String>,
+    #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::page")]
     page: Option<String>,
+    #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::page_size_500")]
     page_size: Option<String>,
 }
 
@@ -160,10 +168,12 @@ async fn list_bills(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct AdjustIn {
+    #[schemars(range(min = 0, max = 1000000))]
     amount_fen: i64,
+    #[schemars(length(min = 1, max = 200), regex(pattern = r"\S"))]
     reason: String,
 }
 
@@ -224,7 +234,7 @@ async fn months(State(st): State<AppState>) -> AppResult<AppJson<MonthsOut>> {
 async fn settle(
     State(st): State<AppState>,
     session: AdminSession,
-    Path(month): Path<String>,
+    MonthKey(month): MonthKey,
 ) -> AppResult<AppJson<MonthOut>> {
     Ok(AppJson(month_out(
         service::settle(&st, &session, &month).await?,
@@ -237,19 +247,21 @@ async fn settle(
 async fn remind(
     State(st): State<AppState>,
     session: AdminSession,
-    Path(month): Path<String>,
+    MonthKey(month): MonthKey,
 ) -> AppResult<AppJson<service::RemindOut>> {
     Ok(AppJson(service::remind(&st, &session, &month).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ProfileIn {
     /// A hardship exemption and its reason; null removes it.
     #[serde(default)]
+    #[schemars(length(max = 200))]
     exempt_reason: Option<String>,
     /// A voluntary monthly amount above the rule; null removes it.
     #[serde(default)]
+    #[schemars(range(min = 1, max = 100000))]
     voluntary_fen: Option<i64>,
 }
 
@@ -289,10 +301,14 @@ async fn set_profile(
 
 // ---------------------------------------------------------------- reconciliation and ledgers
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct MonthQuery {
+    #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::month", required)]
     month: Option<String>,
     org_unit: Option<String>,
+    #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::json_or_csv")]
     format: Option<String>,
 }
 
@@ -396,9 +412,10 @@ async fn ledger(
         .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct TradebillIn {
+    #[schemars(schema_with = "crate::http::doc::date")]
     date: String,
 }
 
@@ -457,10 +474,15 @@ fn incident_out(i: store::IncidentRow) -> IncidentOut {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct IncidentsQuery {
+    #[schemars(extend("enum" = ["open", "resolved"]))]
     status: Option<String>,
+    #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::page")]
     page: Option<String>,
+    #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::page_size_200")]
     page_size: Option<String>,
 }
 
@@ -488,9 +510,10 @@ async fn incidents(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ResolveIn {
+    #[schemars(length(min = 1, max = 500), regex(pattern = r"\S"))]
     resolution: String,
 }
 

@@ -51,7 +51,11 @@ use axum::{
     Router,
 };
 
-use crate::{app::AppState, http::routes::AdminRoutes, platform::pii::Column};
+use crate::{
+    app::AppState,
+    http::routes::{AdminRoutes, MpRoutes},
+    platform::pii::Column,
+};
 
 /// This feature's encrypted columns (for the re-seal pass).
 pub const SEALED: &[Column] = &[store::BASE];
@@ -86,13 +90,25 @@ pub fn console_router() -> Router<AppState> {
         .route("/admin/dues/ledger", get(console::ledger))
 }
 
-/// The mini-program's dues routes and WeChat Pay's notification endpoint.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/mp/dues", get(mp::bills))
-        .route("/api/mp/dues/{id}/pay", post(mp::pay))
-        .route(
-            "/pay/notify",
-            post(notify::notify).layer(DefaultBodyLimit::max(NOTIFY_MAX_BODY_BYTES)),
+/// The mini-program's dues routes.
+pub fn mp_routes(r: MpRoutes) -> MpRoutes {
+    r
+        .get(
+            "/api/mp/dues",
+            "My dues bills, newest month first: {bills: [{id, month, amount_fen, status: unpaid|paying|paid, paid_at}]}",
+            mp::bills,
         )
+        .post(
+            "/api/mp/dues/{id}/pay",
+            "Pay a bill with WeChat Pay: → {timeStamp, nonceStr, package, signType: RSA, paySign} for wx.requestPayment; someone else's or unknown → 404, paid → 409",
+            mp::pay,
+        )
+}
+
+/// WeChat Pay's notification endpoint.
+pub fn router() -> Router<AppState> {
+    Router::new().route(
+        "/pay/notify",
+        post(notify::notify).layer(DefaultBodyLimit::max(NOTIFY_MAX_BODY_BYTES)),
+    )
 }

@@ -27,6 +27,68 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
     }
 }
 
+/// A numeric id and a key from the path (`/{id}/steps/{step}`); a non-numeric id names nothing,
+/// so it is a 404 in the one shape.
+#[derive(Debug, Clone)]
+pub struct IdKey(pub i64, pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdKey {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Path::<(i64, String)>::from_request_parts(parts, state).await {
+            Ok(Path((id, key))) => Ok(IdKey(id, key)),
+            Err(_) => Err(AppError::NotFound("resource".into())),
+        }
+    }
+}
+
+/// Two numeric ids from the path (`/{id}/photos/{photo_id}`); anything else: 404 in the one shape.
+#[derive(Debug, Clone, Copy)]
+pub struct IdPair(pub i64, pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdPair {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Path::<(i64, i64)>::from_request_parts(parts, state).await {
+            Ok(Path((a, b))) => Ok(IdPair(a, b)),
+            Err(_) => Err(AppError::NotFound("resource".into())),
+        }
+    }
+}
+
+/// A month `YYYY-MM` from the path; anything else names no month: 404 in the one shape.
+#[derive(Debug, Clone)]
+pub struct MonthKey(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for MonthKey {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let not_found = || AppError::NotFound("month".into());
+        let Path(m) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| not_found())?;
+        let b = m.as_bytes();
+        let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+        let well_formed = b.len() == 7 && b[4] == b'-' && digits(0..4) && digits(5..7);
+        match well_formed.then(|| m[5..7].parse::<u8>().ok()).flatten() {
+            Some(1..=12) => Ok(MonthKey(m)),
+            _ => Err(not_found()),
+        }
+    }
+}
+
 /// One list envelope for every paginated answer.
 #[derive(Debug, Serialize)]
 pub struct ListOut<T> {

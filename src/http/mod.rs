@@ -5,6 +5,7 @@
 //! `startup` assembles the features' routers and wraps them with [`layers`].
 
 pub mod console;
+pub mod doc;
 pub mod extract;
 pub mod health;
 pub mod json;
@@ -29,7 +30,7 @@ use tower_http::{
 };
 
 pub use extract::{page_number, page_of, Id, ItemsOut, ListOut, MAX_PAGE};
-pub use json::{AppJson, AppQuery};
+pub use json::{AppJson, AppQuery, OptionalJson};
 
 use crate::{app::AppState, platform::error::error_response};
 

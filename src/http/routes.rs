@@ -24,12 +24,13 @@ use axum::{
     http::{header, HeaderValue, Method},
     middleware::{self, Next},
     response::Response,
-    routing::{on, MethodFilter},
+    routing::{on, MethodFilter, MethodRouter},
     Router,
 };
 use serde::Serialize;
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use super::doc::{DocArgs, DocFn};
 use crate::{app::AppState, platform::roles::Permission};
 
 /// Checks a request against the permission its route declared; answers the rejection itself.
@@ -47,6 +48,13 @@ pub struct RouteSpec {
     pub method: Method,
     pub path: &'static str,
     pub permission: Permission,
+    /// Documents the handler's arguments (see [`super::doc`]).
+    #[serde(skip)]
+    pub doc: DocFn,
+    /// More documentation the feature gives by hand ([`AdminRoutes::documented`]): a body the
+    /// handler reads itself (CSV or JSON, multipart, raw bytes).
+    #[serde(skip)]
+    pub extra_doc: Option<DocFn>,
 }
 
 fn ser_method<S: serde::Serializer>(m: &Method, s: S) -> Result<S::Ok, S::Error> {
@@ -66,7 +74,7 @@ pub struct AdminRoutes {
 /// `r.get(path, permission, handler)` and its siblings: [`AdminRoutes::route`] with the method.
 macro_rules! method {
     ($name:ident, $method:ident) => {
-        pub fn $name<H: Handler<T, AppState>, T: 'static>(
+        pub fn $name<H: Handler<T, AppState>, T: DocArgs + 'static>(
             self,
             path: &'static str,
             p: Permission,
@@ -96,7 +104,7 @@ impl AdminRoutes {
     ) -> AdminRoutes
     where
         H: Handler<T, AppState>,
-        T: 'static,
+        T: DocArgs + 'static,
     {
         self.route_with_limit(method, path, permission, None, handler)
     }
@@ -112,7 +120,7 @@ impl AdminRoutes {
     ) -> AdminRoutes
     where
         H: Handler<T, AppState>,
-        T: 'static,
+        T: DocArgs + 'static,
     {
         assert!(
             path.starts_with("/api/admin/"),
@@ -139,7 +147,19 @@ impl AdminRoutes {
             method,
             path,
             permission,
+            doc: <T as DocArgs>::document,
+            extra_doc: None,
         });
+        self
+    }
+
+    /// Adds hand-written documentation to the route declared last: for a body its handler
+    /// reads itself, which its argument types cannot describe.
+    pub fn documented(mut self, doc: DocFn) -> AdminRoutes {
+        self.table
+            .last_mut()
+            .expect("documented() follows a route")
+            .extra_doc = Some(doc);
         self
     }
 
@@ -170,6 +190,83 @@ impl AdminRoutes {
                 header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),
             ))
+    }
+}
+
+/// One mini-program route: what the OpenAPI document says of it.
+#[derive(Debug, Clone)]
+pub struct MpRouteSpec {
+    pub method: Method,
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub doc: DocFn,
+}
+
+/// Builder of the `/api/mp` routes: registers a route with its one-line summary and its
+/// handler's documentation (login is not a permission here: a handler that takes an
+/// `MpSession` needs the bearer token, and the document says so).
+#[derive(Default)]
+pub struct MpRoutes {
+    router: Router<AppState>,
+    table: Vec<MpRouteSpec>,
+}
+
+macro_rules! mp_method {
+    ($name:ident, $method:ident) => {
+        pub fn $name<H: Handler<T, AppState>, T: DocArgs + 'static>(
+            self,
+            path: &'static str,
+            summary: &'static str,
+            h: H,
+        ) -> MpRoutes {
+            self.route(Method::$method, path, summary, h, |mr| mr)
+        }
+    };
+}
+
+impl MpRoutes {
+    pub fn new() -> MpRoutes {
+        MpRoutes::default()
+    }
+
+    /// A route; `wrap` may add layers to its method router (an `Extension`, say).
+    pub fn route<H, T>(
+        mut self,
+        method: Method,
+        path: &'static str,
+        summary: &'static str,
+        handler: H,
+        wrap: impl FnOnce(MethodRouter<AppState>) -> MethodRouter<AppState>,
+    ) -> MpRoutes
+    where
+        H: Handler<T, AppState>,
+        T: DocArgs + 'static,
+    {
+        assert!(
+            path.starts_with("/api/mp/"),
+            "mini-program routes live under /api/mp/: {path}"
+        );
+        let filter = MethodFilter::try_from(method.clone()).expect("a standard HTTP method");
+        self.router = self.router.route(path, wrap(on(filter, handler)));
+        self.table.push(MpRouteSpec {
+            method,
+            path,
+            summary,
+            doc: <T as DocArgs>::document,
+        });
+        self
+    }
+
+    mp_method!(get, GET);
+    mp_method!(post, POST);
+    mp_method!(delete, DELETE);
+
+    pub fn table(&self) -> &[MpRouteSpec] {
+        &self.table
+    }
+
+    pub fn into_router(self) -> Router<AppState> {
+        self.router
     }
 }
 

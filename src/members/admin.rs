@@ -50,6 +50,7 @@ pub fn routes(r: AdminRoutes) -> AdminRoutes {
         Some(import_limit),
         import,
     )
+    .documented(import_doc)
     .get("/api/admin/members", Permission::ReadMembers, list)
     .get(
         "/api/admin/members/transfers",
@@ -264,10 +265,11 @@ impl TransferOut {
 
 // ---------------------------------------------------------------- list / show
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct ListQuery {
     org_unit: Option<String>,
     q: Option<String>,
+    #[schemars(range(min = 1, max = crate::http::MAX_PAGE))]
     page: Option<i64>,
     /// `active` (default), `transferred_out`, `left` or `all`.
     status: Option<String>,
@@ -308,7 +310,7 @@ async fn list(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct ShowQuery {
     #[serde(default)]
     reveal: bool,
@@ -388,7 +390,7 @@ async fn remove(
     envelope(&st, &m)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct UnbindIn {
     app: service::UnbindApp,
@@ -459,10 +461,15 @@ async fn incoming(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct TransfersQuery {
+    #[schemars(extend("enum" = ["completed", "issued", "received", "returned"]))]
     status: Option<String>,
+    #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::page")]
     page: Option<String>,
+    #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::page_size_100")]
     page_size: Option<String>,
 }
 
@@ -596,6 +603,34 @@ fn rows_invalid(errors: Vec<RowError>) -> Response {
         }})),
     )
         .into_response()
+}
+
+/// The import's body: the handler reads JSON or CSV itself (`rules::validate_row`), so its
+/// rows are described here, with the rules `validate_row` applies.
+fn import_doc(op: &mut crate::http::doc::OpDoc, _gen: &mut schemars::SchemaGenerator) {
+    // Cells are read as CSV cells are: a number is taken as its digits.
+    let text = |max: i64| {
+        serde_json::json!({"anyOf": [
+        {"type": "string", "minLength": 1, "maxLength": max, "pattern": "\\S"}, {"type": "number"}]})
+    };
+    let row = serde_json::json!({"type": "object", "additionalProperties": false,
+        "required": ["name", "phone", "category", "org_unit"], "properties": {
+        "name": text(64),
+        "phone": {"anyOf": [{"type": "string", "pattern": "^1[3-9][0-9]{9}$"},
+            {"type": "integer", "minimum": 13_000_000_000_i64, "maximum": 19_999_999_999_i64}]},
+        "category": {"type": "string", "enum": rules::CATEGORIES},
+        "monthly_income_fen": {"anyOf": [
+            {"type": "integer", "format": "int64", "minimum": 0, "maximum": 10_000_000_000_i64},
+            {"type": "string", "pattern": "^[0-9]{1,11}$"}], "nullable": true},
+        "org_unit": text(100),
+        "id_number": {"type": "string", "minLength": 18, "maxLength": 18, "nullable": true},
+        "party_status": {"type": "string", "enum": ["full", "probationary", null], "nullable": true},
+        "joined_at": {"type": "string", "format": "date", "nullable": true}}});
+    op.body = Some(
+        serde_json::json!({"required": true, "description": "All rows or none; an existing phone updates that member. monthly_income_fen is required for employed and retired members; id_number (an 18-character resident ID with its check digit) may be given too.", "content": {
+        "application/json": {"schema": {"type": "array", "items": row}},
+        "text/csv": {"schema": {"type": "string"}}}}),
+    );
 }
 
 /// `POST /api/admin/members`: a JSON array, or CSV with a header row (`Content-Type: text/csv`).

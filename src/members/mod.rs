@@ -20,7 +20,11 @@ use axum::{
     Router,
 };
 
-use crate::{app::AppState, http::routes::AdminRoutes, platform::pii::Column};
+use crate::{
+    app::AppState,
+    http::routes::{AdminRoutes, MpRoutes},
+    platform::pii::Column,
+};
 
 /// This feature's encrypted columns (for the re-seal pass).
 pub const SEALED: &[Column] = &[store::PHONE, store::ID_NUMBER, store::INCOME];
@@ -30,16 +34,34 @@ pub fn admin_routes(r: AdminRoutes) -> AdminRoutes {
     admin::routes(org_admin::routes(r))
 }
 
-/// The mini-program's account routes (login, bind, me, subscribe consent) and the printable
-/// introduction letter (an admin page: console session or bearer token, permission checked in
-/// the handler).
+/// The mini-program's account routes (login, bind, me, subscribe consent).
+pub fn mp_routes(r: MpRoutes) -> MpRoutes {
+    r.post(
+        "/api/mp/login",
+        "wx.login code → {token, expires_at, member|null} (code2Session)",
+        mp::login,
+    )
+    .post(
+        "/api/mp/bind",
+        "Bind to the roster: {name, phone_code} (getPhoneNumber) → {member}",
+        mp::bind,
+    )
+    .get(
+        "/api/mp/me",
+        "The logged-in user: {openid_bound, member|null}",
+        mp::me,
+    )
+    .post(
+        "/api/mp/subscriptions",
+        "Record wx.requestSubscribeMessage results: {template_ids, results}",
+        mp::subscriptions,
+    )
+}
+
+/// The printable introduction letter (an admin page: console session or bearer token,
+/// permission checked in the handler).
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/mp/login", post(mp::login))
-        .route("/api/mp/bind", post(mp::bind))
-        .route("/api/mp/me", get(mp::me))
-        .route("/api/mp/subscriptions", post(mp::subscriptions))
-        .route("/admin/members/transfers/{id}/letter", get(admin::letter))
+    Router::new().route("/admin/members/transfers/{id}/letter", get(admin::letter))
 }
 
 /// The roster and org-tree console pages (`/admin/members...`, `/admin/org...`); startup wraps

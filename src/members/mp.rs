@@ -96,8 +96,9 @@ fn one_time_code<'a>(code: &'a str, field: &str) -> AppResult<&'a str> {
 
 // ---------------------------------------------------------------- login
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct LoginIn {
+    #[schemars(length(min = 1, max = 256), regex(pattern = r"\S"))]
     code: String,
 }
 
@@ -173,7 +174,7 @@ pub async fn me(State(st): State<AppState>, mut session: MpSession) -> AppResult
 
 // ---------------------------------------------------------------- bind
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct BindIn {
     name: String,
     phone_code: String,
@@ -281,7 +282,7 @@ pub async fn bind(
 
 // ---------------------------------------------------------------- subscriptions
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct SubscriptionsIn {
     template_ids: Vec<String>,
     /// The object `wx.requestSubscribeMessage` resolves with (its `errMsg` is ignored).

@@ -75,6 +75,12 @@ pub fn validate_row(n: usize, raw: &RawRow, errors: &mut Vec<RowError>) -> Optio
     if raw.keys().any(|k| !COLUMNS.contains(&k.as_str())) {
         err("columns", "unknown column; expected name, phone, category, monthly_income_fen, org_unit, id_number, party_status, joined_at");
     }
+    // A JSON object, array or boolean where a cell belongs (see `stringify`).
+    for column in COLUMNS {
+        if raw.get(column).is_some_and(|v| v == INVALID_CELL) {
+            err(column, "must be a string or a number");
+        }
+    }
     let name = get("name").unwrap_or_default().to_owned();
     if name.is_empty() || name.chars().count() > 64 {
         err("name", "name is required (at most 64 characters)");
@@ -196,6 +202,9 @@ pub fn json_rows(body: &[u8]) -> Result<Vec<RawRow>, ImportError> {
         .collect()
 }
 
+/// What `stringify` makes of a JSON value no cell can hold; `validate_row` refuses it.
+const INVALID_CELL: &str = "\u{0}invalid";
+
 fn stringify(map: Map<String, Value>) -> RawRow {
     map.into_iter()
         .filter_map(|(k, v)| {
@@ -204,7 +213,7 @@ fn stringify(map: Map<String, Value>) -> RawRow {
                 Value::String(s) => s,
                 Value::Number(n) => n.to_string(),
                 // Kept distinguishable from a valid value so that validation reports it.
-                _ => "\u{0}invalid".to_owned(),
+                _ => INVALID_CELL.to_owned(),
             };
             Some((k, s))
         })
@@ -346,6 +355,23 @@ pub fn short_text(s: Option<&str>, max: usize) -> Result<Option<&str>, TooLong> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_json_cell_must_be_a_string_or_a_number() {
+        let rows = json_rows(
+            r#"[{"name":"张三","phone":"13800000001","category":"student","org_unit":"一支部"},
+            {"name":"李四","phone":"13800000002","category":"student","org_unit":{}},
+            {"name":["王五"],"phone":"13800000003","category":"student","org_unit":"一支部"}]"#
+                .as_bytes(),
+        )
+        .unwrap();
+        let mut errors = Vec::new();
+        assert!(validate_row(1, &rows[0], &mut errors).is_some());
+        assert!(validate_row(2, &rows[1], &mut errors).is_none());
+        assert!(validate_row(3, &rows[2], &mut errors).is_none());
+        let fields: Vec<(usize, &str)> = errors.iter().map(|e| (e.row, e.field)).collect();
+        assert_eq!(fields, [(2, "org_unit"), (3, "name")]);
+    }
 
     #[test]
     fn party_dates_follow_the_status() {

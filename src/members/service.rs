@@ -326,7 +326,7 @@ where
 
 /// `PATCH /api/admin/members/{id}`: the fields given change; `null` clears a nullable one. The
 /// phone is changed by a roster import (it is the member's key); the org unit by a transfer.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemberPatch {
     pub name: Option<String>,
@@ -510,7 +510,7 @@ pub async fn remove(st: &AppState, session: &AdminSession, id: i64) -> AppResult
 }
 
 /// Which openid an unbind removes, as the API names it.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum UnbindApp {
     Mp,
@@ -562,7 +562,7 @@ pub async fn unbind(
 // ---------------------------------------------------------------- transfers
 
 /// `POST /api/admin/members/{id}/transfers`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TransferRequest {
     /// Between two of our org units (both in the caller's scope): done at once.
@@ -771,7 +771,7 @@ pub async fn transfer_in_scope(st: &AppState, scope: &OrgScope, id: i64) -> AppR
 }
 
 /// How the other side answered an introduction letter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// The receipt (回执) came back: the transfer is done.
@@ -781,7 +781,7 @@ pub enum Outcome {
 }
 
 /// `POST /api/admin/members/transfers/{id}/close`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloseTransfer {
     pub outcome: Outcome,
@@ -848,7 +848,7 @@ pub async fn close_transfer(
 
 /// `POST /api/admin/members/transfers/incoming`: a member arriving from another organisation with
 /// their introduction letter.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IncomingTransfer {
     pub name: String,
@@ -997,9 +997,10 @@ pub async fn register_incoming(
 // ---------------------------------------------------------------- org units
 
 /// `POST /api/admin/org-units`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUnit {
+    #[schemars(length(min = 1, max = 100), regex(pattern = r"\S"))]
     pub name: String,
     /// Parent by name (or `parent_id`).
     #[serde(default)]
@@ -1013,7 +1014,7 @@ pub struct NewUnit {
 }
 
 /// `PATCH /api/admin/org-units/{id}`: rename, re-kind, move (`parent_id: null` = to the top).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UnitPatch {
     #[serde(default)]

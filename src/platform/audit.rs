@@ -111,16 +111,22 @@ where
     .map(|_| ())
 }
 
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, schemars::JsonSchema)]
 pub struct AuditFilter {
     pub actor: Option<String>,
     pub action: Option<String>,
     pub target_type: Option<String>,
     pub target_id: Option<String>,
     /// RFC 3339 or unix milliseconds.
+    #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::query_time")]
     pub since: Option<String>,
+    #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::query_time")]
     pub until: Option<String>,
+    #[schemars(range(min = 1, max = crate::http::MAX_PAGE))]
     pub page: Option<i64>,
+    #[schemars(range(min = 1, max = 500))]
     pub page_size: Option<i64>,
 }
 

@@ -9,7 +9,7 @@ use sqlx::Row;
 use crate::platform::db::{Db, Tx};
 
 /// What an org unit is; decides where it may sit in the tree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrgKind {
     /// 党委 (a university or school party committee).

@@ -70,9 +70,11 @@ async fn create(
     Ok((StatusCode::CREATED, AppJson(created)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct ListQuery {
+    #[schemars(extend("enum" = ["scheduled", "running", "paused", "completed", "cancelled", "failed"]))]
     status: Option<String>,
+    #[schemars(range(min = 1, max = crate::http::MAX_PAGE))]
     page: Option<i64>,
     per_page: Option<i64>,
 }

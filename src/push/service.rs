@@ -27,12 +27,14 @@ pub fn random_id() -> String {
     hex::encode(rand::random::<[u8; 4]>())
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 pub struct CreatePush {
+    #[schemars(length(min = 1, max = 8))]
     pub article_ids: Vec<i64>,
     pub audience: Audience,
     pub channel: Channel,
     #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::date_time")]
     pub scheduled_at: Option<String>,
 }
 
@@ -314,8 +316,9 @@ pub async fn view(st: &AppState, push: PushRow) -> Result<PushView, AppError> {
     })
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 pub struct PreviewPush {
+    #[schemars(length(min = 1, max = 8))]
     pub article_ids: Vec<i64>,
     pub channel: Channel,
     /// The recipient to render for (default: a placeholder).

@@ -22,22 +22,39 @@ pub fn routes(r: AdminRoutes) -> AdminRoutes {
     r.get("/api/admin/stats", Permission::ReadStats, stats)
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct StatsQuery {
+    #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::query_month")]
     pub from: Option<String>,
+    #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::query_month")]
     pub to: Option<String>,
     pub org_unit: Option<String>,
     /// `true`: attendance per member too.
+    #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::boolean")]
     pub members: Option<String>,
     /// `json` (default) or `csv`.
+    #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::json_or_csv")]
     pub format: Option<String>,
     /// With `format=csv`: which table.
+    #[schemars(extend("enum" = ["dues", "attendance", "attendance_members", "followers", "pushes", "moderation"]))]
     pub section: Option<String>,
 }
 
 impl StatsQuery {
     /// The CSV section asked for (None: JSON); bad values are a 422.
     pub fn csv_section(&self) -> AppResult<Option<CsvSection>> {
+        // A section is checked whenever given, also when JSON ignores it.
+        if let Some(s) = blank_to_none(&self.section) {
+            if CsvSection::parse(s).is_none() {
+                return Err(AppError::Validation(format!(
+                    "section: unknown section {s}"
+                )));
+            }
+        }
         match blank_to_none(&self.format) {
             None | Some("json") => Ok(None),
             Some("csv") => {

@@ -115,10 +115,15 @@ fn post_out(p: BoardPost) -> PostOut {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct ListQuery {
+    #[schemars(extend("enum" = ["pending", "approved", "rejected", "all"]))]
     pub status: Option<String>,
+    #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::page")]
     pub page: Option<String>,
+    #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::page_size_100")]
     pub page_size: Option<String>,
 }
 
@@ -171,7 +176,7 @@ async fn get_submission(
         .ok_or_else(|| AppError::NotFound("submission".into()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct DecisionBody {
     pub decision: EditorDecision,
     #[serde(default)]
@@ -279,8 +284,9 @@ async fn decide_post(
     )))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct AnswerBody {
+    #[schemars(length(min = 1, max = 2000), regex(pattern = r"\S"))]
     pub answer: String,
 }
 

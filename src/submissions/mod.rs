@@ -8,17 +8,32 @@ pub mod rules;
 pub mod service;
 pub mod store;
 
-use axum::{routing::get, Router};
+use axum::Router;
 
-use crate::app::AppState;
+use crate::{app::AppState, http::routes::MpRoutes};
 
 /// The mini-program's board and submissions.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/mp/board", get(mp::list_board).post(mp::create_post))
-        .route(
+pub fn mp_routes(r: MpRoutes) -> MpRoutes {
+    r
+        .get(
+            "/api/mp/board",
+            "The message board: approved posts with the editors' answers, newest first (?page=)",
+            mp::list_board,
+        )
+        .post(
+            "/api/mp/board",
+            "Post on the board: {content} → 201 {id, status: pending|rejected}; public only after an editor approves",
+            mp::create_post,
+        )
+        .get(
             "/api/mp/submissions",
-            get(mp::list_submissions).post(mp::create_submission),
+            "The member's own submissions (投稿), newest first, with status and receipt_no",
+            mp::list_submissions,
+        )
+        .post(
+            "/api/mp/submissions",
+            "Submit: {title, content, images: [url]} → 201 {id, receipt_no, status: pending|rejected}",
+            mp::create_submission,
         )
 }
 

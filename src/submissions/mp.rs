@@ -17,9 +17,13 @@ use crate::{
 
 const MAX_PAGE_SIZE: i64 = 50;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct PageQuery {
+    #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::page")]
     pub page: Option<String>,
+    #[serde(default)]
+    #[schemars(schema_with = "crate::http::doc::page_size_50")]
     pub page_size: Option<String>,
 }
 
@@ -62,7 +66,7 @@ pub async fn list_board(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct PostIn {
     pub content: String,
 }
@@ -155,7 +159,7 @@ pub async fn list_submissions(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct SubmissionIn {
     #[serde(default)]
     pub title: String,

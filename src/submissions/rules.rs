@@ -120,7 +120,7 @@ pub fn check_length(field: &str, text: &str, max: usize) -> Result<(), String> {
 }
 
 /// An editor's decision on a pending item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum EditorDecision {
     Approve,

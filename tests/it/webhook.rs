@@ -520,7 +520,7 @@ async fn openapi_lists_every_admin_route_with_its_permission() {
         assert_eq!(
             doc["paths"]["/api/admin/pushes"]["post"]["requestBody"]["content"]["application/json"]
                 ["schema"]["$ref"],
-            "#/components/schemas/PushInput"
+            "#/components/schemas/CreatePush"
         );
     });
 }
