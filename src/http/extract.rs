@@ -64,7 +64,8 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPair {
     }
 }
 
-/// A month `YYYY-MM` from the path; anything else names no month: 404 in the one shape.
+/// A month `YYYY-MM` from the path (the service checks it: 422 when malformed). Its own type so
+/// that the OpenAPI document can say what a month is.
 #[derive(Debug, Clone)]
 pub struct MonthKey(pub String);
 
@@ -75,16 +76,9 @@ impl<S: Send + Sync> FromRequestParts<S> for MonthKey {
         parts: &mut axum::http::request::Parts,
         state: &S,
     ) -> Result<Self, Self::Rejection> {
-        let not_found = || AppError::NotFound("month".into());
-        let Path(m) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| not_found())?;
-        let b = m.as_bytes();
-        let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
-        let well_formed = b.len() == 7 && b[4] == b'-' && digits(0..4) && digits(5..7);
-        match well_formed.then(|| m[5..7].parse::<u8>().ok()).flatten() {
-            Some(1..=12) => Ok(MonthKey(m)),
-            _ => Err(not_found()),
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(m)) => Ok(MonthKey(m)),
+            Err(_) => Err(AppError::NotFound("month".into())),
         }
     }
 }
@@ -109,9 +103,7 @@ pub fn blank_to_none(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
-/// The largest page number any list accepts: `(page - 1) * size` can never overflow into a
-/// negative OFFSET, and nobody pages that far by hand.
-pub const MAX_PAGE: i64 = 100_000;
+pub use crate::platform::db::MAX_PAGE;
 
 fn page_error() -> AppError {
     AppError::Validation(format!("page: must be a whole number from 1 to {MAX_PAGE}"))

@@ -111,6 +111,13 @@ where
     .map(|_| ())
 }
 
+/// `since`/`until`: RFC 3339, or unix milliseconds.
+fn time_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"anyOf": [
+        {"type": "string", "format": "date-time", "example": "2026-11-05T09:30:00+08:00"},
+        {"type": "string", "pattern": "^[0-9]{1,15}$"}]})
+}
+
 #[derive(Debug, Default, Clone, Deserialize, schemars::JsonSchema)]
 pub struct AuditFilter {
     pub actor: Option<String>,
@@ -119,12 +126,12 @@ pub struct AuditFilter {
     pub target_id: Option<String>,
     /// RFC 3339 or unix milliseconds.
     #[serde(default)]
-    #[schemars(schema_with = "crate::http::doc::query_time")]
+    #[schemars(schema_with = "time_schema")]
     pub since: Option<String>,
     #[serde(default)]
-    #[schemars(schema_with = "crate::http::doc::query_time")]
+    #[schemars(schema_with = "time_schema")]
     pub until: Option<String>,
-    #[schemars(range(min = 1, max = crate::http::MAX_PAGE))]
+    #[schemars(range(min = 1, max = crate::platform::db::MAX_PAGE))]
     pub page: Option<i64>,
     #[schemars(range(min = 1, max = 500))]
     pub page_size: Option<i64>,

@@ -157,6 +157,10 @@ fn ensure_sqlite_dir(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The largest page number any list accepts: `(page - 1) * size` can never overflow into a
+/// negative OFFSET, and nobody pages that far by hand.
+pub const MAX_PAGE: i64 = 100_000;
+
 /// One page of a list: 1-based `number`, `size` rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {
