@@ -80,23 +80,21 @@ impl<T: DocArg, E> DocArg for Result<T, E> {
     }
 }
 
+/// A JSON body of type `T`.
+fn json_body<T: JsonSchema>(gen: &mut SchemaGenerator, required: bool) -> Option<Value> {
+    let schema = gen.subschema_for::<T>();
+    Some(json!({"required": required, "content": {"application/json": {"schema": schema}}}))
+}
+
 impl<T: JsonSchema> DocArg for AppJson<T> {
     fn document(op: &mut OpDoc, gen: &mut SchemaGenerator) {
-        let schema = gen.subschema_for::<T>();
-        op.body = Some(json!({
-            "required": true,
-            "content": {"application/json": {"schema": schema}}
-        }));
+        op.body = json_body::<T>(gen, true);
     }
 }
 
 impl<T: JsonSchema> DocArg for OptionalJson<T> {
     fn document(op: &mut OpDoc, gen: &mut SchemaGenerator) {
-        let schema = gen.subschema_for::<T>();
-        op.body = Some(json!({
-            "required": false,
-            "content": {"application/json": {"schema": schema}}
-        }));
+        op.body = json_body::<T>(gen, false);
     }
 }
 

@@ -9,79 +9,65 @@ use crate::platform::{
     error::{AppError, AppResult},
 };
 
+/// The path's parameters as `T`; a path that does not fit names nothing: 404 in the one shape.
+async fn path_or_404<T, S>(
+    parts: &mut axum::http::request::Parts,
+    state: &S,
+    what: &str,
+) -> Result<T, AppError>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    Path::<T>::from_request_parts(parts, state)
+        .await
+        .map(|Path(v)| v)
+        .map_err(|_| AppError::NotFound(what.into()))
+}
+
+/// `FromRequestParts` for a path type: `path_or_404` of the parameters, then the type.
+macro_rules! from_path {
+    ($ty:ident, $params:ty, $what:literal, $make:expr) => {
+        impl<S: Send + Sync> FromRequestParts<S> for $ty {
+            type Rejection = AppError;
+
+            async fn from_request_parts(
+                parts: &mut axum::http::request::Parts,
+                state: &S,
+            ) -> Result<Self, Self::Rejection> {
+                path_or_404::<$params, S>(parts, state, $what)
+                    .await
+                    .map($make)
+            }
+        }
+    };
+}
+
 /// A numeric id from the path; anything else names nothing, so it is a 404 in the one shape.
 #[derive(Debug, Clone, Copy)]
 pub struct Id(pub i64);
 
-impl<S: Send + Sync> FromRequestParts<S> for Id {
-    type Rejection = AppError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        match Path::<i64>::from_request_parts(parts, state).await {
-            Ok(Path(id)) => Ok(Id(id)),
-            Err(_) => Err(AppError::NotFound("resource".into())),
-        }
-    }
-}
+from_path!(Id, i64, "resource", Id);
 
 /// A numeric id and a key from the path (`/{id}/steps/{step}`); a non-numeric id names nothing,
 /// so it is a 404 in the one shape.
 #[derive(Debug, Clone)]
 pub struct IdKey(pub i64, pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for IdKey {
-    type Rejection = AppError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        match Path::<(i64, String)>::from_request_parts(parts, state).await {
-            Ok(Path((id, key))) => Ok(IdKey(id, key)),
-            Err(_) => Err(AppError::NotFound("resource".into())),
-        }
-    }
-}
+from_path!(IdKey, (i64, String), "resource", |(id, key)| IdKey(id, key));
 
 /// Two numeric ids from the path (`/{id}/photos/{photo_id}`); anything else: 404 in the one shape.
 #[derive(Debug, Clone, Copy)]
 pub struct IdPair(pub i64, pub i64);
 
-impl<S: Send + Sync> FromRequestParts<S> for IdPair {
-    type Rejection = AppError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        match Path::<(i64, i64)>::from_request_parts(parts, state).await {
-            Ok(Path((a, b))) => Ok(IdPair(a, b)),
-            Err(_) => Err(AppError::NotFound("resource".into())),
-        }
-    }
-}
+from_path!(IdPair, (i64, i64), "resource", |(a, b)| IdPair(a, b));
 
 /// A month `YYYY-MM` from the path (the service checks it: 422 when malformed). Its own type so
 /// that the OpenAPI document can say what a month is.
 #[derive(Debug, Clone)]
 pub struct MonthKey(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for MonthKey {
-    type Rejection = AppError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        match Path::<String>::from_request_parts(parts, state).await {
-            Ok(Path(m)) => Ok(MonthKey(m)),
-            Err(_) => Err(AppError::NotFound("month".into())),
-        }
-    }
-}
+from_path!(MonthKey, String, "month", MonthKey);
 
 /// One list envelope for every paginated answer.
 #[derive(Debug, Serialize)]
