@@ -6,6 +6,7 @@
 //!   cargo bench --bench webhook -- [--messages N] [--concurrency C] [--url http://host:port]
 //!                                  [--database-url postgres://...] [--redis-url redis://...]
 //!   cargo bench --bench webhook -- --url http://host:port --rate R --duration SECS   # a soak
+//!   cargo bench --bench webhook -- --messages N --dump PREFIX --split K   # requests for wrk
 //!
 //! Every message of every run is distinct: MsgIds start at the current time in microseconds, so
 //! a second run against the same server is never answered from its de-duplication record.
@@ -45,6 +46,8 @@ struct Args {
     database_url: Option<String>,
     redis_url: Option<String>,
     rate: Option<u64>,
+    dump: Option<String>,
+    split: usize,
     duration_secs: u64,
 }
 
@@ -57,6 +60,8 @@ fn parse_args() -> Args {
         redis_url: None,
         rate: None,
         duration_secs: 600,
+        dump: None,
+        split: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -74,6 +79,14 @@ fn parse_args() -> Args {
                     .expect("--concurrency C")
             }
             "--url" => args.url = it.next(),
+            "--dump" => args.dump = it.next(),
+            "--split" => {
+                args.split = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|k| *k > 0)
+                    .expect("--split K")
+            }
             "--database-url" => args.database_url = it.next(),
             "--redis-url" => args.redis_url = it.next(),
             "--rate" => args.rate = Some(it.next().and_then(|v| v.parse().ok()).expect("--rate R")),
@@ -128,6 +141,25 @@ fn message(crypto: &MessageCrypto, ts: i64, base: i64, i: usize) -> Prepared {
             "/wechat?signature={sig}&timestamp={ts}&nonce={nonce}&openid=o_bench&encrypt_type=aes&msg_signature={msg_sig}"
         ),
         body: format!("<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"),
+    }
+}
+
+/// `--dump PREFIX --split K`: the run's messages for another load generator (wrk with
+/// `bench/peer/wrk.lua`), one `path<TAB>body` line each, dealt round-robin into `PREFIX.0` …
+/// `PREFIX.{K-1}` (one file per wrk thread, so that no two threads send the same message).
+fn dump(prefix: &str, n: usize, split: usize) {
+    use std::io::Write;
+    let mut files: Vec<_> = (0..split)
+        .map(|k| {
+            let f = std::fs::File::create(format!("{prefix}.{k}")).expect("create the dump file");
+            std::io::BufWriter::new(f)
+        })
+        .collect();
+    for (i, p) in prepare(n).iter().enumerate() {
+        writeln!(files[i % split], "{}\t{}", p.path, p.body).expect("write the dump file");
+    }
+    for mut f in files {
+        f.flush().expect("write the dump file");
     }
 }
 
@@ -268,6 +300,9 @@ fn main() {
             .clone()
             .expect("--rate needs --url (a server in its own process)");
         return soak(&args, &base, rate);
+    }
+    if let Some(prefix) = &args.dump {
+        return dump(prefix, args.messages, args.split);
     }
     let t = Instant::now();
     let prepared = Arc::new(prepare(args.messages));

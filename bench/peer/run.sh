@@ -5,14 +5,24 @@
 # (bench/webhook.rs --url) with distinct signed and AES-encrypted messages for the whole run.
 #
 #   bash bench/peer/run.sh                 # MESSAGES=300000 PEER_MESSAGES=30000 CONNS="16 64"
+#   GENERATOR=wrk bash bench/peer/run.sh   # the same servers driven by wrk (DURATION=6 s a run)
+#
+# With GENERATOR=wrk each run gets its own freshly built messages (`bench/webhook.rs --dump`,
+# one file per wrk thread: bench/peer/wrk.lua), MESSAGES=400000 per run of ours (more than a
+# 6-second run sends: a run that had to send a message twice says "wrapped").
 #
 # Needs: python3 with `pip install werobot gunicorn gevent`; PostgreSQL and Redis for the second
 # row (skipped with a loud line when DANGJIAN_BENCH_DATABASE_URL is unset).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-MESSAGES=${MESSAGES:-300000}
-PEER_MESSAGES=${PEER_MESSAGES:-30000}
+GENERATOR=${GENERATOR:-rust}
+case "$GENERATOR" in
+  rust) MESSAGES=${MESSAGES:-300000}; PEER_MESSAGES=${PEER_MESSAGES:-30000} ;;
+  wrk) MESSAGES=${MESSAGES:-400000}; PEER_MESSAGES=${PEER_MESSAGES:-100000}; DURATION=${DURATION:-6}
+       command -v wrk >/dev/null || { echo "GENERATOR=wrk needs wrk (apt-get install wrk)" >&2; exit 1; } ;;
+  *) echo "GENERATOR is rust or wrk" >&2; exit 1 ;;
+esac
 CONNS=${CONNS:-"16 64"}
 PG_URL=${DANGJIAN_BENCH_DATABASE_URL:-}
 REDIS_URL=${DANGJIAN_BENCH_REDIS_URL:-redis://127.0.0.1:6379}
@@ -39,6 +49,7 @@ start_dangjian() { # port, database url, redis url or ""
 }
 
 run() { # label, port, messages, conns -> prints "label|conns|rps|p50|p99|errors"
+  [ "$GENERATOR" = wrk ] && { run_wrk "$@"; return; }
   local out
   out=$("$GEN" --url "http://127.0.0.1:$2" --messages "$3" --concurrency "$4" 2>/dev/null || true)
   local rps p50 p99 err
@@ -47,6 +58,22 @@ run() { # label, port, messages, conns -> prints "label|conns|rps|p50|p99|errors
   p99=$(sed -n 's/.*p99 \([0-9.]*\),.*/\1/p' <<<"$out")
   err=$(sed -n 's/^requests: .*errors: \([0-9]*\),.*/\1/p' <<<"$out")
   echo "$1|$4|${rps:-0}|${p50:-?}|${p99:-?}|${err:-?}"
+}
+
+run_wrk() { # the same, driven by wrk with messages built for this run only
+  "$GEN" --messages "$3" --dump "$work/req" --split 2 >/dev/null 2>&1
+  local out sum rps p50 p99 err wrapped
+  out=$(WRK_REQUESTS="$work/req" wrk -t2 -c"$4" -d"${DURATION}s" --latency -s bench/peer/wrk.lua \
+    "http://127.0.0.1:$2/" 2>&1 || true)
+  rm -f "$work"/req.*
+  rps=$(awk '/^Requests\/sec:/ { printf "%d", $2 }' <<<"$out")
+  sum=$(grep '^wrk-summary' <<<"$out" || true)
+  field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$sum"; }
+  p50=$(field p50_ms); p99=$(field p99_ms); wrapped=$(field wrapped)
+  local e1 e2; e1=$(field errors); e2=$(field non2xx); err=$(( ${e1:-0} + ${e2:-0} ))
+  # The ceiling and the peer keep no de-duplication record: sending a message twice costs them nothing.
+  [[ "$1" == dangjian* ]] && [ "${wrapped:-0}" -gt 0 ] && err="$err (wrapped)"
+  echo "$1|$4|${rps:-0}|${p50:-?}|${p99:-?}|$err"
 }
 
 replays() { # our server's de-duplication replays must stay 0 (every message distinct)
@@ -76,7 +103,8 @@ for c in $CONNS; do
 done
 
 echo
-echo "measured $(date -u +%Y-%m-%d) on $(nproc) cores; generator: bench/webhook.rs --url (own process)"
+if [ "$GENERATOR" = wrk ]; then gen_name="wrk -t2, ${DURATION} s a run (bench/peer/wrk.lua)"; else gen_name="bench/webhook.rs --url (own process)"; fi
+echo "measured $(date -u +%Y-%m-%d) on $(nproc) cores; generator: $gen_name"
 echo "| server | conns | msg/s | p50 ms | p99 ms | errors | × ceiling | × peer best |"
 echo "|---|---|---|---|---|---|---|---|"
 for r in "${rows[@]}"; do

@@ -233,12 +233,24 @@ pub fn json_or_csv(_: &mut SchemaGenerator) -> Schema {
 /// The OpenAPI 3.0 schema generator the document uses (definitions under
 /// `#/components/schemas`, `nullable` for `Option`).
 pub fn generator() -> SchemaGenerator {
-    schemars::generate::SchemaSettings::openapi3().into_generator()
+    settings().into_generator()
+}
+
+/// OpenAPI 3.0 settings, without the `"default": null` schemars gives an `Option` field that has
+/// `#[serde(default)]` (a schema that is not nullable cannot have a null default).
+fn settings() -> schemars::generate::SchemaSettings {
+    schemars::generate::SchemaSettings::openapi3().with_transform(
+        schemars::transform::RecursiveTransform(|s: &mut Schema| {
+            if s.get("default") == Some(&Value::Null) {
+                s.remove("default");
+            }
+        }),
+    )
 }
 
 /// `T`'s properties as query parameters (`required` as `T` says).
 fn query_parameters<T: JsonSchema>() -> Vec<Value> {
-    let mut gen = schemars::generate::SchemaSettings::openapi3()
+    let mut gen = settings()
         .with(|s| s.inline_subschemas = true)
         .into_generator();
     let root = gen.root_schema_for::<T>();

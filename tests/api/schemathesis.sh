@@ -5,7 +5,7 @@
 #
 #   bash tests/api/schemathesis.sh            # EXAMPLES=15 per operation; BIN=target/debug/dangjian
 #
-# Needs `pip install schemathesis` (4.x). Exit status: schemathesis's (non-zero on any failure).
+# Needs `pip install schemathesis openapi-spec-validator` (4.x, 0.9). Exit status: schemathesis's (non-zero on any failure).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 EXAMPLES=${EXAMPLES:-15}
@@ -27,6 +27,9 @@ token=$(curl -fs -X POST "http://127.0.0.1:$PORT/api/admin/login" -H 'content-ty
   -d '{"username":"admin","password":"Schemathesis-Admin-1"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 # Logging out, changing the password or disabling/demoting accounts (the run's own among them)
 # would end the run's session half-way.
+# The document itself must be valid OpenAPI 3.0.
+curl -fs "http://127.0.0.1:$PORT/api/openapi.json" >"$work/openapi.json"
+python3 -m openapi_spec_validator "$work/openapi.json"
 # One worker: with two, hypothesis sometimes describes a lambda by parsing schemathesis's own
 # source in two threads at once, which CPython 3.11.7's parser refuses ("AST constructor
 # recursion depth mismatch") and schemathesis reports as an error.
