@@ -12,7 +12,7 @@
 //! (timestamp, nonce) pair carries one body only, for the whole timestamp window: WeChat's retry
 //! of the same body is answered as a retry, another body under the same signed URL is refused.
 
-use std::time::Duration;
+use std::{future::Future, pin::Pin, time::Duration};
 
 use axum::{
     body::Body,
@@ -292,11 +292,13 @@ async fn dispatch(
         Claim::First(ticket) => {
             let (tx, mut rx) = tokio::sync::oneshot::channel::<Outgoing>();
             let task_state = st.clone();
-            // Handled in its own task: a slow handler is never cancelled half-way by the budget
-            // or by WeChat hanging up; it finishes and follows up by customer-service message.
-            // The task owns the ticket: if the handler panics, dropping the ticket releases the
-            // claim, so WeChat's retry handles the message instead of waiting for nothing.
-            st.tasks.spawn(async move {
+            // Handled inline while the budget lasts (no task hop in the common case), but never
+            // cancelled half-way: when the budget runs out, or WeChat hangs up and this request
+            // is dropped, the rest runs on as a task of its own ([`Detach`]); it finishes and
+            // follows up by customer-service message. The work owns the ticket: if the handler
+            // panics, dropping the ticket releases the claim, so WeChat's retry handles the
+            // message instead of waiting for nothing.
+            let work = async move {
                 let st = task_state;
                 let openid = msg.from_user.clone();
                 match handle(&st, &msg).await {
@@ -319,11 +321,24 @@ async fn dispatch(
                         st.dedup.abandon(ticket).await;
                     }
                 }
-            });
-            let out = match tokio::time::timeout_at(deadline, &mut rx).await {
-                Ok(Ok(out)) => out,
-                Ok(Err(_)) => return Err(anyhow::anyhow!("message handler failed").into()),
-                Err(_) => {
+            };
+            // The reply is taken as soon as the handler sends it; what is left of the work
+            // (recording the answer for retries) finishes in place when it can, else as a task.
+            let mut work = Detach::new(work, st.tasks.clone());
+            // The deadline first: a budget spent before this point (receiving a slow body) means
+            // WeChat no longer waits, so the answer goes by customer-service message instead.
+            let answer = tokio::select! {
+                biased;
+                () = tokio::time::sleep_until(deadline) => None,
+                r = &mut rx => Some(r.map_err(|_| ())),
+                () = &mut work => Some(rx.try_recv().map_err(|_| ())),
+            };
+            drop(work);
+            let out = match answer {
+                Some(Ok(out)) => out,
+                // The handler failed (and released the claim): WeChat's retry handles it.
+                Some(Err(_)) => return Err(anyhow::anyhow!("message handler failed").into()),
+                None => {
                     rx.close();
                     match rx.try_recv() {
                         Ok(out) => out, // finished at the wire
@@ -469,5 +484,52 @@ impl AppState {
             pic_url: card.cover_url.clone().unwrap_or_default(),
             url: format!("{base}/articles/{}", card.id),
         }
+    }
+}
+
+/// A future run in place that, if it is dropped or [`detach`](Detach::detach)ed before it
+/// finishes, goes on as a task of its own instead of being cancelled.
+struct Detach<F: Future<Output = ()> + Send + 'static> {
+    work: Option<Pin<Box<F>>>,
+    tasks: tokio_util::task::TaskTracker,
+}
+
+impl<F: Future<Output = ()> + Send + 'static> Detach<F> {
+    fn new(work: F, tasks: tokio_util::task::TaskTracker) -> Self {
+        Detach {
+            work: Some(Box::pin(work)),
+            tasks,
+        }
+    }
+
+    /// Let the rest run as a task (a no-op once finished).
+    fn detach(&mut self) {
+        if let Some(work) = self.work.take() {
+            // Outside a runtime (only while it shuts down) there is nowhere to run it.
+            if tokio::runtime::Handle::try_current().is_ok() {
+                self.tasks.spawn(work);
+            }
+        }
+    }
+}
+
+impl<F: Future<Output = ()> + Send + 'static> Future for Detach<F> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        let Some(work) = self.work.as_mut() else {
+            return std::task::Poll::Ready(());
+        };
+        let done = work.as_mut().poll(cx);
+        if done.is_ready() {
+            self.work = None;
+        }
+        done
+    }
+}
+
+impl<F: Future<Output = ()> + Send + 'static> Drop for Detach<F> {
+    fn drop(&mut self) {
+        self.detach();
     }
 }

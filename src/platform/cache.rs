@@ -74,7 +74,7 @@ impl moka::Expiry<String, Entry> for PerEntry {
 /// stays flat however many messages arrive; when full, the least useful entries go first.
 #[derive(Clone)]
 pub struct MemoryCache {
-    entries: moka::sync::Cache<String, Entry>,
+    entries: moka::sync::Cache<String, Entry, foldhash::fast::RandomState>,
 }
 
 impl Default for MemoryCache {
@@ -109,7 +109,9 @@ impl MemoryCache {
                     (k.len() + e.value.len() + 300).min(u32::MAX as usize) as u32
                 })
                 .expire_after(PerEntry)
-                .build(),
+                // foldhash, seeded per process, instead of SipHash: hashing every key was a few
+                // percent of a webhook message (bench/README.md).
+                .build_with_hasher(foldhash::fast::RandomState::default()),
         }
     }
 
