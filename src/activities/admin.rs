@@ -76,14 +76,14 @@ pub const PHOTO_REQUEST_LIMIT: usize = rules::MAX_PHOTO_BYTES + 256 * 1024;
 
 // ---------------------------------------------------------------- shapes
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Counts {
     pub confirmed: i64,
     pub waitlisted: i64,
     pub checked_in: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct MinutesOut {
     pub host: Option<String>,
     pub recorder: Option<String>,
@@ -92,7 +92,7 @@ pub struct MinutesOut {
     pub recorded_at: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ActivityOut {
     pub id: i64,
     pub title: String,
@@ -310,7 +310,7 @@ pub struct CancelIn {
     reason: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct CancelOut {
     #[serde(flatten)]
     activity: ActivityOut,
@@ -471,7 +471,7 @@ async fn show(
     Ok(AppJson(one(&st, id).await?))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct SignupLine {
     pub signup_id: i64,
     pub member_id: i64,
@@ -486,7 +486,7 @@ pub struct SignupLine {
     pub promoted: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct SignupsOut {
     pub activity_id: i64,
     pub capacity: i64,
@@ -550,7 +550,7 @@ pub struct AttendanceQuery {
     format: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct AttendanceOut {
     pub activity_id: i64,
     pub kind: Kind,
@@ -698,7 +698,7 @@ async fn mark(
     }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct CheckinCodeOut {
     pub activity_id: i64,
     /// What the QR code holds; the mini-program posts it to `/api/mp/activities/{id}/checkin`.
@@ -780,7 +780,7 @@ pub struct RhythmQuery {
     quarter: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct KindCount {
     /// Open meetings of this kind for the unit that started before now in the quarter.
     pub held: i64,
@@ -790,7 +790,7 @@ pub struct KindCount {
     pub required: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct UnitRhythm {
     pub org_unit: crate::platform::org::OrgUnit,
     pub kinds: BTreeMap<&'static str, KindCount>,
@@ -798,7 +798,7 @@ pub struct UnitRhythm {
     pub complete: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct RhythmOut {
     pub quarter: String,
     pub from: String,
@@ -869,7 +869,7 @@ pub(super) async fn rhythm_report(
 
 // ---------------------------------------------------------------- minutes photos
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct PhotoOut {
     pub id: i64,
     pub activity_id: i64,
@@ -937,7 +937,7 @@ pub(super) async fn photo_files(
     Ok(files)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct PhotosOut {
     pub items: Vec<PhotoOut>,
     pub total: usize,

@@ -23,7 +23,7 @@ use crate::{
     },
 };
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct MySignup {
     /// confirmed | waitlisted
     pub status: String,
@@ -31,7 +31,7 @@ pub struct MySignup {
     pub position: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct MpActivity {
     pub id: i64,
     pub title: String,
@@ -75,7 +75,7 @@ fn out(a: ActivityRow, mine: Option<MySignup>, now: i64) -> MpActivity {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ListOut {
     pub items: Vec<MpActivity>,
 }
@@ -119,7 +119,7 @@ pub async fn list(State(st): State<AppState>, session: MpSession) -> AppResult<A
     Ok(AppJson(ListOut { items }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct DetailOut {
     #[serde(flatten)]
     pub activity: MpActivity,
@@ -180,7 +180,7 @@ pub async fn sign_up(
     Ok(AppJson(service::sign_up(&st, &queue, &member, id).await?))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct WithdrawOut {
     pub status: &'static str,
 }

@@ -504,7 +504,7 @@ pub async fn mark_attendance(
 }
 
 /// One line of the attendance sheet.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct AttendanceLine {
     pub member_id: i64,
     pub name: String,
@@ -519,7 +519,7 @@ pub struct AttendanceLine {
     pub marked_by: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct AttendanceSummary {
     pub expected: i64,
     pub present: i64,
@@ -654,7 +654,7 @@ pub async fn rhythm(
 // ---------------------------------------------------------------- mini-program
 
 /// The answer to a sign-up.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SignupOutcome {
     /// confirmed | waitlisted
     pub status: &'static str,
@@ -884,7 +884,7 @@ pub async fn withdraw(st: &AppState, member: &MemberRow, id: i64) -> AppResult<O
 }
 
 /// The outcome of a check-in.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct CheckedIn {
     /// present | late
     pub status: &'static str,

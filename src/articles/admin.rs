@@ -2,7 +2,7 @@
 //! All need `Permission::ManageArticles` (editors and admins); every write is audited in the same
 //! transaction, so a refused request leaves nothing behind — not even an audit entry.
 
-use axum::{extract::State, http::StatusCode, response::IntoResponse};
+use axum::{extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -40,7 +40,7 @@ pub fn routes(r: AdminRoutes) -> AdminRoutes {
 
 // ---- shapes ------------------------------------------------------------------------------------
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ArticleOut {
     pub id: i64,
     pub title: String,
@@ -65,7 +65,7 @@ pub struct ArticleOut {
     pub url: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ArticleItemOut {
     pub id: i64,
     pub title: String,
@@ -161,7 +161,7 @@ async fn create_article(
     State(st): State<AppState>,
     session: AdminSession,
     AppJson(input): AppJson<ArticleInput>,
-) -> AppResult<impl IntoResponse> {
+) -> AppResult<(StatusCode, AppJson<ArticleOut>)> {
     let a = input.validate().map_err(invalid)?;
     let id = service::create(&st, &session, &a).await?;
     Ok((StatusCode::CREATED, article_response(&st, id).await?))
@@ -263,7 +263,7 @@ async fn list_articles(
 
 // ---- categories --------------------------------------------------------------------------------
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct CategoryOut {
     pub id: i64,
     pub name: String,
@@ -322,7 +322,7 @@ async fn create_category(
     State(st): State<AppState>,
     session: AdminSession,
     AppJson(b): AppJson<CategoryBody>,
-) -> AppResult<impl IntoResponse> {
+) -> AppResult<(StatusCode, AppJson<CategoryOut>)> {
     let name = b.name.as_deref().unwrap_or_default();
     let id = service::create_category(&st, &session, name, b.position).await?;
     Ok((StatusCode::CREATED, category_response(&st, id).await?))
@@ -352,7 +352,7 @@ async fn delete_category(
 
 // ---- banners -----------------------------------------------------------------------------------
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct BannerOut {
     pub id: i64,
     pub title: String,
@@ -414,7 +414,7 @@ async fn create_banner(
     State(st): State<AppState>,
     session: AdminSession,
     AppJson(input): AppJson<BannerInput>,
-) -> AppResult<impl IntoResponse> {
+) -> AppResult<(StatusCode, AppJson<BannerOut>)> {
     let b = service::valid_banner(&st, &input).await?;
     let id = service::create_banner(&st, &session, &b).await?;
     Ok((StatusCode::CREATED, banner_response(&st, id).await?))

@@ -26,7 +26,7 @@ pub struct ArticlesQuery {
     pub page_size: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ArticleItem {
     pub id: i64,
     pub title: String,
@@ -65,7 +65,7 @@ pub async fn list_articles(
     }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ArticleDetail {
     pub id: i64,
     pub title: String,
@@ -102,7 +102,7 @@ pub async fn get_article(State(st): State<AppState>, Id(id): Id) -> AppResult<Js
     }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct CategoryItem {
     pub id: i64,
     pub name: String,
@@ -125,7 +125,7 @@ pub async fn list_categories(
     Ok(Json(ItemsOut { items }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct BannerItem {
     pub id: i64,
     pub title: String,

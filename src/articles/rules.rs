@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Draft,
@@ -132,7 +132,7 @@ pub struct ArticleInput {
     #[serde(default)]
     #[schemars(length(max = 120))]
     pub summary: String,
-    #[schemars(length(min = 1, max = 100000), regex(pattern = r"\S"))]
+    #[schemars(length(min = 1, max = 200000), regex(pattern = r"\S"))]
     pub body_md: String,
     #[schemars(
         length(min = 1, max = 32),
@@ -142,16 +142,12 @@ pub struct ArticleInput {
     #[serde(default)]
     pub cover_url: Option<String>,
     #[serde(default)]
-    #[schemars(
-        length(min = 1, max = 32),
-        regex(pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")
-    )]
+    /// Blank is the same as absent.
+    #[schemars(length(max = 32), regex(pattern = r"^[^\x00-\x1f\x7f-\x9f]*$"))]
     pub author: Option<String>,
     #[serde(default)]
-    #[schemars(
-        length(min = 1, max = 200),
-        regex(pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")
-    )]
+    /// Blank is the same as absent.
+    #[schemars(length(max = 200), regex(pattern = r"^[^\x00-\x1f\x7f-\x9f]*$"))]
     pub source: Option<String>,
     #[serde(default)]
     #[schemars(length(min = 0, max = 10))]

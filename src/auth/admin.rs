@@ -1,6 +1,6 @@
 //! Login, logout, the current user, password change.
 
-use axum::{extract::State, http::StatusCode, response::IntoResponse};
+use axum::{extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -34,7 +34,7 @@ struct LoginBody {
 }
 
 /// An admin account as the API shows it (never the password hash).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct UserOut {
     pub id: i64,
     pub username: String,
@@ -59,21 +59,21 @@ pub(super) fn public_user(u: &users::AdminUser) -> UserOut {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct LoginOut {
     token: String,
     expires_at: String,
     user: UserOut,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct MeOut {
     user: UserOut,
     permissions: Vec<Permission>,
     expires_at: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub(super) struct RevokedOut {
     pub sessions_revoked: u64,
 }
@@ -98,7 +98,7 @@ async fn login(
     }))
 }
 
-async fn logout(State(st): State<AppState>, session: AdminSession) -> AppResult<impl IntoResponse> {
+async fn logout(State(st): State<AppState>, session: AdminSession) -> AppResult<StatusCode> {
     tokens::revoke(&st.db, session.token_hash(), session.now).await?;
     audit::record(
         st.db.pool(),

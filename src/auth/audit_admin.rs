@@ -17,7 +17,7 @@ pub fn routes(r: AdminRoutes) -> AdminRoutes {
     r.get("/api/admin/audit", Permission::ReadAudit, search)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct AuditOut {
     id: i64,
     at: String,
@@ -30,7 +30,7 @@ struct AuditOut {
     details: Value,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct AuditPage {
     entries: Vec<AuditOut>,
     page: i64,

@@ -35,12 +35,12 @@ pub fn routes(r: AdminRoutes) -> AdminRoutes {
         )
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct UsersOut {
     users: Vec<UserOut>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct OneUserOut {
     user: UserOut,
     /// Only when the server generated it: shown once, never stored in clear.
@@ -48,7 +48,7 @@ struct OneUserOut {
     password: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct PasswordResetOut {
     password: String,
     sessions_revoked: u64,

@@ -85,13 +85,13 @@ pub fn routes(r: AdminRoutes) -> AdminRoutes {
 
 // ---------------------------------------------------------------- views
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct OrgUnitOut {
     pub id: i64,
     pub name: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct RecordOut {
     pub id: i64,
     pub name: String,
@@ -111,7 +111,7 @@ pub struct RecordOut {
     pub updated_at: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct EntryOut {
     pub id: i64,
     pub step: String,
@@ -137,7 +137,7 @@ pub struct EntryOut {
     pub decision_delay_reason: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct DocumentOut {
     pub id: i64,
     pub kind: String,
@@ -162,7 +162,7 @@ fn document_out(d: DocumentRow) -> DocumentOut {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct TimelineOut {
     pub record: RecordOut,
     pub steps: Vec<EntryOut>,
@@ -172,7 +172,7 @@ pub struct TimelineOut {
 }
 
 /// A write's answer: the entry it made and the record's timeline after it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ChangedOut {
     pub entry_id: i64,
     #[serde(flatten)]
@@ -553,7 +553,7 @@ async fn return_step(
     Ok(AppJson(ChangedOut { entry_id, timeline }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct QueueItemOut {
     pub entry_id: i64,
     pub record_id: i64,
@@ -569,7 +569,7 @@ pub struct QueueItemOut {
     pub delay_reason: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ItemsOut<T> {
     pub items: Vec<T>,
     pub total: usize,
@@ -652,7 +652,7 @@ impl UnitQuery {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct OverdueOut {
     pub record_id: i64,
     pub name: String,
@@ -665,13 +665,13 @@ pub struct OverdueOut {
     pub days_overdue: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct UnitCountOut {
     pub org_unit: OrgUnitOut,
     pub count: usize,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct OverdueListOut {
     pub items: Vec<OverdueOut>,
     pub total: usize,
@@ -750,7 +750,7 @@ async fn overdue(
 }
 
 /// People per stage in one branch.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, schemars::JsonSchema)]
 pub struct StageCounts {
     pub applicant: usize,
     pub activist: usize,
@@ -775,7 +775,7 @@ impl StageCounts {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct UnitStagesOut {
     pub org_unit: OrgUnitOut,
     #[serde(flatten)]
@@ -873,7 +873,7 @@ async fn pipeline(
         .into_response())
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct MeanDaysOut {
     pub stage: StageOut,
     /// Records that left this stage during the year.
@@ -881,7 +881,7 @@ pub struct MeanDaysOut {
     pub mean_days: Option<f64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct StatsOut {
     pub year: i32,
     /// People who entered each stage during the year, per branch.
@@ -973,7 +973,7 @@ pub struct RemindersQuery {
     page_size: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ReminderOut {
     pub id: i64,
     pub record_id: i64,
@@ -1110,7 +1110,7 @@ pub struct ReportIn {
     date: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ReportCreatedOut {
     pub id: i64,
     pub date: String,
@@ -1139,7 +1139,7 @@ async fn add_report(
     ))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ReportOut {
     pub id: i64,
     pub date: String,

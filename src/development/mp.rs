@@ -20,7 +20,7 @@ use crate::{
     platform::error::{AppError, AppResult},
 };
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct MyDevelopmentOut {
     pub record_id: i64,
     pub name: String,
@@ -89,7 +89,7 @@ pub struct ReportIn {
     content: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ReportCreatedOut {
     pub id: i64,
     pub date: String,

@@ -267,7 +267,7 @@ pub struct StepDef {
 }
 
 /// What a periodic duty counts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, schemars::JsonSchema)]
 pub enum Counts {
     /// Thought reports (思想汇报).
     Reports,
@@ -672,7 +672,7 @@ impl Definitions {
 // ---------------------------------------------------------------- a record's facts
 
 /// Step-specific facts given with an entry (stored with it as JSON).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Details {
     /// 培养联系人 / 入党介绍人 names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -682,6 +682,7 @@ pub struct Details {
     pub class_hours: Option<u32>,
     /// Training: last day (YYYY-MM-DD).
     #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_date")]
+    #[schemars(with = "Option<String>")]
     pub end_date: Option<Date>,
     /// Probation extension: months.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1046,7 +1047,7 @@ fn check_rule(
 
 // ---------------------------------------------------------------- deadlines
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DeadlineStatus {
     Met,

@@ -1062,7 +1062,7 @@ pub async fn add_report(
 
 // ---------------------------------------------------------------- views shared by the handlers
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct StageOut {
     pub key: &'static str,
     pub name: &'static str,
@@ -1077,7 +1077,7 @@ impl From<Stage> for StageOut {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct NextStepOut {
     pub step: String,
     pub name: String,
@@ -1100,7 +1100,7 @@ impl From<&NextStep> for NextStepOut {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DeadlineOut {
     pub rule: String,
     pub label: String,
@@ -1123,7 +1123,7 @@ pub fn deadline_out(d: &Deadline, today: Date) -> DeadlineOut {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ReportsSummary {
     pub count: usize,
     pub last_on: Option<String>,

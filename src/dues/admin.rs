@@ -67,7 +67,7 @@ async fn assess(
     Ok(AppJson(service::assess(&st, &session, &body.month).await?))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct BillOut {
     pub id: i64,
     pub member_id: i64,
@@ -193,7 +193,7 @@ async fn adjust(
 
 // ---------------------------------------------------------------- months and profiles
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 struct MonthOut {
     month: String,
     status: String,
@@ -214,7 +214,7 @@ fn month_out(m: store::MonthRow) -> MonthOut {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 struct MonthsOut {
     months: Vec<MonthOut>,
 }
@@ -265,7 +265,7 @@ struct ProfileIn {
     voluntary_fen: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 struct ProfileOut {
     member_id: i64,
     exempt_reason: Option<String>,
@@ -333,7 +333,7 @@ async fn reconciliation(
     ))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 struct CollectionOut {
     month: String,
     collection_rate: Option<f64>,
@@ -433,7 +433,7 @@ async fn tradebill(
 
 // ---------------------------------------------------------------- incidents
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 struct IncidentOut {
     id: i64,
     kind: String,

@@ -13,7 +13,7 @@ use crate::{
     platform::{error::AppResult, time::rfc3339_shanghai},
 };
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct MpBill {
     pub id: i64,
     pub month: String,
@@ -24,7 +24,7 @@ pub struct MpBill {
     pub paid_at: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct MpBills {
     pub bills: Vec<MpBill>,
 }

@@ -122,13 +122,13 @@ fn decrypt_base(st: &AppState, m: &members::store::MemberRow) -> AppResult<Optio
 
 // ---------------------------------------------------------------- assessment
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Skipped {
     pub member_id: i64,
     pub reason: &'static str,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct AssessOut {
     pub month: String,
     /// Bills made by this run.
@@ -1242,7 +1242,7 @@ pub async fn check_order(st: &AppState, order: &OrderRow, owner: &str) -> AppRes
 
 // ---------------------------------------------------------------- reconciliation
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct UnitCollection {
     pub org_unit_id: i64,
     pub org_unit: String,
@@ -1256,7 +1256,7 @@ pub struct UnitCollection {
     pub collection_rate: Option<f64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Reconciliation {
     pub month: String,
     /// `open`, `settled`, or `none` (never assessed).
@@ -1372,7 +1372,7 @@ pub async fn reconciliation(
 
 // ---------------------------------------------------------------- trade bills
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct TradebillIncident {
     pub id: i64,
     pub kind: &'static str,
@@ -1382,7 +1382,7 @@ pub struct TradebillIncident {
     pub actual_fen: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct TradebillOut {
     pub date: String,
     /// Trade rows (SUCCESS) in WeChat Pay's bill.
@@ -1784,7 +1784,7 @@ pub fn reminder_notice(month: Month) -> crate::push::Notice {
 }
 
 /// `POST /api/admin/dues/months/{month}/remind`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct RemindOut {
     pub month: String,
     /// Bills whose member was sent a reminder now (each one delivery row of `push_ids`; the

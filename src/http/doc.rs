@@ -7,6 +7,8 @@
 //! extractor that the route needs a bearer token. An extractor without a `DocArg` impl does not
 //! compile, so the document cannot drift from what the handlers accept.
 
+use std::future::Future;
+
 use axum::extract::{Path, State};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Value};
@@ -28,6 +30,8 @@ pub struct OpDoc {
     pub body: Option<Value>,
     /// The route takes a session's bearer token.
     pub secured: bool,
+    /// The schema of a successful answer's JSON body, when the handler's type says it.
+    pub response: Option<Value>,
 }
 
 /// Documents one handler argument; the default says nothing (state, headers, the client's IP).
@@ -64,6 +68,70 @@ doc_args!(A1, A2, A3, A4, A5);
 doc_args!(A1, A2, A3, A4, A5, A6);
 doc_args!(A1, A2, A3, A4, A5, A6, A7);
 doc_args!(A1, A2, A3, A4, A5, A6, A7, A8);
+
+/// Documents a handler's answer: `AppJson<T>` (alone, after a status, inside a `Result`) is a
+/// JSON body of `T`'s schema; a `Response` or a bare status says nothing more than 2XX.
+pub trait DocResponse {
+    fn document(_op: &mut OpDoc, _gen: &mut SchemaGenerator) {}
+}
+
+impl DocResponse for axum::response::Response {}
+impl DocResponse for axum::http::StatusCode {}
+impl DocResponse for () {}
+
+impl<T: JsonSchema> DocResponse for AppJson<T> {
+    fn document(op: &mut OpDoc, gen: &mut SchemaGenerator) {
+        op.response = Some(gen.subschema_for::<T>().to_value());
+    }
+}
+
+impl<T: JsonSchema> DocResponse for axum::Json<T> {
+    fn document(op: &mut OpDoc, gen: &mut SchemaGenerator) {
+        op.response = Some(gen.subschema_for::<T>().to_value());
+    }
+}
+
+impl<T: JsonSchema> DocResponse for (axum::http::StatusCode, AppJson<T>) {
+    fn document(op: &mut OpDoc, gen: &mut SchemaGenerator) {
+        <AppJson<T> as DocResponse>::document(op, gen)
+    }
+}
+
+impl<R: DocResponse, E> DocResponse for Result<R, E> {
+    fn document(op: &mut OpDoc, gen: &mut SchemaGenerator) {
+        R::document(op, gen)
+    }
+}
+
+/// Documents what a handler answers, from its return type (`T` as in [`DocArgs`]).
+pub trait DocHandler<T> {
+    fn document(op: &mut OpDoc, gen: &mut SchemaGenerator);
+}
+
+macro_rules! doc_handler {
+    ($($arg:ident),*) => {
+        impl<Func, Fut, M, $($arg,)*> DocHandler<(M, $($arg,)*)> for Func
+        where
+            Func: FnOnce($($arg),*) -> Fut,
+            Fut: Future,
+            Fut::Output: DocResponse,
+        {
+            fn document(op: &mut OpDoc, gen: &mut SchemaGenerator) {
+                <Fut::Output as DocResponse>::document(op, gen)
+            }
+        }
+    };
+}
+
+doc_handler!();
+doc_handler!(A1);
+doc_handler!(A1, A2);
+doc_handler!(A1, A2, A3);
+doc_handler!(A1, A2, A3, A4);
+doc_handler!(A1, A2, A3, A4, A5);
+doc_handler!(A1, A2, A3, A4, A5, A6);
+doc_handler!(A1, A2, A3, A4, A5, A6, A7);
+doc_handler!(A1, A2, A3, A4, A5, A6, A7, A8);
 
 impl<S> DocArg for State<S> {}
 impl<T> DocArg for axum::Extension<T> {}
@@ -234,6 +302,12 @@ pub fn json_or_csv(_: &mut SchemaGenerator) -> Schema {
 /// `#/components/schemas`, `nullable` for `Option`).
 pub fn generator() -> SchemaGenerator {
     settings().into_generator()
+}
+
+/// The generator for answers: the same settings, for what serde writes (a field skipped when
+/// empty is not required there).
+pub fn response_generator() -> SchemaGenerator {
+    settings().for_serialize().into_generator()
 }
 
 /// OpenAPI 3.0 settings, without the `"default": null` schemars gives an `Option` field that has

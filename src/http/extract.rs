@@ -70,7 +70,7 @@ pub struct MonthKey(pub String);
 from_path!(MonthKey, String, "month", MonthKey);
 
 /// One list envelope for every paginated answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ListOut<T> {
     pub items: Vec<T>,
     pub page: i64,
@@ -79,7 +79,7 @@ pub struct ListOut<T> {
 }
 
 /// A list that is not paginated.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ItemsOut<T> {
     pub items: Vec<T>,
 }

@@ -32,14 +32,6 @@ fn error_schema() -> Value {
 fn response_schemas() -> Map<String, Value> {
     let v = json!({
         "Error": error_schema(),
-        "LoginResponse": {"type": "object", "properties": {
-            "token": {"type": "string"}, "expires_at": {"type": "string", "format": "date-time"}, "user": {"type": "object"}}},
-        "PushStatus": {"type": "object", "properties": {
-            "id": {"type": "integer"},
-            "status": {"type": "string", "enum": ["scheduled", "running", "paused", "completed", "cancelled", "failed"]},
-            "counts": {"type": "object", "properties": {
-                "pending": {"type": "integer"}, "in_flight": {"type": "integer"}, "sent": {"type": "integer"},
-                "failed": {"type": "integer"}, "unknown": {"type": "integer"}, "skipped": {"type": "integer"}}}}},
         "StatsReport": stats_schema()
     });
     match v {
@@ -199,16 +191,18 @@ fn path_parameters(path: &str, typed: Option<&[Value]>) -> Vec<Value> {
 }
 
 /// Responses: 2XX (some answers are 201 Created or 202 Accepted: work started in the
-/// background) and every rejection in the one error shape; a few answers have a schema.
-fn responses(method: &str, path: &str) -> Value {
+/// background) with the body's schema when the handler's type gives it, and every rejection in
+/// the one error shape. Two answers the types cannot describe (JSON or CSV, an image) are
+/// described here.
+fn responses(method: &str, path: &str, body: Option<Value>) -> Value {
     let mut responses = json!({
         "2XX": {"description": "OK (200, 201 Created or 202 Accepted)"},
         "4XX": {"description": "Rejected", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     });
-    let ok = |schema: &str| json!({"description": "OK", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
+    if let Some(schema) = body {
+        responses["2XX"]["content"] = json!({"application/json": {"schema": schema}});
+    }
     match (method, path) {
-        ("get", "/api/admin/pushes/{id}") => responses["2XX"] = ok("PushStatus"),
-        ("post", "/api/admin/login") => responses["2XX"] = ok("LoginResponse"),
         ("get", "/api/admin/stats") => {
             responses["2XX"] = json!({"description": "OK (JSON, or text/csv with format=csv)", "content": {
                 "application/json": {"schema": {"$ref": "#/components/schemas/StatsReport"}},
@@ -225,18 +219,26 @@ fn responses(method: &str, path: &str) -> Value {
     responses
 }
 
+/// The two schema generators: requests (what serde reads) and answers (what it writes).
+struct Generators {
+    input: SchemaGenerator,
+    output: SchemaGenerator,
+}
+
 /// One operation, from its handler's documentation.
 fn operation(
     method: &str,
     path: &str,
     summary: &str,
     docs: &[DocFn],
-    gen: &mut SchemaGenerator,
+    response_doc: DocFn,
+    gens: &mut Generators,
 ) -> Value {
     let mut doc = OpDoc::default();
     for d in docs {
-        d(&mut doc, gen);
+        d(&mut doc, &mut gens.input);
     }
+    response_doc(&mut doc, &mut gens.output);
     let mut op = Map::new();
     op.insert("summary".into(), json!(summary));
     let params: Vec<Value> = path_parameters(path, doc.path.as_deref())
@@ -249,7 +251,7 @@ fn operation(
     if let Some(body) = doc.body {
         op.insert("requestBody".into(), body);
     }
-    op.insert("responses".into(), responses(method, path));
+    op.insert("responses".into(), responses(method, path, doc.response));
     if doc.secured {
         op.insert("security".into(), json!([{"bearer": []}]));
     }
@@ -257,7 +259,10 @@ fn operation(
 }
 
 pub fn build(state: &AppState, admin: &[RouteSpec], mp: &[MpRouteSpec]) -> Value {
-    let mut gen = doc::generator();
+    let mut gens = Generators {
+        input: doc::generator(),
+        output: doc::response_generator(),
+    };
     let mut paths: Map<String, Value> = Map::new();
     let mut add = |path: &str, method: &str, op: Value| {
         let entry = paths.entry(path.to_owned()).or_insert_with(|| json!({}));
@@ -265,7 +270,14 @@ pub fn build(state: &AppState, admin: &[RouteSpec], mp: &[MpRouteSpec]) -> Value
     };
     for spec in mp {
         let method = spec.method.as_str().to_ascii_lowercase();
-        let op = operation(&method, spec.path, spec.summary, &[spec.doc], &mut gen);
+        let op = operation(
+            &method,
+            spec.path,
+            spec.summary,
+            &[spec.doc],
+            spec.response_doc,
+            &mut gens,
+        );
         add(spec.path, &method, op);
     }
     for spec in admin {
@@ -273,15 +285,57 @@ pub fn build(state: &AppState, admin: &[RouteSpec], mp: &[MpRouteSpec]) -> Value
         let permission = serde_json::to_value(spec.permission).unwrap_or(Value::Null);
         let summary = format!("requires permission {}", permission.as_str().unwrap_or("?"));
         let docs: Vec<DocFn> = std::iter::once(spec.doc).chain(spec.extra_doc).collect();
-        let mut op = operation(&method, spec.path, &summary, &docs, &mut gen);
+        let mut op = operation(
+            &method,
+            spec.path,
+            &summary,
+            &docs,
+            spec.response_doc,
+            &mut gens,
+        );
         if spec.permission != Permission::Public {
             op["security"] = json!([{"bearer": []}]);
         }
         op["x-permission"] = permission;
         add(spec.path, &method, op);
     }
-    let mut schemas = gen.take_definitions(true);
-    schemas.extend(response_schemas());
+    let mut schemas = gens.input.take_definitions(true);
+    for (name, schema) in gens
+        .output
+        .take_definitions(true)
+        .into_iter()
+        .chain(response_schemas())
+    {
+        // A type both read and written has one schema: what serde reads and writes may differ
+        // only in which fields must be present (a field with a default is optional to read but
+        // always written), so both views hold with the fields both require.
+        if let Some(read) = schemas.get_mut(&name) {
+            let both = |v: &Value| -> Vec<Value> {
+                v.get("required")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            let (r, w) = (both(read), both(&schema));
+            let mut a = read.clone();
+            let mut b = schema.clone();
+            for v in [&mut a, &mut b] {
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("required");
+                }
+            }
+            assert_eq!(a, b, "schema {name} differs between request and answer");
+            let common: Vec<Value> = r.into_iter().filter(|f| w.contains(f)).collect();
+            if let Some(o) = read.as_object_mut() {
+                o.remove("required");
+                if !common.is_empty() {
+                    o.insert("required".into(), Value::Array(common));
+                }
+            }
+            continue;
+        }
+        schemas.insert(name, schema);
+    }
     json!({
         "openapi": "3.0.3",
         "info": {

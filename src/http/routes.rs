@@ -30,7 +30,7 @@ use axum::{
 use serde::Serialize;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use super::doc::{DocArgs, DocFn};
+use super::doc::{DocArgs, DocFn, DocHandler};
 use crate::{app::AppState, platform::roles::Permission};
 
 /// Checks a request against the permission its route declared; answers the rejection itself.
@@ -51,6 +51,9 @@ pub struct RouteSpec {
     /// Documents the handler's arguments (see [`super::doc`]).
     #[serde(skip)]
     pub doc: DocFn,
+    /// Documents the handler's answer.
+    #[serde(skip)]
+    pub response_doc: DocFn,
     /// More documentation the feature gives by hand ([`AdminRoutes::documented`]): a body the
     /// handler reads itself (CSV or JSON, multipart, raw bytes).
     #[serde(skip)]
@@ -74,7 +77,7 @@ pub struct AdminRoutes {
 /// `r.get(path, permission, handler)` and its siblings: [`AdminRoutes::route`] with the method.
 macro_rules! method {
     ($name:ident, $method:ident) => {
-        pub fn $name<H: Handler<T, AppState>, T: DocArgs + 'static>(
+        pub fn $name<H: Handler<T, AppState> + DocHandler<T>, T: DocArgs + 'static>(
             self,
             path: &'static str,
             p: Permission,
@@ -103,7 +106,7 @@ impl AdminRoutes {
         handler: H,
     ) -> AdminRoutes
     where
-        H: Handler<T, AppState>,
+        H: Handler<T, AppState> + DocHandler<T>,
         T: DocArgs + 'static,
     {
         self.route_with_limit(method, path, permission, None, handler)
@@ -119,7 +122,7 @@ impl AdminRoutes {
         handler: H,
     ) -> AdminRoutes
     where
-        H: Handler<T, AppState>,
+        H: Handler<T, AppState> + DocHandler<T>,
         T: DocArgs + 'static,
     {
         assert!(
@@ -148,6 +151,7 @@ impl AdminRoutes {
             path,
             permission,
             doc: <T as DocArgs>::document,
+            response_doc: <H as DocHandler<T>>::document,
             extra_doc: None,
         });
         self
@@ -200,6 +204,7 @@ pub struct MpRouteSpec {
     pub path: &'static str,
     pub summary: &'static str,
     pub doc: DocFn,
+    pub response_doc: DocFn,
 }
 
 /// Builder of the `/api/mp` routes: registers a route with its one-line summary and its
@@ -213,7 +218,7 @@ pub struct MpRoutes {
 
 macro_rules! mp_method {
     ($name:ident, $method:ident) => {
-        pub fn $name<H: Handler<T, AppState>, T: DocArgs + 'static>(
+        pub fn $name<H: Handler<T, AppState> + DocHandler<T>, T: DocArgs + 'static>(
             self,
             path: &'static str,
             summary: &'static str,
@@ -239,7 +244,7 @@ impl MpRoutes {
         wrap: impl FnOnce(MethodRouter<AppState>) -> MethodRouter<AppState>,
     ) -> MpRoutes
     where
-        H: Handler<T, AppState>,
+        H: Handler<T, AppState> + DocHandler<T>,
         T: DocArgs + 'static,
     {
         assert!(
@@ -253,6 +258,7 @@ impl MpRoutes {
             path,
             summary,
             doc: <T as DocArgs>::document,
+            response_doc: <H as DocHandler<T>>::document,
         });
         self
     }

@@ -88,7 +88,7 @@ pub fn routes(r: AdminRoutes) -> AdminRoutes {
 }
 
 /// Which WeChat identities of the member are known.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, schemars::JsonSchema)]
 pub struct Bindings {
     /// Bound in the mini-program (`members.openid`).
     pub mp: bool,
@@ -99,7 +99,7 @@ pub struct Bindings {
 }
 
 /// The member as the admin API shows it: masked, or in clear when revealed (callers audit that).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct MemberOut {
     pub id: i64,
     pub name: String,
@@ -198,7 +198,7 @@ impl MemberOut {
 }
 
 /// One step of a transfer of Party relations.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TransferOut {
     pub id: i64,
     pub member: UnitRef,
@@ -277,7 +277,7 @@ struct ListQuery {
     party_status: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 struct MembersPage {
     members: Vec<MemberOut>,
     page: i64,
@@ -316,7 +316,7 @@ struct ShowQuery {
     reveal: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 struct ShowOut {
     member: MemberOut,
     /// The member's transfers of Party relations, oldest first.
@@ -358,7 +358,7 @@ async fn show(
 
 // ---------------------------------------------------------------- edit / remove / unbind
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 struct MemberEnvelope {
     member: MemberOut,
 }
@@ -409,7 +409,7 @@ async fn unbind(
 
 // ---------------------------------------------------------------- transfers
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 struct TransferEnvelope {
     transfer: TransferOut,
     member: MemberOut,

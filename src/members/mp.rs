@@ -32,7 +32,7 @@ const BIND_WINDOW: Duration = Duration::from_secs(3600);
 const MAX_SUBSCRIPTION_TEMPLATES: usize = 10;
 
 /// The member as the mini-program sees it: masked phone, no ID number or income.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct MpMemberOut {
     pub id: i64,
     pub name: String,
@@ -64,7 +64,7 @@ impl MpMemberOut {
 }
 
 /// `{"member": {...}}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct MemberEnvelope {
     pub member: MpMemberOut,
 }
@@ -102,7 +102,7 @@ pub struct LoginIn {
     code: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct LoginOut {
     pub token: String,
     pub expires_at: String,
@@ -148,7 +148,7 @@ pub async fn login(
 
 // ---------------------------------------------------------------- me
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct MeOut {
     pub openid_bound: bool,
     pub member: Option<MpMemberOut>,
@@ -294,7 +294,7 @@ pub struct SubscriptionsIn {
     request_id: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct SubscriptionsOut {
     /// Template id → the answer recorded.
     pub recorded: BTreeMap<String, String>,

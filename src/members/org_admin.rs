@@ -32,7 +32,7 @@ pub fn routes(r: AdminRoutes) -> AdminRoutes {
 }
 
 /// An org unit as the admin API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct UnitOut {
     pub id: i64,
     pub name: String,
@@ -58,7 +58,7 @@ impl UnitOut {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 struct UnitsOut {
     org_units: Vec<UnitOut>,
 }
@@ -103,7 +103,7 @@ async fn update(
     Ok(AppJson(UnitOut::of(unit, None)))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 struct Deleted {
     deleted: UnitOut,
 }

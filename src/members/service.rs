@@ -1228,7 +1228,7 @@ pub async fn delete_unit(st: &AppState, session: &AdminSession, id: i64) -> AppR
 // ---------------------------------------------------------------- roster import
 
 /// An org unit as a member refers to it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct UnitRef {
     pub id: i64,
     pub name: String,

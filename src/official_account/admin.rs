@@ -1,7 +1,7 @@
 //! `/api/admin/wechat/...`: the official account's housekeeping from the console — show and push
 //! the custom menu (content/menu.toml → `menu/create`), and start a follower sync.
 
-use axum::{extract::State, http::StatusCode, response::IntoResponse};
+use axum::{extract::State, http::StatusCode};
 use serde::Serialize;
 use wechat::client::Menu;
 
@@ -13,7 +13,7 @@ use crate::{
     platform::error::AppResult,
 };
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct MenuCheck {
     valid: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -22,13 +22,13 @@ pub struct MenuCheck {
     error: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct MenuSynced {
     synced: bool,
     buttons: usize,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct Started {
     status: &'static str,
 }
@@ -89,7 +89,7 @@ async fn sync_menu(
 async fn sync_followers(
     State(st): State<AppState>,
     session: AdminSession,
-) -> AppResult<impl IntoResponse> {
+) -> AppResult<(StatusCode, AppJson<Started>)> {
     service::start_follower_sync(&st, &session).await?;
     Ok((StatusCode::ACCEPTED, AppJson(Started { status: "started" })))
 }

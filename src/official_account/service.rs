@@ -150,7 +150,7 @@ pub struct SyncCursor {
 }
 
 /// What the console's progress bar shows of a follower sync.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct SyncProgress {
     pub running: bool,
     /// Followers read by the current (or interrupted) run.

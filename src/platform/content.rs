@@ -155,13 +155,13 @@ impl Replies {
 }
 
 /// The menu as WeChat's `menu/create` wants it, plus what each click key answers.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 pub struct Menu {
     pub categories: Vec<String>,
     pub button: Vec<MenuButton>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 pub struct MenuButton {
     pub name: String,
     #[serde(rename = "type")]

@@ -106,7 +106,7 @@ pub fn placement_error(
     None
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct OrgUnit {
     pub id: i64,
     pub name: String,

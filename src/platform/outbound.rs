@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, schemars::JsonSchema)]
 pub enum CustomMessage {
     Text(String),
     News {

@@ -54,7 +54,7 @@ impl std::fmt::Display for Role {
 /// What a route needs. Every `/api/admin` route declares one (see `http::admin::AdminRoutes`).
 /// Secretaries' member/dues/activity permissions are further limited to their org-unit subtree:
 /// use [`AdminSession::org_scope`] in the handler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Permission {
     /// No session needed (login).

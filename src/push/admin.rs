@@ -17,20 +17,20 @@ use crate::{
     platform::error::{AppError, AppResult},
 };
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct PushList {
     pushes: Vec<service::PushView>,
     page: i64,
     per_page: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct PushStatusOut {
     id: i64,
     status: PushStatus,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct PreviewOut {
     preview: Rendered,
 }

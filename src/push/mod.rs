@@ -171,7 +171,7 @@ impl Channel {
 
 /// What a notice push says (stored as JSON in `pushes.notice`, rendered by
 /// [`templates::render_notice`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Notice {
     /// What it is about (`activity_cancelled`, `activity_promoted`, `activity_reminder`,
     /// `dues_reminder`, ...), for the push list and the logs.
@@ -193,7 +193,7 @@ pub struct Notice {
     pub data: std::collections::BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PushStatus {
     Scheduled,

@@ -170,7 +170,7 @@ fn render_error(e: super::templates::RenderError) -> AppError {
     invalid(format!("the push cannot be rendered: {e}"))
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Created {
     pub id: i64,
     pub status: PushStatus,
@@ -267,7 +267,7 @@ pub async fn act(st: &AppState, id: i64, action: Action) -> Result<PushStatus, A
 }
 
 /// `GET /api/admin/pushes/{id}`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PushView {
     #[serde(flatten)]
     pub push: PushRow,
@@ -643,7 +643,7 @@ pub async fn create_notice_in(
 /// Whether a member can be reached on each channel now: their openid for the channel's app, a
 /// follower who follows (and, for customer-service messages, was active in the last 48 hours),
 /// and consent left for the subscribe templates.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Reachable {
     pub template: bool,
     pub mass: bool,

@@ -15,7 +15,7 @@ use crate::platform::db::{Backend, Db, Tx};
 /// An arbitrary constant: the PostgreSQL advisory-lock id that serialises mass-quota reservations.
 const MASS_QUOTA_LOCK: i64 = 0x00da_691a_0004;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PushRow {
     pub id: i64,
     pub channel: Channel,
@@ -151,7 +151,7 @@ pub async fn list(
 }
 
 /// Delivery rows per state.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Counts {
     pub pending: i64,
     /// Claimed by a worker (not sent yet) or sending (the call has started).

@@ -87,7 +87,7 @@ pub struct PushContext {
 }
 
 /// What the mass channel sends (one call per push).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 #[serde(tag = "format", rename_all = "lowercase")]
 pub enum MassPlan {
     Text { text: String },
@@ -95,7 +95,7 @@ pub enum MassPlan {
 }
 
 /// The rendered message of one channel for one recipient, as it would be sent.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 #[serde(tag = "channel", rename_all = "lowercase")]
 pub enum Rendered {
     Template {

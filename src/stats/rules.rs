@@ -291,7 +291,7 @@ pub fn fold_followers(
 
 // ---------------------------------------------------------------- pushes
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct DeliveryFigures {
     /// Every delivery row.
     pub total: i64,

@@ -36,7 +36,7 @@ pub struct Query<'a> {
     pub members: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct UnitRef {
     pub id: i64,
     pub name: String,
@@ -122,7 +122,7 @@ pub struct FollowersSection {
     pub monthly: Vec<MonthRow<FollowerFigures>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct PushRow {
     pub id: i64,
     pub channel: String,

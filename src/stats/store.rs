@@ -104,7 +104,7 @@ pub async fn follower_event_groups(
 }
 
 /// A push scheduled in the period, with its delivery rows counted per state.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, schemars::JsonSchema)]
 pub struct PushRow {
     pub id: i64,
     pub channel: String,

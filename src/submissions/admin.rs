@@ -27,7 +27,7 @@ pub fn routes(r: AdminRoutes) -> AdminRoutes {
         .post("/api/admin/board/{id}/answer", p, answer_post)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct SubmissionOut {
     pub id: i64,
     pub receipt_no: Option<String>,
@@ -47,7 +47,7 @@ pub struct SubmissionOut {
     pub article_id: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ModerationOut {
     /// `local` (sensitive-word list), `pass`/`review`/`risky` (msgSecCheck) or `unchecked`.
     pub suggest: Option<String>,
@@ -77,7 +77,7 @@ pub fn submission_out(s: Submission) -> SubmissionOut {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct PostOut {
     pub id: i64,
     pub openid: String,
@@ -215,7 +215,7 @@ async fn decide_submission(
     )))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct DraftOut {
     pub article_id: i64,
     /// False when the submission had been turned already (the same draft, nothing written).
@@ -290,7 +290,7 @@ pub struct AnswerBody {
     pub answer: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct AnsweredOut {
     #[serde(flatten)]
     pub post: PostOut,

@@ -27,7 +27,7 @@ pub struct PageQuery {
     pub page_size: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct PublicPost {
     pub id: i64,
     pub content: String,
@@ -99,7 +99,7 @@ pub async fn create_post(
 }
 
 /// A new post or submission: its id, receipt number (submissions) and first moderation state.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Created {
     pub id: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -107,7 +107,7 @@ pub struct Created {
     pub status: &'static str,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct OwnSubmission {
     pub id: i64,
     pub receipt_no: Option<String>,

@@ -6,7 +6,7 @@ use sqlx::Row;
 use crate::platform::db::{Db, Tx};
 use crate::submissions::rules::Moderation;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Image {
     pub url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

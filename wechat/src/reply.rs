@@ -33,7 +33,7 @@ pub enum Reply {
 }
 
 /// One article card of a news reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, schemars::JsonSchema)]
 pub struct NewsArticle {
     pub title: String,
     pub description: String,

@@ -7,14 +7,14 @@ use crate::Result;
 
 /// A custom menu (自定义菜单): at most 3 buttons, each with at most 5 sub-buttons. WeChat checks
 /// the limits; the app validates before calling.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Menu {
     pub button: Vec<Button>,
 }
 
 /// One menu button. A parent has `sub_button` and no `type`; a leaf has a `type` (`click`,
 /// `view`, `miniprogram`, ...) and the fields that type needs.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Button {
     pub name: String,
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]

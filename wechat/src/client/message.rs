@@ -9,7 +9,7 @@ use super::{api, Call, Client};
 use crate::Result;
 
 /// `{"content": ...}` of a text message.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TextContent {
     pub content: String,
 }
@@ -21,7 +21,7 @@ pub struct MediaId {
 }
 
 /// One article card of a 客服消息 news message (WeChat shows one card).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NewsArticle {
     pub title: String,
     #[serde(default)]
@@ -32,7 +32,7 @@ pub struct NewsArticle {
 }
 
 /// A mini-program card of a 客服消息 (`miniprogrampage`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MiniProgramPage {
     pub title: String,
     pub appid: String,
@@ -42,7 +42,7 @@ pub struct MiniProgramPage {
 }
 
 /// The body of a 客服消息, tagged by `msgtype`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "msgtype", rename_all = "lowercase")]
 pub enum CustomBody {
     Text { text: TextContent },
@@ -51,13 +51,13 @@ pub enum CustomBody {
 }
 
 /// `{"articles":[...]}` of a news 客服消息.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct News {
     pub articles: Vec<NewsArticle>,
 }
 
 /// 客服接口-发消息: allowed within 48 hours of the follower's last interaction.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CustomMessage {
     pub touser: String,
     #[serde(flatten)]
@@ -101,7 +101,7 @@ impl CustomMessage {
 }
 
 /// `{"value": ...}` of one template keyword (模板消息 and 订阅消息 data).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TemplateValue {
     pub value: String,
 }
@@ -113,7 +113,7 @@ impl<S: Into<String>> From<S> for TemplateValue {
 }
 
 /// The mini-program a template message opens (`miniprogram`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MiniProgram {
     pub appid: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -121,7 +121,7 @@ pub struct MiniProgram {
 }
 
 /// 发送模板消息 (service accounts).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TemplateMessage {
     pub touser: String,
     pub template_id: String,

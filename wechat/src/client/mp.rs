@@ -154,7 +154,7 @@ pub struct MsgSecCheckResult {
 }
 
 /// 发送订阅消息: the user must have accepted the template (one message per acceptance).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SubscribeMessage {
     pub touser: String,
     pub template_id: String,
@@ -172,7 +172,7 @@ pub struct SubscribeMessage {
 
 /// 发送订阅通知 (公众号 订阅通知, `subscribe/bizsend`): the follower must have accepted the template
 /// in a subscribe-notice popup (one notice per acceptance, or long-term for some templates).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BizSubscribeMessage {
     /// The follower's OpenID under the official account.
     pub touser: String,

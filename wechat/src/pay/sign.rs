@@ -127,7 +127,7 @@ pub fn authorization(
 
 /// The parameters of `wx.requestPayment` (小程序调起支付), serialised with exactly the keys
 /// `timeStamp`, `nonceStr`, `package`, `signType`, `paySign`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MiniProgramPayParams {
     /// Unix seconds, as a string.
     #[serde(rename = "timeStamp")]
