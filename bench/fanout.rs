@@ -1,25 +1,30 @@
-//! Push fan-out throughput: one template-message push to N followers, sent by the real workers to
-//! the fake WeChat over HTTP with the rate limit off, measured from creation to `completed`.
+//! Push fan-out throughput: one template-message push to N followers, sent by the real workers of
+//! the server in its own process (`dangjian serve`, the release binary, a child process of this
+//! bench: `bench/support.rs`) to the fake WeChat (in this process) over HTTP with the rate limit
+//! off, measured from `POST /api/admin/pushes` to `completed`.
 //!
 //!   cargo bench --bench fanout -- [--recipients N] [--workers W] [--batch B] [--concurrency C]
-//!                                 [--database-url postgres://...]
+//!                                 [--database-url postgres://...] [--redis-url redis://...]
 //!
-//! Default: the embedded backend (SQLite file in a temp dir, in-process cache). Prints one markdown
-//! table row per run (see bench/README.md).
+//! Default: the embedded backend (SQLite file in a temp dir, the server's in-process cache). With
+//! `--database-url` a fresh database is created beside the one named and dropped afterwards.
+//! Setup (not timed): the followers are inserted into the server's database with direct SQL from
+//! this process (what the follower sync would write) and added to the fake; the article is created
+//! and published through the admin API. Completion is polled with one primary-key read of the
+//! push's row (cheap beside the report endpoint); the counts are checked through
+//! `GET /api/admin/pushes/{id}` at the end. Prints one markdown table row per run.
 
-/// The allocator the shipped binary uses (`src/main.rs`): the application runs in-process here,
-/// so measuring it on the system allocator would measure something nobody runs.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use dangjian::{
-    platform::config::Settings,
-    push::{service, store, Audience, AudienceKind, Channel, PushStatus},
-    startup::{Application, Overrides, Role},
-};
-use wechat::{client::TemplateInfo, fake::FakeWechat};
+use serde_json::{json, Value};
+use sqlx::Connection;
+use support::{PgDatabase, Server};
+use wechat::client::TemplateInfo;
+
+const ADMIN_USER: &str = "bench-admin";
+const ADMIN_PASSWORD: &str = "bench-admin-password-0";
 
 struct Args {
     recipients: usize,
@@ -27,6 +32,7 @@ struct Args {
     batch: usize,
     concurrency: usize,
     database_url: Option<String>,
+    redis_url: Option<String>,
 }
 
 fn parse_args() -> Args {
@@ -36,6 +42,7 @@ fn parse_args() -> Args {
         batch: 200,
         concurrency: 32,
         database_url: None,
+        redis_url: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -50,6 +57,7 @@ fn parse_args() -> Args {
             "--batch" => a.batch = num("--batch"),
             "--concurrency" => a.concurrency = num("--concurrency"),
             "--database-url" => a.database_url = it.next(),
+            "--redis-url" => a.redis_url = it.next(),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -59,61 +67,98 @@ fn parse_args() -> Args {
 
 fn main() -> anyhow::Result<()> {
     let args = parse_args();
+    let dir = tempfile::tempdir()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(run(args))
-}
-
-async fn run(args: Args) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let fake = FakeWechat::new(wechat::fake::FakeConfig {
-        app_id: "wxdemo0000000000".into(),
-        app_secret: "demo-app-secret-not-for-production".into(),
-        mp_app_id: "wxdemomp000000000".into(),
-        mp_app_secret: "demo-mp-secret-not-for-production".into(),
-    });
-    let server = fake.spawn().await;
+    // Dropped after the server (declared before it).
+    let pg_db = args
+        .database_url
+        .as_deref()
+        .map(|url| PgDatabase::create(url, "dj_fanout_bench", &[]));
+    let db_url = match &pg_db {
+        Some(db) => db.url.clone(),
+        None => format!("sqlite://{}/bench.db?mode=rwc", dir.path().display()),
+    };
+    // What the server calls out to: the fake WeChat, here.
+    let fake = support::demo_fake();
+    let fake_server = rt.block_on(fake.spawn());
     fake.add_template(TemplateInfo {
         template_id: "demo-news-template".into(),
         ..Default::default()
     });
-    let backend = if args.database_url.is_some() {
-        "postgres"
-    } else {
-        "sqlite"
-    };
-    let db_url = args
-        .database_url
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}/bench.db?mode=rwc", dir.path().display()));
-    let settings = Settings::with_overrides([
-        ("bind", "127.0.0.1:0".to_owned()),
-        ("database_url", db_url),
-        ("data_dir", dir.path().join("data").display().to_string()),
+    std::fs::create_dir_all(dir.path().join("content"))?;
+    let mut env = vec![
+        ("DANGJIAN_DATABASE_URL", db_url.clone()),
         (
-            "content_dir",
+            "DANGJIAN_DATA_DIR",
+            dir.path().join("data").display().to_string(),
+        ),
+        (
+            "DANGJIAN_CONTENT_DIR",
             dir.path().join("content").display().to_string(),
         ),
-        ("wechat_api_base", server.base_url.clone()),
-        ("follower_sync_interval_hours", "0".to_owned()),
-        ("push_rate_per_second", "0".to_owned()),
-        ("push_poll_ms", "20".to_owned()),
-        ("push_workers", args.workers.to_string()),
-        ("push_batch_size", args.batch.to_string()),
-        ("push_concurrency", args.concurrency.to_string()),
-        ("log_format", "text".to_owned()),
-    ])?;
-    let app = Application::build_with(settings, Overrides::default(), Role::All, true).await?;
-    let st = app.state();
-    let server_task = tokio::spawn(app.run());
+        ("DANGJIAN_WECHAT_API_BASE", fake_server.base_url.clone()),
+        (
+            "DANGJIAN_WECHAT_NEWS_TEMPLATE_ID",
+            "demo-news-template".into(),
+        ),
+        ("DANGJIAN_ADMIN_USER", ADMIN_USER.to_owned()),
+        ("DANGJIAN_ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()),
+        ("DANGJIAN_RATE_LIMIT_LOGIN_PER_MINUTE", "1000".to_owned()),
+        ("DANGJIAN_FOLLOWER_SYNC_INTERVAL_HOURS", "0".to_owned()),
+        ("DANGJIAN_PUSH_RATE_PER_SECOND", "0".to_owned()),
+        ("DANGJIAN_PUSH_POLL_MS", "20".to_owned()),
+        ("DANGJIAN_PUSH_WORKERS", args.workers.to_string()),
+        ("DANGJIAN_PUSH_BATCH_SIZE", args.batch.to_string()),
+        ("DANGJIAN_PUSH_CONCURRENCY", args.concurrency.to_string()),
+        ("DANGJIAN_LOG_FORMAT", "text".to_owned()),
+        ("DANGJIAN_LOG", "warn".to_owned()),
+    ];
+    if let Some(r) = &args.redis_url {
+        env.push(("DANGJIAN_REDIS_URL", r.clone()));
+        env.push((
+            "DANGJIAN_REDIS_PREFIX",
+            format!("bench:{}:", std::process::id()),
+        ));
+    }
+    // HTTP and the workers (push senders, scheduler), migrations at start-up.
+    let server = Server::start(&["serve"], &env, &dir.path().join("server.log"));
+    let result = rt.block_on(run(&args, &server.base, &db_url, &fake));
+    if result.is_err() {
+        eprintln!("server log:\n{}", server.log_tail());
+    }
+    drop(server);
+    drop(fake_server);
+    drop(pg_db);
+    result
+}
 
-    // Followers in the database and the fake.
+/// A setup call that must succeed: its JSON answer.
+async fn call(req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    let resp = req.send().await?;
+    let status = resp.status();
+    let v: Value = resp.json().await.unwrap_or(Value::Null);
+    anyhow::ensure!(status.is_success(), "setup call failed: {status} {v}");
+    Ok(v)
+}
+
+async fn run(
+    args: &Args,
+    base: &str,
+    db_url: &str,
+    fake: &wechat::fake::FakeWechat,
+) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    // Followers in the server's database (direct SQL, as the follower sync writes them) and in
+    // the fake.
+    sqlx::any::install_default_drivers();
+    let mut db = sqlx::AnyConnection::connect(db_url).await?;
     let openids: Vec<String> = (0..args.recipients)
         .map(|i| format!("obench{i:08}"))
         .collect();
-    let now = st.clock.unix_ms();
-    let mut tx = st.db.begin_write().await?;
+    let now = support::unix_ms();
+    let mut tx = db.begin().await?;
     for chunk in openids.chunks(500) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| format!("(${}, 'subscribed', $1, $1, $1)", i + 2))
@@ -130,40 +175,76 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     tx.commit().await?;
     fake.add_followers(&openids);
-    let article = dangjian::articles::store::insert_published(
-        &st.db,
-        &dangjian::articles::store::NewArticle {
-            category: "党建动态",
-            title: "压测：推送扇出",
-            summary: "fan-out benchmark",
-            body_md: "x",
-            body_html: "<p>x</p>",
-            cover_url: None,
-            author: None,
-        },
-        now,
+
+    // The article, through the admin API.
+    let admin = call(
+        client
+            .post(format!("{base}/api/admin/login"))
+            .json(&json!({"username": ADMIN_USER, "password": ADMIN_PASSWORD})),
+    )
+    .await?["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    // The category (seeded at start-up: 409 is fine).
+    let resp = client
+        .post(format!("{base}/api/admin/categories"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "党建动态"}))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        resp.status() == 201 || resp.status() == 409,
+        "create category: {}",
+        resp.status()
+    );
+    let article = call(
+        client
+            .post(format!("{base}/api/admin/articles"))
+            .bearer_auth(&admin)
+            .json(
+                &json!({"title": "压测：推送扇出", "summary": "fan-out benchmark",
+                          "body_md": "x", "category": "党建动态"}),
+            ),
+    )
+    .await?["id"]
+        .as_i64()
+        .unwrap_or_default();
+    call(
+        client
+            .post(format!("{base}/api/admin/articles/{article}/publish"))
+            .bearer_auth(&admin),
     )
     .await?;
+    eprintln!("load average before the push: {}", support::loadavg());
 
     let start = Instant::now();
-    let req = service::CreatePush {
-        article_ids: vec![article],
-        audience: Audience {
-            kind: AudienceKind::All,
-            ids: vec![],
-        },
-        channel: Channel::Template,
-        scheduled_at: None,
-    };
-    let created = service::create(&st, &req, Some("bench"))
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let resp = client
+        .post(format!("{base}/api/admin/pushes"))
+        .bearer_auth(&admin)
+        .json(
+            &json!({"article_ids": [article], "audience": {"kind": "all"},
+                      "channel": "template", "scheduled_at": null}),
+        )
+        .send()
+        .await?;
+    anyhow::ensure!(resp.status() == 201, "create push: {}", resp.status());
+    let id = resp.json::<Value>().await?["id"]
+        .as_i64()
+        .unwrap_or_default();
     let materialised = start.elapsed();
     loop {
-        let p = store::get(&st.db, created.id).await?.expect("push");
-        if p.status == PushStatus::Completed {
+        let status: String = sqlx::query_scalar("SELECT status FROM pushes WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut db)
+            .await?;
+        if status == "completed" {
             break;
         }
+        anyhow::ensure!(
+            status == "running" || status == "scheduled",
+            "push {status}"
+        );
         anyhow::ensure!(
             start.elapsed() < Duration::from_secs(600),
             "push not completed after 10 minutes"
@@ -171,13 +252,37 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let elapsed = start.elapsed();
-    let counts = store::counts(&st.db, created.id).await?;
-    let outbox = fake.outbox_len();
+    eprintln!("load average after the push: {}", support::loadavg());
+    let report = call(
+        client
+            .get(format!("{base}/api/admin/pushes/{id}"))
+            .bearer_auth(&admin),
+    )
+    .await?;
+    let outbox = fake.outbox();
+    let distinct: std::collections::HashSet<&str> = outbox
+        .iter()
+        .filter(|m| m.channel == "template")
+        .filter_map(|m| m.to_user.as_deref())
+        .collect();
+    let counts = &report["counts"];
     anyhow::ensure!(
-        counts.sent as usize == args.recipients && outbox == args.recipients,
-        "sent {counts:?}, outbox {outbox}"
+        report["status"] == "completed"
+            && counts["sent"].as_u64() == Some(args.recipients as u64)
+            && outbox.len() == args.recipients
+            && distinct.len() == args.recipients,
+        "status {}, counts {counts}, outbox {} ({} distinct recipients)",
+        report["status"],
+        outbox.len(),
+        distinct.len()
     );
     let rate = args.recipients as f64 / elapsed.as_secs_f64();
+    let backend = match (&args.database_url, &args.redis_url) {
+        (None, None) => "sqlite",
+        (None, Some(_)) => "sqlite + redis",
+        (Some(_), None) => "postgres",
+        (Some(_), Some(_)) => "postgres + redis",
+    };
     println!(
         "| backend | recipients | workers × batch × concurrency | materialise | total | sends/s |"
     );
@@ -192,7 +297,5 @@ async fn run(args: Args) -> anyhow::Result<()> {
         elapsed.as_secs_f64(),
         rate
     );
-    st.shutdown.cancel();
-    let _ = server_task.await;
     Ok(())
 }

@@ -9,13 +9,13 @@
 //!   cargo bench --bench notify -- [--members M] [--copies C] [--concurrency K]
 //!                                 [--database-url postgres://...] [--redis-url redis://...]
 //!
-//! The application runs in-process on its own runtime (SQLite in a temp dir unless
-//! `--database-url`), the fake WeChat on the load generator's: all share this machine's cores.
+//! The server runs in its own process (`dangjian serve`, the release binary, a child process of
+//! this bench: `bench/support.rs`), SQLite in a temp dir unless `--database-url` (then a fresh
+//! database is created beside the one named and dropped afterwards). The fake WeChat and WeChat
+//! Pay the server calls run here, beside the generator. Setup (not timed) goes through the public
+//! API: roster import, dues assessment, each member's mini-program login, bind and order.
 
-/// The allocator the shipped binary uses (`src/main.rs`): the application runs in-process here,
-/// so measuring it on the system allocator would measure something nobody runs.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod support;
 
 use std::{
     sync::{
@@ -25,13 +25,10 @@ use std::{
     time::Instant,
 };
 
-use dangjian::{
-    platform::config::Settings,
-    startup::{Application, Overrides, Role},
-};
 use rand::seq::SliceRandom;
 use serde_json::{json, Value};
-use wechat::fake::{FakeConfig, FakeWechat, NotificationTamper};
+use support::{percentile, PgDatabase, Server};
+use wechat::fake::{FakeWechat, NotificationTamper};
 
 const ADMIN: &str = "admin";
 const PASSWORD: &str = "bench-admin-password-0";
@@ -71,57 +68,45 @@ fn parse_args() -> Args {
     args
 }
 
-fn start_server(args: &Args, fake_base: &str, dir: &std::path::Path) -> String {
-    let mut overrides = vec![
-        ("bind", "127.0.0.1:0".to_owned()),
+/// Start `dangjian serve` (HTTP and the workers) on `database_url`, calling the fake at
+/// `fake_base` for WeChat and WeChat Pay.
+fn start_server(
+    args: &Args,
+    database_url: String,
+    fake_base: &str,
+    dir: &std::path::Path,
+) -> Server {
+    std::fs::create_dir_all(dir.join("content")).unwrap();
+    let mut env = vec![
+        ("DANGJIAN_DATABASE_URL", database_url),
         (
-            "database_url",
-            args.database_url
-                .clone()
-                .unwrap_or_else(|| format!("sqlite://{}/bench.db?mode=rwc", dir.display())),
+            "DANGJIAN_CONTENT_DIR",
+            dir.join("content").display().to_string(),
         ),
-        ("content_dir", dir.join("content").display().to_string()),
-        ("data_dir", dir.join("data").display().to_string()),
-        ("wechat_api_base", fake_base.to_owned()),
-        ("admin_user", ADMIN.to_owned()),
-        ("admin_password", PASSWORD.to_owned()),
-        ("rate_limit_login_per_minute", "1000000".to_owned()),
-        ("rate_limit_mp_per_minute", "1000000".to_owned()),
+        ("DANGJIAN_DATA_DIR", dir.join("data").display().to_string()),
+        ("DANGJIAN_WECHAT_API_BASE", fake_base.to_owned()),
+        // The fake's public TEST merchant (dev, no DANGJIAN_PAY_MCH_ID), at the fake.
+        ("DANGJIAN_PAY_API_BASE", fake_base.to_owned()),
+        ("DANGJIAN_ADMIN_USER", ADMIN.to_owned()),
+        ("DANGJIAN_ADMIN_PASSWORD", PASSWORD.to_owned()),
+        ("DANGJIAN_RATE_LIMIT_LOGIN_PER_MINUTE", "1000000".to_owned()),
+        ("DANGJIAN_RATE_LIMIT_MP_PER_MINUTE", "1000000".to_owned()),
         (
-            "pay_notify_url",
+            "DANGJIAN_PAY_NOTIFY_URL",
             "https://bench.invalid/pay/notify".to_owned(),
         ),
-        ("dues_requery_after_secs", "86400".to_owned()),
-        ("follower_sync_interval_hours", "0".to_owned()),
+        ("DANGJIAN_DUES_REQUERY_AFTER_SECS", "86400".to_owned()),
+        ("DANGJIAN_FOLLOWER_SYNC_INTERVAL_HOURS", "0".to_owned()),
+        ("DANGJIAN_LOG", "warn".to_owned()),
     ];
     if let Some(r) = &args.redis_url {
-        overrides.push(("redis_url", r.clone()));
-        overrides.push(("redis_prefix", format!("bench:{}:", std::process::id())));
+        env.push(("DANGJIAN_REDIS_URL", r.clone()));
+        env.push((
+            "DANGJIAN_REDIS_PREFIX",
+            format!("bench:{}:", std::process::id()),
+        ));
     }
-    let settings = Settings::with_overrides(overrides).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let app = Application::build_with(settings, Overrides::default(), Role::All, true)
-                .await
-                .unwrap();
-            tx.send(format!("http://{}", app.local_addr())).unwrap();
-            app.run().await.unwrap();
-        });
-    });
-    rx.recv().unwrap()
-}
-
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx] as f64 / 1000.0
+    Server::start(&["serve"], &env, &dir.join("server.log"))
 }
 
 async fn post(client: &reqwest::Client, url: String, token: Option<&str>, body: Value) -> Value {
@@ -224,20 +209,32 @@ async fn setup(
 
 fn main() {
     let args = parse_args();
+    if !run(&args) {
+        // After `run` has dropped the server and the database.
+        std::process::exit(1);
+    }
+}
+
+fn run(args: &Args) -> bool {
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
+    // Dropped after the server (declared before it).
+    let pg_db = args
+        .database_url
+        .as_deref()
+        .map(|url| PgDatabase::create(url, "dj_notify_bench", &[]));
+    let database_url = match &pg_db {
+        Some(db) => db.url.clone(),
+        None => format!("sqlite://{}/bench.db?mode=rwc", dir.path().display()),
+    };
     // The app's default (demo) credentials.
-    let fake = FakeWechat::new(FakeConfig {
-        app_id: "wxdemo0000000000".into(),
-        app_secret: "demo-app-secret-not-for-production".into(),
-        mp_app_id: "wxdemomp000000000".into(),
-        mp_app_secret: "demo-mp-secret-not-for-production".into(),
-    });
+    let fake = support::demo_fake();
     let fake_server = rt.block_on(fake.spawn());
-    let base = start_server(&args, &fake_server.base_url, dir.path());
+    let server = start_server(args, database_url, &fake_server.base_url, dir.path());
+    let base = server.base.clone();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()
@@ -255,18 +252,20 @@ fn main() {
         .flat_map(|i| std::iter::repeat_n(i, args.copies))
         .collect();
     plan.shuffle(&mut rand::thread_rng());
+    eprintln!("load average before the storm: {}", support::loadavg());
     let notifications = Arc::new(notifications);
     let plan = Arc::new(plan);
     let (lat, errors, elapsed) = rt.block_on(async {
         let next = Arc::new(AtomicUsize::new(0));
         let started = Instant::now();
         let mut handles = Vec::new();
-        for _ in 0..args.concurrency {
+        let concurrency = args.concurrency;
+        for _ in 0..concurrency {
             let (client, notifications, plan, next) =
                 (client.clone(), notifications.clone(), plan.clone(), next.clone());
             let url = format!("{base}/pay/notify");
             handles.push(tokio::spawn(async move {
-                let mut lat = Vec::with_capacity(plan.len() / args.concurrency + 1);
+                let mut lat = Vec::with_capacity(plan.len() / concurrency + 1);
                 let mut errors = 0usize;
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -359,11 +358,15 @@ fn main() {
         percentile(&lat, 0.50),
         percentile(&lat, 0.99)
     );
+    eprintln!("load average after the storm: {}", support::loadavg());
     let exact = recon["paid_count"].as_u64() == Some(args.members as u64)
         && recon["paid_total_fen"].as_i64() == Some(total);
-    drop(fake_server);
     if errors > 0 || !exact {
         eprintln!("FAILED: errors {errors}, reconciliation {recon}");
-        std::process::exit(1);
+        eprintln!("server log:\n{}", server.log_tail());
     }
+    drop(server);
+    drop(fake_server);
+    drop(pg_db);
+    errors == 0 && exact
 }

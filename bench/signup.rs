@@ -1,37 +1,30 @@
 //! Flash crowd on `POST /api/mp/activities/{id}/signup`: M distinct bound members (default
 //! 2,000) sign up at once for P places (default 100) through C in-flight requests over real HTTP,
-//! against the whole application started in-process. Reports throughput and latency
-//! percentiles, and fails unless exactly P are confirmed and the rest waitlisted with positions
-//! 1..M-P.
+//! against the server in its own process (`dangjian serve`, the release binary, started by the
+//! bench as a child process: `bench/support.rs`). Reports throughput and latency percentiles, and
+//! fails unless exactly P are confirmed and the rest waitlisted with positions 1..M-P.
 //!
 //!   cargo bench --bench signup -- [--members M] [--places P] [--concurrency C] [--instances N]
 //!
-//! SQLite (a temp file, in-process cache) by default; PostgreSQL when
+//! SQLite (a temp file, the server's in-process cache) by default; PostgreSQL when
 //! `DANGJIAN_BENCH_DATABASE_URL` is set (a fresh database is created beside the one named and
 //! dropped afterwards), with Redis when `DANGJIAN_BENCH_REDIS_URL` is set. `--instances 2`
-//! (PostgreSQL + Redis) runs two app instances on the same database, requests alternating.
-//! Members and their mini-program sessions are created directly (not timed); only the sign-ups
-//! are measured.
+//! (PostgreSQL + Redis) runs two server processes on the same database, requests alternating.
+//! Setup (not timed) goes through the public API only: admin login, an org unit, the roster
+//! import (`POST /api/admin/members`), each member's mini-program login and bind against the fake
+//! WeChat (which runs in this process), the activity. Only the sign-ups are measured.
 
-/// The allocator the shipped binary uses (`src/main.rs`): the application runs in-process here,
-/// so measuring it on the system allocator would measure something nobody runs.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod support;
 
 use std::time::Instant;
 
-use dangjian::{
-    app::AppState,
-    auth::mp_session::MpSession,
-    members::store::{self, MemberWrite},
-    platform::config::Settings,
-    startup::{Application, Overrides, Role},
-};
 use futures_util::StreamExt;
-use sqlx::Connection;
+use serde_json::{json, Value};
+use support::{percentile, PgDatabase, Server};
 
 const ADMIN_USER: &str = "bench-admin";
 const ADMIN_PASSWORD: &str = "bench-admin-password-0";
+const UNIT: &str = "压测党支部";
 
 struct Args {
     members: usize,
@@ -66,40 +59,27 @@ fn parse_args() -> Args {
     args
 }
 
-/// Start one instance on its own runtime thread: (base URL, state).
-fn start(settings: Settings, migrate: bool) -> (String, AppState) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let app =
-                Application::build_with(settings, Overrides::default(), Role::HttpOnly, migrate)
-                    .await
-                    .unwrap();
-            tx.send((format!("http://{}", app.local_addr()), app.state()))
-                .unwrap();
-            app.run().await.unwrap();
-        });
-    });
-    rx.recv().unwrap()
-}
-
 /// Latency (µs) and, when the answer was a 200, (status, position).
 type Answer = (u32, Option<(String, Option<i64>)>);
 
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx] as f64 / 1000.0
+/// A setup call that must succeed: its JSON answer.
+async fn call(req: reqwest::RequestBuilder) -> Value {
+    let resp = req.send().await.expect("setup request");
+    let status = resp.status();
+    let v: Value = resp.json().await.unwrap_or(Value::Null);
+    assert!(status.is_success(), "setup call failed: {status} {v}");
+    v
 }
 
 fn main() {
     let args = parse_args();
+    if !run(&args) {
+        // After `run` has dropped the servers and the database.
+        std::process::exit(1);
+    }
+}
+
+fn run(args: &Args) -> bool {
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -111,143 +91,149 @@ fn main() {
         args.instances == 1 || (pg.is_some() && redis.is_some()),
         "--instances > 1 needs DANGJIAN_BENCH_DATABASE_URL and DANGJIAN_BENCH_REDIS_URL (shared sessions)"
     );
-    let database_url = match &pg {
-        None => format!("sqlite://{}/bench.db?mode=rwc", dir.path().display()),
-        Some(url) => {
-            let name = format!("dj_signup_bench_{}", std::process::id());
-            rt.block_on(async {
-                let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-                sqlx::query(&format!("CREATE DATABASE {name}"))
-                    .execute(&mut c)
-                    .await
-                    .unwrap();
-                // Diagnostic only: how much of a sign-up is the commit's WAL flush.
-                if std::env::var("DANGJIAN_BENCH_PG_ASYNC_COMMIT").is_ok() {
-                    sqlx::query(&format!(
-                        "ALTER DATABASE {name} SET synchronous_commit = off"
-                    ))
-                    .execute(&mut c)
-                    .await
-                    .unwrap();
-                }
-            });
-            format!("{}/{name}", url.rsplit_once('/').unwrap().0)
-        }
+    // Diagnostic only: how much of a sign-up is the commit's WAL flush.
+    let async_commit: &[&str] = if std::env::var("DANGJIAN_BENCH_PG_ASYNC_COMMIT").is_ok() {
+        &["synchronous_commit = off"]
+    } else {
+        &[]
     };
-    let mut overrides = vec![
-        ("bind", "127.0.0.1:0".to_owned()),
-        ("database_url", database_url),
+    // Dropped after the servers (declared before them).
+    let pg_db = pg
+        .as_deref()
+        .map(|url| PgDatabase::create(url, "dj_signup_bench", async_commit));
+    let database_url = match &pg_db {
+        None => format!("sqlite://{}/bench.db?mode=rwc", dir.path().display()),
+        Some(db) => db.url.clone(),
+    };
+    // What the server calls out to (jscode2session, getuserphonenumber) runs here.
+    let fake = support::demo_fake();
+    let fake_server = rt.block_on(fake.spawn());
+    std::fs::create_dir_all(dir.path().join("content")).unwrap();
+    let mut env = vec![
+        ("DANGJIAN_DATABASE_URL", database_url),
         (
-            "content_dir",
+            "DANGJIAN_CONTENT_DIR",
             dir.path().join("content").display().to_string(),
         ),
-        ("data_dir", dir.path().join("data").display().to_string()),
-        ("wechat_api_base", "http://127.0.0.1:9".to_owned()),
-        ("admin_user", ADMIN_USER.to_owned()),
-        ("admin_password", ADMIN_PASSWORD.to_owned()),
-        ("rate_limit_mp_per_minute", "100000000".to_owned()),
-        ("rate_limit_login_per_minute", "1000".to_owned()),
+        // Shared by the instances: the same generated data key (phones are sealed with it).
+        (
+            "DANGJIAN_DATA_DIR",
+            dir.path().join("data").display().to_string(),
+        ),
+        ("DANGJIAN_WECHAT_API_BASE", fake_server.base_url.clone()),
+        ("DANGJIAN_ADMIN_USER", ADMIN_USER.to_owned()),
+        ("DANGJIAN_ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()),
+        ("DANGJIAN_RATE_LIMIT_MP_PER_MINUTE", "100000000".to_owned()),
+        ("DANGJIAN_RATE_LIMIT_LOGIN_PER_MINUTE", "1000".to_owned()),
+        ("DANGJIAN_FOLLOWER_SYNC_INTERVAL_HOURS", "0".to_owned()),
+        ("DANGJIAN_LOG", "warn".to_owned()),
     ];
     if let Some(r) = &redis {
-        overrides.push(("redis_url", r.clone()));
-        overrides.push(("redis_prefix", format!("bench:{}:", std::process::id())));
+        env.push(("DANGJIAN_REDIS_URL", r.clone()));
+        env.push((
+            "DANGJIAN_REDIS_PREFIX",
+            format!("bench:{}:", std::process::id()),
+        ));
     }
-    let settings = Settings::with_overrides(overrides).unwrap();
-    let mut bases = Vec::new();
-    let (base, state) = start(settings.clone(), true);
-    bases.push(base);
-    for _ in 1..args.instances {
-        bases.push(start(settings.clone(), false).0);
-    }
+    // HTTP only (as before: no background workers); the first instance migrates.
+    let servers: Vec<Server> = (0..args.instances)
+        .map(|i| {
+            let cmd: &[&str] = if i == 0 {
+                &["serve", "--no-workers"]
+            } else {
+                &["serve", "--no-workers", "--no-migrate"]
+            };
+            Server::start(cmd, &env, &dir.path().join(format!("server{i}.log")))
+        })
+        .collect();
+    let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
 
     let outcome = rt.block_on(async {
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(args.concurrency)
             .build()
             .unwrap();
-        // Setup (not timed): an org unit, the members, their sessions, the activity.
+        // Setup (not timed), all through the public API.
         let t = Instant::now();
-        let token: String = client
-            .post(format!("{}/api/admin/login", bases[0]))
-            .json(&serde_json::json!({"username": ADMIN_USER, "password": ADMIN_PASSWORD}))
-            .send()
-            .await
-            .unwrap()
-            .json::<serde_json::Value>()
-            .await
-            .unwrap()["token"]
+        let admin = call(
+            client
+                .post(format!("{}/api/admin/login", bases[0]))
+                .json(&json!({"username": ADMIN_USER, "password": ADMIN_PASSWORD})),
+        )
+        .await["token"]
             .as_str()
             .unwrap()
             .to_owned();
-        let unit: i64 = client
-            .post(format!("{}/api/admin/org-units", bases[0]))
-            .bearer_auth(&token)
-            .json(&serde_json::json!({"name": "压测党支部"}))
-            .send()
-            .await
-            .unwrap()
-            .json::<serde_json::Value>()
-            .await
-            .unwrap()["id"]
-            .as_i64()
-            .unwrap();
-        let now = state.clock.unix_ms();
-        let mut sessions = Vec::with_capacity(args.members);
-        let mut tx = state.db.begin_write().await.unwrap();
+        call(
+            client
+                .post(format!("{}/api/admin/org-units", bases[0]))
+                .bearer_auth(&admin)
+                .json(&json!({"name": UNIT})),
+        )
+        .await;
+        let roster: Vec<Value> = (0..args.members)
+            .map(|i| {
+                json!({"name": format!("压测{i}"), "phone": format!("136{i:08}"),
+                       "category": "employed", "monthly_income_fen": 300_000,
+                       "org_unit": UNIT, "party_status": "full"})
+            })
+            .collect();
+        call(
+            client
+                .post(format!("{}/api/admin/members", bases[0]))
+                .bearer_auth(&admin)
+                .json(&roster),
+        )
+        .await;
+        // Each member logs in from the mini-program and binds (phone number through the fake).
         for i in 0..args.members {
-            let phone = format!("136{i:08}");
-            let name = format!("压测{i}");
-            let id = store::insert(
-                &mut tx,
-                &state.cipher,
-                &MemberWrite {
-                    name: &name,
-                    phone: &phone,
-                    phone_idx: state.cipher.phone_index(&phone),
-                    id_number: None,
-                    category: "employed",
-                    income: None,
-                    org_unit_id: unit,
-                    party_status: "full",
-                    joined_at: None,
-                },
-                now,
-            )
-            .await
-            .unwrap();
-            let openid = format!("mp_bench_{i}");
-            store::bind_openid(&mut tx, id, &openid, now).await.unwrap();
-            sessions.push((id, openid));
+            fake.set_phone(&format!("sp{i}"), &format!("136{i:08}"));
         }
-        tx.commit().await.unwrap();
-        let mut tokens = Vec::with_capacity(args.members);
-        for (id, openid) in &sessions {
-            tokens.push(
-                MpSession::create(&state, openid, Some(*id))
-                    .await
-                    .unwrap()
-                    .token,
-            );
-        }
+        let tokens: Vec<String> = futures_util::stream::iter(0..args.members)
+            .map(|i| {
+                let (client, base) = (client.clone(), bases[i % bases.len()].clone());
+                async move {
+                    let token = call(
+                        client
+                            .post(format!("{base}/api/mp/login"))
+                            .json(&json!({"code": format!("s{i}")})),
+                    )
+                    .await["token"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned();
+                    call(
+                        client
+                            .post(format!("{base}/api/mp/bind"))
+                            .bearer_auth(&token)
+                            .json(&json!({"name": format!("压测{i}"), "phone_code": format!("sp{i}")})),
+                    )
+                    .await;
+                    token
+                }
+            })
+            .buffered(16)
+            .collect()
+            .await;
+        let now = support::unix_ms();
         let rfc = |offset_min: i64| dangjian::platform::time::rfc3339(now + offset_min * 60_000);
-        let resp = client
-            .post(format!("{}/api/admin/activities", bases[0]))
-            .bearer_auth(&token)
-            .json(&serde_json::json!({
-                "title": "抢票压测", "capacity": args.places,
-                "signup_opens_at": rfc(-1), "signup_closes_at": rfc(60), "starts_at": rfc(120),
-            }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 201);
-        let activity = resp.json::<serde_json::Value>().await.unwrap()["id"]
+        let activity = call(
+            client
+                .post(format!("{}/api/admin/activities", bases[0]))
+                .bearer_auth(&admin)
+                .json(&json!({
+                    "title": "抢票压测", "capacity": args.places,
+                    "signup_opens_at": rfc(-1), "signup_closes_at": rfc(60), "starts_at": rfc(120),
+                })),
+        )
+        .await["id"]
             .as_i64()
             .unwrap();
         eprintln!(
-            "setup: {} members and sessions in {:.2?}",
+            "setup: {} members imported, logged in and bound in {:.2?}; load average {}",
             args.members,
-            t.elapsed()
+            t.elapsed(),
+            support::loadavg()
         );
 
         let started = Instant::now();
@@ -337,21 +323,15 @@ fn main() {
         percentile(&lat, 0.99),
         if correct { "exact" } else { "WRONG" }
     );
-    if let Some(url) = &pg {
-        let name = format!("dj_signup_bench_{}", std::process::id());
-        rt.block_on(async {
-            if let Ok(mut c) = sqlx::PgConnection::connect(url).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut c)
-                    .await;
-            }
-        });
-    }
+    eprintln!("load average after the run: {}", support::loadavg());
     if !correct {
         eprintln!(
             "the crowd was not served exactly: {confirmed} confirmed, positions {:?}..",
             &positions[..positions.len().min(5)]
         );
-        std::process::exit(1);
     }
+    drop(servers);
+    drop(fake_server);
+    drop(pg_db);
+    correct
 }
