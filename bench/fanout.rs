@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sqlx::Connection;
-use support::{PgDatabase, Server};
+use support::Server;
 use wechat::client::TemplateInfo;
 
 const ADMIN_USER: &str = "bench-admin";
@@ -72,14 +72,12 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     // Dropped after the server (declared before it).
-    let pg_db = args
-        .database_url
-        .as_deref()
-        .map(|url| PgDatabase::create(url, "dj_fanout_bench", &[]));
-    let db_url = match &pg_db {
-        Some(db) => db.url.clone(),
-        None => format!("sqlite://{}/bench.db?mode=rwc", dir.path().display()),
-    };
+    let (pg_db, db_url) = support::database(
+        args.database_url.as_deref(),
+        "dj_fanout_bench",
+        &[],
+        dir.path(),
+    );
     // What the server calls out to: the fake WeChat, here.
     let fake = support::demo_fake();
     let fake_server = rt.block_on(fake.spawn());

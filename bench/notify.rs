@@ -27,7 +27,7 @@ use std::{
 
 use rand::seq::SliceRandom;
 use serde_json::{json, Value};
-use support::{percentile, PgDatabase, Server};
+use support::{percentile, Server};
 use wechat::fake::{FakeWechat, NotificationTamper};
 
 const ADMIN: &str = "admin";
@@ -222,14 +222,12 @@ fn run(args: &Args) -> bool {
         .build()
         .unwrap();
     // Dropped after the server (declared before it).
-    let pg_db = args
-        .database_url
-        .as_deref()
-        .map(|url| PgDatabase::create(url, "dj_notify_bench", &[]));
-    let database_url = match &pg_db {
-        Some(db) => db.url.clone(),
-        None => format!("sqlite://{}/bench.db?mode=rwc", dir.path().display()),
-    };
+    let (pg_db, database_url) = support::database(
+        args.database_url.as_deref(),
+        "dj_notify_bench",
+        &[],
+        dir.path(),
+    );
     // The app's default (demo) credentials.
     let fake = support::demo_fake();
     let fake_server = rt.block_on(fake.spawn());

@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use support::{percentile, PgDatabase, Server};
+use support::{percentile, Server};
 
 const ADMIN_USER: &str = "bench-admin";
 const ADMIN_PASSWORD: &str = "bench-admin-password-0";
@@ -98,13 +98,8 @@ fn run(args: &Args) -> bool {
         &[]
     };
     // Dropped after the servers (declared before them).
-    let pg_db = pg
-        .as_deref()
-        .map(|url| PgDatabase::create(url, "dj_signup_bench", async_commit));
-    let database_url = match &pg_db {
-        None => format!("sqlite://{}/bench.db?mode=rwc", dir.path().display()),
-        Some(db) => db.url.clone(),
-    };
+    let (pg_db, database_url) =
+        support::database(pg.as_deref(), "dj_signup_bench", async_commit, dir.path());
     // What the server calls out to (jscode2session, getuserphonenumber) runs here.
     let fake = support::demo_fake();
     let fake_server = rt.block_on(fake.spawn());

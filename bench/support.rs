@@ -161,6 +161,22 @@ impl Drop for Server {
     }
 }
 
+/// The run's database: a fresh PostgreSQL database beside `pg_url` when given (dropped with the
+/// returned guard), else a SQLite file in `dir`. Returns the guard and the URL for the server.
+pub fn database(
+    pg_url: Option<&str>,
+    prefix: &str,
+    settings: &[&str],
+    dir: &std::path::Path,
+) -> (Option<PgDatabase>, String) {
+    let pg = pg_url.map(|url| PgDatabase::create(url, prefix, settings));
+    let url = match &pg {
+        Some(db) => db.url.clone(),
+        None => format!("sqlite://{}/bench.db?mode=rwc", dir.display()),
+    };
+    (pg, url)
+}
+
 /// A fresh PostgreSQL database beside the one `url` names (`<prefix>_<pid>`), dropped (with
 /// `FORCE`) when this is dropped — after the servers using it, so declare it before them.
 pub struct PgDatabase {

@@ -59,15 +59,22 @@ macro_rules! doc_args {
     };
 }
 
-doc_args!();
-doc_args!(A1);
-doc_args!(A1, A2);
-doc_args!(A1, A2, A3);
-doc_args!(A1, A2, A3, A4);
-doc_args!(A1, A2, A3, A4, A5);
-doc_args!(A1, A2, A3, A4, A5, A6);
-doc_args!(A1, A2, A3, A4, A5, A6, A7);
-doc_args!(A1, A2, A3, A4, A5, A6, A7, A8);
+/// `$m!()` for every handler arity up to eight arguments.
+macro_rules! for_each_arity {
+    ($m:ident) => {
+        $m!();
+        $m!(A1);
+        $m!(A1, A2);
+        $m!(A1, A2, A3);
+        $m!(A1, A2, A3, A4);
+        $m!(A1, A2, A3, A4, A5);
+        $m!(A1, A2, A3, A4, A5, A6);
+        $m!(A1, A2, A3, A4, A5, A6, A7);
+        $m!(A1, A2, A3, A4, A5, A6, A7, A8);
+    };
+}
+
+for_each_arity!(doc_args);
 
 /// Documents a handler's answer: `AppJson<T>` (alone, after a status, inside a `Result`) is a
 /// JSON body of `T`'s schema; a `Response` or a bare status says nothing more than 2XX.
@@ -123,15 +130,7 @@ macro_rules! doc_handler {
     };
 }
 
-doc_handler!();
-doc_handler!(A1);
-doc_handler!(A1, A2);
-doc_handler!(A1, A2, A3);
-doc_handler!(A1, A2, A3, A4);
-doc_handler!(A1, A2, A3, A4, A5);
-doc_handler!(A1, A2, A3, A4, A5, A6);
-doc_handler!(A1, A2, A3, A4, A5, A6, A7);
-doc_handler!(A1, A2, A3, A4, A5, A6, A7, A8);
+for_each_arity!(doc_handler);
 
 impl<S> DocArg for State<S> {}
 impl<T> DocArg for axum::Extension<T> {}
