@@ -353,13 +353,21 @@ pub fn build(state: &AppState, admin: &[RouteSpec], mp: &[MpRouteSpec]) -> Value
 }
 
 /// `GET /api/openapi.json`, listing the given route tables.
+///
+/// The document depends only on the route tables and the settings, both fixed for the life of
+/// the process, so it is generated once, on the first request, and served from then on.
 pub fn router(admin: Vec<RouteSpec>, mp: Vec<MpRouteSpec>) -> axum::Router<AppState> {
     let tables = std::sync::Arc::new((admin, mp));
+    let document = std::sync::Arc::new(std::sync::OnceLock::<Json<Value>>::new());
     axum::Router::new().route(
         "/api/openapi.json",
         axum::routing::get(move |State(st): State<AppState>| {
-            let tables = tables.clone();
-            async move { Json(build(&st, &tables.0, &tables.1)) }
+            let (tables, document) = (tables.clone(), document.clone());
+            async move {
+                document
+                    .get_or_init(|| Json(build(&st, &tables.0, &tables.1)))
+                    .clone()
+            }
         }),
     )
 }
