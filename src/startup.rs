@@ -210,7 +210,12 @@ pub fn router(state: AppState) -> Router {
         .merge(official_account::router())
         .merge(articles::router())
         .merge(members::router())
-        .merge(mp.into_router())
+        // Per-IP limit on the mini-program's API (rate_limit_mp_per_minute), on its routes only:
+        // the webhook and the console do not pay for it.
+        .merge(mp.into_router().layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::ratelimit::mp_limit,
+        )))
         .merge(dues::router())
         .merge(portal::router())
         .merge(http::public::static_router())
@@ -218,12 +223,7 @@ pub fn router(state: AppState) -> Router {
         .merge(http::openapi::router(table, mp_table))
         .merge(admin.into_router())
         .merge(auth::console::router(state.clone(), console_pages()))
-        .fallback(http::not_found)
-        // Per-IP limit on /api/mp (rate_limit_mp_per_minute).
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::ratelimit::mp_limit,
-        ));
+        .fallback(http::not_found);
     http::layers(features, &state).with_state(state)
 }
 

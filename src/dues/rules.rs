@@ -616,6 +616,36 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The OpenAPI document describes a month with a pattern: it accepts what `Month::parse` does.
+    #[test]
+    fn the_documented_month_pattern_is_what_parse_accepts() {
+        let pattern = regex::Regex::new(crate::http::doc::MONTH_PATTERN).unwrap();
+        let mut inputs: Vec<String> = [
+            "",
+            "2026-1",
+            "2026-001",
+            "2026/11",
+            " 2026-11",
+            "2026-11 ",
+            "२०२६-११",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for year in 1990..2210 {
+            for month in 0..14 {
+                inputs.push(format!("{year:04}-{month:02}"));
+            }
+        }
+        for input in &inputs {
+            assert_eq!(
+                pattern.is_match(input),
+                Month::parse(input).is_some(),
+                "{input:?}"
+            );
+        }
+    }
+
     fn employed(base: i64) -> Standard {
         standard(Category::Employed, Some(Fen(base))).unwrap()
     }

@@ -265,7 +265,8 @@ page_size!(
     page_size_500 = 500
 );
 
-const MONTH_PATTERN: &str = "^2[01][0-9]{2}-(0[1-9]|1[0-2])$";
+/// What `dues::rules::Month::parse` accepts (a test there keeps the two in step).
+pub(crate) const MONTH_PATTERN: &str = "^2[01][0-9]{2}-(0[1-9]|1[0-2])$";
 
 /// A month, `YYYY-MM` (years 2000 to 2199).
 pub fn month(_: &mut SchemaGenerator) -> Schema {

@@ -25,7 +25,7 @@ use axum::{
 use tower::ServiceBuilder;
 use tower_http::{
     catch_panic::CatchPanicLayer,
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
     trace::TraceLayer,
 };
 
@@ -57,6 +57,34 @@ pub async fn not_found() -> Response {
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Request ids in the shape of a random (version 4) UUID, from the thread's generator: a fresh
+/// UUID from the operating system costs a system call per request (`bench/README.md`).
+#[derive(Clone, Copy, Default)]
+struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let bits = uuid_v4_bits(rand::random::<u128>());
+        let hex = format!("{bits:032x}");
+        let id = format!(
+            "{}-{}-{}-{}-{}",
+            &hex[..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..]
+        );
+        axum::http::HeaderValue::from_str(&id)
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// The version (4) and variant (RFC 4122) bits of a random UUID over 128 random bits.
+fn uuid_v4_bits(random: u128) -> u128 {
+    (random & !(0xf << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62)
+}
+
 /// The layers around the whole surface: CORS (closed unless
 /// configured), metrics, request id, tracing (the path only: query strings carry signatures and
 /// openids), panic → 500 in the one shape, and the request timeout.
@@ -70,7 +98,7 @@ pub fn layers(router: Router<AppState>, state: &AppState) -> Router<AppState> {
         ))
         .layer(
             ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
                 .layer(
                     TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
                         let id = req
@@ -91,4 +119,34 @@ pub fn layers(router: Router<AppState>, state: &AppState) -> Router<AppState> {
                 }))
                 .layer(middleware::from_fn_with_state(timeout, request_deadline)),
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_version_4_uuids() {
+        let req = axum::http::Request::new(());
+        let mut make = RandomRequestId;
+        let a = make.make_request_id(&req).unwrap();
+        let b = make.make_request_id(&req).unwrap();
+        let a = a.header_value().to_str().unwrap().to_owned();
+        assert_ne!(a, b.header_value().to_str().unwrap());
+        let groups: Vec<&str> = a.split('-').collect();
+        assert_eq!(
+            groups.iter().map(|g| g.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12],
+            "{a}"
+        );
+        assert!(a.chars().all(|c| c == '-' || c.is_ascii_hexdigit()), "{a}");
+        assert!(groups[2].starts_with('4'), "version 4: {a}");
+        assert!(
+            matches!(groups[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'),
+            "variant: {a}"
+        );
+        // All ones and all zeros keep only the version and variant bits fixed.
+        assert_eq!(uuid_v4_bits(u128::MAX) >> 76 & 0xf, 4);
+        assert_eq!(uuid_v4_bits(0), (0x4 << 76) | (0x2 << 62));
+    }
 }

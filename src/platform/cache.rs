@@ -35,6 +35,11 @@ pub trait Cache: Send + Sync + 'static {
     fn local(&self) -> Option<&MemoryCache> {
         None
     }
+    /// This cache itself when it is the in-process one, for callers that need its synchronous
+    /// reads (the de-duplication claim reads it under a lock).
+    fn as_memory(&self) -> Option<&MemoryCache> {
+        None
+    }
 }
 
 /// Default bound of the in-process cache (keys + values), whatever the traffic.
@@ -128,6 +133,11 @@ impl MemoryCache {
         }
     }
 
+    /// The live value of `key`, read synchronously (in process nothing waits).
+    pub fn get_now(&self, key: &str) -> Option<String> {
+        self.live(key).map(|e| e.value.to_string())
+    }
+
     /// Entries held now (after pending evictions ran): for tests and metrics.
     pub fn len(&self) -> u64 {
         self.entries.run_pending_tasks();
@@ -142,7 +152,7 @@ impl MemoryCache {
 #[async_trait]
 impl Cache for MemoryCache {
     async fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
-        Ok(self.live(key).map(|e| e.value.to_string()))
+        Ok(self.get_now(key))
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> anyhow::Result<()> {
@@ -209,6 +219,10 @@ impl Cache for MemoryCache {
 
     fn kind(&self) -> &'static str {
         "memory"
+    }
+
+    fn as_memory(&self) -> Option<&MemoryCache> {
+        Some(self)
     }
 }
 

@@ -108,6 +108,9 @@ impl Drop for Ticket {
         }
         // In-process waiters first: they are woken with "closed" when `tx` drops right after.
         self.inner.forget_running(&self.key, self.id);
+        if self.inner.in_process {
+            return; // the running map was the whole claim
+        }
         let inner = self.inner.clone();
         let ck = cache_key(&self.key);
         let value = self.pending_value();
@@ -174,7 +177,7 @@ impl Dedup {
         metrics: Arc<Metrics>,
     ) -> Dedup {
         let fallback = MemoryCache::lru_with_capacity_bytes(local_bytes);
-        let in_process = cache.kind() == "memory";
+        let in_process = cache.as_memory().is_some();
         Dedup {
             inner: Arc::new(Inner {
                 cache,
@@ -192,12 +195,19 @@ impl Dedup {
     }
 
     fn ticket(&self, key: &str, id: u64, on_fallback: bool) -> Ticket {
+        let mut local = self.inner.local.lock().unwrap_or_else(|e| e.into_inner());
+        self.ticket_locked(&mut local, key, id, on_fallback)
+    }
+
+    fn ticket_locked(
+        &self,
+        local: &mut HashMap<String, Running>,
+        key: &str,
+        id: u64,
+        on_fallback: bool,
+    ) -> Ticket {
         let (tx, rx) = watch::channel(None);
-        self.inner
-            .local
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.to_owned(), Running { id, rx });
+        local.insert(key.to_owned(), Running { id, rx });
         Ticket {
             inner: self.inner.clone(),
             key: key.to_owned(),
@@ -216,13 +226,24 @@ impl Dedup {
         let ck = cache_key(key);
         loop {
             // Fast path: the first delivery is running in this process.
-            let local = inner
-                .local
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(key)
-                .map(|r| r.rx.clone());
-            if let Some(mut rx) = local {
+            let running = {
+                let mut local = inner.local.lock().unwrap_or_else(|e| e.into_inner());
+                match (local.get(key), inner.cache.as_memory()) {
+                    (Some(r), _) => Some(r.rx.clone()),
+                    // Without Redis this process is the only claimant: the running map is the
+                    // claim and the store holds the answers, both read under the one lock (so no
+                    // "pending" record is written, and none needs releasing).
+                    (None, Some(store)) => {
+                        if let Some(v) = store.get_now(&ck) {
+                            return Claim::Answered(v);
+                        }
+                        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+                        return Claim::First(self.ticket_locked(&mut local, key, id, false));
+                    }
+                    (None, None) => None,
+                }
+            };
+            if let Some(mut rx) = running {
                 match tokio::time::timeout_at(deadline, rx.wait_for(Option::is_some)).await {
                     Ok(Ok(v)) => return Claim::Answered(v.clone().unwrap_or_default()),
                     Ok(Err(_)) => {
@@ -317,6 +338,9 @@ impl Dedup {
         ticket.done = true;
         self.inner.forget_running(&ticket.key, ticket.id);
         drop(ticket.tx.take()); // wakes local waiters with "closed"
+        if self.inner.in_process {
+            return;
+        }
         self.inner
             .release(
                 &cache_key(&ticket.key),
