@@ -91,22 +91,19 @@ pub async fn current(st: &AppState, key: &str) -> i64 {
     value.and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
-/// Per-IP limit for the mini-program API (`rate_limit_mp_per_minute`), applied on the whole
-/// router so that every `/api/mp` route is covered whoever adds it.
+/// Per-IP limit for the mini-program API (`rate_limit_mp_per_minute`): `startup` puts it on the
+/// router of `MpRoutes`, the one table every `/api/mp` route is registered in.
 pub async fn mp_limit(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    if req.uri().path().starts_with("/api/mp") {
-        let (parts, body) = req.into_parts();
-        let ip = ClientIp::resolve(&parts, &st.trusted_proxies).label();
-        if let Err(e) = hit(
-            &st,
-            &format!("mp:{ip}"),
-            st.settings.rate_limit_mp_per_minute,
-        )
-        .await
-        {
-            return e.into_response();
-        }
-        return next.run(Request::from_parts(parts, body)).await;
+    let (parts, body) = req.into_parts();
+    let ip = ClientIp::resolve(&parts, &st.trusted_proxies).label();
+    if let Err(e) = hit(
+        &st,
+        &format!("mp:{ip}"),
+        st.settings.rate_limit_mp_per_minute,
+    )
+    .await
+    {
+        return e.into_response();
     }
-    next.run(req).await
+    next.run(Request::from_parts(parts, body)).await
 }
