@@ -35,7 +35,7 @@ use crate::{
     official_account::store as followers,
     platform::config::MessageMode,
     platform::content::Answer,
-    platform::dedup::{Claim, NonceUse},
+    platform::dedup::{Claim, NonceUse, ReadAlong},
     platform::error::{AppError, AppResult},
     platform::outbound::CustomMessage,
 };
@@ -280,7 +280,12 @@ async fn dispatch(
     msg: InboundMessage,
     deadline: tokio::time::Instant,
 ) -> AppResult<String> {
-    match st.dedup.claim(&msg.dedup_key(), deadline).await {
+    let read_along = crate::submissions::service::read_along_key(&msg);
+    match st
+        .dedup
+        .claim_reading(&msg.dedup_key(), read_along.as_deref(), deadline)
+        .await
+    {
         Claim::Answered(reply) => {
             st.metrics.outcome("retry_replayed");
             Ok(reply)
@@ -289,7 +294,8 @@ async fn dispatch(
             st.metrics.outcome("retry_while_running");
             Ok(SUCCESS.to_owned())
         }
-        Claim::First(ticket) => {
+        Claim::First(mut ticket) => {
+            let marker = ticket.take_read_along();
             let (tx, mut rx) = tokio::sync::oneshot::channel::<Outgoing>();
             let task_state = st.clone();
             // Handled inline while the budget lasts (no task hop in the common case), but never
@@ -301,7 +307,7 @@ async fn dispatch(
             let work = async move {
                 let st = task_state;
                 let openid = msg.from_user.clone();
-                match handle(&st, &msg).await {
+                match handle(&st, &msg, marker).await {
                     Ok(out) => {
                         let xml = out.xml.clone();
                         // What the follower actually got is what retries get.
@@ -356,11 +362,12 @@ async fn dispatch(
 }
 
 /// Run the decision for one message: side effects happen here, once per message.
-async fn handle(st: &AppState, msg: &InboundMessage) -> AppResult<Outgoing> {
+/// `marker`: what the claim read along for the chat side (the sender's draft marker).
+async fn handle(st: &AppState, msg: &InboundMessage, marker: ReadAlong) -> AppResult<Outgoing> {
     let content = st.content.get();
     let now_ms = st.clock.unix_ms();
     // Submissions and the board come before the keyword rules, so no rule can swallow them.
-    if let Some(text) = crate::submissions::service::handle_chat(st, msg).await? {
+    if let Some(text) = crate::submissions::service::handle_chat(st, msg, marker).await? {
         st.interactions.record(&msg.from_user, now_ms);
         let reply = Reply::Text { content: text };
         return Ok(Outgoing {

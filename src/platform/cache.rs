@@ -23,6 +23,19 @@ pub trait Cache: Send + Sync + 'static {
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> anyhow::Result<()>;
     /// Set only if absent; true when this call created the key.
     async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> anyhow::Result<bool>;
+    /// [`Cache::set_nx`] on `key` and a [`Cache::get`] of `other`, in one round trip where the
+    /// cache is remote (Redis pipelines the two): the de-duplication claim reads the sender's
+    /// chat state with it.
+    async fn set_nx_and_get(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+        other: &str,
+    ) -> anyhow::Result<(bool, Option<String>)> {
+        let created = self.set_nx(key, value, ttl).await?;
+        Ok((created, self.get(other).await?))
+    }
     async fn del(&self, key: &str) -> anyhow::Result<()>;
     /// Delete only if the value is still `value` (release a lock we hold).
     async fn del_if_eq(&self, key: &str, value: &str) -> anyhow::Result<bool>;
@@ -377,6 +390,28 @@ impl Cache for RedisCache {
             .arg(px(ttl));
         let r: Option<String> = self.run(cmd.query_async(&mut c)).await?;
         Ok(r.is_some())
+    }
+
+    async fn set_nx_and_get(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+        other: &str,
+    ) -> anyhow::Result<(bool, Option<String>)> {
+        let mut c = self.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.key(key))
+            .arg(value)
+            .arg("NX")
+            .arg("PX")
+            .arg(px(ttl))
+            .cmd("GET")
+            .arg(self.key(other));
+        let (created, read): (Option<String>, Option<String>) =
+            self.run(pipe.query_async(&mut c)).await?;
+        Ok((created.is_some(), read))
     }
 
     async fn del(&self, key: &str) -> anyhow::Result<()> {

@@ -49,6 +49,17 @@ pub enum Claim {
     StillRunning,
 }
 
+/// A value a claim read from the shared cache in the same round trip ([`Dedup::claim_reading`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ReadAlong {
+    /// Not read with the claim (in-process cache, an outage, or the claim was not made with a
+    /// read): read it the usual way.
+    #[default]
+    NotRead,
+    /// What the cache held when the claim was made.
+    Read(Option<String>),
+}
+
 /// How a signed (timestamp, nonce) pair was used before (plaintext mode, where no body is signed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NonceUse {
@@ -93,9 +104,15 @@ pub struct Ticket {
     on_fallback: bool,
     tx: Option<watch::Sender<Option<String>>>,
     done: bool,
+    read_along: ReadAlong,
 }
 
 impl Ticket {
+    /// What the claim read along with it (see [`Dedup::claim_reading`]), taken once.
+    pub fn take_read_along(&mut self) -> ReadAlong {
+        std::mem::take(&mut self.read_along)
+    }
+
     fn pending_value(&self) -> String {
         format!("{PENDING}{}", self.id)
     }
@@ -215,6 +232,7 @@ impl Dedup {
             on_fallback,
             tx: Some(tx),
             done: false,
+            read_along: ReadAlong::NotRead,
         }
     }
 
@@ -222,6 +240,19 @@ impl Dedup {
     /// from the request's arrival, so a retry that waited gets no fresh budget). Never fails: when
     /// the cache does, the claim is made in process.
     pub async fn claim(&self, key: &str, deadline: Instant) -> Claim {
+        self.claim_reading(key, None, deadline).await
+    }
+
+    /// [`Dedup::claim`], reading the cache key `read_along` in the same round trip when the
+    /// cache is shared (Redis): a first delivery's ticket carries the value
+    /// ([`Ticket::take_read_along`]), which saves the handler a round trip of its own before
+    /// the reply.
+    pub async fn claim_reading(
+        &self,
+        key: &str,
+        read_along: Option<&str>,
+        deadline: Instant,
+    ) -> Claim {
         let inner = &self.inner;
         let ck = cache_key(key);
         loop {
@@ -271,9 +302,25 @@ impl Dedup {
                 }
                 None => {}
             }
-            match inner.cache.set_nx(&ck, &pending, inner.pending_ttl).await {
-                Ok(true) => return Claim::First(self.ticket(key, id, false)),
-                Ok(false) => {}
+            let claimed = match read_along {
+                Some(other) => inner
+                    .cache
+                    .set_nx_and_get(&ck, &pending, inner.pending_ttl, other)
+                    .await
+                    .map(|(created, v)| created.then_some(ReadAlong::Read(v))),
+                None => inner
+                    .cache
+                    .set_nx(&ck, &pending, inner.pending_ttl)
+                    .await
+                    .map(|created| created.then_some(ReadAlong::NotRead)),
+            };
+            match claimed {
+                Ok(Some(along)) => {
+                    let mut ticket = self.ticket(key, id, false);
+                    ticket.read_along = along;
+                    return Claim::First(ticket);
+                }
+                Ok(None) => {}
                 Err(e) => {
                     inner.degraded("claim", &e);
                     if inner
@@ -443,6 +490,40 @@ mod tests {
         match d.claim("u:1", within(1000)).await {
             Claim::Answered(r) => assert_eq!(r, "<xml>reply</xml>"),
             _ => panic!("later retry must get the first reply"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_claim_reads_along_in_one_round_trip_on_a_shared_cache_only() {
+        for cache in caches().await {
+            let shared = cache.as_memory().is_none();
+            cache
+                .set("chat_draft:o1", "1", Duration::from_secs(60))
+                .await
+                .unwrap();
+            let d = dedup_on(cache.clone());
+            for (key, along, want) in [
+                ("o1:1", "chat_draft:o1", Some("1")),
+                ("o1:2", "chat_draft:nobody", None),
+            ] {
+                let Claim::First(mut t) = d.claim_reading(key, Some(along), within(1000)).await
+                else {
+                    panic!("a new key is a first delivery ({})", cache.kind())
+                };
+                let expected = if shared {
+                    ReadAlong::Read(want.map(str::to_owned))
+                } else {
+                    ReadAlong::NotRead // nothing to save in process: the handler reads it
+                };
+                assert_eq!(t.take_read_along(), expected, "{}", cache.kind());
+                assert_eq!(t.take_read_along(), ReadAlong::NotRead, "taken once");
+                d.complete(t, "<xml>r</xml>").await;
+            }
+            // A retry is answered as before, whatever it reads along.
+            match d.claim_reading("o1:1", Some("chat_draft:o1"), within(1000)).await {
+                Claim::Answered(r) => assert_eq!(r, "<xml>r</xml>", "{}", cache.kind()),
+                _ => panic!("a retry gets the first reply ({})", cache.kind()),
+            }
         }
     }
 

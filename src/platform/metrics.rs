@@ -8,7 +8,7 @@ use axum::{
     response::Response,
 };
 use prometheus_client::{
-    encoding::EncodeLabelSet,
+    encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder},
     metrics::{counter::Counter, family::Family, histogram::Histogram},
     registry::Registry,
 };
@@ -16,14 +16,51 @@ use prometheus_client::{
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
     /// One of [`method_label`]'s values.
-    pub method: String,
-    pub route: String,
+    pub method: &'static str,
+    pub route: RouteLabel,
     pub status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
-    pub route: String,
+    pub route: RouteLabel,
+}
+
+/// A route template as a label value: the router's own shared string, so counting a request
+/// copies nothing (`unmatched` when no route matched).
+#[derive(Clone, Debug)]
+pub enum RouteLabel {
+    Matched(MatchedPath),
+    Unmatched,
+}
+
+impl RouteLabel {
+    pub fn as_str(&self) -> &str {
+        match self {
+            RouteLabel::Matched(p) => p.as_str(),
+            RouteLabel::Unmatched => "unmatched",
+        }
+    }
+}
+
+impl PartialEq for RouteLabel {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for RouteLabel {}
+
+impl std::hash::Hash for RouteLabel {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+impl EncodeLabelValue for RouteLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        EncodeLabelValue::encode(&self.as_str(), encoder)
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -34,7 +71,7 @@ pub struct MessageLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
-    pub outcome: String,
+    pub outcome: &'static str,
 }
 
 pub struct Metrics {
@@ -216,11 +253,9 @@ impl Metrics {
             .inc();
     }
 
-    pub fn outcome(&self, outcome: &str) {
+    pub fn outcome(&self, outcome: &'static str) {
         self.webhook_outcomes
-            .get_or_create(&OutcomeLabels {
-                outcome: outcome.to_owned(),
-            })
+            .get_or_create(&OutcomeLabels { outcome })
             .inc();
     }
 }
@@ -231,12 +266,11 @@ pub async fn track(
     req: Request,
     next: Next,
 ) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = method_label(req.method()).to_owned();
+    let route = match req.extensions().get::<MatchedPath>() {
+        Some(p) => RouteLabel::Matched(p.clone()),
+        None => RouteLabel::Unmatched,
+    };
+    let method = method_label(req.method());
     let start = Instant::now();
     let response = next.run(req).await;
     metrics
@@ -268,5 +302,30 @@ mod tests {
         for invented in ["FOO", "BREW", "get", "PROPFIND", "X1234567"] {
             assert_eq!(method_label(&m(invented)), "OTHER", "{invented}");
         }
+    }
+
+    #[tokio::test]
+    async fn requests_are_counted_by_route_template_or_as_unmatched() {
+        use tower::ServiceExt;
+        let metrics = std::sync::Arc::new(Metrics::default());
+        let app = axum::Router::new()
+            .route("/items/{id}", axum::routing::get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn_with_state(metrics.clone(), track));
+        for path in ["/items/1", "/items/2", "/nowhere/3"] {
+            let req = axum::http::Request::get(path)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            app.clone().oneshot(req).await.unwrap();
+        }
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"dangjian_http_requests_total{method="GET",route="/items/{id}",status="200"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"dangjian_http_requests_total{method="GET",route="unmatched",status="404"} 1"#),
+            "{text}"
+        );
+        assert!(!text.contains("/items/1") && !text.contains("/nowhere"), "{text}");
     }
 }

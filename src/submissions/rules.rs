@@ -201,6 +201,13 @@ pub fn chat_command(msg: &InboundMessage) -> Option<ChatCommand> {
 }
 
 /// What a message means to an open draft; None = not draft material (events, video, ...).
+/// Whether `msg` could be a step of an open draft ([`draft_step`] is `Some`) without being a
+/// command: what the webhook asks before reading the sender's draft marker along with its claim.
+pub fn may_continue_draft(msg: &InboundMessage) -> bool {
+    matches!(msg.body, MessageBody::Image { .. })
+        || (chat_command(msg).is_none() && text_of(msg).is_some_and(|t| !t.trim().is_empty()))
+}
+
 pub fn draft_step(msg: &InboundMessage) -> Option<DraftStep> {
     if let MessageBody::Image {
         pic_url, media_id, ..
@@ -252,6 +259,40 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn may_continue_draft_is_a_step_that_is_not_a_command() {
+        let image = InboundMessage::from_xml(
+            "<xml><ToUserName>gh</ToUserName><FromUserName>o1</FromUserName><CreateTime>1</CreateTime>\
+             <MsgType>image</MsgType><PicUrl>http://p/1.jpg</PicUrl><MediaId>m1</MediaId><MsgId>2</MsgId></xml>",
+        )
+        .unwrap();
+        let event = InboundMessage::from_xml(
+            "<xml><ToUserName>gh</ToUserName><FromUserName>o1</FromUserName><CreateTime>1</CreateTime>\
+             <MsgType>event</MsgType><Event>subscribe</Event></xml>",
+        )
+        .unwrap();
+        let cases = [
+            text("第二段"),
+            text("完成"),
+            text(" 取消 "),
+            text("   "),
+            text("投稿"),
+            text("投稿：心得"),
+            text("留言 你好"),
+            image,
+            event,
+        ];
+        for msg in &cases {
+            assert_eq!(
+                may_continue_draft(msg),
+                chat_command(msg).is_none() && draft_step(msg).is_some(),
+                "{msg:?}"
+            );
+        }
+        assert!(may_continue_draft(&cases[0]) && may_continue_draft(&cases[7]));
+        assert!(!may_continue_draft(&cases[3]) && !may_continue_draft(&cases[4]));
+    }
 
     #[test]
     fn word_list_skips_comments_and_matches_folded_text() {

@@ -11,12 +11,13 @@ use crate::{
     app::AppState,
     auth::AdminSession,
     platform::error::AppResult,
+    platform::dedup::ReadAlong,
     platform::outbound::CustomMessage,
     platform::{audit, error::AppError},
     submissions::moderation::{self, SCENE_BOARD, SCENE_SUBMISSION},
     submissions::rules::EditorDecision,
     submissions::rules::{
-        chat_command, check_length, draft_step, stored_moderation, ChatCommand, DraftStep, Initial,
+        chat_command, check_length, draft_step, may_continue_draft, stored_moderation, ChatCommand, DraftStep, Initial,
         Moderation, MAX_BOARD_CHARS,
     },
     submissions::store::Table,
@@ -71,6 +72,13 @@ fn draft_marker(openid: &str) -> String {
     format!("chat_draft:{openid}")
 }
 
+/// The cache key the webhook reads along with a message's de-duplication claim (one round trip
+/// to Redis instead of two before the reply): the sender's draft marker, when the message could
+/// continue a draft. Its value goes to [`handle_chat`].
+pub fn read_along_key(msg: &InboundMessage) -> Option<String> {
+    may_continue_draft(msg).then(|| draft_marker(&msg.from_user))
+}
+
 async fn mark_draft_open(st: &AppState, openid: &str) {
     let ttl = std::time::Duration::from_millis(DRAFT_TTL_MS as u64);
     if let Err(e) = st.cache.set(&draft_marker(openid), "1", ttl).await {
@@ -84,13 +92,18 @@ async fn clear_draft_mark(st: &AppState, openid: &str) {
     }
 }
 
-async fn may_have_draft(st: &AppState, openid: &str) -> bool {
-    // On a cache error, ask the database rather than lose a draft.
-    st.cache
-        .get(&draft_marker(openid))
-        .await
-        .map(|v| v.is_some())
-        .unwrap_or(true)
+/// `marker`: the draft marker as read along with the claim, if it was.
+async fn may_have_draft(st: &AppState, openid: &str, marker: ReadAlong) -> bool {
+    match marker {
+        ReadAlong::Read(v) => v.is_some(),
+        // On a cache error, ask the database rather than lose a draft.
+        ReadAlong::NotRead => st
+            .cache
+            .get(&draft_marker(openid))
+            .await
+            .map(|v| v.is_some())
+            .unwrap_or(true),
+    }
 }
 
 fn submitted_reply(receipt: &str) -> String {
@@ -109,8 +122,13 @@ pub fn title_of(content: &str) -> String {
 
 /// The chat side: `Some(reply text)` when the message was about a submission or the board
 /// (routed before the keyword rules), `None` to route it normally. Side effects happen here,
-/// once per message (the webhook de-duplicates retries before calling).
-pub async fn handle_chat(st: &AppState, msg: &InboundMessage) -> AppResult<Option<String>> {
+/// once per message (the webhook de-duplicates retries before calling). `marker`: the sender's
+/// draft marker ([`read_along_key`]) if the claim read it.
+pub async fn handle_chat(
+    st: &AppState,
+    msg: &InboundMessage,
+    marker: ReadAlong,
+) -> AppResult<Option<String>> {
     let openid = msg.from_user.as_str();
     let now = st.clock.unix_ms();
     if let Some(cmd) = chat_command(msg) {
@@ -161,7 +179,7 @@ pub async fn handle_chat(st: &AppState, msg: &InboundMessage) -> AppResult<Optio
     let Some(step) = draft_step(msg) else {
         return Ok(None);
     };
-    if !may_have_draft(st, openid).await {
+    if !may_have_draft(st, openid, marker).await {
         return Ok(None);
     }
     let Some(draft) = db::open_draft(&st.db, openid, now).await? else {

@@ -215,13 +215,16 @@ pub(crate) fn captured() -> Arc<Mutex<Vec<u8>>> {
             }
         }
         let sink = buf.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(
-                "trace,hyper=debug,h2=debug,reqwest=debug,rustls=debug",
-            ))
-            .with_writer(move || W(sink.clone()))
-            .with_ansi(false)
-            .finish();
+        use tracing_subscriber::prelude::*;
+        let filter: tracing_subscriber::filter::Targets =
+            "trace,hyper=debug,h2=debug,reqwest=debug,rustls=debug"
+                .parse()
+                .unwrap();
+        let subscriber = tracing_subscriber::registry().with(filter).with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(move || W(sink.clone()))
+                .with_ansi(false),
+        );
         tracing::subscriber::set_global_default(subscriber)
             .expect("no other global subscriber in this process");
         buf

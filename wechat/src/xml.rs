@@ -289,10 +289,13 @@ pub fn parse_flat(xml: &str) -> Result<XmlFields> {
 pub fn write_cdata(out: &mut String, s: &str) {
     out.push_str("<![CDATA[");
     let mut rest = s;
-    while let Some(i) = rest.find("]]>") {
-        out.push_str(&rest[..i + 2]);
-        out.push_str("]]><![CDATA[");
-        rest = &rest[i + 2..];
+    // Almost no value holds a `]` at all: one byte scan spares them the substring search.
+    if rest.as_bytes().contains(&b']') {
+        while let Some(i) = rest.find("]]>") {
+            out.push_str(&rest[..i + 2]);
+            out.push_str("]]><![CDATA[");
+            rest = &rest[i + 2..];
+        }
     }
     out.push_str(rest);
     out.push_str("]]>");
