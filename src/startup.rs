@@ -224,7 +224,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin.into_router())
         .merge(auth::console::router(state.clone(), console_pages()))
         .fallback(http::not_found);
-    http::layers(features, &state).with_state(state)
+    http::layers(features, &state)
 }
 
 /// Every feature's console pages (`/admin/...`), wrapped by the console's CSRF layer and headers.

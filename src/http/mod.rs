@@ -74,40 +74,46 @@ impl MakeRequestId for RandomRequestId {
     }
 }
 
-/// The layers around the whole surface: CORS (closed unless
-/// configured), metrics, request id, tracing (the path only: query strings carry signatures and
-/// openids), panic → 500 in the one shape, and the request timeout.
-pub fn layers(router: Router<AppState>, state: &AppState) -> Router<AppState> {
+/// The layers every request passes: around the finished router, request id, tracing (the
+/// path only: query strings carry signatures and openids), panic → 500 in the one shape, and the
+/// request timeout; inside it, where the matched route is known, metrics and CORS (closed unless
+/// configured).
+///
+/// The outer ones wrap the router once, as one service: a layer added with `Router::layer`
+/// wraps every route in a boxed service of its own, and every request clones those boxes, one
+/// allocation per layer (`bench/README.md`).
+pub fn layers(router: Router<AppState>, state: &AppState) -> Router {
     let timeout = Duration::from_secs(state.settings.request_timeout_secs);
-    router
-        .layer(routes::cors_layer(&state.settings))
-        .layer(middleware::from_fn_with_state(
-            state.metrics.clone(),
-            crate::platform::metrics::track,
-        ))
+    let mut router = router.layer(middleware::from_fn_with_state(
+        state.metrics.clone(),
+        crate::platform::metrics::track,
+    ));
+    if let Some(cors) = routes::cors_layer(&state.settings) {
+        router = router.layer(cors);
+    }
+    let around = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
         .layer(
-            ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
-                .layer(
-                    TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-                        let id = req
-                            .headers()
-                            .get(REQUEST_ID)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("");
-                        tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
-                    }),
-                )
-                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                .layer(CatchPanicLayer::custom(|_| -> Response {
-                    error_response(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal",
-                        "internal error; the incident has been logged",
-                    )
-                }))
-                .layer(middleware::from_fn_with_state(timeout, request_deadline)),
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                let id = req
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
         )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(CatchPanicLayer::custom(|_| -> Response {
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error; the incident has been logged",
+            )
+        }))
+        .layer(middleware::from_fn_with_state(timeout, request_deadline))
+        .service(router.with_state(state.clone()));
+    Router::new().fallback_service(around)
 }
 
 #[cfg(test)]

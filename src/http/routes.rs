@@ -291,7 +291,7 @@ async fn enforce(
 /// the listed origins (no credentials: the API uses bearer tokens).
 pub fn cors_layer(
     settings: &crate::platform::config::Settings,
-) -> tower::util::Either<tower_http::cors::CorsLayer, tower::layer::util::Identity> {
+) -> Option<tower_http::cors::CorsLayer> {
     let origins: Vec<HeaderValue> = settings
         .cors_allowed_origins
         .split(',')
@@ -300,9 +300,9 @@ pub fn cors_layer(
         .filter_map(|s| HeaderValue::from_str(s).ok())
         .collect();
     if origins.is_empty() {
-        return tower::util::Either::Right(tower::layer::util::Identity::new());
+        return None;
     }
-    tower::util::Either::Left(
+    Some(
         tower_http::cors::CorsLayer::new()
             .allow_origin(origins)
             .allow_methods([
