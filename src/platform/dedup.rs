@@ -520,7 +520,10 @@ mod tests {
                 d.complete(t, "<xml>r</xml>").await;
             }
             // A retry is answered as before, whatever it reads along.
-            match d.claim_reading("o1:1", Some("chat_draft:o1"), within(1000)).await {
+            match d
+                .claim_reading("o1:1", Some("chat_draft:o1"), within(1000))
+                .await
+            {
                 Claim::Answered(r) => assert_eq!(r, "<xml>r</xml>", "{}", cache.kind()),
                 _ => panic!("a retry gets the first reply ({})", cache.kind()),
             }

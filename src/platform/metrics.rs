@@ -319,13 +319,20 @@ mod tests {
         }
         let text = metrics.render();
         assert!(
-            text.contains(r#"dangjian_http_requests_total{method="GET",route="/items/{id}",status="200"} 2"#),
+            text.contains(
+                r#"dangjian_http_requests_total{method="GET",route="/items/{id}",status="200"} 2"#
+            ),
             "{text}"
         );
         assert!(
-            text.contains(r#"dangjian_http_requests_total{method="GET",route="unmatched",status="404"} 1"#),
+            text.contains(
+                r#"dangjian_http_requests_total{method="GET",route="unmatched",status="404"} 1"#
+            ),
             "{text}"
         );
-        assert!(!text.contains("/items/1") && !text.contains("/nowhere"), "{text}");
+        assert!(
+            !text.contains("/items/1") && !text.contains("/nowhere"),
+            "{text}"
+        );
     }
 }

@@ -10,15 +10,15 @@ use serde_json::json;
 use crate::{
     app::AppState,
     auth::AdminSession,
-    platform::error::AppResult,
     platform::dedup::ReadAlong,
+    platform::error::AppResult,
     platform::outbound::CustomMessage,
     platform::{audit, error::AppError},
     submissions::moderation::{self, SCENE_BOARD, SCENE_SUBMISSION},
     submissions::rules::EditorDecision,
     submissions::rules::{
-        chat_command, check_length, draft_step, may_continue_draft, stored_moderation, ChatCommand, DraftStep, Initial,
-        Moderation, MAX_BOARD_CHARS,
+        chat_command, check_length, draft_step, may_continue_draft, stored_moderation, ChatCommand,
+        DraftStep, Initial, Moderation, MAX_BOARD_CHARS,
     },
     submissions::store::Table,
     submissions::store::{self as db, Image, NewSubmission},
