@@ -640,7 +640,11 @@ async fn postgres_cut_during_writes_fails_cleanly_and_the_pool_recovers_without_
         for id in &failed_signups {
             let token = &tokens.iter().find(|(m, _)| m == id).unwrap().1;
             let a = timed(signup(token)).await;
-            assert_eq!(a.status, StatusCode::OK, "{a:?}");
+            // A first try can have committed with its answer lost in the cut: then the member
+            // already holds the place (counted once below), and the retry says so.
+            let answer_was_lost =
+                a.status == StatusCode::CONFLICT && a.body["error"]["code"] == "already_signed_up";
+            assert!(a.status == StatusCode::OK || answer_was_lost, "{a:?}");
             signed_up.insert(*id);
         }
 

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Instructions per webhook message: the release server (SQLite, safe mode) under valgrind's
+# callgrind, fed distinct signed and encrypted messages by the load generator in its own process.
+# Unlike a timed run, the count is repeatable to a fraction of a percent whatever else the machine
+# is doing, so it tells whether a change to the hot path saved work. It counts user space only
+# (no system calls, no lock contention), and valgrind hides the CPU's SHA instructions, so SHA-1
+# shows at several times its real share. Not part of CI.
+#
+#   bash bench/peer/callgrind.sh                  # MESSAGES=3000 LOG=info
+#   BIN=/path/to/other/dangjian bash bench/peer/callgrind.sh   # an earlier build, for an A/B
+#
+# Prints the total and per-message count; the profile stays in $OUT (callgrind_annotate $OUT).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+MESSAGES=${MESSAGES:-3000}
+LOG=${LOG:-info}
+PORT=${PORT:-18096}
+TARGET=${CARGO_TARGET_DIR:-target}
+OUT=${OUT:-callgrind.webhook.out}
+command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 1; }
+work=$(mktemp -d)
+cleanup() { kill "${srv:-}" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --bin dangjian 2>&1 | tail -1
+  BIN=$TARGET/release/dangjian
+fi
+cargo bench --no-run --bench webhook 2>&1 | tail -1
+GEN=$(ls -t "$TARGET"/release/deps/webhook-* | grep -v '\.d$' | head -n1)
+
+mkdir -p "$work/content"
+env DANGJIAN_BIND=127.0.0.1:$PORT DANGJIAN_DATABASE_URL="sqlite://$work/cg.db?mode=rwc" \
+  DANGJIAN_CONTENT_DIR="$work/content" DANGJIAN_DATA_DIR="$work/data" \
+  DANGJIAN_WECHAT_MESSAGE_MODE=safe DANGJIAN_LOG="$LOG" TOKIO_WORKER_THREADS=2 \
+  valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" "$BIN" serve >"$work/log" 2>&1 &
+srv=$!
+for _ in $(seq 1 600); do (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.2; done
+# Warm up (connections, caches, prepared statements), then count only the measured messages.
+"$GEN" --url "http://127.0.0.1:$PORT" --messages 500 --concurrency 16 >/dev/null
+callgrind_control -z "$srv" >/dev/null
+"$GEN" --url "http://127.0.0.1:$PORT" --messages "$MESSAGES" --concurrency 16 | grep '^requests'
+callgrind_control -d "$srv" >/dev/null
+sleep 1
+dump=$(ls "$work"/cg.*.* | head -n1)
+cp "$dump" "$OUT"
+ir=$(callgrind_annotate "$OUT" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
+echo "$ir instructions over $MESSAGES messages: $((ir / MESSAGES)) per message (log filter $LOG; profile in $OUT)"
