@@ -38,9 +38,9 @@ srv=$!
 for _ in $(seq 1 600); do (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.2; done
 # Warm up (connections, caches, prepared statements), then count only the measured messages.
 "$GEN" --url "http://127.0.0.1:$PORT" --messages 500 --concurrency 16 >/dev/null
-callgrind_control -z "$srv" >/dev/null
+callgrind_control -z "$srv" >/dev/null 2>&1
 "$GEN" --url "http://127.0.0.1:$PORT" --messages "$MESSAGES" --concurrency 16 | grep '^requests'
-callgrind_control -d "$srv" >/dev/null
+callgrind_control -d "$srv" >/dev/null 2>&1
 sleep 1
 dump=$(ls "$work"/cg.*.* | head -n1)
 cp "$dump" "$OUT"
