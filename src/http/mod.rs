@@ -84,13 +84,15 @@ impl MakeRequestId for RandomRequestId {
 /// allocation per layer (`bench/README.md`).
 pub fn layers(router: Router<AppState>, state: &AppState) -> Router {
     let timeout = Duration::from_secs(state.settings.request_timeout_secs);
-    let mut router = router.layer(middleware::from_fn_with_state(
+    // CORS innermost, so that the preflights it answers are counted too.
+    let router = match routes::cors_layer(&state.settings) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    let router = router.layer(middleware::from_fn_with_state(
         state.metrics.clone(),
         crate::platform::metrics::track,
     ));
-    if let Some(cors) = routes::cors_layer(&state.settings) {
-        router = router.layer(cors);
-    }
     let around = ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
         .layer(

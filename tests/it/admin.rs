@@ -950,6 +950,12 @@ async fn cors_is_closed_unless_configured() {
             r.headers().get("access-control-allow-origin").unwrap(),
             "https://console.example.edu"
         );
+        // The preflight is answered by the CORS layer, and still counted.
+        let metrics = app.metrics_text().await;
+        assert!(
+            metrics.contains(r#"dangjian_http_requests_total{method="OPTIONS",route="/api/admin/me",status="200"} 1"#),
+            "{metrics}"
+        );
     });
 }
 
