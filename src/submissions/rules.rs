@@ -200,14 +200,15 @@ pub fn chat_command(msg: &InboundMessage) -> Option<ChatCommand> {
     None
 }
 
-/// What a message means to an open draft; None = not draft material (events, video, ...).
 /// Whether `msg` could be a step of an open draft ([`draft_step`] is `Some`) without being a
 /// command: what the webhook asks before reading the sender's draft marker along with its claim.
+/// It answers without building the step (no copy of the text); a test holds it to `draft_step`.
 pub fn may_continue_draft(msg: &InboundMessage) -> bool {
     matches!(msg.body, MessageBody::Image { .. })
         || (chat_command(msg).is_none() && text_of(msg).is_some_and(|t| !t.trim().is_empty()))
 }
 
+/// What a message means to an open draft; None = not draft material (events, video, ...).
 pub fn draft_step(msg: &InboundMessage) -> Option<DraftStep> {
     if let MessageBody::Image {
         pic_url, media_id, ..
