@@ -388,7 +388,7 @@ pub async fn follower_sync_loop(st: AppState) {
 
 /// Write the recorded follower interactions (last-seen times) in one batch.
 pub async fn flush_interactions(st: &AppState) -> sqlx::Result<usize> {
-    let batch = st.interactions.drain();
+    let batch = st.interactions.drain(st.clock.unix_ms());
     let n = batch.len();
     if let Err(e) = crate::official_account::store::touch_many(&st.db, &batch).await {
         st.interactions.restore(batch);

@@ -55,27 +55,46 @@ async fn log_event(tx: &mut Tx, openid: &str, kind: &str, at: i64) -> sqlx::Resu
     Ok(())
 }
 
-/// Record last-interaction times in one transaction (the 48-hour customer-service window).
-/// A follower we have not seen yet (followed before this system existed) is recorded as subscribed.
+/// Record last-interaction times in one transaction (the 48-hour customer-service window), up to
+/// [`TOUCH_ROWS`] followers a statement. A follower we have not seen yet (followed before this
+/// system existed) is recorded as subscribed. `seen` holds each openid once.
 pub async fn touch_many(db: &Db, seen: &[(String, i64)]) -> sqlx::Result<()> {
     if seen.is_empty() {
         return Ok(());
     }
     let mut tx = db.begin_write().await?;
-    for (openid, at) in seen {
-        sqlx::query(
-            "INSERT INTO followers (openid, status, last_interaction_at, created_at, updated_at)
-             VALUES ($1, 'subscribed', $2, $2, $2)
-             ON CONFLICT (openid) DO UPDATE SET last_interaction_at = excluded.last_interaction_at,
-                 updated_at = excluded.updated_at
-             WHERE followers.last_interaction_at IS NULL OR followers.last_interaction_at < excluded.last_interaction_at",
-        )
-        .bind(openid)
-        .bind(*at)
-        .execute(&mut *tx)
-        .await?;
+    for chunk in seen.chunks(TOUCH_ROWS) {
+        let sql = touch_sql(chunk.len());
+        let mut q = sqlx::query(&sql);
+        for (openid, at) in chunk {
+            q = q.bind(openid).bind(*at);
+        }
+        q.execute(&mut *tx).await?;
     }
     tx.commit().await
+}
+
+/// Rows per statement of [`touch_many`]: two parameters each, well under both engines' limits.
+pub const TOUCH_ROWS: usize = 200;
+
+fn touch_sql(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|i| {
+            format!(
+                "(${o}, 'subscribed', ${t}, ${t}, ${t})",
+                o = 2 * i + 1,
+                t = 2 * i + 2
+            )
+        })
+        .collect();
+    format!(
+        "INSERT INTO followers (openid, status, last_interaction_at, created_at, updated_at)
+         VALUES {}
+         ON CONFLICT (openid) DO UPDATE SET last_interaction_at = excluded.last_interaction_at,
+             updated_at = excluded.updated_at
+         WHERE followers.last_interaction_at IS NULL OR followers.last_interaction_at < excluded.last_interaction_at",
+        values.join(", ")
+    )
 }
 
 #[derive(Debug, Clone, PartialEq)]

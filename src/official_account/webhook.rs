@@ -16,12 +16,11 @@ use std::{future::Future, pin::Pin, time::Duration};
 
 use axum::{
     body::Body,
-    extract::{rejection::QueryRejection, Query, State},
-    http::{header, StatusCode},
+    extract::State,
+    http::{header, StatusCode, Uri},
     response::{IntoResponse, Response},
 };
 use secrecy::ExposeSecret;
-use serde::Deserialize;
 use wechat::{
     message::InboundMessage,
     reply::{self, NewsArticle, Reply},
@@ -42,7 +41,10 @@ use crate::{
 
 const SUCCESS: &str = "success";
 
-#[derive(Debug, Deserialize)]
+/// The query WeChat signs a message's URL with. Read by hand rather than through a generic
+/// deserializer: the query is on every message, and the values are hex, digits and base64-ish
+/// text that rarely need decoding.
+#[derive(Debug, Default)]
 pub struct WechatQuery {
     signature: Option<String>,
     timestamp: Option<String>,
@@ -50,6 +52,38 @@ pub struct WechatQuery {
     echostr: Option<String>,
     encrypt_type: Option<String>,
     msg_signature: Option<String>,
+}
+
+impl WechatQuery {
+    /// `application/x-www-form-urlencoded` pairs; other names (`openid`) are ignored, a name
+    /// given twice is refused.
+    fn parse(query: &str) -> Result<WechatQuery, String> {
+        let mut q = WechatQuery::default();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let slot = match name {
+                "signature" => &mut q.signature,
+                "timestamp" => &mut q.timestamp,
+                "nonce" => &mut q.nonce,
+                "echostr" => &mut q.echostr,
+                "encrypt_type" => &mut q.encrypt_type,
+                "msg_signature" => &mut q.msg_signature,
+                _ => continue,
+            };
+            if slot.is_some() {
+                return Err(format!("duplicate field `{name}`"));
+            }
+            *slot = Some(if value.contains(['%', '+']) {
+                form_urlencoded::parse(value.as_bytes())
+                    .next()
+                    .map(|(v, _)| v.into_owned())
+                    .unwrap_or_default()
+            } else {
+                value.to_owned()
+            });
+        }
+        Ok(q)
+    }
 }
 
 /// The checked query: signature valid and timestamp inside the window.
@@ -68,11 +102,13 @@ fn bad_request(code: &'static str, msg: impl Into<String>) -> AppError {
     AppError::rejected(StatusCode::BAD_REQUEST, code, msg)
 }
 
-fn verify_query(
-    st: &AppState,
-    q: Result<Query<WechatQuery>, QueryRejection>,
-) -> AppResult<(Verified, WechatQuery)> {
-    let Query(q) = q.map_err(|e| bad_request("bad_query", e.body_text()))?;
+fn verify_query(st: &AppState, uri: &Uri) -> AppResult<(Verified, WechatQuery)> {
+    let q = WechatQuery::parse(uri.query().unwrap_or("")).map_err(|e| {
+        bad_request(
+            "bad_query",
+            format!("Failed to deserialize query string: {e}"),
+        )
+    })?;
     let (Some(sig), Some(ts), Some(nonce)) = (&q.signature, &q.timestamp, &q.nonce) else {
         return Err(bad_request(
             "bad_query",
@@ -108,11 +144,8 @@ fn verify_query(
 }
 
 /// URL verification (服务器配置): echo `echostr` when the signature is right.
-pub async fn verify_url(
-    State(st): State<AppState>,
-    q: Result<Query<WechatQuery>, QueryRejection>,
-) -> AppResult<Response> {
-    let (_, q) = verify_query(&st, q)?;
+pub async fn verify_url(State(st): State<AppState>, uri: Uri) -> AppResult<Response> {
+    let (_, q) = verify_query(&st, &uri)?;
     let echostr = q
         .echostr
         .ok_or_else(|| bad_request("bad_query", "echostr is required"))?;
@@ -124,15 +157,11 @@ pub async fn verify_url(
 }
 
 /// Every message and event.
-pub async fn receive(
-    State(st): State<AppState>,
-    q: Result<Query<WechatQuery>, QueryRejection>,
-    body: Body,
-) -> AppResult<Response> {
+pub async fn receive(State(st): State<AppState>, uri: Uri, body: Body) -> AppResult<Response> {
     // WeChat's 5 s run from here: reading the body, waiting behind a running first delivery and
     // handling all come out of the same budget.
     let arrived = tokio::time::Instant::now();
-    let result = receive_inner(&st, q, body, arrived).await;
+    let result = receive_inner(&st, &uri, body, arrived).await;
     if result.is_err() {
         st.metrics.outcome("rejected");
     }
@@ -141,11 +170,11 @@ pub async fn receive(
 
 async fn receive_inner(
     st: &AppState,
-    q: Result<Query<WechatQuery>, QueryRejection>,
+    uri: &Uri,
     body: Body,
     arrived: tokio::time::Instant,
 ) -> AppResult<Response> {
-    let (v, _) = verify_query(st, q)?;
+    let (v, _) = verify_query(st, uri)?;
     let bytes = axum::body::to_bytes(body, st.settings.webhook_max_body_bytes)
         .await
         .map_err(|_| AppError::PayloadTooLarge)?;
@@ -538,5 +567,37 @@ impl<F: Future<Output = ()> + Send + 'static> Future for Detach<F> {
 impl<F: Future<Output = ()> + Send + 'static> Drop for Detach<F> {
     fn drop(&mut self) {
         self.detach();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WechatQuery;
+
+    #[test]
+    fn the_query_is_read_like_a_form() {
+        let q = WechatQuery::parse(
+            "signature=ab12&timestamp=1700000000&nonce=n%20o+nce&openid=o_x&encrypt_type=aes&msg_signature=&echostr=a%2Bb",
+        )
+        .unwrap();
+        assert_eq!(q.signature.as_deref(), Some("ab12"));
+        assert_eq!(q.timestamp.as_deref(), Some("1700000000"));
+        assert_eq!(q.nonce.as_deref(), Some("n o nce"));
+        assert_eq!(q.encrypt_type.as_deref(), Some("aes"));
+        assert_eq!(q.msg_signature.as_deref(), Some(""));
+        assert_eq!(q.echostr.as_deref(), Some("a+b"));
+        let q = WechatQuery::parse("&&nonce&signature=x").unwrap();
+        assert_eq!(q.nonce.as_deref(), Some(""));
+        assert_eq!(q.signature.as_deref(), Some("x"));
+        assert!(q.timestamp.is_none());
+        assert!(WechatQuery::parse("").unwrap().signature.is_none());
+    }
+
+    #[test]
+    fn a_name_given_twice_is_refused() {
+        let e = WechatQuery::parse("nonce=a&nonce=b").unwrap_err();
+        assert!(e.contains("nonce"), "{e}");
+        // Unknown names may repeat.
+        assert!(WechatQuery::parse("openid=a&openid=b").is_ok());
     }
 }

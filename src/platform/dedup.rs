@@ -18,6 +18,7 @@
 
 use std::{
     collections::HashMap,
+    hash::{BuildHasher, RandomState},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
@@ -35,6 +36,9 @@ use crate::platform::{
 const PENDING: &str = "\u{0}pending:";
 /// How long an answer stays in the in-process mirror (WeChat's retries come within ~15 s).
 const MIRROR_TTL: Duration = Duration::from_secs(60);
+/// The running map is split by key so that workers handling different messages at once do not
+/// wait on one lock (each key's claim and answer still meet under its shard's lock).
+const SHARDS: usize = 16;
 
 fn is_pending(v: &str) -> bool {
     v.starts_with(PENDING)
@@ -83,7 +87,8 @@ struct Inner {
     fallback: MemoryCache,
     ttl: Duration,
     pending_ttl: Duration,
-    local: Mutex<HashMap<String, Running>>,
+    local: [Mutex<HashMap<String, Running>>; SHARDS],
+    shard_of: RandomState,
     next_id: AtomicU64,
     metrics: Arc<Metrics>,
     epoch: std::time::Instant,
@@ -144,8 +149,14 @@ fn cache_key(key: &str) -> String {
 }
 
 impl Inner {
+    /// The running-map shard that holds `key`, locked.
+    fn running(&self, key: &str) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
+        let shard = &self.local[self.shard_of.hash_one(key) as usize % SHARDS];
+        shard.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn forget_running(&self, key: &str, id: u64) {
-        let mut local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        let mut local = self.running(key);
         if local.get(key).is_some_and(|r| r.id == id) {
             local.remove(key);
         }
@@ -202,7 +213,8 @@ impl Dedup {
                 fallback,
                 ttl,
                 pending_ttl,
-                local: Mutex::new(HashMap::new()),
+                local: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+                shard_of: RandomState::new(),
                 next_id: AtomicU64::new(1),
                 metrics,
                 epoch: std::time::Instant::now(),
@@ -212,7 +224,7 @@ impl Dedup {
     }
 
     fn ticket(&self, key: &str, id: u64, on_fallback: bool) -> Ticket {
-        let mut local = self.inner.local.lock().unwrap_or_else(|e| e.into_inner());
+        let mut local = self.inner.running(key);
         self.ticket_locked(&mut local, key, id, on_fallback)
     }
 
@@ -258,12 +270,12 @@ impl Dedup {
         loop {
             // Fast path: the first delivery is running in this process.
             let running = {
-                let mut local = inner.local.lock().unwrap_or_else(|e| e.into_inner());
+                let mut local = inner.running(key);
                 match (local.get(key), inner.cache.as_memory()) {
                     (Some(r), _) => Some(r.rx.clone()),
                     // Without Redis this process is the only claimant: the running map is the
-                    // claim and the store holds the answers, both read under the one lock (so no
-                    // "pending" record is written, and none needs releasing).
+                    // claim and the store holds the answers, both read under the key's shard lock
+                    // (so no "pending" record is written, and none needs releasing).
                     (None, Some(store)) => {
                         if let Some(v) = store.get_now(&ck) {
                             return Claim::Answered(v);

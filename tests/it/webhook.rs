@@ -261,6 +261,56 @@ async fn same_msgid_from_two_users_is_two_messages() {
 }
 
 #[backend_test]
+async fn interactions_are_written_in_batches_and_coalesced() {
+    each_backend!(|app| {
+        // More followers than one statement takes, one of them known already.
+        app.reply_of(app.post_msg(&text_xml("o_touch_0", "帮助", 9000)).await)
+            .await;
+        app.flush().await;
+        let base = app.state.clock.unix_ms();
+        let n = dangjian::official_account::store::TOUCH_ROWS * 2 + 7;
+        for i in 0..n {
+            app.state
+                .interactions
+                .record(&format!("o_touch_{i}"), base + i as i64);
+        }
+        app.flush().await;
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM followers WHERE openid LIKE 'o_touch_%' AND status = 'subscribed'")
+                .await,
+            n as i64
+        );
+        assert_eq!(
+            app.count(&format!(
+                "SELECT last_interaction_at FROM followers WHERE openid = 'o_touch_{}'",
+                n - 1
+            ))
+            .await,
+            base + n as i64 - 1
+        );
+        // A newer interaction inside the minute is not written again; one past it is.
+        app.state
+            .interactions
+            .record("o_touch_3", base + 3 + 30_000);
+        app.flush().await;
+        assert_eq!(
+            app.count("SELECT last_interaction_at FROM followers WHERE openid = 'o_touch_3'")
+                .await,
+            base + 3
+        );
+        app.state
+            .interactions
+            .record("o_touch_3", base + 3 + 61_000);
+        app.flush().await;
+        assert_eq!(
+            app.count("SELECT last_interaction_at FROM followers WHERE openid = 'o_touch_3'")
+                .await,
+            base + 3 + 61_000
+        );
+    });
+}
+
+#[backend_test]
 async fn unsubscribe_marks_the_follower() {
     each_backend!(|app| {
         app.reply_of(
