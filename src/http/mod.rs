@@ -64,11 +64,12 @@ struct RandomRequestId;
 
 impl MakeRequestId for RandomRequestId {
     fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
         let id = uuid::Builder::from_random_bytes(rand::random())
             .into_uuid()
             .hyphenated()
-            .to_string();
-        axum::http::HeaderValue::from_str(&id)
+            .encode_lower(&mut buf);
+        axum::http::HeaderValue::from_str(id)
             .ok()
             .map(RequestId::new)
     }

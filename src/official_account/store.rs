@@ -58,13 +58,25 @@ async fn log_event(tx: &mut Tx, openid: &str, kind: &str, at: i64) -> sqlx::Resu
 /// Record last-interaction times in one transaction (the 48-hour customer-service window), up to
 /// [`TOUCH_ROWS`] followers a statement. A follower we have not seen yet (followed before this
 /// system existed) is recorded as subscribed. `seen` holds each openid once.
+///
+/// Statements come in power-of-two sizes only (300 rows: 128 + 128 + 32 + 8 + 4), so each
+/// connection prepares at most eight texts once and reuses them: parsing a many-row statement
+/// costs more than running it.
 pub async fn touch_many(db: &Db, seen: &[(String, i64)]) -> sqlx::Result<()> {
     if seen.is_empty() {
         return Ok(());
     }
     let mut tx = db.begin_write().await?;
-    for chunk in seen.chunks(TOUCH_ROWS) {
-        let sql = touch_sql(chunk.len());
+    let mut rest = seen;
+    while !rest.is_empty() {
+        let rows = if rest.len() >= TOUCH_ROWS {
+            TOUCH_ROWS
+        } else {
+            1 << rest.len().ilog2()
+        };
+        let (chunk, tail) = rest.split_at(rows);
+        rest = tail;
+        let sql = touch_sql(rows);
         let mut q = sqlx::query(&sql);
         for (openid, at) in chunk {
             q = q.bind(openid).bind(*at);
@@ -74,8 +86,9 @@ pub async fn touch_many(db: &Db, seen: &[(String, i64)]) -> sqlx::Result<()> {
     tx.commit().await
 }
 
-/// Rows per statement of [`touch_many`]: two parameters each, well under both engines' limits.
-pub const TOUCH_ROWS: usize = 200;
+/// Most rows per statement of [`touch_many`] (a power of two): two parameters each, well under
+/// both engines' limits.
+pub const TOUCH_ROWS: usize = 128;
 
 fn touch_sql(rows: usize) -> String {
     let values: Vec<String> = (0..rows)
