@@ -362,11 +362,17 @@ async fn dispatch(
             let mut work = Detach::new(work, st.tasks.clone());
             // The deadline first: a budget spent before this point (receiving a slow body) means
             // WeChat no longer waits, so the answer goes by customer-service message instead.
-            let answer = tokio::select! {
-                biased;
-                () = tokio::time::sleep_until(deadline) => None,
-                r = &mut rx => Some(r.map_err(|_| ())),
-                () = &mut work => Some(rx.try_recv().map_err(|_| ())),
+            // The timer is polled last, so a message answered without waiting (most are) never
+            // registers it.
+            let answer = if tokio::time::Instant::now() >= deadline {
+                None
+            } else {
+                tokio::select! {
+                    biased;
+                    r = &mut rx => Some(r.map_err(|_| ())),
+                    () = &mut work => Some(rx.try_recv().map_err(|_| ())),
+                    () = tokio::time::sleep_until(deadline) => None,
+                }
             };
             drop(work);
             let out = match answer {

@@ -18,7 +18,7 @@
 
 use std::{
     collections::HashMap,
-    hash::{BuildHasher, RandomState},
+    hash::BuildHasher,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
@@ -87,13 +87,16 @@ struct Inner {
     fallback: MemoryCache,
     ttl: Duration,
     pending_ttl: Duration,
-    local: [Mutex<HashMap<String, Running>>; SHARDS],
-    shard_of: RandomState,
+    local: [Mutex<RunningMap>; SHARDS],
+    shard_of: foldhash::fast::RandomState,
     next_id: AtomicU64,
     metrics: Arc<Metrics>,
     epoch: std::time::Instant,
     warned_at: AtomicU64,
 }
+
+/// Keyed by message (openid and MsgId, signed by WeChat); foldhash, seeded per process.
+type RunningMap = HashMap<String, Running, foldhash::fast::RandomState>;
 
 struct Running {
     id: u64,
@@ -150,7 +153,7 @@ fn cache_key(key: &str) -> String {
 
 impl Inner {
     /// The running-map shard that holds `key`, locked.
-    fn running(&self, key: &str) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
+    fn running(&self, key: &str) -> std::sync::MutexGuard<'_, RunningMap> {
         let shard = &self.local[self.shard_of.hash_one(key) as usize % SHARDS];
         shard.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -213,8 +216,8 @@ impl Dedup {
                 fallback,
                 ttl,
                 pending_ttl,
-                local: std::array::from_fn(|_| Mutex::new(HashMap::new())),
-                shard_of: RandomState::new(),
+                local: std::array::from_fn(|_| Mutex::new(RunningMap::default())),
+                shard_of: foldhash::fast::RandomState::default(),
                 next_id: AtomicU64::new(1),
                 metrics,
                 epoch: std::time::Instant::now(),
@@ -230,7 +233,7 @@ impl Dedup {
 
     fn ticket_locked(
         &self,
-        local: &mut HashMap<String, Running>,
+        local: &mut RunningMap,
         key: &str,
         id: u64,
         on_fallback: bool,

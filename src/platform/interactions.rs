@@ -19,7 +19,8 @@ const MAX_REMEMBERED: usize = 100_000;
 
 #[derive(Default)]
 pub struct Interactions {
-    seen: Mutex<HashMap<String, Seen>>,
+    /// foldhash, seeded per process: the openids come signed from WeChat.
+    seen: Mutex<HashMap<String, Seen, foldhash::fast::RandomState>>,
 }
 
 #[derive(Clone, Copy)]

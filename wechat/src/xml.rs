@@ -330,7 +330,12 @@ pub struct XmlWriter {
 impl XmlWriter {
     /// Starts a document with the `<xml>` root open.
     pub fn new() -> Self {
-        let mut out = String::with_capacity(256);
+        Self::with_capacity(256)
+    }
+
+    /// [`XmlWriter::new`] for a document of about `bytes` (it grows past them if need be).
+    pub fn with_capacity(bytes: usize) -> Self {
+        let mut out = String::with_capacity(bytes);
         out.push_str("<xml>");
         XmlWriter { out }
     }
