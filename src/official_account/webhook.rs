@@ -73,10 +73,11 @@ impl WechatQuery {
             if slot.is_some() {
                 return Err(format!("duplicate field `{name}`"));
             }
+            // Decoded as the whole pair, so that an `=` inside the value stays in it.
             *slot = Some(if value.contains(['%', '+']) {
-                form_urlencoded::parse(value.as_bytes())
+                form_urlencoded::parse(pair.as_bytes())
                     .next()
-                    .map(|(v, _)| v.into_owned())
+                    .map(|(_, v)| v.into_owned())
                     .unwrap_or_default()
             } else {
                 value.to_owned()
@@ -592,6 +593,10 @@ mod tests {
         assert_eq!(q.encrypt_type.as_deref(), Some("aes"));
         assert_eq!(q.msg_signature.as_deref(), Some(""));
         assert_eq!(q.echostr.as_deref(), Some("a+b"));
+        // An `=` inside a value (base64 padding) stays in it, decoded or not.
+        let q = WechatQuery::parse("echostr=a%2Bb==&nonce=x=y").unwrap();
+        assert_eq!(q.echostr.as_deref(), Some("a+b=="));
+        assert_eq!(q.nonce.as_deref(), Some("x=y"));
         let q = WechatQuery::parse("&&nonce&signature=x").unwrap();
         assert_eq!(q.nonce.as_deref(), Some(""));
         assert_eq!(q.signature.as_deref(), Some("x"));
