@@ -268,6 +268,9 @@ async fn interactions_are_written_in_batches_and_coalesced() {
             .await;
         app.flush().await;
         let base = app.state.clock.unix_ms();
+        let last_seen = |openid: String| {
+            format!("SELECT last_interaction_at FROM followers WHERE openid = '{openid}'")
+        };
         let n = dangjian::official_account::store::TOUCH_ROWS * 2 + 7;
         for i in 0..n {
             app.state
@@ -281,11 +284,7 @@ async fn interactions_are_written_in_batches_and_coalesced() {
             n as i64
         );
         assert_eq!(
-            app.count(&format!(
-                "SELECT last_interaction_at FROM followers WHERE openid = 'o_touch_{}'",
-                n - 1
-            ))
-            .await,
+            app.count(&last_seen(format!("o_touch_{}", n - 1))).await,
             base + n as i64 - 1
         );
         // A newer interaction inside the minute is not written again; one past it is.
@@ -293,18 +292,13 @@ async fn interactions_are_written_in_batches_and_coalesced() {
             .interactions
             .record("o_touch_3", base + 3 + 30_000);
         app.flush().await;
-        assert_eq!(
-            app.count("SELECT last_interaction_at FROM followers WHERE openid = 'o_touch_3'")
-                .await,
-            base + 3
-        );
+        assert_eq!(app.count(&last_seen("o_touch_3".into())).await, base + 3);
         app.state
             .interactions
             .record("o_touch_3", base + 3 + 61_000);
         app.flush().await;
         assert_eq!(
-            app.count("SELECT last_interaction_at FROM followers WHERE openid = 'o_touch_3'")
-                .await,
+            app.count(&last_seen("o_touch_3".into())).await,
             base + 3 + 61_000
         );
     });
