@@ -121,6 +121,8 @@ impl Application {
         workers.close();
         let drained = tokio::time::timeout(grace, async {
             state.tasks.wait().await;
+            // The answers of the last messages, for WeChat's retries after the restart.
+            state.dedup.flush().await;
             workers.wait().await;
         })
         .await;

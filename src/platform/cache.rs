@@ -36,6 +36,14 @@ pub trait Cache: Send + Sync + 'static {
         let created = self.set_nx(key, value, ttl).await?;
         Ok((created, self.get(other).await?))
     }
+    /// [`Cache::set`] of every `(key, value)` with one `ttl`, in one round trip where the cache
+    /// is remote (Redis pipelines them): the de-duplication answers are written in batches.
+    async fn set_many(&self, entries: &[(String, String)], ttl: Duration) -> anyhow::Result<()> {
+        for (key, value) in entries {
+            self.set(key, value, ttl).await?;
+        }
+        Ok(())
+    }
     async fn del(&self, key: &str) -> anyhow::Result<()>;
     /// Delete only if the value is still `value` (release a lock we hold).
     async fn del_if_eq(&self, key: &str, value: &str) -> anyhow::Result<bool>;
@@ -149,6 +157,13 @@ impl MemoryCache {
     /// The live value of `key`, read synchronously (in process nothing waits).
     pub fn get_now(&self, key: &str) -> Option<String> {
         self.live(key).map(|e| e.value.to_string())
+    }
+
+    /// How long `key` has left to live, if it is there (for tests).
+    #[cfg(test)]
+    pub fn remaining_ttl(&self, key: &str) -> Option<Duration> {
+        self.live(key)
+            .map(|e| e.deadline.saturating_duration_since(Instant::now()))
     }
 
     /// Entries held now (after pending evictions ran): for tests and metrics.
@@ -412,6 +427,23 @@ impl Cache for RedisCache {
         let (created, read): (Option<String>, Option<String>) =
             self.run(pipe.query_async(&mut c)).await?;
         Ok((created.is_some(), read))
+    }
+
+    async fn set_many(&self, entries: &[(String, String)], ttl: Duration) -> anyhow::Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut c = self.conn.clone();
+        let mut pipe = redis::pipe();
+        for (key, value) in entries {
+            pipe.cmd("SET")
+                .arg(self.key(key))
+                .arg(value)
+                .arg("PX")
+                .arg(px(ttl))
+                .ignore();
+        }
+        self.run(pipe.query_async::<()>(&mut c)).await
     }
 
     async fn del(&self, key: &str) -> anyhow::Result<()> {

@@ -15,6 +15,13 @@
 //! the metric `dangjian_cache_fallbacks_total{component="dedup"}`, and an in-process record. The
 //! answers of the last minute are mirrored in process too, so a retry that arrives just after
 //! Redis went away still gets the first reply.
+//!
+//! With Redis, answers are written by one task of their own, many to a pipelined round trip
+//! (`complete` hands the answer over and returns): the reply goes out without waiting for Redis,
+//! and no task is started per message. A retry in this process finds the answer in the mirror at
+//! once; on another replica it polls the pending record until the answer lands (a few
+//! milliseconds). Should the write fail, the answer stays in process for the whole TTL, as if the
+//! claim had been made during an outage. [`Dedup::flush`] writes what is queued (at shutdown).
 
 use std::{
     collections::HashMap,
@@ -26,7 +33,10 @@ use std::{
     time::Duration,
 };
 
-use tokio::{sync::watch, time::Instant};
+use tokio::{
+    sync::{mpsc, oneshot, watch},
+    time::Instant,
+};
 
 use crate::platform::{
     cache::{Cache, MemoryCache},
@@ -39,6 +49,10 @@ const MIRROR_TTL: Duration = Duration::from_secs(60);
 /// The running map is split by key so that workers handling different messages at once do not
 /// wait on one lock (each key's claim and answer still meet under its shard's lock).
 const SHARDS: usize = 16;
+/// Answers that may wait for the writer; when full, `complete` writes its answer itself.
+const QUEUE: usize = 16_384;
+/// The most answers one pipelined write carries.
+const BATCH: usize = 256;
 
 fn is_pending(v: &str) -> bool {
     v.starts_with(PENDING)
@@ -93,6 +107,16 @@ struct Inner {
     metrics: Arc<Metrics>,
     epoch: std::time::Instant,
     warned_at: AtomicU64,
+    /// The answer writer's queue (Redis only), started with the first answer.
+    writer: std::sync::OnceLock<mpsc::Sender<Queued>>,
+}
+
+/// What the answer writer is given.
+enum Queued {
+    /// Write this answer (`cache_key`, reply) with the answer TTL.
+    Answer(String, String),
+    /// Say when everything queued before this has been written.
+    Flush(oneshot::Sender<()>),
 }
 
 /// Keyed by message (openid and MsgId, signed by WeChat); foldhash, seeded per process.
@@ -147,6 +171,33 @@ impl Drop for Ticket {
     }
 }
 
+/// The answer writer: whatever has queued up since the last write goes in one pipelined round
+/// trip. Ends when the [`Dedup`] is gone.
+async fn write_answers(inner: std::sync::Weak<Inner>, mut rx: mpsc::Receiver<Queued>) {
+    let mut queued = Vec::with_capacity(BATCH);
+    let mut answers = Vec::with_capacity(BATCH);
+    let mut flushed = Vec::new();
+    while rx.recv_many(&mut queued, BATCH).await > 0 {
+        let Some(inner) = inner.upgrade() else { return };
+        for q in queued.drain(..) {
+            match q {
+                Queued::Answer(ck, reply) => answers.push((ck, reply)),
+                Queued::Flush(done) => flushed.push(done),
+            }
+        }
+        if let Err(e) = inner.cache.set_many(&answers, inner.ttl).await {
+            inner.degraded("complete", &e);
+            for (ck, reply) in &answers {
+                let _ = inner.fallback.set(ck, reply, inner.ttl).await;
+            }
+        }
+        answers.clear();
+        for done in flushed.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
+
 fn cache_key(key: &str) -> String {
     format!("dedup:{key}")
 }
@@ -179,6 +230,37 @@ impl Inner {
             tracing::warn!(error = %e, what, "de-duplication cache unavailable; de-duplicating in this process");
         } else {
             tracing::debug!(error = %e, what, "de-duplicating in this process");
+        }
+    }
+
+    /// Hand an answer to the writer; gives it back when the queue is full or there is no runtime
+    /// to run the writer in.
+    fn enqueue(self: &Arc<Self>, ck: String, reply: &str) -> Result<(), String> {
+        let tx = match self.writer.get() {
+            Some(tx) => tx,
+            None => {
+                let Ok(rt) = tokio::runtime::Handle::try_current() else {
+                    return Err(ck);
+                };
+                self.writer.get_or_init(|| {
+                    let (tx, rx) = mpsc::channel(QUEUE);
+                    rt.spawn(write_answers(Arc::downgrade(self), rx));
+                    tx
+                })
+            }
+        };
+        tx.try_send(Queued::Answer(ck, reply.to_owned()))
+            .map_err(|e| match e.into_inner() {
+                Queued::Answer(ck, _) => ck,
+                Queued::Flush(_) => unreachable!("an answer was sent"),
+            })
+    }
+
+    /// Write one answer now; kept in process for the whole TTL when the cache fails.
+    async fn write_answer(&self, ck: &str, reply: &str) {
+        if let Err(e) = self.cache.set(ck, reply, self.ttl).await {
+            self.degraded("complete", &e);
+            let _ = self.fallback.set(ck, reply, self.ttl).await;
         }
     }
 
@@ -222,6 +304,7 @@ impl Dedup {
                 metrics,
                 epoch: std::time::Instant::now(),
                 warned_at: AtomicU64::new(0),
+                writer: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -368,30 +451,40 @@ impl Dedup {
         }
     }
 
-    /// Record the reply that was (or will be) given to the first delivery.
+    /// Record the reply that was (or will be) given to the first delivery. With Redis the
+    /// answer is mirrored here at once and written to Redis by the answer writer.
     pub async fn complete(&self, mut ticket: Ticket, reply: &str) {
         let inner = &self.inner;
         let ck = cache_key(&ticket.key);
-        let mut kept_in_process = ticket.on_fallback;
-        if !ticket.on_fallback {
-            if let Err(e) = inner.cache.set(&ck, reply, inner.ttl).await {
-                inner.degraded("complete", &e);
-                kept_in_process = true;
+        if inner.in_process {
+            let _ = inner.cache.set(&ck, reply, inner.ttl).await;
+        } else if ticket.on_fallback {
+            let _ = inner.fallback.set(&ck, reply, inner.ttl).await;
+        } else {
+            let _ = inner
+                .fallback
+                .set(&ck, reply, inner.ttl.min(MIRROR_TTL))
+                .await;
+            if let Err(ck) = inner.enqueue(ck, reply) {
+                inner.write_answer(&ck, reply).await;
             }
-        }
-        if !inner.in_process {
-            let local_ttl = if kept_in_process {
-                inner.ttl
-            } else {
-                inner.ttl.min(MIRROR_TTL)
-            };
-            let _ = inner.fallback.set(&ck, reply, local_ttl).await;
         }
         inner.forget_running(&ticket.key, ticket.id);
         if let Some(tx) = ticket.tx.take() {
             let _ = tx.send(Some(reply.to_owned()));
         }
         ticket.done = true;
+    }
+
+    /// Wait until the answers handed to the writer so far are written (or kept in process).
+    pub async fn flush(&self) {
+        let Some(tx) = self.inner.writer.get() else {
+            return;
+        };
+        let (done, written) = oneshot::channel();
+        if tx.send(Queued::Flush(done)).await.is_ok() {
+            let _ = written.await;
+        }
     }
 
     /// The first delivery failed before doing anything: let a retry try again. (Dropping the
@@ -644,5 +737,113 @@ mod tests {
         assert_eq!(d.bind_nonce("1:n", "aaa", ttl).await, NonceUse::SameBody);
         assert_eq!(d.bind_nonce("1:n", "bbb", ttl).await, NonceUse::OtherBody);
         assert_eq!(d.bind_nonce("2:n", "bbb", ttl).await, NonceUse::First);
+    }
+
+    /// Answers go to the shared cache through the writer, many to a round trip: after
+    /// `flush` every one is in Redis, and another replica on the same Redis replays each.
+    #[tokio::test]
+    async fn answers_reach_the_shared_cache_through_the_writer_for_the_other_replicas() {
+        let Some(cache) = caches().await.into_iter().find(|c| c.kind() == "redis") else {
+            // The memory cache has no writer; CI sets DANGJIAN_TEST_REDIS_URL.
+            assert!(
+                std::env::var("DANGJIAN_CI_REQUIRE_BACKENDS").is_err(),
+                "Redis required"
+            );
+            return;
+        };
+        let (d, other) = (dedup_on(cache.clone()), dedup_on(cache.clone()));
+        // More than one batch, all handed over before the writer runs.
+        let n = BATCH + 44;
+        let mut tickets = Vec::new();
+        for i in 0..n {
+            let Claim::First(t) = d.claim(&format!("w:{i}"), within(1000)).await else {
+                panic!("first claim")
+            };
+            tickets.push(t);
+        }
+        for (i, t) in tickets.into_iter().enumerate() {
+            d.complete(t, &format!("<xml>{i}</xml>")).await;
+        }
+        d.flush().await;
+        for i in 0..n {
+            let key = format!("w:{i}");
+            assert_eq!(
+                cache.get(&cache_key(&key)).await.unwrap(),
+                Some(format!("<xml>{i}</xml>")),
+                "{key} written"
+            );
+            match other.claim(&key, within(10)).await {
+                Claim::Answered(r) => assert_eq!(r, format!("<xml>{i}</xml>")),
+                _ => panic!("{key}: the other replica replays the answer"),
+            }
+        }
+    }
+
+    /// A shared cache that takes claims but fails every write of an answer (Redis going away
+    /// between the claim and the answer).
+    struct AnswersFail(MemoryCache);
+
+    #[async_trait::async_trait]
+    impl Cache for AnswersFail {
+        async fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
+            self.0.get(key).await
+        }
+        async fn set(&self, _: &str, _: &str, _: Duration) -> anyhow::Result<()> {
+            Err(crate::platform::cache::Unavailable("cut".into()).into())
+        }
+        async fn set_many(&self, _: &[(String, String)], _: Duration) -> anyhow::Result<()> {
+            Err(crate::platform::cache::Unavailable("cut".into()).into())
+        }
+        async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> anyhow::Result<bool> {
+            self.0.set_nx(key, value, ttl).await
+        }
+        async fn del(&self, key: &str) -> anyhow::Result<()> {
+            self.0.del(key).await
+        }
+        async fn del_if_eq(&self, key: &str, value: &str) -> anyhow::Result<bool> {
+            self.0.del_if_eq(key, value).await
+        }
+        async fn incr(&self, key: &str, ttl: Duration) -> anyhow::Result<i64> {
+            self.0.incr(key, ttl).await
+        }
+        async fn ping(&self) -> anyhow::Result<()> {
+            Ok(())
+        }
+        fn kind(&self) -> &'static str {
+            "answers-fail"
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_the_writer_could_not_write_stays_in_process_for_its_ttl() {
+        let metrics = Arc::new(Metrics::default());
+        let d = Dedup::new(
+            Arc::new(AnswersFail(MemoryCache::default())),
+            Duration::from_secs(600),
+            Duration::from_secs(30),
+            crate::platform::cache::DEFAULT_MEMORY_CACHE_BYTES,
+            metrics.clone(),
+        );
+        let Claim::First(t) = d.claim("f:1", within(1000)).await else {
+            panic!("first claim")
+        };
+        d.complete(t, "<xml>once</xml>").await;
+        d.flush().await;
+        let text = metrics.render();
+        assert!(
+            text.contains("dangjian_cache_fallbacks_total{component=\"dedup\"} 1"),
+            "{text}"
+        );
+        // Kept for the answer's TTL, not the mirror's minute.
+        let ttl = d
+            .inner
+            .fallback
+            .remaining_ttl(&cache_key("f:1"))
+            .expect("kept in process");
+        assert!(ttl > MIRROR_TTL, "{ttl:?}");
+        match d.claim("f:1", within(10)).await {
+            Claim::Answered(r) => assert_eq!(r, "<xml>once</xml>"),
+            _ => panic!("the retry gets the first answer"),
+        }
     }
 }
