@@ -12,7 +12,7 @@
 //! (timestamp, nonce) pair carries one body only, for the whole timestamp window: WeChat's retry
 //! of the same body is answered as a retry, another body under the same signed URL is refused.
 
-use std::{future::Future, pin::Pin, time::Duration};
+use std::{borrow::Cow, future::Future, pin::Pin, time::Duration};
 
 use axum::{
     body::Body,
@@ -44,20 +44,21 @@ const SUCCESS: &str = "success";
 /// The query WeChat signs a message's URL with. Read by hand rather than through a generic
 /// deserializer: the query is on every message, and the values are hex, digits and base64-ish
 /// text that rarely need decoding.
+/// Values borrow from the query unless they had to be decoded.
 #[derive(Debug, Default)]
-pub struct WechatQuery {
-    signature: Option<String>,
-    timestamp: Option<String>,
-    nonce: Option<String>,
-    echostr: Option<String>,
-    encrypt_type: Option<String>,
-    msg_signature: Option<String>,
+pub struct WechatQuery<'a> {
+    signature: Option<Cow<'a, str>>,
+    timestamp: Option<Cow<'a, str>>,
+    nonce: Option<Cow<'a, str>>,
+    echostr: Option<Cow<'a, str>>,
+    encrypt_type: Option<Cow<'a, str>>,
+    msg_signature: Option<Cow<'a, str>>,
 }
 
-impl WechatQuery {
+impl<'a> WechatQuery<'a> {
     /// `application/x-www-form-urlencoded` pairs; other names (`openid`) are ignored, a name
     /// given twice is refused.
-    fn parse(query: &str) -> Result<WechatQuery, String> {
+    fn parse(query: &'a str) -> Result<WechatQuery<'a>, String> {
         let mut q = WechatQuery::default();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -75,12 +76,14 @@ impl WechatQuery {
             }
             // Decoded as the whole pair, so that an `=` inside the value stays in it.
             *slot = Some(if value.contains(['%', '+']) {
-                form_urlencoded::parse(pair.as_bytes())
-                    .next()
-                    .map(|(_, v)| v.into_owned())
-                    .unwrap_or_default()
+                Cow::Owned(
+                    form_urlencoded::parse(pair.as_bytes())
+                        .next()
+                        .map(|(_, v)| v.into_owned())
+                        .unwrap_or_default(),
+                )
             } else {
-                value.to_owned()
+                Cow::Borrowed(value)
             });
         }
         Ok(q)
@@ -88,11 +91,11 @@ impl WechatQuery {
 }
 
 /// The checked query: signature valid and timestamp inside the window.
-struct Verified {
-    timestamp: String,
-    nonce: String,
+struct Verified<'a> {
+    timestamp: Cow<'a, str>,
+    nonce: Cow<'a, str>,
     encrypted: bool,
-    msg_signature: Option<String>,
+    msg_signature: Option<Cow<'a, str>>,
 }
 
 fn forbidden(code: &'static str, msg: &str) -> AppError {
@@ -103,21 +106,32 @@ fn bad_request(code: &'static str, msg: impl Into<String>) -> AppError {
     AppError::rejected(StatusCode::BAD_REQUEST, code, msg)
 }
 
-fn verify_query(st: &AppState, uri: &Uri) -> AppResult<(Verified, WechatQuery)> {
+fn verify_query<'a>(
+    st: &AppState,
+    uri: &'a Uri,
+) -> AppResult<(Verified<'a>, Option<Cow<'a, str>>)> {
     let q = WechatQuery::parse(uri.query().unwrap_or("")).map_err(|e| {
         bad_request(
             "bad_query",
             format!("Failed to deserialize query string: {e}"),
         )
     })?;
-    let (Some(sig), Some(ts), Some(nonce)) = (&q.signature, &q.timestamp, &q.nonce) else {
+    let WechatQuery {
+        signature: Some(sig),
+        timestamp: Some(ts),
+        nonce: Some(nonce),
+        echostr,
+        encrypt_type,
+        msg_signature,
+    } = q
+    else {
         return Err(bad_request(
             "bad_query",
             "signature, timestamp and nonce are required",
         ));
     };
     let token = st.webhook.token.expose_secret();
-    if !signature::verify_signature(token, ts, nonce, sig) {
+    if !signature::verify_signature(token, &ts, &nonce, &sig) {
         return Err(forbidden("bad_signature", "signature does not match"));
     }
     let ts_num: i64 = ts
@@ -130,26 +144,26 @@ fn verify_query(st: &AppState, uri: &Uri) -> AppResult<(Verified, WechatQuery)> 
             "timestamp outside the accepted window",
         ));
     }
-    let encrypted = match q.encrypt_type.as_deref() {
+    let encrypted = match encrypt_type.as_deref() {
         None | Some("raw") => false,
         Some("aes") => true,
         Some(_) => return Err(bad_request("bad_query", "unknown encrypt_type")),
     };
     let verified = Verified {
-        timestamp: ts.clone(),
-        nonce: nonce.clone(),
+        timestamp: ts,
+        nonce,
         encrypted,
-        msg_signature: q.msg_signature.clone(),
+        msg_signature,
     };
-    Ok((verified, q))
+    Ok((verified, echostr))
 }
 
 /// URL verification (服务器配置): echo `echostr` when the signature is right.
 pub async fn verify_url(State(st): State<AppState>, uri: Uri) -> AppResult<Response> {
-    let (_, q) = verify_query(&st, &uri)?;
-    let echostr = q
-        .echostr
-        .ok_or_else(|| bad_request("bad_query", "echostr is required"))?;
+    let (_, echostr) = verify_query(&st, &uri)?;
+    let echostr = echostr
+        .ok_or_else(|| bad_request("bad_query", "echostr is required"))?
+        .into_owned();
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         echostr,
@@ -256,7 +270,7 @@ fn encryption_required() -> AppError {
 }
 
 /// Plaintext mode: one signed (timestamp, nonce) pair, one body, for the whole timestamp window.
-async fn check_plaintext_nonce(st: &AppState, v: &Verified, body: &[u8]) -> AppResult<()> {
+async fn check_plaintext_nonce(st: &AppState, v: &Verified<'_>, body: &[u8]) -> AppResult<()> {
     use sha2::{Digest, Sha256};
     let hash = hex::encode(Sha256::digest(body));
     // The window reaches `skew` into the past and the future of now.
@@ -271,7 +285,7 @@ async fn check_plaintext_nonce(st: &AppState, v: &Verified, body: &[u8]) -> AppR
     }
 }
 
-fn render(st: &AppState, v: &Verified, reply_xml: String) -> Response {
+fn render(st: &AppState, v: &Verified<'_>, reply_xml: String) -> Response {
     if reply_xml == SUCCESS {
         return (
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
