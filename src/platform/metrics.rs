@@ -82,6 +82,9 @@ pub struct Metrics {
     /// How webhook deliveries ended: replied, retry_replayed, deferred (answered `success`,
     /// followed up by customer-service message), rejected.
     pub webhook_outcomes: Family<OutcomeLabels, Counter>,
+    /// `webhook_outcomes{outcome="replied"}`, counted for nearly every message: resolved once,
+    /// not looked up in the family each time (created with the first reply, like the others).
+    replied: std::sync::OnceLock<Counter>,
     /// Push sends by channel and outcome (sent, retry, failed, skipped, quota, unknown).
     pub push_sends: Family<PushLabels, Counter>,
     /// Push send errors by channel and code (WeChat errcode, `http_5xx`, `transport`).
@@ -193,6 +196,7 @@ impl Default for Metrics {
             http_latency,
             wechat_messages,
             webhook_outcomes,
+            replied: std::sync::OnceLock::new(),
             push_sends,
             push_errors,
             push_unknown,
@@ -254,9 +258,14 @@ impl Metrics {
     }
 
     pub fn outcome(&self, outcome: &'static str) {
-        self.webhook_outcomes
-            .get_or_create(&OutcomeLabels { outcome })
-            .inc();
+        let family = &self.webhook_outcomes;
+        if outcome == "replied" {
+            self.replied
+                .get_or_init(|| family.get_or_create(&OutcomeLabels { outcome }).clone())
+                .inc();
+            return;
+        }
+        family.get_or_create(&OutcomeLabels { outcome }).inc();
     }
 }
 
@@ -293,6 +302,27 @@ pub async fn track(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_replied_outcome_counts_through_its_resolved_handle_into_the_family() {
+        let m = Metrics::default();
+        assert!(
+            !m.render().contains("outcome=\"replied\""),
+            "created with the first"
+        );
+        m.outcome("replied");
+        m.outcome("deferred");
+        m.outcome("replied");
+        let text = m.render();
+        assert!(
+            text.contains("dangjian_webhook_outcomes_total{outcome=\"replied\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("dangjian_webhook_outcomes_total{outcome=\"deferred\"} 1"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn invented_methods_are_labelled_other() {
