@@ -185,12 +185,7 @@ async fn write_answers(inner: std::sync::Weak<Inner>, mut rx: mpsc::Receiver<Que
                 Queued::Flush(done) => flushed.push(done),
             }
         }
-        if let Err(e) = inner.cache.set_many(&answers, inner.ttl).await {
-            inner.degraded("complete", &e);
-            for (ck, reply) in &answers {
-                let _ = inner.fallback.set(ck, reply, inner.ttl).await;
-            }
-        }
+        inner.store_answers(&answers).await;
         answers.clear();
         for done in flushed.drain(..) {
             let _ = done.send(());
@@ -256,11 +251,14 @@ impl Inner {
             })
     }
 
-    /// Write one answer now; kept in process for the whole TTL when the cache fails.
-    async fn write_answer(&self, ck: &str, reply: &str) {
-        if let Err(e) = self.cache.set(ck, reply, self.ttl).await {
+    /// Write `(cache key, reply)` answers to the shared cache in one round trip; when it fails
+    /// they are kept in process for the whole TTL, as claims made during an outage are.
+    async fn store_answers(&self, answers: &[(String, String)]) {
+        if let Err(e) = self.cache.set_many(answers, self.ttl).await {
             self.degraded("complete", &e);
-            let _ = self.fallback.set(ck, reply, self.ttl).await;
+            for (ck, reply) in answers {
+                let _ = self.fallback.set(ck, reply, self.ttl).await;
+            }
         }
     }
 
@@ -466,7 +464,8 @@ impl Dedup {
                 .set(&ck, reply, inner.ttl.min(MIRROR_TTL))
                 .await;
             if let Err(ck) = inner.enqueue(ck, reply) {
-                inner.write_answer(&ck, reply).await;
+                // Queue full (or no runtime): this answer is written here, on its own.
+                inner.store_answers(&[(ck, reply.to_owned())]).await;
             }
         }
         inner.forget_running(&ticket.key, ticket.id);
