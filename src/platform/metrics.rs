@@ -82,9 +82,6 @@ pub struct Metrics {
     /// How webhook deliveries ended: replied, retry_replayed, deferred (answered `success`,
     /// followed up by customer-service message), rejected.
     pub webhook_outcomes: Family<OutcomeLabels, Counter>,
-    /// `webhook_outcomes{outcome="replied"}`, counted for nearly every message: resolved once,
-    /// not looked up in the family each time (created with the first reply, like the others).
-    replied: std::sync::OnceLock<Counter>,
     /// Push sends by channel and outcome (sent, retry, failed, skipped, quota, unknown).
     pub push_sends: Family<PushLabels, Counter>,
     /// Push send errors by channel and code (WeChat errcode, `http_5xx`, `transport`).
@@ -196,7 +193,6 @@ impl Default for Metrics {
             http_latency,
             wechat_messages,
             webhook_outcomes,
-            replied: std::sync::OnceLock::new(),
             push_sends,
             push_errors,
             push_unknown,
@@ -258,14 +254,9 @@ impl Metrics {
     }
 
     pub fn outcome(&self, outcome: &'static str) {
-        let family = &self.webhook_outcomes;
-        if outcome == "replied" {
-            self.replied
-                .get_or_init(|| family.get_or_create(&OutcomeLabels { outcome }).clone())
-                .inc();
-            return;
-        }
-        family.get_or_create(&OutcomeLabels { outcome }).inc();
+        self.webhook_outcomes
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 }
 
@@ -304,7 +295,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_replied_outcome_counts_through_its_resolved_handle_into_the_family() {
+    fn each_outcome_is_counted_under_its_label_once_it_happened() {
         let m = Metrics::default();
         assert!(
             !m.render().contains("outcome=\"replied\""),
