@@ -111,7 +111,9 @@ impl Application {
         tracing::info!(addr = %listener.local_addr()?, "listening");
         axum::serve(
             listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
+            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+                SocketAddr,
+            >(router),
         )
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await?;
@@ -203,7 +205,7 @@ pub fn mp_routes() -> MpRoutes {
 
 /// The whole HTTP surface: each feature's router, the admin table, the console, operators'
 /// endpoints and OpenAPI, inside the shared layers.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState) -> http::edge::Edge<Router> {
     let admin = admin_routes(&state);
     let table = admin.table().to_vec();
     let mp = mp_routes();

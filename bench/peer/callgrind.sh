@@ -44,8 +44,15 @@ for _ in $(seq 1 600); do (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break;
 callgrind_control -z "$srv" >/dev/null 2>&1
 "$GEN" --url "http://127.0.0.1:$PORT" --messages "$MESSAGES" --concurrency 16 | grep '^requests'
 callgrind_control -d "$srv" >/dev/null 2>&1
-sleep 1
-dump=$(ls "$work"/cg.*.* | head -n1)
+# The dump is written asynchronously: wait for it (a loaded machine can take a few seconds).
+dump=
+for _ in $(seq 1 100); do
+  dump=$(ls "$work"/cg.*.* 2>/dev/null | head -n1)
+  [ -n "$dump" ] && break
+  sleep 0.2
+done
+[ -n "$dump" ] || { echo "callgrind wrote no dump" >&2; exit 1; }
+sleep 0.5
 cp "$dump" "$OUT"
 ir=$(callgrind_annotate "$OUT" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
 # The batched write of followers' last-interaction times runs once a second on SQLite's own

@@ -1,10 +1,15 @@
 //! Prometheus metrics: HTTP requests by route and status, latency, WeChat messages by type.
 
-use std::time::Instant;
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Instant,
+};
 
 use axum::{
-    extract::{MatchedPath, Request, State},
-    middleware::Next,
+    extract::{MatchedPath, Request},
     response::Response,
 };
 use prometheus_client::{
@@ -260,34 +265,102 @@ impl Metrics {
     }
 }
 
-/// Middleware: count and time every request by its route template (never the raw path).
-pub async fn track(
-    State(metrics): State<std::sync::Arc<Metrics>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let route = match req.extensions().get::<MatchedPath>() {
-        Some(p) => RouteLabel::Matched(p.clone()),
-        None => RouteLabel::Unmatched,
-    };
-    let method = method_label(req.method());
-    let start = Instant::now();
-    let response = next.run(req).await;
-    metrics
-        .http_latency
-        .get_or_create(&RouteLabels {
-            route: route.clone(),
-        })
-        .observe(start.elapsed().as_secs_f64());
-    metrics
-        .http_requests
-        .get_or_create(&HttpLabels {
-            method,
+/// Layer: count and time every request by its route template (never the raw path). Added with
+/// `Router::layer`, so it runs where the matched route is known. A service of its own rather than
+/// a `from_fn` middleware, which boxes two futures per request.
+#[derive(Clone)]
+pub struct TrackLayer(pub Arc<Metrics>);
+
+impl<S> tower::Layer<S> for TrackLayer {
+    type Service = Track<S>;
+
+    fn layer(&self, inner: S) -> Track<S> {
+        Track {
+            inner,
+            metrics: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Track<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S> tower::Service<Request> for Track<S>
+where
+    S: tower::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = TrackFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let route = match req.extensions().get::<MatchedPath>() {
+            Some(p) => RouteLabel::Matched(p.clone()),
+            None => RouteLabel::Unmatched,
+        };
+        let done = Tracked {
+            metrics: self.metrics.clone(),
+            method: method_label(req.method()),
             route,
-            status: response.status().as_u16(),
-        })
-        .inc();
-    response
+            start: Instant::now(),
+        };
+        TrackFuture {
+            inner: self.inner.call(req),
+            done: Some(done),
+        }
+    }
+}
+
+/// What a finished request is counted under.
+struct Tracked {
+    metrics: Arc<Metrics>,
+    method: &'static str,
+    route: RouteLabel,
+    start: Instant,
+}
+
+pin_project_lite::pin_project! {
+    pub struct TrackFuture<F> {
+        #[pin]
+        inner: F,
+        done: Option<Tracked>,
+    }
+}
+
+impl<F, E> Future for TrackFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        if let (Some(t), Ok(response)) = (this.done.take(), &result) {
+            t.metrics
+                .http_latency
+                .get_or_create(&RouteLabels {
+                    route: t.route.clone(),
+                })
+                .observe(t.start.elapsed().as_secs_f64());
+            t.metrics
+                .http_requests
+                .get_or_create(&HttpLabels {
+                    method: t.method,
+                    route: t.route,
+                    status: response.status().as_u16(),
+                })
+                .inc();
+        }
+        Poll::Ready(result)
+    }
 }
 
 #[cfg(test)]
@@ -331,7 +404,7 @@ mod tests {
         let metrics = std::sync::Arc::new(Metrics::default());
         let app = axum::Router::new()
             .route("/items/{id}", axum::routing::get(|| async { "ok" }))
-            .layer(axum::middleware::from_fn_with_state(metrics.clone(), track));
+            .layer(TrackLayer(metrics.clone()));
         for path in ["/items/1", "/items/2", "/nowhere/3"] {
             let req = axum::http::Request::get(path)
                 .body(axum::body::Body::empty())

@@ -6,7 +6,7 @@ use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::Engine;
 use cbc::cipher::block_padding::NoPadding;
-use cbc::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit};
+use cbc::cipher::{BlockDecryptMut, BlockEncryptMut, InnerIvInit, KeyInit};
 use subtle::ConstantTimeEq;
 
 use crate::{Error, Result};
@@ -47,6 +47,8 @@ pub fn decode_aes_key(encoding_aes_key: &str) -> Result<[u8; 32]> {
 #[derive(Clone)]
 pub struct MessageCrypto {
     key: [u8; 32],
+    /// The key's AES round keys, expanded once rather than for every message.
+    cipher: Aes256,
     app_id: String,
 }
 
@@ -66,8 +68,10 @@ fn crypto_err(reason: &str) -> Error {
 impl MessageCrypto {
     /// A crypto for the account `app_id` with its EncodingAESKey (see [`decode_aes_key`]).
     pub fn new(encoding_aes_key: &str, app_id: &str) -> Result<Self> {
+        let key = decode_aes_key(encoding_aes_key)?;
         Ok(MessageCrypto {
-            key: decode_aes_key(encoding_aes_key)?,
+            cipher: Aes256::new(&key.into()),
+            key,
             app_id: app_id.to_owned(),
         })
     }
@@ -98,7 +102,7 @@ impl MessageCrypto {
         buf.resize(framed + pad, pad as u8);
 
         let n = buf.len();
-        let ct = cbc::Encryptor::<Aes256>::new(&self.key.into(), self.iv().into())
+        let ct = cbc::Encryptor::<Aes256>::inner_iv_init(self.cipher.clone(), self.iv().into())
             .encrypt_padded_mut::<NoPadding>(&mut buf, n)
             .expect("buffer is a multiple of the block size");
         STANDARD.encode(ct)
@@ -116,7 +120,7 @@ impl MessageCrypto {
         if buf.is_empty() || buf.len() % 16 != 0 {
             return Err(crypto_err("ciphertext is not a whole number of blocks"));
         }
-        let plain = cbc::Decryptor::<Aes256>::new(&self.key.into(), self.iv().into())
+        let plain = cbc::Decryptor::<Aes256>::inner_iv_init(self.cipher.clone(), self.iv().into())
             .decrypt_padded_mut::<NoPadding>(&mut buf)
             .map_err(|_| crypto_err("ciphertext is not a whole number of blocks"))?;
 
