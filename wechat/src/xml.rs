@@ -9,6 +9,8 @@
 //! declaration) are accepted, so entity-expansion attacks (billion laughs, XXE) cannot happen;
 //! only the five predefined entities and numeric character references are decoded.
 
+use std::borrow::Cow;
+
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
@@ -155,6 +157,57 @@ fn utf8(bytes: &[u8]) -> Result<&str> {
     std::str::from_utf8(bytes).map_err(|_| Error::Decode("xml is not utf-8".into()))
 }
 
+/// `part` (a name or text the reader found in `doc`) as a slice of `doc` itself: it is text
+/// already, so it needs no second UTF-8 check. The reader splits only at ASCII markup, so the
+/// ends are character boundaries (`get` checks); bytes from anywhere else are checked and copied.
+fn in_doc<'a>(doc: &'a str, part: &[u8]) -> Result<Cow<'a, str>> {
+    let start = (part.as_ptr() as usize).wrapping_sub(doc.as_ptr() as usize);
+    match doc.get(start..start.wrapping_add(part.len())) {
+        Some(s) if s.as_ptr() == part.as_ptr() => Ok(Cow::Borrowed(s)),
+        _ => utf8(part).map(|s| Cow::Owned(s.to_owned())),
+    }
+}
+
+/// Character data as text: borrowed from the document unless it holds an entity reference.
+fn text_of<'a>(doc: &'a str, raw: &[u8]) -> Result<Cow<'a, str>> {
+    let s = in_doc(doc, raw)?;
+    if !s.contains('&') {
+        return Ok(s);
+    }
+    quick_xml::escape::unescape(&s)
+        .map(|c| Cow::Owned(c.into_owned()))
+        .map_err(decode_err)
+}
+
+/// The text of the innermost open leaf. Most leaves hold one CDATA section or one run of text,
+/// kept as a slice of the document; a leaf of several pieces is joined.
+enum LeafText<'a> {
+    Empty,
+    One(Cow<'a, str>),
+    Joined(String),
+}
+
+impl<'a> LeafText<'a> {
+    fn push(&mut self, piece: Cow<'a, str>) {
+        *self = match std::mem::replace(self, LeafText::Empty) {
+            LeafText::Empty => LeafText::One(piece),
+            LeafText::One(first) => LeafText::Joined(first.into_owned() + &piece),
+            LeafText::Joined(mut all) => {
+                all.push_str(&piece);
+                LeafText::Joined(all)
+            }
+        };
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            LeafText::Empty => "",
+            LeafText::One(s) => s,
+            LeafText::Joined(s) => s,
+        }
+    }
+}
+
 /// Parses a WeChat `<xml>...</xml>` document into its leaf values (see [`XmlFields`]).
 ///
 /// Rejects DOCTYPE, entity declarations and processing instructions other than the leading
@@ -177,7 +230,7 @@ pub fn parse_flat(xml: &str) -> Result<XmlFields> {
     let mut serials: Vec<u32> = Vec::with_capacity(MAX_DEPTH);
     let mut next_serial = 0u32;
     // Text of the innermost open element, and whether it has child elements (then it is no leaf).
-    let mut text = String::new();
+    let mut text = LeafText::Empty;
     let mut has_children = false;
     // 0: before the root, 1: inside the root, 2: after the root.
     let mut state = 0u8;
@@ -197,7 +250,7 @@ pub fn parse_flat(xml: &str) -> Result<XmlFields> {
             Event::Comment(_) => {}
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let is_empty = matches!(event, Event::Empty(_));
-                let name = utf8(e.name().into_inner())?;
+                let name = in_doc(xml, e.name().into_inner())?;
                 // Attributes are unused but must be well-formed (WeChat sends none: no cost).
                 for attr in e.attributes() {
                     attr.map_err(decode_err)?;
@@ -221,14 +274,14 @@ pub fn parse_flat(xml: &str) -> Result<XmlFields> {
                         if !path.is_empty() {
                             path.push('.');
                         }
-                        path.push_str(name);
+                        path.push_str(&name);
                         if is_empty {
                             fields.push(&path, "", parent)?;
                             path.truncate(marks.pop().unwrap_or(0));
                         } else {
                             next_serial += 1;
                             serials.push(next_serial);
-                            text.clear();
+                            text = LeafText::Empty;
                             has_children = false;
                         }
                     }
@@ -242,9 +295,9 @@ pub fn parse_flat(xml: &str) -> Result<XmlFields> {
                         serials.pop();
                         if !has_children {
                             let parent = serials.last().copied().unwrap_or(0);
-                            fields.push(&path, &text, parent)?;
+                            fields.push(&path, text.as_str(), parent)?;
                         }
-                        text.clear();
+                        text = LeafText::Empty;
                         path.truncate(mark);
                         // Whatever encloses the element we just closed has children.
                         has_children = true;
@@ -254,11 +307,10 @@ pub fn parse_flat(xml: &str) -> Result<XmlFields> {
             }
             Event::Text(t) => {
                 if state == 1 {
+                    // Whitespace between elements is read too: unknown entities are refused there.
+                    let piece = text_of(xml, &t)?;
                     if !marks.is_empty() && !has_children {
-                        text.push_str(&t.unescape().map_err(decode_err)?);
-                    } else {
-                        // Whitespace between elements; still refuse unknown entities there.
-                        t.unescape().map_err(decode_err)?;
+                        text.push(piece);
                     }
                 } else if !t.iter().all(u8::is_ascii_whitespace) {
                     return Err(Error::Decode("text outside the root element".into()));
@@ -269,7 +321,7 @@ pub fn parse_flat(xml: &str) -> Result<XmlFields> {
                     return Err(Error::Decode("text outside the root element".into()));
                 }
                 if !marks.is_empty() && !has_children {
-                    text.push_str(utf8(&c)?);
+                    text.push(in_doc(xml, &c)?);
                 }
             }
             Event::Eof => break,
@@ -551,6 +603,18 @@ mod tests {
         // A declaration anywhere but first is a processing instruction in disguise.
         let m = decode_msg(parse_flat("<!-- c --><?xml version=\"1.0\"?><xml/>"));
         assert_eq!(m, DOCTYPE_NOT_ALLOWED);
+    }
+
+    #[test]
+    fn text_found_in_the_document_is_borrowed_and_other_bytes_are_checked() {
+        let doc = "<xml><A>党建</A></xml>";
+        let inner = &doc.as_bytes()[8..14];
+        assert!(matches!(in_doc(doc, inner), Ok(Cow::Borrowed("党建"))));
+        // Not a slice of `doc`: checked and copied, never trusted.
+        let elsewhere = "党建".as_bytes().to_vec();
+        assert!(matches!(in_doc(doc, &elsewhere), Ok(Cow::Owned(s)) if s == "党建"));
+        assert!(in_doc(doc, &[0xe5, 0x85]).is_err(), "half a character");
+        assert!(matches!(text_of(doc, b"a &amp; b"), Ok(Cow::Owned(s)) if s == "a & b"));
     }
 
     #[test]
