@@ -58,6 +58,6 @@ ir=$(callgrind_annotate "$OUT" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "
 # The batched write of followers' last-interaction times runs once a second on SQLite's own
 # thread; how many followers are pending when counting starts varies from run to run, so it is
 # shown apart (compare the counts without it between builds).
-db=$(callgrind_annotate --inclusive=yes "$OUT" 2>/dev/null | awk '/sqlx_sqlite::connection::execute::ExecuteIter/ { gsub(",", "", $1); print $1; exit }')
+db=$(callgrind_annotate --inclusive=yes "$OUT" 2>/dev/null | awk '/sqlx_sqlite::connection::execute::ExecuteIter/ { gsub(",", "", $1); print $1; exit }') || true
 db=${db:-0}
 echo "$ir instructions over $MESSAGES messages: $((ir / MESSAGES)) per message, $(((ir - db) / MESSAGES)) without the SQLite statements (log filter $LOG; profile in $OUT)"
