@@ -36,7 +36,9 @@ use futures_util::FutureExt;
 use tower::Service;
 use tracing::Instrument;
 
-use crate::platform::error::error_response;
+use axum::response::IntoResponse;
+
+use crate::platform::error::{error_response, AppError};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -109,23 +111,26 @@ where
                             "the request took too long; try again shortly",
                         )
                     }
-                    Err(panic) => {
-                        tracing::error!(panic = panic_message(&*panic), "request handler panicked");
-                        error_response(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "internal",
-                            "internal error; the incident has been logged",
-                        )
-                    }
+                    // The one mapping of internal errors: 500 `internal`, the cause logged.
+                    Err(panic) => AppError::Internal(anyhow::anyhow!(
+                        "request handler panicked: {}",
+                        panic_message(&*panic)
+                    ))
+                    .into_response(),
                 };
                 let status = response.status();
-                let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+                let latency_ms = || started.elapsed().as_secs_f64() * 1000.0;
                 if status.is_server_error() {
-                    tracing::error!(status = status.as_u16(), latency_ms, "response failed");
+                    tracing::error!(
+                        status = status.as_u16(),
+                        latency_ms = latency_ms(),
+                        "response failed"
+                    );
                 } else {
+                    // Fields are evaluated only when the event is enabled: no clock read otherwise.
                     tracing::debug!(
                         status = status.as_u16(),
-                        latency_ms,
+                        latency_ms = latency_ms(),
                         "finished processing request"
                     );
                 }
