@@ -3,7 +3,7 @@
 
 use aes::Aes256;
 use base64::alphabet;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 use cbc::cipher::block_padding::NoPadding;
 use cbc::cipher::{BlockDecryptMut, BlockEncryptMut, InnerIvInit, KeyInit};
@@ -105,7 +105,7 @@ impl MessageCrypto {
         let ct = cbc::Encryptor::<Aes256>::inner_iv_init(self.cipher.clone(), self.iv().into())
             .encrypt_padded_mut::<NoPadding>(&mut buf, n)
             .expect("buffer is a multiple of the block size");
-        STANDARD.encode(ct)
+        base64_simd::STANDARD.encode_to_string(ct)
     }
 
     /// Decrypts the text of an `<Encrypt>` element and returns the inner message.
@@ -114,8 +114,8 @@ impl MessageCrypto {
     /// a length that is not a whole number of AES blocks, bad PKCS#7 padding (value 1..=32, all
     /// pad bytes equal), a length field beyond the frame, and an AppId that is not ours.
     pub fn decrypt(&self, encrypt_b64: &str) -> Result<Vec<u8>> {
-        let mut buf = STANDARD
-            .decode(encrypt_b64.trim())
+        let mut buf = base64_simd::STANDARD
+            .decode_to_vec(encrypt_b64.trim())
             .map_err(|_| crypto_err("invalid base64"))?;
         if buf.is_empty() || buf.len() % 16 != 0 {
             return Err(crypto_err("ciphertext is not a whole number of blocks"));
@@ -163,6 +163,7 @@ impl MessageCrypto {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::STANDARD;
 
     const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 
