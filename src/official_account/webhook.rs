@@ -75,7 +75,7 @@ impl<'a> WechatQuery<'a> {
                 return Err(format!("duplicate field `{name}`"));
             }
             // Decoded as the whole pair, so that an `=` inside the value stays in it.
-            *slot = Some(if value.contains(['%', '+']) {
+            *slot = Some(if value.bytes().any(|b| b == b'%' || b == b'+') {
                 Cow::Owned(
                     form_urlencoded::parse(pair.as_bytes())
                         .next()
@@ -106,9 +106,11 @@ fn bad_request(code: &'static str, msg: impl Into<String>) -> AppError {
     AppError::rejected(StatusCode::BAD_REQUEST, code, msg)
 }
 
+/// `now`: the request's arrival (Unix seconds), for the timestamp window.
 fn verify_query<'a>(
     st: &AppState,
     uri: &'a Uri,
+    now: i64,
 ) -> AppResult<(Verified<'a>, Option<Cow<'a, str>>)> {
     let q = WechatQuery::parse(uri.query().unwrap_or("")).map_err(|e| {
         bad_request(
@@ -137,7 +139,6 @@ fn verify_query<'a>(
     let ts_num: i64 = ts
         .parse()
         .map_err(|_| bad_request("bad_query", "timestamp is not a number"))?;
-    let now = st.clock.now().unix_timestamp();
     if (now - ts_num).abs() > st.settings.webhook_timestamp_skew_secs {
         return Err(forbidden(
             "stale_timestamp",
@@ -160,7 +161,7 @@ fn verify_query<'a>(
 
 /// URL verification (服务器配置): echo `echostr` when the signature is right.
 pub async fn verify_url(State(st): State<AppState>, uri: Uri) -> AppResult<Response> {
-    let (_, echostr) = verify_query(&st, &uri)?;
+    let (_, echostr) = verify_query(&st, &uri, st.clock.now().unix_timestamp())?;
     let echostr = echostr
         .ok_or_else(|| bad_request("bad_query", "echostr is required"))?
         .into_owned();
@@ -176,7 +177,10 @@ pub async fn receive(State(st): State<AppState>, uri: Uri, body: Body) -> AppRes
     // WeChat's 5 s run from here: reading the body, waiting behind a running first delivery and
     // handling all come out of the same budget.
     let arrived = tokio::time::Instant::now();
-    let result = receive_inner(&st, &uri, body, arrived).await;
+    // The one wall-clock reading of a message: its timestamp window, its handling and the
+    // reply's timestamp all use it.
+    let now = st.clock.now();
+    let result = receive_inner(&st, &uri, body, arrived, now).await;
     if result.is_err() {
         st.metrics.outcome("rejected");
     }
@@ -188,8 +192,10 @@ async fn receive_inner(
     uri: &Uri,
     body: Body,
     arrived: tokio::time::Instant,
+    now: time::OffsetDateTime,
 ) -> AppResult<Response> {
-    let (v, _) = verify_query(st, uri)?;
+    let now_s = now.unix_timestamp();
+    let (v, _) = verify_query(st, uri, now_s)?;
     let bytes = axum::body::to_bytes(body, st.settings.webhook_max_body_bytes)
         .await
         .map_err(|_| AppError::PayloadTooLarge)?;
@@ -258,8 +264,8 @@ async fn receive_inner(
     st.metrics.message(msg.msg_type(), msg.event_name());
 
     let deadline = arrived + Duration::from_millis(st.settings.reply_budget_ms);
-    let reply_xml = dispatch(st, msg, deadline).await?;
-    Ok(render(st, &v, reply_xml))
+    let reply_xml = dispatch(st, msg, deadline, now).await?;
+    Ok(render(st, &v, reply_xml, now_s))
 }
 
 fn encryption_required() -> AppError {
@@ -285,7 +291,8 @@ async fn check_plaintext_nonce(st: &AppState, v: &Verified<'_>, body: &[u8]) -> 
     }
 }
 
-fn render(st: &AppState, v: &Verified<'_>, reply_xml: String) -> Response {
+/// `now`: the message's arrival (Unix seconds), the reply's timestamp.
+fn render(st: &AppState, v: &Verified<'_>, reply_xml: String, now: i64) -> Response {
     if reply_xml == SUCCESS {
         return (
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -295,7 +302,7 @@ fn render(st: &AppState, v: &Verified<'_>, reply_xml: String) -> Response {
     }
     let body = if v.encrypted {
         let encrypt = st.webhook.crypto.encrypt(reply_xml.as_bytes());
-        let timestamp = st.clock.now().unix_timestamp().to_string();
+        let timestamp = now.to_string();
         let sig = signature::msg_signature(
             st.webhook.token.expose_secret(),
             &timestamp,
@@ -323,6 +330,7 @@ async fn dispatch(
     st: &AppState,
     msg: InboundMessage,
     deadline: tokio::time::Instant,
+    now: time::OffsetDateTime,
 ) -> AppResult<String> {
     let read_along = crate::submissions::service::read_along_key(&msg);
     match st
@@ -351,7 +359,7 @@ async fn dispatch(
             let work = async move {
                 let st = task_state;
                 let openid = msg.from_user.clone();
-                match handle(&st, &msg, marker).await {
+                match handle(&st, &msg, marker, now).await {
                     Ok(out) => {
                         let xml = out.xml.clone();
                         // What the follower actually got is what retries get.
@@ -412,20 +420,23 @@ async fn dispatch(
 }
 
 /// Run the decision for one message: side effects happen here, once per message.
-/// `marker`: what the claim read along for the chat side (the sender's draft marker).
-async fn handle(st: &AppState, msg: &InboundMessage, marker: ReadAlong) -> AppResult<Outgoing> {
+/// `marker`: what the claim read along for the chat side (the sender's draft marker); `now`: the
+/// message's arrival.
+async fn handle(
+    st: &AppState,
+    msg: &InboundMessage,
+    marker: ReadAlong,
+    now: time::OffsetDateTime,
+) -> AppResult<Outgoing> {
     let content = st.content.get();
-    let now_ms = st.clock.unix_ms();
+    let now_ms = crate::platform::time::unix_ms(now);
+    let now_s = now.unix_timestamp();
     // Submissions and the board come before the keyword rules, so no rule can swallow them.
-    if let Some(text) = crate::submissions::service::handle_chat(st, msg, marker).await? {
+    if let Some(text) = crate::submissions::service::handle_chat(st, msg, marker, now_ms).await? {
         st.interactions.record(&msg.from_user, now_ms);
         let reply = Reply::Text { content: text };
         return Ok(Outgoing {
-            xml: reply.to_xml(
-                &msg.from_user,
-                &msg.to_user,
-                st.clock.now().unix_timestamp(),
-            ),
+            xml: reply.to_xml(&msg.from_user, &msg.to_user, now_s),
             follow_up: custom_of(&reply),
         });
     }
@@ -469,11 +480,7 @@ async fn handle(st: &AppState, msg: &InboundMessage, marker: ReadAlong) -> AppRe
             follow_up: None,
         },
         Some(reply) => Outgoing {
-            xml: reply.to_xml(
-                &msg.from_user,
-                &msg.to_user,
-                st.clock.now().unix_timestamp(),
-            ),
+            xml: reply.to_xml(&msg.from_user, &msg.to_user, now_s),
             follow_up: custom_of(&reply),
         },
     })

@@ -131,7 +131,8 @@ struct Running {
 /// (an error, a panic, a cancelled task), the claim is released and a retry may handle the message.
 pub struct Ticket {
     inner: Arc<Inner>,
-    key: String,
+    /// The record's cache key ([`cache_key`]); the message's key is its tail ([`Ticket::key`]).
+    ck: String,
     id: u64,
     on_fallback: bool,
     tx: Option<watch::Sender<Option<String>>>,
@@ -145,6 +146,10 @@ impl Ticket {
         std::mem::take(&mut self.read_along)
     }
 
+    fn key(&self) -> &str {
+        &self.ck[CACHE_PREFIX.len()..]
+    }
+
     fn pending_value(&self) -> String {
         format!("{PENDING}{}", self.id)
     }
@@ -156,12 +161,12 @@ impl Drop for Ticket {
             return;
         }
         // In-process waiters first: they are woken with "closed" when `tx` drops right after.
-        self.inner.forget_running(&self.key, self.id);
+        self.inner.forget_running(self.key(), self.id);
         if self.inner.in_process {
             return; // the running map was the whole claim
         }
         let inner = self.inner.clone();
-        let ck = cache_key(&self.key);
+        let ck = std::mem::take(&mut self.ck);
         let value = self.pending_value();
         let on_fallback = self.on_fallback;
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -193,8 +198,13 @@ async fn write_answers(inner: std::sync::Weak<Inner>, mut rx: mpsc::Receiver<Que
     }
 }
 
+const CACHE_PREFIX: &str = "dedup:";
+
 fn cache_key(key: &str) -> String {
-    format!("dedup:{key}")
+    let mut ck = String::with_capacity(CACHE_PREFIX.len() + key.len());
+    ck.push_str(CACHE_PREFIX);
+    ck.push_str(key);
+    ck
 }
 
 impl Inner {
@@ -307,23 +317,24 @@ impl Dedup {
         }
     }
 
-    fn ticket(&self, key: &str, id: u64, on_fallback: bool) -> Ticket {
-        let mut local = self.inner.running(key);
-        self.ticket_locked(&mut local, key, id, on_fallback)
+    /// `ck`: the record's [`cache_key`].
+    fn ticket(&self, ck: String, id: u64, on_fallback: bool) -> Ticket {
+        let mut local = self.inner.running(&ck[CACHE_PREFIX.len()..]);
+        self.ticket_locked(&mut local, ck, id, on_fallback)
     }
 
     fn ticket_locked(
         &self,
         local: &mut RunningMap,
-        key: &str,
+        ck: String,
         id: u64,
         on_fallback: bool,
     ) -> Ticket {
         let (tx, rx) = watch::channel(None);
-        local.insert(key.to_owned(), Running { id, rx });
+        local.insert(ck[CACHE_PREFIX.len()..].to_owned(), Running { id, rx });
         Ticket {
             inner: self.inner.clone(),
-            key: key.to_owned(),
+            ck,
             id,
             on_fallback,
             tx: Some(tx),
@@ -365,7 +376,7 @@ impl Dedup {
                             return Claim::Answered(v);
                         }
                         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
-                        return Claim::First(self.ticket_locked(&mut local, key, id, false));
+                        return Claim::First(self.ticket_locked(&mut local, ck, id, false));
                     }
                     (None, None) => None,
                 }
@@ -412,7 +423,7 @@ impl Dedup {
             };
             match claimed {
                 Ok(Some(along)) => {
-                    let mut ticket = self.ticket(key, id, false);
+                    let mut ticket = self.ticket(ck, id, false);
                     ticket.read_along = along;
                     return Claim::First(ticket);
                 }
@@ -425,7 +436,7 @@ impl Dedup {
                         .await
                         .unwrap_or(false)
                     {
-                        return Claim::First(self.ticket(key, id, true));
+                        return Claim::First(self.ticket(ck, id, true));
                     }
                     continue;
                 }
@@ -453,24 +464,29 @@ impl Dedup {
     /// answer is mirrored here at once and written to Redis by the answer writer.
     pub async fn complete(&self, mut ticket: Ticket, reply: &str) {
         let inner = &self.inner;
-        let ck = cache_key(&ticket.key);
+        let ck = &ticket.ck;
         if inner.in_process {
-            let _ = inner.cache.set(&ck, reply, inner.ttl).await;
+            let _ = inner.cache.set(ck, reply, inner.ttl).await;
         } else if ticket.on_fallback {
-            let _ = inner.fallback.set(&ck, reply, inner.ttl).await;
+            let _ = inner.fallback.set(ck, reply, inner.ttl).await;
         } else {
             let _ = inner
                 .fallback
-                .set(&ck, reply, inner.ttl.min(MIRROR_TTL))
+                .set(ck, reply, inner.ttl.min(MIRROR_TTL))
                 .await;
-            if let Err(ck) = inner.enqueue(ck, reply) {
+            if let Err(ck) = inner.enqueue(ck.clone(), reply) {
                 // Queue full (or no runtime): this answer is written here, on its own.
                 inner.store_answers(&[(ck, reply.to_owned())]).await;
             }
         }
-        inner.forget_running(&ticket.key, ticket.id);
+        inner.forget_running(ticket.key(), ticket.id);
         if let Some(tx) = ticket.tx.take() {
-            let _ = tx.send(Some(reply.to_owned()));
+            // Retries waiting in this process cloned their receiver from the running map, which
+            // no longer holds one: with none waiting (nearly always), there is no one to copy
+            // the reply for.
+            if tx.receiver_count() > 0 {
+                let _ = tx.send(Some(reply.to_owned()));
+            }
         }
         ticket.done = true;
     }
@@ -490,17 +506,13 @@ impl Dedup {
     /// ticket does the same, in the background.)
     pub async fn abandon(&self, mut ticket: Ticket) {
         ticket.done = true;
-        self.inner.forget_running(&ticket.key, ticket.id);
+        self.inner.forget_running(ticket.key(), ticket.id);
         drop(ticket.tx.take()); // wakes local waiters with "closed"
         if self.inner.in_process {
             return;
         }
         self.inner
-            .release(
-                &cache_key(&ticket.key),
-                &ticket.pending_value(),
-                ticket.on_fallback,
-            )
+            .release(&ticket.ck, &ticket.pending_value(), ticket.on_fallback)
             .await;
     }
 

@@ -123,14 +123,14 @@ pub fn title_of(content: &str) -> String {
 /// The chat side: `Some(reply text)` when the message was about a submission or the board
 /// (routed before the keyword rules), `None` to route it normally. Side effects happen here,
 /// once per message (the webhook de-duplicates retries before calling). `marker`: the sender's
-/// draft marker ([`read_along_key`]) if the claim read it.
+/// draft marker ([`read_along_key`]) if the claim read it; `now`: the message's arrival (Unix ms).
 pub async fn handle_chat(
     st: &AppState,
     msg: &InboundMessage,
     marker: ReadAlong,
+    now: i64,
 ) -> AppResult<Option<String>> {
     let openid = msg.from_user.as_str();
-    let now = st.clock.unix_ms();
     if let Some(cmd) = chat_command(msg) {
         let reply = match cmd {
             ChatCommand::StartDraft => {

@@ -208,6 +208,41 @@ impl<'a> LeafText<'a> {
     }
 }
 
+/// The open elements below the root, innermost last: for each, the path's length before its
+/// name and its document-order number. At most [`MAX_DEPTH`] of them, so they live on the stack.
+#[derive(Default)]
+struct OpenElements {
+    items: [(usize, u32); MAX_DEPTH],
+    len: usize,
+}
+
+impl OpenElements {
+    fn is_full(&self) -> bool {
+        self.len == MAX_DEPTH
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The caller checks [`OpenElements::is_full`] first.
+    fn push(&mut self, mark: usize, serial: u32) {
+        self.items[self.len] = (mark, serial);
+        self.len += 1;
+    }
+
+    /// The innermost element's path mark.
+    fn pop(&mut self) -> Option<usize> {
+        self.len = self.len.checked_sub(1)?;
+        Some(self.items[self.len].0)
+    }
+
+    /// The document-order number of the innermost open element (0: the root).
+    fn parent(&self) -> u32 {
+        self.len.checked_sub(1).map_or(0, |i| self.items[i].1)
+    }
+}
+
 /// Parses a WeChat `<xml>...</xml>` document into its leaf values (see [`XmlFields`]).
 ///
 /// Rejects DOCTYPE, entity declarations and processing instructions other than the leading
@@ -225,9 +260,7 @@ pub fn parse_flat(xml: &str) -> Result<XmlFields> {
     };
     // Current path below the root, and the path length before each open element.
     let mut path = String::with_capacity(64);
-    let mut marks: Vec<usize> = Vec::with_capacity(MAX_DEPTH);
-    // Document-order numbers of the open elements below the root (parallel to `marks`).
-    let mut serials: Vec<u32> = Vec::with_capacity(MAX_DEPTH);
+    let mut open = OpenElements::default();
     let mut next_serial = 0u32;
     // Text of the innermost open element, and whether it has child elements (then it is no leaf).
     let mut text = LeafText::Empty;
@@ -265,22 +298,22 @@ pub fn parse_flat(xml: &str) -> Result<XmlFields> {
                         state = if is_empty { 2 } else { 1 };
                     }
                     1 => {
-                        if marks.len() >= MAX_DEPTH {
+                        if open.is_full() {
                             return Err(Error::Decode("xml nested too deeply".into()));
                         }
                         has_children = true;
-                        let parent = serials.last().copied().unwrap_or(0);
-                        marks.push(path.len());
+                        let parent = open.parent();
+                        let mark = path.len();
                         if !path.is_empty() {
                             path.push('.');
                         }
                         path.push_str(&name);
                         if is_empty {
                             fields.push(&path, "", parent)?;
-                            path.truncate(marks.pop().unwrap_or(0));
+                            path.truncate(mark);
                         } else {
                             next_serial += 1;
-                            serials.push(next_serial);
+                            open.push(mark, next_serial);
                             text = LeafText::Empty;
                             has_children = false;
                         }
@@ -290,11 +323,10 @@ pub fn parse_flat(xml: &str) -> Result<XmlFields> {
             }
             Event::End(_) => {
                 // Names were checked by quick-xml (check_end_names).
-                match marks.pop() {
+                match open.pop() {
                     Some(mark) => {
-                        serials.pop();
                         if !has_children {
-                            let parent = serials.last().copied().unwrap_or(0);
+                            let parent = open.parent();
                             fields.push(&path, text.as_str(), parent)?;
                         }
                         text = LeafText::Empty;
@@ -309,7 +341,7 @@ pub fn parse_flat(xml: &str) -> Result<XmlFields> {
                 if state == 1 {
                     // Whitespace between elements is read too: unknown entities are refused there.
                     let piece = text_of(xml, &t)?;
-                    if !marks.is_empty() && !has_children {
+                    if !open.is_empty() && !has_children {
                         text.push(piece);
                     }
                 } else if !t.iter().all(u8::is_ascii_whitespace) {
@@ -320,7 +352,7 @@ pub fn parse_flat(xml: &str) -> Result<XmlFields> {
                 if state != 1 {
                     return Err(Error::Decode("text outside the root element".into()));
                 }
-                if !marks.is_empty() && !has_children {
+                if !open.is_empty() && !has_children {
                     text.push(in_doc(xml, &c)?);
                 }
             }
