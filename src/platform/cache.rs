@@ -96,11 +96,47 @@ impl moka::Expiry<String, Entry> for PerEntry {
     }
 }
 
-/// In-process cache (one instance only): `moka` with a per-entry TTL and a size bound, so memory
-/// stays flat however many messages arrive; when full, the least useful entries go first.
+/// Key, value and the bookkeeping per entry (the store's node, the allocations of key and
+/// value): 300 bytes brings the bound within about a tenth of the resident memory measured
+/// under load (bench/README.md).
+fn weight(key: &str, e: &Entry) -> u64 {
+    (key.len() + e.value.len() + 300) as u64
+}
+
+/// The de-duplication records' store: entries weighed as above.
+#[derive(Clone)]
+struct RecordWeight;
+
+impl quick_cache::Weighter<String, Entry> for RecordWeight {
+    fn weight(&self, key: &String, e: &Entry) -> u64 {
+        weight(key, e)
+    }
+}
+
+type Records = quick_cache::sync::Cache<
+    String,
+    Entry,
+    RecordWeight,
+    foldhash::fast::RandomState,
+    quick_cache::sync::DefaultLifecycle<String, Entry>,
+>;
+
+/// Where a [`MemoryCache`] keeps its entries.
+#[derive(Clone)]
+enum Store {
+    /// moka with TinyLFU: what is read most (sessions, rate-limit windows) stays when full.
+    Moka(moka::sync::Cache<String, Entry, foldhash::fast::RandomState>),
+    /// quick_cache: an entry that was never read again goes oldest first when full, so the
+    /// newest records are the ones kept. Expiry is checked on reading; the bound keeps memory
+    /// flat.
+    Records(Arc<Records>),
+}
+
+/// In-process cache (one instance only): per-entry TTLs and a size bound, so memory stays flat
+/// however many messages arrive.
 #[derive(Clone)]
 pub struct MemoryCache {
-    entries: moka::sync::Cache<String, Entry, foldhash::fast::RandomState>,
+    store: Store,
 }
 
 impl Default for MemoryCache {
@@ -113,38 +149,51 @@ impl MemoryCache {
     /// Bounded by `max_bytes`; when full, moka's TinyLFU keeps the entries read most (sessions,
     /// rate-limit windows) against a flood of entries written once.
     pub fn with_capacity_bytes(max_bytes: u64) -> MemoryCache {
-        MemoryCache::build(max_bytes, moka::policy::EvictionPolicy::tiny_lfu())
-    }
-
-    /// Bounded by `max_bytes`; when full, the least recently used entry goes. For records where
-    /// the newest matter most whatever was read before (de-duplication: a retry comes within
-    /// seconds of its first delivery), which TinyLFU could refuse to admit at capacity.
-    pub fn lru_with_capacity_bytes(max_bytes: u64) -> MemoryCache {
-        MemoryCache::build(max_bytes, moka::policy::EvictionPolicy::lru())
-    }
-
-    fn build(max_bytes: u64, policy: moka::policy::EvictionPolicy) -> MemoryCache {
+        let entries = moka::sync::Cache::builder()
+            .max_capacity(max_bytes)
+            .eviction_policy(moka::policy::EvictionPolicy::tiny_lfu())
+            .weigher(|k: &String, e: &Entry| weight(k, e).min(u32::MAX as u64) as u32)
+            .expire_after(PerEntry)
+            // foldhash, seeded per process, instead of SipHash: hashing every key was a few
+            // percent of a webhook message (bench/README.md).
+            .build_with_hasher(foldhash::fast::RandomState::default());
         MemoryCache {
-            entries: moka::sync::Cache::builder()
-                .max_capacity(max_bytes)
-                .eviction_policy(policy)
-                // Key, value and the bookkeeping per entry (moka's node, its timer entry, the
-                // allocations of key and value): 300 bytes brings the bound within about a
-                // tenth of the resident memory measured under load (bench/README.md).
-                .weigher(|k: &String, e: &Entry| {
-                    (k.len() + e.value.len() + 300).min(u32::MAX as usize) as u32
-                })
-                .expire_after(PerEntry)
-                // foldhash, seeded per process, instead of SipHash: hashing every key was a few
-                // percent of a webhook message (bench/README.md).
-                .build_with_hasher(foldhash::fast::RandomState::default()),
+            store: Store::Moka(entries),
+        }
+    }
+
+    /// Bounded by `max_bytes`; when full, the oldest entry that was not read again goes. For
+    /// records where the newest matter most whatever was read before (de-duplication: a retry
+    /// comes within seconds of its first delivery), which TinyLFU could refuse to admit at
+    /// capacity. Written once and almost never read, such records cost moka a concurrent-table
+    /// rehash and housekeeping on every message at capacity: quick_cache evicts them in place.
+    pub fn lru_with_capacity_bytes(max_bytes: u64) -> MemoryCache {
+        let records = Records::with_options(
+            quick_cache::OptionsBuilder::new()
+                .estimated_items_capacity((max_bytes / 700).max(16) as usize)
+                .weight_capacity(max_bytes)
+                // Space reserved for entries read again: records hardly ever are (a retry), so
+                // nearly all of it goes to the records in the order they came (quick_cache's
+                // default of 97% would leave the newest records 3%).
+                .hot_allocation(0.05)
+                .build()
+                .expect("valid record store options"),
+            RecordWeight,
+            foldhash::fast::RandomState::default(),
+            Default::default(),
+        );
+        MemoryCache {
+            store: Store::Records(Arc::new(records)),
         }
     }
 
     fn live(&self, key: &str) -> Option<Entry> {
-        self.entries
-            .get(key)
-            .filter(|e| e.deadline > Instant::now())
+        let now = Instant::now();
+        match &self.store {
+            Store::Moka(m) => m.get(key),
+            Store::Records(r) => r.get(key),
+        }
+        .filter(|e| e.deadline > now)
     }
 
     fn entry(value: &str, ttl: Duration) -> Entry {
@@ -166,15 +215,76 @@ impl MemoryCache {
             .map(|e| e.deadline.saturating_duration_since(Instant::now()))
     }
 
-    /// Entries held now (after pending evictions ran): for tests and metrics.
+    /// Entries held now (after pending evictions ran; expired records not yet evicted count
+    /// too): for tests and metrics.
     pub fn len(&self) -> u64 {
-        self.entries.run_pending_tasks();
-        self.entries.entry_count()
+        match &self.store {
+            Store::Moka(m) => {
+                m.run_pending_tasks();
+                m.entry_count()
+            }
+            Store::Records(r) => r.len() as u64,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// `decide(the key's live entry)` runs atomically for `key` (under the entry's lock); what
+    /// it returns beside the [`Change`] goes back to the caller.
+    fn compute<T>(&self, key: &str, decide: impl FnOnce(Option<&Entry>) -> (Change, T)) -> T {
+        use quick_cache::sync::{EntryAction, EntryResult};
+        let now = Instant::now();
+        let mut decide = Some(decide);
+        let mut out = None;
+        match &self.store {
+            Store::Moka(m) => {
+                use moka::ops::compute::Op;
+                m.entry_by_ref(key).and_compute_with(|cur| {
+                    let cur = cur.map(|e| e.into_value()).filter(|e| e.deadline > now);
+                    let (change, t) = decide.take().expect("run once")(cur.as_ref());
+                    out = Some(t);
+                    match change {
+                        Change::Keep => Op::Nop,
+                        Change::Put(e) => Op::Put(e),
+                        Change::Remove => Op::Remove,
+                    }
+                });
+            }
+            Store::Records(r) => {
+                let result = r.entry(key, None, |_, e| {
+                    let live = e.deadline > now;
+                    let (change, t) = decide.take().expect("run once")(live.then_some(&*e));
+                    out = Some(t);
+                    match change {
+                        Change::Put(next) => {
+                            *e = next;
+                            EntryAction::Retain(())
+                        }
+                        Change::Keep if live => EntryAction::Retain(()),
+                        // An expired record is as good as absent: dropped while here.
+                        Change::Keep | Change::Remove => EntryAction::Remove,
+                    }
+                });
+                if let EntryResult::Vacant(guard) = result {
+                    let (change, t) = decide.take().expect("not run for a vacant key")(None);
+                    out = Some(t);
+                    if let Change::Put(next) = change {
+                        let _ = guard.insert(next);
+                    }
+                }
+            }
+        }
+        out.expect("the decision ran")
+    }
+}
+
+/// What [`MemoryCache::compute`] does to a key.
+enum Change {
+    Keep,
+    Put(Entry),
+    Remove,
 }
 
 #[async_trait]
@@ -184,61 +294,51 @@ impl Cache for MemoryCache {
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> anyhow::Result<()> {
-        self.entries.insert(key.to_owned(), Self::entry(value, ttl));
+        let e = Self::entry(value, ttl);
+        match &self.store {
+            Store::Moka(m) => m.insert(key.to_owned(), e),
+            Store::Records(r) => r.insert(key.to_owned(), e),
+        }
         Ok(())
     }
 
     async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> anyhow::Result<bool> {
-        use moka::ops::compute::{CompResult, Op};
-        let now = Instant::now();
-        let r = self
-            .entries
-            .entry_by_ref(key)
-            .and_compute_with(|cur| match cur {
-                Some(e) if e.value().deadline > now => Op::Nop,
-                _ => Op::Put(Self::entry(value, ttl)),
-            });
-        Ok(matches!(
-            r,
-            CompResult::Inserted(_) | CompResult::ReplacedWith(_)
-        ))
+        Ok(self.compute(key, |cur| match cur {
+            Some(_) => (Change::Keep, false),
+            None => (Change::Put(Self::entry(value, ttl)), true),
+        }))
     }
 
     async fn del(&self, key: &str) -> anyhow::Result<()> {
-        self.entries.invalidate(key);
+        match &self.store {
+            Store::Moka(m) => m.invalidate(key),
+            Store::Records(r) => {
+                r.remove(key);
+            }
+        }
         Ok(())
     }
 
     async fn del_if_eq(&self, key: &str, value: &str) -> anyhow::Result<bool> {
-        use moka::ops::compute::{CompResult, Op};
-        let now = Instant::now();
-        let r = self
-            .entries
-            .entry_by_ref(key)
-            .and_compute_with(|cur| match cur {
-                Some(e) if e.value().deadline > now && &*e.value().value == value => Op::Remove,
-                _ => Op::Nop,
-            });
-        Ok(matches!(r, CompResult::Removed(_)))
+        Ok(self.compute(key, |cur| match cur {
+            Some(e) if &*e.value == value => (Change::Remove, true),
+            _ => (Change::Keep, false),
+        }))
     }
 
     async fn incr(&self, key: &str, ttl: Duration) -> anyhow::Result<i64> {
-        use moka::ops::compute::Op;
-        let now = Instant::now();
-        let mut n = 0;
-        self.entries.entry_by_ref(key).and_compute_with(|cur| {
-            let next = match cur.map(|e| e.into_value()) {
+        Ok(self.compute(key, |cur| {
+            let next = match cur {
                 // The window keeps its first deadline (a fixed window, like Redis INCR+EXPIRE).
-                Some(e) if e.deadline > now => Entry {
+                Some(e) => Entry {
                     value: (e.value.parse::<i64>().unwrap_or(0) + 1).to_string().into(),
                     deadline: e.deadline,
                 },
-                _ => Self::entry("1", ttl),
+                None => Self::entry("1", ttl),
             };
-            n = next.value.parse().unwrap_or(1);
-            Op::Put(next)
-        });
-        Ok(n)
+            let n = next.value.parse().unwrap_or(1);
+            (Change::Put(next), n)
+        }))
     }
 
     async fn ping(&self) -> anyhow::Result<()> {
@@ -493,17 +593,31 @@ mod tests {
 
     #[tokio::test]
     async fn memory_cache_expires_and_set_nx_is_exclusive() {
-        let c = MemoryCache::default();
-        assert!(c.set_nx("k", "a", Duration::from_millis(30)).await.unwrap());
-        assert!(!c.set_nx("k", "b", Duration::from_millis(30)).await.unwrap());
-        assert_eq!(c.get("k").await.unwrap().as_deref(), Some("a"));
-        assert!(!c.del_if_eq("k", "b").await.unwrap());
-        tokio::time::sleep(Duration::from_millis(40)).await;
-        assert_eq!(c.get("k").await.unwrap(), None);
-        assert!(c.set_nx("k", "b", Duration::from_secs(1)).await.unwrap());
-        assert!(c.del_if_eq("k", "b").await.unwrap());
-        assert_eq!(c.incr("n", Duration::from_secs(1)).await.unwrap(), 1);
-        assert_eq!(c.incr("n", Duration::from_secs(1)).await.unwrap(), 2);
+        // Both stores: moka (TinyLFU) and the records' store (quick_cache).
+        for c in [
+            MemoryCache::default(),
+            MemoryCache::lru_with_capacity_bytes(1024 * 1024),
+        ] {
+            assert!(c.set_nx("k", "a", Duration::from_millis(30)).await.unwrap());
+            assert!(!c.set_nx("k", "b", Duration::from_millis(30)).await.unwrap());
+            assert_eq!(c.get("k").await.unwrap().as_deref(), Some("a"));
+            assert!(!c.del_if_eq("k", "b").await.unwrap());
+            assert_eq!(c.get("k").await.unwrap().as_deref(), Some("a"));
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            assert_eq!(c.get("k").await.unwrap(), None);
+            // An expired entry is absent: set_nx takes the key, del_if_eq does not match it.
+            assert!(c.set_nx("k", "b", Duration::from_secs(1)).await.unwrap());
+            assert!(c.del_if_eq("k", "b").await.unwrap());
+            assert_eq!(c.get("k").await.unwrap(), None);
+            assert!(!c.del_if_eq("k", "b").await.unwrap());
+            c.set("e", "old", Duration::from_millis(10)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert!(!c.del_if_eq("e", "old").await.unwrap());
+            assert_eq!(c.incr("n", Duration::from_secs(1)).await.unwrap(), 1);
+            assert_eq!(c.incr("n", Duration::from_secs(1)).await.unwrap(), 2);
+            c.del("n").await.unwrap();
+            assert_eq!(c.incr("n", Duration::from_secs(1)).await.unwrap(), 1);
+        }
     }
 
     /// The de-duplication store at capacity: whatever came before, the newest records — the
@@ -516,11 +630,7 @@ mod tests {
             c.set(&format!("dedup:o:{i}"), &value, Duration::from_secs(600))
                 .await
                 .unwrap();
-            if i % 1000 == 0 {
-                c.entries.run_pending_tasks();
-            }
         }
-        c.entries.run_pending_tasks();
         for i in 19_500..20_000 {
             assert!(
                 c.get(&format!("dedup:o:{i}")).await.unwrap().is_some(),
@@ -542,22 +652,27 @@ mod tests {
         // 50,000 × ~530 weighed bytes is ~26 MiB offered; at most 1 MiB is kept.
         let held = c.len();
         assert!(held > 0 && held * 500 <= 1024 * 1024, "{held} entries held");
-        // Concurrent set_nx on one key: exactly one winner.
-        let c = std::sync::Arc::new(MemoryCache::default());
-        let mut wins = 0;
-        let tasks: Vec<_> = (0..64)
-            .map(|i| {
-                let c = c.clone();
-                tokio::spawn(async move {
-                    c.set_nx("lock", &i.to_string(), Duration::from_secs(5))
-                        .await
-                        .unwrap()
+        // Concurrent set_nx on one key: exactly one winner, in either store.
+        for c in [
+            MemoryCache::default(),
+            MemoryCache::lru_with_capacity_bytes(1024 * 1024),
+        ] {
+            let c = std::sync::Arc::new(c);
+            let mut wins = 0;
+            let tasks: Vec<_> = (0..64)
+                .map(|i| {
+                    let c = c.clone();
+                    tokio::spawn(async move {
+                        c.set_nx("lock", &i.to_string(), Duration::from_secs(5))
+                            .await
+                            .unwrap()
+                    })
                 })
-            })
-            .collect();
-        for t in tasks {
-            wins += usize::from(t.await.unwrap());
+                .collect();
+            for t in tasks {
+                wins += usize::from(t.await.unwrap());
+            }
+            assert_eq!(wins, 1);
         }
-        assert_eq!(wins, 1);
     }
 }
