@@ -398,7 +398,7 @@ pub async fn build_state(
         }
     };
     // De-duplication records: in Redis when there is one (shared by the replicas), else in an
-    // LRU store of their own, so that a flood of messages never evicts a session and the newest
+    // store of their own (oldest unread record evicted first), so that a flood of messages never evicts a session and the newest
     // answers (what a retry asks for) are the ones kept.
     let (dedup_store, dedup_local_bytes): (Arc<dyn Cache>, u64) = if cache.as_memory().is_some() {
         let half = settings.memory_cache_max_bytes / 2;
