@@ -397,9 +397,9 @@ pub async fn build_state(
             ))
         }
     };
-    // De-duplication records: in Redis when there is one (shared by the replicas), else in an
-    // store of their own (oldest unread record evicted first), so that a flood of messages never evicts a session and the newest
-    // answers (what a retry asks for) are the ones kept.
+    // De-duplication records: in Redis when there is one (shared by the replicas), else in a
+    // store of their own (the oldest unread record evicted first), so that a flood of messages
+    // never evicts a session and the newest answers (what a retry asks for) are the ones kept.
     let (dedup_store, dedup_local_bytes): (Arc<dyn Cache>, u64) = if cache.as_memory().is_some() {
         let half = settings.memory_cache_max_bytes / 2;
         (Arc::new(MemoryCache::lru_with_capacity_bytes(half)), half)
