@@ -288,8 +288,8 @@ impl Dedup {
     /// in-process store of their own, see `startup`); `ttl`: how long an answer is kept for
     /// retries; `pending_ttl`: how long an unfinished claim holds when its holder vanished without
     /// releasing it (crash); `local_bytes`: the bound of what is kept in this process while Redis
-    /// fails and of the last minute's answers mirrored from Redis (the oldest unread go first, so the newest are kept).
-    /// An in-process `cache` cannot fail, so nothing is mirrored from it.
+    /// fails and of the last minute's answers mirrored from Redis (the oldest unread go first, so
+    /// the newest are kept). An in-process `cache` cannot fail, so nothing is mirrored from it.
     pub fn new(
         cache: Arc<dyn Cache>,
         ttl: Duration,
