@@ -402,7 +402,10 @@ pub async fn build_state(
     // never evicts a session and the newest answers (what a retry asks for) are the ones kept.
     let (dedup_store, dedup_local_bytes): (Arc<dyn Cache>, u64) = if cache.as_memory().is_some() {
         let half = settings.memory_cache_max_bytes / 2;
-        (Arc::new(MemoryCache::lru_with_capacity_bytes(half)), half)
+        (
+            Arc::new(MemoryCache::records_with_capacity_bytes(half)),
+            half,
+        )
     } else {
         (cache.clone(), settings.memory_cache_max_bytes / 8)
     };

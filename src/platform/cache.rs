@@ -167,7 +167,7 @@ impl MemoryCache {
     /// comes within seconds of its first delivery), which TinyLFU could refuse to admit at
     /// capacity. Written once and almost never read, such records cost moka a concurrent-table
     /// rehash and housekeeping on every message at capacity: quick_cache evicts them in place.
-    pub fn lru_with_capacity_bytes(max_bytes: u64) -> MemoryCache {
+    pub fn records_with_capacity_bytes(max_bytes: u64) -> MemoryCache {
         let records = Records::with_options(
             quick_cache::OptionsBuilder::new()
                 .estimated_items_capacity((max_bytes / 700).max(16) as usize)
@@ -188,12 +188,12 @@ impl MemoryCache {
     }
 
     fn live(&self, key: &str) -> Option<Entry> {
-        let now = Instant::now();
+        // The clock is read only for a hit: the de-duplication claim's lookup nearly always misses.
         match &self.store {
             Store::Moka(m) => m.get(key),
             Store::Records(r) => r.get(key),
         }
-        .filter(|e| e.deadline > now)
+        .filter(|e| e.deadline > Instant::now())
     }
 
     fn entry(value: &str, ttl: Duration) -> Entry {
@@ -596,7 +596,7 @@ mod tests {
         // Both stores: moka (TinyLFU) and the records' store (quick_cache).
         for c in [
             MemoryCache::default(),
-            MemoryCache::lru_with_capacity_bytes(1024 * 1024),
+            MemoryCache::records_with_capacity_bytes(1024 * 1024),
         ] {
             assert!(c.set_nx("k", "a", Duration::from_millis(30)).await.unwrap());
             assert!(!c.set_nx("k", "b", Duration::from_millis(30)).await.unwrap());
@@ -623,8 +623,8 @@ mod tests {
     /// The de-duplication store at capacity: whatever came before, the newest records — the
     /// ones a retry a few seconds later asks for — are all kept.
     #[tokio::test]
-    async fn the_lru_store_keeps_the_newest_records_at_capacity() {
-        let c = MemoryCache::lru_with_capacity_bytes(1024 * 1024);
+    async fn the_records_store_keeps_the_newest_records_at_capacity() {
+        let c = MemoryCache::records_with_capacity_bytes(1024 * 1024);
         let value = "x".repeat(400);
         for i in 0..20_000 {
             c.set(&format!("dedup:o:{i}"), &value, Duration::from_secs(600))
@@ -655,7 +655,7 @@ mod tests {
         // Concurrent set_nx on one key: exactly one winner, in either store.
         for c in [
             MemoryCache::default(),
-            MemoryCache::lru_with_capacity_bytes(1024 * 1024),
+            MemoryCache::records_with_capacity_bytes(1024 * 1024),
         ] {
             let c = std::sync::Arc::new(c);
             let mut wins = 0;

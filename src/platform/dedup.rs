@@ -147,7 +147,7 @@ impl Ticket {
     }
 
     fn key(&self) -> &str {
-        &self.ck[CACHE_PREFIX.len()..]
+        key_of(&self.ck)
     }
 
     fn pending_value(&self) -> String {
@@ -205,6 +205,11 @@ fn cache_key(key: &str) -> String {
     ck.push_str(CACHE_PREFIX);
     ck.push_str(key);
     ck
+}
+
+/// The message's key inside its record's [`cache_key`].
+fn key_of(ck: &str) -> &str {
+    &ck[CACHE_PREFIX.len()..]
 }
 
 impl Inner {
@@ -297,7 +302,7 @@ impl Dedup {
         local_bytes: u64,
         metrics: Arc<Metrics>,
     ) -> Dedup {
-        let fallback = MemoryCache::lru_with_capacity_bytes(local_bytes);
+        let fallback = MemoryCache::records_with_capacity_bytes(local_bytes);
         let in_process = cache.as_memory().is_some();
         Dedup {
             inner: Arc::new(Inner {
@@ -319,7 +324,7 @@ impl Dedup {
 
     /// `ck`: the record's [`cache_key`].
     fn ticket(&self, ck: String, id: u64, on_fallback: bool) -> Ticket {
-        let mut local = self.inner.running(&ck[CACHE_PREFIX.len()..]);
+        let mut local = self.inner.running(key_of(&ck));
         self.ticket_locked(&mut local, ck, id, on_fallback)
     }
 
@@ -331,7 +336,7 @@ impl Dedup {
         on_fallback: bool,
     ) -> Ticket {
         let (tx, rx) = watch::channel(None);
-        local.insert(ck[CACHE_PREFIX.len()..].to_owned(), Running { id, rx });
+        local.insert(key_of(&ck).to_owned(), Running { id, rx });
         Ticket {
             inner: self.inner.clone(),
             ck,
