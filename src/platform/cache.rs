@@ -36,6 +36,35 @@ pub trait Cache: Send + Sync + 'static {
         let created = self.set_nx(key, value, ttl).await?;
         Ok((created, self.get(other).await?))
     }
+    /// Put `value` at `key` with `ttl` unless `key` holds a value already or the key `unless`
+    /// is set, in one step (one Redis script): a de-duplication record that is final from the
+    /// start (a reply with no side effect) is claimed and answered at once, unless the sender has
+    /// chat state that would make the message mean something else.
+    async fn put_unless(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+        unless: Option<&str>,
+    ) -> anyhow::Result<PutOutcome> {
+        if let Some(other) = unless {
+            if self.get(other).await?.is_some() {
+                return Ok(PutOutcome::Guarded);
+            }
+        }
+        Ok(if self.set_nx(key, value, ttl).await? {
+            PutOutcome::Put
+        } else {
+            match self.get(key).await? {
+                Some(held) => PutOutcome::Held(held),
+                // Expired in between: as good as absent, and nobody else holds it.
+                None => {
+                    self.set(key, value, ttl).await?;
+                    PutOutcome::Put
+                }
+            }
+        })
+    }
     /// [`Cache::set`] of every `(key, value)` with one `ttl`, in one round trip where the cache
     /// is remote (Redis pipelines them): the de-duplication answers are written in batches.
     async fn set_many(&self, entries: &[(String, String)], ttl: Duration) -> anyhow::Result<()> {
@@ -61,6 +90,17 @@ pub trait Cache: Send + Sync + 'static {
     fn as_memory(&self) -> Option<&MemoryCache> {
         None
     }
+}
+
+/// What [`Cache::put_unless`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// `key` was absent: it holds the value now.
+    Put,
+    /// `key` held this value: nothing was written.
+    Held(String),
+    /// The `unless` key was set: nothing was written.
+    Guarded,
 }
 
 /// Default bound of the in-process cache (keys + values), whatever the traffic.
@@ -208,6 +248,15 @@ impl MemoryCache {
         self.live(key).map(|e| e.value.to_string())
     }
 
+    /// Put `value` at `key` unless it holds a live value, which is returned instead; one
+    /// lookup, synchronous.
+    pub fn put_if_absent_now(&self, key: &str, value: &str, ttl: Duration) -> Option<String> {
+        self.compute(key, |cur| match cur {
+            Some(e) => (Change::Keep, Some(e.value.to_string())),
+            None => (Change::Put(Self::entry(value, ttl)), None),
+        })
+    }
+
     /// How long `key` has left to live, if it is there (for tests).
     #[cfg(test)]
     pub fn remaining_ttl(&self, key: &str) -> Option<Duration> {
@@ -307,6 +356,22 @@ impl Cache for MemoryCache {
             Some(_) => (Change::Keep, false),
             None => (Change::Put(Self::entry(value, ttl)), true),
         }))
+    }
+
+    async fn put_unless(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+        unless: Option<&str>,
+    ) -> anyhow::Result<PutOutcome> {
+        if unless.is_some_and(|other| self.live(other).is_some()) {
+            return Ok(PutOutcome::Guarded);
+        }
+        Ok(match self.put_if_absent_now(key, value, ttl) {
+            None => PutOutcome::Put,
+            Some(held) => PutOutcome::Held(held),
+        })
     }
 
     async fn del(&self, key: &str) -> anyhow::Result<()> {
@@ -430,6 +495,22 @@ if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return n
 "#;
 
+/// [`Cache::put_unless`]: KEYS[1] the record, KEYS[2] (optional) the guard; ARGV the value
+/// and its TTL in ms. Answers {0, nil} put, {1, held} held, {2, nil} guarded (Lua's false
+/// is Redis's nil, which keeps every answer two long).
+const PUT_UNLESS: &str = r#"
+if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 then return {2, false} end
+local held = redis.call('GET', KEYS[1])
+if held then return {1, held} end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return {0, false}
+"#;
+
+/// Scripts run on every message, hashed once (redis-rs sends EVALSHA, and loads the script when
+/// Redis does not know it yet).
+static PUT_UNLESS_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(PUT_UNLESS));
+
 impl RedisCache {
     /// Connect (start-up fails when Redis is not there); every later call gives up after `timeout`.
     pub async fn connect(url: &str, prefix: &str, timeout: Duration) -> anyhow::Result<RedisCache> {
@@ -527,6 +608,28 @@ impl Cache for RedisCache {
         let (created, read): (Option<String>, Option<String>) =
             self.run(pipe.query_async(&mut c)).await?;
         Ok((created.is_some(), read))
+    }
+
+    async fn put_unless(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+        unless: Option<&str>,
+    ) -> anyhow::Result<PutOutcome> {
+        let mut c = self.conn.clone();
+        let mut inv = PUT_UNLESS_SCRIPT.key(self.key(key));
+        if let Some(other) = unless {
+            inv.key(self.key(other));
+        }
+        inv.arg(value).arg(px(ttl));
+        let (code, held): (i64, Option<String>) = self.run(inv.invoke_async(&mut c)).await?;
+        match (code, held) {
+            (0, _) => Ok(PutOutcome::Put),
+            (1, Some(held)) => Ok(PutOutcome::Held(held)),
+            (2, _) => Ok(PutOutcome::Guarded),
+            (code, _) => anyhow::bail!("unexpected answer {code} from the put-unless script"),
+        }
     }
 
     async fn set_many(&self, entries: &[(String, String)], ttl: Duration) -> anyhow::Result<()> {

@@ -39,7 +39,7 @@ use tokio::{
 };
 
 use crate::platform::{
-    cache::{Cache, MemoryCache},
+    cache::{Cache, MemoryCache, PutOutcome, Unavailable},
     metrics::Metrics,
 };
 
@@ -65,6 +65,17 @@ pub enum Claim {
     Answered(String),
     /// Still being handled elsewhere at the deadline: the first delivery will answer.
     StillRunning,
+}
+
+/// What [`Dedup::settle`] did.
+pub enum Settled {
+    /// The first delivery: its reply is the record now, and nothing is left to complete.
+    Recorded,
+    /// Answered before: send this reply again.
+    Answered(String),
+    /// Not settled in one step (the message is being handled, the guard key is set, or the cache
+    /// failed): claimed the usual way instead.
+    Claimed(Claim),
 }
 
 /// A value a claim read from the shared cache in the same round trip ([`Dedup::claim_reading`]).
@@ -465,6 +476,68 @@ impl Dedup {
         }
     }
 
+    /// Claim `key` and record `reply` as its answer in one step: for a message whose reply has
+    /// no side effect and is known before the claim (a keyword answer). A retry finds the answer
+    /// at once, so there is nothing running to wait for and nothing to complete. With Redis it
+    /// is one script, the only Redis command of such a message.
+    ///
+    /// `unless`: a key of the shared cache that, when set, means the message is not settled
+    /// this way (the sender's open chat draft, which makes a text a step of it); the claim is
+    /// then made as [`Dedup::claim_reading`] makes it, reading the key along. Without Redis the
+    /// records live in a store of their own, so the caller looks at its key itself and passes
+    /// `None`.
+    pub async fn settle(
+        &self,
+        key: &str,
+        reply: &str,
+        unless: Option<&str>,
+        deadline: Instant,
+    ) -> Settled {
+        let inner = &self.inner;
+        let ck = cache_key(key);
+        if let Some(store) = inner.cache.as_memory() {
+            {
+                // Under the key's shard lock, as every in-process claim is.
+                let local = inner.running(key);
+                if !local.contains_key(key) {
+                    return match store.put_if_absent_now(&ck, reply, inner.ttl) {
+                        None => Settled::Recorded,
+                        Some(v) => Settled::Answered(v),
+                    };
+                }
+            }
+            // Handled the usual way in this process right now: wait for its answer.
+            return Settled::Claimed(self.claim(key, deadline).await);
+        }
+        match inner.fallback.get(&ck).await.ok().flatten() {
+            Some(v) if !is_pending(&v) => return Settled::Answered(v),
+            // Claimed in process during an outage and still running.
+            Some(_) => return Settled::Claimed(self.claim_reading(key, unless, deadline).await),
+            None => {}
+        }
+        match inner.cache.put_unless(&ck, reply, inner.ttl, unless).await {
+            Ok(PutOutcome::Put) => {
+                // Mirrored, so that a retry just after Redis went away still gets it.
+                let _ = inner
+                    .fallback
+                    .set(&ck, reply, inner.ttl.min(MIRROR_TTL))
+                    .await;
+                Settled::Recorded
+            }
+            Ok(PutOutcome::Held(v)) if !is_pending(&v) => Settled::Answered(v),
+            // Guarded, or being handled the usual way (here or on another replica).
+            Ok(_) => Settled::Claimed(self.claim_reading(key, unless, deadline).await),
+            Err(e) => {
+                // An outage is counted by the claim, which falls back to this process; anything
+                // else (a refused script) is a fallback of its own.
+                if e.downcast_ref::<Unavailable>().is_none() {
+                    inner.degraded("settle", &e);
+                }
+                Settled::Claimed(self.claim_reading(key, unless, deadline).await)
+            }
+        }
+    }
+
     /// Record the reply that was (or will be) given to the first delivery. With Redis the
     /// answer is mirrored here at once and written to Redis by the answer writer.
     pub async fn complete(&self, mut ticket: Ticket, reply: &str) {
@@ -651,6 +724,156 @@ mod tests {
                 Claim::Answered(r) => assert_eq!(r, "<xml>r</xml>", "{}", cache.kind()),
                 _ => panic!("a retry gets the first reply ({})", cache.kind()),
             }
+        }
+    }
+
+    /// A reply known before the claim is recorded in one step: the first delivery settles it,
+    /// every retry (here, on another replica, or through the usual claim) gets it again.
+    #[tokio::test]
+    async fn a_settled_reply_is_the_answer_for_every_retry() {
+        for cache in caches().await {
+            let kind = cache.kind();
+            let (d, other) = (dedup_on(cache.clone()), dedup_on(cache.clone()));
+            let first = d.settle("s:1", "<xml>one</xml>", None, within(1000)).await;
+            assert!(matches!(first, Settled::Recorded), "{kind}: first delivery");
+            assert_eq!(
+                cache.get(&cache_key("s:1")).await.unwrap().as_deref(),
+                Some("<xml>one</xml>"),
+                "{kind}: recorded, not pending"
+            );
+            // A retry computes its own reply (a later CreateTime): the first one is sent.
+            match d.settle("s:1", "<xml>two</xml>", None, within(1000)).await {
+                Settled::Answered(r) => assert_eq!(r, "<xml>one</xml>", "{kind}"),
+                _ => panic!("{kind}: a retry gets the first reply"),
+            }
+            match d.claim("s:1", within(1000)).await {
+                Claim::Answered(r) => assert_eq!(r, "<xml>one</xml>", "{kind}"),
+                _ => panic!("{kind}: a claim finds the settled reply"),
+            }
+            if kind == "redis" {
+                match other
+                    .settle("s:1", "<xml>two</xml>", None, within(1000))
+                    .await
+                {
+                    Settled::Answered(r) => assert_eq!(r, "<xml>one</xml>"),
+                    _ => panic!("another replica gets the first reply"),
+                }
+            }
+        }
+    }
+
+    /// A message being handled the usual way is waited for, not settled over; a message whose
+    /// guard key is set is claimed the usual way, reading the guard along.
+    #[tokio::test]
+    async fn settling_gives_way_to_a_running_claim_and_to_the_guard() {
+        for cache in caches().await {
+            let kind = cache.kind();
+            let d = dedup_on(cache.clone());
+            let Claim::First(t) = d.claim("r:1", within(1000)).await else {
+                panic!("{kind}: first claim")
+            };
+            let d2 = d.clone();
+            let retry =
+                tokio::spawn(
+                    async move { d2.settle("r:1", "<xml>x</xml>", None, within(3000)).await },
+                );
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            d.complete(t, "<xml>handled</xml>").await;
+            match retry.await.unwrap() {
+                Settled::Claimed(Claim::Answered(r)) => assert_eq!(r, "<xml>handled</xml>"),
+                _ => panic!("{kind}: the retry waits for the running delivery's reply"),
+            }
+            if kind != "redis" {
+                continue; // in process the caller reads the guard (see `settle`)
+            }
+            cache
+                .set("chat_draft:g", "1", Duration::from_secs(60))
+                .await
+                .unwrap();
+            match d
+                .settle(
+                    "g:1",
+                    "<xml>keyword</xml>",
+                    Some("chat_draft:g"),
+                    within(1000),
+                )
+                .await
+            {
+                Settled::Claimed(Claim::First(mut t)) => {
+                    assert_eq!(t.take_read_along(), ReadAlong::Read(Some("1".into())));
+                    d.complete(t, "<xml>draft step</xml>").await;
+                }
+                _ => panic!("a guarded message is claimed the usual way"),
+            }
+            d.flush().await;
+            assert_eq!(
+                cache.get(&cache_key("g:1")).await.unwrap().as_deref(),
+                Some("<xml>draft step</xml>")
+            );
+            let unguarded = d
+                .settle(
+                    "g:2",
+                    "<xml>keyword</xml>",
+                    Some("chat_draft:nobody"),
+                    within(1000),
+                )
+                .await;
+            assert!(matches!(unguarded, Settled::Recorded));
+        }
+    }
+
+    #[tokio::test]
+    async fn put_unless_puts_once_and_honours_its_guard() {
+        let mut all = caches().await;
+        all.push(Arc::new(MemoryCache::records_with_capacity_bytes(1 << 20)));
+        for cache in all {
+            let kind = cache.kind();
+            let ttl = Duration::from_secs(60);
+            let put = |k: &'static str, v: &'static str, g: Option<&'static str>| {
+                let cache = cache.clone();
+                async move { cache.put_unless(k, v, ttl, g).await.unwrap() }
+            };
+            assert_eq!(put("p", "a", None).await, PutOutcome::Put, "{kind}");
+            assert_eq!(
+                put("p", "b", None).await,
+                PutOutcome::Held("a".into()),
+                "{kind}"
+            );
+            assert_eq!(
+                cache.get("p").await.unwrap().as_deref(),
+                Some("a"),
+                "{kind}"
+            );
+            cache.set("guard", "1", ttl).await.unwrap();
+            assert_eq!(
+                put("q", "a", Some("guard")).await,
+                PutOutcome::Guarded,
+                "{kind}"
+            );
+            assert_eq!(
+                cache.get("q").await.unwrap(),
+                None,
+                "{kind}: nothing written"
+            );
+            assert_eq!(
+                put("q", "a", Some("no-guard")).await,
+                PutOutcome::Put,
+                "{kind}"
+            );
+            // The TTL is the one given.
+            assert_eq!(
+                cache
+                    .put_unless("t", "a", Duration::from_millis(30), None)
+                    .await
+                    .unwrap(),
+                PutOutcome::Put
+            );
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            assert_eq!(
+                put("t", "b", None).await,
+                PutOutcome::Put,
+                "{kind}: expired"
+            );
         }
     }
 

@@ -79,6 +79,12 @@ pub fn read_along_key(msg: &InboundMessage) -> Option<String> {
     may_continue_draft(msg).then(|| draft_marker(&msg.from_user))
 }
 
+/// Whether `msg` is a `投稿`/`留言` command, which [`handle_chat`] answers whatever the draft
+/// marker says.
+pub fn is_chat_command(msg: &InboundMessage) -> bool {
+    chat_command(msg).is_some()
+}
+
 async fn mark_draft_open(st: &AppState, openid: &str) {
     let ttl = std::time::Duration::from_millis(DRAFT_TTL_MS as u64);
     if let Err(e) = st.cache.set(&draft_marker(openid), "1", ttl).await {
