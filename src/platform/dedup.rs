@@ -496,6 +496,7 @@ impl Dedup {
         let inner = &self.inner;
         let ck = cache_key(key);
         if let Some(store) = inner.cache.as_memory() {
+            debug_assert!(unless.is_none(), "in process the caller reads the guard");
             {
                 // Under the key's shard lock, as every in-process claim is.
                 let local = inner.running(key);
@@ -509,32 +510,35 @@ impl Dedup {
             // Handled the usual way in this process right now: wait for its answer.
             return Settled::Claimed(self.claim(key, deadline).await);
         }
-        match inner.fallback.get(&ck).await.ok().flatten() {
-            Some(v) if !is_pending(&v) => return Settled::Answered(v),
-            // Claimed in process during an outage and still running.
-            Some(_) => return Settled::Claimed(self.claim_reading(key, unless, deadline).await),
-            None => {}
-        }
-        match inner.cache.put_unless(&ck, reply, inner.ttl, unless).await {
-            Ok(PutOutcome::Put) => {
-                // Mirrored, so that a retry just after Redis went away still gets it.
-                let _ = inner
-                    .fallback
-                    .set(&ck, reply, inner.ttl.min(MIRROR_TTL))
-                    .await;
-                Settled::Recorded
-            }
-            Ok(PutOutcome::Held(v)) if !is_pending(&v) => Settled::Answered(v),
-            // Guarded, or being handled the usual way (here or on another replica).
-            Ok(_) => Settled::Claimed(self.claim_reading(key, unless, deadline).await),
-            Err(e) => {
-                // An outage is counted by the claim, which falls back to this process; anything
-                // else (a refused script) is a fallback of its own.
-                if e.downcast_ref::<Unavailable>().is_none() {
-                    inner.degraded("settle", &e);
+        // Answers (and outage-time claims) kept in process come first.
+        let held = match inner.fallback.get(&ck).await.ok().flatten() {
+            Some(v) => Some(v),
+            None => match inner.cache.put_unless(&ck, reply, inner.ttl, unless).await {
+                Ok(PutOutcome::Put) => {
+                    // Mirrored, so that a retry just after Redis went away still gets it.
+                    let _ = inner
+                        .fallback
+                        .set(&ck, reply, inner.ttl.min(MIRROR_TTL))
+                        .await;
+                    return Settled::Recorded;
                 }
-                Settled::Claimed(self.claim_reading(key, unless, deadline).await)
-            }
+                Ok(PutOutcome::Held(v)) => Some(v),
+                Ok(PutOutcome::Guarded) => None,
+                Err(e) => {
+                    // An outage is counted by the claim, which falls back to this process;
+                    // anything else (a refused script) is a fallback of its own.
+                    if e.downcast_ref::<Unavailable>().is_none() {
+                        inner.degraded("settle", &e);
+                    }
+                    None
+                }
+            },
+        };
+        match held {
+            Some(v) if !is_pending(&v) => Settled::Answered(v),
+            // Guarded, being handled the usual way (here or on another replica), or the cache
+            // failed.
+            _ => Settled::Claimed(self.claim_reading(key, unless, deadline).await),
         }
     }
 
