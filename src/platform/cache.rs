@@ -46,25 +46,7 @@ pub trait Cache: Send + Sync + 'static {
         value: &str,
         ttl: Duration,
         unless: Option<&str>,
-    ) -> anyhow::Result<PutOutcome> {
-        if let Some(other) = unless {
-            if self.get(other).await?.is_some() {
-                return Ok(PutOutcome::Guarded);
-            }
-        }
-        Ok(if self.set_nx(key, value, ttl).await? {
-            PutOutcome::Put
-        } else {
-            match self.get(key).await? {
-                Some(held) => PutOutcome::Held(held),
-                // Expired in between: as good as absent, and nobody else holds it.
-                None => {
-                    self.set(key, value, ttl).await?;
-                    PutOutcome::Put
-                }
-            }
-        })
-    }
+    ) -> anyhow::Result<PutOutcome>;
     /// [`Cache::set`] of every `(key, value)` with one `ttl`, in one round trip where the cache
     /// is remote (Redis pipelines them): the de-duplication answers are written in batches.
     async fn set_many(&self, entries: &[(String, String)], ttl: Duration) -> anyhow::Result<()> {

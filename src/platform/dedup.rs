@@ -1040,6 +1040,16 @@ mod tests {
         async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> anyhow::Result<bool> {
             self.0.set_nx(key, value, ttl).await
         }
+        /// Writes an answer: fails like the others.
+        async fn put_unless(
+            &self,
+            _: &str,
+            _: &str,
+            _: Duration,
+            _: Option<&str>,
+        ) -> anyhow::Result<PutOutcome> {
+            Err(crate::platform::cache::Unavailable("cut".into()).into())
+        }
         async fn del(&self, key: &str) -> anyhow::Result<()> {
             self.0.del(key).await
         }
@@ -1054,6 +1064,27 @@ mod tests {
         }
         fn kind(&self) -> &'static str {
             "answers-fail"
+        }
+    }
+
+    /// A settle the shared cache cannot take (Redis going away) is claimed the usual way, and
+    /// its answer still reaches a retry.
+    #[tokio::test]
+    async fn a_settle_the_cache_refuses_is_claimed_the_usual_way() {
+        let d = dedup_on(Arc::new(AnswersFail(MemoryCache::default())));
+        let Settled::Claimed(Claim::First(t)) =
+            d.settle("f:2", "<xml>kw</xml>", None, within(1000)).await
+        else {
+            panic!("claimed the usual way")
+        };
+        d.complete(t, "<xml>kw</xml>").await;
+        d.flush().await;
+        match d
+            .settle("f:2", "<xml>later</xml>", None, within(1000))
+            .await
+        {
+            Settled::Answered(r) => assert_eq!(r, "<xml>kw</xml>"),
+            _ => panic!("the retry gets the first answer"),
         }
     }
 

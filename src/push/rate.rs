@@ -139,6 +139,15 @@ mod tests {
         async fn set_nx(&self, _: &str, _: &str, _: Duration) -> anyhow::Result<bool> {
             anyhow::bail!("down")
         }
+        async fn put_unless(
+            &self,
+            _: &str,
+            _: &str,
+            _: Duration,
+            _: Option<&str>,
+        ) -> anyhow::Result<crate::platform::cache::PutOutcome> {
+            anyhow::bail!("down")
+        }
         async fn del(&self, _: &str) -> anyhow::Result<()> {
             anyhow::bail!("down")
         }
