@@ -478,8 +478,8 @@ return n
 "#;
 
 /// [`Cache::put_unless`]: KEYS[1] the record, KEYS[2] (optional) the guard; ARGV the value
-/// and its TTL in ms. Answers {0, nil} put, {1, held} held, {2, nil} guarded (Lua's false
-/// is Redis's nil, which keeps every answer two long).
+/// and its TTL in ms. Answers {0, nil} put, {1, held} held, {2, nil} guarded: Lua's `false`
+/// becomes Redis's nil, so every answer has two elements and reads as one (code, value) pair.
 const PUT_UNLESS: &str = r#"
 if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 then return {2, false} end
 local held = redis.call('GET', KEYS[1])
