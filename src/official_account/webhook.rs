@@ -261,7 +261,7 @@ async fn receive_inner(
         }
     };
     let msg = InboundMessage::from_xml(xml).map_err(|e| bad_request("bad_xml", e.to_string()))?;
-    st.metrics.message(msg.msg_type(), msg.event_name());
+    st.metrics.message(&msg);
 
     let deadline = arrived + Duration::from_millis(st.settings.reply_budget_ms);
     let reply_xml = dispatch(st, msg, deadline, now).await?;

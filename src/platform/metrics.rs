@@ -70,8 +70,11 @@ impl EncodeLabelValue for RouteLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MessageLabels {
-    pub msg_type: String,
-    pub event: String,
+    /// [`InboundMessage::msg_type_label`](wechat::message::InboundMessage::msg_type_label).
+    pub msg_type: &'static str,
+    /// [`InboundMessage::event_label`](wechat::message::InboundMessage::event_label), `""` for
+    /// a message.
+    pub event: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -222,11 +225,13 @@ impl Metrics {
         out
     }
 
-    pub fn message(&self, msg_type: &str, event: Option<&str>) {
+    /// Count one received message under its fixed type and event names (unknown ones as
+    /// `unknown`, so a new name cannot create a series).
+    pub fn message(&self, msg: &wechat::message::InboundMessage) {
         self.wechat_messages
             .get_or_create(&MessageLabels {
-                msg_type: msg_type.to_owned(),
-                event: event.unwrap_or("").to_owned(),
+                msg_type: msg.msg_type_label(),
+                event: msg.event_label().unwrap_or(""),
             })
             .inc();
     }

@@ -69,7 +69,7 @@ fn chat_throttle(result: AppResult<String>, reply: &str) -> AppResult<String> {
 /// a lost marker (in-process cache after a restart) only means the member sends `投稿` again,
 /// which resumes the same draft.
 fn draft_marker(openid: &str) -> String {
-    format!("chat_draft:{openid}")
+    ["chat_draft:", openid].concat()
 }
 
 /// The cache key the webhook reads along with a message's de-duplication claim (one round trip
