@@ -499,9 +499,13 @@ impl RedisCache {
         let client = redis::Client::open(url)?;
         // Reconnection runs in the background and is retried on the next call; requests never
         // wait for it longer than `timeout`.
+        // No response timeout of the client's own: every call is bounded by `timeout` already
+        // (`Guard::run`), and a second timer per call cost a registration and a cancellation on
+        // every message. TCP_NODELAY stays off (the client's default): while one write waits for
+        // its answer the next ones gather behind it, and Redis reads several commands at once.
+        // Measured with it on: 3–5% fewer messages a second (bench/README.md).
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Duration::from_secs(1))
-            .set_response_timeout(Duration::from_secs(2))
             .set_number_of_retries(1)
             .set_max_delay(200);
         let conn = redis::aio::ConnectionManager::new_with_config(client, config).await?;
