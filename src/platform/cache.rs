@@ -530,7 +530,8 @@ impl RedisCache {
     }
 
     fn key(&self, key: &str) -> String {
-        format!("{}{}", self.prefix, key)
+        // Joined like the de-duplication key and the draft marker: every message builds two.
+        [self.prefix.as_str(), key].concat()
     }
 
     /// The connection, for the few callers that need raw commands (token store).
